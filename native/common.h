@@ -1,0 +1,106 @@
+// Shared declarations of the kvm-sev native shim.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+namespace kvmsev {
+
+class FdHandle;
+class Mapping;
+class VcpuRunner;
+
+// ---------------------------------------------------------------------------------------------
+// Kernel objects, shared between JS wrappers, in-flight calls and vCPU threads. The last owner
+// closes or unmaps, so a call in flight never sees its fd number reused or its memory unmapped.
+
+// A guest-memory mapping. JS sees it through an external ArrayBuffer that is detached on unmap.
+struct MapState {
+  void* addr = nullptr;
+  size_t size = 0;
+  std::atomic<int> bindings{0};  // memory slots of live VMs that point here
+  std::atomic<int> inflight{0};  // async calls using it right now
+  std::atomic<bool> unmapped{false};
+  ~MapState();
+  void Unmap();
+};
+
+// Per-VM bookkeeping: the mappings KVM holds addresses of (memory slots), so they stay mapped
+// while the VM (its fd or any vCPU fd) lives.
+struct VmState {
+  std::mutex mu;
+  std::map<uint32_t, std::shared_ptr<MapState>> slots;
+  void Bind(uint32_t slot, std::shared_ptr<MapState> m);
+  void Unbind(uint32_t slot);
+  ~VmState();
+};
+
+enum class FdKind : uint32_t { Kvm = 1, Sev = 2, Vm = 4, Vcpu = 8, Memfd = 16, Socket = 32, Other = 64 };
+const char* FdKindName(FdKind k);
+
+struct OwnedFd {
+  int fd;
+  FdKind kind;
+  bool writable;
+  std::string path;                 // for error messages ("/dev/sev")
+  std::shared_ptr<VmState> vm;      // VM and vCPU fds
+  OwnedFd(int f, FdKind k, bool w, std::string p) : fd(f), kind(k), writable(w), path(std::move(p)) {}
+  ~OwnedFd();
+};
+
+// ---------------------------------------------------------------------------------------------
+// Per-environment data (the main thread and every worker have their own).
+struct AddonData {
+  Napi::FunctionReference fdHandleCtor;
+  Napi::FunctionReference mappingCtor;
+  Napi::FunctionReference runnerCtor;
+  Napi::FunctionReference errorFactory;  // set by TS: (errno, syscall, request, path) => Error
+  std::set<FdHandle*> fds;
+  std::set<Mapping*> maps;
+  std::set<VcpuRunner*> runners;
+  std::atomic<bool> closing{false};
+};
+AddonData* GetData(Napi::Env env);
+
+// ---------------------------------------------------------------------------------------------
+// Errors (errors.cc). Node-shaped: code, errno (negative, as in libuv), syscall, plus request/path.
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const char* request = nullptr,
+                       const char* path = nullptr);
+Napi::Error ArgTypeError(Napi::Env env, const std::string& msg);          // ERR_INVALID_ARG_TYPE
+Napi::Error ArgValueError(Napi::Env env, const std::string& msg);         // ERR_INVALID_ARG_VALUE
+Napi::Error ArgRangeError(Napi::Env env, const std::string& msg);         // ERR_OUT_OF_RANGE
+Napi::Error CodedError(Napi::Env env, const char* code, const std::string& msg);
+const char* ErrnoName(int err);
+
+// Argument helpers.
+uint32_t ArgU32(const Napi::Value& v, const char* name);
+uint64_t ArgSize(const Napi::Value& v, const char* name);  // non-negative safe integer or BigInt
+
+// Type tags reject foreign objects (`FdHandle.prototype.close.call({})`).
+extern const napi_type_tag kFdHandleTag;
+extern const napi_type_tag kMappingTag;
+extern const napi_type_tag kRunnerTag;
+
+// fd_handle.cc
+std::shared_ptr<OwnedFd> UnwrapFd(const Napi::Value& v, const char* name, bool mustBeOpen = true);
+Napi::Object NewFdHandle(Napi::Env env, std::shared_ptr<OwnedFd> fd);
+FdKind ClassifyFd(int fd, std::string* path);
+void InitFdHandle(Napi::Env env, Napi::Object exports, AddonData* data);
+
+// mapping.cc
+std::shared_ptr<MapState> UnwrapMapping(const Napi::Value& v, const char* name);
+void InitMapping(Napi::Env env, Napi::Object exports, AddonData* data);
+
+// ioctl.cc, vcpu_runner.cc, unix_socket.cc
+void InitIoctl(Napi::Env env, Napi::Object exports);
+void InitVcpuRunner(Napi::Env env, Napi::Object exports, AddonData* data);
+void InitUnixSocket(Napi::Env env, Napi::Object exports);
+
+}  // namespace kvmsev

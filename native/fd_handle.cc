@@ -1,0 +1,156 @@
+// Owned file descriptors: /dev/kvm, /dev/sev, VM and vCPU fds, memfds and Unix sockets.
+// close() is idempotent; the fd is really closed when the last in-flight user lets go of it.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common.h"
+
+namespace kvmsev {
+
+const napi_type_tag kFdHandleTag = {0x6b766d7365764664ULL, 0x48616e646c650001ULL};
+
+const char* FdKindName(FdKind k) {
+  switch (k) {
+    case FdKind::Kvm: return "kvm";
+    case FdKind::Sev: return "sev";
+    case FdKind::Vm: return "vm";
+    case FdKind::Vcpu: return "vcpu";
+    case FdKind::Memfd: return "memfd";
+    case FdKind::Socket: return "socket";
+    default: return "other";
+  }
+}
+
+OwnedFd::~OwnedFd() {
+  if (fd >= 0) ::close(fd);
+}
+
+// What a received or inherited fd is, from its /proc link ("anon_inode:kvm-vm", "/dev/sev", ...).
+FdKind ClassifyFd(int fd, std::string* path) {
+  char link[64], target[512];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n < 0) return FdKind::Other;
+  target[n] = 0;
+  std::string t(target);
+  if (path) *path = t;
+  if (t == "/dev/kvm") return FdKind::Kvm;
+  if (t == "/dev/sev") return FdKind::Sev;
+  if (t == "anon_inode:kvm-vm") return FdKind::Vm;
+  if (t.rfind("anon_inode:kvm-vcpu", 0) == 0) return FdKind::Vcpu;
+  if (t.rfind("/memfd:", 0) == 0) return FdKind::Memfd;
+  if (t.rfind("socket:", 0) == 0) return FdKind::Socket;
+  return FdKind::Other;
+}
+
+class FdHandle : public Napi::ObjectWrap<FdHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdHandle",
+                       {InstanceMethod<&FdHandle::Close>("close"),
+                        InstanceAccessor<&FdHandle::GetFd>("fd"),
+                        InstanceAccessor<&FdHandle::GetKind>("kind"),
+                        InstanceAccessor<&FdHandle::GetClosed>("closed"),
+                        InstanceAccessor<&FdHandle::GetWritable>("writable"),
+                        InstanceAccessor<&FdHandle::GetPath>("path")});
+  }
+
+  explicit FdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdHandle>(info) {
+    // Only the addon constructs these (it passes an External holding the fd).
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw CodedError(info.Env(), "ERR_ILLEGAL_CONSTRUCTOR", "FdHandle cannot be constructed from JS");
+    auto* p = info[0].As<Napi::External<std::shared_ptr<OwnedFd>>>().Data();
+    fd_ = *p;
+    info.This().As<Napi::Object>().TypeTag(&kFdHandleTag);
+    data_ = GetData(info.Env());
+    data_->fds.insert(this);
+  }
+
+  ~FdHandle() override {
+    if (data_ && !data_->closing) data_->fds.erase(this);
+  }
+
+  void CloseNow() { fd_.reset(); }
+  std::shared_ptr<OwnedFd> fd() const { return fd_; }
+
+ private:
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    fd_.reset();
+    return info.Env().Undefined();
+  }
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_ ? fd_->fd : -1); }
+  Napi::Value GetKind(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), fd_ ? FdKindName(fd_->kind) : "closed");
+  }
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !fd_); }
+  Napi::Value GetWritable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ && fd_->writable); }
+  Napi::Value GetPath(const Napi::CallbackInfo& info) {
+    return fd_ ? Napi::String::New(info.Env(), fd_->path) : info.Env().Undefined();
+  }
+
+  std::shared_ptr<OwnedFd> fd_;
+  AddonData* data_ = nullptr;
+};
+
+Napi::Object NewFdHandle(Napi::Env env, std::shared_ptr<OwnedFd> fd) {
+  std::shared_ptr<OwnedFd> copy = std::move(fd);
+  auto ext = Napi::External<std::shared_ptr<OwnedFd>>::New(env, &copy);
+  return GetData(env)->fdHandleCtor.New({ext});
+}
+
+std::shared_ptr<OwnedFd> UnwrapFd(const Napi::Value& v, const char* name, bool mustBeOpen) {
+  Napi::Env env = v.Env();
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kFdHandleTag))
+    throw ArgTypeError(env, std::string("The \"") + name + "\" argument must be an FdHandle");
+  FdHandle* h = Napi::ObjectWrap<FdHandle>::Unwrap(v.As<Napi::Object>());
+  auto fd = h->fd();
+  if (!fd && mustBeOpen) throw ErrnoError(env, EBADF, "ioctl", nullptr, nullptr);
+  return fd;
+}
+
+// open(path, writable): only the two devices this package drives.
+static Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw ArgTypeError(env, "The \"path\" argument must be of type string");
+  std::string path = info[0].As<Napi::String>();
+  bool writable = info[1].IsUndefined() ? true : info[1].ToBoolean().Value();
+  FdKind kind;
+  if (path == "/dev/kvm") kind = FdKind::Kvm;
+  else if (path == "/dev/sev") kind = FdKind::Sev;
+  else throw ArgValueError(env, "The \"path\" argument must be '/dev/kvm' or '/dev/sev'. Received '" + path + "'");
+  int fd = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) throw ErrnoError(env, errno, "open", nullptr, path.c_str());
+  return NewFdHandle(env, std::make_shared<OwnedFd>(fd, kind, writable, path));
+}
+
+static Napi::Value SetErrorFactory(const Napi::CallbackInfo& info) {
+  AddonData* data = GetData(info.Env());
+  if (!info[0].IsFunction()) throw ArgTypeError(info.Env(), "The \"factory\" argument must be a function");
+  data->errorFactory = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+static Napi::Value OpenFdCount(const Napi::CallbackInfo& info) {
+  (void)info;
+  return Napi::Number::New(info.Env(), static_cast<double>(GetData(info.Env())->fds.size()));
+}
+
+void CloseAllFds(AddonData* data) {
+  for (FdHandle* h : data->fds) h->CloseNow();
+  data->fds.clear();
+}
+
+void InitFdHandle(Napi::Env env, Napi::Object exports, AddonData* data) {
+  Napi::Function ctor = FdHandle::Define(env);
+  data->fdHandleCtor = Napi::Persistent(ctor);
+  exports.Set("FdHandle", ctor);
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("setErrorFactory", Napi::Function::New(env, SetErrorFactory, "setErrorFactory"));
+  exports.Set("liveHandleCount", Napi::Function::New(env, OpenFdCount, "liveHandleCount"));
+}
+
+}  // namespace kvmsev

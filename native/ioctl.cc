@@ -1,0 +1,244 @@
+// The one generic ioctl path, sync and async. Only requests of the compiled-in allowlist pass, on
+// fds of the kinds that take them; struct arguments go through Marshal (no JS-supplied addresses).
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "marshal.h"
+#include "schema.h"
+
+namespace kvmsev {
+
+namespace {
+
+struct Prepared {
+  std::shared_ptr<OwnedFd> fd;
+  const RequestDef* def = nullptr;
+  unsigned long intArg = 0;
+  std::unique_ptr<Marshal> marshal;
+};
+
+std::string Hex(uint32_t v) {
+  char b[16];
+  snprintf(b, sizeof b, "0x%08X", v);
+  return b;
+}
+
+// Validates everything before the kernel sees anything.
+Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
+  Napi::Env env = info.Env();
+  Prepared p;
+  p.fd = UnwrapFd(info[0], "fd");
+  uint32_t request = ArgU32(info[1], "request");
+  p.def = FindRequest(request);
+  if (!p.def)
+    throw CodedError(env, "ERR_KVM_SEV_UNKNOWN_IOCTL",
+                     "ioctl request " + Hex(request) + " is not in kvm-sev's allowlist of known KVM and SEV requests");
+  const RequestDef& d = *p.def;
+  if (!(static_cast<uint32_t>(p.fd->kind) & (static_cast<uint32_t>(FdKind::Kvm) | static_cast<uint32_t>(FdKind::Sev) |
+                                                static_cast<uint32_t>(FdKind::Vm) | static_cast<uint32_t>(FdKind::Vcpu))))
+    throw ArgValueError(env, std::string(d.name) + " cannot be issued on a " + FdKindName(p.fd->kind) + " fd");
+  if (request == static_cast<uint32_t>(KVM_RUN))
+    throw CodedError(env, "ERR_KVM_SEV_USE_RUNNER",
+                     "KVM_RUN runs on the vCPU's own thread: use a VcpuRunner (run() or runSync()), not ioctl()");
+  if (d.returnsFd && !wantFd)
+    throw CodedError(env, "ERR_KVM_SEV_RETURNS_FD", std::string(d.name) + " returns a new fd: use ioctlFd()");
+  if (!d.returnsFd && wantFd)
+    throw CodedError(env, "ERR_KVM_SEV_RETURNS_FD", std::string(d.name) + " does not return an fd: use ioctl()");
+
+  Napi::Value arg = info[2];
+  switch (d.arg) {
+    case ArgKind::None:
+      if (!arg.IsUndefined() && !(arg.IsNumber() && arg.As<Napi::Number>().DoubleValue() == 0))
+        throw ArgTypeError(env, std::string(d.name) + " takes no argument");
+      break;
+    case ArgKind::Int: {
+      uint64_t v = arg.IsUndefined() ? 0 : ArgSize(arg, "arg");
+      p.intArg = static_cast<unsigned long>(v);
+      break;
+    }
+    case ArgKind::Struct:
+      if (d.nullArg && (arg.IsUndefined() || arg.IsNull() || (arg.IsNumber() && arg.As<Napi::Number>().DoubleValue() == 0)))
+        break;  // NULL: the "is SEV enabled?" probe
+      p.marshal = std::make_unique<Marshal>(env);
+      p.marshal->BuildRoot(arg, d.layout, d.var, d.name);
+      break;
+  }
+  return p;
+}
+
+unsigned long ArgValue(Prepared& p) {
+  if (p.marshal) return reinterpret_cast<unsigned long>(p.marshal->RootPtr());
+  return p.intArg;
+}
+
+// Memory slots keep the mapping alive for as long as the VM has them (see VmState).
+void AfterSuccess(Prepared& p) {
+  if (p.def->request != static_cast<uint32_t>(KVM_SET_USER_MEMORY_REGION) || !p.fd->vm || !p.marshal) return;
+  const auto& b = p.marshal->RootBytes();
+  uint32_t slot;
+  uint64_t size;
+  memcpy(&slot, b.data() + 0, 4);
+  memcpy(&size, b.data() + 16, 8);  // memory_size
+  if (size == 0) {
+    std::lock_guard<std::mutex> g(p.fd->vm->mu);
+    p.fd->vm->Unbind(slot);
+  } else if (auto m = p.marshal->RootMappingAt(24)) {
+    p.fd->vm->Bind(slot, m);
+  }
+}
+
+
+}  // namespace
+
+static Napi::Value IoctlSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Prepared p = Prepare(info, false);
+  int r = ::ioctl(p.fd->fd, p.def->request, ArgValue(p));
+  int err = errno;
+  if (p.marshal) p.marshal->CopyBack();  // the kernel writes back even on failure (kvm_sev_cmd.error)
+  if (r < 0) throw ErrnoError(env, err, "ioctl", p.def->name);
+  AfterSuccess(p);
+  return Napi::Number::New(env, r);
+}
+
+static Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Prepared p = Prepare(info, true);
+  int r = ::ioctl(p.fd->fd, p.def->request, ArgValue(p));
+  if (r < 0) throw ErrnoError(env, errno, "ioctl", p.def->name);
+  std::shared_ptr<OwnedFd> nfd;
+  if (p.def->request == static_cast<uint32_t>(KVM_CREATE_VM)) {
+    nfd = std::make_shared<OwnedFd>(r, FdKind::Vm, true, "anon_inode:kvm-vm");
+    nfd->vm = std::make_shared<VmState>();
+  } else {
+    nfd = std::make_shared<OwnedFd>(r, FdKind::Vcpu, true, "anon_inode:kvm-vcpu");
+    nfd->vm = p.fd->vm;  // a vCPU keeps its VM (and so its memory slots) alive
+  }
+  return NewFdHandle(env, nfd);
+}
+
+// Async: on the libuv threadpool, for quick-but-not-instant calls (SEV firmware commands). Never
+// KVM_RUN (Prepare refuses it): that has its own thread per vCPU.
+class IoctlWorker : public Napi::AsyncWorker {
+ public:
+  IoctlWorker(Napi::Env env, Prepared&& p)
+      : Napi::AsyncWorker(env, "kvm-sev:ioctl"), p_(std::move(p)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    r_ = ::ioctl(p_.fd->fd, p_.def->request, ArgValue(p_));
+    err_ = r_ < 0 ? errno : 0;
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (p_.marshal) p_.marshal->CopyBack();
+    if (r_ < 0) {
+      deferred_.Reject(ErrnoError(env, err_, "ioctl", p_.def->name).Value());
+      return;
+    }
+    AfterSuccess(p_);
+    deferred_.Resolve(Napi::Number::New(env, r_));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Prepared p_;
+  Napi::Promise::Deferred deferred_;
+  int r_ = 0, err_ = 0;
+};
+
+static Napi::Value IoctlAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Promise::Deferred early = Napi::Promise::Deferred::New(env);
+  Prepared p;
+  try {
+    p = Prepare(info, false);
+  } catch (const Napi::Error& e) {
+    early.Reject(e.Value());  // a Promise API rejects rather than throws
+    return early.Promise();
+  }
+  auto* w = new IoctlWorker(env, std::move(p));
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+
+static const char* ArgKindName(ArgKind k) {
+  switch (k) {
+    case ArgKind::None: return "none";
+    case ArgKind::Int: return "int";
+    default: return "struct";
+  }
+}
+
+static Napi::Object LayoutObject(Napi::Env env, const Layout* l) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", l->name);
+  o.Set("size", l->size);
+  Napi::Array ptrs = Napi::Array::New(env, l->ptrs.size());
+  for (size_t i = 0; i < l->ptrs.size(); i++) {
+    const PtrField& pf = l->ptrs[i];
+    Napi::Object po = Napi::Object::New(env);
+    po.Set("name", pf.name);
+    po.Set("offset", pf.offset);
+    po.Set("lenOffset", pf.lenOffset);
+    po.Set("lenSize", pf.lenSize);
+    po.Set("fixedLen", pf.fixedLen);
+    po.Set("retained", pf.retained);
+    po.Set("selected", pf.select != nullptr);
+    ptrs.Set(static_cast<uint32_t>(i), po);
+  }
+  o.Set("pointers", ptrs);
+  return o;
+}
+
+// The allowlist and layouts, for tests that cross-check them against the TypeScript codecs.
+static Napi::Value Describe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  const auto& reqs = AllRequests();
+  Napi::Array ra = Napi::Array::New(env, reqs.size());
+  for (size_t i = 0; i < reqs.size(); i++) {
+    const RequestDef& d = reqs[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", d.name);
+    o.Set("request", Napi::Number::New(env, d.request));
+    o.Set("arg", ArgKindName(d.arg));
+    o.Set("struct", d.layout ? Napi::Value(Napi::String::New(env, d.layout->name)) : env.Null());
+    o.Set("variable", d.var != nullptr);
+    o.Set("returnsFd", d.returnsFd);
+    o.Set("nullArg", d.nullArg);
+    Napi::Array kinds = Napi::Array::New(env);
+    uint32_t n = 0;
+    for (uint32_t bit = 1; bit <= 64; bit <<= 1)
+      if (d.fdKinds & bit) kinds.Set(n++, FdKindName(static_cast<FdKind>(bit)));
+    o.Set("fds", kinds);
+    ra.Set(static_cast<uint32_t>(i), o);
+  }
+  out.Set("requests", ra);
+  const auto& ls = AllLayouts();
+  Napi::Array la = Napi::Array::New(env, ls.size());
+  for (size_t i = 0; i < ls.size(); i++) la.Set(static_cast<uint32_t>(i), LayoutObject(env, ls[i]));
+  out.Set("layouts", la);
+  return out;
+}
+
+static Napi::Value SetLocalIds(const Napi::CallbackInfo& info) {
+  uint32_t send = ArgU32(info[0], "send");
+  uint32_t receive = ArgU32(info[1], "receive");
+  SetLocalMigrationIds(send, receive);
+  return info.Env().Undefined();
+}
+
+void InitIoctl(Napi::Env env, Napi::Object exports) {
+  exports.Set("ioctl", Napi::Function::New(env, IoctlSync, "ioctl"));
+  exports.Set("ioctlFd", Napi::Function::New(env, IoctlFd, "ioctlFd"));
+  exports.Set("ioctlAsync", Napi::Function::New(env, IoctlAsync, "ioctlAsync"));
+  exports.Set("describe", Napi::Function::New(env, Describe, "describe"));
+  exports.Set("setLocalMigrationIds", Napi::Function::New(env, SetLocalIds, "setLocalMigrationIds"));
+}
+
+}  // namespace kvmsev

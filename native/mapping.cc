@@ -1,0 +1,187 @@
+// Guest memory: anonymous or memfd-backed mmap, seen from JS as an external ArrayBuffer (no copies).
+// unmap() detaches the ArrayBuffer first, so JS can never touch freed memory, and refuses while a
+// VM memory slot or an in-flight call still uses the mapping.
+#define _GNU_SOURCE 1
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common.h"
+
+namespace kvmsev {
+
+const napi_type_tag kMappingTag = {0x6b766d7365764d61ULL, 0x7070696e67000002ULL};
+
+MapState::~MapState() { Unmap(); }
+
+void MapState::Unmap() {
+  bool expected = false;
+  if (unmapped.compare_exchange_strong(expected, true) && addr) munmap(addr, size);
+}
+
+void VmState::Bind(uint32_t slot, std::shared_ptr<MapState> m) {
+  std::lock_guard<std::mutex> g(mu);
+  Unbind(slot);
+  m->bindings++;
+  slots[slot] = std::move(m);
+}
+
+void VmState::Unbind(uint32_t slot) {
+  auto it = slots.find(slot);
+  if (it == slots.end()) return;
+  it->second->bindings--;
+  slots.erase(it);
+}
+
+VmState::~VmState() {
+  for (auto& kv : slots) kv.second->bindings--;
+}
+
+class Mapping : public Napi::ObjectWrap<Mapping> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Mapping",
+                       {InstanceMethod<&Mapping::UnmapJs>("unmap"),
+                        InstanceAccessor<&Mapping::GetBuffer>("buffer"),
+                        InstanceAccessor<&Mapping::GetSize>("size"),
+                        InstanceAccessor<&Mapping::GetClosed>("closed"),
+                        InstanceAccessor<&Mapping::GetBindings>("bindings")});
+  }
+
+  explicit Mapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapping>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 1 || !info[0].IsExternal())
+      throw CodedError(env, "ERR_ILLEGAL_CONSTRUCTOR", "Mapping cannot be constructed from JS");
+    st_ = *info[0].As<Napi::External<std::shared_ptr<MapState>>>().Data();
+    info.This().As<Napi::Object>().TypeTag(&kMappingTag);
+    // The ArrayBuffer's finalizer owns a reference too: memory stays mapped while JS can see it.
+    auto* keep = new std::shared_ptr<MapState>(st_);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, st_->addr, st_->size, [](Napi::Env, void*, std::shared_ptr<MapState>* k) { delete k; }, keep);
+    ab_ = Napi::Persistent(ab);
+    data_ = GetData(env);
+    data_->maps.insert(this);
+  }
+
+  ~Mapping() override {
+    if (data_ && !data_->closing) data_->maps.erase(this);
+  }
+
+  std::shared_ptr<MapState> state() const { return st_; }
+
+  // Detach and unmap unless in use. Returns false (and leaves everything as it was) if busy.
+  bool TryUnmap(Napi::Env env) {
+    if (st_->unmapped) return true;
+    if (st_->bindings > 0 || st_->inflight > 0) return false;
+    if (!ab_.IsEmpty()) {
+      Napi::ArrayBuffer ab = ab_.Value();
+      if (!ab.IsDetached()) ab.Detach();
+    }
+    st_->Unmap();
+    return true;
+  }
+
+  void ForceUnmap() {
+    // Env teardown: JS is gone, nothing can read the buffer any more. Memory still bound to a VM
+    // slot stays mapped until the VM goes (the kernel may still touch it).
+    if (st_->bindings == 0 && st_->inflight == 0) st_->Unmap();
+  }
+
+ private:
+  Napi::Value UnmapJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!TryUnmap(env)) {
+      Napi::Error e = ErrnoError(env, EBUSY, "munmap");
+      e.Set("message", Napi::String::New(env, st_->bindings > 0
+          ? "EBUSY: the mapping backs a memory slot of a live VM; delete the slot or close the VM first"
+          : "EBUSY: the mapping is used by an ioctl in flight"));
+      throw e;
+    }
+    return env.Undefined();
+  }
+  Napi::Value GetBuffer(const Napi::CallbackInfo& info) { return ab_.Value(); }
+  Napi::Value GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(st_->size)); }
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), st_->unmapped.load()); }
+  Napi::Value GetBindings(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), st_->bindings.load()); }
+
+  std::shared_ptr<MapState> st_;
+  Napi::Reference<Napi::ArrayBuffer> ab_;
+  AddonData* data_ = nullptr;
+};
+
+std::shared_ptr<MapState> UnwrapMapping(const Napi::Value& v, const char* name) {
+  Napi::Env env = v.Env();
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kMappingTag))
+    throw ArgTypeError(env, std::string("The \"") + name + "\" argument must be a native Mapping");
+  return Napi::ObjectWrap<Mapping>::Unwrap(v.As<Napi::Object>())->state();
+}
+
+static Napi::Value NewMapping(Napi::Env env, void* addr, size_t size) {
+  auto st = std::make_shared<MapState>();
+  st->addr = addr;
+  st->size = size;
+  auto ext = Napi::External<std::shared_ptr<MapState>>::New(env, &st);
+  return GetData(env)->mappingCtor.New({ext});
+}
+
+static size_t PageAlignedSize(const Napi::Value& v) {
+  uint64_t size = ArgSize(v, "size");
+  if (size == 0 || (size & 4095) != 0)
+    throw ArgRangeError(v.Env(), "The value of \"size\" is out of range. It must be a non-zero multiple of 4096");
+  return static_cast<size_t>(size);
+}
+
+// mmapAnonymous(size): private anonymous memory (MAP_NORESERVE: a large guest costs nothing until touched).
+static Napi::Value MmapAnonymous(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t size = PageAlignedSize(info[0]);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap");
+  return NewMapping(env, p, size);
+}
+
+// memfdCreate(name, size): a memfd that another process can map too (local migration passes it).
+static Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw ArgTypeError(env, "The \"name\" argument must be of type string");
+  std::string name = info[0].As<Napi::String>();
+  size_t size = PageAlignedSize(info[1]);
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+  if (fd < 0) throw ErrnoError(env, errno, "memfd_create");
+  if (ftruncate(fd, static_cast<off_t>(size)) < 0) {
+    int e = errno;
+    close(fd);
+    throw ErrnoError(env, e, "ftruncate");
+  }
+  return NewFdHandle(env, std::make_shared<OwnedFd>(fd, FdKind::Memfd, true, "/memfd:" + name));
+}
+
+// mmapShared(fdHandle, size, offset): MAP_SHARED view of a memfd.
+static Napi::Value MmapShared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto fd = UnwrapFd(info[0], "fd");
+  if (fd->kind != FdKind::Memfd) throw ArgValueError(env, "The \"fd\" argument must be a memfd");
+  size_t size = PageAlignedSize(info[1]);
+  uint64_t off = info[2].IsUndefined() ? 0 : ArgSize(info[2], "offset");
+  if (off & 4095) throw ArgRangeError(env, "The value of \"offset\" is out of range. It must be a multiple of 4096");
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd->fd, static_cast<off_t>(off));
+  if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap");
+  return NewMapping(env, p, size);
+}
+
+void UnmapAll(AddonData* data) {
+  for (Mapping* m : data->maps) m->ForceUnmap();
+  data->maps.clear();
+}
+
+void InitMapping(Napi::Env env, Napi::Object exports, AddonData* data) {
+  Napi::Function ctor = Mapping::Define(env);
+  data->mappingCtor = Napi::Persistent(ctor);
+  exports.Set("Mapping", ctor);
+  exports.Set("mmapAnonymous", Napi::Function::New(env, MmapAnonymous, "mmapAnonymous"));
+  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
+  exports.Set("mmapShared", Napi::Function::New(env, MmapShared, "mmapShared"));
+}
+
+}  // namespace kvmsev

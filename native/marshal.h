@@ -1,0 +1,59 @@
+// Turns a JS IoctlStruct ({kind:'struct', bytes, fixups}) into native memory the kernel can read,
+// resolving every pointer fix-up itself, and copies the kernel's answer back afterwards.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common.h"
+#include "schema.h"
+
+namespace kvmsev {
+
+class Marshal {
+ public:
+  // JS buffers are copied into native memory (bounce buffers), because JS may run (getters, or the
+  // event loop during an async call) and detach or collect them before the kernel is done; guest
+  // memory is used in place, pinned so that unmap() fails until the call ends.
+  explicit Marshal(Napi::Env env) : env_(env) {}
+  ~Marshal();
+
+  // Builds the root struct. `var` (variable-length structs) sizes it from its count field.
+  void BuildRoot(const Napi::Value& arg, const Layout* layout, const VarSpec* var, const char* request);
+  void* RootPtr() { return root_ ? root_->native.data() : nullptr; }
+  const std::vector<uint8_t>& RootBytes() const { return root_->native; }
+
+  // Copies every struct level and bounce buffer back into JS memory (pointer fields stay zero).
+  void CopyBack();
+
+  // The mapping a retained pointer (memslot userspace_addr) resolved to at this root offset, or null.
+  std::shared_ptr<MapState> RootMappingAt(uint32_t offset) const;
+
+ private:
+  struct Bounce {
+    Napi::Reference<Napi::Value> js;  // the Buffer/ArrayBuffer to copy back into
+    std::vector<uint8_t> data;
+  };
+  struct Level {
+    const Layout* layout;
+    Napi::Reference<Napi::Value> jsBytes;     // Uint8Array of the struct
+    size_t jsLen = 0;
+    std::vector<uint8_t> native;
+    std::vector<std::pair<uint32_t, std::shared_ptr<MapState>>> mappings;  // offset -> mapping
+  };
+
+  Level* BuildLevel(const Napi::Value& arg, const Layout* layout, const VarSpec* var, const char* what);
+  uint64_t ResolveTarget(const Napi::Value& target, const PtrField& pf, Level* level, uint64_t pairedLen,
+                         const char* what);
+
+  Napi::Env env_;
+  Level* root_ = nullptr;
+  std::vector<std::unique_ptr<Level>> levels_;
+  std::vector<std::unique_ptr<Bounce>> bounces_;
+  std::vector<std::shared_ptr<MapState>> pins_;
+};
+
+// Views onto JS memory.
+bool GetBytes(const Napi::Value& v, uint8_t** data, size_t* len);
+
+}  // namespace kvmsev

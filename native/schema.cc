@@ -1,0 +1,241 @@
+// The allowlist of ioctl requests and the struct layouts behind them. Numbers come from the
+// system's kernel headers where they exist (6.1); newer ones are defined here, as the kernel has them.
+#include "schema.h"
+
+#include <linux/kvm.h>
+#include <linux/psp-sev.h>
+
+#include <atomic>
+
+#include "common.h"
+
+// Newer than the 6.1 headers.
+#ifndef KVM_SEV_INIT2
+#define KVM_SEV_INIT2 22
+#endif
+#ifndef KVM_SEV_SNP_LAUNCH_START
+#define KVM_SEV_SNP_LAUNCH_START 100
+#define KVM_SEV_SNP_LAUNCH_UPDATE 101
+#define KVM_SEV_SNP_LAUNCH_FINISH 102
+#endif
+#ifndef KVM_SEV_SNP_ENABLE_REQ_CERTS
+#define KVM_SEV_SNP_ENABLE_REQ_CERTS 103
+#endif
+
+namespace kvmsev {
+
+static constexpr uint32_t K_SYS = static_cast<uint32_t>(FdKind::Kvm);
+static constexpr uint32_t K_VM = static_cast<uint32_t>(FdKind::Vm);
+static constexpr uint32_t K_VCPU = static_cast<uint32_t>(FdKind::Vcpu);
+static constexpr uint32_t K_SEV = static_cast<uint32_t>(FdKind::Sev);
+
+static PtrField Data(const char* name, uint32_t off, int32_t lenOff, uint8_t lenSize) {
+  return PtrField{name, off, lenOff, lenSize, 0, nullptr, -1, nullptr, false};
+}
+static PtrField Fixed(const char* name, uint32_t off, uint32_t len) {
+  return PtrField{name, off, -1, 0, len, nullptr, -1, nullptr, false};
+}
+static PtrField Retained(const char* name, uint32_t off, int32_t lenOff, uint8_t lenSize) {
+  return PtrField{name, off, lenOff, lenSize, 0, nullptr, -1, nullptr, true};
+}
+static PtrField Selected(const char* name, uint32_t off, int32_t selOff, LayoutSelector sel) {
+  return PtrField{name, off, -1, 0, 0, nullptr, selOff, sel, false};
+}
+
+// ---- kvm_sev_* (x86_64 layouts, kernel-sev-uapi.md 1.3) --------------------------------------
+static const Layout L_sev_init{"kvm_sev_init", 48, {}};
+static const Layout L_launch_start{"kvm_sev_launch_start", 40,
+                                   {Data("dh_uaddr", 8, 16, 4), Data("session_uaddr", 24, 32, 4)}};
+static const Layout L_launch_update_data{"kvm_sev_launch_update_data", 16, {Data("uaddr", 0, 8, 4)}};
+static const Layout L_launch_secret{"kvm_sev_launch_secret", 48,
+                                    {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
+static const Layout L_launch_measure{"kvm_sev_launch_measure", 16, {Data("uaddr", 0, 8, 4)}};
+static const Layout L_guest_status{"kvm_sev_guest_status", 12, {}};
+static const Layout L_dbg{"kvm_sev_dbg", 24, {Data("src_uaddr", 0, 16, 4), Data("dst_uaddr", 8, 16, 4)}};
+static const Layout L_attestation{"kvm_sev_attestation_report", 32, {Data("uaddr", 16, 24, 4)}};
+static const Layout L_send_start{"kvm_sev_send_start", 72,
+                                 {Data("pdh_cert_uaddr", 8, 16, 4), Data("plat_certs_uaddr", 24, 32, 4),
+                                  Data("amd_certs_uaddr", 40, 48, 4), Data("session_uaddr", 56, 64, 4)}};
+static const Layout L_send_update_data{"kvm_sev_send_update_data", 48,
+                                       {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
+static const Layout L_receive_start{"kvm_sev_receive_start", 40,
+                                    {Data("pdh_uaddr", 8, 16, 4), Data("session_uaddr", 24, 32, 4)}};
+static const Layout L_receive_update_data{"kvm_sev_receive_update_data", 48,
+                                          {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
+static const Layout L_snp_launch_start{"kvm_sev_snp_launch_start", 64, {}};
+static const Layout L_snp_launch_update{"kvm_sev_snp_launch_update", 64, {Data("uaddr", 8, 16, 8)}};
+static const Layout L_snp_launch_finish{"kvm_sev_snp_launch_finish", 88,
+                                        {Fixed("id_block_uaddr", 0, 96), Fixed("id_auth_uaddr", 8, 4096)}};
+static const Layout L_local_send{"kvm_sev_local_send", 8, {}};
+static const Layout L_local_receive{"kvm_sev_local_receive", 16, {}};
+
+static std::atomic<uint32_t> g_localSend{0}, g_localReceive{0};
+
+void SetLocalMigrationIds(uint32_t send, uint32_t receive) {
+  g_localSend = send;
+  g_localReceive = receive;
+}
+void GetLocalMigrationIds(uint32_t* send, uint32_t* receive) {
+  *send = g_localSend;
+  *receive = g_localReceive;
+}
+
+// What KVM reads through kvm_sev_cmd.data for each command id. Commands that read nothing, and ids
+// the kernel does not know, take a NULL data pointer.
+static const Layout* SevCommandLayout(uint32_t id) {
+  if (g_localSend != 0 && id == g_localSend) return &L_local_send;
+  if (g_localReceive != 0 && id == g_localReceive) return &L_local_receive;
+  switch (id) {
+    case KVM_SEV_LAUNCH_START: return &L_launch_start;
+    case KVM_SEV_LAUNCH_UPDATE_DATA: return &L_launch_update_data;
+    case KVM_SEV_LAUNCH_SECRET: return &L_launch_secret;
+    case KVM_SEV_LAUNCH_MEASURE: return &L_launch_measure;
+    case KVM_SEV_SEND_START: return &L_send_start;
+    case KVM_SEV_SEND_UPDATE_DATA: return &L_send_update_data;
+    case KVM_SEV_RECEIVE_START: return &L_receive_start;
+    case KVM_SEV_RECEIVE_UPDATE_DATA: return &L_receive_update_data;
+    case KVM_SEV_GUEST_STATUS: return &L_guest_status;
+    case KVM_SEV_DBG_DECRYPT:
+    case KVM_SEV_DBG_ENCRYPT: return &L_dbg;
+    case KVM_SEV_GET_ATTESTATION_REPORT: return &L_attestation;
+    case KVM_SEV_INIT2: return &L_sev_init;
+    case KVM_SEV_SNP_LAUNCH_START: return &L_snp_launch_start;
+    case KVM_SEV_SNP_LAUNCH_UPDATE: return &L_snp_launch_update;
+    case KVM_SEV_SNP_LAUNCH_FINISH: return &L_snp_launch_finish;
+    default: return nullptr;  // INIT, ES_INIT, UPDATE_VMSA, *_FINISH, SEND_CANCEL, unknown ids
+  }
+}
+
+static const Layout L_sev_cmd{"kvm_sev_cmd", 24, {Selected("data", 8, 0, SevCommandLayout)}};
+
+// ---- /dev/sev (packed structs, kernel-sev-uapi.md 2) -----------------------------------------
+static const Layout L_status{"sev_user_data_status", 12, {}};
+static const Layout L_pek_csr{"sev_user_data_pek_csr", 12, {Data("address", 0, 8, 4)}};
+static const Layout L_pek_cert_import{"sev_user_data_pek_cert_import", 24,
+                                      {Data("pek_cert_address", 0, 8, 4), Data("oca_cert_address", 12, 20, 4)}};
+static const Layout L_pdh_cert_export{"sev_user_data_pdh_cert_export", 24,
+                                      {Data("pdh_cert_address", 0, 8, 4), Data("cert_chain_address", 12, 20, 4)}};
+static const Layout L_get_id{"sev_user_data_get_id", 128, {}};
+static const Layout L_get_id2{"sev_user_data_get_id2", 12, {Data("address", 0, 8, 4)}};
+static const Layout L_snp_status{"sev_user_data_snp_status", 32, {}};
+static const Layout L_snp_config{"sev_user_data_snp_config", 64, {}};
+static const Layout L_snp_vlek_load{"sev_user_data_snp_vlek_load", 16, {Fixed("vlek_wrapped_address", 8, 432)}};
+
+static const Layout* SevPlatformLayout(uint32_t cmd) {
+  switch (cmd) {
+    case 1: return &L_status;           // SEV_PLATFORM_STATUS
+    case 3: return &L_pek_csr;          // SEV_PEK_CSR
+    case 5: return &L_pdh_cert_export;  // SEV_PDH_CERT_EXPORT
+    case 6: return &L_pek_cert_import;  // SEV_PEK_CERT_IMPORT
+    case 7: return &L_get_id;           // SEV_GET_ID
+    case 8: return &L_get_id2;          // SEV_GET_ID2
+    case 9: return &L_snp_status;       // SNP_PLATFORM_STATUS
+    case 11: return &L_snp_config;      // SNP_SET_CONFIG
+    case 12: return &L_snp_vlek_load;   // SNP_VLEK_LOAD
+    default: return nullptr;            // FACTORY_RESET, PEK_GEN, PDH_GEN, SNP_COMMIT, unknown
+  }
+}
+
+static const Layout L_issue_cmd{"sev_issue_cmd", 16, {Selected("data", 4, 0, SevPlatformLayout)}};
+
+// ---- KVM ----------------------------------------------------------------------------------------
+static const Layout L_memory_region{"kvm_userspace_memory_region", 32, {Retained("userspace_addr", 24, 16, 8)}};
+static const Layout L_enc_region{"kvm_enc_region", 16, {Retained("addr", 0, 8, 8)}};
+static const Layout L_enable_cap{"kvm_enable_cap", 104, {}};
+static const Layout L_regs{"kvm_regs", sizeof(struct kvm_regs), {}};
+static const Layout L_sregs{"kvm_sregs", sizeof(struct kvm_sregs), {}};
+static const Layout L_fpu{"kvm_fpu", sizeof(struct kvm_fpu), {}};
+static const Layout L_xsave{"kvm_xsave", sizeof(struct kvm_xsave), {}};
+static const Layout L_xcrs{"kvm_xcrs", sizeof(struct kvm_xcrs), {}};
+static const Layout L_lapic{"kvm_lapic_state", sizeof(struct kvm_lapic_state), {}};
+static const Layout L_events{"kvm_vcpu_events", sizeof(struct kvm_vcpu_events), {}};
+static const Layout L_mp_state{"kvm_mp_state", sizeof(struct kvm_mp_state), {}};
+static const Layout L_debugregs{"kvm_debugregs", sizeof(struct kvm_debugregs), {}};
+static const Layout L_guest_debug{"kvm_guest_debug", sizeof(struct kvm_guest_debug), {}};
+static const Layout L_u64{"__u64", 8, {}};
+static const Layout L_device_attr{"kvm_device_attr", sizeof(struct kvm_device_attr), {Fixed("addr", 16, 8)}};
+static const Layout L_msrs{"kvm_msrs", sizeof(struct kvm_msrs), {}};
+static const Layout L_cpuid2{"kvm_cpuid2", sizeof(struct kvm_cpuid2), {}};
+static const Layout L_msr_list{"kvm_msr_list", sizeof(struct kvm_msr_list), {}};
+
+static const VarSpec V_msrs{0, sizeof(struct kvm_msrs), sizeof(struct kvm_msr_entry)};
+static const VarSpec V_cpuid2{0, sizeof(struct kvm_cpuid2), sizeof(struct kvm_cpuid_entry2)};
+static const VarSpec V_msr_list{0, sizeof(struct kvm_msr_list), sizeof(__u32)};
+
+#define REQ_NONE(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::None, nullptr, nullptr, kinds, false, false}
+#define REQ_INT(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Int, nullptr, nullptr, kinds, false, false}
+#define REQ_FD(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Int, nullptr, nullptr, kinds, true, false}
+#define REQ_S(name, layout, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Struct, &layout, nullptr, kinds, false, false}
+#define REQ_V(name, layout, var, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Struct, &layout, &var, kinds, false, false}
+
+static const std::vector<RequestDef>& Table() {
+  static const std::vector<RequestDef> t = {
+      REQ_NONE(KVM_GET_API_VERSION, K_SYS),
+      REQ_FD(KVM_CREATE_VM, K_SYS),
+      REQ_INT(KVM_CHECK_EXTENSION, K_SYS | K_VM),
+      REQ_NONE(KVM_GET_VCPU_MMAP_SIZE, K_SYS),
+      REQ_V(KVM_GET_SUPPORTED_CPUID, L_cpuid2, V_cpuid2, K_SYS),
+      REQ_V(KVM_GET_MSR_INDEX_LIST, L_msr_list, V_msr_list, K_SYS),
+      REQ_V(KVM_GET_MSR_FEATURE_INDEX_LIST, L_msr_list, V_msr_list, K_SYS),
+      REQ_S(KVM_GET_DEVICE_ATTR, L_device_attr, K_SYS | K_VM | K_VCPU),
+      REQ_S(KVM_HAS_DEVICE_ATTR, L_device_attr, K_SYS | K_VM | K_VCPU),
+      REQ_FD(KVM_CREATE_VCPU, K_VM),
+      REQ_S(KVM_SET_USER_MEMORY_REGION, L_memory_region, K_VM),
+      REQ_INT(KVM_SET_TSS_ADDR, K_VM),
+      REQ_S(KVM_SET_IDENTITY_MAP_ADDR, L_u64, K_VM),
+      REQ_NONE(KVM_CREATE_IRQCHIP, K_VM),
+      REQ_S(KVM_ENABLE_CAP, L_enable_cap, K_VM | K_VCPU),
+      RequestDef{"KVM_MEMORY_ENCRYPT_OP", static_cast<uint32_t>(KVM_MEMORY_ENCRYPT_OP), ArgKind::Struct, &L_sev_cmd,
+                 nullptr, K_VM, false, true},
+      REQ_S(KVM_MEMORY_ENCRYPT_REG_REGION, L_enc_region, K_VM),
+      REQ_S(KVM_MEMORY_ENCRYPT_UNREG_REGION, L_enc_region, K_VM),
+      REQ_NONE(KVM_RUN, K_VCPU),
+      REQ_S(KVM_GET_REGS, L_regs, K_VCPU),
+      REQ_S(KVM_SET_REGS, L_regs, K_VCPU),
+      REQ_S(KVM_GET_SREGS, L_sregs, K_VCPU),
+      REQ_S(KVM_SET_SREGS, L_sregs, K_VCPU),
+      REQ_S(KVM_GET_FPU, L_fpu, K_VCPU),
+      REQ_S(KVM_SET_FPU, L_fpu, K_VCPU),
+      REQ_S(KVM_GET_XSAVE, L_xsave, K_VCPU),
+      REQ_S(KVM_SET_XSAVE, L_xsave, K_VCPU),
+      REQ_S(KVM_GET_XCRS, L_xcrs, K_VCPU),
+      REQ_S(KVM_SET_XCRS, L_xcrs, K_VCPU),
+      REQ_V(KVM_GET_MSRS, L_msrs, V_msrs, K_VCPU),
+      REQ_V(KVM_SET_MSRS, L_msrs, V_msrs, K_VCPU),
+      REQ_V(KVM_SET_CPUID2, L_cpuid2, V_cpuid2, K_VCPU),
+      REQ_S(KVM_GET_LAPIC, L_lapic, K_VCPU),
+      REQ_S(KVM_SET_LAPIC, L_lapic, K_VCPU),
+      REQ_S(KVM_GET_VCPU_EVENTS, L_events, K_VCPU),
+      REQ_S(KVM_SET_VCPU_EVENTS, L_events, K_VCPU),
+      REQ_S(KVM_GET_MP_STATE, L_mp_state, K_VCPU),
+      REQ_S(KVM_SET_MP_STATE, L_mp_state, K_VCPU),
+      REQ_S(KVM_GET_DEBUGREGS, L_debugregs, K_VCPU),
+      REQ_S(KVM_SET_DEBUGREGS, L_debugregs, K_VCPU),
+      REQ_S(KVM_SET_GUEST_DEBUG, L_guest_debug, K_VCPU),
+      REQ_NONE(KVM_GET_TSC_KHZ, K_VCPU),
+      REQ_S(SEV_ISSUE_CMD, L_issue_cmd, K_SEV),
+  };
+  return t;
+}
+
+const std::vector<RequestDef>& AllRequests() { return Table(); }
+
+const RequestDef* FindRequest(uint32_t request) {
+  for (const RequestDef& d : Table())
+    if (d.request == request) return &d;
+  return nullptr;
+}
+
+const std::vector<const Layout*>& AllLayouts() {
+  static const std::vector<const Layout*> all = {
+      &L_sev_cmd, &L_sev_init, &L_launch_start, &L_launch_update_data, &L_launch_secret, &L_launch_measure,
+      &L_guest_status, &L_dbg, &L_attestation, &L_send_start, &L_send_update_data, &L_receive_start,
+      &L_receive_update_data, &L_snp_launch_start, &L_snp_launch_update, &L_snp_launch_finish, &L_local_send,
+      &L_local_receive, &L_issue_cmd, &L_status, &L_pek_csr, &L_pek_cert_import, &L_pdh_cert_export, &L_get_id,
+      &L_get_id2, &L_snp_status, &L_snp_config, &L_snp_vlek_load, &L_memory_region, &L_enc_region,
+      &L_enable_cap, &L_regs, &L_sregs, &L_fpu, &L_xsave, &L_xcrs, &L_lapic, &L_events, &L_mp_state,
+      &L_debugregs, &L_guest_debug, &L_device_attr, &L_msrs, &L_cpuid2, &L_msr_list};
+  return all;
+}
+
+}  // namespace kvmsev

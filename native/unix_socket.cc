@@ -1,0 +1,259 @@
+// Unix sockets with SCM_RIGHTS, so a VMM can hand VM, vCPU and memfd fds to another process.
+// Blocking waits (accept, recv) run on a short-lived thread of their own and poll with a timeout,
+// so they neither block the event loop nor starve the libuv threadpool, and stop at env teardown.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+
+namespace kvmsev {
+
+static constexpr size_t kMaxFds = 253;  // SCM_MAX_FD
+
+static sockaddr_un Address(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsString()) throw ArgTypeError(env, "The \"path\" argument must be of type string");
+  std::string path = v.As<Napi::String>();
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof a.sun_path)
+    throw ArgRangeError(env, "The \"path\" argument must be 1 to 107 bytes long");
+  memcpy(a.sun_path, path.data(), path.size());
+  return a;
+}
+
+static std::shared_ptr<OwnedFd> SocketFd(int fd, const std::string& path) {
+  return std::make_shared<OwnedFd>(fd, FdKind::Socket, true, path);
+}
+
+static Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw ErrnoError(env, errno, "socketpair");
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, NewFdHandle(env, SocketFd(sv[0], "socketpair")));
+  a.Set(1u, NewFdHandle(env, SocketFd(sv[1], "socketpair")));
+  return a;
+}
+
+static Napi::Value Listen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sockaddr_un a = Address(env, info[0]);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ErrnoError(env, errno, "socket");
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || listen(fd, 8) < 0) {
+    int e = errno;
+    close(fd);
+    throw ErrnoError(env, e, "bind", nullptr, a.sun_path);
+  }
+  return NewFdHandle(env, SocketFd(fd, a.sun_path));
+}
+
+static Napi::Value Connect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sockaddr_un a = Address(env, info[0]);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ErrnoError(env, errno, "socket");
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+    int e = errno;
+    close(fd);
+    throw ErrnoError(env, e, "connect", nullptr, a.sun_path);
+  }
+  return NewFdHandle(env, SocketFd(fd, a.sun_path));
+}
+
+static std::shared_ptr<OwnedFd> SocketArg(const Napi::Value& v) {
+  auto fd = UnwrapFd(v, "socket");
+  if (fd->kind != FdKind::Socket) throw ArgValueError(v.Env(), "The \"socket\" argument must be a Unix socket");
+  return fd;
+}
+
+// sendFds(socket, data, fds): one sendmsg; the fds ride with the first byte of data.
+static Napi::Value SendFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto sock = SocketArg(info[0]);
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw ArgTypeError(env, "The \"data\" argument must be a Uint8Array");
+  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+  if (data.ByteLength() == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
+  if (!info[2].IsArray()) throw ArgTypeError(env, "The \"fds\" argument must be an array of FdHandle");
+  Napi::Array arr = info[2].As<Napi::Array>();
+  if (arr.Length() > kMaxFds) throw ArgRangeError(env, "at most 253 fds per message");
+  std::vector<std::shared_ptr<OwnedFd>> keep;
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    keep.push_back(UnwrapFd(arr.Get(i), "fds[i]"));
+    fds.push_back(keep.back()->fd);
+  }
+  std::vector<uint8_t> bytes(data.Data(), data.Data() + data.ByteLength());
+  iovec iov{bytes.data(), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
+  if (!fds.empty()) {
+    msg.msg_control = ctl.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n;
+  do n = sendmsg(sock->fd, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+  if (n < 0) throw ErrnoError(env, errno, "sendmsg");
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+struct RecvResult {
+  int err = 0;
+  int acceptedFd = -1;
+  std::vector<uint8_t> data;
+  std::vector<int> fds;
+};
+
+static void Settle(Napi::Env env, Napi::Promise::Deferred* d, RecvResult* r, bool accept) {
+  if (r->err) {
+    d->Reject(ErrnoError(env, r->err, accept ? "accept" : "recvmsg").Value());
+    return;
+  }
+  if (accept) {
+    d->Resolve(NewFdHandle(env, SocketFd(r->acceptedFd, "accepted")));
+    return;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("data", Napi::Buffer<uint8_t>::Copy(env, r->data.data(), r->data.size()));
+  Napi::Array fa = Napi::Array::New(env, r->fds.size());
+  for (size_t i = 0; i < r->fds.size(); i++) {
+    std::string path;
+    FdKind k = ClassifyFd(r->fds[i], &path);
+    auto ofd = std::make_shared<OwnedFd>(r->fds[i], k, true, path);
+    if (k == FdKind::Vm) ofd->vm = std::make_shared<VmState>();
+    fa.Set(static_cast<uint32_t>(i), NewFdHandle(env, ofd));
+  }
+  o.Set("fds", fa);
+  d->Resolve(o);
+}
+
+struct WaitCtx {
+  Napi::Promise::Deferred deferred;
+  bool accept;
+  AddonData* data;
+};
+
+static void WaitCallJs(Napi::Env env, Napi::Function, WaitCtx* ctx, RecvResult* r) {
+  if (env != nullptr) Settle(env, &ctx->deferred, r, ctx->accept);
+  else {
+    if (r->acceptedFd >= 0) close(r->acceptedFd);
+    for (int fd : r->fds) close(fd);
+  }
+  delete r;
+}
+using WaitTsfn = Napi::TypedThreadSafeFunction<WaitCtx, RecvResult, WaitCallJs>;
+
+static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
+  Napi::Env env = info.Env();
+  auto* ctx = new WaitCtx{Napi::Promise::Deferred::New(env), accept, GetData(env)};
+  Napi::Promise promise = ctx->deferred.Promise();
+  std::shared_ptr<OwnedFd> sock;
+  size_t maxBytes = 0, maxFds = 0;
+  try {
+    sock = SocketArg(info[0]);
+    if (!accept) {
+      maxBytes = static_cast<size_t>(ArgSize(info[1], "maxBytes"));
+      maxFds = info[2].IsUndefined() ? kMaxFds : static_cast<size_t>(ArgSize(info[2], "maxFds"));
+      if (maxBytes == 0 || maxBytes > (1u << 26)) throw ArgRangeError(env, "The value of \"maxBytes\" is out of range (1..64 MiB)");
+      if (maxFds > kMaxFds) throw ArgRangeError(env, "The value of \"maxFds\" is out of range (0..253)");
+    }
+  } catch (const Napi::Error& e) {
+    ctx->deferred.Reject(e.Value());
+    delete ctx;
+    return promise;
+  }
+  WaitTsfn tsfn = WaitTsfn::New(env, accept ? "kvm-sev:accept" : "kvm-sev:recv", 0, 1, ctx,
+                                [](Napi::Env, void*, WaitCtx* c) { delete c; });
+  AddonData* data = ctx->data;
+  std::thread([sock, maxBytes, maxFds, accept, tsfn, data]() mutable {
+    auto* r = new RecvResult();
+    for (;;) {
+      // Env teardown, or JS closed the socket handle (only this thread still holds the fd).
+      if (data->closing || sock.use_count() == 1) {
+        r->err = ECANCELED;
+        break;
+      }
+      pollfd p{sock->fd, POLLIN, 0};
+      int n = poll(&p, 1, 100);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        r->err = errno;
+        break;
+      }
+      if (n == 0) continue;
+      if (accept) {
+        int fd = accept4(sock->fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (fd < 0) r->err = errno;
+        else r->acceptedFd = fd;
+        break;
+      }
+      r->data.resize(maxBytes);
+      iovec iov{r->data.data(), maxBytes};
+      std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (maxFds ? maxFds : 1)));
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = ctl.data();
+      msg.msg_controllen = ctl.size();
+      ssize_t got = recvmsg(sock->fd, &msg, MSG_CMSG_CLOEXEC);
+      if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (got < 0) {
+        r->err = errno;
+        break;
+      }
+      r->data.resize(static_cast<size_t>(got));
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          r->fds.push_back(fd);
+        }
+      }
+      if (msg.msg_flags & MSG_CTRUNC) {  // fds beyond maxFds were dropped by the kernel: say so
+        for (int fd : r->fds) close(fd);
+        r->fds.clear();
+        r->err = EMSGSIZE;
+      }
+      break;
+    }
+    if (tsfn.BlockingCall(r) != napi_ok) {
+      if (r->acceptedFd >= 0) close(r->acceptedFd);
+      for (int fd : r->fds) close(fd);
+      delete r;
+    }
+    tsfn.Release();
+  }).detach();
+  return promise;
+}
+
+static Napi::Value Accept(const Napi::CallbackInfo& info) { return StartWait(info, true); }
+static Napi::Value RecvFds(const Napi::CallbackInfo& info) { return StartWait(info, false); }
+
+void InitUnixSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
+  exports.Set("unixListen", Napi::Function::New(env, Listen, "unixListen"));
+  exports.Set("unixConnect", Napi::Function::New(env, Connect, "unixConnect"));
+  exports.Set("unixAccept", Napi::Function::New(env, Accept, "unixAccept"));
+  exports.Set("sendFds", Napi::Function::New(env, SendFds, "sendFds"));
+  exports.Set("recvFds", Napi::Function::New(env, RecvFds, "recvFds"));
+}
+
+}  // namespace kvmsev
