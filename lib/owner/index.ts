@@ -1,0 +1,31 @@
+/**
+ * The guest owner's API (public entry `kvm-sev/owner`): verify a platform's certificate chain,
+ * open a launch session, check the launch measurement, and package a secret.
+ */
+export { verifyChain, parseCertBundle, parsePlatformCerts } from './chain.js';
+export type { OwnerChainInput, PlatformCertBundle } from './chain.js';
+export { createSession } from './session.js';
+export type { CreateSessionOptions, LaunchSession } from './session.js';
+export { verifyMeasurement, assertMeasurement } from './measurement.js';
+export type { VerifyMeasurementOptions } from './measurement.js';
+export { buildSecret } from './secret.js';
+export type { OwnerSecretOptions, OwnerSecret } from './secret.js';
+
+// What owners need alongside: digests, secret tables, policy, certificate codecs, errors.
+export { LaunchDigest, launchDigest } from '../sev-crypto/measurement.js';
+export { buildKernelHashesTable } from '../sev-crypto/kernel-hashes.js';
+export { buildSecretTable, parseSecretTable, SECRET_TABLE_GUID, LUKS_KEY_GUID } from '../sev-crypto/secret-table.js';
+export type { SecretTableEntry } from '../sev-crypto/secret-table.js';
+export { encodePolicy, decodePolicy, SevPolicyBit } from '../sev-crypto/policy.js';
+export type { SevPolicyFields } from '../sev-crypto/policy.js';
+export { parseSevCert, serializeSevCert } from '../sev-crypto/sev-cert.js';
+export type { SevCertificate } from '../sev-crypto/sev-cert.js';
+export { parseAmdCert, serializeAmdCert } from '../sev-crypto/amd-cert.js';
+export type { AmdCertificate } from '../sev-crypto/amd-cert.js';
+export { AMD_GENERATIONS } from '../sev-crypto/amd-roots.js';
+export type { AmdGeneration } from '../sev-crypto/amd-roots.js';
+export { builtinRoots, identifyGeneration } from '../sev-crypto/builtin-roots.js';
+export type { VerifiedChain } from '../sev-crypto/chain.js';
+export { verifyAttestationReport, parseAttestationReport } from '../sev-crypto/attestation.js';
+export { SevCryptoError, SevChainError, SevCertError, SevMacError, SevFormatError } from '../sev-crypto/errors.js';
+export type { ChainLink, CertFailureReason, MacKind } from '../sev-crypto/errors.js';

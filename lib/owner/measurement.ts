@@ -1,0 +1,41 @@
+/** Guest owner: check LAUNCH_MEASURE's output (sev-firmware.md §4.3). */
+import { bytesEqual, checkBytes, checkObject } from '../sev-crypto/bytes.js';
+import { SevMacError } from '../sev-crypto/errors.js';
+import { computeLaunchMeasurement, parseLaunchMeasureBlob } from '../sev-crypto/measurement.js';
+
+export interface VerifyMeasurementOptions {
+  /** LAUNCH_MEASURE's 48-byte output (MEASURE ‖ MNONCE), as QEMU's query-sev-launch-measure returns it (base64-decoded). */
+  measurement: Uint8Array;
+  /** The TIK of {@link createSession}. */
+  tik: Uint8Array;
+  /** The platform firmware's API version and build (query-sev / PLATFORM_STATUS). */
+  apiMajor: number;
+  apiMinor: number;
+  build: number;
+  policy: number;
+  /** Expected launch digest: SHA-256 of everything measured (see launchDigest, buildKernelHashesTable). */
+  digest: Uint8Array;
+}
+
+/** True iff MEASURE equals HMAC(TIK, 0x04 ‖ api ‖ build ‖ policy ‖ digest ‖ MNONCE). Constant-time. */
+export function verifyMeasurement(opts: VerifyMeasurementOptions): boolean {
+  checkObject(opts, 'options');
+  const { measure, mnonce } = parseLaunchMeasureBlob(checkBytes(opts.measurement, 'options.measurement', 48));
+  const expected = computeLaunchMeasurement({
+    apiMajor: opts.apiMajor,
+    apiMinor: opts.apiMinor,
+    build: opts.build,
+    policy: opts.policy,
+    digest: opts.digest,
+    mnonce,
+    tik: opts.tik,
+  });
+  return bytesEqual(measure, expected);
+}
+
+/** {@link verifyMeasurement} that throws SevMacError('measurement') instead of returning false. */
+export function assertMeasurement(opts: VerifyMeasurementOptions): void {
+  if (!verifyMeasurement(opts)) {
+    throw new SevMacError('measurement', 'launch measurement does not match the expected digest, policy, firmware version or TIK');
+  }
+}

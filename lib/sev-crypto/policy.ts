@@ -1,0 +1,61 @@
+/** The legacy SEV guest policy, a u32 (sev-firmware.md §1). */
+import { checkObject, checkUint } from './bytes.js';
+
+export const SevPolicyBit = {
+  NODBG: 1 << 0,
+  NOKS: 1 << 1,
+  ES: 1 << 2,
+  NOSEND: 1 << 3,
+  DOMAIN: 1 << 4,
+  SEV: 1 << 5,
+} as const;
+
+/** Bits 6–15 must be zero (LAUNCH_START/RECEIVE_START ⇒ POLICY_FAILURE otherwise). */
+export const SEV_POLICY_RESERVED_MASK = 0xffc0;
+
+export interface SevPolicyFields {
+  nodbg?: boolean;
+  noks?: boolean;
+  es?: boolean;
+  nosend?: boolean;
+  domain?: boolean;
+  sev?: boolean;
+  /** Minimum firmware API version (bits 16–23, 24–31). */
+  apiMajor?: number;
+  apiMinor?: number;
+}
+
+export function encodePolicy(f: SevPolicyFields): number {
+  checkObject(f, 'fields');
+  let p = 0;
+  if (f.nodbg) p |= SevPolicyBit.NODBG;
+  if (f.noks) p |= SevPolicyBit.NOKS;
+  if (f.es) p |= SevPolicyBit.ES;
+  if (f.nosend) p |= SevPolicyBit.NOSEND;
+  if (f.domain) p |= SevPolicyBit.DOMAIN;
+  if (f.sev) p |= SevPolicyBit.SEV;
+  p |= checkUint(f.apiMajor ?? 0, 'fields.apiMajor', 8) << 16;
+  p |= checkUint(f.apiMinor ?? 0, 'fields.apiMinor', 8) << 24;
+  return p >>> 0;
+}
+
+export function decodePolicy(policy: number): Required<SevPolicyFields> & { reserved: number } {
+  const p = checkUint(policy, 'policy', 32);
+  return {
+    nodbg: (p & SevPolicyBit.NODBG) !== 0,
+    noks: (p & SevPolicyBit.NOKS) !== 0,
+    es: (p & SevPolicyBit.ES) !== 0,
+    nosend: (p & SevPolicyBit.NOSEND) !== 0,
+    domain: (p & SevPolicyBit.DOMAIN) !== 0,
+    sev: (p & SevPolicyBit.SEV) !== 0,
+    apiMajor: (p >>> 16) & 0xff,
+    apiMinor: (p >>> 24) & 0xff,
+    reserved: p & SEV_POLICY_RESERVED_MASK,
+  };
+}
+
+/** Does firmware API (major, minor) meet the policy's minimum (§1)? */
+export function policyAllowsApi(policy: number, apiMajor: number, apiMinor: number): boolean {
+  const d = decodePolicy(policy);
+  return apiMajor > d.apiMajor || (apiMajor === d.apiMajor && apiMinor >= d.apiMinor);
+}

@@ -1,0 +1,62 @@
+/**
+ * SEND_UPDATE_* / RECEIVE_UPDATE_* packets (sev-firmware.md §6): same header and CTR encryption
+ * as LAUNCH_SECRET, a fresh random IV per packet, MAC context 0x02 and no MEASURE trailer.
+ * Genoa firmware uses 0x02 for VMSA packets too; pass `context: ChannelContext.VMSA` for 0x03.
+ */
+import { randomBytes } from 'node:crypto';
+import { aes128Ctr } from './aes-ctr.js';
+import { bytesEqual, checkBytes, checkObject, checkUint, copy } from './bytes.js';
+import { ChannelContext, channelMac, serializePacketHeader, toPacketHeader } from './channel.js';
+import type { PacketHeader } from './channel.js';
+import { SevMacError } from './errors.js';
+import type { SealedPacket } from './secret.js';
+
+export interface SealTransportOptions {
+  tek: Uint8Array;
+  tik: Uint8Array;
+  plaintext: Uint8Array;
+  /** Default: 16 random bytes (the firmware draws one per packet). */
+  iv?: Uint8Array;
+  flags?: number;
+  /** Default ChannelContext.DATA (0x02). */
+  context?: number;
+}
+
+export function sealTransportPacket(opts: SealTransportOptions): SealedPacket {
+  checkObject(opts, 'options');
+  const plaintext = checkBytes(opts.plaintext, 'options.plaintext');
+  const iv = opts.iv === undefined ? randomBytes(16) : copy(checkBytes(opts.iv, 'options.iv', 16));
+  const flags = checkUint(opts.flags ?? 0, 'options.flags', 32);
+  const trans = aes128Ctr(opts.tek, iv, plaintext);
+  const mac = channelMac({ tik: opts.tik, context: opts.context ?? ChannelContext.DATA, flags, iv, guestLength: plaintext.length, trans });
+  const header = { flags, iv, mac };
+  return { header, headerBytes: serializePacketHeader(header), trans };
+}
+
+export interface OpenTransportOptions {
+  tek: Uint8Array;
+  tik: Uint8Array;
+  header: PacketHeader | Uint8Array;
+  trans: Uint8Array;
+  guestLength?: number;
+  context?: number;
+}
+
+/** Receiver side: MAC first (SevMacError 'transport' ⇒ BAD_MEASUREMENT), then decrypt. */
+export function openTransportPacket(opts: OpenTransportOptions): Buffer {
+  checkObject(opts, 'options');
+  const h = toPacketHeader(opts.header);
+  const trans = checkBytes(opts.trans, 'options.trans');
+  const mac = channelMac({
+    tik: opts.tik,
+    context: opts.context ?? ChannelContext.DATA,
+    flags: h.flags,
+    iv: h.iv,
+    guestLength: opts.guestLength ?? trans.length,
+    trans,
+  });
+  if (!bytesEqual(mac, checkBytes(h.mac, 'header.mac', 32))) {
+    throw new SevMacError('transport', 'transport packet MAC does not match');
+  }
+  return aes128Ctr(opts.tek, h.iv, trans);
+}
