@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
+#include <vector>
 
 #include "common.h"
 
@@ -43,6 +45,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Mapping",
                        {InstanceMethod<&Mapping::UnmapJs>("unmap"),
+                        InstanceMethod<&Mapping::ViewJs>("view"),
                         InstanceAccessor<&Mapping::GetBuffer>("buffer"),
                         InstanceAccessor<&Mapping::GetSize>("size"),
                         InstanceAccessor<&Mapping::GetClosed>("closed"),
@@ -55,11 +58,6 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
       throw CodedError(env, "ERR_ILLEGAL_CONSTRUCTOR", "Mapping cannot be constructed from JS");
     st_ = *info[0].As<Napi::External<std::shared_ptr<MapState>>>().Data();
     info.This().As<Napi::Object>().TypeTag(&kMappingTag);
-    // The ArrayBuffer's finalizer owns a reference too: memory stays mapped while JS can see it.
-    auto* keep = new std::shared_ptr<MapState>(st_);
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-        env, st_->addr, st_->size, [](Napi::Env, void*, std::shared_ptr<MapState>* k) { delete k; }, keep);
-    ab_ = Napi::Persistent(ab);
     data_ = GetData(env);
     data_->maps.insert(this);
   }
@@ -74,12 +72,39 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   bool TryUnmap(Napi::Env env) {
     if (st_->unmapped) return true;
     if (st_->bindings > 0 || st_->inflight > 0) return false;
-    if (!ab_.IsEmpty()) {
-      Napi::ArrayBuffer ab = ab_.Value();
-      if (!ab.IsDetached()) ab.Detach();
+    for (auto& ref : views_) {
+      if (ref.IsEmpty()) continue;
+      Napi::Value v = ref.Value();
+      if (!v.IsEmpty() && v.IsArrayBuffer() && !v.As<Napi::ArrayBuffer>().IsDetached()) v.As<Napi::ArrayBuffer>().Detach();
     }
+    views_.clear();
     st_->Unmap();
     return true;
+  }
+
+  // An external ArrayBuffer over [offset, offset+length). Node 20 cannot hold one larger than 4 GiB,
+  // so bigger guests are seen through several views. Each view's finalizer owns a reference to the
+  // mapping (memory stays mapped while JS can see it); unmap() detaches every view first.
+  Napi::Value MakeView(Napi::Env env, uint64_t offset, uint64_t length) {
+    if (st_->unmapped) throw ErrnoError(env, EFAULT, "mmap", nullptr, "the mapping was unmapped");
+    if (offset > st_->size || length > st_->size - offset)
+      throw ArgRangeError(env, "The view [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                                   ") is outside the mapping of " + std::to_string(st_->size) + " bytes");
+    if (length > kMaxView)
+      throw ArgRangeError(env, "The value of \"length\" is out of range. It must be <= 4 GiB (Node 20's ArrayBuffer limit); use several views");
+    auto* keep = new std::shared_ptr<MapState>(st_);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, static_cast<uint8_t*>(st_->addr) + offset, static_cast<size_t>(length),
+        [](Napi::Env, void*, std::shared_ptr<MapState>* k) { delete k; }, keep);
+    // Forget views that were collected, so a long-lived mapping does not accumulate references.
+    if (views_.size() >= 64) {
+      std::vector<Napi::Reference<Napi::ArrayBuffer>> live;
+      for (auto& r : views_)
+        if (!r.IsEmpty() && !r.Value().IsEmpty()) live.push_back(std::move(r));
+      views_ = std::move(live);
+    }
+    views_.push_back(Napi::Weak(ab));
+    return ab;
   }
 
   void ForceUnmap() {
@@ -100,13 +125,32 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     }
     return env.Undefined();
   }
-  Napi::Value GetBuffer(const Napi::CallbackInfo& info) { return ab_.Value(); }
+  Napi::Value GetBuffer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!whole_.IsEmpty()) {
+      Napi::Value v = whole_.Value();
+      if (!v.IsEmpty()) return v;
+    }
+    if (st_->unmapped) return Napi::ArrayBuffer::New(env, 0);  // detached, as after unmap()
+    if (st_->size > kMaxView)
+      throw ArgRangeError(env, "The mapping is larger than 4 GiB, Node 20's ArrayBuffer limit: use mapping.view(offset, length)");
+    Napi::Value ab = MakeView(env, 0, st_->size);
+    whole_ = Napi::Persistent(ab.As<Napi::ArrayBuffer>());
+    return ab;
+  }
+  Napi::Value ViewJs(const Napi::CallbackInfo& info) {
+    uint64_t off = ArgSize(info[0], "offset");
+    uint64_t len = info[1].IsUndefined() ? (st_->size > off ? st_->size - off : 0) : ArgSize(info[1], "length");
+    return MakeView(info.Env(), off, len);
+  }
   Napi::Value GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(st_->size)); }
   Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), st_->unmapped.load()); }
   Napi::Value GetBindings(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), st_->bindings.load()); }
 
+  static constexpr uint64_t kMaxView = 1ull << 32;
   std::shared_ptr<MapState> st_;
-  Napi::Reference<Napi::ArrayBuffer> ab_;
+  Napi::Reference<Napi::ArrayBuffer> whole_;               // `buffer`, made on first use
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> views_;  // weak: to detach on unmap
   AddonData* data_ = nullptr;
 };
 

@@ -1,0 +1,107 @@
+/**
+ * The backend contract: everything above it (KVM objects, SEV, the guest owner, the CLI) talks to
+ * the kernel only through this interface, at the ioctl level, with the kernel's own struct bytes.
+ *
+ * Three implementations: `native` (the C++ shim, real /dev/kvm and /dev/sev), `mock` (a model of the
+ * kernel and the AMD Secure Processor, pure TypeScript) and `hybrid` (real KVM, mocked SEV). One
+ * conformance suite runs against all of them.
+ *
+ * Behaviour rules every implementation follows:
+ * - **Errors.** A failed syscall throws (or rejects with) a {@link KvmError} shaped like Node's own:
+ *   `code` ('ENOTTY'), `errno` (negative, -25), `syscall` ('ioctl'), plus `request`
+ *   ('KVM_MEMORY_ENCRYPT_OP'). Bad arguments throw Node-style TypeError/RangeError with
+ *   `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE` / `ERR_OUT_OF_RANGE`; nothing reaches the kernel.
+ *   An ioctl request outside the allowlist throws `ERR_KVM_SEV_UNKNOWN_IOCTL`.
+ * - **Write-back.** After an ioctl with a struct argument, the struct bytes (and every nested struct
+ *   and buffer a fix-up pointed at) hold what the kernel wrote, also when the ioctl failed (KVM
+ *   writes `kvm_sev_cmd.error` back on failure). Pointer fields always read back as 0.
+ * - **Closed fds.** Any call on a closed {@link BackendFd} fails with EBADF. `close()` is idempotent.
+ *   Closing an fd that an async call or a running vCPU is using takes effect when that use ends
+ *   (the fd number is never reused under a call in flight).
+ * - **Concurrency.** `ioctlAsync` may run concurrently with other calls; the buffers it was given
+ *   belong to the call until its Promise settles (what JS writes into them meanwhile is overwritten).
+ *   A vCPU runs one KVM_RUN at a time: a second `run()` while one is in flight fails with
+ *   `ERR_KVM_SEV_VCPU_BUSY`.
+ * - **Cancellation.** `VcpuRunHandle.kick()` makes a KVM_RUN in flight (or the next one) return at
+ *   once with -EINTR (resolved, not rejected). `close()` kicks, then waits for the vCPU thread.
+ * - **Memory.** A guest-memory mapping that backs a memory slot of a live VM, or that an async call is
+ *   using, refuses `unmap()` with EBUSY. After `unmap()` its `buffer` is detached (byteLength 0).
+ */
+import type { IoctlArg, MappingHandle } from '../uapi/ioctl-arg.js';
+
+export type BackendName = 'native' | 'mock' | 'hybrid';
+export type DevicePath = '/dev/kvm' | '/dev/sev';
+export type FdKind = 'kvm' | 'sev' | 'vm' | 'vcpu' | 'memfd' | 'socket' | 'other';
+
+/** An owned file descriptor. */
+export interface BackendFd {
+  /** What it is; 'closed' once closed. */
+  readonly kind: FdKind | 'closed';
+  /** The fd number, for diagnostics and traces only (-1 once closed): calls take the object. */
+  readonly fd: number;
+  readonly closed: boolean;
+  /** False for a read-only open of /dev/sev (commands that need write access then get EPERM). */
+  readonly writable: boolean;
+  /** Idempotent. */
+  close(): void;
+}
+
+/** Guest memory: an mmap of anonymous memory or of a memfd. */
+export interface GuestMapping extends MappingHandle {
+  /** The mapped bytes, without copies. Detached (byteLength 0) after `unmap()`. At most 4 GiB (Node 20's limit). */
+  readonly buffer: ArrayBuffer;
+  /** [offset, offset+length) of the mapping, without copies (each view at most 4 GiB); detached by `unmap()`. */
+  view(offset: number, length?: number): ArrayBuffer;
+  /** How many memory slots of live VMs point here. */
+  readonly bindings: number;
+  /** Unmaps; EBUSY while a live VM's memory slot or a call in flight uses it. Idempotent. */
+  unmap(): void;
+}
+
+/** KVM_RUN for one vCPU, and its shared `kvm_run` page. */
+export interface VcpuRunHandle {
+  /** The mmapped `struct kvm_run` (KVM_GET_VCPU_MMAP_SIZE bytes). Detached after `close()`. */
+  readonly runArea: ArrayBuffer;
+  readonly running: boolean;
+  readonly closed: boolean;
+  /** KVM_RUN on the vCPU's own thread: resolves 0, or -4 (-EINTR) when kicked or signalled. */
+  run(): Promise<number>;
+  /** KVM_RUN on the calling thread (for a worker thread that owns the vCPU). */
+  runSync(): number;
+  kick(): void;
+  close(): void;
+}
+
+export interface ReceivedFds {
+  readonly data: Uint8Array;
+  readonly fds: BackendFd[];
+}
+
+export interface Backend {
+  readonly name: BackendName;
+
+  /** open(2) of a device; `write: false` opens read-only. */
+  open(path: DevicePath, options?: { write?: boolean }): BackendFd;
+
+  /** A synchronous ioctl; returns the kernel's non-negative result. */
+  ioctl(fd: BackendFd, request: number, arg?: IoctlArg): number;
+  /** The same ioctl off the JS thread; for calls that may take long (SEV firmware commands). */
+  ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number>;
+  /** An ioctl that returns a new fd (KVM_CREATE_VM, KVM_CREATE_VCPU). */
+  ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd;
+
+  mmapAnonymous(size: number): GuestMapping;
+  memfdCreate(name: string, size: number): BackendFd;
+  mmapShared(memfd: BackendFd, size: number, offset?: number): GuestMapping;
+
+  /** Maps `kvm_run` of a vCPU fd and prepares its run thread. */
+  createRunner(vcpu: BackendFd, mmapSize: number): VcpuRunHandle;
+
+  /** Unix sockets and SCM_RIGHTS, for handing fds to another VMM process. */
+  socketPair(): [BackendFd, BackendFd];
+  unixListen(path: string): BackendFd;
+  unixConnect(path: string): BackendFd;
+  unixAccept(listener: BackendFd): Promise<BackendFd>;
+  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number;
+  recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds>;
+}

@@ -1,0 +1,62 @@
+/**
+ * The native backend: the C++ shim over the real /dev/kvm and /dev/sev. Every method is a direct
+ * call into the addon (no wrapper objects on hot paths); the addon validates its arguments.
+ */
+import type { IoctlArg } from '../../uapi/ioctl-arg.js';
+import type { Backend, BackendFd, DevicePath, GuestMapping, ReceivedFds, VcpuRunHandle } from '../contract.js';
+import { invalidArgType } from '../../uapi/errors.js';
+import { loadAddon, type NativeAddon } from './addon.js';
+
+export class NativeBackend implements Backend {
+  readonly name = 'native' as const;
+  /** The loaded addon (throws NativeUnavailableError if it cannot load). */
+  readonly addon: NativeAddon;
+
+  constructor(addon: NativeAddon = loadAddon()) {
+    this.addon = addon;
+  }
+
+  open(path: DevicePath, options: { write?: boolean } = {}): BackendFd {
+    if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'object', options);
+    return this.addon.open(path, options.write ?? true);
+  }
+  ioctl(fd: BackendFd, request: number, arg?: IoctlArg): number {
+    return this.addon.ioctl(fd, request, arg);
+  }
+  ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number> {
+    return this.addon.ioctlAsync(fd, request, arg);
+  }
+  ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
+    return this.addon.ioctlFd(fd, request, arg);
+  }
+  mmapAnonymous(size: number): GuestMapping {
+    return this.addon.mmapAnonymous(size);
+  }
+  memfdCreate(name: string, size: number): BackendFd {
+    return this.addon.memfdCreate(name, size);
+  }
+  mmapShared(memfd: BackendFd, size: number, offset = 0): GuestMapping {
+    return this.addon.mmapShared(memfd, size, offset);
+  }
+  createRunner(vcpu: BackendFd, mmapSize: number): VcpuRunHandle {
+    return new this.addon.VcpuRunner(vcpu, mmapSize);
+  }
+  socketPair(): [BackendFd, BackendFd] {
+    return this.addon.socketPair();
+  }
+  unixListen(path: string): BackendFd {
+    return this.addon.unixListen(path);
+  }
+  unixConnect(path: string): BackendFd {
+    return this.addon.unixConnect(path);
+  }
+  unixAccept(listener: BackendFd): Promise<BackendFd> {
+    return this.addon.unixAccept(listener);
+  }
+  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number {
+    return this.addon.sendFds(socket, data, fds);
+  }
+  recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds> {
+    return this.addon.recvFds(socket, maxBytes, maxFds);
+  }
+}

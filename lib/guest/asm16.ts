@@ -1,0 +1,169 @@
+/**
+ * A tiny 16-bit x86 assembler for the real-mode test and demo guests: just the instructions those
+ * programs use, with labels. Each method emits the documented encoding (Intel SDM vol. 2).
+ *
+ * ```ts
+ * const a = new Asm16(0x1000);
+ * a.movImm16('dx', 0x3f8).movImm8('al', 0x41).outDxAl().hlt();
+ * a.assemble();   // Uint8Array [0xba,0xf8,0x03, 0xb0,0x41, 0xee, 0xf4]
+ * ```
+ */
+const R16 = { ax: 0, cx: 1, dx: 2, bx: 3, sp: 4, bp: 5, si: 6, di: 7 } as const;
+const R8 = { al: 0, cl: 1, dl: 2, bl: 3, ah: 4, ch: 5, dh: 6, bh: 7 } as const;
+export type Reg16 = keyof typeof R16;
+export type Reg8 = keyof typeof R8;
+
+type Item = { bytes: number[] } | { rel8: string; op: number } | { abs16: string; op: number[] } | { label: string };
+
+export class Asm16 {
+  /** Where the code will be loaded (the `org`), for absolute addresses. */
+  readonly origin: number;
+  private items: Item[] = [];
+
+  constructor(origin: number) {
+    this.origin = origin;
+  }
+
+  private b(...bytes: number[]): this {
+    this.items.push({ bytes });
+    return this;
+  }
+
+  label(name: string): this {
+    this.items.push({ label: name });
+    return this;
+  }
+  /** MOV r16, imm16 (B8+r iw) */
+  movImm16(r: Reg16, v: number): this {
+    return this.b(0xb8 + R16[r], v & 0xff, (v >> 8) & 0xff);
+  }
+  /** MOV r16, offset of a label (B8+r iw) */
+  movLabel(r: Reg16, label: string): this {
+    this.items.push({ abs16: label, op: [0xb8 + R16[r]] });
+    return this;
+  }
+  /** MOV r8, imm8 (B0+r ib) */
+  movImm8(r: Reg8, v: number): this {
+    return this.b(0xb0 + R8[r], v & 0xff);
+  }
+  /** MOV r8, r8 (88 /r) */
+  movR8(dst: Reg8, src: Reg8): this {
+    return this.b(0x88, 0xc0 | (R8[src] << 3) | R8[dst]);
+  }
+  /** OUT DX, AL (EE) */
+  outDxAl(): this {
+    return this.b(0xee);
+  }
+  /** OUT DX, EAX (66 EF) */
+  outDxEax(): this {
+    return this.b(0x66, 0xef);
+  }
+  /** IN AL, DX (EC) */
+  inAlDx(): this {
+    return this.b(0xec);
+  }
+  /** LODSB (AC): AL = [DS:SI], SI += 1 */
+  lodsb(): this {
+    return this.b(0xac);
+  }
+  /** TEST AL, AL (84 C0) */
+  testAlAl(): this {
+    return this.b(0x84, 0xc0);
+  }
+  /** TEST AL, imm8 (A8 ib) */
+  testAlImm(v: number): this {
+    return this.b(0xa8, v & 0xff);
+  }
+  /** INC DWORD [moffs16] (66 FF /0 with a disp16) */
+  incDwordAt(addr: number): this {
+    return this.b(0x66, 0xff, 0x06, addr & 0xff, (addr >> 8) & 0xff);
+  }
+  /** MOV EAX, [moffs16] (66 A1) */
+  movEaxFrom(addr: number): this {
+    return this.b(0x66, 0xa1, addr & 0xff, (addr >> 8) & 0xff);
+  }
+  /** MOV AL, [moffs16] (A0) */
+  movAlFrom(addr: number): this {
+    return this.b(0xa0, addr & 0xff, (addr >> 8) & 0xff);
+  }
+  /** INC AL (FE C0) */
+  incAl(): this {
+    return this.b(0xfe, 0xc0);
+  }
+  /** XOR AL, imm8 (34 ib) */
+  xorAlImm(v: number): this {
+    return this.b(0x34, v & 0xff);
+  }
+  /** ADD AL, [SI] ... kept out: not needed. JZ rel8 (74 cb) */
+  jz(label: string): this {
+    this.items.push({ rel8: label, op: 0x74 });
+    return this;
+  }
+  /** JNZ rel8 (75 cb) */
+  jnz(label: string): this {
+    this.items.push({ rel8: label, op: 0x75 });
+    return this;
+  }
+  /** JMP rel8 (EB cb) */
+  jmp(label: string): this {
+    this.items.push({ rel8: label, op: 0xeb });
+    return this;
+  }
+  /** LOOP rel8 (E2 cb): CX -= 1, jump if CX != 0 */
+  loop(label: string): this {
+    this.items.push({ rel8: label, op: 0xe2 });
+    return this;
+  }
+  /** CLI (FA) */
+  cli(): this {
+    return this.b(0xfa);
+  }
+  /** HLT (F4) */
+  hlt(): this {
+    return this.b(0xf4);
+  }
+  /** Raw data bytes. */
+  data(bytes: ArrayLike<number>): this {
+    return this.b(...Array.from(bytes));
+  }
+  /** A NUL-terminated ASCII string. */
+  asciz(s: string): this {
+    return this.data([...Buffer.from(s, 'latin1'), 0]);
+  }
+
+  /** Resolves labels and returns the machine code. */
+  assemble(): Uint8Array {
+    const labels = new Map<string, number>();
+    let pc = this.origin;
+    for (const it of this.items) {
+      if ('label' in it) labels.set(it.label, pc);
+      else if ('bytes' in it) pc += it.bytes.length;
+      else if ('rel8' in it) pc += 2;
+      else pc += it.op.length + 2;
+    }
+    const out: number[] = [];
+    pc = this.origin;
+    const find = (l: string): number => {
+      const v = labels.get(l);
+      if (v === undefined) throw new Error(`asm16: unknown label '${l}'`);
+      return v;
+    };
+    for (const it of this.items) {
+      if ('label' in it) continue;
+      if ('bytes' in it) {
+        out.push(...it.bytes);
+        pc += it.bytes.length;
+      } else if ('rel8' in it) {
+        const rel = find(it.rel8) - (pc + 2);
+        if (rel < -128 || rel > 127) throw new Error(`asm16: jump to '${it.rel8}' is out of rel8 range (${rel})`);
+        out.push(it.op, rel & 0xff);
+        pc += 2;
+      } else {
+        const a = find(it.abs16);
+        out.push(...it.op, a & 0xff, (a >> 8) & 0xff);
+        pc += it.op.length + 2;
+      }
+    }
+    return Uint8Array.from(out);
+  }
+}

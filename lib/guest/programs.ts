@@ -1,0 +1,92 @@
+/**
+ * Small real-mode guest programs (flat, CS = DS = 0, loaded at `origin`), used by the hardware
+ * tests, the benchmarks and the demo. Each is documented by the assembly that builds it.
+ */
+import { Asm16 } from './asm16.js';
+
+/** COM1: the data port, and the line status register whose bit 5 says "ready to send". */
+export const COM1 = 0x3f8;
+export const COM1_LSR = COM1 + 5;
+export const LSR_THR_EMPTY = 0x20;
+
+export interface GuestProgram {
+  /** Guest-physical load address and entry point. */
+  origin: number;
+  code: Uint8Array;
+}
+
+/**
+ * Prints `message` on COM1 the way a driver does (wait for LSR.THRE, then write the byte), then
+ * sets AX = 0x600D, BX = 0xBEEF and halts.
+ *
+ * ```
+ *         mov si, msg
+ * next:   lodsb                 ; al = [si++]
+ *         test al, al
+ *         jz done
+ *         mov bl, al
+ * wait:   mov dx, 0x3fd         ; LSR
+ *         in al, dx
+ *         test al, 0x20         ; THR empty?
+ *         jz wait
+ *         mov al, bl
+ *         mov dx, 0x3f8
+ *         out dx, al
+ *         jmp next
+ * done:   mov ax, 0x600d
+ *         mov bx, 0xbeef
+ *         hlt
+ * msg:    db message, 0
+ * ```
+ */
+export function helloProgram(message = 'Hello from a kvm-sev guest!\n', origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  a.movLabel('si', 'msg')
+    .label('next').lodsb().testAlAl().jz('done').movR8('bl', 'al')
+    .label('wait').movImm16('dx', COM1_LSR).inAlDx().testAlImm(LSR_THR_EMPTY).jz('wait')
+    .movR8('al', 'bl').movImm16('dx', COM1).outDxAl().jmp('next')
+    .label('done').movImm16('ax', 0x600d).movImm16('bx', 0xbeef).hlt()
+    .label('msg').asciz(message);
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * Writes AL to `port` `count` times (count <= 65535), incrementing AL each time, then halts:
+ * `count` port-I/O exits, for exit-handling tests and the exit round-trip benchmark.
+ *
+ * ```
+ *         mov cx, count
+ *         mov dx, port
+ *         mov al, 0
+ * again:  out dx, al
+ *         inc al
+ *         loop again
+ *         hlt
+ * ```
+ */
+export function outLoopProgram(count: number, port = 0x80, origin = 0x1000): GuestProgram {
+  if (!Number.isInteger(count) || count < 1 || count > 0xffff) throw new RangeError('count must be 1..65535');
+  const a = new Asm16(origin);
+  a.movImm16('cx', count).movImm16('dx', port).movImm8('al', 0)
+    .label('again').outDxAl().incAl().loop('again').hlt();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * Forever: increment the 32-bit counter at `counterAddr` in guest memory and report it with
+ * OUT `port`, EAX. Its state lives in memory and registers only, so a handed-off guest continues
+ * the sequence exactly.
+ *
+ * ```
+ * again:  inc dword [counter]
+ *         mov eax, [counter]
+ *         mov dx, port
+ *         out dx, eax
+ *         jmp again
+ * ```
+ */
+export function counterProgram(counterAddr = 0x2000, port = 0x500, origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  a.label('again').incDwordAt(counterAddr).movEaxFrom(counterAddr).movImm16('dx', port).outDxEax().jmp('again');
+  return { origin, code: a.assemble() };
+}

@@ -1,0 +1,81 @@
+/**
+ * Why KVM_RUN returned, decoded from the shared `kvm_run` page. Port-I/O data is a view into that
+ * page: for an IN, write the value there before the next run.
+ */
+import { KVM_EXIT, KVM_EXIT_IO_OUT, exitReasonName } from '../uapi/constants.js';
+
+const {
+  IO: KVM_EXIT_IO, MMIO: KVM_EXIT_MMIO, HLT: KVM_EXIT_HLT, SHUTDOWN: KVM_EXIT_SHUTDOWN, INTR: KVM_EXIT_INTR,
+  DEBUG: KVM_EXIT_DEBUG, HYPERCALL: KVM_EXIT_HYPERCALL, SYSTEM_EVENT: KVM_EXIT_SYSTEM_EVENT,
+  FAIL_ENTRY: KVM_EXIT_FAIL_ENTRY, INTERNAL_ERROR: KVM_EXIT_INTERNAL_ERROR,
+} = KVM_EXIT;
+
+export type VcpuExit =
+  | { reason: 'io'; direction: 'in' | 'out'; size: number; port: number; count: number; data: Uint8Array }
+  | { reason: 'mmio'; physAddr: bigint; isWrite: boolean; len: number; data: Uint8Array }
+  | { reason: 'hlt' }
+  | { reason: 'shutdown' }
+  | { reason: 'intr' }
+  | { reason: 'debug' }
+  | { reason: 'hypercall'; nr: bigint; args: bigint[]; flags: bigint }
+  | { reason: 'system_event'; type: number; data: bigint[] }
+  | { reason: 'fail_entry'; hardwareEntryFailureReason: bigint; cpu: number }
+  | { reason: 'internal_error'; suberror: number; data: bigint[] }
+  | { reason: 'other'; exitReason: number; name: string };
+
+/** Decodes the exit in `run` (a DataView over kvm_run); `page` is the same memory as bytes. */
+export function decodeExit(run: DataView, page: Uint8Array): VcpuExit {
+  const reason = run.getUint32(8, true);
+  switch (reason) {
+    case KVM_EXIT_IO: {
+      const size = run.getUint8(33);
+      const count = run.getUint32(36, true);
+      const off = Number(run.getBigUint64(40, true));
+      return {
+        reason: 'io',
+        direction: run.getUint8(32) === KVM_EXIT_IO_OUT ? 'out' : 'in',
+        size,
+        port: run.getUint16(34, true),
+        count,
+        data: page.subarray(off, off + size * count),
+      };
+    }
+    case KVM_EXIT_MMIO:
+      return {
+        reason: 'mmio',
+        physAddr: run.getBigUint64(32, true),
+        len: run.getUint32(48, true),
+        isWrite: run.getUint8(52) !== 0,
+        data: page.subarray(40, 48),
+      };
+    case KVM_EXIT_HLT:
+      return { reason: 'hlt' };
+    case KVM_EXIT_SHUTDOWN:
+      return { reason: 'shutdown' };
+    case KVM_EXIT_INTR:
+      return { reason: 'intr' };
+    case KVM_EXIT_DEBUG:
+      return { reason: 'debug' };
+    case KVM_EXIT_HYPERCALL: {
+      const args: bigint[] = [];
+      for (let i = 0; i < 6; i++) args.push(run.getBigUint64(40 + 8 * i, true));
+      return { reason: 'hypercall', nr: run.getBigUint64(32, true), args, flags: run.getBigUint64(96, true) };
+    }
+    case KVM_EXIT_SYSTEM_EVENT: {
+      const n = Math.min(run.getUint32(36, true), 16);
+      const data: bigint[] = [];
+      for (let i = 0; i < n; i++) data.push(run.getBigUint64(40 + 8 * i, true));
+      return { reason: 'system_event', type: run.getUint32(32, true), data };
+    }
+    case KVM_EXIT_FAIL_ENTRY:
+      return { reason: 'fail_entry', hardwareEntryFailureReason: run.getBigUint64(32, true), cpu: run.getUint32(40, true) };
+    case KVM_EXIT_INTERNAL_ERROR: {
+      const n = Math.min(run.getUint32(36, true), 16);
+      const data: bigint[] = [];
+      for (let i = 0; i < n; i++) data.push(run.getBigUint64(40 + 8 * i, true));
+      return { reason: 'internal_error', suberror: run.getUint32(32, true), data };
+    }
+    default:
+      return { reason: 'other', exitReason: reason, name: `KVM_EXIT_${exitReasonName(reason) ?? reason}` };
+  }
+}

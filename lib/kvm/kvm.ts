@@ -1,0 +1,115 @@
+/**
+ * The /dev/kvm system fd.
+ *
+ * ```ts
+ * import { Kvm } from 'kvm-sev';
+ * using kvm = Kvm.open();                    // native backend; Kvm.open({ backend }) for mock/hybrid
+ * kvm.apiVersion();                          // 12
+ * const vm = kvm.createVm();                 // KVM_X86_DEFAULT_VM
+ * ```
+ */
+import type { Backend, BackendFd } from '../backend/contract.js';
+import { NativeBackend } from '../backend/native/native-backend.js';
+import { KVM_CAP, KVM_X86_DEFAULT_VM } from '../uapi/constants.js';
+import * as ioc from '../uapi/ioctls.js';
+import { cpuid2Arg, decodeCpuid2, decodeMsrList, kvm_device_attr, msrListArg, u64_value, type KvmCpuidEntry2 } from '../uapi/structs/kvm.js';
+import { Vm } from './vm.js';
+
+export interface KvmOpenOptions {
+  /** Defaults to the native backend (the real /dev/kvm). */
+  backend?: Backend;
+}
+
+export class Kvm implements Disposable, AsyncDisposable {
+  readonly backend: Backend;
+  readonly fd: BackendFd;
+  private mmapSize: number | undefined;
+
+  private constructor(backend: Backend, fd: BackendFd) {
+    this.backend = backend;
+    this.fd = fd;
+  }
+
+  /** Opens /dev/kvm on a backend. */
+  static open(options: KvmOpenOptions = {}): Kvm {
+    const backend = options.backend ?? new NativeBackend();
+    return new Kvm(backend, backend.open('/dev/kvm'));
+  }
+
+  get closed(): boolean {
+    return this.fd.closed;
+  }
+
+  /** KVM_GET_API_VERSION: 12 on every kernel since 2.6.22. */
+  apiVersion(): number {
+    return this.backend.ioctl(this.fd, ioc.KVM_GET_API_VERSION);
+  }
+
+  /** KVM_CHECK_EXTENSION: 0 if absent, else 1 or a capability-specific value. */
+  checkExtension(cap: number): number {
+    return this.backend.ioctl(this.fd, ioc.KVM_CHECK_EXTENSION, cap);
+  }
+
+  /** KVM_GET_VCPU_MMAP_SIZE (cached). */
+  vcpuMmapSize(): number {
+    return (this.mmapSize ??= this.backend.ioctl(this.fd, ioc.KVM_GET_VCPU_MMAP_SIZE));
+  }
+
+  /** The VM types KVM_CREATE_VM accepts (KVM_CAP_VM_TYPES; kernels before 6.10 only know the default). */
+  supportedVmTypes(): number[] {
+    const mask = this.checkExtension(KVM_CAP.VM_TYPES);
+    if (mask === 0) return [KVM_X86_DEFAULT_VM];
+    const out: number[] = [];
+    for (let t = 0; t < 32; t++) if (mask & (1 << t)) out.push(t);
+    return out;
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID, growing the buffer until it fits (E2BIG). */
+  supportedCpuid(): KvmCpuidEntry2[] {
+    for (let cap = 64; ; cap *= 2) {
+      const a = cpuid2Arg(cap);
+      try {
+        this.backend.ioctl(this.fd, ioc.KVM_GET_SUPPORTED_CPUID, a);
+        return decodeCpuid2(a.bytes).entries;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'E2BIG' || cap >= 4096) throw e;
+      }
+    }
+  }
+
+  /** KVM_GET_MSR_INDEX_LIST. */
+  msrIndexList(): number[] {
+    for (let cap = 128; ; cap *= 2) {
+      const a = msrListArg(cap);
+      try {
+        this.backend.ioctl(this.fd, ioc.KVM_GET_MSR_INDEX_LIST, a);
+        return decodeMsrList(a.bytes).indices;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'E2BIG' || cap >= 16384) throw e;
+      }
+    }
+  }
+
+  /** KVM_GET_DEVICE_ATTR on /dev/kvm (e.g. group KVM_X86_GRP_SEV, attr KVM_X86_SEV_VMSA_FEATURES). */
+  deviceAttr(group: number, attr: bigint | number): bigint {
+    const value = u64_value.arg({});
+    this.backend.ioctl(this.fd, ioc.KVM_GET_DEVICE_ATTR, kvm_device_attr.arg({ group, attr: BigInt(attr), addr: value }));
+    return u64_value.decode(value.bytes).value;
+  }
+
+  /** KVM_CREATE_VM. */
+  createVm(type: number = KVM_X86_DEFAULT_VM): Vm {
+    return new Vm(this, this.backend.ioctlFd(this.fd, ioc.KVM_CREATE_VM, type), type);
+  }
+
+  /** Idempotent. VMs created here stay usable (they hold their own fds). */
+  close(): void {
+    this.fd.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}

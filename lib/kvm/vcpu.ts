@@ -1,0 +1,193 @@
+/**
+ * A vCPU fd: one method per vCPU ioctl, and `run()`.
+ *
+ * ```ts
+ * const vcpu = vm.createVcpu(0);
+ * vcpu.setRegs({ ...vcpu.getRegs(), rip: 0x1000n, rflags: 2n });
+ * const exit = await vcpu.run();           // KVM_RUN on the vCPU's own thread
+ * if (exit.reason === 'io' && exit.direction === 'out') process.stdout.write(exit.data);
+ * ```
+ */
+import type { Backend, BackendFd, VcpuRunHandle } from '../backend/contract.js';
+import { KvmSevError } from '../backend/errors.js';
+import type { ValueOf, EncodeInput } from '../uapi/codec.js';
+import * as ioc from '../uapi/ioctls.js';
+import {
+  cpuid2Arg, decodeMsrs, kvm_debugregs, kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
+  kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, msrsArg, kvm_cpuid_entry2, kvm_guest_debug,
+  type KvmMsrEntry,
+} from '../uapi/structs/kvm.js';
+import { decodeExit, type VcpuExit } from './exits.js';
+import type { Vm } from './vm.js';
+
+export type KvmRegs = ValueOf<typeof kvm_regs>;
+export type KvmSregs = ValueOf<typeof kvm_sregs>;
+export type KvmFpu = ValueOf<typeof kvm_fpu>;
+export type KvmXcrs = ValueOf<typeof kvm_xcrs>;
+export type KvmVcpuEvents = ValueOf<typeof kvm_vcpu_events>;
+export type KvmMpState = ValueOf<typeof kvm_mp_state>;
+export type KvmDebugregs = ValueOf<typeof kvm_debugregs>;
+
+export class Vcpu implements Disposable, AsyncDisposable {
+  readonly vm: Vm;
+  readonly id: number;
+  readonly fd: BackendFd;
+  private readonly backend: Backend;
+  private runner: VcpuRunHandle | undefined;
+  private runView: DataView | undefined;
+  private runPage: Uint8Array | undefined;
+
+  /** @internal use {@link Vm.createVcpu}. */
+  constructor(vm: Vm, id: number, fd: BackendFd) {
+    this.vm = vm;
+    this.id = id;
+    this.fd = fd;
+    this.backend = vm.backend;
+  }
+
+  get closed(): boolean {
+    return this.fd.closed;
+  }
+
+  private get(codec: { size: number; arg(v: object): import('../uapi/ioctl-arg.js').IoctlStruct; decode(b: Uint8Array): unknown }, req: number): unknown {
+    const a = codec.arg({});
+    this.backend.ioctl(this.fd, req, a);
+    return codec.decode(a.bytes);
+  }
+
+  getRegs(): KvmRegs {
+    return this.get(kvm_regs, ioc.KVM_GET_REGS) as KvmRegs;
+  }
+  setRegs(regs: EncodeInput<typeof kvm_regs>): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_REGS, kvm_regs.arg(regs));
+  }
+  getSregs(): KvmSregs {
+    return this.get(kvm_sregs, ioc.KVM_GET_SREGS) as KvmSregs;
+  }
+  setSregs(sregs: EncodeInput<typeof kvm_sregs>): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_SREGS, kvm_sregs.arg(sregs));
+  }
+  getFpu(): KvmFpu {
+    return this.get(kvm_fpu, ioc.KVM_GET_FPU) as KvmFpu;
+  }
+  setFpu(fpu: EncodeInput<typeof kvm_fpu>): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_FPU, kvm_fpu.arg(fpu));
+  }
+  /** The raw 4 KiB XSAVE area (KVM_GET_XSAVE). */
+  getXsave(): Uint8Array {
+    const a = kvm_xsave.arg({});
+    this.backend.ioctl(this.fd, ioc.KVM_GET_XSAVE, a);
+    return a.bytes;
+  }
+  setXsave(area: Uint8Array): void {
+    const a = kvm_xsave.arg({});
+    a.bytes.set(area.subarray(0, kvm_xsave.size));
+    this.backend.ioctl(this.fd, ioc.KVM_SET_XSAVE, a);
+  }
+  getXcrs(): KvmXcrs {
+    return this.get(kvm_xcrs, ioc.KVM_GET_XCRS) as KvmXcrs;
+  }
+  setXcrs(xcrs: EncodeInput<typeof kvm_xcrs>): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_XCRS, kvm_xcrs.arg(xcrs));
+  }
+  /** KVM_GET_MSRS for the given MSR indices; returns the entries KVM read (it stops at the first it cannot). */
+  getMsrs(indices: readonly number[]): KvmMsrEntry[] {
+    const a = msrsArg(indices.map((index) => ({ index, data: 0n })));
+    const n = this.backend.ioctl(this.fd, ioc.KVM_GET_MSRS, a);
+    return decodeMsrs(a.bytes).entries.slice(0, n);
+  }
+  /** KVM_SET_MSRS; returns how many entries KVM set. */
+  setMsrs(entries: readonly EncodeInput<typeof kvm_msr_entry>[]): number {
+    return this.backend.ioctl(this.fd, ioc.KVM_SET_MSRS, msrsArg(entries));
+  }
+  setCpuid2(entries: readonly EncodeInput<typeof kvm_cpuid_entry2>[]): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_CPUID2, cpuid2Arg(entries));
+  }
+  /** The raw 1 KiB local APIC register page (KVM_GET_LAPIC). */
+  getLapic(): Uint8Array {
+    const a = kvm_lapic_state.arg({});
+    this.backend.ioctl(this.fd, ioc.KVM_GET_LAPIC, a);
+    return a.bytes;
+  }
+  setLapic(regs: Uint8Array): void {
+    const a = kvm_lapic_state.arg({});
+    a.bytes.set(regs.subarray(0, kvm_lapic_state.size));
+    this.backend.ioctl(this.fd, ioc.KVM_SET_LAPIC, a);
+  }
+  getVcpuEvents(): KvmVcpuEvents {
+    return this.get(kvm_vcpu_events, ioc.KVM_GET_VCPU_EVENTS) as KvmVcpuEvents;
+  }
+  setVcpuEvents(events: EncodeInput<typeof kvm_vcpu_events>): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_VCPU_EVENTS, kvm_vcpu_events.arg(events));
+  }
+  getMpState(): KvmMpState {
+    return this.get(kvm_mp_state, ioc.KVM_GET_MP_STATE) as KvmMpState;
+  }
+  setMpState(state: EncodeInput<typeof kvm_mp_state>): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_MP_STATE, kvm_mp_state.arg(state));
+  }
+  getDebugregs(): KvmDebugregs {
+    return this.get(kvm_debugregs, ioc.KVM_GET_DEBUGREGS) as KvmDebugregs;
+  }
+  setDebugregs(regs: EncodeInput<typeof kvm_debugregs>): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_DEBUGREGS, kvm_debugregs.arg(regs));
+  }
+  setGuestDebug(dbg: EncodeInput<typeof kvm_guest_debug>): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_GUEST_DEBUG, kvm_guest_debug.arg(dbg));
+  }
+  /** KVM_ENABLE_CAP on the vCPU. */
+  enableCap(cap: number, args: readonly bigint[] = [], flags = 0): void {
+    this.backend.ioctl(this.fd, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap, flags, args: [0, 1, 2, 3].map((i) => args[i] ?? 0n) }));
+  }
+  /** The guest TSC frequency in kHz. */
+  tscKhz(): number {
+    return this.backend.ioctl(this.fd, ioc.KVM_GET_TSC_KHZ);
+  }
+
+  private ensureRunner(): VcpuRunHandle {
+    if (this.runner && !this.runner.closed) return this.runner;
+    if (this.fd.closed) throw new KvmSevError('ERR_KVM_SEV_CLOSED', `vCPU ${this.id} is closed`);
+    this.runner = this.backend.createRunner(this.fd, this.vm.kvm.vcpuMmapSize());
+    this.runView = new DataView(this.runner.runArea);
+    this.runPage = new Uint8Array(this.runner.runArea);
+    return this.runner;
+  }
+
+  /** The `kvm_run` page shared with the kernel (for fields this API does not decode). */
+  get runArea(): ArrayBuffer {
+    return this.ensureRunner().runArea;
+  }
+
+  /** KVM_RUN on the vCPU's own native thread; the event loop keeps running meanwhile. */
+  async run(): Promise<VcpuExit> {
+    const r = await this.ensureRunner().run();
+    return r < 0 ? { reason: 'intr' } : decodeExit(this.runView!, this.runPage!);
+  }
+
+  /** KVM_RUN on this thread (for a worker thread that owns the vCPU: it blocks that thread). */
+  runSync(): VcpuExit {
+    const r = this.ensureRunner().runSync();
+    return r < 0 ? { reason: 'intr' } : decodeExit(this.runView!, this.runPage!);
+  }
+
+  /** Makes a run in flight (or the next one) return with reason 'intr'. */
+  kick(): void {
+    this.runner?.kick();
+  }
+
+  /** Stops the run thread, unmaps kvm_run and closes the fd. Idempotent. */
+  close(): void {
+    this.runner?.close();
+    this.runner = undefined;
+    this.runView = undefined;
+    this.runPage = undefined;
+    this.fd.close();
+    this.vm.forgetVcpu(this);
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}
