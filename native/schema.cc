@@ -22,6 +22,22 @@
 #define KVM_SEV_SNP_ENABLE_REQ_CERTS 103
 #endif
 
+// The 6.1 headers declare flexible arrays with __DECLARE_FLEX_ARRAY, which C++ sizes as one byte
+// more than C does (an empty struct has size 1 in C++). The kernel uses the C sizes, so structs with
+// flexible arrays, and the ioctl numbers that encode their size, are spelled out here.
+static constexpr uint32_t kSizeofKvmMsrs = 8;      // nmsrs, pad
+static constexpr uint32_t kSizeofKvmCpuid2 = 8;    // nent, padding
+static constexpr uint32_t kSizeofKvmMsrList = 4;   // nmsrs
+static constexpr uint32_t kSizeofKvmXsave = 4096;  // region[1024]
+#define C_KVM_GET_MSR_INDEX_LIST _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x02, kSizeofKvmMsrList)
+#define C_KVM_GET_SUPPORTED_CPUID _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kSizeofKvmCpuid2)
+#define C_KVM_GET_MSR_FEATURE_INDEX_LIST _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x0a, kSizeofKvmMsrList)
+#define C_KVM_GET_MSRS _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, kSizeofKvmMsrs)
+#define C_KVM_SET_MSRS _IOC(_IOC_WRITE, KVMIO, 0x89, kSizeofKvmMsrs)
+#define C_KVM_SET_CPUID2 _IOC(_IOC_WRITE, KVMIO, 0x90, kSizeofKvmCpuid2)
+#define C_KVM_GET_XSAVE _IOC(_IOC_READ, KVMIO, 0xa4, kSizeofKvmXsave)
+#define C_KVM_SET_XSAVE _IOC(_IOC_WRITE, KVMIO, 0xa5, kSizeofKvmXsave)
+
 namespace kvmsev {
 
 static constexpr uint32_t K_SYS = static_cast<uint32_t>(FdKind::Kvm);
@@ -145,7 +161,7 @@ static const Layout L_enable_cap{"kvm_enable_cap", 104, {}};
 static const Layout L_regs{"kvm_regs", sizeof(struct kvm_regs), {}};
 static const Layout L_sregs{"kvm_sregs", sizeof(struct kvm_sregs), {}};
 static const Layout L_fpu{"kvm_fpu", sizeof(struct kvm_fpu), {}};
-static const Layout L_xsave{"kvm_xsave", sizeof(struct kvm_xsave), {}};
+static const Layout L_xsave{"kvm_xsave", kSizeofKvmXsave, {}};
 static const Layout L_xcrs{"kvm_xcrs", sizeof(struct kvm_xcrs), {}};
 static const Layout L_lapic{"kvm_lapic_state", sizeof(struct kvm_lapic_state), {}};
 static const Layout L_events{"kvm_vcpu_events", sizeof(struct kvm_vcpu_events), {}};
@@ -154,18 +170,20 @@ static const Layout L_debugregs{"kvm_debugregs", sizeof(struct kvm_debugregs), {
 static const Layout L_guest_debug{"kvm_guest_debug", sizeof(struct kvm_guest_debug), {}};
 static const Layout L_u64{"__u64", 8, {}};
 static const Layout L_device_attr{"kvm_device_attr", sizeof(struct kvm_device_attr), {Fixed("addr", 16, 8)}};
-static const Layout L_msrs{"kvm_msrs", sizeof(struct kvm_msrs), {}};
-static const Layout L_cpuid2{"kvm_cpuid2", sizeof(struct kvm_cpuid2), {}};
-static const Layout L_msr_list{"kvm_msr_list", sizeof(struct kvm_msr_list), {}};
+static const Layout L_msrs{"kvm_msrs", kSizeofKvmMsrs, {}};
+static const Layout L_cpuid2{"kvm_cpuid2", kSizeofKvmCpuid2, {}};
+static const Layout L_msr_list{"kvm_msr_list", kSizeofKvmMsrList, {}};
 
-static const VarSpec V_msrs{0, sizeof(struct kvm_msrs), sizeof(struct kvm_msr_entry)};
-static const VarSpec V_cpuid2{0, sizeof(struct kvm_cpuid2), sizeof(struct kvm_cpuid_entry2)};
-static const VarSpec V_msr_list{0, sizeof(struct kvm_msr_list), sizeof(__u32)};
+static const VarSpec V_msrs{0, kSizeofKvmMsrs, sizeof(struct kvm_msr_entry)};
+static const VarSpec V_cpuid2{0, kSizeofKvmCpuid2, sizeof(struct kvm_cpuid_entry2)};
+static const VarSpec V_msr_list{0, kSizeofKvmMsrList, sizeof(__u32)};
 
 #define REQ_NONE(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::None, nullptr, nullptr, kinds, false, false}
 #define REQ_INT(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Int, nullptr, nullptr, kinds, false, false}
 #define REQ_FD(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Int, nullptr, nullptr, kinds, true, false}
 #define REQ_S(name, layout, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Struct, &layout, nullptr, kinds, false, false}
+#define REQ_SN(str, num, layout, kinds) RequestDef{str, static_cast<uint32_t>(num), ArgKind::Struct, &layout, nullptr, kinds, false, false}
+#define REQ_VN(str, num, layout, var, kinds) RequestDef{str, static_cast<uint32_t>(num), ArgKind::Struct, &layout, &var, kinds, false, false}
 #define REQ_V(name, layout, var, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Struct, &layout, &var, kinds, false, false}
 
 static const std::vector<RequestDef>& Table() {
@@ -174,9 +192,9 @@ static const std::vector<RequestDef>& Table() {
       REQ_FD(KVM_CREATE_VM, K_SYS),
       REQ_INT(KVM_CHECK_EXTENSION, K_SYS | K_VM),
       REQ_NONE(KVM_GET_VCPU_MMAP_SIZE, K_SYS),
-      REQ_V(KVM_GET_SUPPORTED_CPUID, L_cpuid2, V_cpuid2, K_SYS),
-      REQ_V(KVM_GET_MSR_INDEX_LIST, L_msr_list, V_msr_list, K_SYS),
-      REQ_V(KVM_GET_MSR_FEATURE_INDEX_LIST, L_msr_list, V_msr_list, K_SYS),
+      REQ_VN("KVM_GET_SUPPORTED_CPUID", C_KVM_GET_SUPPORTED_CPUID, L_cpuid2, V_cpuid2, K_SYS),
+      REQ_VN("KVM_GET_MSR_INDEX_LIST", C_KVM_GET_MSR_INDEX_LIST, L_msr_list, V_msr_list, K_SYS),
+      REQ_VN("KVM_GET_MSR_FEATURE_INDEX_LIST", C_KVM_GET_MSR_FEATURE_INDEX_LIST, L_msr_list, V_msr_list, K_SYS),
       REQ_S(KVM_GET_DEVICE_ATTR, L_device_attr, K_SYS | K_VM | K_VCPU),
       REQ_S(KVM_HAS_DEVICE_ATTR, L_device_attr, K_SYS | K_VM | K_VCPU),
       REQ_FD(KVM_CREATE_VCPU, K_VM),
@@ -196,13 +214,13 @@ static const std::vector<RequestDef>& Table() {
       REQ_S(KVM_SET_SREGS, L_sregs, K_VCPU),
       REQ_S(KVM_GET_FPU, L_fpu, K_VCPU),
       REQ_S(KVM_SET_FPU, L_fpu, K_VCPU),
-      REQ_S(KVM_GET_XSAVE, L_xsave, K_VCPU),
-      REQ_S(KVM_SET_XSAVE, L_xsave, K_VCPU),
+      REQ_SN("KVM_GET_XSAVE", C_KVM_GET_XSAVE, L_xsave, K_VCPU),
+      REQ_SN("KVM_SET_XSAVE", C_KVM_SET_XSAVE, L_xsave, K_VCPU),
       REQ_S(KVM_GET_XCRS, L_xcrs, K_VCPU),
       REQ_S(KVM_SET_XCRS, L_xcrs, K_VCPU),
-      REQ_V(KVM_GET_MSRS, L_msrs, V_msrs, K_VCPU),
-      REQ_V(KVM_SET_MSRS, L_msrs, V_msrs, K_VCPU),
-      REQ_V(KVM_SET_CPUID2, L_cpuid2, V_cpuid2, K_VCPU),
+      REQ_VN("KVM_GET_MSRS", C_KVM_GET_MSRS, L_msrs, V_msrs, K_VCPU),
+      REQ_VN("KVM_SET_MSRS", C_KVM_SET_MSRS, L_msrs, V_msrs, K_VCPU),
+      REQ_VN("KVM_SET_CPUID2", C_KVM_SET_CPUID2, L_cpuid2, V_cpuid2, K_VCPU),
       REQ_S(KVM_GET_LAPIC, L_lapic, K_VCPU),
       REQ_S(KVM_SET_LAPIC, L_lapic, K_VCPU),
       REQ_S(KVM_GET_VCPU_EVENTS, L_events, K_VCPU),

@@ -92,9 +92,9 @@ export class Kvm implements Disposable, AsyncDisposable {
 
   /** KVM_GET_DEVICE_ATTR on /dev/kvm (e.g. group KVM_X86_GRP_SEV, attr KVM_X86_SEV_VMSA_FEATURES). */
   deviceAttr(group: number, attr: bigint | number): bigint {
-    const value = u64_value.arg({});
+    const value = new Uint8Array(8);
     this.backend.ioctl(this.fd, ioc.KVM_GET_DEVICE_ATTR, kvm_device_attr.arg({ group, attr: BigInt(attr), addr: value }));
-    return u64_value.decode(value.bytes).value;
+    return u64_value.decode(value).value;
   }
 
   /** KVM_CREATE_VM. */
