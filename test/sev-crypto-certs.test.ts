@@ -453,6 +453,9 @@ test('GODH checks: what LAUNCH_START looks at, and only that', (t) => {
     t.false(r.ok);
     if (!r.ok) t.is(r.reason, reason);
   }
+  const wide = checkGodhCert(parseSevCert(flip(bytes, 0x5c + 60)));
+  t.false(wide.ok);
+  if (!wide.ok) t.regex(wide.detail, /wider than 48 bytes/);
   // Garbage in a signature slot does not matter to LAUNCH_START.
   t.true(checkGodhCert(parseSevCert(flip(bytes, SIG1 + 9))).ok);
   const err = new SevCertError('invalid-public-key', 'x');

@@ -11,7 +11,7 @@ import type { AmdGeneration } from '../sev-crypto/amd-roots.js';
 import { allBuiltinRoots, builtinRoots } from '../sev-crypto/builtin-roots.js';
 import { verifyChain as verifyFullChain } from '../sev-crypto/chain.js';
 import type { AmdCertInput, SevCertInput, VerifiedChain } from '../sev-crypto/chain.js';
-import { InvalidArgValueError, SevChainError, SevFormatError } from '../sev-crypto/errors.js';
+import { invalidArgValue, SevChainError, SevFormatError } from '../sev-crypto/errors.js';
 
 export interface OwnerChainInput {
   cek: SevCertInput;
@@ -37,7 +37,7 @@ export function verifyChain(input: OwnerChainInput): VerifiedChain {
   const trustedArks: AmdCertificate[] = [...allBuiltinRoots().map((r) => r.ark), ...extra.map((r) => r.ark)];
   const certs = { cek: input.cek, oca: input.oca, pek: input.pek, pdh: input.pdh };
   if (input.ark !== undefined || input.ask !== undefined) {
-    if (input.ark === undefined || input.ask === undefined) throw new InvalidArgValueError('input', 'must give both ark and ask, or neither');
+    if (input.ark === undefined || input.ask === undefined) throw invalidArgValue('input', input.ark === undefined ? 'ask only' : 'ark only', 'must give both ark and ask, or neither');
     return verifyFullChain({ ...certs, ark: input.ark, ask: input.ask }, { trustedArks });
   }
   const candidates = [...builtins, ...extra];

@@ -1,6 +1,6 @@
 /** Guest owner: package a LAUNCH_SECRET (sev-firmware.md §5). */
 import { checkBytes, checkObject } from '../sev-crypto/bytes.js';
-import { InvalidArgTypeError, OutOfRangeError } from '../sev-crypto/errors.js';
+import { invalidArgType, outOfRange } from '../sev-crypto/errors.js';
 import { MAX_PACKET_LENGTH, buildSecret as sealSecret } from '../sev-crypto/secret.js';
 import { buildSecretTable } from '../sev-crypto/secret-table.js';
 import type { SecretTableEntry } from '../sev-crypto/secret-table.js';
@@ -39,13 +39,13 @@ export interface OwnerSecret {
 export function buildSecret(opts: OwnerSecretOptions): OwnerSecret {
   checkObject(opts, 'options');
   const m = checkBytes(opts.measurement, 'options.measurement');
-  if (m.length !== 32 && m.length !== 48) throw new OutOfRangeError('options.measurement.length', '32 or 48', m.length);
+  if (m.length !== 32 && m.length !== 48) throw outOfRange('options.measurement.length', '32 or 48', m.length);
   let plaintext: Buffer;
   if (opts.secret instanceof Uint8Array) plaintext = Buffer.from(opts.secret);
   else if (Array.isArray(opts.secret)) plaintext = buildSecretTable(opts.secret as readonly SecretTableEntry[]);
-  else throw new InvalidArgTypeError('options.secret', 'a Uint8Array or an array of { guid, data }', opts.secret);
+  else throw invalidArgType('options.secret', 'a Uint8Array or an array of { guid, data }', opts.secret);
   if (plaintext.length === 0 || plaintext.length % 16 !== 0 || plaintext.length > MAX_PACKET_LENGTH) {
-    throw new OutOfRangeError('options.secret length', `a multiple of 16 from 16 to ${MAX_PACKET_LENGTH}`, plaintext.length);
+    throw outOfRange('options.secret length', `a multiple of 16 from 16 to ${MAX_PACKET_LENGTH}`, plaintext.length);
   }
   const sealed = sealSecret({ tek: opts.tek, tik: opts.tik, measurement: m.subarray(0, 32), plaintext, iv: opts.iv });
   return { header: sealed.headerBytes, secret: sealed.trans, plaintext };

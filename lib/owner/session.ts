@@ -7,7 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import { checkBytes, checkObject, checkUint, copy } from '../sev-crypto/bytes.js';
 import { SevAlgo, SevUsage, isEcdhAlgo } from '../sev-crypto/cert-codes.js';
 import { ecdhP384, generateP384, isP384Key } from '../sev-crypto/ecc.js';
-import { InvalidArgValueError, SevCertError } from '../sev-crypto/errors.js';
+import { invalidArgValue, SevCertError } from '../sev-crypto/errors.js';
 import { SEV_POLICY_RESERVED_MASK } from '../sev-crypto/policy.js';
 import { createSevCert, serializeSevCert, sevCertPublicKey, toSevCert } from '../sev-crypto/sev-cert.js';
 import type { SevCertificate } from '../sev-crypto/sev-cert.js';
@@ -44,13 +44,13 @@ export function createSession(opts: CreateSessionOptions): LaunchSession {
   const pdh = toSevCert(opts.pdh, 'options.pdh');
   const policy = checkUint(opts.policy, 'options.policy', 32);
   // The firmware would refuse it with POLICY_FAILURE (§1): fail here rather than at launch.
-  if ((policy & SEV_POLICY_RESERVED_MASK) !== 0) throw new InvalidArgValueError('options.policy', 'sets reserved bits 6-15', policy);
+  if ((policy & SEV_POLICY_RESERVED_MASK) !== 0) throw invalidArgValue('options.policy', policy, 'sets reserved bits 6-15');
   if (pdh.pubKeyUsage !== SevUsage.PDH || !isEcdhAlgo(pdh.pubKeyAlgo)) {
     throw new SevCertError('wrong-usage', 'options.pdh is not a PDH (usage 0x1003, ECDH) certificate');
   }
   const pdhKey = sevCertPublicKey(pdh); // SevCertError('invalid-public-key') for a bad point
   const godhKey = opts.godhKey ?? generateP384().privateKey;
-  if (!isP384Key(godhKey) || godhKey.type !== 'private') throw new InvalidArgValueError('options.godhKey', 'must be a P-384 private key');
+  if (!isP384Key(godhKey) || godhKey.type !== 'private') throw invalidArgValue('options.godhKey', godhKey?.asymmetricKeyType, 'must be a P-384 private key');
   const tek = opts.tek === undefined ? randomBytes(16) : copy(checkBytes(opts.tek, 'options.tek', 16));
   const tik = opts.tik === undefined ? randomBytes(16) : copy(checkBytes(opts.tik, 'options.tik', 16));
   const s = wrapSession({ sharedSecret: ecdhP384(godhKey, pdhKey), tek, tik, policy, nonce: opts.nonce, wrapIv: opts.wrapIv });

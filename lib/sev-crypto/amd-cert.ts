@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { bytesEqual, checkBytes, checkObject, checkUint, copy, reversed } from './bytes.js';
 import { SevAlgo, SevUsage } from './cert-codes.js';
-import { InvalidArgTypeError, InvalidArgValueError, SevCertError, SevFormatError } from './errors.js';
+import { invalidArgType, invalidArgValue, SevCertError, SevFormatError } from './errors.js';
 import type { CertCheck } from './errors.js';
 import { rsaComponents, rsaPssSign, rsaPssVerify, rsaPublicKeyFromLe } from './rsa.js';
 
@@ -88,7 +88,7 @@ export function serializeAmdCert(cert: AmdCertificate): Buffer {
   checkObject(cert, 'cert');
   const peBits = checkUint(cert.pubExpBits, 'cert.pubExpBits', 32);
   const mBits = checkUint(cert.modulusBits, 'cert.modulusBits', 32);
-  if (peBits % 8 !== 0 || mBits % 8 !== 0) throw new InvalidArgValueError('cert', 'key sizes must be multiples of 8 bits');
+  if (peBits % 8 !== 0 || mBits % 8 !== 0) throw invalidArgValue('cert', `${peBits}/${mBits} bits`, 'key sizes must be multiples of 8 bits');
   const pe = peBits / 8;
   const m = mBits / 8;
   const out = Buffer.alloc(AMD_CERT_HEADER_SIZE + pe + 2 * m);
@@ -108,7 +108,7 @@ export function serializeAmdCert(cert: AmdCertificate): Buffer {
 export function toAmdCert(x: AmdCertificate | Uint8Array, name = 'cert'): AmdCertificate {
   if (x instanceof Uint8Array) return parseAmdCert(x);
   if (isAmdCertificate(x)) return x;
-  throw new InvalidArgTypeError(name, 'an AmdCertificate or a Uint8Array', x);
+  throw invalidArgType(name, 'an AmdCertificate or a Uint8Array', x);
 }
 
 /** Bytes the signature covers: offset 0 to the end of the modulus. */
@@ -157,7 +157,7 @@ export interface CreateAmdCertOptions {
 export function createAmdCert(opts: CreateAmdCertOptions): AmdCertificate {
   checkObject(opts, 'options');
   const { n, e, bits } = rsaComponents(opts.publicKey);
-  if (bits !== 2048 && bits !== 4096) throw new InvalidArgValueError('options.publicKey', 'must be a 2048- or 4096-bit RSA key');
+  if (bits !== 2048 && bits !== 4096) throw invalidArgValue('options.publicKey', bits, 'must be a 2048- or 4096-bit RSA key');
   const m = bits / 8;
   const modulus = Buffer.alloc(m);
   reversed(n).copy(modulus);
@@ -183,12 +183,12 @@ export function createAmdCert(opts: CreateAmdCertOptions): AmdCertificate {
 export function signAmdCert(cert: AmdCertificate, signerPrivateKey: KeyObject): AmdCertificate {
   const c = toAmdCert(cert);
   if (signerPrivateKey?.type !== 'private' || signerPrivateKey.asymmetricKeyType !== 'rsa') {
-    throw new InvalidArgTypeError('signerPrivateKey', 'a private RSA KeyObject', signerPrivateKey);
+    throw invalidArgType('signerPrivateKey', 'a private RSA KeyObject', signerPrivateKey);
   }
   const bits = rsaComponents(signerPrivateKey).bits;
   const sig = rsaPssSign(amdHashForBits(bits), amdCertSignedBytes(c), signerPrivateKey);
   if (sig.length !== c.modulusBits / 8) {
-    throw new InvalidArgValueError('signerPrivateKey', `makes ${sig.length}-byte signatures; the certificate holds ${c.modulusBits / 8}`);
+    throw invalidArgValue('signerPrivateKey', bits, `makes ${sig.length}-byte signatures; the certificate holds ${c.modulusBits / 8}`);
   }
   return { ...c, signature: reversed(sig) };
 }

@@ -6,7 +6,7 @@ import type { KeyObject } from 'node:crypto';
 import { bigIntToLe, checkBytes, checkObject, checkUint, copy, leToBigInt, u32le } from './bytes.js';
 import { SevAlgo, SevUsage } from './cert-codes.js';
 import { ecdsaSignP384, ecdsaVerifyP384, isP384Key } from './ecc.js';
-import { InvalidArgValueError, SevCertError, SevFormatError } from './errors.js';
+import { invalidArgValue, SevCertError, SevFormatError } from './errors.js';
 import { SEV_ECC_FIELD, sevCertPublicKey, toSevCert } from './sev-cert.js';
 import type { SevCertificate } from './sev-cert.js';
 
@@ -56,7 +56,7 @@ export function signAttestationReport(
   fields: { mnonce: Uint8Array; launchDigest: Uint8Array; policy: number },
   pekPrivateKey: KeyObject,
 ): AttestationReport {
-  if (!isP384Key(pekPrivateKey) || pekPrivateKey.type !== 'private') throw new InvalidArgValueError('pekPrivateKey', 'must be a P-384 private key');
+  if (!isP384Key(pekPrivateKey) || pekPrivateKey.type !== 'private') throw invalidArgValue('pekPrivateKey', pekPrivateKey?.asymmetricKeyType, 'must be a P-384 private key');
   const unsigned: AttestationReport = {
     mnonce: copy(checkBytes(fields.mnonce, 'mnonce', 16)),
     launchDigest: copy(checkBytes(fields.launchDigest, 'launchDigest', 32)),

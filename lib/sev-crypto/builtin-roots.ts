@@ -5,7 +5,7 @@ import { parseAmdCert, toAmdCert } from './amd-cert.js';
 import type { AmdCertificate } from './amd-cert.js';
 import { AMD_GENERATIONS, AMD_ROOTS } from './amd-roots.js';
 import type { AmdGeneration } from './amd-roots.js';
-import { InvalidArgValueError } from './errors.js';
+import { invalidArgValue } from './errors.js';
 
 export interface AmdRootPair {
   readonly generation: AmdGeneration;
@@ -24,7 +24,7 @@ function decode(b64: string, sha256: string, what: string): Buffer {
 
 export function builtinRoots(generation: AmdGeneration): AmdRootPair {
   if (!AMD_GENERATIONS.includes(generation)) {
-    throw new InvalidArgValueError('generation', `must be one of ${AMD_GENERATIONS.join(', ')}`, generation);
+    throw invalidArgValue('generation', generation, `must be one of ${AMD_GENERATIONS.join(', ')}`);
   }
   let pair = cache.get(generation);
   if (!pair) {

@@ -1,6 +1,6 @@
 /** Byte helpers and argument checks. All SEV integers are little-endian (sev-firmware.md §0). */
 import { timingSafeEqual } from 'node:crypto';
-import { InvalidArgTypeError, InvalidArgValueError, OutOfRangeError } from './errors.js';
+import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 
 /** A Buffer view of `u8` (no copy). */
 export function view(u8: Uint8Array): Buffer {
@@ -43,7 +43,7 @@ export function bigIntToLe(n: bigint, len: number): Buffer {
     out[i] = Number(v & 0xffn);
     v >>= 8n;
   }
-  if (v !== 0n || n < 0n) throw new OutOfRangeError('n', `a non-negative integer of at most ${len} bytes`, n);
+  if (v !== 0n || n < 0n) throw outOfRange('n', `a non-negative integer of at most ${len} bytes`, n);
   return out;
 }
 
@@ -64,23 +64,23 @@ export function isAllZero(u8: Uint8Array): boolean {
 // ---- argument checks -------------------------------------------------------------------------
 
 export function checkBytes(value: unknown, name: string, length?: number): Buffer {
-  if (!(value instanceof Uint8Array)) throw new InvalidArgTypeError(name, 'an instance of Buffer or Uint8Array', value);
+  if (!(value instanceof Uint8Array)) throw invalidArgType(name, 'an instance of Buffer or Uint8Array', value);
   if (length !== undefined && value.length !== length) {
-    throw new InvalidArgValueError(name, `must be exactly ${length} bytes long`, value);
+    throw invalidArgValue(name, value, `must be exactly ${length} bytes long`);
   }
   return view(value);
 }
 
 export function checkUint(value: unknown, name: string, bits: 8 | 16 | 32): number {
-  if (typeof value !== 'number') throw new InvalidArgTypeError(name, 'of type number', value);
+  if (typeof value !== 'number') throw invalidArgType(name, 'number', value);
   const max = bits === 32 ? 0xffffffff : (1 << bits) - 1;
   if (!Number.isInteger(value) || value < 0 || value > max) {
-    throw new OutOfRangeError(name, `an integer >= 0 and <= ${max}`, value);
+    throw outOfRange(name, `an integer >= 0 and <= ${max}`, value);
   }
   return value;
 }
 
 export function checkObject(value: unknown, name: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) throw new InvalidArgTypeError(name, 'of type object', value);
+  if (typeof value !== 'object' || value === null) throw invalidArgType(name, 'object', value);
   return value as Record<string, unknown>;
 }

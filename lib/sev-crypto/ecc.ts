@@ -5,7 +5,7 @@
 import { createECDH, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { beToBigInt, bigIntToBe } from './bytes.js';
-import { InvalidArgValueError } from './errors.js';
+import { invalidArgValue } from './errors.js';
 
 export const P384 = {
   p: 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffffn,
@@ -33,14 +33,14 @@ function b64u(n: bigint): string {
 }
 
 export function p384PublicKey(point: EcPoint): KeyObject {
-  if (!isOnP384(point)) throw new InvalidArgValueError('point', 'is not a point on P-384');
+  if (!isOnP384(point)) throw invalidArgValue('point', point, 'is not a point on P-384');
   return createPublicKey({ key: { kty: 'EC', crv: 'P-384', x: b64u(point.x), y: b64u(point.y) }, format: 'jwk' });
 }
 
 /** The public point of a P-384 key (public or private KeyObject). */
 export function p384PointOf(key: KeyObject): EcPoint {
   if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
-    throw new InvalidArgValueError('key', 'must be a P-384 (secp384r1) EC key');
+    throw invalidArgValue('key', key.asymmetricKeyDetails?.namedCurve ?? key.asymmetricKeyType, 'must be a P-384 (secp384r1) EC key');
   }
   const jwk = key.export({ format: 'jwk' });
   return { x: beToBigInt(Buffer.from(jwk.x!, 'base64url')), y: beToBigInt(Buffer.from(jwk.y!, 'base64url')) };
@@ -52,7 +52,7 @@ export function isP384Key(key: KeyObject): boolean {
 
 /** Private key from a scalar 1 ≤ d < n. */
 export function p384PrivateKeyFromScalar(d: bigint): KeyObject {
-  if (d <= 0n || d >= P384.n) throw new InvalidArgValueError('d', 'must be in [1, n-1]');
+  if (d <= 0n || d >= P384.n) throw invalidArgValue('d', d, 'must be in [1, n-1]');
   const ecdh = createECDH('secp384r1');
   const dBytes = bigIntToBe(d, P384.size);
   ecdh.setPrivateKey(dBytes);

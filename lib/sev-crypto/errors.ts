@@ -1,37 +1,13 @@
 /**
  * Errors of lib/sev-crypto and lib/owner.
  *
- * Argument errors follow Node's convention (a TypeError/RangeError with a `code` such as
- * ERR_INVALID_ARG_TYPE); cryptographic failures are {@link SevCryptoError}s whose `code` names
- * the class of failure and whose extra fields say precisely what failed.
+ * Argument errors are lib/uapi/errors.ts's (Node's ERR_INVALID_ARG_TYPE etc.); cryptographic
+ * failures are {@link SevCryptoError}s whose `code` names the class of failure and whose extra
+ * fields say precisely what failed.
  */
 
-/** Node-style argument type error (`code === 'ERR_INVALID_ARG_TYPE'`). */
-export class InvalidArgTypeError extends TypeError {
-  readonly code = 'ERR_INVALID_ARG_TYPE' as const;
-  constructor(name: string, expected: string, actual: unknown) {
-    super(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`);
-    this.name = 'TypeError';
-  }
-}
-
-/** Node-style argument value error (`code === 'ERR_INVALID_ARG_VALUE'`). */
-export class InvalidArgValueError extends TypeError {
-  readonly code = 'ERR_INVALID_ARG_VALUE' as const;
-  constructor(name: string, reason: string, actual?: unknown) {
-    super(`The argument '${name}' ${reason}.${actual === undefined ? '' : ` Received ${describe(actual)}`}`);
-    this.name = 'TypeError';
-  }
-}
-
-/** Node-style range error (`code === 'ERR_OUT_OF_RANGE'`). */
-export class OutOfRangeError extends RangeError {
-  readonly code = 'ERR_OUT_OF_RANGE' as const;
-  constructor(name: string, range: string, actual: unknown) {
-    super(`The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`);
-    this.name = 'RangeError';
-  }
-}
+export { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
+export type { ArgError, ArgErrorCode } from '../uapi/errors.js';
 
 export type SevCryptoErrorCode =
   | 'ERR_SEV_BAD_MAC'
@@ -141,18 +117,6 @@ export class SevChainError extends SevCryptoError {
   }
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (typeof v === 'function') return `function ${v.name}`;
-  if (typeof v === 'object') {
-    const ctor = (v as { constructor?: { name?: string } }).constructor?.name;
-    if (ArrayBuffer.isView(v)) return `an instance of ${ctor ?? 'ArrayBufferView'} of length ${v.byteLength}`;
-    return ctor ? `an instance of ${ctor}` : 'an object';
-  }
-  if (typeof v === 'string') return `type string ('${v.length > 28 ? v.slice(0, 25) + '...' : v}')`;
-  return `type ${typeof v} (${String(v)})`;
-}
 
 /** Outcome of checking one certificate against one signer (or its body alone). */
 export type CertCheck =

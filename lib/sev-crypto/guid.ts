@@ -1,6 +1,6 @@
 /** GUIDs in the EFI/Microsoft byte order (`bytes_le`): first three fields little-endian. */
 import { checkBytes } from './bytes.js';
-import { InvalidArgTypeError, InvalidArgValueError } from './errors.js';
+import { invalidArgType, invalidArgValue } from './errors.js';
 
 const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -9,8 +9,8 @@ export function isGuid(s: unknown): s is string {
 }
 
 export function guidToBytes(guid: string): Buffer {
-  if (typeof guid !== 'string') throw new InvalidArgTypeError('guid', 'of type string', guid);
-  if (!GUID_RE.test(guid)) throw new InvalidArgValueError('guid', 'must look like xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx', guid);
+  if (typeof guid !== 'string') throw invalidArgType('guid', 'string', guid);
+  if (!GUID_RE.test(guid)) throw invalidArgValue('guid', guid, 'must look like xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx');
   const hex = Buffer.from(guid.replace(/-/g, ''), 'hex');
   return Buffer.concat([hex.subarray(0, 4).reverse(), hex.subarray(4, 6).reverse(), hex.subarray(6, 8).reverse(), hex.subarray(8)]);
 }

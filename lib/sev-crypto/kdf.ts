@@ -5,7 +5,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { checkBytes, u32le } from './bytes.js';
-import { InvalidArgTypeError, OutOfRangeError } from './errors.js';
+import { invalidArgType, outOfRange } from './errors.js';
 
 export const KDF_LABEL = {
   MASTER_SECRET: 'sev-master-secret',
@@ -16,10 +16,10 @@ export const KDF_LABEL = {
 
 export function kdfSp800108(keyIn: Uint8Array, label: string, context: Uint8Array, lengthBits: number): Buffer {
   const key = checkBytes(keyIn, 'keyIn');
-  if (typeof label !== 'string') throw new InvalidArgTypeError('label', 'of type string', label);
+  if (typeof label !== 'string') throw invalidArgType('label', 'string', label);
   const ctx = checkBytes(context, 'context');
   if (!Number.isInteger(lengthBits) || lengthBits <= 0 || lengthBits % 8 !== 0 || lengthBits > 0xffffffff) {
-    throw new OutOfRangeError('lengthBits', 'a positive multiple of 8', lengthBits);
+    throw outOfRange('lengthBits', 'a positive multiple of 8', lengthBits);
   }
   const fixed = Buffer.concat([Buffer.from(label, 'ascii'), Buffer.from([0]), ctx, u32le(lengthBits)]);
   const blocks: Buffer[] = [];

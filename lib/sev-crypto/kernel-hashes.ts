@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { checkBytes, checkObject } from './bytes.js';
-import { InvalidArgTypeError } from './errors.js';
+import { invalidArgType } from './errors.js';
 import { guidToBytes } from './guid.js';
 
 export const KERNEL_HASHES_TABLE_GUID = '9438d606-4f22-4cc9-b479-a793d411fd21';
@@ -35,7 +35,7 @@ export function buildKernelHashesTable(input: KernelHashesInput): Buffer {
   let cmd: Buffer;
   if (input.cmdline === undefined || typeof input.cmdline === 'string') cmd = Buffer.from(input.cmdline ?? '', 'utf8');
   else if (input.cmdline instanceof Uint8Array) cmd = Buffer.from(input.cmdline);
-  else throw new InvalidArgTypeError('input.cmdline', 'a string or Uint8Array', input.cmdline);
+  else throw invalidArgType('input.cmdline', 'a string or Uint8Array', input.cmdline);
   const entries = Buffer.concat([
     entry(KERNEL_HASHES_CMDLINE_GUID, Buffer.concat([cmd, Buffer.from([0])])),
     entry(KERNEL_HASHES_INITRD_GUID, initrd),

@@ -10,7 +10,7 @@ import { createAmdCert, signAmdCert } from './amd-cert.js';
 import type { AmdCertificate } from './amd-cert.js';
 import { SevAlgo, SevUsage } from './cert-codes.js';
 import { P384, generateP384, isP384Key, p384PrivateKeyFromScalar } from './ecc.js';
-import { InvalidArgValueError } from './errors.js';
+import { invalidArgValue } from './errors.js';
 import { KDF_LABEL, kdfSp800108 } from './kdf.js';
 import { rsaComponents } from './rsa.js';
 import { createSevCert, signSevCert } from './sev-cert.js';
@@ -64,7 +64,7 @@ export interface MintedAmdRoot {
 export async function mintAmdRoot(options: MintAmdRootOptions = {}): Promise<MintedAmdRoot> {
   checkObject(options, 'options');
   const bits = options.bits ?? 4096;
-  if (bits !== 2048 && bits !== 4096) throw new InvalidArgValueError('options.bits', 'must be 2048 or 4096', bits);
+  if (bits !== 2048 && bits !== 4096) throw invalidArgValue('options.bits', bits, 'must be 2048 or 4096');
   const name = options.cacheName ?? 'default';
   const [arkKey, askKey] = await Promise.all([
     options.arkKey ?? cachedRsaKey(bits, `${name}/ark`),
@@ -95,7 +95,7 @@ export interface ApiVersion {
 
 function p384Key(k: KeyObject | undefined, name: string): KeyObject {
   if (k === undefined) return generateP384().privateKey;
-  if (!isP384Key(k) || k.type !== 'private') throw new InvalidArgValueError(name, 'must be a P-384 private key');
+  if (!isP384Key(k) || k.type !== 'private') throw invalidArgValue(name, k.asymmetricKeyType, 'must be a P-384 private key');
   return k;
 }
 

@@ -5,7 +5,7 @@
 import { constants, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { reversed } from './bytes.js';
-import { InvalidArgValueError } from './errors.js';
+import { invalidArgValue } from './errors.js';
 
 const SALT = { sha256: 32, sha384: 48 } as const;
 
@@ -19,7 +19,7 @@ export function rsaPublicKeyFromLe(modulusLe: Uint8Array, expLe: Uint8Array): Ke
 
 /** Modulus and exponent of an RSA key, big-endian without leading zeros. */
 export function rsaComponents(key: KeyObject): { n: Buffer; e: Buffer; bits: number } {
-  if (key.asymmetricKeyType !== 'rsa') throw new InvalidArgValueError('key', 'must be an RSA key');
+  if (key.asymmetricKeyType !== 'rsa') throw invalidArgValue('key', key.asymmetricKeyType, 'must be an RSA key');
   const jwk = key.export({ format: 'jwk' });
   const n = Buffer.from(jwk.n!, 'base64url');
   return { n, e: Buffer.from(jwk.e!, 'base64url'), bits: key.asymmetricKeyDetails?.modulusLength ?? n.length * 8 };

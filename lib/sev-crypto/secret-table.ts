@@ -6,7 +6,7 @@
  * zero-padded to a 16-byte multiple, since LAUNCH_SECRET lengths must be 16-byte multiples.
  */
 import { checkBytes, copy } from './bytes.js';
-import { InvalidArgTypeError, InvalidArgValueError, SevFormatError } from './errors.js';
+import { invalidArgType, invalidArgValue, SevFormatError } from './errors.js';
 import { guidFromBytes, guidToBytes, isGuid } from './guid.js';
 
 export const SECRET_TABLE_GUID = '1e74f542-71dd-4d66-963e-ef4287ff173b';
@@ -30,10 +30,10 @@ export function buildSecretTable(entries: Iterable<SecretTableEntry>): Buffer {
   const parts: Buffer[] = [];
   const seen = new Set<string>();
   for (const e of entries) {
-    if (typeof e !== 'object' || e === null) throw new InvalidArgTypeError('entries[]', 'of type object', e);
-    if (!isGuid(e.guid)) throw new InvalidArgValueError('entries[].guid', 'must be a GUID string', e.guid);
+    if (typeof e !== 'object' || e === null) throw invalidArgType('entries[]', 'object', e);
+    if (!isGuid(e.guid)) throw invalidArgValue('entries[].guid', e.guid, 'must be a GUID string');
     const guid = e.guid.toLowerCase();
-    if (seen.has(guid)) throw new InvalidArgValueError('entries[].guid', 'appears twice', e.guid);
+    if (seen.has(guid)) throw invalidArgValue('entries[].guid', e.guid, 'appears twice');
     seen.add(guid);
     const data = checkBytes(e.data, 'entries[].data');
     const len = Buffer.alloc(4);

@@ -22,7 +22,7 @@ import {
 } from './cert-codes.js';
 import { P384, ecdsaSignP384, ecdsaVerifyP384, isOnP384, isP384Key, p384PointOf, p384PublicKey } from './ecc.js';
 import type { EcPoint, EcdsaSignature } from './ecc.js';
-import { InvalidArgTypeError, InvalidArgValueError, SevCertError, SevFormatError } from './errors.js';
+import { invalidArgType, invalidArgValue, SevCertError, SevFormatError } from './errors.js';
 import type { CertCheck } from './errors.js';
 import { rsaComponents, rsaPssSign, rsaPssVerify, rsaPublicKeyFromLe } from './rsa.js';
 import { amdCertVerifier, isAmdCertificate } from './amd-cert.js';
@@ -178,7 +178,7 @@ function writePubKey(k: Buffer, pk: SevPublicKey): void {
       checkBytes(pk.bytes, 'cert.pubKey.bytes', SEV_PUBKEY_SIZE).copy(k);
       return;
     default:
-      throw new InvalidArgValueError('cert.pubKey.kind', "must be 'ecc', 'rsa' or 'raw'", (pk as { kind: unknown }).kind);
+      throw invalidArgValue('cert.pubKey.kind', (pk as { kind: unknown }).kind, "must be 'ecc', 'rsa' or 'raw'");
   }
 }
 
@@ -198,7 +198,7 @@ export function sevCertBody(cert: SevCertificate | Uint8Array): Buffer {
 export function toSevCert(x: SevCertificate | Uint8Array, name = 'cert'): SevCertificate {
   if (x instanceof Uint8Array) return parseSevCert(x);
   if (isSevCertificate(x)) return x;
-  throw new InvalidArgTypeError(name, 'a SevCertificate or a Uint8Array', x);
+  throw invalidArgType(name, 'a SevCertificate or a Uint8Array', x);
 }
 
 // ---- keys -----------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ export interface CreateSevCertOptions {
 function defaultAlgo(key: KeyObject, usage: number): number {
   if (key.asymmetricKeyType === 'rsa') return rsaComponents(key).bits > 2048 ? SevAlgo.RSA_SHA384 : SevAlgo.RSA_SHA256;
   if (isP384Key(key)) return usage === SevUsage.PDH ? SevAlgo.ECDH_SHA256 : SevAlgo.ECDSA_SHA256;
-  throw new InvalidArgValueError('publicKey', 'must be a P-384 EC key or an RSA key');
+  throw invalidArgValue('publicKey', key.asymmetricKeyType, 'must be a P-384 EC key or an RSA key');
 }
 
 /** An unsigned certificate (both slots empty) holding `publicKey`. */
@@ -299,7 +299,7 @@ export function createSevCert(opts: CreateSevCertOptions): SevCertificate {
   const algo = opts.algo === undefined ? defaultAlgo(key, usage) : checkUint(opts.algo, 'options.algo', 32);
   let pubKey: SevPublicKey;
   if (isEccAlgo(algo)) {
-    if (!isP384Key(key)) throw new InvalidArgValueError('options.publicKey', `must be a P-384 key for ${algoName(algo)}`);
+    if (!isP384Key(key)) throw invalidArgValue('options.publicKey', key.asymmetricKeyType, `must be a P-384 key for ${algoName(algo)}`);
     const { x, y } = p384PointOf(key);
     pubKey = {
       kind: 'ecc',
@@ -316,7 +316,7 @@ export function createSevCert(opts: CreateSevCertOptions): SevCertificate {
     reversed(e).copy(exp);
     pubKey = { kind: 'rsa', modulusBits: bits, pubExp: exp, modulus: mod };
   } else {
-    throw new InvalidArgValueError('options.algo', 'must be an RSA, ECDSA or ECDH algorithm', algo);
+    throw invalidArgValue('options.algo', algo, 'must be an RSA, ECDSA or ECDH algorithm');
   }
   return {
     format: 'sev',
@@ -346,21 +346,21 @@ export interface SignSevCertOptions {
 export function signSevCert(cert: SevCertificate, signerPrivateKey: KeyObject, usage: number, options: SignSevCertOptions = {}): SevCertificate {
   const c = toSevCert(cert);
   checkUint(usage, 'usage', 32);
-  if (signerPrivateKey?.type !== 'private') throw new InvalidArgTypeError('signerPrivateKey', 'a private KeyObject', signerPrivateKey);
+  if (signerPrivateKey?.type !== 'private') throw invalidArgType('signerPrivateKey', 'a private KeyObject', signerPrivateKey);
   const algo = options.algo === undefined ? defaultAlgo(signerPrivateKey, SevUsage.INVALID) : checkUint(options.algo, 'options.algo', 32);
-  if (isEcdhAlgo(algo)) throw new InvalidArgValueError('options.algo', 'must be a signature algorithm (ECDH keys do not sign)', algo);
+  if (isEcdhAlgo(algo)) throw invalidArgValue('options.algo', algo, 'must be a signature algorithm (ECDH keys do not sign)');
   const slotNo = options.slot ?? pickSlot(c, usage, algo);
   const body = sevCertBody(c);
   const hash = hashOfAlgo(algo);
   const sig = Buffer.alloc(SEV_SIG_SIZE);
   if (isRsaAlgo(algo)) {
-    if (signerPrivateKey.asymmetricKeyType !== 'rsa') throw new InvalidArgValueError('signerPrivateKey', `must be RSA for ${algoName(algo)}`);
+    if (signerPrivateKey.asymmetricKeyType !== 'rsa') throw invalidArgValue('signerPrivateKey', signerPrivateKey.asymmetricKeyType, `must be RSA for ${algoName(algo)}`);
     reversed(rsaPssSign(hash, body, signerPrivateKey)).copy(sig);
   } else if (algo === SevAlgo.ECDSA_SHA256 || algo === SevAlgo.ECDSA_SHA384) {
-    if (!isP384Key(signerPrivateKey)) throw new InvalidArgValueError('signerPrivateKey', `must be P-384 for ${algoName(algo)}`);
+    if (!isP384Key(signerPrivateKey)) throw invalidArgValue('signerPrivateKey', signerPrivateKey.asymmetricKeyType, `must be P-384 for ${algoName(algo)}`);
     encodeEcdsaSignature(ecdsaSignP384(hash, body, signerPrivateKey)).copy(sig);
   } else {
-    throw new InvalidArgValueError('options.algo', 'must be an RSA or ECDSA algorithm', algo);
+    throw invalidArgValue('options.algo', algo, 'must be an RSA or ECDSA algorithm');
   }
   const slot: SevSignatureSlot = { usage, algo, sig };
   return slotNo === 1 ? { ...c, sig1: slot } : { ...c, sig2: slot };
@@ -371,7 +371,7 @@ function pickSlot(c: SevCertificate, usage: number, algo: number): 1 | 2 {
     (s.usage === SevUsage.INVALID && s.algo === SevAlgo.INVALID) || (s.usage === usage && s.algo === algo);
   if (fits(c.sig1)) return 1;
   if (fits(c.sig2)) return 2;
-  throw new InvalidArgValueError('cert', 'has no free signature slot');
+  throw invalidArgValue('cert', `slots ${usageName(c.sig1.usage)}, ${usageName(c.sig2.usage)}`, 'has no free signature slot');
 }
 
 /** r, s as 72-byte little-endian fields followed by zeros (512 bytes). */
