@@ -47,8 +47,8 @@ import {
 } from '../lib/sev-crypto/index.js';
 import { flip, hex } from './sev-crypto-fixtures.js';
 
-function macError(mac: string) {
-  return { instanceOf: SevMacError, code: 'ERR_SEV_BAD_MAC', message: new RegExp(mac === 'wrap' ? 'WRAP_MAC' : mac === 'policy' ? 'POLICY_MAC' : '.') } as never;
+function macError(mac: 'wrap' | 'policy') {
+  return { instanceOf: SevMacError, code: 'ERR_SEV_BAD_MAC', message: mac === 'wrap' ? /WRAP_MAC/ : /POLICY_MAC/ };
 }
 
 // ---- KDF and AES-CTR, checked against independent constructions ----------------------------------
@@ -60,7 +60,7 @@ test('KDF with more than one block: K(1) ‖ K(2), counter and L little-endian',
   const k1 = createHmac('sha256', key).update(Buffer.from([1, 0, 0, 0])).update(fixed).digest();
   const k2 = createHmac('sha256', key).update(Buffer.from([2, 0, 0, 0])).update(fixed).digest();
   t.true(kdfSp800108(key, 'some-label', ctx, 320).equals(Buffer.concat([k1, k2]).subarray(0, 40)));
-  t.throws(() => kdfSp800108(key, 'x', ctx, 12), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' } as never);
+  t.throws(() => kdfSp800108(key, 'x', ctx, 12), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
 });
 
 test('AES-128-CTR counts the whole 16-byte block big-endian (carry across the IV)', (t) => {
@@ -254,7 +254,7 @@ test('transport packets: round trip, context byte, fresh IV per packet', (t) => 
 test('GUIDs are stored in EFI (bytes_le) order', (t) => {
   t.is(guidToBytes(SECRET_TABLE_GUID).toString('hex'), '42f5741edd71664d963eef4287ff173b');
   t.is(guidFromBytes(hex('42f5741edd71664d963eef4287ff173b')), SECRET_TABLE_GUID);
-  t.throws(() => guidToBytes('not-a-guid'), { code: 'ERR_INVALID_ARG_VALUE' } as never);
+  t.throws(() => guidToBytes('not-a-guid'), { code: 'ERR_INVALID_ARG_VALUE' });
 });
 
 test('secret table: layout, padding, round trip', (t) => {
@@ -279,7 +279,7 @@ test('secret table: layout, padding, round trip', (t) => {
   t.true(Buffer.from(back[1]!.data).equals(other));
   t.throws(() => parseSecretTable(flip(tbl, 0)), { instanceOf: SevFormatError });
   t.throws(() => parseSecretTable(tbl.subarray(0, 30)), { instanceOf: SevFormatError });
-  t.throws(() => buildSecretTable([{ guid: LUKS_KEY_GUID, data: key }, { guid: LUKS_KEY_GUID.toUpperCase(), data: key }]), { code: 'ERR_INVALID_ARG_VALUE' } as never);
+  t.throws(() => buildSecretTable([{ guid: LUKS_KEY_GUID, data: key }, { guid: LUKS_KEY_GUID.toUpperCase(), data: key }]), { code: 'ERR_INVALID_ARG_VALUE' });
 });
 
 test('kernel hashes table: 168 bytes padded to 176 (§4.1)', (t) => {

@@ -5,7 +5,7 @@
  * RSA signatures are PSS, stored little-endian.
  */
 import type { KeyObject } from 'node:crypto';
-import { bigIntToLe, checkBytes, checkObject, checkUint, copy, isAllZero, leToBigInt, reversed, u32le, view } from './bytes.js';
+import { bigIntToLe, checkBytes, checkObject, checkUint, copy, isAllZero, leToBigInt, reversed, view } from './bytes.js';
 import {
   SevAlgo,
   SevCurve,
