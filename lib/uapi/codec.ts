@@ -66,12 +66,20 @@ interface FieldImpl {
   readonly size: number;
   readonly align: number;
   readonly typeName: string;
-  /** Validate `v` and return what `write` needs. `undefined` in → `undefined` out (zero). */
-  prepare(v: unknown, path: string, mode: Mode): unknown;
+  /**
+   * Validate `v` and return what `write` needs. `undefined` in → `undefined` out (zero).
+   * The error path is `join(path, key)`, built only when throwing (this runs on hot paths).
+   */
+  prepare(v: unknown, path: string, key: string | number, mode: Mode): unknown;
   write(dv: DataView, u8: Uint8Array, off: number, p: unknown): void;
   read(dv: DataView, u8: Uint8Array, off: number): unknown;
   /** Append the fix-ups of an arg-mode prepared value at byte `base`. */
   fixups?(p: unknown, base: number, out: Fixup[]): void;
+}
+
+/** `a.b` for a field name, `a[3]` for an array index. */
+function join(path: string, key: string | number): string {
+  return typeof key === 'number' ? `${path}[${key}]` : `${path}.${key}`;
 }
 
 function impl(t: AnyFieldType): FieldImpl {
@@ -87,10 +95,10 @@ function smallInt(kind: 'u8' | 'u16' | 'u32' | 'i32', size: number, min: number,
   write: (dv: DataView, u8: Uint8Array, off: number, v: number) => void): FieldType<number> {
   const f: FieldImpl = {
     kind, size, align: size, typeName: kind,
-    prepare(v, path) {
+    prepare(v, path, key) {
       if (v === undefined) return undefined;
-      if (typeof v !== 'number') throw invalidArgType(path, 'number', v);
-      if (!Number.isInteger(v) || v < min || v > max) throw outOfRange(path, intRange(min, max), v);
+      if (typeof v !== 'number') throw invalidArgType(join(path, key), 'number', v);
+      if (!Number.isInteger(v) || v < min || v > max) throw outOfRange(join(path, key), intRange(min, max), v);
       return v;
     },
     write(dv, u8, off, p) {
@@ -115,21 +123,21 @@ const I64_MIN = -0x8000000000000000n;
 const I64_MAX = 0x7fffffffffffffffn;
 
 /** Validate a 64-bit value given as bigint or safe-integer Number; returns it unchanged. */
-function prepare64(v: unknown, path: string, signed: boolean): bigint | number {
-  const min = signed ? I64_MIN : 0n;
-  const max = signed ? I64_MAX : U64_MAX;
+function prepare64(v: unknown, path: string, key: string | number, signed: boolean): bigint | number {
   if (typeof v === 'bigint') {
-    if (v < min || v > max) throw outOfRange(path, intRange(min, max), v);
+    if (signed ? v < I64_MIN || v > I64_MAX : v < 0n || v > U64_MAX) {
+      throw outOfRange(join(path, key), signed ? intRange(I64_MIN, I64_MAX) : intRange(0, U64_MAX), v);
+    }
     return v;
   }
   if (typeof v === 'number') {
     if (!Number.isSafeInteger(v)) {
-      throw outOfRange(path, `a safe integer (use a bigint beyond 2^53)${signed ? '' : ' >= 0'}`, v);
+      throw outOfRange(join(path, key), `a safe integer (use a bigint beyond 2^53)${signed ? '' : ' >= 0'}`, v);
     }
-    if (!signed && v < 0) throw outOfRange(path, intRange(0, max), v);
+    if (!signed && v < 0) throw outOfRange(join(path, key), intRange(0, U64_MAX), v);
     return v;
   }
-  throw invalidArgType(path, 'bigint or number', v);
+  throw invalidArgType(join(path, key), 'bigint or number', v);
 }
 
 function write64(dv: DataView, off: number, v: bigint | number, signed: boolean): void {
@@ -159,8 +167,8 @@ function int64(kind: 'u64' | 'i64'): FieldType<bigint, bigint | number> {
   const signed = kind === 'i64';
   const f: FieldImpl = {
     kind, size: 8, align: 8, typeName: kind,
-    prepare(v, path) {
-      return v === undefined ? undefined : prepare64(v, path, signed);
+    prepare(v, path, key) {
+      return v === undefined ? undefined : prepare64(v, path, key, signed);
     },
     write(dv, _u8, off, p) {
       if (p !== undefined) write64(dv, off, p as bigint | number, signed);
@@ -180,10 +188,10 @@ export function bytes(n: number): FieldType<Uint8Array> {
   checkCount('n', n, 1);
   const f: FieldImpl = {
     kind: 'bytes', size: n, align: 1, typeName: `u8[${n}]`,
-    prepare(v, path) {
+    prepare(v, path, key) {
       if (v === undefined) return undefined;
-      if (!(v instanceof Uint8Array)) throw invalidArgType(path, 'an instance of Uint8Array', v);
-      if (v.byteLength !== n) throw invalidArgValue(path, v, `must be exactly ${n} bytes long (it is ${v.byteLength})`);
+      if (!(v instanceof Uint8Array)) throw invalidArgType(join(path, key), 'an instance of Uint8Array', v);
+      if (v.byteLength !== n) throw invalidArgValue(join(path, key), v, `must be exactly ${n} bytes long (it is ${v.byteLength})`);
       return v;
     },
     write(_dv, u8a, off, p) {
@@ -208,12 +216,13 @@ export function array<D, E, A>(type: FieldType<D, E, A>, n: number): FieldType<D
   const stride = el.size;
   const f: FieldImpl = {
     kind: 'array', size: stride * n, align: el.align, typeName: `${el.typeName}[${n}]`,
-    prepare(v, path, mode) {
+    prepare(v, path, key, mode) {
       if (v === undefined) return undefined;
-      if (!Array.isArray(v)) throw invalidArgType(path, 'an instance of Array', v);
-      if (v.length > n) throw outOfRange(`${path}.length`, `<= ${n}`, v.length);
+      const here = join(path, key);
+      if (!Array.isArray(v)) throw invalidArgType(here, 'an instance of Array', v);
+      if (v.length > n) throw outOfRange(`${here}.length`, `<= ${n}`, v.length);
       const out = new Array<unknown>(v.length);
-      for (let i = 0; i < v.length; i++) out[i] = el.prepare(v[i], `${path}[${i}]`, mode);
+      for (let i = 0; i < v.length; i++) out[i] = el.prepare(v[i], here, i, mode);
       return out;
     },
     write(dv, u8a, off, p) {
@@ -243,8 +252,8 @@ export function struct<T, E, A>(codec: StructCodec<T, E, A>): FieldType<T, Parti
   const c = codecImpl(codec);
   const f: FieldImpl = {
     kind: 'struct', size: c.size, align: c.align, typeName: `struct ${c.name}`,
-    prepare(v, path, mode) {
-      return v === undefined ? undefined : c.prepareObject(v, path, mode);
+    prepare(v, path, key, mode) {
+      return v === undefined ? undefined : c.prepareObject(v, join(path, key), mode);
     },
     write(dv, u8a, off, p) {
       if (p !== undefined) c.writePrepared(dv, u8a, off, p as unknown[]);
@@ -298,8 +307,15 @@ export interface PtrOptions<C extends AnyStructCodec | undefined = undefined> {
   readonly select?: (key: number) => AnyStructCodec | null | undefined;
 }
 
-/** What `arg()` accepts in a pointer field. */
-export type PtrArgValue<C> = PointerTarget | null | 0 | 0n | (C extends StructCodec<unknown, never, infer CA> ? Partial<CA> : never);
+/**
+ * What `arg()` accepts in a pointer field with options `O`: a target or NULL, plus a plain value object
+ * for struct pointers (typed by the codec) and `selectBy` pointers (checked at run time).
+ */
+export type PtrArgValue<O> = PointerTarget | null | 0 | 0n | (
+  O extends { readonly struct: infer C }
+    ? (C extends StructCodec<unknown, never, infer CA> ? Partial<CA> : never)
+    : O extends { readonly selectBy: string } ? { readonly [field: string]: unknown } : never
+);
 
 /** Internal: the pointer's static options plus the resolved sibling fields. */
 interface PtrImpl extends FieldImpl {
@@ -307,20 +323,22 @@ interface PtrImpl extends FieldImpl {
 }
 
 /** A user-space pointer (`__u64 xxx_uaddr`): 8 bytes on the wire, see {@link PtrOptions}. */
-export function ptr<C extends AnyStructCodec | undefined = undefined>(opts: PtrOptions<C> = {}): FieldType<bigint, bigint | number | null, PtrArgValue<C>> {
+export function ptr<const O extends PtrOptions<AnyStructCodec | undefined> = PtrOptions>(
+  opts: O = {} as O,
+): FieldType<bigint, bigint | number | null, PtrArgValue<O>> {
   if (opts.fixedLen !== undefined) checkCount('opts.fixedLen', opts.fixedLen, 1);
   if (opts.select !== undefined && opts.selectBy === undefined) throw invalidArgValue('opts.select', 'function', 'needs opts.selectBy');
   const f: PtrImpl = {
-    kind: 'ptr', size: 8, align: 8, typeName: 'ptr', opts,
-    prepare(v, path, mode) {
+    kind: 'ptr', size: 8, align: 8, typeName: 'ptr', opts: opts as PtrOptions<AnyStructCodec | undefined>,
+    prepare(v, path, key, mode) {
       if (v === undefined || v === null) return undefined;
-      if (mode === 'encode') return prepare64(v, path, false);
+      if (mode === 'encode') return prepare64(v, path, key, false);
       if (v === 0 || v === 0n) return undefined;
       if (typeof v === 'bigint' || typeof v === 'number') {
-        throw invalidArgValue(path, v, 'must be a pointer target (ArrayBufferView, ArrayBuffer, MappingRange or IoctlStruct) or null, never a raw address');
+        throw invalidArgValue(join(path, key), v, 'must be a pointer target (ArrayBufferView, ArrayBuffer, MappingRange or IoctlStruct) or null, never a raw address');
       }
       if (typeof v !== 'object') {
-        throw invalidArgType(path, 'an ArrayBufferView, ArrayBuffer, MappingRange, IoctlStruct or null', v);
+        throw invalidArgType(join(path, key), 'an ArrayBufferView, ArrayBuffer, MappingRange, IoctlStruct or null', v);
       }
       return v; // resolved (plain objects encoded, sizes checked) by the enclosing struct
     },
@@ -334,7 +352,7 @@ export function ptr<C extends AnyStructCodec | undefined = undefined>(opts: PtrO
       if (p !== undefined && typeof p === 'object') out.push({ offset: base, target: p as PointerTarget });
     },
   };
-  return f as unknown as FieldType<bigint, bigint | number | null, PtrArgValue<C>>;
+  return f as unknown as FieldType<bigint, bigint | number | null, PtrArgValue<O>>;
 }
 
 function checkCount(name: string, n: unknown, min: number): void {
@@ -602,14 +620,15 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
       throw invalidArgType(path, 'object', v);
     }
     const obj = v as Record<string, unknown>;
-    for (const key in obj) {
-      if (!valueIndex.has(key) && Object.prototype.hasOwnProperty.call(obj, key)) unknownField(path, key, obj[key]);
+    const keys = Object.keys(obj);
+    for (let k = 0; k < keys.length; k++) {
+      if (!valueIndex.has(keys[k]!)) unknownField(path, keys[k]!, obj[keys[k]!]);
     }
     const p = new Array<unknown>(slots.length);
     for (let i = 0; i < slots.length; i++) {
       const s = slots[i]!;
       if (s.isPad) continue;
-      p[i] = s.type.prepare(obj[s.name], `${path}.${s.name}`, mode);
+      p[i] = s.type.prepare(obj[s.name], path, s.name, mode);
     }
     if (mode === 'arg' && plans.length > 0) resolvePointers(obj, p, path);
     return p;
