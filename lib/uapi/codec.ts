@@ -317,7 +317,7 @@ export type PtrArgValue<O> = PointerTarget | null | 0 | 0n | (
     : O extends { readonly selectBy: string } ? { readonly [field: string]: unknown } : never
 );
 
-/** Internal: the pointer's static options plus the resolved sibling fields. */
+/** Internal: a pointer field keeps its options for the enclosing struct to resolve. */
 interface PtrImpl extends FieldImpl {
   readonly opts: PtrOptions<AnyStructCodec | undefined>;
 }
