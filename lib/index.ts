@@ -19,3 +19,4 @@ export { Asm16 } from './guest/asm16.js';
 export { helloProgram, outLoopProgram, counterProgram, COM1, type GuestProgram } from './guest/programs.js';
 export { SerialPort } from './guest/serial.js';
 export { setupRealMode, loadProgram } from './guest/setup.js';
+export * from './sev/index.js';

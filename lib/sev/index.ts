@@ -1,0 +1,18 @@
+/**
+ * The SEV layer: thin typed calls for every KVM_SEV_* command of a VM ({@link SevGuestCommands}) and
+ * every /dev/sev platform command ({@link SevPlatform}), with failures enriched into KvmErrors that
+ * carry the SEV command, the firmware status and a hint.
+ */
+export {
+  SevGuestCommands,
+  type SevGuestCommandsOptions,
+  type Init2Options,
+  type LaunchStartOptions,
+  type SevPacketOptions,
+  type LaunchMeasurement,
+  type SevGuestStatus,
+  type SendStartOptions,
+  type ReceiveStartOptions,
+} from './guest-commands.js';
+export { SevPlatform, type SevPlatformStatus, type SevPlatformOpenOptions, type SnpPlatformStatus } from './platform.js';
+export { enrichSevError, firmwareStatus, sevHint, sevCommandDisplayName, type SevFailure } from './sev-error.js';
