@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 
 namespace kvmsev {
 
@@ -63,6 +64,7 @@ struct AddonData {
   Napi::FunctionReference runnerCtor;
   Napi::FunctionReference errorFactory;  // set by TS: (errno, syscall, request, path) => Error
   std::set<FdHandle*> fds;
+  std::unordered_map<int, std::shared_ptr<OwnedFd>> live;  // open fds by number (ioctl fast path)
   std::set<Mapping*> maps;
   std::set<VcpuRunner*> runners;
   std::atomic<bool> closing{false};
@@ -89,6 +91,8 @@ extern const napi_type_tag kMappingTag;
 extern const napi_type_tag kRunnerTag;
 
 // fd_handle.cc
+// The live fd with this number (what FdHandle.fd says), or EBADF.
+std::shared_ptr<OwnedFd> LookupFd(Napi::Env env, const Napi::Value& v);
 std::shared_ptr<OwnedFd> UnwrapFd(const Napi::Value& v, const char* name, bool mustBeOpen = true);
 Napi::Object NewFdHandle(Napi::Env env, std::shared_ptr<OwnedFd> fd);
 FdKind ClassifyFd(int fd, std::string* path);

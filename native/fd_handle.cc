@@ -52,7 +52,6 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "FdHandle",
                        {InstanceMethod<&FdHandle::Close>("close"),
-                        InstanceAccessor<&FdHandle::GetFd>("fd"),
                         InstanceAccessor<&FdHandle::GetKind>("kind"),
                         InstanceAccessor<&FdHandle::GetClosed>("closed"),
                         InstanceAccessor<&FdHandle::GetWritable>("writable"),
@@ -65,24 +64,42 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
       throw CodedError(info.Env(), "ERR_ILLEGAL_CONSTRUCTOR", "FdHandle cannot be constructed from JS");
     auto* p = info[0].As<Napi::External<std::shared_ptr<OwnedFd>>>().Data();
     fd_ = *p;
-    info.This().As<Napi::Object>().TypeTag(&kFdHandleTag);
+    Napi::Object self = info.This().As<Napi::Object>();
+    self.TypeTag(&kFdHandleTag);
+    // `fd` is a plain read-only data property: the hot ioctl path looks the number up in the
+    // env's table of live fds instead of unwrapping the object (which costs more than the ioctl).
+    self.DefineProperty(Napi::PropertyDescriptor::Value("fd", Napi::Number::New(info.Env(), fd_->fd),
+                                                        static_cast<napi_property_attributes>(napi_enumerable | napi_configurable)));
     data_ = GetData(info.Env());
     data_->fds.insert(this);
+    data_->live[fd_->fd] = fd_;
   }
 
   ~FdHandle() override {
-    if (data_ && !data_->closing) data_->fds.erase(this);
+    if (data_ && !data_->closing) {
+      data_->fds.erase(this);
+      Forget();
+    }
   }
 
   void CloseNow() { fd_.reset(); }
+
+  // Drops this handle's entry from the live table (the fd closes once in-flight users let go).
+  void Forget() {
+    if (!fd_) return;
+    auto it = data_->live.find(fd_->fd);
+    if (it != data_->live.end() && it->second == fd_) data_->live.erase(it);
+    fd_.reset();
+  }
   std::shared_ptr<OwnedFd> fd() const { return fd_; }
 
  private:
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    fd_.reset();
+    Forget();
+    info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value(
+        "fd", Napi::Number::New(info.Env(), -1), static_cast<napi_property_attributes>(napi_enumerable | napi_configurable)));
     return info.Env().Undefined();
   }
-  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_ ? fd_->fd : -1); }
   Napi::Value GetKind(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), fd_ ? FdKindName(fd_->kind) : "closed");
   }
@@ -142,6 +159,16 @@ static Napi::Value OpenFdCount(const Napi::CallbackInfo& info) {
 void CloseAllFds(AddonData* data) {
   for (FdHandle* h : data->fds) h->CloseNow();
   data->fds.clear();
+  data->live.clear();
+}
+
+std::shared_ptr<OwnedFd> LookupFd(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsNumber()) throw ArgTypeError(env, "The \"fd\" argument must be the number of an open kvm-sev FdHandle");
+  int fd = v.As<Napi::Number>().Int32Value();
+  AddonData* data = GetData(env);
+  auto it = data->live.find(fd);
+  if (it == data->live.end()) throw ErrnoError(env, EBADF, "ioctl");
+  return it->second;
 }
 
 void InitFdHandle(Napi::Env env, Napi::Object exports, AddonData* data) {

@@ -30,7 +30,7 @@ std::string Hex(uint32_t v) {
 Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
   Napi::Env env = info.Env();
   Prepared p;
-  p.fd = UnwrapFd(info[0], "fd");
+  p.fd = LookupFd(env, info[0]);
   uint32_t request = ArgU32(info[1], "request");
   p.def = FindRequest(request);
   if (!p.def)
@@ -93,10 +93,19 @@ void AfterSuccess(Prepared& p) {
 
 }  // namespace
 
+// A signal (a profiler's SIGPROF, a vCPU kick) can interrupt an ioctl before it did anything;
+// the kernel then answers EINTR and the call is simply issued again, as QEMU does.
+static int IoctlRetry(int fd, uint32_t request, unsigned long arg) {
+  int r;
+  do r = ::ioctl(fd, request, arg);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
 static Napi::Value IoctlSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Prepared p = Prepare(info, false);
-  int r = ::ioctl(p.fd->fd, p.def->request, ArgValue(p));
+  int r = IoctlRetry(p.fd->fd, p.def->request, ArgValue(p));
   int err = errno;
   if (p.marshal) p.marshal->CopyBack();  // the kernel writes back even on failure (kvm_sev_cmd.error)
   if (r < 0) throw ErrnoError(env, err, "ioctl", p.def->name);
@@ -107,7 +116,7 @@ static Napi::Value IoctlSync(const Napi::CallbackInfo& info) {
 static Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Prepared p = Prepare(info, true);
-  int r = ::ioctl(p.fd->fd, p.def->request, ArgValue(p));
+  int r = IoctlRetry(p.fd->fd, p.def->request, ArgValue(p));
   if (r < 0) throw ErrnoError(env, errno, "ioctl", p.def->name);
   std::shared_ptr<OwnedFd> nfd;
   if (p.def->request == static_cast<uint32_t>(KVM_CREATE_VM)) {
@@ -129,7 +138,7 @@ class IoctlWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    r_ = ::ioctl(p_.fd->fd, p_.def->request, ArgValue(p_));
+    r_ = IoctlRetry(p_.fd->fd, p_.def->request, ArgValue(p_));
     err_ = r_ < 0 ? errno : 0;
   }
   void OnOK() override {

@@ -6,6 +6,7 @@
 #include <linux/psp-sev.h>
 
 #include <atomic>
+#include <unordered_map>
 
 #include "common.h"
 
@@ -239,9 +240,14 @@ static const std::vector<RequestDef>& Table() {
 const std::vector<RequestDef>& AllRequests() { return Table(); }
 
 const RequestDef* FindRequest(uint32_t request) {
-  for (const RequestDef& d : Table())
-    if (d.request == request) return &d;
-  return nullptr;
+  // Hot path (every ioctl): a hash lookup built once.
+  static const std::unordered_map<uint32_t, const RequestDef*> index = [] {
+    std::unordered_map<uint32_t, const RequestDef*> m;
+    for (const RequestDef& d : Table()) m.emplace(d.request, &d);
+    return m;
+  }();
+  auto it = index.find(request);
+  return it == index.end() ? nullptr : it->second;
 }
 
 const std::vector<const Layout*>& AllLayouts() {

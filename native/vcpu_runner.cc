@@ -39,7 +39,13 @@ struct RunState {
   size_t runSize = 0;
   std::mutex mu;
   std::condition_variable cv;
-  bool want = false, stop = false;
+  std::atomic<bool> want{false}, stop{false};
+  std::atomic<bool> sleeping{false};
+  // Who completes a run() (see Run): the JS thread if the exit comes within its short wait,
+  // else the vCPU thread through the thread-safe function.
+  enum Phase : int { kIdle = 0, kInline = 1, kAsync = 2, kDone = 3 };
+  std::atomic<int> phase{kIdle};
+  int resR = 0, resErr = 0;
   std::atomic<bool> inKvmRun{false};
   pthread_t tid{};
   std::atomic<bool> hasThread{false};
@@ -148,9 +154,15 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     st->tid = pthread_self();
     st->hasThread = true;
     for (;;) {
+      // A VMM usually asks for the next run within microseconds of an exit: spin briefly before
+      // sleeping, because waking a sleeping thread costs an IPI (dear under nested virtualization).
+      for (int spin = 0; spin < 20000 && !st->want.load(std::memory_order_acquire) && !st->stop; spin++)
+        __builtin_ia32_pause();
       {
         std::unique_lock<std::mutex> lk(st->mu);
-        st->cv.wait(lk, [&] { return st->want || st->stop; });
+        st->sleeping = true;
+        st->cv.wait(lk, [&] { return st->want.load() || st->stop.load(); });
+        st->sleeping = false;
         if (st->stop) break;
         st->want = false;
         st->inKvmRun = true;
@@ -159,6 +171,10 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       int err = r < 0 ? errno : 0;
       st->run->immediate_exit = 0;
       st->inKvmRun = false;
+      st->resR = r;
+      st->resErr = err;
+      int expected = RunState::kInline;
+      if (st->phase.compare_exchange_strong(expected, RunState::kDone)) continue;  // JS takes it
       auto* res = new RunResult{r, err};
       if (tsfn.NonBlockingCall(res) != napi_ok) delete res;
     }
@@ -177,24 +193,50 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     }
     if (!tsfnStarted_) {
       tsfn_ = RunTsfn::New(env, "kvm-sev:vcpu", 0, 1, this);
+      tsfn_.Unref(env);
       tsfnStarted_ = true;
       thread_ = std::thread(ThreadMain, st_, tsfn_);
     }
-    tsfn_.Ref(env);  // keep the loop alive while the guest runs
-    Ref();           // and this object, even if JS drops it
     busy_ = true;
-    pending_ = std::make_unique<Napi::Promise::Deferred>(deferred);
+    st_->phase = RunState::kInline;
     {
       std::lock_guard<std::mutex> g(st_->mu);
       st_->want = true;
     }
-    st_->cv.notify_one();
+    if (st_->sleeping) st_->cv.notify_one();  // a spinning thread sees `want` without a wake-up
+
+    // Most exits (port I/O, MMIO) come back within microseconds. Wait that long on this thread
+    // and settle the Promise here, saving two thread wake-ups; a guest that runs longer is
+    // completed asynchronously by the vCPU thread, and the event loop runs meanwhile.
+    auto t0 = std::chrono::steady_clock::now();
+    unsigned n = 0;
+    while (st_->phase.load(std::memory_order_acquire) == RunState::kInline) {
+      __builtin_ia32_pause();
+      if ((++n & 63) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kInlineWaitUs)) {
+        int expected = RunState::kInline;
+        if (st_->phase.compare_exchange_strong(expected, RunState::kAsync)) {
+          tsfn_.Ref(env);  // keep the loop alive while the guest runs
+          Ref();           // and this object, even if JS drops it
+          pending_ = std::make_unique<Napi::Promise::Deferred>(deferred);
+          return deferred.Promise();
+        }
+        break;  // it finished just now
+      }
+    }
+    st_->phase = RunState::kIdle;
+    busy_ = false;
+    RunResult res{st_->resR, st_->resErr};
+    if (res.r < 0 && res.err != EINTR) deferred.Reject(ErrnoError(env, res.err, "ioctl", "KVM_RUN").Value());
+    else deferred.Resolve(Napi::Number::New(env, res.r < 0 ? -res.err : res.r));
     return deferred.Promise();
   }
+
+  static constexpr int kInlineWaitUs = 50;
 
   friend void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, RunResult* res);
   void Complete(Napi::Env env, RunResult* res) {
     busy_ = false;
+    st_ ? st_->phase = RunState::kIdle : 0;
     if (tsfnStarted_) tsfn_.Unref(env);
     std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
     Unref();
@@ -214,7 +256,15 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       Napi::ArrayBuffer ab = ab_.Value();
       if (!ab.IsDetached()) ab.Detach();
     }
+    std::shared_ptr<RunState> st = st_;
     Shutdown();
+    // The page is detached and the thread joined: unmap now. Until kvm_run is unmapped the vCPU
+    // file (and so the whole VM) stays alive in the kernel, and tearing down guest memory under a
+    // live VM is slow.
+    if (st && st->run) {
+      munmap(st->run, st->runSize);
+      st->run = nullptr;
+    }
     return env.Undefined();
   }
 

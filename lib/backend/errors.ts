@@ -21,12 +21,12 @@ export class KvmError extends Error {
   readonly errno: number;
   readonly syscall: string;
   /** The ioctl request ('KVM_MEMORY_ENCRYPT_OP'), when the syscall was an ioctl. */
-  request?: string;
-  path?: string;
+  declare request?: string;
+  declare path?: string;
   /** Set for SEV commands. */
-  sev?: SevErrorInfo;
+  declare sev?: SevErrorInfo;
   /** What to do about it, when we know. */
-  hint?: string;
+  declare hint?: string;
 
   constructor(errno: number, syscall: string, request?: string, path?: string, detail?: string) {
     const n = Math.abs(errno);

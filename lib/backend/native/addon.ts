@@ -39,10 +39,13 @@ export interface NativeLayoutInfo {
 
 export interface NativeAddon {
   abiVersion: number;
+  /** The native fd class (instances come from open/ioctlFd/memfdCreate/sockets). */
+  FdHandle: abstract new (...args: never[]) => BackendFd;
   open(path: string, writable: boolean): BackendFd;
-  ioctl(fd: BackendFd, request: number, arg?: IoctlArg): number;
-  ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number>;
-  ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd;
+  /** The ioctl entry points take the fd number of a live FdHandle (its `fd`), looked up natively. */
+  ioctl(fd: number, request: number, arg?: IoctlArg): number;
+  ioctlAsync(fd: number, request: number, arg?: IoctlArg): Promise<number>;
+  ioctlFd(fd: number, request: number, arg?: IoctlArg): BackendFd;
   mmapAnonymous(size: number | bigint): GuestMapping;
   memfdCreate(name: string, size: number | bigint): BackendFd;
   mmapShared(fd: BackendFd, size: number | bigint, offset?: number | bigint): GuestMapping;

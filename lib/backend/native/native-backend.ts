@@ -12,22 +12,29 @@ export class NativeBackend implements Backend {
   /** The loaded addon (throws NativeUnavailableError if it cannot load). */
   readonly addon: NativeAddon;
 
+  private readonly FdHandle: NativeAddon['FdHandle'];
+
   constructor(addon: NativeAddon = loadAddon()) {
     this.addon = addon;
+    this.FdHandle = addon.FdHandle;
   }
 
   open(path: DevicePath, options: { write?: boolean } = {}): BackendFd {
     if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'object', options);
     return this.addon.open(path, options.write ?? true);
   }
+  // The addon takes the fd's number and finds it in its table of live fds (EBADF if closed).
   ioctl(fd: BackendFd, request: number, arg?: IoctlArg): number {
-    return this.addon.ioctl(fd, request, arg);
+    if (!(fd instanceof this.FdHandle)) throw invalidArgType('fd', 'an instance of FdHandle', fd);
+    return this.addon.ioctl(fd.fd, request, arg);
   }
   ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number> {
-    return this.addon.ioctlAsync(fd, request, arg);
+    if (!(fd instanceof this.FdHandle)) return Promise.reject(invalidArgType('fd', 'an instance of FdHandle', fd));
+    return this.addon.ioctlAsync(fd.fd, request, arg);
   }
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
-    return this.addon.ioctlFd(fd, request, arg);
+    if (!(fd instanceof this.FdHandle)) throw invalidArgType('fd', 'an instance of FdHandle', fd);
+    return this.addon.ioctlFd(fd.fd, request, arg);
   }
   mmapAnonymous(size: number): GuestMapping {
     return this.addon.mmapAnonymous(size);
