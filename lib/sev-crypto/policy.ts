@@ -1,17 +1,11 @@
 /** The legacy SEV guest policy, a u32 (sev-firmware.md §1). */
+import { SEV_POLICY, SEV_POLICY_RESERVED_MASK } from '../uapi/constants.js';
 import { checkObject, checkUint } from './bytes.js';
 
-export const SevPolicyBit = {
-  NODBG: 1 << 0,
-  NOKS: 1 << 1,
-  ES: 1 << 2,
-  NOSEND: 1 << 3,
-  DOMAIN: 1 << 4,
-  SEV: 1 << 5,
-} as const;
-
+/** The policy bits (the uapi's SEV_POLICY, under the name this module has always used). */
+export const SevPolicyBit = SEV_POLICY;
 /** Bits 6–15 must be zero (LAUNCH_START/RECEIVE_START ⇒ POLICY_FAILURE otherwise). */
-export const SEV_POLICY_RESERVED_MASK = 0xffc0;
+export { SEV_POLICY_RESERVED_MASK };
 
 export interface SevPolicyFields {
   nodbg?: boolean;
