@@ -6,9 +6,11 @@ import type { IoctlArg } from '../../uapi/ioctl-arg.js';
 import type { Backend, BackendFd, DevicePath, GuestMapping, ReceivedFds, VcpuRunHandle } from '../contract.js';
 import { invalidArgType } from '../../uapi/errors.js';
 import { loadAddon, type NativeAddon } from './addon.js';
+import { HostSystemView, type SystemView } from '../../system/system-view.js';
 
 export class NativeBackend implements Backend {
   readonly name = 'native' as const;
+  readonly system: SystemView = new HostSystemView();
   /** The loaded addon (throws NativeUnavailableError if it cannot load). */
   readonly addon: NativeAddon;
 
