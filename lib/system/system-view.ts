@@ -3,7 +3,7 @@
  * RLIMIT_MEMLOCK, access rights on the device nodes, CPU flags. The real host reads /sys, /proc and
  * the file system; the mock answers from its options, so `kvm-sev doctor` works on every backend.
  */
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, readdirSync, readFileSync, statSync } from 'node:fs';
 
 export interface DeviceAccess {
   path: string;
@@ -48,11 +48,9 @@ export class HostSystemView implements SystemView {
     }
   }
   kvmModules(): string[] {
+    // /sys/module lists built-in modules too (/proc/modules does not).
     try {
-      return readFileSync('/proc/modules', 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[0]!)
-        .filter((m) => m.startsWith('kvm'));
+      return readdirSync('/sys/module').filter((m) => m.startsWith('kvm'));
     } catch {
       return [];
     }
