@@ -6,11 +6,13 @@ export { verifyChain, parseCertBundle, parsePlatformCerts } from './chain.js';
 export type { OwnerChainInput, PlatformCertBundle } from './chain.js';
 export { createSession } from './session.js';
 export type { CreateSessionOptions, LaunchSession } from './session.js';
-export { verifyMeasurement, assertMeasurement } from './measurement.js';
+export { verifyMeasurement, assertMeasurement, expectedLaunchDigest } from './measurement.js';
+export type { ExpectedDigestOptions } from './measurement.js';
 /** The expected 32-byte launch measurement: HMAC-SHA256(TIK, 0x04 ‖ API_MAJOR ‖ API_MINOR ‖ BUILD ‖ POLICY ‖ DIGEST ‖ MNONCE). */
 export { computeLaunchMeasurement } from '../sev-crypto/measurement.js';
 export type { MeasurementInput } from '../sev-crypto/measurement.js';
 export type { VerifyMeasurementOptions } from './measurement.js';
+export type { KernelHashesInput } from '../sev-crypto/kernel-hashes.js';
 export { buildSecret } from './secret.js';
 export type { OwnerSecretOptions, OwnerSecret } from './secret.js';
 

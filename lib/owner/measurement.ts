@@ -1,7 +1,8 @@
 /** Guest owner: check LAUNCH_MEASURE's output (sev-firmware.md §4.3). */
 import { bytesEqual, checkBytes, checkObject } from '../sev-crypto/bytes.js';
 import { SevMacError } from '../sev-crypto/errors.js';
-import { computeLaunchMeasurement, parseLaunchMeasureBlob } from '../sev-crypto/measurement.js';
+import { computeLaunchMeasurement, launchDigest, parseLaunchMeasureBlob } from '../sev-crypto/measurement.js';
+import { buildKernelHashesTable, type KernelHashesInput } from '../sev-crypto/kernel-hashes.js';
 
 export interface VerifyMeasurementOptions {
   /** LAUNCH_MEASURE's 48-byte output (MEASURE ‖ MNONCE), as QEMU's query-sev-launch-measure returns it (base64-decoded). */
@@ -38,4 +39,25 @@ export function assertMeasurement(opts: VerifyMeasurementOptions): void {
   if (!verifyMeasurement(opts)) {
     throw new SevMacError('measurement', 'launch measurement does not match the expected digest, policy, firmware version or TIK');
   }
+}
+
+export interface ExpectedDigestOptions {
+  /** The firmware image (OVMF) as loaded and measured (LAUNCH_UPDATE_DATA), or any launched image. */
+  firmware: Uint8Array;
+  /** Direct kernel boot with an OVMF that measures the kernel-hashes table. */
+  kernelHashes?: KernelHashesInput;
+  /** SEV-ES: each vCPU's 4096-byte VMSA page, in vCPU order (LAUNCH_UPDATE_VMSA). */
+  vmsas?: readonly Uint8Array[];
+}
+
+/**
+ * The launch digest QEMU's launch produces (sev-firmware.md §4.1): SHA-256 over the firmware image,
+ * then the kernel-hashes table (zero-padded to 16 bytes), then the VMSAs, in that order.
+ */
+export function expectedLaunchDigest(opts: ExpectedDigestOptions): Buffer {
+  checkObject(opts, 'options');
+  const parts: Uint8Array[] = [checkBytes(opts.firmware, 'options.firmware')];
+  if (opts.kernelHashes !== undefined) parts.push(buildKernelHashesTable(opts.kernelHashes)); // already 16-byte padded
+  for (const [i, v] of (opts.vmsas ?? []).entries()) parts.push(checkBytes(v, `options.vmsas[${i}]`, 4096));
+  return launchDigest(parts);
 }
