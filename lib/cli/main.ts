@@ -1,68 +1,61 @@
 #!/usr/bin/env node
-/**
- * The `kvm-sev` command line. `hello` boots the real-mode demonstration guest on /dev/kvm and
- * prints what it writes to its serial port.
- */
-import { parseArgs } from 'node:util';
-import { Kvm } from '../kvm/kvm.js';
-import { helloProgram } from '../guest/programs.js';
-import { SerialPort } from '../guest/serial.js';
-import { loadProgram } from '../guest/setup.js';
+/** The `kvm-sev` command line: one file per command, dispatched here. */
+import { certsVerify, CERTS_HELP } from './certs.js';
+import { hello, HELLO_HELP } from './hello.js';
+import { measure, MEASURE_HELP } from './measure.js';
+import { secret, SECRET_HELP } from './secret.js';
+import { EXIT, UsageError } from './output.js';
 
-const USAGE = `Usage: kvm-sev <command> [options]
+const USAGE = `Usage: kvm-sev <command> [options]   (kvm-sev <command> --help for each)
 
 Commands:
-  hello [--message TEXT] [--json]   boot a real-mode guest on /dev/kvm; print its serial output
+  hello                 boot a real-mode guest on /dev/kvm and print its serial output
+  certs verify          verify a platform's SEV certificate chain against AMD's roots
+  measure               the launch measurement a guest owner should expect
+  secret                build a LAUNCH_SECRET packet for a measured guest
 
-Options:
-  -h, --help                        show this help`;
+Exit status: 0 success, 1 a failed check or step, 2 a usage error.`;
 
-async function hello(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { message: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    console.log('Usage: kvm-sev hello [--message TEXT] [--json]\n\nBoots a 16-bit real-mode guest on /dev/kvm that prints TEXT through COM1 (0x3f8) and halts.');
-    return 0;
-  }
-  const t0 = performance.now();
-  const kvm = Kvm.open();
-  try {
-    const vm = kvm.createVm();
-    const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
-    const vcpu = vm.createVcpu(0);
-    loadProgram(mem, vcpu, helloProgram(values.message ? `${values.message}\n` : undefined));
-    const serial = new SerialPort();
-    if (!values.json) serial.onByte = (b) => process.stdout.write(String.fromCharCode(b));
-    let exits = 0;
-    for (;;) {
-      const exit = await vcpu.run();
-      exits++;
-      if (serial.handle(exit)) continue;
-      if (exit.reason !== 'hlt') throw new Error(`unexpected exit: ${JSON.stringify(exit, (_, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
-      break;
-    }
-    const regs = vcpu.getRegs();
-    const report = { output: serial.output, exits, rax: `0x${regs.rax.toString(16)}`, ms: +(performance.now() - t0).toFixed(2) };
-    if (values.json) console.log(JSON.stringify(report));
-    else console.log(`guest halted after ${exits} exits in ${report.ms} ms (rax=${report.rax})`);
-    vm.close();
-    return 0;
-  } finally {
-    kvm.close();
-  }
-}
+type Command = { run: (argv: string[]) => number | Promise<number>; help: string };
+
+const COMMANDS: Record<string, Command> = {
+  hello: { run: hello, help: HELLO_HELP },
+  measure: { run: measure, help: MEASURE_HELP },
+  secret: { run: secret, help: SECRET_HELP },
+  certs: {
+    help: CERTS_HELP,
+    run: (argv) => {
+      const [sub, ...rest] = argv;
+      if (sub === 'verify') return certsVerify(rest);
+      if (sub === '--help' || sub === '-h') {
+        console.log(CERTS_HELP);
+        return EXIT.OK;
+      }
+      throw new UsageError(`unknown 'certs' subcommand '${sub ?? ''}'`);
+    },
+  },
+};
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '-h' || cmd === '--help') {
     console.log(USAGE);
-    return cmd ? 0 : 2;
+    return cmd ? EXIT.OK : EXIT.USAGE;
   }
-  switch (cmd) {
-    case 'hello':
-      return hello(rest);
-    default:
-      console.error(`kvm-sev: unknown command '${cmd}'\n\n${USAGE}`);
-      return 2;
+  const c = COMMANDS[cmd];
+  if (!c) {
+    console.error(`kvm-sev: unknown command '${cmd}'\n\n${USAGE}`);
+    return EXIT.USAGE;
+  }
+  try {
+    return await c.run(rest);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (e instanceof UsageError || err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+      console.error(`kvm-sev ${cmd}: ${err.message}\n\n${c.help}`);
+      return EXIT.USAGE;
+    }
+    throw e;
   }
 }
 
@@ -70,6 +63,6 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: Error & { code?: string; hint?: string }) => {
     console.error(`kvm-sev: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ''}`);
-    process.exit(1);
+    process.exit(EXIT.FAILED);
   },
 );
