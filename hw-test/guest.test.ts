@@ -3,7 +3,7 @@
  * I/O, with every exit handled in TypeScript.
  */
 import { Kvm } from '../lib/kvm/kvm.js';
-import { helloProgram, outLoopProgram } from '../lib/guest/programs.js';
+import { helloProgram, outLoopProgram, secretDemoProgram, secretDigest } from '../lib/guest/programs.js';
 import { SerialPort } from '../lib/guest/serial.js';
 import { loadProgram } from '../lib/guest/setup.js';
 import type { VcpuExit } from '../lib/kvm/exits.js';
@@ -110,5 +110,23 @@ hwTest(kvm, 'closing a VM while its vCPU runs stops the vCPU thread', async (t) 
   t.deepEqual(await p, { reason: 'intr' });
   t.true(vcpu.closed);
   t.true(mem.closed);
+  k.close();
+});
+
+hwTest(kvm, 'the demo guest folds the secret in its memory into the digest the host computes', async (t) => {
+  const k = Kvm.open();
+  const vm = k.createVm();
+  const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+  const vcpu = vm.createVcpu();
+  const secret = new TextEncoder().encode('correct horse battery staple, 32');
+  mem.write(0x9000n, secret);
+  loadProgram(mem, vcpu, secretDemoProgram(0x9000, secret.length));
+  const serial = new SerialPort();
+  let exit: VcpuExit;
+  while (serial.handle((exit = await vcpu.run())));
+  t.is(exit!.reason, 'hlt');
+  t.is(serial.output, `secret digest: ${secretDigest(secret)}\n`);
+  t.not(secretDigest(secret), secretDigest(secret.map((b, i) => (i === 3 ? b ^ 1 : b))));
+  vm.close();
   k.close();
 });

@@ -16,7 +16,7 @@ export { Vcpu, type KvmRegs, type KvmSregs, type KvmFpu, type KvmXcrs, type KvmV
 export { GuestMemory, type Address } from './kvm/guest-memory.js';
 export type { VcpuExit } from './kvm/exits.js';
 export { Asm16 } from './guest/asm16.js';
-export { helloProgram, outLoopProgram, counterProgram, COM1, type GuestProgram } from './guest/programs.js';
+export { helloProgram, outLoopProgram, counterProgram, secretDemoProgram, secretDigest, COM1, type GuestProgram } from './guest/programs.js';
 export { SerialPort } from './guest/serial.js';
 export { setupRealMode, loadProgram } from './guest/setup.js';
 export * from './sev/index.js';

@@ -13,7 +13,7 @@ const R8 = { al: 0, cl: 1, dl: 2, bl: 3, ah: 4, ch: 5, dh: 6, bh: 7 } as const;
 export type Reg16 = keyof typeof R16;
 export type Reg8 = keyof typeof R8;
 
-type Item = { bytes: number[] } | { rel8: string; op: number } | { abs16: string; op: number[] } | { label: string };
+type Item = { bytes: number[] } | { rel8: string; op: number } | { rel16: string; op: number } | { abs16: string; op: number[] } | { label: string };
 
 export class Asm16 {
   /** Where the code will be loaded (the `org`), for absolute addresses. */
@@ -114,6 +114,56 @@ export class Asm16 {
     this.items.push({ rel8: label, op: 0xe2 });
     return this;
   }
+  /** CALL rel16 (E8 cw) */
+  call(label: string): this {
+    this.items.push({ rel16: label, op: 0xe8 });
+    return this;
+  }
+  /** RET (C3) */
+  ret(): this {
+    return this.b(0xc3);
+  }
+  /** PUSH AX (50) */
+  pushAx(): this {
+    return this.b(0x50);
+  }
+  /** POP AX (58) */
+  popAx(): this {
+    return this.b(0x58);
+  }
+  /** XOR r16, r16 (31 /r) */
+  xorR16(dst: Reg16, src: Reg16): this {
+    return this.b(0x31, 0xc0 | (R16[src] << 3) | R16[dst]);
+  }
+  /** MOV r16, r16 (89 /r) */
+  movR16(dst: Reg16, src: Reg16): this {
+    return this.b(0x89, 0xc0 | (R16[src] << 3) | R16[dst]);
+  }
+  /** ROL r16, imm8 (C1 /0 ib) */
+  rolImm(r: Reg16, n: number): this {
+    return this.b(0xc1, 0xc0 | R16[r], n & 0xff);
+  }
+  /** XOR AH, AH (30 E4) */
+  zeroAh(): this {
+    return this.b(0x30, 0xe4);
+  }
+  /** AND AL, imm8 (24 ib) */
+  andAlImm(v: number): this {
+    return this.b(0x24, v & 0xff);
+  }
+  /** ADD AL, imm8 (04 ib) */
+  addAlImm(v: number): this {
+    return this.b(0x04, v & 0xff);
+  }
+  /** CMP AL, imm8 (3C ib) */
+  cmpAlImm(v: number): this {
+    return this.b(0x3c, v & 0xff);
+  }
+  /** JBE rel8 (76 cb) */
+  jbe(label: string): this {
+    this.items.push({ rel8: label, op: 0x76 });
+    return this;
+  }
   /** CLI (FA) */
   cli(): this {
     return this.b(0xfa);
@@ -139,6 +189,7 @@ export class Asm16 {
       if ('label' in it) labels.set(it.label, pc);
       else if ('bytes' in it) pc += it.bytes.length;
       else if ('rel8' in it) pc += 2;
+      else if ('rel16' in it) pc += 3;
       else pc += it.op.length + 2;
     }
     const out: number[] = [];
@@ -158,6 +209,10 @@ export class Asm16 {
         if (rel < -128 || rel > 127) throw new Error(`asm16: jump to '${it.rel8}' is out of rel8 range (${rel})`);
         out.push(it.op, rel & 0xff);
         pc += 2;
+      } else if ('rel16' in it) {
+        const rel = find(it.rel16) - (pc + 3);
+        out.push(it.op, rel & 0xff, (rel >> 8) & 0xff);
+        pc += 3;
       } else {
         const a = find(it.abs16);
         out.push(...it.op, a & 0xff, (a >> 8) & 0xff);

@@ -90,3 +90,53 @@ export function counterProgram(counterAddr = 0x2000, port = 0x500, origin = 0x10
   a.label('again').incDwordAt(counterAddr).movEaxFrom(counterAddr).movImm16('dx', port).outDxEax().jmp('again');
   return { origin, code: a.assemble() };
 }
+
+/**
+ * The demonstration guest of `kvm-sev demo`: reads the `length`-byte secret the guest owner injected
+ * at `secretAddr` (LAUNCH_SECRET), folds it into a 16-bit digest ({@link secretDigest}), prints
+ * "secret digest: XXXX" on COM1 and halts. The host sees the digest, never the secret.
+ *
+ * ```
+ *         mov si, secretAddr
+ *         mov cx, length
+ *         xor di, di
+ * fold:   lodsb
+ *         rol di, 5
+ *         xor ah, ah
+ *         xor di, ax            ; di = rol(di, 5) ^ byte
+ *         loop fold
+ *         mov si, label
+ *         call puts
+ *         mov ax, di
+ *         call puthex16
+ *         mov al, 10
+ *         call putc
+ *         hlt
+ * puts:   lodsb / test al, al / jz .done / call putc / jmp puts / .done: ret
+ * putc:   push ax / wait for LSR.THRE / pop ax / out 0x3f8, al / ret
+ * puthex16: mov bx, ax / mov cx, 4 / .n: rol bx, 4 / mov al, bl / and al, 0xf / add al, '0' /
+ *         cmp al, '9' / jbe .d / add al, 7 / .d: call putc / loop .n / ret
+ * ```
+ */
+export function secretDemoProgram(secretAddr: number, length: number, origin = 0x1000): GuestProgram {
+  if (!Number.isInteger(length) || length < 1 || length > 0xffff) throw new RangeError('length must be 1..65535');
+  const a = new Asm16(origin);
+  a.movImm16('si', secretAddr).movImm16('cx', length).xorR16('di', 'di')
+    .label('fold').lodsb().rolImm('di', 5).zeroAh().xorR16('di', 'ax').loop('fold')
+    .movLabel('si', 'label').call('puts').movR16('ax', 'di').call('puthex16').movImm8('al', 10).call('putc').hlt()
+    .label('puts').lodsb().testAlAl().jz('puts_done').call('putc').jmp('puts').label('puts_done').ret()
+    .label('putc').pushAx().movImm16('dx', COM1_LSR).label('putc_wait').inAlDx().testAlImm(LSR_THR_EMPTY).jz('putc_wait')
+    .popAx().movImm16('dx', COM1).outDxAl().ret()
+    .label('puthex16').movR16('bx', 'ax').movImm16('cx', 4)
+    .label('hex_next').rolImm('bx', 4).movR8('al', 'bl').andAlImm(0x0f).addAlImm(0x30).cmpAlImm(0x39).jbe('hex_digit').addAlImm(7)
+    .label('hex_digit').call('putc').loop('hex_next').ret()
+    .label('label').asciz('secret digest: ');
+  return { origin, code: a.assemble() };
+}
+
+/** What {@link secretDemoProgram} prints for `secret`: the same fold, in TypeScript. */
+export function secretDigest(secret: Uint8Array): string {
+  let d = 0;
+  for (const b of secret) d = (((d << 5) | (d >>> 11)) & 0xffff) ^ b;
+  return d.toString(16).toUpperCase().padStart(4, '0');
+}
