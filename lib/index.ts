@@ -15,6 +15,7 @@ export { Vm, type AddMemoryOptions, type MemoryRegionOptions } from './kvm/vm.js
 export { Vcpu, type KvmRegs, type KvmSregs, type KvmFpu, type KvmXcrs, type KvmVcpuEvents, type KvmMpState, type KvmDebugregs } from './kvm/vcpu.js';
 export { GuestMemory, type Address } from './kvm/guest-memory.js';
 export type { VcpuExit } from './kvm/exits.js';
+export { saveVcpuState, restoreVcpuState, encodeVcpuState, decodeVcpuState, type VcpuState } from './kvm/vcpu-state.js';
 export { Asm16 } from './guest/asm16.js';
 export { helloProgram, outLoopProgram, counterProgram, secretDemoProgram, secretDigest, COM1, type GuestProgram } from './guest/programs.js';
 export { SerialPort } from './guest/serial.js';

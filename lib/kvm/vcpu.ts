@@ -15,7 +15,7 @@ import * as ioc from '../uapi/ioctls.js';
 import {
   cpuid2Arg, decodeMsrs, kvm_debugregs, kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
   kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, msrsArg, kvm_cpuid_entry2, kvm_guest_debug,
-  type KvmMsrEntry,
+  type KvmMsrEntry, type KvmCpuidEntry2,
 } from '../uapi/structs/kvm.js';
 import { decodeExit, type VcpuExit } from './exits.js';
 import type { Vm } from './vm.js';
@@ -100,9 +100,13 @@ export class Vcpu implements Disposable, AsyncDisposable {
   setMsrs(entries: readonly EncodeInput<typeof kvm_msr_entry>[]): number {
     return this.backend.ioctl(this.fd, ioc.KVM_SET_MSRS, msrsArg(entries));
   }
+  /** KVM_SET_CPUID2 (remembered in {@link cpuid}, so a saved state carries it). */
   setCpuid2(entries: readonly EncodeInput<typeof kvm_cpuid_entry2>[]): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_CPUID2, cpuid2Arg(entries));
+    this.cpuid = entries.map((e) => ({ function: 0, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0, ...e }));
   }
+  /** The CPUID last set with {@link setCpuid2}. */
+  cpuid: KvmCpuidEntry2[] | undefined;
   /** The raw 1 KiB local APIC register page (KVM_GET_LAPIC). */
   getLapic(): Uint8Array {
     const a = kvm_lapic_state.arg({});
@@ -168,6 +172,18 @@ export class Vcpu implements Disposable, AsyncDisposable {
   runSync(): VcpuExit {
     const r = this.ensureRunner().runSync();
     return r < 0 ? { reason: 'intr' } : decodeExit(this.runView!, this.runPage!);
+  }
+
+  /**
+   * Completes an I/O or MMIO exit the guest is still waiting on (KVM finishes it on the next
+   * KVM_RUN), without running guest code: KVM_RUN with immediate_exit set. Do this before saving
+   * state (Documentation/virt/kvm/api.rst, "immediate_exit").
+   */
+  completePendingIo(): void {
+    this.ensureRunner();
+    this.runView!.setUint8(1, 1); // kvm_run.immediate_exit
+    const r = this.runner!.runSync();
+    if (r !== -4) throw new KvmSevError('ERR_KVM_SEV_RESTORE', `KVM_RUN with immediate_exit returned ${r}, expected -EINTR`);
   }
 
   /** Makes a run in flight (or the next one) return with reason 'intr'. */
