@@ -1,0 +1,173 @@
+/**
+ * The VMM upgrade: hand a running guest to a new VMM process on the same host, without copying or
+ * re-encrypting its memory (seed 000: "a low-cost mechanism for userspace VMM upgrades").
+ *
+ * The old process stops its vCPUs and calls {@link handOff}; the new one calls {@link takeOver}.
+ * Over a Unix socket go the guest-memory memfds and the VM fd (SCM_RIGHTS), every vCPU's state, the
+ * VMM's own device state, and the encryption context (by one-time token on a kernel with the 2021
+ * KVM_SEV_LOCAL_SEND/RECEIVE, else by KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM on the passed VM fd).
+ *
+ * Ownership moves in two phases, so that the guest never runs twice: `handoff` (old → new), `ready`
+ * (new → old: the VM is rebuilt over the same memfd pages, nothing runs yet), `commit` (old → new:
+ * the old VMM closes its VM and will never resume it). Until `commit` the old VMM owns the guest and
+ * may resume it; the new one resumes only after `commit`, and then takes the encryption context
+ * (the old VM stays alive in the kernel meanwhile, through the VM fd the new process holds).
+ *
+ * ```ts
+ * // old VMM (vCPUs stopped):
+ * const r = await handOff({ vm, vcpus, memory, socket, devices: { serial: serial.saveState() } });
+ * // r.owner === 'target' once the new VMM has the guest
+ * // new VMM:
+ * const g = await takeOver({ kvm, socket });
+ * serial.restoreState(g.devices.serial); await g.vcpus[0].run();
+ * ```
+ */
+import type { BackendFd } from '../backend/contract.js';
+import { KvmSevError } from '../backend/errors.js';
+import { GuestMemory } from '../kvm/guest-memory.js';
+import type { Kvm } from '../kvm/kvm.js';
+import { decodeVcpuState, encodeVcpuState, restoreVcpuState, saveVcpuState } from '../kvm/vcpu-state.js';
+import type { Vcpu } from '../kvm/vcpu.js';
+import type { Vm } from '../kvm/vm.js';
+import { MessageReader, sendMessage } from './framing.js';
+
+export const HANDOFF_VERSION = 1;
+
+/** How the encryption context travels (see {@link SevHandoff}). */
+export type EncContextMethod = 'token' | 'move';
+
+/** The SEV side of a handoff, supplied by the lifecycle layer. */
+export interface SevHandoff {
+  /** Old VMM: make the context transferable; returns what the new VMM needs (e.g. the token). */
+  send(): Promise<{ method: EncContextMethod; token?: bigint }>;
+  /** New VMM: take the context into the new VM (LOCAL_RECEIVE with the token, or MOVE from the passed VM fd). */
+  receive(vm: Vm, oldVmFd: BackendFd, info: { method: EncContextMethod; token?: bigint }): Promise<void>;
+}
+
+export interface HandOffOptions {
+  vm: Vm;
+  vcpus: readonly Vcpu[];
+  /** Guest memory; every piece must be memfd-backed (addMemory({ memfd: true })). */
+  memory: readonly GuestMemory[];
+  socket: BackendFd;
+  /** The VMM's own device state (JSON-serializable), handed over as is. */
+  devices?: Record<string, unknown>;
+  sev?: SevHandoff;
+  /** Milliseconds to wait for the new VMM's acknowledgement (default 30 s). */
+  timeoutMs?: number;
+}
+
+export interface HandOffResult {
+  /** Who owns the guest now. 'source': this process still does, and may resume it. */
+  owner: 'source' | 'target';
+  reason?: string;
+  encContext?: EncContextMethod;
+}
+
+/** Old VMM: hands the (stopped) guest over; closes it here only once the new VMM has it. */
+export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
+  const backend = o.vm.backend;
+  for (const v of o.vcpus) v.completePendingIo();
+  const memfds: BackendFd[] = [];
+  const memory = o.memory.map((m, i) => {
+    if (!m.memfd) throw new KvmSevError('ERR_KVM_SEV_NOT_MEMFD', `guest memory ${i} is anonymous: a handoff needs memfd-backed memory (addMemory({ memfd: true }))`);
+    memfds.push(m.memfd);
+    return { gpa: m.guestPhysAddr.toString(16), size: m.size, fd: i + 1 };
+  });
+  const vcpus = o.vcpus.map((v) => encodeVcpuState(saveVcpuState(v)));
+  const sev = o.sev ? await o.sev.send() : undefined;
+  const reader = new MessageReader(backend, o.socket);
+  try {
+    sendMessage(backend, o.socket, {
+      kind: 'handoff', version: HANDOFF_VERSION, vmType: o.vm.type, memory, vcpus, devices: o.devices ?? {},
+      ...(sev ? { sev: { method: sev.method, ...(sev.token !== undefined ? { token: sev.token.toString(16) } : {}) } } : {}),
+    }, [o.vm.fd, ...memfds]);
+    const ready = await withTimeout(reader.next(), o.timeoutMs ?? 30_000);
+    if (ready.body['kind'] !== 'ready' || ready.body['ok'] !== true) {
+      return { owner: 'source', reason: `the new VMM refused: ${String(ready.body['error'] ?? 'no reason')}` };
+    }
+    sendMessage(backend, o.socket, { kind: 'commit' });
+  } catch (e) {
+    return { owner: 'source', reason: (e as Error).message };
+  }
+  // Committed: never resume here. The new VMM holds the memfds and the old VM fd (so the kernel
+  // keeps the VM, and its encryption context, until the new VMM has taken it).
+  o.vm.close();
+  return { owner: 'target', ...(sev ? { encContext: sev.method } : {}) };
+}
+
+export interface TakeOverOptions {
+  kvm: Kvm;
+  socket: BackendFd;
+  sev?: SevHandoff;
+  timeoutMs?: number;
+  /** Called once the VM is rebuilt, before `ready`: a last check by the VMM (throwing refuses the guest). */
+  beforeReady?: (devices: Record<string, unknown>) => void | Promise<void>;
+}
+
+export interface TakenOver {
+  vm: Vm;
+  vcpus: Vcpu[];
+  memory: GuestMemory[];
+  devices: Record<string, unknown>;
+  owner: 'target';
+  encContext?: EncContextMethod;
+}
+
+/** New VMM: receives the guest, rebuilds the VM over the same memory, and acknowledges. */
+export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
+  const backend = o.kvm.backend;
+  const reader = new MessageReader(backend, o.socket);
+  const msg = await withTimeout(reader.next(), o.timeoutMs ?? 30_000);
+  const b = msg.body;
+  const [oldVmFd, ...memfds] = msg.fds;
+  let vm: Vm | undefined;
+  try {
+    if (b['kind'] !== 'handoff' || b['version'] !== HANDOFF_VERSION) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `not a version-${HANDOFF_VERSION} handoff message`);
+    if (!oldVmFd || oldVmFd.kind !== 'vm') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'the handoff carries no VM fd');
+    vm = o.kvm.createVm(Number(b['vmType']));
+    const memory: GuestMemory[] = [];
+    for (const [slot, m] of (b['memory'] as { gpa: string; size: number; fd: number }[]).entries()) {
+      const fd = msg.fds[m.fd];
+      if (!fd || fd.kind !== 'memfd') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `memory ${slot}: fd ${m.fd} is not a memfd`);
+      const mem = new GuestMemory(backend.mmapShared(fd, m.size), BigInt(`0x${m.gpa}`), fd);
+      vm.setUserMemoryRegion({ slot, guestPhysAddr: mem.guestPhysAddr, memory: mem });
+      memory.push(mem);
+    }
+    const sevInfo = b['sev'] as { method: EncContextMethod; token?: string } | undefined;
+    if (sevInfo && !o.sev) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'the guest is an SEV guest but takeOver() was given no SEV handler');
+    const vcpus = (b['vcpus'] as unknown[]).map((j) => {
+      const s = decodeVcpuState(j);
+      const v = vm!.createVcpu(s.id);
+      restoreVcpuState(v, s);
+      return v;
+    });
+    await o.beforeReady?.((b['devices'] as Record<string, unknown>) ?? {});
+    sendMessage(backend, o.socket, { kind: 'ready', ok: true });
+    const commit = await withTimeout(reader.next(), o.timeoutMs ?? 30_000);
+    if (commit.body['kind'] !== 'commit') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `expected commit, got ${String(commit.body['kind'])}`);
+    // From here on this process owns the guest.
+    if (sevInfo) await o.sev!.receive(vm, oldVmFd, { method: sevInfo.method, ...(sevInfo.token ? { token: BigInt(`0x${sevInfo.token}`) } : {}) });
+    oldVmFd.close(); // the old VM dies now (the old VMM closed its fds at commit)
+    return { vm, vcpus, memory, devices: (b['devices'] as Record<string, unknown>) ?? {}, owner: 'target', ...(sevInfo ? { encContext: sevInfo.method } : {}) };
+  } catch (e) {
+    try {
+      sendMessage(backend, o.socket, { kind: 'ready', ok: false, error: (e as Error).message });
+    } catch {
+      /* the old VMM is gone */
+    }
+    vm?.close();
+    for (const f of msg.fds) f.close();
+    throw e;
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<T>((_, reject) => {
+      t = setTimeout(() => reject(new KvmSevError('ERR_KVM_SEV_TIMEOUT', `no answer from the other VMM within ${ms} ms`)), ms);
+    }),
+  ]);
+}
