@@ -29,6 +29,11 @@ export interface MemoryController {
   readPrivate(range: PhysRange, vek: Uint8Array): Uint8Array;
   /** True if the pure mock stores ciphertext (false: the hybrid keeps plaintext for the real CPU). */
   readonly storesCiphertext: boolean;
+  /**
+   * Store `data` as shared (unencrypted) memory at `range`, e.g. DBG_DECRYPT's plaintext output.
+   * Optional: without it the firmware writes `range.bytes` directly.
+   */
+  writeShared?(range: PhysRange, data: Uint8Array): void;
 }
 
 /** A processor / firmware generation. */
@@ -44,6 +49,8 @@ export interface ProcessorProfile {
   /** CPUID 0x8000001F EBX[5:0]. */
   readonly cbitPosition: number;
   readonly sevEs: boolean;
+  /** PDH_CERT_EXPORT returns an unsigned CEK placeholder (Genoa; sev-firmware.md §7.3). Default false. */
+  readonly exportsUnsignedCek?: boolean;
 }
 
 /** SEV_RET_* */
@@ -148,6 +155,15 @@ export interface SevFirmware {
   receiveUpdateData(handle: number, args: { header: Uint8Array; guest: PhysRange; trans: Uint8Array }): FwResult;
   /** RECEIVE_FINISH (0x53) */
   receiveFinish(handle: number): FwResult;
+  /** SEND_UPDATE_VMSA (0x42): like SEND_UPDATE_DATA for an SEV-ES guest's VMSA page. Optional. */
+  sendUpdateVmsa?(handle: number, args: { guest: PhysRange; hdrCapacity: number; transCapacity: number }): FwResult & { hdrLength: number; transLength: number; header?: Uint8Array; trans?: Uint8Array };
+  /** RECEIVE_UPDATE_VMSA (0x52). Optional. */
+  receiveUpdateVmsa?(handle: number, args: { header: Uint8Array; guest: PhysRange; trans: Uint8Array }): FwResult;
+  /**
+   * The host ran WBINVD on every CPU (the kernel does before DF_FLUSH). Optional: a firmware that
+   * does not track it never answers WBINVD_REQUIRED.
+   */
+  wbinvd?(): void;
 
   // ---- debug ----
   /** DBG_DECRYPT (0x60): private `src` of the guest → plaintext into `dst`. */
