@@ -1,21 +1,14 @@
 /**
- * Processor / firmware generations the mock host can be. The colleague's lib/mock/psp holds the
- * firmware; this table is what the kernel side needs (CPUID 0x8000001F, ASID ranges, API version).
- * Values follow shipping EPYC parts with a typical BIOS split of the ASID space (min_sev_asid 100 on
- * ES-capable parts; Naples has no SEV-ES and so no split).
+ * Processor / firmware generations the mock host can be: the firmware's profiles (lib/mock/psp/profiles.ts),
+ * or a custom profile (checked), e.g. a tiny ASID space for exhaustion tests.
  */
 import type { ProcessorProfile } from './psp/api.js';
+import { PROFILES } from './psp/profiles.js';
 import { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
 
 export type ProcessorName = ProcessorProfile['name'];
 
-export const PROCESSORS: Readonly<Record<ProcessorName, ProcessorProfile>> = Object.freeze({
-  naples: Object.freeze({ name: 'naples', apiMajor: 0, apiMinor: 17, build: 48, maxSevAsid: 15, minSevAsid: 1, cbitPosition: 47, sevEs: false }),
-  rome: Object.freeze({ name: 'rome', apiMajor: 0, apiMinor: 24, build: 15, maxSevAsid: 509, minSevAsid: 100, cbitPosition: 47, sevEs: true }),
-  milan: Object.freeze({ name: 'milan', apiMajor: 1, apiMinor: 55, build: 21, maxSevAsid: 509, minSevAsid: 100, cbitPosition: 51, sevEs: true }),
-  genoa: Object.freeze({ name: 'genoa', apiMajor: 1, apiMinor: 55, build: 38, maxSevAsid: 1006, minSevAsid: 100, cbitPosition: 51, sevEs: true }),
-} as const);
-
+export const PROCESSORS: Readonly<Record<ProcessorName, ProcessorProfile>> = PROFILES;
 /** A profile by name, or a custom one (checked), e.g. a tiny ASID space for exhaustion tests. */
 export function resolveProcessor(p: ProcessorName | ProcessorProfile | undefined): ProcessorProfile {
   if (p === undefined) return PROCESSORS.milan;

@@ -90,6 +90,7 @@ export class SevDriver {
     const r = this.do('INIT', (fw) => fw.init({ es }));
     if (r.errno) return r;
     this.state = 1;
+    this.firmware.wbinvd?.(); // wbinvd_on_all_cpus() before the DF_FLUSH
     return this.do('DF_FLUSH', (fw) => fw.dfFlush());
   }
 
@@ -103,6 +104,7 @@ export class SevDriver {
 
   /** DF_FLUSH for ASID recycling (sev_guest_df_flush); false on failure. */
   dfFlush(): boolean {
+    this.firmware.wbinvd?.();
     return this.do('DF_FLUSH', (fw) => fw.dfFlush()).errno === 0;
   }
 

@@ -290,6 +290,7 @@ export class MockSevKernel {
   /** sev_bind_asid (+ the DF_FLUSH the 2021 kernel issued first): ACTIVATE(handle, asid). */
   private bindAsid(vm: SevVm, cmd: SevCmd, handle: number): number {
     if (this.legacy) {
+      this.cfg.driver.firmware.wbinvd?.();
       const f = this.fw(cmd, 'DF_FLUSH', (fw) => fw.dfFlush());
       if (f.errno) return f.errno;
     }
