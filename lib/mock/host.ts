@@ -127,6 +127,7 @@ export class MockHost implements Backend {
       cpuid: supportedCpuid(p, { enabled: this.sevEnabled, es: this.esEnabled }),
       vmTypesMask: legacy ? 1 : mask,
       sevAttrs: { vmsaFeatures: this.sevEnabled ? vmsaFeatures : 0n, snpPolicyBits: snp ? 0x1fffffn : 0n, snp },
+      onDestroy: (f) => this.traced('VM_DESTROY', f),
     });
     this.sockets = new SocketLayer(this.fds);
     const sevSelect = (id: number): AnyStructCodec | null | undefined => {
@@ -268,6 +269,19 @@ export class MockHost implements Backend {
     }
     this.memory.endCall();
     return { errno, result, delayMs };
+  }
+
+  /** Work outside an ioctl that issues firmware commands (a VM's destruction): traced as `request`. */
+  private traced(request: string, f: () => void): void {
+    if (this.current || !this.trace.enabled) return f();
+    const e = this.trace.begin(-1, 'vm', request, false);
+    this.current = e;
+    try {
+      f();
+    } finally {
+      this.current = undefined;
+      if (e.firmware.length > 0) this.trace.commit(e);
+    }
   }
 
   private traceIn(e: TraceEntry, p: Prepared): void {
@@ -434,7 +448,7 @@ export class MockHost implements Backend {
         cap(() => host.sevKernel.touch(vm, uaddr, length));
       },
       destroy() {
-        host.sevKernel.destroy(vm);
+        host.traced('VM_DESTROY', () => host.sevKernel.destroy(vm));
       },
     };
     handles.set(handle, vm);

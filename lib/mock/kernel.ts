@@ -103,6 +103,8 @@ export interface KernelConfig {
   readonly cpuid: CpuidEntry[];
   readonly vmTypesMask: number;
   readonly sevAttrs: SevAttrs;
+  /** Runs a VM's destruction (the host traces the firmware commands it issues). */
+  readonly onDestroy: (what: () => void) => void;
 }
 
 /** The int / pointer argument of one ioctl. */
@@ -172,7 +174,7 @@ export class MockKernel {
   private createVm(type: bigint): VmFile {
     if (this.legacy ? type !== 0n : type >= 32n || !(this.cfg.vmTypesMask & (1 << Number(type)))) fail(E.EINVAL, `VM type ${type} is not supported`);
     const limits = this.legacy ? { maxVcpus: 288, maxVcpuIds: 1023 } : { maxVcpus: 4096, maxVcpuIds: 16384 };
-    const vm = new MockVm(Number(type), limits, (v) => this.cfg.sev.destroy(v.sev));
+    const vm = new MockVm(Number(type), limits, (v) => this.cfg.onDestroy(() => this.cfg.sev.destroy(v.sev)));
     vm.sev = this.cfg.sev.attach(vm);
     return new VmFile(vm);
   }
