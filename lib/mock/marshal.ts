@@ -69,8 +69,9 @@ function ptrSpecs(codec: AnyStructCodec): PtrSpec[] {
 
 /** JS memory a target names, as native GetBytes sees it. */
 function getBytes(v: unknown): Uint8Array | undefined {
-  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  // A detached buffer has no memory: length 0 (refused by the caller).
+  if (ArrayBuffer.isView(v)) return v.byteLength === 0 ? new Uint8Array(0) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (v instanceof ArrayBuffer) return v.byteLength === 0 ? new Uint8Array(0) : new Uint8Array(v);
   return undefined;
 }
 
