@@ -21,8 +21,8 @@ export interface DbgContext {
   readonly mem: UserMemory;
   readonly memory: SevMemory;
   readonly vm: SevVm;
-  /** One firmware DBG command (throws its KernelErrno). */
-  issue(src: PhysRange, dst: PhysRange): void;
+  /** One firmware DBG_DECRYPT (true) or DBG_ENCRYPT command (throws its KernelErrno). */
+  issue(decrypt: boolean, src: PhysRange, dst: PhysRange): void;
 }
 
 /** Memory as the firmware addresses it: a physical address with bytes from there on. */
@@ -61,7 +61,7 @@ function kernelPhys(ctx: DbgContext, pages = 2): PhysMem & { bytes: Uint8Array }
 function dbgDecryptRaw(ctx: DbgContext, src: PhysMem, srcDelta: number, dst: PhysMem, dstDelta: number, size: number): void {
   const offset = Number((src.paddr + BigInt(srcDelta)) & 15n);
   const sz = roundUp16(size + offset);
-  ctx.issue(src.at(srcDelta - offset, sz), dst.at(dstDelta, sz));
+  ctx.issue(true, src.at(srcDelta - offset, sz), dst.at(dstDelta, sz));
 }
 
 export function sevDbg(ctx: DbgContext, srcUaddr: bigint, dstUaddr: bigint, len: number, decrypt: boolean): void {
@@ -140,5 +140,5 @@ function encryptUser(ctx: DbgContext, src: PhysMem, sOff: number, vaddr: bigint,
     length = roundUp16(size);
     to = dst;
   }
-  ctx.issue(from.at(fromDelta, length), to.at(toDelta, length));
+  ctx.issue(false, from.at(fromDelta, length), to.at(toDelta, length));
 }

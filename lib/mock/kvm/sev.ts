@@ -441,8 +441,8 @@ export class MockSevKernel {
       mem: this.cfg.mem,
       memory: this.cfg.memory,
       vm,
-      issue: (src, dst) => this.fwVm(vm, cmd, decrypt ? 'DBG_DECRYPT' : 'DBG_ENCRYPT',
-        (fw) => (decrypt ? fw.dbgDecrypt(vm.info.handle, src, dst) : fw.dbgEncrypt(vm.info.handle, src, dst)), src.bytes.byteLength),
+      issue: (dec, src, dst) => this.fwVm(vm, cmd, dec ? 'DBG_DECRYPT' : 'DBG_ENCRYPT',
+        (fw) => (dec ? fw.dbgDecrypt(vm.info.handle, src, dst) : fw.dbgEncrypt(vm.info.handle, src, dst)), src.bytes.byteLength),
     }, p.src_uaddr, p.dst_uaddr, p.len, decrypt);
   }
 
