@@ -74,42 +74,95 @@ static std::shared_ptr<OwnedFd> SocketArg(const Napi::Value& v) {
   return fd;
 }
 
-// sendFds(socket, data, fds): one sendmsg; the fds ride with the first byte of data.
+// sendFds(socket, data, fds) → Promise<bytes>: all of `data`, with the fds on its first byte. It
+// runs on a thread of its own (a full socket would otherwise block the event loop), polling so that
+// closing the socket or tearing down the env cancels it.
+struct SendResult {
+  int err = 0;
+  size_t sent = 0;
+};
+
+struct SendCtx {
+  Napi::Promise::Deferred deferred;
+};
+
+static void SendCallJs(Napi::Env env, Napi::Function, SendCtx* ctx, SendResult* r) {
+  if (env != nullptr) {
+    if (r->err) ctx->deferred.Reject(ErrnoError(env, r->err, "sendmsg").Value());
+    else ctx->deferred.Resolve(Napi::Number::New(env, static_cast<double>(r->sent)));
+  }
+  delete r;
+}
+using SendTsfn = Napi::TypedThreadSafeFunction<SendCtx, SendResult, SendCallJs>;
+
 static Napi::Value SendFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto sock = SocketArg(info[0]);
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    throw ArgTypeError(env, "The \"data\" argument must be a Uint8Array");
-  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
-  if (data.ByteLength() == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
-  if (!info[2].IsArray()) throw ArgTypeError(env, "The \"fds\" argument must be an array of FdHandle");
-  Napi::Array arr = info[2].As<Napi::Array>();
-  if (arr.Length() > kMaxFds) throw ArgRangeError(env, "at most 253 fds per message");
+  auto* ctx = new SendCtx{Napi::Promise::Deferred::New(env)};
+  Napi::Promise promise = ctx->deferred.Promise();
+  std::shared_ptr<OwnedFd> sock;
   std::vector<std::shared_ptr<OwnedFd>> keep;
-  std::vector<int> fds;
-  for (uint32_t i = 0; i < arr.Length(); i++) {
-    keep.push_back(UnwrapFd(arr.Get(i), "fds[i]"));
-    fds.push_back(keep.back()->fd);
+  std::vector<uint8_t> bytes;
+  try {
+    sock = SocketArg(info[0]);
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw ArgTypeError(env, "The \"data\" argument must be a Uint8Array");
+    Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+    if (data.ByteLength() == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
+    if (!info[2].IsArray()) throw ArgTypeError(env, "The \"fds\" argument must be an array of FdHandle");
+    Napi::Array arr = info[2].As<Napi::Array>();
+    if (arr.Length() > kMaxFds) throw ArgRangeError(env, "at most 253 fds per message");
+    for (uint32_t i = 0; i < arr.Length(); i++) keep.push_back(UnwrapFd(arr.Get(i), "fds[i]"));
+    bytes.assign(data.Data(), data.Data() + data.ByteLength());  // the call outlives this JS turn
+  } catch (const Napi::Error& e) {
+    ctx->deferred.Reject(e.Value());
+    delete ctx;
+    return promise;
   }
-  std::vector<uint8_t> bytes(data.Data(), data.Data() + data.ByteLength());
-  iovec iov{bytes.data(), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
-  if (!fds.empty()) {
-    msg.msg_control = ctl.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do n = sendmsg(sock->fd, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
-  if (n < 0) throw ErrnoError(env, errno, "sendmsg");
-  return Napi::Number::New(env, static_cast<double>(n));
+  SendTsfn tsfn = SendTsfn::New(env, "kvm-sev:send", 0, 1, ctx, [](Napi::Env, void*, SendCtx* c) { delete c; });
+  AddonData* adata = GetData(env);
+  std::thread([sock, keep, bytes = std::move(bytes), tsfn, adata]() mutable {
+    auto* r = new SendResult();
+    std::vector<int> fds;
+    for (auto& k : keep) fds.push_back(k->fd);
+    while (r->sent < bytes.size()) {
+      if (adata->closing || sock.use_count() == 1) {
+        r->err = ECANCELED;
+        break;
+      }
+      pollfd p{sock->fd, POLLOUT, 0};
+      int n = poll(&p, 1, 100);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        r->err = errno;
+        break;
+      }
+      if (n == 0) continue;
+      iovec iov{bytes.data() + r->sent, bytes.size() - r->sent};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
+      if (r->sent == 0 && !fds.empty()) {
+        msg.msg_control = ctl.data();
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+      }
+      ssize_t k = sendmsg(sock->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (k < 0) {
+        r->err = errno;
+        break;
+      }
+      r->sent += static_cast<size_t>(k);
+    }
+    if (tsfn.BlockingCall(r) != napi_ok) delete r;
+    tsfn.Release();
+  }).detach();
+  return promise;
 }
 
 struct RecvResult {

@@ -105,6 +105,7 @@ export interface Backend {
   unixListen(path: string): BackendFd;
   unixConnect(path: string): BackendFd;
   unixAccept(listener: BackendFd): Promise<BackendFd>;
-  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number;
+  /** Sends all of `data` (fds ride on its first byte), off the event loop: a full socket never blocks JS. */
+  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): Promise<number>;
   recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds>;
 }

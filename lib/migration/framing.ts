@@ -10,13 +10,12 @@ export interface Message {
   fds: BackendFd[];
 }
 
-export function sendMessage(backend: Backend, socket: BackendFd, body: Record<string, unknown>, fds: readonly BackendFd[] = []): void {
+export async function sendMessage(backend: Backend, socket: BackendFd, body: Record<string, unknown>, fds: readonly BackendFd[] = []): Promise<void> {
   const json = Buffer.from(JSON.stringify(body), 'utf8');
   const frame = Buffer.alloc(4 + json.length);
   frame.writeUInt32LE(json.length, 0);
   json.copy(frame, 4);
-  let sent = backend.sendFds(socket, frame, fds);
-  while (sent < frame.length) sent += backend.sendFds(socket, frame.subarray(sent), []);
+  await backend.sendFds(socket, frame, fds);
 }
 
 /** A reader that keeps bytes that arrived beyond one message for the next. */

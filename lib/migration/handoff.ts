@@ -78,7 +78,7 @@ export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
   const sev = o.sev ? await o.sev.send() : undefined;
   const reader = new MessageReader(backend, o.socket);
   try {
-    sendMessage(backend, o.socket, {
+    await sendMessage(backend, o.socket, {
       kind: 'handoff', version: HANDOFF_VERSION, vmType: o.vm.type, memory, vcpus, devices: o.devices ?? {},
       ...(sev ? { sev: { method: sev.method, ...(sev.token !== undefined ? { token: sev.token.toString(16) } : {}) } } : {}),
     }, [o.vm.fd, ...memfds]);
@@ -86,7 +86,7 @@ export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
     if (ready.body['kind'] !== 'ready' || ready.body['ok'] !== true) {
       return { owner: 'source', reason: `the new VMM refused: ${String(ready.body['error'] ?? 'no reason')}` };
     }
-    sendMessage(backend, o.socket, { kind: 'commit' });
+    await sendMessage(backend, o.socket, { kind: 'commit' });
   } catch (e) {
     return { owner: 'source', reason: (e as Error).message };
   }
@@ -143,7 +143,7 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
       return v;
     });
     await o.beforeReady?.((b['devices'] as Record<string, unknown>) ?? {});
-    sendMessage(backend, o.socket, { kind: 'ready', ok: true });
+    await sendMessage(backend, o.socket, { kind: 'ready', ok: true });
     const commit = await withTimeout(reader.next(), o.timeoutMs ?? 30_000);
     if (commit.body['kind'] !== 'commit') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `expected commit, got ${String(commit.body['kind'])}`);
     // From here on this process owns the guest.
@@ -152,7 +152,7 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
     return { vm, vcpus, memory, devices: (b['devices'] as Record<string, unknown>) ?? {}, owner: 'target', ...(sevInfo ? { encContext: sevInfo.method } : {}) };
   } catch (e) {
     try {
-      sendMessage(backend, o.socket, { kind: 'ready', ok: false, error: (e as Error).message });
+      await sendMessage(backend, o.socket, { kind: 'ready', ok: false, error: (e as Error).message });
     } catch {
       /* the old VMM is gone */
     }

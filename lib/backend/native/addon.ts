@@ -54,7 +54,7 @@ export interface NativeAddon {
   unixListen(path: string): BackendFd;
   unixConnect(path: string): BackendFd;
   unixAccept(listener: BackendFd): Promise<BackendFd>;
-  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number;
+  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): Promise<number>;
   recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds>;
   setErrorFactory(f: (errno: number, syscall: string, request?: string, path?: string) => Error): void;
   setLocalMigrationIds(send: number, receive: number): void;

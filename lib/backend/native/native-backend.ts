@@ -62,7 +62,7 @@ export class NativeBackend implements Backend {
   unixAccept(listener: BackendFd): Promise<BackendFd> {
     return this.addon.unixAccept(listener);
   }
-  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number {
+  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): Promise<number> {
     return this.addon.sendFds(socket, data, fds);
   }
   recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds> {
