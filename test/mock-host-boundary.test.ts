@@ -175,7 +175,7 @@ test('memfd mappings share pages; two hosts share nothing; SCM_RIGHTS hands over
   // SCM_RIGHTS within a host: the received fd is the same VM.
   const [a, c] = b.socketPair();
   const vm = b.ioctlFd(b.open('/dev/kvm'), ioc.KVM_CREATE_VM, 0);
-  t.is(b.sendFds(a, Uint8Array.of(1, 2), [vm]), 2);
+  t.is(await b.sendFds(a, Uint8Array.of(1, 2), [vm]), 2);
   const got = await b.recvFds(c, 16);
   t.deepEqual([...got.data], [1, 2]);
   t.is(got.fds[0]!.kind, 'vm');

@@ -364,12 +364,16 @@ export class MockHost implements Backend {
       return Promise.reject(e);
     }
   }
-  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number {
-    const f = this.file(socket, 'socket');
-    if (!(f instanceof SocketFile)) throw valueErr('The "socket" argument must be a socket');
-    if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Uint8Array', data);
-    if (!Array.isArray(fds)) throw invalidArgType('fds', 'an instance of Array', fds);
-    return this.sockets.send(f, data, fds.map((x, i) => this.file(x, `fds[${i}]`)));
+  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): Promise<number> {
+    try {
+      const f = this.file(socket, 'socket');
+      if (!(f instanceof SocketFile)) throw valueErr('The "socket" argument must be a socket');
+      if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Uint8Array', data);
+      if (!Array.isArray(fds)) throw invalidArgType('fds', 'an instance of Array', fds);
+      return Promise.resolve(this.sockets.send(f, data, fds.map((x, i) => this.file(x, `fds[${i}]`))));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
   recvFds(socket: BackendFd, maxBytes: number, maxFds = 16): Promise<ReceivedFds> {
     try {
