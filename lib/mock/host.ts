@@ -35,6 +35,7 @@ import { MockFirmware } from './psp/firmware.js';
 import type { SevFirmware } from './psp/api.js';
 import { SevDriver } from './sev-driver.js';
 import { SocketFile, SocketLayer } from './sockets.js';
+import { MockSystemView } from './system-view.js';
 import { MockTrace, type TraceEntry } from './trace.js';
 import { UserMemory } from './user-memory.js';
 
@@ -76,6 +77,8 @@ export class MockHost implements Backend {
   readonly memory: UserMemory;
   readonly firmware: SevFirmware;
   readonly driver: SevDriver;
+  /** What a diagnosis reads from the host (kvm_amd parameters, memlock, devices, CPU flags). */
+  readonly system: MockSystemView;
   private readonly fds = new FdTable();
   private readonly kernel: MockKernel;
   private readonly sevKernel: MockSevKernel;
@@ -83,6 +86,8 @@ export class MockHost implements Backend {
   private readonly sockets: SocketLayer;
   private readonly selectors: ReadonlyMap<string, (k: number) => AnyStructCodec | null | undefined>;
   private current: TraceEntry | undefined;
+  /** Seam handles → the SEV layer's VMs (MOVE/COPY between attached VMs). */
+  private readonly sevHandles = new WeakMap<object, SevVm>();
   private pspBusyUntil = 0;
   private readonly sevEnabled: boolean;
   private readonly esEnabled: boolean;
@@ -95,6 +100,7 @@ export class MockHost implements Backend {
     this.esEnabled = this.sevEnabled && o.sev.es && p.sevEs && p.minSevAsid > 1;
     const snp = this.esEnabled && o.sev.snp;
     this.trace = new MockTrace(o.trace);
+    this.system = new MockSystemView(this.options, { sev: this.sevEnabled, es: this.esEnabled, snp });
     this.memory = new UserMemory();
     this.firmware = options.firmware ?? new MockFirmware({ profile: p, memory: options.memory ?? new CiphertextMemory() });
     this.driver = new SevDriver(this.firmware, { faults: o.faults, ...(o.throttle ? { throttle: o.throttle } : {}), sevMax: o.kernel === 'local-migration-2021' ? 9 : 13 });
@@ -409,7 +415,7 @@ export class MockHost implements Backend {
         return host.sevKernel.unregRegion(vm, k.addr);
       });
     };
-    const handles = new WeakMap<object, SevVm>();
+    const handles = this.sevHandles;
     const cap = (f: (src: SevVm | undefined) => void): void => {
       try {
         f(undefined);
