@@ -232,7 +232,8 @@ export class InitializedGuest<ES extends boolean = boolean> extends SevGuestStat
     if (esPolicy !== this.core.es) {
       throw invalidArgValue('options.policy', options.policy, this.core.es ? 'must have the ES bit (0x4) for an SEV-ES guest' : 'has the ES bit (0x4) but the guest was initialised as plain SEV');
     }
-    await this.expect('launchStart', [GSTATE.UNINIT], 'not launched yet');
+    // No GUEST_STATUS here: before LAUNCH_START the kernel has no /dev/sev fd recorded for the VM.
+    this.live('launchStart');
     await this.core.cmds.launchStart(options);
     this.core.stage = 1;
     return new LaunchingGuest<ES>(this.core);

@@ -362,7 +362,7 @@ export function isKernelError(e: unknown): e is KvmError {
  * firmware status appended to the message. Anything that is not a kernel error is returned untouched.
  */
 export function enrichSevError<E>(err: E, f: SevFailure): E {
-  if (!isKernelError(err)) return err;
+  if (!isKernelError(err) || err.sev !== undefined) return err; // already enriched (nested calls)
   const fwError = f.errorWord === undefined ? SEV_RET.NO_FW_CALL : firmwareStatus(f.errorWord);
   const fwErrorName = sevStatusName(fwError);
   err.sev = { command: f.command, fwError, fwErrorName };
