@@ -21,3 +21,5 @@ export { helloProgram, outLoopProgram, counterProgram, secretDemoProgram, secret
 export { SerialPort } from './guest/serial.js';
 export { setupRealMode, loadProgram } from './guest/setup.js';
 export * from './sev/index.js';
+export { openHost, type OpenHostOptions, type OpenedHost } from './host.js';
+export { HybridBackend, type HybridOptions } from './hybrid/hybrid-backend.js';
