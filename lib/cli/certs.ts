@@ -3,6 +3,14 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseAmdCert, parseCertBundle, parseSevCert, verifyChain, type AmdGeneration } from '../owner/index.js';
 import { SevChainError } from '../sev-crypto/errors.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { HybridBackend } from '../hybrid/hybrid-backend.js';
+import { MockHost } from '../mock/host.js';
+import type { MockFirmware } from '../mock/psp/firmware.js';
+import { SevPlatform } from '../sev/platform.js';
+import { SEV_CERT_SIZE } from '../sev-crypto/sev-cert.js';
+import { BACKEND_OPTION, hostFrom } from './backend-option.js';
 import { EXIT, green, red, toJson, UsageError } from './output.js';
 
 export const CERTS_HELP = `Usage: kvm-sev certs verify (--bundle FILE | --pdh F --pek F --oca F --cek F) [--ask F --ark F]
@@ -54,4 +62,34 @@ export function certsVerify(argv: string[]): number {
     else console.log(`${red('NOT verified')}: ${e.link}: ${e.reason} (${e.message})`);
     return EXIT.FAILED;
   }
+}
+
+/** PDH_CERT_EXPORT into files; a mocked firmware's ASK and ARK too (a real host fetches them from AMD). */
+export async function certsExport(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { ...BACKEND_OPTION, out: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log(CERTS_HELP);
+    return EXIT.OK;
+  }
+  if (!values.out) throw new UsageError('--out DIR is required');
+  const host = hostFrom(values);
+  using p = SevPlatform.open(host.backend);
+  const { pdh, certChain } = await p.pdhCertExport();
+  mkdirSync(values.out, { recursive: true });
+  const files: Record<string, Uint8Array> = {
+    'pdh.cert': pdh,
+    'pek.cert': certChain.subarray(0, SEV_CERT_SIZE),
+    'oca.cert': certChain.subarray(SEV_CERT_SIZE, 2 * SEV_CERT_SIZE),
+    'cek.cert': certChain.subarray(2 * SEV_CERT_SIZE, 3 * SEV_CERT_SIZE),
+  };
+  const fw = host.backend instanceof MockHost ? host.backend.firmware : host.backend instanceof HybridBackend ? host.backend.mock.firmware : undefined;
+  if (fw && 'amdCerts' in fw) {
+    const amd = (fw as MockFirmware).amdCerts();
+    files['ask.cert'] = amd.subarray(0, amd.length / 2);
+    files['ark.cert'] = amd.subarray(amd.length / 2);
+  }
+  for (const [name, bytes] of Object.entries(files)) writeFileSync(join(values.out, name), bytes);
+  if (values.json) console.log(toJson({ backend: host.name, out: values.out, files: Object.keys(files) }));
+  else console.log(`wrote ${Object.keys(files).join(', ')} to ${values.out}${files['ark.cert'] ? ' (ark/ask: the mock platform\'s root)' : ''}`);
+  return EXIT.OK;
 }

@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 /** The `kvm-sev` command line: one file per command, dispatched here. */
-import { certsVerify, CERTS_HELP } from './certs.js';
+import { certsExport, certsVerify, CERTS_HELP } from './certs.js';
+import { demo, DEMO_HELP } from './demo.js';
+import { doctor, DOCTOR_HELP } from './doctor.js';
+import { status, STATUS_HELP } from './status.js';
+import { trace, TRACE_HELP } from './trace.js';
 import { hello, HELLO_HELP } from './hello.js';
 import { measure, MEASURE_HELP } from './measure.js';
 import { secret, SECRET_HELP } from './secret.js';
@@ -9,16 +13,24 @@ import { EXIT, UsageError } from './output.js';
 const USAGE = `Usage: kvm-sev <command> [options]   (kvm-sev <command> --help for each)
 
 Commands:
-  hello                 boot a real-mode guest on /dev/kvm and print its serial output
-  certs verify          verify a platform's SEV certificate chain against AMD's roots
+  demo                  an attested SEV launch end to end (native, hybrid or mock backend)
+  doctor                what this host can do for SEV guests, and what to do about the rest
+  status                the SEV platform's status (/dev/sev)
+  certs export|verify   export the platform's certificates; verify a chain against AMD's roots
   measure               the launch measurement a guest owner should expect
   secret                build a LAUNCH_SECRET packet for a measured guest
+  trace                 decode a recorded ioctl trace of the mock backend
+  hello                 boot a real-mode guest on /dev/kvm and print its serial output
 
 Exit status: 0 success, 1 a failed check or step, 2 a usage error.`;
 
 type Command = { run: (argv: string[]) => number | Promise<number>; help: string };
 
 const COMMANDS: Record<string, Command> = {
+  demo: { run: demo, help: DEMO_HELP },
+  doctor: { run: doctor, help: DOCTOR_HELP },
+  status: { run: status, help: STATUS_HELP },
+  trace: { run: trace, help: TRACE_HELP },
   hello: { run: hello, help: HELLO_HELP },
   measure: { run: measure, help: MEASURE_HELP },
   secret: { run: secret, help: SECRET_HELP },
@@ -27,6 +39,7 @@ const COMMANDS: Record<string, Command> = {
     run: (argv) => {
       const [sub, ...rest] = argv;
       if (sub === 'verify') return certsVerify(rest);
+      if (sub === 'export') return certsExport(rest);
       if (sub === '--help' || sub === '-h') {
         console.log(CERTS_HELP);
         return EXIT.OK;
