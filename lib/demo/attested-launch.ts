@@ -61,7 +61,7 @@ const CODE_GPA = 0x1000;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 /** The roots the owner trusts: AMD's on a real host; the mock's own root for a mocked firmware. */
-function extraRoots(backend: Backend): { ark: Uint8Array; ask: Uint8Array }[] {
+export function extraRoots(backend: Backend): { ark: Uint8Array; ask: Uint8Array }[] {
   const fw = backend instanceof MockHost ? backend.firmware : backend instanceof HybridBackend ? backend.mock.firmware : undefined;
   if (!fw || !('amdCerts' in fw)) return [];
   const certs = (fw as MockFirmware).amdCerts();

@@ -217,6 +217,8 @@ class LaunchCore {
 
 /** Initialised (INIT/ES_INIT/INIT2 done): the launch can start. */
 export class InitializedGuest<ES extends boolean = boolean> extends SevGuestState {
+  /** Type-level only: whether this is an SEV-ES launch (makes launchUpdateVmsa type-check only for ES). */
+  declare protected readonly esBrand: ES;
   /** @internal */
   constructor(core: LaunchCore) {
     super(core, 0);
@@ -242,6 +244,8 @@ export class InitializedGuest<ES extends boolean = boolean> extends SevGuestStat
 
 /** Launching (LUPDATE): memory and, for SEV-ES, vCPU state go in; then the measurement. */
 export class LaunchingGuest<ES extends boolean = boolean> extends SevGuestState {
+  /** Type-level only: whether this is an SEV-ES launch (makes launchUpdateVmsa type-check only for ES). */
+  declare protected readonly esBrand: ES;
   /** @internal */
   constructor(core: LaunchCore) {
     super(core, 1);
@@ -282,6 +286,8 @@ export class LaunchingGuest<ES extends boolean = boolean> extends SevGuestState 
 
 /** Measured (LSECRET): the guest owner checks the measurement and may inject secrets. */
 export class MeasuredGuest<ES extends boolean = boolean> extends SevGuestState {
+  /** Type-level only: whether this is an SEV-ES launch (makes launchUpdateVmsa type-check only for ES). */
+  declare protected readonly esBrand: ES;
   readonly measurement: LaunchMeasurement;
   /** @internal */
   constructor(core: LaunchCore, m: LaunchMeasurement) {
@@ -313,6 +319,8 @@ export class MeasuredGuest<ES extends boolean = boolean> extends SevGuestState {
 
 /** Running: launched; status, debug, attestation and teardown remain. */
 export class RunningGuest<ES extends boolean = boolean> extends SevGuestState {
+  /** Type-level only: whether this is an SEV-ES launch (makes launchUpdateVmsa type-check only for ES). */
+  declare protected readonly esBrand: ES;
   /** @internal */
   constructor(core: LaunchCore) {
     super(core, 3);
