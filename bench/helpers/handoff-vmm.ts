@@ -36,10 +36,18 @@ if (role === 'source') {
   const vcpu = vm.createVcpu(0);
   loadProgram(mem, vcpu, counterProgram(0x2000, PORT));
   for (let i = 0; i < 100; i++) await exitOnce(vcpu);
-  const last = now();
+  let last = now();
   const socket = backend.unixConnect(path!);
   if (mode === 'fd') {
-    const r = await handOff({ vm, vcpus: [vcpu], memory: [mem], socket });
+    // The guest runs until the new VMM has prepared; the pause starts at its last exit here.
+    let stop = false;
+    const loop = (async () => {
+      while (!stop) {
+        await exitOnce(vcpu);
+        last = now();
+      }
+    })();
+    const r = await handOff({ vm, vcpus: [vcpu], memory: [mem], socket, pause: async () => { stop = true; await loop; } });
     if (r.owner !== 'target') throw new Error(`handoff failed: ${r.reason}`);
   } else {
     // The copy baseline: vCPU state as in a handoff, the memory streamed through the socket.

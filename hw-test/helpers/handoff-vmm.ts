@@ -35,11 +35,23 @@ if (role === 'source') {
   loadProgram(mem, vcpu, counterProgram(0x2000, PORT));
   const serial = new SerialPort();
   await counts(vcpu, n, seen);
-  console.error('SOURCE-STOPPED');
   if (process.env['HANDOFF_DIE'] === 'before-send') process.kill(process.pid, 'SIGKILL');
   const socket = backend.unixConnect(path!);
+  // The guest keeps running while the new VMM prepares; pause() stops it.
+  let stop = false;
+  const loop = (async () => {
+    while (!stop) await counts(vcpu, 1, seen);
+  })();
   const t0 = process.hrtime.bigint();
-  const r = await handOff({ vm, vcpus: [vcpu], memory: [mem], socket, devices: { serial: serial.saveState(), note: 'from the old VMM' } });
+  const r = await handOff({
+    vm, vcpus: [vcpu], memory: [mem], socket, devices: { serial: serial.saveState(), note: 'from the old VMM' },
+    pause: async () => {
+      stop = true;
+      await loop;
+      console.error('SOURCE-STOPPED');
+      if (process.env['HANDOFF_DIE'] === 'after-pause') process.kill(process.pid, 'SIGKILL');
+    },
+  });
   if (r.owner === 'source') await counts(vcpu, n, seen); // still ours: resume
   console.log(JSON.stringify({ role, seen, owner: r.owner, reason: r.reason ?? null, handoffMs: Number(process.hrtime.bigint() - t0) / 1e6 }));
 } else {

@@ -7,11 +7,15 @@
  * VMM's own device state, and the encryption context (by one-time token on a kernel with the 2021
  * KVM_SEV_LOCAL_SEND/RECEIVE, else by KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM on the passed VM fd).
  *
- * Ownership moves in two phases, so that the guest never runs twice: `handoff` (old → new), `ready`
- * (new → old: the VM is rebuilt over the same memfd pages, nothing runs yet), `commit` (old → new:
- * the old VMM closes its VM and will never resume it). Until `commit` the old VMM owns the guest and
- * may resume it; the new one resumes only after `commit`, and then takes the encryption context
- * (the old VM stays alive in the kernel meanwhile, through the VM fd the new process holds).
+ * The messages: `prepare` (old → new, while the guest still runs: the memory layout and memfds; the
+ * new VMM builds its VM and memory slots, the part that grows with guest size), `prepared`; then the
+ * old VMM pauses the guest and sends `handoff` (the VM fd, vCPU and device state, the encryption
+ * context), the new VMM restores the vCPUs and answers `ready`, and the old VMM answers `commit`,
+ * closes its VM and never resumes it. Until `commit` the old VMM owns the guest and may resume it;
+ * the new one resumes only after `commit`, and then takes the encryption context (the old VM stays
+ * alive in the kernel meanwhile, through the VM fd the new process holds). So the guest never runs
+ * twice, and the pause (guest stopped in one process, not yet running in the other) holds only
+ * constant-size work.
  *
  * ```ts
  * // old VMM (vCPUs stopped):
@@ -53,8 +57,14 @@ export interface HandOffOptions {
   /** The VMM's own device state (JSON-serializable), handed over as is. */
   devices?: Record<string, unknown>;
   sev?: SevHandoff;
-  /** Milliseconds to wait for the new VMM's acknowledgement (default 30 s). */
+  /** Milliseconds to wait for each answer of the new VMM (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Stops the guest's vCPUs (resolves once no KVM_RUN is in flight). Given, the guest keeps running
+   * while the new VMM prepares, and pauses only for the constant-size part; without it, the vCPUs
+   * must already be stopped.
+   */
+  pause?: () => void | Promise<void>;
 }
 
 export interface HandOffResult {
@@ -64,25 +74,38 @@ export interface HandOffResult {
   encContext?: EncContextMethod;
 }
 
-/** Old VMM: hands the (stopped) guest over; closes it here only once the new VMM has it. */
+/** Old VMM: hands the guest over; closes it here only once the new VMM has it. */
 export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
   const backend = o.vm.backend;
-  for (const v of o.vcpus) v.completePendingIo();
   const memfds: BackendFd[] = [];
   const memory = o.memory.map((m, i) => {
     if (!m.memfd) throw new KvmSevError('ERR_KVM_SEV_NOT_MEMFD', `guest memory ${i} is anonymous: a handoff needs memfd-backed memory (addMemory({ memfd: true }))`);
     memfds.push(m.memfd);
-    return { gpa: m.guestPhysAddr.toString(16), size: m.size, fd: i + 1 };
+    return { gpa: m.guestPhysAddr.toString(16), size: m.size, fd: i };
   });
+  const reader = new MessageReader(backend, o.socket);
+  const timeout = o.timeoutMs ?? 30_000;
+  try {
+    // While the guest runs: the new VMM maps the memory and builds its memory slots.
+    await sendMessage(backend, o.socket, { kind: 'prepare', version: HANDOFF_VERSION, vmType: o.vm.type, memory }, memfds);
+    const prepared = await withTimeout(reader.next(), timeout);
+    if (prepared.body['kind'] !== 'prepared' || prepared.body['ok'] !== true) {
+      return { owner: 'source', reason: `the new VMM could not prepare: ${String(prepared.body['error'] ?? 'no reason')}` };
+    }
+  } catch (e) {
+    return { owner: 'source', reason: (e as Error).message };
+  }
+  // The pause starts here.
+  await o.pause?.();
+  for (const v of o.vcpus) v.completePendingIo();
   const vcpus = o.vcpus.map((v) => encodeVcpuState(saveVcpuState(v)));
   const sev = o.sev ? await o.sev.send() : undefined;
-  const reader = new MessageReader(backend, o.socket);
   try {
     await sendMessage(backend, o.socket, {
-      kind: 'handoff', version: HANDOFF_VERSION, vmType: o.vm.type, memory, vcpus, devices: o.devices ?? {},
+      kind: 'handoff', vcpus, devices: o.devices ?? {},
       ...(sev ? { sev: { method: sev.method, ...(sev.token !== undefined ? { token: sev.token.toString(16) } : {}) } } : {}),
-    }, [o.vm.fd, ...memfds]);
-    const ready = await withTimeout(reader.next(), o.timeoutMs ?? 30_000);
+    }, [o.vm.fd]);
+    const ready = await withTimeout(reader.next(), timeout);
     if (ready.body['kind'] !== 'ready' || ready.body['ok'] !== true) {
       return { owner: 'source', reason: `the new VMM refused: ${String(ready.body['error'] ?? 'no reason')}` };
     }
@@ -118,22 +141,33 @@ export interface TakenOver {
 export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
   const backend = o.kvm.backend;
   const reader = new MessageReader(backend, o.socket);
-  const msg = await withTimeout(reader.next(), o.timeoutMs ?? 30_000);
-  const b = msg.body;
-  const [oldVmFd, ...memfds] = msg.fds;
+  const timeout = o.timeoutMs ?? 30_000;
+  const prep = await withTimeout(reader.next(), timeout);
+  const received = [...prep.fds];
   let vm: Vm | undefined;
+  const memory: GuestMemory[] = [];
+  let stage = 'prepare';
   try {
-    if (b['kind'] !== 'handoff' || b['version'] !== HANDOFF_VERSION) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `not a version-${HANDOFF_VERSION} handoff message`);
-    if (!oldVmFd || oldVmFd.kind !== 'vm') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'the handoff carries no VM fd');
-    vm = o.kvm.createVm(Number(b['vmType']));
-    const memory: GuestMemory[] = [];
-    for (const [slot, m] of (b['memory'] as { gpa: string; size: number; fd: number }[]).entries()) {
-      const fd = msg.fds[m.fd];
+    const p = prep.body;
+    if (p['kind'] !== 'prepare' || p['version'] !== HANDOFF_VERSION) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `not a version-${HANDOFF_VERSION} handoff`);
+    // The size-dependent part, while the old VMM still runs the guest.
+    vm = o.kvm.createVm(Number(p['vmType']));
+    for (const [slot, m] of (p['memory'] as { gpa: string; size: number; fd: number }[]).entries()) {
+      const fd = prep.fds[m.fd];
       if (!fd || fd.kind !== 'memfd') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `memory ${slot}: fd ${m.fd} is not a memfd`);
       const mem = new GuestMemory(backend.mmapShared(fd, m.size), BigInt(`0x${m.gpa}`), fd);
       vm.setUserMemoryRegion({ slot, guestPhysAddr: mem.guestPhysAddr, memory: mem });
       memory.push(mem);
     }
+    await sendMessage(backend, o.socket, { kind: 'prepared', ok: true });
+
+    stage = 'handoff';
+    const msg = await withTimeout(reader.next(), timeout);
+    received.push(...msg.fds);
+    const b = msg.body;
+    const [oldVmFd] = msg.fds;
+    if (b['kind'] !== 'handoff') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `expected handoff, got ${String(b['kind'])}`);
+    if (!oldVmFd || oldVmFd.kind !== 'vm') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'the handoff carries no VM fd');
     const sevInfo = b['sev'] as { method: EncContextMethod; token?: string } | undefined;
     if (sevInfo && !o.sev) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'the guest is an SEV guest but takeOver() was given no SEV handler');
     const vcpus = (b['vcpus'] as unknown[]).map((j) => {
@@ -142,22 +176,33 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
       restoreVcpuState(v, s);
       return v;
     });
-    await o.beforeReady?.((b['devices'] as Record<string, unknown>) ?? {});
+    const devices = (b['devices'] as Record<string, unknown>) ?? {};
+    await o.beforeReady?.(devices);
     await sendMessage(backend, o.socket, { kind: 'ready', ok: true });
-    const commit = await withTimeout(reader.next(), o.timeoutMs ?? 30_000);
+    stage = 'commit';
+    const commit = await withTimeout(reader.next(), timeout);
     if (commit.body['kind'] !== 'commit') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `expected commit, got ${String(commit.body['kind'])}`);
     // From here on this process owns the guest.
     if (sevInfo) await o.sev!.receive(vm, oldVmFd, { method: sevInfo.method, ...(sevInfo.token ? { token: BigInt(`0x${sevInfo.token}`) } : {}) });
     oldVmFd.close(); // the old VM dies now (the old VMM closed its fds at commit)
-    return { vm, vcpus, memory, devices: (b['devices'] as Record<string, unknown>) ?? {}, owner: 'target', ...(sevInfo ? { encContext: sevInfo.method } : {}) };
+    return { vm, vcpus, memory, devices, owner: 'target', ...(sevInfo ? { encContext: sevInfo.method } : {}) };
   } catch (e) {
-    try {
-      await sendMessage(backend, o.socket, { kind: 'ready', ok: false, error: (e as Error).message });
-    } catch {
-      /* the old VMM is gone */
+    if (stage !== 'commit') {
+      try {
+        await sendMessage(backend, o.socket, { kind: stage === 'prepare' ? 'prepared' : 'ready', ok: false, error: (e as Error).message });
+      } catch {
+        /* the old VMM is gone */
+      }
     }
     vm?.close();
-    for (const f of msg.fds) f.close();
+    for (const m of memory) {
+      try {
+        m.close(); // unmaps and closes its memfd
+      } catch {
+        /* already gone */
+      }
+    }
+    for (const f of received) f.close();
     throw e;
   }
 }
