@@ -5,15 +5,16 @@ import { HybridBackend } from '../hybrid/hybrid-backend.js';
 import { MockHost } from '../mock/host.js';
 import { runDemo, type DemoStep } from '../demo/attested-launch.js';
 import { BACKEND_HELP, BACKEND_OPTION, hostFrom } from './backend-option.js';
-import { bold, dim, EXIT, green, red, toJson, yellow } from './output.js';
+import { bold, dim, EXIT, green, parseSize, progressBar, red, toJson, UsageError, yellow } from './output.js';
 
-export const DEMO_HELP = `Usage: kvm-sev demo [--backend native|hybrid|mock] [--json] [--trace FILE]
+export const DEMO_HELP = `Usage: kvm-sev demo [--backend native|hybrid|mock] [--guest-size 64K|256M|1G] [--json] [--trace FILE]
 
 Runs an attested SEV launch end to end: the guest owner verifies the platform's certificate chain and
 builds a session; the host launches the guest; the owner verifies the measurement and injects a
 secret; the guest runs and prints a digest of the secret it read from its own memory; the host shows
 that its view of the guest's private memory is ciphertext. Exit status 0 when every step passes.
 ${BACKEND_HELP}
+  --guest-size  the guest's memory, all of it measured (default 64K; a progress bar shows on a terminal)
   --json        a machine-readable report
   --trace FILE  save the mocked kernel's ioctl trace (mock, hybrid) for \`kvm-sev trace FILE\``;
 
@@ -32,11 +33,13 @@ const TITLES: Record<string, string> = {
 };
 
 export async function demo(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...BACKEND_OPTION, json: { type: 'boolean' }, trace: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({ args: argv, options: { ...BACKEND_OPTION, json: { type: 'boolean' }, trace: { type: 'string' }, 'guest-size': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
     console.log(DEMO_HELP);
     return EXIT.OK;
   }
+  const guestSize = values['guest-size'] ? Number(parseSize('guest-size', values['guest-size'])) : undefined;
+  if (guestSize !== undefined && (guestSize < 0x10000 || guestSize % 0x10000 !== 0)) throw new UsageError('--guest-size must be a multiple of 64K, at least 64K');
   const host = hostFrom(values, { trace: values.trace !== undefined });
   if (!values.json) console.log(`${bold(`backend: ${host.name}`)} ${dim(`(${host.reason})`)}`);
   let n = 0;
@@ -47,7 +50,16 @@ export async function demo(argv: string[]): Promise<number> {
     console.log(`${mark} ${n}. ${TITLES[s.step]!.padEnd(32)} ${dim(`${s.ms.toFixed(1).padStart(7)} ms`)}  ${s.summary}`);
     if (s.error?.hint) console.log(`     hint: ${s.error.hint}`);
   };
-  const report = await runDemo({ backend: host.backend, onStep: print });
+  const bar = progressBar('measuring the guest');
+  const report = await runDemo({
+    backend: host.backend,
+    onStep: (s) => {
+      bar.done();
+      print(s);
+    },
+    ...(guestSize !== undefined ? { guestSize } : {}),
+    onProgress: (done, total) => bar.update(done, total),
+  });
   if (values.trace) {
     const mock = host.backend instanceof MockHost ? host.backend : host.backend instanceof HybridBackend ? host.backend.mock : undefined;
     writeFileSync(values.trace, mock ? JSON.stringify(mock.trace.entries.map((e) => jsonSafeEntry(e))) : '[]');

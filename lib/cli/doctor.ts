@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { probeCapabilities } from '../sev/capabilities.js';
 import { BACKEND_HELP, BACKEND_OPTION, hostFrom } from './backend-option.js';
-import { bold, dim, EXIT, mark, toJson, UsageError } from './output.js';
+import { bold, dim, EXIT, mark, parseSize, toJson } from './output.js';
 
 export const DOCTOR_HELP = `Usage: kvm-sev doctor [--backend native|hybrid|mock] [--guest-size BYTES|2G|512M] [--json]
 
@@ -12,13 +12,7 @@ accepts and whether it has KVM_SEV_INIT2, RLIMIT_MEMLOCK against the guest you p
 Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed.
 ${BACKEND_HELP}`;
 
-function size(s: string | undefined): bigint | undefined {
-  if (s === undefined) return undefined;
-  const m = /^(\d+)([KMG]?)$/i.exec(s);
-  if (!m) throw new UsageError(`--guest-size takes bytes or a size like 512M or 2G, got '${s}'`);
-  const mult = { '': 1n, K: 1n << 10n, M: 1n << 20n, G: 1n << 30n }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
-  return BigInt(m[1]!) * mult;
-}
+const size = (s: string | undefined): bigint | undefined => (s === undefined ? undefined : parseSize('guest-size', s));
 
 export async function doctor(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { ...BACKEND_OPTION, 'guest-size': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });

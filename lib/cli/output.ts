@@ -76,3 +76,11 @@ export function apiVersion(s: string | undefined): [number, number] {
   if (!m) throw new UsageError(`--api must look like MAJOR.MINOR (e.g. 1.55), got '${s ?? ''}'`);
   return [Number(m[1]), Number(m[2])];
 }
+
+/** "512M", "2G", "64K" or bytes → bytes. */
+export function parseSize(name: string, s: string): bigint {
+  const m = /^(\d+)([KMG]?)$/i.exec(s);
+  if (!m) throw new UsageError(`--${name} takes bytes or a size like 64K, 512M or 2G, got '${s}'`);
+  const mult = { '': 1n, K: 1n << 10n, M: 1n << 20n, G: 1n << 30n }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return BigInt(m[1]!) * mult;
+}

@@ -52,9 +52,13 @@ export interface DemoOptions {
   onStep?: (s: DemoStep) => void;
   /** Guest policy (default: NOKS, debugging allowed so the host can show DBG_DECRYPT). */
   policy?: number;
+  /** Guest memory in bytes (default 64 KiB; a multiple of 64 KiB), all of it measured. */
+  guestSize?: number;
+  /** Progress of the measured launch (LAUNCH_UPDATE_DATA), for large guests. */
+  onProgress?: (done: number, total: number) => void;
 }
 
-const MEM_SIZE = 0x10000;
+const MIN_SIZE = 0x10000;
 const SECRET_GPA = 0x9000;
 const SECRET_LEN = 32;
 const CODE_GPA = 0x1000;
@@ -72,6 +76,10 @@ export function extraRoots(backend: Backend): { ark: Uint8Array; ask: Uint8Array
 export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const report: DemoReport = { backend: o.backend.name, ok: true, steps: [] };
   const policy = o.policy ?? SEV_POLICY.NOKS;
+  const MEM_SIZE = o.guestSize ?? MIN_SIZE;
+  if (!Number.isSafeInteger(MEM_SIZE) || MEM_SIZE < MIN_SIZE || MEM_SIZE % MIN_SIZE !== 0) {
+    throw new KvmSevError('ERR_KVM_SEV_DEMO_SIZE', `the demo guest's memory must be a multiple of 64 KiB, at least 64 KiB (got ${MEM_SIZE})`);
+  }
   const state: Record<string, unknown> = {};
   const cleanup: (() => void)[] = [];
 
@@ -135,13 +143,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       cleanup.unshift(() => vm.close());
       mem = vm.addMemory({ guestPhysAddr: 0n, size: MEM_SIZE });
       mem.write(BigInt(CODE_GPA), secretDemoProgram(SECRET_GPA, SECRET_LEN, CODE_GPA).code);
-      image = mem.read(0n, MEM_SIZE);
+      image = mem.read(0n, MEM_SIZE); // what the owner expects to be measured
       const guest = await SevLaunch.init(vm, { platform });
       const launching = await guest.launchStart({ policy, dh: session.godhCert, session: session.session });
-      await launching.launchUpdateData(mem);
+      await launching.launchUpdateData(mem, o.onProgress ? { onProgress: o.onProgress } : {});
       measured = await launching.launchMeasure();
       return {
-        summary: `${init2 ? 'INIT2 on a KVM_X86_SEV_VM' : 'INIT on a default VM'}, LAUNCH_START, ${MEM_SIZE / 1024} KiB measured and encrypted, LAUNCH_MEASURE`,
+        summary: `${init2 ? 'INIT2 on a KVM_X86_SEV_VM' : 'INIT on a default VM'}, LAUNCH_START, ${MEM_SIZE >= 1 << 20 ? `${MEM_SIZE / (1 << 20)} MiB` : `${MEM_SIZE / 1024} KiB`} measured and encrypted, LAUNCH_MEASURE`,
         detail: { init: init2 ? 'INIT2' : 'INIT', measurement: hex(measured.measurement.measurement), mnonce: hex(measured.measurement.mnonce) },
       };
     });
