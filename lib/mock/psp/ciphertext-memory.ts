@@ -5,7 +5,7 @@
  */
 import { invalidArgValue } from '../../uapi/errors.js';
 import type { MemoryController, PhysRange } from './api.js';
-import { memoryCipher } from './memory-cipher.js';
+import { memoryCipher, memoryCipherInto } from './memory-cipher.js';
 import { checkRange } from './phys-range.js';
 
 export class CiphertextMemory implements MemoryController {
@@ -17,7 +17,7 @@ export class CiphertextMemory implements MemoryController {
     if (!(plaintext instanceof Uint8Array) || plaintext.length !== r.bytes.length) {
       throw invalidArgValue('plaintext', plaintext?.length, `must be a Uint8Array as long as the range (${r.bytes.length} bytes)`);
     }
-    r.bytes.set(memoryCipher(vek, r.paddr, plaintext));
+    memoryCipherInto(vek, r.paddr, plaintext, r.bytes); // in place, chunk by chunk: no copy of the range
   }
 
   /** What a guest holding `vek` reads: the stored bytes decrypted at their address. */

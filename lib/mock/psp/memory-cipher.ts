@@ -35,16 +35,28 @@ export function memoryCounterBlock(paddr: bigint): Buffer {
  * block is skipped. Returns a new buffer of `data.length` bytes.
  */
 export function memoryCipher(key: Uint8Array, paddr: bigint, data: Uint8Array): Buffer {
+  if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Uint8Array', data);
+  const out = Buffer.allocUnsafe(data.length);
+  memoryCipherInto(key, paddr, data, out);
+  return out;
+}
+
+/**
+ * Node's cipher.update() holds input-sized output twice while it works, so a whole guest at once
+ * would cost two copies of its memory: the keystream runs over chunks of one cipher context instead.
+ */
+const CHUNK = 4 << 20;
+
+/** {@link memoryCipher} written into `out` (same length as `data`; may be `data` itself: in place). */
+export function memoryCipherInto(key: Uint8Array, paddr: bigint, data: Uint8Array, out: Uint8Array): void {
   if (!(key instanceof Uint8Array) || key.length !== 16) throw invalidArgValue('key', key, 'must be a 16-byte AES-128 key');
   if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Uint8Array', data);
+  if (!(out instanceof Uint8Array) || out.length !== data.length) throw invalidArgValue('out', out?.length, `must be a Uint8Array of ${data.length} bytes`);
   const c = createCipheriv('aes-128-ctr', key, memoryCounterBlock(paddr));
   const skip = Number(paddr & 15n);
   if (skip !== 0) c.update(SKIP.subarray(0, skip));
-  return c.update(data);
-}
-
-/** {@link memoryCipher} written into `out` (same length as `data`; may be `data` itself). */
-export function memoryCipherInto(key: Uint8Array, paddr: bigint, data: Uint8Array, out: Uint8Array): void {
-  if (!(out instanceof Uint8Array) || out.length !== data.length) throw invalidArgValue('out', out?.length, `must be a Uint8Array of ${data.length} bytes`);
-  out.set(memoryCipher(key, paddr, data));
+  for (let at = 0; at < data.length; at += CHUNK) {
+    const end = Math.min(at + CHUNK, data.length);
+    out.set(c.update(data.subarray(at, end)), at);
+  }
 }
