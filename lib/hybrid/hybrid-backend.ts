@@ -216,6 +216,7 @@ export class HybridBackend implements Backend {
 
   ioctl(fd: BackendFd, request: number, arg?: IoctlArg): number {
     const inner = this.unwrap(fd);
+    if (inner.closed) throw errnoError(9, 'ioctl', ioc.ioctlByRequest(request)?.name); // EBADF, as the kernel
     if (this.mockFds.has(inner)) return this.mock.ioctl(inner, request, arg);
     const vm = this.vmOf.get(inner);
     if (vm) return this.vmIoctl(vm, inner, request, arg, false) as number;
@@ -308,6 +309,7 @@ export class HybridBackend implements Backend {
   ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number> {
     try {
       const inner = this.unwrap(fd);
+      if (inner.closed) throw errnoError(9, 'ioctl', ioc.ioctlByRequest(request)?.name);
       if (this.mockFds.has(inner)) return this.mock.ioctlAsync(inner, request, arg);
       const vm = this.vmOf.get(inner);
       if (vm) return Promise.resolve(this.vmIoctl(vm, inner, request, arg, true));
@@ -320,6 +322,7 @@ export class HybridBackend implements Backend {
 
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     const inner = this.unwrap(fd);
+    if (inner.closed) throw errnoError(9, 'ioctl', ioc.ioctlByRequest(request)?.name);
     if (this.mockFds.has(inner)) return this.mock.ioctlFd(inner, request, arg);
     if (request === ioc.KVM_CREATE_VM) {
       const type = typeof arg === 'number' ? arg : 0;

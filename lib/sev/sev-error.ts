@@ -213,7 +213,7 @@ export function sevHint(code: string, f: SevFailure): string | undefined {
       else if (f.command === 'LAUNCH_UPDATE_VMSA') vmHint = 'This VM is not an SEV-ES guest: run esInit(), or init2() on a KVM_X86_SEV_ES_VM, first.';
       else if (f.command.startsWith('SNP_')) vmHint = 'This VM is not an SEV-SNP guest: create it as KVM_X86_SNP_VM and run init2() first (SNP_LAUNCH_START also answers ENOTTY when the firmware cannot create the guest context).';
       else vmHint = 'This VM is not an SEV guest yet: run INIT first (init() on a KVM_X86_DEFAULT_VM, init2() on a KVM_X86_SEV_VM or SEV_ES_VM).';
-      return f.sevEnabled === true ? vmHint : `Either ${notEnabled.charAt(0).toLowerCase()}${notEnabled.slice(1)} Or: ${vmHint}`;
+      return f.sevEnabled === true ? vmHint : `Either: ${notEnabled} Or: ${vmHint}`;
     }
     case 'EBUSY':
       if (f.via === 'psp') {
