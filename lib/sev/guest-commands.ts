@@ -690,6 +690,20 @@ export class SevGuestCommands {
   }
 
   /**
+   * The same move from a VM fd rather than a Vm object: the old VMM's VM fd received over a Unix
+   * socket (SCM_RIGHTS) in a VMM handoff.
+   */
+  moveEncContextFromFd(source: BackendFd): void {
+    if (!source || typeof source !== 'object' || typeof source.fd !== 'number') throw invalidArgType('source', 'a VM fd (BackendFd)', source);
+    if (source.kind !== 'vm') throw invalidArgValue('source', source.kind, 'must be a VM fd');
+    try {
+      this.vm.enableCap(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, [BigInt(source.fd)]);
+    } catch (e) {
+      throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
+    }
+  }
+
+  /**
    * KVM_ENABLE_CAP(KVM_CAP_VM_COPY_ENC_CONTEXT_FROM, args[0] = owner fd): make this VM a mirror sharing
    * `owner`'s SEV context (before creating vCPUs here).
    */
