@@ -37,6 +37,13 @@ test('measure computes the digest from a firmware file (SHA-256 of the image)', 
   t.is(r.stdout.trim(), V4_MEASURE, 'SHA-256 of an empty image is V4\'s digest');
 });
 
+test('the kvm-sev bin is executable on its own (npx runs the file through its shebang)', (t) => {
+  const r = spawnSync(cli, ['--help'], { encoding: 'utf8' });
+  t.is(r.error, undefined, String(r.error));
+  t.is(r.status, 0);
+  t.regex(r.stdout, /Usage: kvm-sev <command>/);
+});
+
 test('usage errors exit 2 with the help text', (t) => {
   const r = run('measure', '--api', '1');
   t.is(r.status, 2);
