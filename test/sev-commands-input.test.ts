@@ -14,7 +14,7 @@ import { Vm } from '../lib/kvm/vm.js';
 import { SevGuestCommands } from '../lib/sev/guest-commands.js';
 import { SevPlatform } from '../lib/sev/platform.js';
 import { KVM_SEV, KVM_X86_SEV_VM, SEV_CMD } from '../lib/uapi/constants.js';
-import { isIoctlStruct, mappingRange, type IoctlArg, type IoctlStruct, type MappingHandle, type MappingRange } from '../lib/uapi/ioctl-arg.js';
+import { isIoctlStruct, mappingRange, type IoctlArg, type IoctlStruct, type MappingHandle } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
 import { sev_issue_cmd, sev_user_data_pdh_cert_export, sev_user_data_pek_csr, sev_user_data_status } from '../lib/uapi/structs/psp.js';
 import {

@@ -17,7 +17,6 @@ import {
   SEV_CMD,
   SEV_RET,
   array,
-  bytes,
   defineStruct,
   i64,
   mappingRange,

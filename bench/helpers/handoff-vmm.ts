@@ -8,7 +8,6 @@
 import { NativeBackend } from '../../lib/backend/native/native-backend.js';
 import { counterProgram } from '../../lib/guest/programs.js';
 import { loadProgram } from '../../lib/guest/setup.js';
-import { GuestMemory } from '../../lib/kvm/guest-memory.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import { decodeVcpuState, encodeVcpuState, restoreVcpuState, saveVcpuState } from '../../lib/kvm/vcpu-state.js';
 import { handOff, takeOver } from '../../lib/migration/handoff.js';

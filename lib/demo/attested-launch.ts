@@ -80,7 +80,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   if (!Number.isSafeInteger(MEM_SIZE) || MEM_SIZE < MIN_SIZE || MEM_SIZE % MIN_SIZE !== 0) {
     throw new KvmSevError('ERR_KVM_SEV_DEMO_SIZE', `the demo guest's memory must be a multiple of 64 KiB, at least 64 KiB (got ${MEM_SIZE})`);
   }
-  const state: Record<string, unknown> = {};
   const cleanup: (() => void)[] = [];
 
   const step = async (name: DemoStepName, f: () => Promise<Omit<DemoStep, 'step' | 'ok' | 'ms'> & { ok?: boolean }>): Promise<boolean> => {
