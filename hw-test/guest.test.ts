@@ -3,7 +3,7 @@
  * I/O, with every exit handled in TypeScript.
  */
 import { Kvm } from '../lib/kvm/kvm.js';
-import { helloProgram, outLoopProgram, secretDemoProgram, secretDigest } from '../lib/guest/programs.js';
+import { helloProgram, outLoopProgram, secretDemoProgram, secretDigest, type GuestProgram } from '../lib/guest/programs.js';
 import { SerialPort } from '../lib/guest/serial.js';
 import { loadProgram } from '../lib/guest/setup.js';
 import type { VcpuExit } from '../lib/kvm/exits.js';
@@ -11,14 +11,17 @@ import { hwTest, kvmDevice } from '../test/helpers/hw.js';
 
 const kvm = kvmDevice();
 
-function bootHello(message: string) {
+/** A fresh VM with 64 KiB at 0 and one vCPU in real mode at the program's origin. */
+function boot(program: GuestProgram) {
   const k = Kvm.open();
   const vm = k.createVm();
   const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
   const vcpu = vm.createVcpu(0);
-  loadProgram(mem, vcpu, helloProgram(message));
+  loadProgram(mem, vcpu, program);
   return { k, vm, mem, vcpu };
 }
+const bootHello = (message: string) => boot(helloProgram(message));
+const SPIN: GuestProgram = { origin: 0x1000, code: Uint8Array.of(0xeb, 0xfe) }; // jmp $ : never exits on its own
 
 hwTest(kvm, 'a real-mode guest prints through COM1 and halts (run(), exits handled in TS)', async (t) => {
   const { k, vm, vcpu } = bootHello('Hello from a kvm-sev guest!\n');
@@ -57,12 +60,8 @@ hwTest(kvm, 'runSync() runs the same guest on the calling thread', (t) => {
 });
 
 hwTest(kvm, 'a guest looping on port I/O: 20,000 OUT exits, each value seen in order', async (t) => {
-  const k = Kvm.open();
-  const vm = k.createVm();
-  const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
-  const vcpu = vm.createVcpu();
   const n = 20000;
-  loadProgram(mem, vcpu, outLoopProgram(n, 0x80));
+  const { k, vm, vcpu } = boot(outLoopProgram(n, 0x80));
   let count = 0;
   let bad = 0;
   for (;;) {
@@ -82,12 +81,7 @@ hwTest(kvm, 'a guest looping on port I/O: 20,000 OUT exits, each value seen in o
 });
 
 hwTest(kvm, 'kick() interrupts a guest spinning in an endless loop', async (t) => {
-  const k = Kvm.open();
-  const vm = k.createVm();
-  const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
-  const vcpu = vm.createVcpu();
-  // jmp $ (EB FE): never exits on its own
-  loadProgram(mem, vcpu, { origin: 0x1000, code: Uint8Array.of(0xeb, 0xfe) });
+  const { k, vm, vcpu } = boot(SPIN);
   const p = vcpu.run();
   await new Promise((r) => setTimeout(r, 50));
   vcpu.kick();
@@ -99,11 +93,7 @@ hwTest(kvm, 'kick() interrupts a guest spinning in an endless loop', async (t) =
 });
 
 hwTest(kvm, 'closing a VM while its vCPU runs stops the vCPU thread', async (t) => {
-  const k = Kvm.open();
-  const vm = k.createVm();
-  const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
-  const vcpu = vm.createVcpu();
-  loadProgram(mem, vcpu, { origin: 0x1000, code: Uint8Array.of(0xeb, 0xfe) });
+  const { k, vm, mem, vcpu } = boot(SPIN);
   const p = vcpu.run();
   await new Promise((r) => setTimeout(r, 20));
   vm.close();
@@ -114,13 +104,9 @@ hwTest(kvm, 'closing a VM while its vCPU runs stops the vCPU thread', async (t) 
 });
 
 hwTest(kvm, 'the demo guest folds the secret in its memory into the digest the host computes', async (t) => {
-  const k = Kvm.open();
-  const vm = k.createVm();
-  const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
-  const vcpu = vm.createVcpu();
   const secret = new TextEncoder().encode('correct horse battery staple, 32');
+  const { k, vm, mem, vcpu } = boot(secretDemoProgram(0x9000, secret.length));
   mem.write(0x9000n, secret);
-  loadProgram(mem, vcpu, secretDemoProgram(0x9000, secret.length));
   const serial = new SerialPort();
   let exit: VcpuExit;
   while (serial.handle((exit = await vcpu.run())));
