@@ -13,7 +13,7 @@ import { Kvm } from '../lib/kvm/kvm.js';
 import { Vm } from '../lib/kvm/vm.js';
 import { SevGuestCommands } from '../lib/sev/guest-commands.js';
 import { SevPlatform } from '../lib/sev/platform.js';
-import { KVM_SEV, KVM_X86_SEV_VM, SEV_CMD } from '../lib/uapi/constants.js';
+import { KVM_CAP, KVM_SEV, KVM_X86_SEV_VM, SEV_CMD } from '../lib/uapi/constants.js';
 import { isIoctlStruct, mappingRange, type IoctlArg, type IoctlStruct, type MappingHandle } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
 import { sev_issue_cmd, sev_user_data_pdh_cert_export, sev_user_data_pek_csr, sev_user_data_status } from '../lib/uapi/structs/psp.js';
@@ -284,6 +284,9 @@ test('local migration: off unless opted in (naming INIT2), then the token is a n
     t.regex(err?.message ?? '', /22 is KVM_SEV_INIT2 upstream/);
     t.regex(err?.message ?? '', /localMigration: \{ send: 22, receive: 23 \}/);
   }
+  // Opting in asks the kernel for its VM types (a kernel with SEV VM types has INIT2 at 22): this
+  // one offers only the default type, as the 2021 kernel did.
+  fake.script((request, arg) => (request === ioc.KVM_CHECK_EXTENSION && arg === KVM_CAP.VM_TYPES ? 1 : t.fail(`0x${request.toString(16)} reached the kernel`) as never));
   const lm = new SevGuestCommands(vm, null, { localMigration: { send: 22, receive: 23 } });
   t.deepEqual({ ...lm.localMigration }, { LOCAL_SEND: 22, LOCAL_RECEIVE: 23 });
   const profile = new SevGuestCommands(vm, null, { localMigration: { profile: 'local-migration-2021' } });
@@ -292,7 +295,12 @@ test('local migration: off unless opted in (naming INIT2), then the token is a n
   await refused(t, 'ERR_OUT_OF_RANGE', () => lm.localReceive(1n << 64n), 'token 2^64');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => lm.localReceive(5 as never), 'token number');
   await refused(t, 'ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION', () => lm.init2(), 'INIT2 = LOCAL_SEND');
-  t.deepEqual(fake.calls, []);
+  t.deepEqual(fake.calls.map((c) => c.request), [ioc.KVM_CHECK_EXTENSION, ioc.KVM_CHECK_EXTENSION], 'only the two VM-type queries');
+  // A kernel that offers SEV VM types has INIT2 at 22: the opt-in is refused, with the reason.
+  fake.script((request, arg) => (request === ioc.KVM_CHECK_EXTENSION && arg === KVM_CAP.VM_TYPES ? 0b1101 : t.fail(`0x${request.toString(16)} reached the kernel`) as never));
+  const e = t.throws(() => new SevGuestCommands(vm, null, { localMigration: { profile: 'local-migration-2021' } }));
+  t.is((e as { code?: string }).code, 'ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION');
+  t.regex(e!.message, /id 22.*moveEncContextFrom/s);
 });
 
 test('move/copy: the peer must be another open Vm of the same backend', async (t) => {

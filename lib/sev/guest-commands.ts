@@ -33,6 +33,8 @@ import {
   SEV_MEASUREMENT_SIZE,
   guestStateName,
   sevCommandName,
+  KVM_X86_SEV_ES_VM,
+  KVM_X86_SEV_VM,
 } from '../uapi/constants.js';
 import { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
 import { ioctlStruct, type IoctlStruct, type MappingRange } from '../uapi/ioctl-arg.js';
@@ -202,6 +204,28 @@ export class SevGuestCommands {
     this.vm = vm;
     this.sevFd = fd;
     this.localMigration = ids;
+    if (ids) this.enableLocalMigration(ids);
+  }
+
+  /**
+   * The opt-in says the kernel carries the 2021 patch. Refused where the kernel offers SEV VM types:
+   * there id 22 is KVM_SEV_INIT2 and LOCAL_SEND would be read as INIT2. On the native backend the
+   * addon is told the ids, so that it lays out their (8- and 16-byte) structs.
+   */
+  private enableLocalMigration(ids: LocalMigrationIds): void {
+    let types: number[] = [];
+    try {
+      types = this.vm.kvm.supportedVmTypes();
+    } catch {
+      /* a backend without /dev/kvm answers: nothing to contradict the opt-in */
+    }
+    if ((types.includes(KVM_X86_SEV_VM) || types.includes(KVM_X86_SEV_ES_VM)) && (ids.LOCAL_SEND === KVM_SEV.INIT2 || ids.LOCAL_RECEIVE === KVM_SEV.INIT2)) {
+      throw new KvmSevError('ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION',
+        `this kernel offers SEV VM types (KVM_CAP_VM_TYPES), so it has KVM_SEV_INIT2 as id 22: the 2021 KVM_SEV_LOCAL_SEND/RECEIVE (22/23) ` +
+        'cannot exist on it. Move the context with moveEncContextFrom() (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) instead.');
+    }
+    const addon = (this.vm.backend as { addon?: { setLocalMigrationIds?: (s: number, r: number) => void } }).addon;
+    addon?.setLocalMigrationIds?.(ids.LOCAL_SEND, ids.LOCAL_RECEIVE);
   }
 
   // ----------------------------------------------------------------------------------------------
