@@ -23,3 +23,6 @@ export { setupRealMode, loadProgram } from './guest/setup.js';
 export * from './sev/index.js';
 export { openHost, type OpenHostOptions, type OpenedHost } from './host.js';
 export { HybridBackend, type HybridOptions } from './hybrid/hybrid-backend.js';
+export { handOff, takeOver, HANDOFF_VERSION, type HandOffOptions, type HandOffResult, type TakeOverOptions, type TakenOver, type SevHandoff, type EncContextMethod } from './migration/handoff.js';
+export { pickEncContextMethod, sevHandoff, transferEncContext, type MethodChoice } from './migration/enc-context.js';
+export { runDemo, type DemoReport, type DemoStep, type DemoOptions } from './demo/attested-launch.js';
