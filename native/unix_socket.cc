@@ -3,6 +3,7 @@
 // so they neither block the event loop nor starve the libuv threadpool, and stop at env teardown.
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -300,6 +301,62 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
 static Napi::Value Accept(const Napi::CallbackInfo& info) { return StartWait(info, true); }
 static Napi::Value RecvFds(const Napi::CallbackInfo& info) { return StartWait(info, false); }
 
+// sendFdsSync(socket, data, fds) → bytes: the same as sendFds, on the calling thread (blocking).
+// For short request/reply protocols where the caller waits for the answer anyway (the shared mock
+// SEV service's client, whose Backend calls are synchronous).
+static Napi::Value SendFdsSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto sock = SocketArg(info[0]);
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw ArgTypeError(env, "The \"data\" argument must be a Uint8Array");
+  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+  if (data.ByteLength() == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
+  if (!info[2].IsArray()) throw ArgTypeError(env, "The \"fds\" argument must be an array of FdHandle");
+  Napi::Array arr = info[2].As<Napi::Array>();
+  if (arr.Length() > kMaxFds) throw ArgRangeError(env, "at most 253 fds per message");
+  std::vector<std::shared_ptr<OwnedFd>> keep;
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    keep.push_back(UnwrapFd(arr.Get(i), "fds[i]"));
+    fds.push_back(keep.back()->fd);
+  }
+  const uint8_t* bytes = data.Data();
+  size_t size = data.ByteLength(), sent = 0;
+  while (sent < size) {
+    iovec iov{const_cast<uint8_t*>(bytes) + sent, size - sent};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
+    if (sent == 0 && !fds.empty()) {
+      msg.msg_control = ctl.data();
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t k = sendmsg(sock->fd, &msg, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) throw ErrnoError(env, errno, "sendmsg");
+    sent += static_cast<size_t>(k);
+  }
+  return Napi::Number::New(env, static_cast<double>(sent));
+}
+
+// sameFile(a, b) → boolean: whether two fds of this process refer to the same open file
+// (kcmp(2) KCMP_FILE): a VM fd received over SCM_RIGHTS against a dup kept earlier.
+static Napi::Value SameFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto a = UnwrapFd(info[0], "a");
+  auto b = UnwrapFd(info[1], "b");
+  pid_t pid = getpid();
+  long r = syscall(SYS_kcmp, pid, pid, 0 /* KCMP_FILE */, a->fd, b->fd);
+  if (r < 0) throw ErrnoError(env, errno, "kcmp");
+  return Napi::Boolean::New(env, r == 0);
+}
+
 void InitUnixSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("socketPair", Napi::Function::New(env, SocketPair, "socketPair"));
   exports.Set("unixListen", Napi::Function::New(env, Listen, "unixListen"));
@@ -307,6 +364,8 @@ void InitUnixSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("unixAccept", Napi::Function::New(env, Accept, "unixAccept"));
   exports.Set("sendFds", Napi::Function::New(env, SendFds, "sendFds"));
   exports.Set("recvFds", Napi::Function::New(env, RecvFds, "recvFds"));
+  exports.Set("sendFdsSync", Napi::Function::New(env, SendFdsSync, "sendFdsSync"));
+  exports.Set("sameFile", Napi::Function::New(env, SameFile, "sameFile"));
 }
 
 }  // namespace kvmsev

@@ -17,10 +17,10 @@
  * - A dead VM (the source of a MOVE) answers EIO to every ioctl, as the kernel's does.
  */
 import type { Backend, BackendFd, DevicePath, FdKind, GuestMapping, ReceivedFds, VcpuRunHandle } from '../backend/contract.js';
-import { errnoError } from '../backend/errors.js';
+import { errnoError, KvmSevError } from '../backend/errors.js';
 import { NativeBackend } from '../backend/native/native-backend.js';
 import { MockHost } from '../mock/host.js';
-import type { MockSevVm } from '../mock/host.js';
+import type { MockSevVm, SevSnapshot } from '../mock/host.js';
 import type { MockHostOptions } from '../mock/options.js';
 import type { SevVcpuPort, SevVmPort } from '../mock/kvm/sev-types.js';
 import type { VcpuRegisterState } from '../mock/kvm/vcpu.js';
@@ -32,6 +32,7 @@ import { ioctlStruct, isIoctlStruct, isMappingRange, type IoctlArg, type IoctlSt
 import * as ioc from '../uapi/ioctls.js';
 import { cpuid2Arg, decodeCpuid2, decodeMsrs, kvm_debugregs, kvm_device_attr, kvm_enable_cap, kvm_guest_debug, kvm_regs, kvm_sregs, kvm_userspace_memory_region, kvm_xcrs, kvm_xsave, msrsArg } from '../uapi/structs/kvm.js';
 import { kvm_sev_cmd } from '../uapi/structs/sev.js';
+import { RemoteSev, RemoteSevFd, RemoteSevVm, type DaemonStatus } from './remote-sev.js';
 
 const EIO = 5;
 const EINVAL = 22;
@@ -47,6 +48,15 @@ const MOCK_CAPS = new Set<number>([KVM_CAP.VM_TYPES, KVM_CAP.VM_COPY_ENC_CONTEXT
 export interface HybridOptions extends Omit<MockHostOptions, 'memory' | 'firmware'> {
   /** The native backend to use (default: a new one). */
   native?: NativeBackend;
+  /**
+   * Serve SEV from the shared mock SEV service (a daemon on a Unix socket, started on demand) instead
+   * of a mock private to this process, so that SEV state follows a guest to another process (a VMM
+   * handoff: a token made here is redeemed there; MOVE from a VM fd received over SCM_RIGHTS). Guest
+   * memory of SEV VMs must then be memfd-backed (the daemon maps the memfds).
+   */
+  shared?: boolean;
+  /** The shared service's socket (implies `shared`); default `${tmpdir}/kvm-sev-mock-<uid>-<kernel>-<processor>.sock`. */
+  sevService?: { socket?: string; spawn?: boolean };
 }
 
 /** A hybrid fd: wraps the native (or mock, for /dev/sev) fd so that closes are seen. */
@@ -139,6 +149,8 @@ class HybridVm implements SevVmPort {
   refs = 1; // the VM fd; each vCPU fd adds one (a vCPU keeps its VM alive)
   needInit: boolean;
   dead = false;
+  /** Shared mode: why the daemon cannot see this VM's memory (an anonymous slot), if so. */
+  unshareable: string | undefined;
   constructor(
     readonly backend: HybridBackend,
     readonly fd: BackendFd, // native
@@ -178,11 +190,22 @@ export class HybridBackend implements Backend {
   private readonly vcpuOf = new WeakMap<BackendFd, HybridVcpu>();
   private readonly mockFds = new WeakSet<BackendFd>();
   private mockKvm: BackendFd | undefined;
+  /** Shared mode: the connection to the mock SEV service. */
+  readonly sevService: RemoteSev | undefined;
+  /** Shared mode: VM fds received from another process, held at the service. */
+  private readonly adopted = new WeakMap<BackendFd, RemoteSevVm>();
 
   constructor(options: HybridOptions = {}) {
-    const { native, ...mockOptions } = options;
+    const { native, shared, sevService, ...mockOptions } = options;
     this.native = native ?? new NativeBackend();
     this.mock = new MockHost({ ...mockOptions, memory: this.memory });
+    if (shared || sevService) {
+      this.sevService = new RemoteSev(this.native, {
+        kernel: this.mock.options.kernel, processor: this.mock.options.processor.name,
+        ...(sevService?.socket ? { socket: sevService.socket } : {}),
+        ...(sevService?.spawn !== undefined ? { spawn: sevService.spawn } : {}),
+      });
+    }
     const host = new HostSystemView();
     const mockSys = (this.mock as { system?: SystemView }).system;
     // The real host, except what the mocked SEV decides: kvm_amd's SEV parameters and /dev/sev.
@@ -201,6 +224,10 @@ export class HybridBackend implements Backend {
   }
 
   open(path: DevicePath, options: { write?: boolean } = {}): BackendFd {
+    if (path === '/dev/sev' && this.sevService) {
+      if (!this.mock.system.device('/dev/sev').exists) throw errnoError(2, 'open', undefined, path);
+      return new HybridFd(this.sevService.openSev(options.write ?? true));
+    }
     if (path === '/dev/sev') {
       const f = this.mock.open(path, options);
       this.mockFds.add(f);
@@ -218,6 +245,7 @@ export class HybridBackend implements Backend {
     const inner = this.unwrap(fd);
     if (inner.closed) throw errnoError(9, 'ioctl', ioc.ioctlByRequest(request)?.name); // EBADF, as the kernel
     if (this.mockFds.has(inner)) return this.mock.ioctl(inner, request, arg);
+    if (inner instanceof RemoteSevFd) return inner.service.sevIoctl(inner, request, arg);
     const vm = this.vmOf.get(inner);
     if (vm) return this.vmIoctl(vm, inner, request, arg, false) as number;
     const vcpu = this.vcpuOf.get(inner);
@@ -263,6 +291,9 @@ export class HybridBackend implements Backend {
   private vmIoctl(vm: HybridVm, inner: BackendFd, request: number, arg: IoctlArg | undefined, async: boolean): number | Promise<number> {
     const name = ioc.ioctlByRequest(request)?.name;
     if (vm.dead) throw errnoError(EIO, 'ioctl', name);
+    if (vm.unshareable && (request === ioc.KVM_MEMORY_ENCRYPT_OP || request === ioc.KVM_MEMORY_ENCRYPT_REG_REGION)) {
+      throw new KvmSevError('ERR_KVM_SEV_NOT_MEMFD', vm.unshareable);
+    }
     switch (request) {
       case ioc.KVM_MEMORY_ENCRYPT_OP: {
         const id = isIoctlStruct(arg) ? kvm_sev_cmd.decode(arg.bytes).id : -1;
@@ -282,8 +313,15 @@ export class HybridBackend implements Backend {
         if (cap.flags !== 0) throw errnoError(EINVAL, 'ioctl', name);
         const srcFd = Number(cap.args[0]);
         const src = [...this.vms].find((v) => !v.fd.closed && v.fd.fd === srcFd);
-        if (cap.cap === KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM) vm.sev.moveEncContextFrom(src ? src.sev : null);
+        const move = cap.cap === KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM;
+        if (vm.sev instanceof RemoteSevVm) {
+          // Shared mode: an attached VM, a VM fd adopted from another process, or any fd the daemon
+          // resolves by its open file (kcmp).
+          const other = src ? src.sev : this.adoptedByNumber(srcFd);
+          vm.sev.capFrom(move ? 'move' : 'copy', (other as RemoteSevVm | BackendFd | undefined) ?? null);
+        } else if (move) vm.sev.moveEncContextFrom(src ? src.sev : null);
         else vm.sev.copyEncContextFrom(src ? src.sev : null);
+        if (move) vm.needInit = false; // the moved context is active here: KVM_RUN is allowed
         return 0;
       }
       case ioc.KVM_CHECK_EXTENSION:
@@ -297,20 +335,36 @@ export class HybridBackend implements Backend {
 
   private recordSlot(vm: HybridVm, arg: IoctlStruct): void {
     const r = kvm_userspace_memory_region.decode(arg.bytes);
+    const remote = vm.sev instanceof RemoteSevVm ? vm.sev : undefined;
     if (r.memory_size === 0n) {
       vm.slots.delete(r.slot);
+      remote?.service.slot(remote, r.slot, 0n, 0, undefined, 0);
       return;
     }
     const target = arg.fixups.find((f) => f.offset === kvm_userspace_memory_region.offsetOf('userspace_addr'))?.target;
     if (!isMappingRange(target)) return;
     vm.slots.set(r.slot, { gpa: r.guest_phys_addr, size: Number(r.memory_size), mapping: target.mapping as GuestMapping, offset: target.offset });
+    if (!remote) return;
+    if (!remote.service.isShareable(target.mapping)) {
+      vm.unshareable = `memory slot ${r.slot} is anonymous memory, which the shared mock SEV service (another process) cannot reach: back SEV guest memory by a memfd (addMemory({ memfd: true }))`;
+      return;
+    }
+    remote.service.slot(remote, r.slot, r.guest_phys_addr, Number(r.memory_size), target.mapping, target.offset);
   }
+
+  /** Shared mode: a VM fd received from another process, by its number. */
+  private adoptedByNumber(n: number): RemoteSevVm | undefined {
+    for (const f of this.received) if (!f.closed && f.fd === n) return this.adopted.get(f);
+    return undefined;
+  }
+  private readonly received = new Set<BackendFd>();
 
   ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number> {
     try {
       const inner = this.unwrap(fd);
       if (inner.closed) throw errnoError(9, 'ioctl', ioc.ioctlByRequest(request)?.name);
       if (this.mockFds.has(inner)) return this.mock.ioctlAsync(inner, request, arg);
+      if (inner instanceof RemoteSevFd) return Promise.resolve(inner.service.sevIoctl(inner, request, arg));
       const vm = this.vmOf.get(inner);
       if (vm) return Promise.resolve(this.vmIoctl(vm, inner, request, arg, true));
       if (this.vcpuOf.has(inner) || inner.kind === 'kvm') return Promise.resolve(this.ioctl(fd, request, arg));
@@ -335,7 +389,7 @@ export class HybridBackend implements Backend {
       }
       const nfd = this.native.ioctlFd(inner, request, realType);
       const vm = new HybridVm(this, nfd, type);
-      vm.sev = this.mock.sev.attach(vm);
+      vm.sev = this.sevService ? this.sevService.attach(type, nfd, vm) : this.mock.sev.attach(vm);
       this.vms.add(vm);
       this.vmOf.set(nfd, vm);
       return new HybridFd(nfd, () => {
@@ -350,6 +404,7 @@ export class HybridBackend implements Backend {
       if (!vm) return new HybridFd(nfd);
       const v = new HybridVcpu(vm, vm.vcpuList.length, nfd);
       vm.vcpuList.push(v);
+      if (vm.sev instanceof RemoteSevVm) vm.sev.service.addVcpu(vm.sev);
       vm.refs++;
       this.vcpuOf.set(nfd, v);
       return new HybridFd(nfd, () => vm.unref());
@@ -364,7 +419,10 @@ export class HybridBackend implements Backend {
     return new HybridFd(this.native.memfdCreate(name, size));
   }
   mmapShared(memfd: BackendFd, size: number, offset?: number): GuestMapping {
-    return this.native.mmapShared(this.unwrap(memfd), size, offset);
+    const inner = this.unwrap(memfd);
+    const m = this.native.mmapShared(inner, size, offset);
+    this.sevService?.noteMapping(m, inner, offset ?? 0);
+    return m;
   }
 
   createRunner(vcpuFd: BackendFd, mmapSize: number): VcpuRunHandle {
@@ -422,7 +480,21 @@ export class HybridBackend implements Backend {
   }
   async recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds> {
     const r = await this.native.recvFds(this.unwrap(socket), maxBytes, maxFds);
-    return { data: r.data, fds: r.fds.map((f) => new HybridFd(f)) };
+    return {
+      data: r.data,
+      fds: r.fds.map((f) => {
+        // Shared mode: a VM fd from another process holds its VM at the service too (the kernel keeps
+        // a VM while any fd refers to it), until this fd is closed or this process dies.
+        const held = f.kind === 'vm' && this.sevService && !this.sevService.closed ? this.sevService.adopt(f) : undefined;
+        if (!held) return new HybridFd(f);
+        this.adopted.set(f, held);
+        this.received.add(f);
+        return new HybridFd(f, () => {
+          this.received.delete(f);
+          held.destroy();
+        });
+      }),
+    };
   }
 
   /**
@@ -432,6 +504,7 @@ export class HybridBackend implements Backend {
   hostRead(vmFd: BackendFd, gpa: bigint, length: number): Uint8Array {
     const vm = this.vmOf.get(this.unwrap(vmFd));
     if (!vm) throw invalidArgType('vmFd', 'a VM fd of this hybrid backend', vmFd);
+    if (this.sevService) throw new KvmSevError('ERR_KVM_SEV_UNSUPPORTED', 'hostRead is not available with the shared mock SEV service (the private-byte map lives in the daemon)');
     for (const s of vm.slots.values()) {
       if (gpa < s.gpa || gpa + BigInt(length) > s.gpa + BigInt(s.size)) continue;
       // Through the mock's address space: the same live bytes the firmware wrote (the controller
@@ -450,8 +523,14 @@ export class HybridBackend implements Backend {
   }
 
   /** For tests and invariants: the mocked SEV's state. */
-  get sevSnapshot() {
-    return this.mock.sev.snapshot();
+  get sevSnapshot(): SevSnapshot {
+    return this.sevService ? this.sevService.status().snapshot : this.mock.sev.snapshot();
+  }
+
+  /** Shared mode: the service's state (clients, VMs and their holders, the SEV snapshot). */
+  sevServiceStatus(): DaemonStatus {
+    if (!this.sevService) throw new KvmSevError('ERR_KVM_SEV_UNSUPPORTED', 'this hybrid backend does not use the shared mock SEV service');
+    return this.sevService.status();
   }
 
   /** @internal */

@@ -50,20 +50,30 @@ export function sevHandoff(opts: {
   /** New VMM: initialise the new VM before LOCAL_RECEIVE (INIT, ES_INIT or INIT2, as the old one was). */
   init?: (cmds: SevGuestCommands) => Promise<void>;
 }): SevHandoff {
+  const lm = opts.localMigration ? { localMigration: opts.localMigration } : {};
+  let prepared: SevGuestCommands | undefined;
   return {
+    // A token receive needs an initialised target, and the kernel refuses INIT once vCPUs exist: so
+    // the new VMM initialises its VM as soon as it is created.
+    async prepare(vm: Vm) {
+      if (opts.method !== 'token') return;
+      prepared = new SevGuestCommands(vm, null, lm);
+      await opts.init?.(prepared);
+    },
     async send() {
       if (opts.method === 'move') return { method: 'move' };
       if (!opts.source) throw new KvmSevError('ERR_KVM_SEV_NO_SOURCE', 'sevHandoff: the old VMM must give its SevGuestCommands');
       return { method: 'token', token: await opts.source.localSend() };
     },
     async receive(vm: Vm, oldVmFd: BackendFd, info) {
-      const cmds = new SevGuestCommands(vm, null, opts.localMigration ? { localMigration: opts.localMigration } : {});
+      const ready = prepared?.vm === vm ? prepared : undefined;
+      const cmds = ready ?? new SevGuestCommands(vm, null, lm);
       if (info.method === 'move') {
         cmds.moveEncContextFromFd(oldVmFd);
         return;
       }
       if (info.token === undefined) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'a token handoff without a token');
-      await opts.init?.(cmds);
+      if (!ready) await opts.init?.(cmds);
       await cmds.localReceive(info.token);
     },
   };

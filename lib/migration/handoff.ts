@@ -44,6 +44,11 @@ export type EncContextMethod = 'token' | 'move';
 export interface SevHandoff {
   /** Old VMM: make the context transferable; returns what the new VMM needs (e.g. the token). */
   send(): Promise<{ method: EncContextMethod; token?: bigint }>;
+  /**
+   * New VMM, right after it created its VM (before any vCPU, while the old VMM still runs the guest):
+   * e.g. sev_guest_init for LOCAL_RECEIVE, which the kernel refuses once vCPUs exist.
+   */
+  prepare?(vm: Vm): Promise<void>;
   /** New VMM: take the context into the new VM (LOCAL_RECEIVE with the token, or MOVE from the passed VM fd). */
   receive(vm: Vm, oldVmFd: BackendFd, info: { method: EncContextMethod; token?: bigint }): Promise<void>;
 }
@@ -152,6 +157,7 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
     if (p['kind'] !== 'prepare' || p['version'] !== HANDOFF_VERSION) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `not a version-${HANDOFF_VERSION} handoff`);
     // The size-dependent part, while the old VMM still runs the guest.
     vm = o.kvm.createVm(Number(p['vmType']));
+    await o.sev?.prepare?.(vm);
     for (const [slot, m] of (p['memory'] as { gpa: string; size: number; fd: number }[]).entries()) {
       const fd = prep.fds[m.fd];
       if (!fd || fd.kind !== 'memfd') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `memory ${slot}: fd ${m.fd} is not a memfd`);

@@ -56,6 +56,10 @@ export interface NativeAddon {
   unixAccept(listener: BackendFd): Promise<BackendFd>;
   sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): Promise<number>;
   recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds>;
+  /** sendFds on the calling thread (blocks until all of `data` is sent): for synchronous request/reply. */
+  sendFdsSync(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number;
+  /** Whether two fds of this process refer to the same open file (kcmp(2) KCMP_FILE). */
+  sameFile(a: BackendFd, b: BackendFd): boolean;
   setErrorFactory(f: (errno: number, syscall: string, request?: string, path?: string) => Error): void;
   setLocalMigrationIds(send: number, receive: number): void;
   describe(): { requests: NativeRequestInfo[]; layouts: NativeLayoutInfo[] };
