@@ -85,6 +85,16 @@ const char* ErrnoName(int err);
 uint32_t ArgU32(const Napi::Value& v, const char* name);
 uint64_t ArgSize(const Napi::Value& v, const char* name);  // non-negative safe integer or BigInt
 
+// Accessors get no V8 signature check (methods do): a getter called on another object
+// (`Object.getOwnPropertyDescriptor(Mapping.prototype, 'buffer').get.call(fdHandle)`) must check
+// the type tag before touching a member.
+#define KVMSEV_CHECK_THIS(info, tag)                                                              \
+  do {                                                                                           \
+    Napi::Value self_ = (info).This();                                                           \
+    if (!self_.IsObject() || !self_.As<Napi::Object>().CheckTypeTag(&(tag)))                     \
+      throw CodedError((info).Env(), "ERR_INVALID_THIS", "Value of \"this\" is not of this kvm-sev class"); \
+  } while (0)
+
 // Type tags reject foreign objects (`FdHandle.prototype.close.call({})`).
 extern const napi_type_tag kFdHandleTag;
 extern const napi_type_tag kMappingTag;

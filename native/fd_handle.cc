@@ -101,11 +101,15 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
     return info.Env().Undefined();
   }
   Napi::Value GetKind(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kFdHandleTag);
     return Napi::String::New(info.Env(), fd_ ? FdKindName(fd_->kind) : "closed");
   }
-  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !fd_); }
-  Napi::Value GetWritable(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ && fd_->writable); }
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kFdHandleTag); return Napi::Boolean::New(info.Env(), !fd_); }
+  Napi::Value GetWritable(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kFdHandleTag); return Napi::Boolean::New(info.Env(), fd_ && fd_->writable); }
   Napi::Value GetPath(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kFdHandleTag);
     return fd_ ? Napi::String::New(info.Env(), fd_->path) : info.Env().Undefined();
   }
 

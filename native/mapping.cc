@@ -126,6 +126,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     return env.Undefined();
   }
   Napi::Value GetBuffer(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kMappingTag);
     Napi::Env env = info.Env();
     if (!whole_.IsEmpty()) {
       Napi::Value v = whole_.Value();
@@ -143,9 +144,12 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     uint64_t len = info[1].IsUndefined() ? (st_->size > off ? st_->size - off : 0) : ArgSize(info[1], "length");
     return MakeView(info.Env(), off, len);
   }
-  Napi::Value GetSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(st_->size)); }
-  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), st_->unmapped.load()); }
-  Napi::Value GetBindings(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), st_->bindings.load()); }
+  Napi::Value GetSize(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kMappingTag); return Napi::Number::New(info.Env(), static_cast<double>(st_->size)); }
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kMappingTag); return Napi::Boolean::New(info.Env(), st_->unmapped.load()); }
+  Napi::Value GetBindings(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kMappingTag); return Napi::Number::New(info.Env(), st_->bindings.load()); }
 
   static constexpr uint64_t kMaxView = 1ull << 32;
   std::shared_ptr<MapState> st_;

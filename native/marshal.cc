@@ -93,10 +93,13 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
   }
 
   Napi::Value fixups = o.Get("fixups");
-  if (fixups.IsUndefined() || fixups.IsNull()) return L;
+  std::vector<bool> seen(layout->ptrs.size(), false);
+  if (fixups.IsUndefined() || fixups.IsNull()) {
+    CheckRetained(L, seen, w);
+    return L;
+  }
   if (!fixups.IsArray()) throw ArgTypeError(env, w + ": \"fixups\" must be an array");
   Napi::Array arr = fixups.As<Napi::Array>();
-  std::vector<bool> seen(layout->ptrs.size(), false);
   for (uint32_t i = 0; i < arr.Length(); i++) {
     Napi::Value fv = arr.Get(i);
     if (!fv.IsObject()) throw ArgTypeError(env, w + ": each fix-up must be an object {offset, target}");
@@ -114,7 +117,20 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
     uint64_t addr = ResolveTarget(f.Get("target"), pf, L, paired, what);
     memcpy(L->native.data() + pf.offset, &addr, 8);
   }
+  CheckRetained(L, seen, w);
   return L;
+}
+
+// A kept address (a memory slot's userspace_addr) left NULL with a non-zero length would hand the
+// guest this process's own low memory (a non-PIE node maps its image at 0x400000): refused.
+void Marshal::CheckRetained(Level* L, const std::vector<bool>& seen, const std::string& w) {
+  for (size_t k = 0; k < L->layout->ptrs.size(); k++) {
+    const PtrField& pf = L->layout->ptrs[k];
+    if (!pf.retained || seen[k] || pf.lenOffset < 0) continue;
+    if (ReadLen(L->native, static_cast<uint32_t>(pf.lenOffset), pf.lenSize) != 0)
+      throw ArgValueError(env_, w + ": " + L->layout->name + "." + pf.name +
+                                    " is NULL but its length is not 0: the kernel keeps this address, so it must point into guest memory (a mapping)");
+  }
 }
 
 uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, Level* level, uint64_t pairedLen,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common.h"
@@ -43,6 +44,7 @@ class Marshal {
   };
 
   Level* BuildLevel(const Napi::Value& arg, const Layout* layout, const VarSpec* var, const char* what);
+  void CheckRetained(Level* L, const std::vector<bool>& seen, const std::string& w);
   uint64_t ResolveTarget(const Napi::Value& target, const PtrField& pf, Level* level, uint64_t pairedLen,
                          const char* what);
 

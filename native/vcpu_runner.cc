@@ -268,9 +268,12 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     return env.Undefined();
   }
 
-  Napi::Value GetRunArea(const Napi::CallbackInfo& info) { return ab_.Value(); }
-  Napi::Value GetRunning(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), busy_); }
-  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !st_); }
+  Napi::Value GetRunArea(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kRunnerTag); return ab_.Value(); }
+  Napi::Value GetRunning(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kRunnerTag); return Napi::Boolean::New(info.Env(), busy_); }
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) {
+    KVMSEV_CHECK_THIS(info, kRunnerTag); return Napi::Boolean::New(info.Env(), !st_); }
 
   std::shared_ptr<RunState> st_;
   Napi::Reference<Napi::ArrayBuffer> ab_;

@@ -145,9 +145,20 @@ export class Marshalled {
     this.structs.push({ addr, codec, bytes: store.subarray(0, need) });
 
     const fixups = o.fixups;
-    if (fixups === undefined || fixups === null) return addr;
-    if (!Array.isArray(fixups)) throw typeErr(`${w}: "fixups" must be an array`);
     const seen = new Set<number>();
+    // As the native shim: a kept address (a memory slot's userspace_addr) may not be NULL with a length.
+    const checkRetained = () => {
+      for (const [k, pf] of ptrs.entries()) {
+        if (!pf.retained || seen.has(k) || pf.lenOffset < 0) continue;
+        const len = pf.lenSize === 4 ? BigInt(dv.getUint32(pf.lenOffset, true)) : dv.getBigUint64(pf.lenOffset, true);
+        if (len !== 0n) throw valueErr(`${w}: ${codec.name}.${pf.name} is NULL but its length is not 0: the kernel keeps this address, so it must point into guest memory (a mapping)`);
+      }
+    };
+    if (fixups === undefined || fixups === null) {
+      checkRetained();
+      return addr;
+    }
+    if (!Array.isArray(fixups)) throw typeErr(`${w}: "fixups" must be an array`);
     for (const fv of fixups as unknown[]) {
       if (typeof fv !== 'object' || fv === null) throw typeErr(`${w}: each fix-up must be an object {offset, target}`);
       const f = fv as { offset?: unknown; target?: unknown };
@@ -162,6 +173,7 @@ export class Marshalled {
       const target = this.resolveTarget(f.target, pf, codec, store, paired);
       dv.setBigUint64(pf.offset, target, true);
     }
+    checkRetained();
     return addr;
   }
 

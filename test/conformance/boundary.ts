@@ -113,6 +113,8 @@ export function boundarySuite(target: BackendTarget): void {
       ]);
     const outside = region(0x5000n, 0, 0x5000);
     code(t, () => b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, outside), 'ERR_OUT_OF_RANGE');
+    // A memory slot with a NULL address and a size would hand the guest the process's own low memory.
+    code(t, () => b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, ioctlStruct(structs.kvm_userspace_memory_region.encode({ slot: 1, guest_phys_addr: 0x100000n, memory_size: 0x4000n }))), 'ERR_INVALID_ARG_VALUE');
     const longer = region(0x4000n, 0x1000, 0x2000);
     code(t, () => b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, longer), 'ERR_OUT_OF_RANGE');
     m.unmap();
