@@ -52,6 +52,10 @@ struct OwnedFd {
   bool writable;
   std::string path;                 // for error messages ("/dev/sev")
   std::shared_ptr<VmState> vm;      // VM and vCPU fds
+  // vCPU fds: KVM holds the vCPU's lock for as long as the guest runs, so another ioctl on it (or a
+  // second runner) would block until the guest exits: refused instead.
+  std::atomic<bool> running{false};
+  std::atomic<bool> hasRunner{false};
   OwnedFd(int f, FdKind k, bool w, std::string p) : fd(f), kind(k), writable(w), path(std::move(p)) {}
   ~OwnedFd();
 };

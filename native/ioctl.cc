@@ -40,6 +40,8 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
   if (!(static_cast<uint32_t>(p.fd->kind) & (static_cast<uint32_t>(FdKind::Kvm) | static_cast<uint32_t>(FdKind::Sev) |
                                                 static_cast<uint32_t>(FdKind::Vm) | static_cast<uint32_t>(FdKind::Vcpu))))
     throw ArgValueError(env, std::string(d.name) + " cannot be issued on a " + FdKindName(p.fd->kind) + " fd");
+  if (p.fd->kind == FdKind::Vcpu && p.fd->running)
+    throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", std::string(d.name) + ": the vCPU is running (KVM holds it until the guest exits); kick() it first");
   if (request == static_cast<uint32_t>(KVM_RUN))
     throw CodedError(env, "ERR_KVM_SEV_USE_RUNNER",
                      "KVM_RUN runs on the vCPU's own thread: use a VcpuRunner (run() or runSync()), not ioctl()");
@@ -238,6 +240,11 @@ static Napi::Value Describe(const Napi::CallbackInfo& info) {
 static Napi::Value SetLocalIds(const Napi::CallbackInfo& info) {
   uint32_t send = ArgU32(info[0], "send");
   uint32_t receive = ArgU32(info[1], "receive");
+  // 0 turns it off. Otherwise the ids may only take over 22 (INIT2 upstream, LOCAL_SEND in the 2021
+  // patch) and unassigned ids: never a command whose struct has pointers the kernel writes through.
+  auto ok = [](uint32_t id) { return id == 0 || (id >= 22 && id < 100) || id > 103; };
+  if (!ok(send) || !ok(receive) || (send != 0 && send == receive))
+    throw ArgRangeError(info.Env(), "local-migration ids must be 22 or an unassigned id (23..99, > 103), distinct; 0 turns them off");
   SetLocalMigrationIds(send, receive);
   return info.Env().Undefined();
 }

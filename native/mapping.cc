@@ -3,6 +3,7 @@
 // VM memory slot or an in-flight call still uses the mapping.
 #define _GNU_SOURCE 1
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -213,6 +214,12 @@ static Napi::Value MmapShared(const Napi::CallbackInfo& info) {
   size_t size = PageAlignedSize(info[1]);
   uint64_t off = info[2].IsUndefined() ? 0 : ArgSize(info[2], "offset");
   if (off & 4095) throw ArgRangeError(env, "The value of \"offset\" is out of range. It must be a multiple of 4096");
+  // Pages past the end of the file would SIGBUS on touch.
+  struct stat st {};
+  if (fstat(fd->fd, &st) < 0) throw ErrnoError(env, errno, "fstat");
+  if (off > static_cast<uint64_t>(st.st_size) || size > static_cast<uint64_t>(st.st_size) - off)
+    throw ArgRangeError(env, "The mapping [" + std::to_string(off) + ", +" + std::to_string(size) + ") is beyond the memfd's " +
+                                 std::to_string(st.st_size) + " bytes");
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd->fd, static_cast<off_t>(off));
   if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap");
   return NewMapping(env, p, size);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "marshal.h"
 
 namespace kvmsev {
 
@@ -107,13 +108,15 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
     sock = SocketArg(info[0]);
     if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw ArgTypeError(env, "The \"data\" argument must be a Uint8Array");
-    Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
-    if (data.ByteLength() == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
     if (!info[2].IsArray()) throw ArgTypeError(env, "The \"fds\" argument must be an array of FdHandle");
     Napi::Array arr = info[2].As<Napi::Array>();
     if (arr.Length() > kMaxFds) throw ArgRangeError(env, "at most 253 fds per message");
     for (uint32_t i = 0; i < arr.Length(); i++) keep.push_back(UnwrapFd(arr.Get(i), "fds[i]"));
-    bytes.assign(data.Data(), data.Data() + data.ByteLength());  // the call outlives this JS turn
+    // The bytes only now: reading `fds` may run JS (getters) that detaches the data's buffer.
+    uint8_t* d;
+    size_t n;
+    if (!GetBytes(info[1], &d, &n) || n == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
+    bytes.assign(d, d + n);  // the call outlives this JS turn
   } catch (const Napi::Error& e) {
     ctx->deferred.Reject(e.Value());
     delete ctx;
@@ -309,8 +312,6 @@ static Napi::Value SendFdsSync(const Napi::CallbackInfo& info) {
   auto sock = SocketArg(info[0]);
   if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
     throw ArgTypeError(env, "The \"data\" argument must be a Uint8Array");
-  Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
-  if (data.ByteLength() == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
   if (!info[2].IsArray()) throw ArgTypeError(env, "The \"fds\" argument must be an array of FdHandle");
   Napi::Array arr = info[2].As<Napi::Array>();
   if (arr.Length() > kMaxFds) throw ArgRangeError(env, "at most 253 fds per message");
@@ -320,8 +321,11 @@ static Napi::Value SendFdsSync(const Napi::CallbackInfo& info) {
     keep.push_back(UnwrapFd(arr.Get(i), "fds[i]"));
     fds.push_back(keep.back()->fd);
   }
-  const uint8_t* bytes = data.Data();
-  size_t size = data.ByteLength(), sent = 0;
+  // The bytes only after the fds: reading them may run JS that detaches the data's buffer. From here
+  // on no JS runs until the send returns, so they are used in place.
+  uint8_t* bytes;
+  size_t size, sent = 0;
+  if (!GetBytes(info[1], &bytes, &size) || size == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
   while (sent < size) {
     iovec iov{const_cast<uint8_t*>(bytes) + sent, size - sent};
     msghdr msg{};

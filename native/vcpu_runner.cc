@@ -7,6 +7,9 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <string>
 
 #include <cerrno>
 #include <condition_variable>
@@ -83,10 +86,19 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     auto fd = UnwrapFd(info[0], "vcpu");
     if (fd->kind != FdKind::Vcpu) throw ArgValueError(env, "The \"vcpu\" argument must be a vCPU fd");
     uint64_t size = ArgSize(info[1], "mmapSize");
-    if (size < sizeof(struct kvm_run) || size > (1u << 24))
-      throw ArgRangeError(env, "The value of \"mmapSize\" is out of range (KVM_GET_VCPU_MMAP_SIZE)");
+    // Mapping more than KVM provides would SIGBUS on touch: ask KVM for the real size.
+    int kvm = ::open("/dev/kvm", O_RDONLY | O_CLOEXEC);
+    int real = kvm >= 0 ? ::ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0) : -1;
+    if (kvm >= 0) ::close(kvm);
+    if (size < sizeof(struct kvm_run) || (real > 0 && size > static_cast<uint64_t>(real)) || size > (1u << 24))
+      throw ArgRangeError(env, "The value of \"mmapSize\" is out of range: at most KVM_GET_VCPU_MMAP_SIZE (" + std::to_string(real) + ")");
+    if (fd->hasRunner.exchange(true))
+      throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", "this vCPU already has a runner (close it first): two could not both run it");
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd->fd, 0);
-    if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap");
+    if (p == MAP_FAILED) {
+      fd->hasRunner = false;
+      throw ErrnoError(env, errno, "mmap");
+    }
     st_ = std::make_shared<RunState>();
     st_->fd = fd;
     st_->run = static_cast<struct kvm_run*>(p);
@@ -124,6 +136,10 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       tsfn_.Release();
       tsfnStarted_ = false;
     }
+    if (st_->fd) {
+      st_->fd->running = false;
+      st_->fd->hasRunner = false;
+    }
     st_->fd.reset();
     st_.reset();
   }
@@ -143,8 +159,10 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     Napi::Env env = info.Env();
     CheckOpen(env);
     if (busy_) throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", "the vCPU is already running (run() in flight)");
+    st_->fd->running = true;
     int r = ::ioctl(st_->fd->fd, KVM_RUN, 0);
     int err = errno;
+    st_->fd->running = false;
     st_->run->immediate_exit = 0;
     if (r < 0 && err != EINTR) throw ErrnoError(env, err, "ioctl", "KVM_RUN");
     return Napi::Number::New(env, r < 0 ? -err : r);
@@ -170,6 +188,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       int r = ::ioctl(st->fd->fd, KVM_RUN, 0);
       int err = r < 0 ? errno : 0;
       st->run->immediate_exit = 0;
+      st->fd->running = false;
       st->inKvmRun = false;
       st->resR = r;
       st->resErr = err;
@@ -198,6 +217,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       thread_ = std::thread(ThreadMain, st_, tsfn_);
     }
     busy_ = true;
+    st_->fd->running = true;
     st_->phase = RunState::kInline;
     {
       std::lock_guard<std::mutex> g(st_->mu);
