@@ -14,6 +14,14 @@ AddonData* GetData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 static void Cleanup(AddonData* data) {
   data->closing = true;
   StopAllRunners(data);
+  {
+    // Socket threads see `closing` within their 100 ms poll; their thread-safe functions answer
+    // napi_closing from now on.
+    std::lock_guard<std::mutex> g(data->threadsMu);
+    for (auto& t : data->threads)
+      if (t.thread.joinable()) t.thread.join();
+    data->threads.clear();
+  }
   CloseAllFds(data);
   UnmapAll(data);
 }

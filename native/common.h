@@ -8,7 +8,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <list>
 #include <set>
+#include <thread>
 #include <string>
 #include <unordered_map>
 
@@ -72,6 +74,13 @@ struct AddonData {
   std::set<Mapping*> maps;
   std::set<VcpuRunner*> runners;
   std::atomic<bool> closing{false};
+  // Socket wait threads, joined at teardown (unix_socket.cc).
+  struct Tracked {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::mutex threadsMu;
+  std::list<Tracked> threads;
 };
 AddonData* GetData(Napi::Env env);
 

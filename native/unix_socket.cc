@@ -19,6 +19,21 @@ namespace kvmsev {
 
 static constexpr size_t kMaxFds = 253;  // SCM_MAX_FD
 
+// Socket threads are joined at env teardown (they poll `closing` every 100 ms), so none outlives the
+// env or the addon (a worker's exit unloads it). Finished ones are reaped as new ones start.
+static void TrackThread(AddonData* data, std::shared_ptr<std::atomic<bool>> done, std::thread t) {
+  std::lock_guard<std::mutex> g(data->threadsMu);
+  for (auto it = data->threads.begin(); it != data->threads.end();) {
+    if (it->done->load()) {
+      it->thread.join();
+      it = data->threads.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  data->threads.push_back({std::move(t), std::move(done)});
+}
+
 static sockaddr_un Address(Napi::Env env, const Napi::Value& v) {
   if (!v.IsString()) throw ArgTypeError(env, "The \"path\" argument must be of type string");
   std::string path = v.As<Napi::String>();
@@ -124,7 +139,8 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
   }
   SendTsfn tsfn = SendTsfn::New(env, "kvm-sev:send", 0, 1, ctx, [](Napi::Env, void*, SendCtx* c) { delete c; });
   AddonData* adata = GetData(env);
-  std::thread([sock, keep, bytes = std::move(bytes), tsfn, adata]() mutable {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  TrackThread(adata, done, std::thread([sock, keep, bytes = std::move(bytes), tsfn, adata, done]() mutable {
     auto* r = new SendResult();
     std::vector<int> fds;
     for (auto& k : keep) fds.push_back(k->fd);
@@ -163,9 +179,11 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
       }
       r->sent += static_cast<size_t>(k);
     }
+    // napi_closing: the env is going away and the function must not be released any more.
     if (tsfn.BlockingCall(r) != napi_ok) delete r;
-    tsfn.Release();
-  }).detach();
+    else tsfn.Release();
+    done->store(true);
+  }));
   return promise;
 }
 
@@ -237,7 +255,8 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
   WaitTsfn tsfn = WaitTsfn::New(env, accept ? "kvm-sev:accept" : "kvm-sev:recv", 0, 1, ctx,
                                 [](Napi::Env, void*, WaitCtx* c) { delete c; });
   AddonData* data = ctx->data;
-  std::thread([sock, maxBytes, maxFds, accept, tsfn, data]() mutable {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  TrackThread(data, done, std::thread([sock, maxBytes, maxFds, accept, tsfn, data, done]() mutable {
     auto* r = new RecvResult();
     for (;;) {
       // Env teardown, or JS closed the socket handle (only this thread still holds the fd).
@@ -291,13 +310,15 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
       }
       break;
     }
-    if (tsfn.BlockingCall(r) != napi_ok) {
+    napi_status st = tsfn.BlockingCall(r);
+    if (st != napi_ok) {
       if (r->acceptedFd >= 0) close(r->acceptedFd);
       for (int fd : r->fds) close(fd);
       delete r;
     }
-    tsfn.Release();
-  }).detach();
+    if (st == napi_ok) tsfn.Release();
+    done->store(true);
+  }));
   return promise;
 }
 

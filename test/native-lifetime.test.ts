@@ -92,3 +92,23 @@ hwTest(req, 'a process that exits with a vCPU running in the guest exits cleanly
     await new Promise(() => {});`);
   t.is(r['ok'], 1);
 });
+
+hwTest(req, 'a worker terminated while it waits on a socket (recv, accept) takes its threads with it: no crash', (t) => {
+  const r = child(`
+    const { Worker } = await import('node:worker_threads');
+    for (let i = 0; i < 3; i++) {
+      const w = new Worker(\`
+        import { parentPort } from 'node:worker_threads';
+        const { NativeBackend } = await import(${JSON.stringify(JSON.stringify(lib.replace('index.js', 'backend/native/native-backend.js'))).slice(1, -1)});
+        const b = new NativeBackend();
+        const [s1] = b.socketPair();
+        b.recvFds(s1, 64);                       // never answered
+        const l = b.unixListen('/tmp/kvm-sev-term-' + process.pid + '-' + ${'${i}'} + '.sock');
+        b.unixAccept(l);                         // never answered
+        parentPort.postMessage('waiting');\`, { eval: true });
+      await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+      await w.terminate();
+    }
+    out.ok = 1;`);
+  t.is(r['ok'], 1);
+});
