@@ -58,6 +58,8 @@ struct OwnedFd {
   // second runner) would block until the guest exits: refused instead.
   std::atomic<bool> running{false};
   std::atomic<bool> hasRunner{false};
+  // Set when JS closes (or drops) its handle: waits on the socket end then, however many there are.
+  std::atomic<bool> released{false};
   OwnedFd(int f, FdKind k, bool w, std::string p) : fd(f), kind(k), writable(w), path(std::move(p)) {}
   ~OwnedFd();
 };

@@ -87,6 +87,7 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
   // Drops this handle's entry from the live table (the fd closes once in-flight users let go).
   void Forget() {
     if (!fd_) return;
+    fd_->released = true;
     auto it = data_->live.find(fd_->fd);
     if (it != data_->live.end() && it->second == fd_) data_->live.erase(it);
     fd_.reset();

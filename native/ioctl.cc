@@ -15,6 +15,9 @@ namespace {
 
 struct Prepared {
   std::shared_ptr<OwnedFd> fd;
+  // fds named by number inside the struct (kvm_sev_cmd.sev_fd, the source VM of MOVE/COPY): held
+  // open until the call ends, so an async call never reaches a reused number.
+  std::vector<std::shared_ptr<OwnedFd>> held;
   const RequestDef* def = nullptr;
   unsigned long intArg = 0;
   std::unique_ptr<Marshal> marshal;
@@ -25,6 +28,8 @@ std::string Hex(uint32_t v) {
   snprintf(b, sizeof b, "0x%08X", v);
   return b;
 }
+
+void HoldNamedFds(Napi::Env env, Prepared& p);
 
 // Validates everything before the kernel sees anything.
 Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
@@ -66,9 +71,31 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
         break;  // NULL: the "is SEV enabled?" probe
       p.marshal = std::make_unique<Marshal>(env);
       p.marshal->BuildRoot(arg, d.layout, d.var, d.name);
+      HoldNamedFds(env, p);
       break;
   }
   return p;
+}
+
+void HoldNamedFds(Napi::Env env, Prepared& p) {
+  const auto& b = p.marshal->RootBytes();
+  auto hold = [&](int64_t n) {
+    if (n < 0 || n > INT32_MAX) return;
+    auto& live = GetData(env)->live;
+    auto it = live.find(static_cast<int>(n));
+    if (it != live.end()) p.held.push_back(it->second);
+  };
+  if (p.def->request == static_cast<uint32_t>(KVM_MEMORY_ENCRYPT_OP)) {
+    int32_t sevFd;
+    memcpy(&sevFd, b.data() + 20, 4);  // kvm_sev_cmd.sev_fd
+    hold(sevFd);
+  } else if (p.def->request == static_cast<uint32_t>(KVM_ENABLE_CAP)) {
+    uint32_t cap;
+    uint64_t a0;
+    memcpy(&cap, b.data(), 4);
+    memcpy(&a0, b.data() + 8, 8);  // args[0]
+    if (cap == 197 || cap == 206) hold(static_cast<int64_t>(a0));  // COPY/MOVE_ENC_CONTEXT_FROM
+  }
 }
 
 unsigned long ArgValue(Prepared& p) {

@@ -145,7 +145,7 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
     std::vector<int> fds;
     for (auto& k : keep) fds.push_back(k->fd);
     while (r->sent < bytes.size()) {
-      if (adata->closing || sock.use_count() == 1) {
+      if (adata->closing || sock->released) {
         r->err = ECANCELED;
         break;
       }
@@ -260,7 +260,7 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
     auto* r = new RecvResult();
     for (;;) {
       // Env teardown, or JS closed the socket handle (only this thread still holds the fd).
-      if (data->closing || sock.use_count() == 1) {
+      if (data->closing || sock->released) {
         r->err = ECANCELED;
         break;
       }
