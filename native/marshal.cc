@@ -121,9 +121,11 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
   return L;
 }
 
-// A kept address (a memory slot's userspace_addr) left NULL with a non-zero length would hand the
-// guest this process's own low memory (a non-PIE node maps its image at 0x400000): refused.
+// A memory slot's userspace_addr left NULL with a non-zero size would hand the guest this process's
+// own low memory (a non-PIE node maps its image at 0x400000): refused. (Other NULL pointers with a
+// length only make the kernel fault or pin, which it answers with an errno.)
 void Marshal::CheckRetained(Level* L, const std::vector<bool>& seen, const std::string& w) {
+  if (!IsMemslotLayout(L->layout)) return;
   for (size_t k = 0; k < L->layout->ptrs.size(); k++) {
     const PtrField& pf = L->layout->ptrs[k];
     if (!pf.retained || seen[k] || pf.lenOffset < 0) continue;

@@ -239,6 +239,8 @@ static const std::vector<RequestDef>& Table() {
 
 const std::vector<RequestDef>& AllRequests() { return Table(); }
 
+bool IsMemslotLayout(const Layout* l) { return l == &L_memory_region; }
+
 const RequestDef* FindRequest(uint32_t request) {
   // Hot path (every ioctl): a hash lookup built once.
   static const std::unordered_map<uint32_t, const RequestDef*> index = [] {

@@ -54,6 +54,8 @@ struct RequestDef {
 };
 
 const RequestDef* FindRequest(uint32_t request);
+// kvm_userspace_memory_region: the guest reads and writes what userspace_addr points at.
+bool IsMemslotLayout(const Layout* l);
 const std::vector<RequestDef>& AllRequests();
 const std::vector<const Layout*>& AllLayouts();
 

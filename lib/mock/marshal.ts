@@ -146,8 +146,9 @@ export class Marshalled {
 
     const fixups = o.fixups;
     const seen = new Set<number>();
-    // As the native shim: a kept address (a memory slot's userspace_addr) may not be NULL with a length.
+    // As the native shim: a memory slot's userspace_addr may not be NULL with a size (the guest would see this process's memory).
     const checkRetained = () => {
+      if (codec.name !== 'kvm_userspace_memory_region') return;
       for (const [k, pf] of ptrs.entries()) {
         if (!pf.retained || seen.has(k) || pf.lenOffset < 0) continue;
         const len = pf.lenSize === 4 ? BigInt(dv.getUint32(pf.lenOffset, true)) : dv.getBigUint64(pf.lenOffset, true);
