@@ -3,46 +3,20 @@
  * handed to process B mid-run, and B sees the sequence continue with no step lost or repeated.
  * Kills at each point show who owns the guest afterwards.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startVmm, socketPath } from '../test/helpers/child-vmm.js';
 import { hwTestSerial, kvmDevice } from '../test/helpers/hw.js';
 
 const vmm = fileURLToPath(new URL('./helpers/handoff-vmm.js', import.meta.url));
 const req = kvmDevice();
 
-interface Out {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  json?: { seen: number[]; owner: string; reason?: string | null; devices?: Record<string, unknown> };
-  stderr: string;
-}
+type Json = { seen: number[]; owner: string; reason?: string | null; devices?: Record<string, unknown> };
 
-function start(role: string, sock: string, n: number, env: Record<string, string> = {}): { done: Promise<Out>; waitFor(s: string): Promise<void> } {
-  const p = spawn(process.execPath, [vmm, role, sock, String(n)], { env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  const waiters: [string, () => void][] = [];
-  p.stdout.on('data', (d) => (stdout += d));
-  p.stderr.on('data', (d) => {
-    stderr += d;
-    for (const [s, f] of waiters) if (stderr.includes(s)) f();
-  });
-  const done = new Promise<Out>((resolve) =>
-    p.on('exit', (code, signal) => {
-      const line = stdout.trim().split('\n').pop();
-      resolve({ code, signal, stderr, ...(line ? { json: JSON.parse(line) } : {}) });
-    }),
-  );
-  return { done, waitFor: (s) => new Promise<void>((r) => (stderr.includes(s) ? r() : waiters.push([s, r]))) };
-}
+const start = (role: string, sock: string, n: number, env: Record<string, string> = {}) => startVmm<Json>(vmm, role, sock, n, env);
 
-const sockPath = () => join(mkdtempSync(join(tmpdir(), 'kvm-sev-handoff-')), 'vmm.sock');
 
 hwTestSerial(req, 'process A hands the running guest to process B; the counter continues exactly', async (t) => {
-  const sock = sockPath();
+  const sock = socketPath();
   const b = start('target', sock, 500);
   await b.waitFor('TARGET-LISTENING');
   const a = start('source', sock, 500);
@@ -60,7 +34,7 @@ hwTestSerial(req, 'process A hands the running guest to process B; the counter c
 });
 
 hwTestSerial(req, 'B killed after taking over: A has already let go (the guest was B\'s)', async (t) => {
-  const sock = sockPath();
+  const sock = socketPath();
   const b = start('target', sock, 100, { HANDOFF_DIE: 'after-takeover' });
   await b.waitFor('TARGET-LISTENING');
   const a = start('source', sock, 100);
@@ -70,7 +44,7 @@ hwTestSerial(req, 'B killed after taking over: A has already let go (the guest w
 });
 
 hwTestSerial(req, 'A killed before sending: B gets nothing and has no guest', async (t) => {
-  const sock = sockPath();
+  const sock = socketPath();
   const b = start('target', sock, 100);
   await b.waitFor('TARGET-LISTENING');
   const a = start('source', sock, 100, { HANDOFF_DIE: 'before-send' });
@@ -87,7 +61,7 @@ hwTestSerial(req, 'A killed before sending: B gets nothing and has no guest', as
 });
 
 hwTestSerial(req, 'B killed during the receive (before ready): A still owns the guest and resumes it', async (t) => {
-  const sock = sockPath();
+  const sock = socketPath();
   const b = start('target', sock, 100, { HANDOFF_DIE: 'before-ready' });
   await b.waitFor('TARGET-LISTENING');
   const a = start('source', sock, 100);
@@ -101,7 +75,7 @@ hwTestSerial(req, 'B killed during the receive (before ready): A still owns the 
 });
 
 hwTestSerial(req, 'A killed after pausing the guest, before sending it: B has no guest, nothing leaks', async (t) => {
-  const sock = sockPath();
+  const sock = socketPath();
   const b = start('target', sock, 100);
   await b.waitFor('TARGET-LISTENING');
   const a = start('source', sock, 100, { HANDOFF_DIE: 'after-pause' });

@@ -5,7 +5,6 @@
  * received over SCM_RIGHTS (upstream); B continues the count with no step lost. Kills show who owns
  * the guest and that the token and ASIDs behave as the kernel's would.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,36 +15,15 @@ import { Kvm } from '../lib/kvm/kvm.js';
 import type { KernelProfile } from '../lib/mock/options.js';
 import { SevGuestCommands } from '../lib/sev/guest-commands.js';
 import { KVM_X86_DEFAULT_VM } from '../lib/uapi/constants.js';
+import { startVmm, type ChildOut } from '../test/helpers/child-vmm.js';
 import { hwTestSerial, kvmDevice } from '../test/helpers/hw.js';
 
 const vmm = fileURLToPath(new URL('./helpers/sev-handoff-vmm.js', import.meta.url));
 const req = kvmDevice();
 
-interface Out {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  json?: { seen: number[]; owner: string; reason?: string | null; encContext?: string | null; method: string };
-  stderr: string;
-}
+type Json = { seen: number[]; owner: string; reason?: string | null; encContext?: string | null; method: string };
 
-function start(role: string, sock: string, n: number, env: Record<string, string>): { done: Promise<Out>; waitFor(s: string): Promise<void> } {
-  const p = spawn(process.execPath, [vmm, role, sock, String(n)], { env: { ...process.env, ...env } });
-  let stdout = '';
-  let stderr = '';
-  const waiters: [string, () => void][] = [];
-  p.stdout.on('data', (d) => (stdout += d));
-  p.stderr.on('data', (d) => {
-    stderr += d;
-    for (const [s, f] of waiters) if (stderr.includes(s)) f();
-  });
-  const done = new Promise<Out>((resolve) =>
-    p.on('exit', (code, signal) => {
-      const line = stdout.trim().split('\n').pop();
-      resolve({ code, signal, stderr, ...(line ? { json: JSON.parse(line) } : {}) });
-    }),
-  );
-  return { done, waitFor: (s) => new Promise<void>((r) => (stderr.includes(s) ? r() : waiters.push([s, r]))) };
-}
+const start = (role: string, sock: string, n: number, env: Record<string, string> = {}) => startVmm<Json>(vmm, role, sock, n, env);
 
 /** A test's own daemon (a fresh socket), held by this process so that its state can be queried. */
 function setup(kernel: KernelProfile) {
@@ -66,7 +44,7 @@ async function settled(observer: HybridBackend) {
   return observer.sevServiceStatus();
 }
 
-function continues(t: ExecutionContext, ra: Out, rb: Out): void {
+function continues(t: ExecutionContext, ra: ChildOut<Json>, rb: ChildOut<Json>): void {
   const sa = ra.json!.seen;
   const sb = rb.json!.seen;
   t.deepEqual(sa.slice(0, 2), [1, 2]);

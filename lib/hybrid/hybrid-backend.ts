@@ -22,7 +22,7 @@ import { NativeBackend } from '../backend/native/native-backend.js';
 import { MockHost } from '../mock/host.js';
 import type { MockSevVm, SevSnapshot } from '../mock/host.js';
 import type { MockHostOptions } from '../mock/options.js';
-import type { SevVcpuPort, SevVmPort } from '../mock/kvm/sev-types.js';
+import { ExternalVcpuPort, type SevVcpuPort, type SevVmPort } from '../mock/kvm/sev-types.js';
 import type { VcpuRegisterState } from '../mock/kvm/vcpu.js';
 import { PlaintextMemory } from '../mock/psp/plaintext-memory.js';
 import { HostSystemView, type SystemView } from '../system/system-view.js';
@@ -94,27 +94,13 @@ interface Slot {
   offset: number;
 }
 
-class HybridVcpu implements SevVcpuPort {
-  guestDebugOn = false;
-  protectedOn = false;
-  vmsaPage: Uint8Array | undefined;
+class HybridVcpu extends ExternalVcpuPort {
   constructor(
     readonly vm: HybridVm,
-    readonly index: number,
+    index: number,
     readonly fd: BackendFd, // native
-  ) {}
-  guestDebug(): boolean {
-    return this.guestDebugOn;
-  }
-  isProtected(): boolean {
-    return this.protectedOn;
-  }
-  setProtected(on: boolean, vmsa?: Uint8Array): void {
-    this.protectedOn = on;
-    this.vmsaPage = on ? vmsa : undefined;
-  }
-  vmsa(): Uint8Array | undefined {
-    return this.vmsaPage;
+  ) {
+    super(index);
   }
   registerState(): VcpuRegisterState {
     const n = this.vm.backend.native;

@@ -30,7 +30,7 @@ import { MessageReader, sendMessage } from '../../migration/framing.js';
 import { KVM_X86_SEV_ES_VM } from '../../uapi/constants.js';
 import type { MockSevVm } from '../host.js';
 import { MockHost } from '../host.js';
-import type { SevMemslot, SevVcpuPort, SevVmPort } from '../kvm/sev-types.js';
+import { ExternalVcpuPort, type SevMemslot, type SevVcpuPort, type SevVmPort } from '../kvm/sev-types.js';
 import type { VcpuRegisterState } from '../kvm/vcpu.js';
 import type { KernelProfile } from '../options.js';
 import type { ProcessorName } from '../processors.js';
@@ -42,26 +42,12 @@ interface SharedMemfd {
   mapping: GuestMapping;
 }
 
-class DaemonVcpu implements SevVcpuPort {
-  guestDebugOn = false;
-  protectedOn = false;
-  vmsaPage: Uint8Array | undefined;
+class DaemonVcpu extends ExternalVcpuPort {
   constructor(
     readonly vm: DaemonVm,
-    readonly index: number,
-  ) {}
-  guestDebug(): boolean {
-    return this.guestDebugOn;
-  }
-  isProtected(): boolean {
-    return this.protectedOn;
-  }
-  setProtected(on: boolean, vmsa?: Uint8Array): void {
-    this.protectedOn = on;
-    this.vmsaPage = on ? vmsa : undefined;
-  }
-  vmsa(): Uint8Array | undefined {
-    return this.vmsaPage;
+    index: number,
+  ) {
+    super(index);
   }
   registerState(): VcpuRegisterState {
     const s = this.vm.regs?.[this.index];

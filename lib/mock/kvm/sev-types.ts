@@ -29,6 +29,32 @@ export interface SevVcpuPort {
   vmsa(): Uint8Array | undefined;
 }
 
+/**
+ * The bookkeeping a vCPU port keeps when the vCPU lives outside the mock's own KVM (the hybrid's
+ * real vCPUs, the daemon's view of a client's): guest_debug, protected state and the encrypted VMSA.
+ * Subclasses say where the register state comes from.
+ */
+export abstract class ExternalVcpuPort implements SevVcpuPort {
+  guestDebugOn = false;
+  protectedOn = false;
+  vmsaPage: Uint8Array | undefined;
+  constructor(readonly index: number) {}
+  guestDebug(): boolean {
+    return this.guestDebugOn;
+  }
+  isProtected(): boolean {
+    return this.protectedOn;
+  }
+  setProtected(on: boolean, vmsa?: Uint8Array): void {
+    this.protectedOn = on;
+    this.vmsaPage = on ? vmsa : undefined;
+  }
+  vmsa(): Uint8Array | undefined {
+    return this.vmsaPage;
+  }
+  abstract registerState(): VcpuRegisterState;
+}
+
 export interface SevVmPort {
   /** KVM_X86_*_VM */
   readonly vmType: number;
