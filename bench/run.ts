@@ -10,10 +10,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Asm16 } from '../lib/guest/asm16.js';
-import { setupRealMode } from '../lib/guest/setup.js';
+import { Asm16 } from '../lib/app/guest/asm16.js';
+import { setupRealMode } from '../lib/app/guest/setup.js';
 import { Kvm } from '../lib/kvm/kvm.js';
-import { NativeBackend } from '../lib/backend/native/native-backend.js';
+import { NativeBackend } from '../lib/backends/native/native-backend.js';
 import * as ioc from '../lib/uapi/ioctls.js';
 import { KVM_CAP } from '../lib/uapi/constants.js';
 

@@ -3,9 +3,10 @@
  * I/O, with every exit handled in TypeScript.
  */
 import { Kvm } from '../lib/kvm/kvm.js';
-import { helloProgram, outLoopProgram, secretDemoProgram, secretDigest, type GuestProgram } from '../lib/guest/programs.js';
-import { SerialPort } from '../lib/guest/serial.js';
-import { loadProgram } from '../lib/guest/setup.js';
+import { NativeBackend } from '../lib/backends/native/native-backend.js';
+import { helloProgram, outLoopProgram, secretDemoProgram, secretDigest, type GuestProgram } from '../lib/app/guest/programs.js';
+import { SerialPort } from '../lib/app/guest/serial.js';
+import { loadProgram } from '../lib/app/guest/setup.js';
 import type { VcpuExit } from '../lib/kvm/exits.js';
 import { hwTest, kvmDevice } from '../test/helpers/hw.js';
 
@@ -13,7 +14,7 @@ const kvm = kvmDevice();
 
 /** A fresh VM with 64 KiB at 0 and one vCPU in real mode at the program's origin. */
 function boot(program: GuestProgram) {
-  const k = Kvm.open();
+  const k = Kvm.open({ backend: new NativeBackend() });
   const vm = k.createVm();
   const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
   const vcpu = vm.createVcpu(0);

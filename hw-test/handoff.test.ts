@@ -51,7 +51,7 @@ hwTestSerial(req, 'A killed before sending: B gets nothing and has no guest', as
   const ra = await a.done;
   t.is(ra.signal, 'SIGKILL');
   // B is still waiting for a connection: nothing arrived. Connect and close to release it.
-  const { NativeBackend } = await import('../lib/backend/native/native-backend.js');
+  const { NativeBackend } = await import('../lib/backends/native/native-backend.js');
   const nb = new NativeBackend();
   const s = nb.unixConnect(sock);
   s.close();

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { hwTest, kvmDevice } from '../test/helpers/hw.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 
 test('the README shows examples/hello-guest.ts exactly', (t) => {
   const readme = readFileSync(`${root}README.md`, 'utf8');

@@ -4,8 +4,9 @@
  * repeated. (The cross-process handoff builds on exactly this.)
  */
 import { Kvm } from '../lib/kvm/kvm.js';
-import { counterProgram } from '../lib/guest/programs.js';
-import { loadProgram } from '../lib/guest/setup.js';
+import { NativeBackend } from '../lib/backends/native/native-backend.js';
+import { counterProgram } from '../lib/app/guest/programs.js';
+import { loadProgram } from '../lib/app/guest/setup.js';
 import { GuestMemory } from '../lib/kvm/guest-memory.js';
 import { decodeVcpuState, encodeVcpuState, restoreVcpuState, saveVcpuState } from '../lib/kvm/vcpu-state.js';
 import type { Vcpu } from '../lib/kvm/vcpu.js';
@@ -24,7 +25,7 @@ async function counts(vcpu: Vcpu, n: number): Promise<number[]> {
 }
 
 hwTest(kvmDevice(), 'save/restore of vCPU state continues the guest exactly in a new VM over the same memfd', async (t) => {
-  using kvm = Kvm.open();
+  using kvm = Kvm.open({ backend: new NativeBackend() });
   const a = kvm.createVm();
   const mem = a.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'handover-test' });
   const va = a.createVcpu(0);

@@ -2,6 +2,7 @@
  * Kvm / Vm / Vcpu state calls on the real /dev/kvm: each set is read back as the kernel stored it.
  */
 import { Kvm } from '../lib/kvm/kvm.js';
+import { NativeBackend } from '../lib/backends/native/native-backend.js';
 import { KVM_CAP, KVM_X86_DEFAULT_VM } from '../lib/uapi/constants.js';
 import { hwTest, kvmDevice } from '../test/helpers/hw.js';
 
@@ -10,7 +11,7 @@ const MSR_IA32_SYSENTER_CS = 0x174;
 const MSR_IA32_TSC = 0x10;
 
 hwTest(req, 'Kvm: API version, extensions, VM types, mmap size, CPUID, MSR list', (t) => {
-  using kvm = Kvm.open();
+  using kvm = Kvm.open({ backend: new NativeBackend() });
   t.is(kvm.apiVersion(), 12);
   t.is(kvm.checkExtension(KVM_CAP.USER_MEMORY), 1);
   t.true(kvm.supportedVmTypes().includes(KVM_X86_DEFAULT_VM));
@@ -23,7 +24,7 @@ hwTest(req, 'Kvm: API version, extensions, VM types, mmap size, CPUID, MSR list'
 });
 
 hwTest(req, 'Vcpu: regs, sregs, fpu, xcrs, msrs, lapic, events, mp state, debugregs round-trip', (t) => {
-  using kvm = Kvm.open();
+  using kvm = Kvm.open({ backend: new NativeBackend() });
   using vm = kvm.createVm();
   vm.createIrqchip(); // the local APIC lives in the kernel
   const vcpu = vm.createVcpu(0);

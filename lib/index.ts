@@ -1,28 +1,31 @@
 /**
- * kvm-sev: drive /dev/kvm and /dev/sev from TypeScript.
+ * kvm-sev: drive /dev/kvm and /dev/sev from TypeScript. The root entry is the KVM and SEV API, the
+ * backend contract and the native backend; the mock (`kvm-sev/mock`), the hybrid (`kvm-sev/hybrid`),
+ * the guest owner (`kvm-sev/owner`) and the demo (`kvm-sev/demo`) load only when imported, and
+ * `openHost()` loads the mock or the hybrid only when it picks one.
  *
  * ```ts
- * import { Kvm } from 'kvm-sev';
- * using kvm = Kvm.open();
+ * import { Kvm, NativeBackend } from 'kvm-sev';
+ * using kvm = Kvm.open({ backend: new NativeBackend() });
  * using vm = kvm.createVm();
  * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
  * const vcpu = vm.createVcpu();
  * ```
  */
 export * from './backend/index.js';
+export { NativeBackend } from './backends/native/native-backend.js';
+export { loadAddon, addonAvailable, NativeUnavailableError, packageRoot } from './backends/native/addon.js';
 export { Kvm, type KvmOpenOptions } from './kvm/kvm.js';
 export { Vm, type AddMemoryOptions, type MemoryRegionOptions } from './kvm/vm.js';
 export { Vcpu, type KvmRegs, type KvmSregs, type KvmFpu, type KvmXcrs, type KvmVcpuEvents, type KvmMpState, type KvmDebugregs } from './kvm/vcpu.js';
 export { GuestMemory, type Address } from './kvm/guest-memory.js';
 export type { VcpuExit } from './kvm/exits.js';
 export { saveVcpuState, restoreVcpuState, encodeVcpuState, decodeVcpuState, type VcpuState } from './kvm/vcpu-state.js';
-export { Asm16 } from './guest/asm16.js';
-export { helloProgram, outLoopProgram, counterProgram, secretDemoProgram, secretDigest, COM1, type GuestProgram } from './guest/programs.js';
-export { SerialPort } from './guest/serial.js';
-export { setupRealMode, loadProgram } from './guest/setup.js';
 export * from './sev/index.js';
-export { openHost, type OpenHostOptions, type OpenedHost } from './host.js';
-export { HybridBackend, type HybridOptions } from './hybrid/hybrid-backend.js';
 export { handOff, takeOver, HANDOFF_VERSION, type HandOffOptions, type HandOffResult, type TakeOverOptions, type TakenOver, type SevHandoff, type EncContextMethod } from './migration/handoff.js';
 export { pickEncContextMethod, sevHandoff, transferEncContext, type MethodChoice } from './migration/enc-context.js';
-export { runDemo, type DemoReport, type DemoStep, type DemoOptions } from './demo/attested-launch.js';
+export { openHost, type OpenHostOptions, type OpenedHost } from './app/open-host.js';
+export { Asm16 } from './app/guest/asm16.js';
+export { helloProgram, outLoopProgram, counterProgram, secretDemoProgram, secretDigest, COM1, type GuestProgram } from './app/guest/programs.js';
+export { SerialPort } from './app/guest/serial.js';
+export { setupRealMode, loadProgram } from './app/guest/setup.js';

@@ -10,4 +10,4 @@ const root = path.resolve(__dirname, '..');
 const tsc = require.resolve('typescript/bin/tsc', { paths: [root] });
 const r = spawnSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.json')], { stdio: 'inherit' });
 if (r.status !== 0) process.exit(r.status ?? 1);
-fs.chmodSync(path.join(root, 'dist', 'lib', 'cli', 'main.js'), 0o755);
+fs.chmodSync(path.join(root, 'dist', 'lib', 'app', 'cli', 'main.js'), 0o755);

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { hwTest, kvmDevice } from './helpers/hw.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const cli = join(root, 'dist/lib/cli/main.js');
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const cli = join(root, 'dist/lib/app/cli/main.js');
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
 
 interface Report {

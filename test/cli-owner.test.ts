@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { buildSecret } from '../lib/owner/index.js';
-import { openSecret } from '../lib/sev-crypto/secret.js';
+import { openSecret } from '../lib/crypto/secret.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
-const cli = join(root, 'dist/lib/cli/main.js');
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const cli = join(root, 'dist/lib/app/cli/main.js');
 const fixtures = join(root, '../shared/fixtures/sev-certs');
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
 

@@ -1,5 +1,5 @@
 /** The conformance suites against the hybrid backend (real /dev/kvm, mocked SEV). */
-import { HybridBackend } from '../lib/hybrid/hybrid-backend.js';
+import { HybridBackend } from '../lib/backends/hybrid/hybrid-backend.js';
 import { boundarySuite } from './conformance/boundary.js';
 import { lifecycleSuite } from './conformance/lifecycle.js';
 import { kvmDevice } from './helpers/hw.js';

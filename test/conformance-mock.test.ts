@@ -1,5 +1,5 @@
 /** The conformance suites against the mock backend (runs everywhere). */
-import { MockHost } from '../lib/mock/host.js';
+import { MockHost } from '../lib/backends/mock/mock-host.js';
 import { boundarySuite } from './conformance/boundary.js';
 import { lifecycleSuite } from './conformance/lifecycle.js';
 

@@ -5,8 +5,8 @@
 import test from 'ava';
 import { Kvm } from '../lib/kvm/kvm.js';
 import { pickEncContextMethod, sevHandoff, transferEncContext } from '../lib/migration/enc-context.js';
-import { MockHost } from '../lib/mock/host.js';
-import { SevGuestCommands } from '../lib/sev/guest-commands.js';
+import { MockHost } from '../lib/backends/mock/mock-host.js';
+import { SevGuestCommands } from '../lib/sev/kvm-sev-commands.js';
 import { SevLaunch } from '../lib/sev/launch.js';
 import { SevPlatform } from '../lib/sev/platform.js';
 import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_VM } from '../lib/uapi/constants.js';

@@ -4,7 +4,7 @@
  * sharing, SCM_RIGHTS within one host.
  */
 import test, { type ExecutionContext } from 'ava';
-import { MockHost } from '../lib/mock/index.js';
+import { MockHost } from '../lib/backends/mock/index.js';
 import * as ioc from '../lib/uapi/ioctls.js';
 
 function setup() {

@@ -8,7 +8,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
-const mock = new URL('../lib/mock/index.js', import.meta.url).href;
+const mock = new URL('../lib/backends/mock/index.js', import.meta.url).href;
 const lib = new URL('../lib/index.js', import.meta.url).href;
 
 test('the mock runs a full launch where the addon cannot load (and dlopen throws)', (t) => {
@@ -47,5 +47,5 @@ test('the mock runs a full launch where the addon cannot load (and dlopen throws
 
 test('package.json exports ./mock with its types', (t) => {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { exports: Record<string, unknown> };
-  t.deepEqual(pkg.exports['./mock'], { types: './dist/lib/mock/index.d.ts', default: './dist/lib/mock/index.js' });
+  t.deepEqual(pkg.exports['./mock'], { types: './dist/lib/backends/mock/index.d.ts', default: './dist/lib/backends/mock/index.js' });
 });

@@ -5,10 +5,10 @@
  */
 import test from 'ava';
 import { Kvm } from '../lib/kvm/kvm.js';
-import { MockHost, mockAmdRoot, rootBitsFor } from '../lib/mock/index.js';
+import { MockHost, mockAmdRoot, rootBitsFor } from '../lib/backends/mock/index.js';
 import { LUKS_KEY_GUID, buildSecret, createSession, launchDigest, parseSecretTable, verifyChain, verifyMeasurement } from '../lib/owner/index.js';
 import { SevGuestCommands, SevPlatform } from '../lib/sev/index.js';
-import { serializeAmdCert } from '../lib/sev-crypto/index.js';
+import { serializeAmdCert } from '../lib/crypto/index.js';
 import { KVM_CAP, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES, SEV_POLICY } from '../lib/uapi/constants.js';
 
 test('Kvm: API version, extensions, VM types, mmap size, CPUID (0x8000001F from the profile), MSRs, device attrs', (t) => {

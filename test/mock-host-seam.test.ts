@@ -5,11 +5,12 @@
  */
 import test from 'ava';
 import type { GuestMapping } from '../lib/backend/contract.js';
-import { MockHost, PlaintextMemory, type SevVcpuPort, type SevVmPort } from '../lib/mock/index.js';
+import { MockHost, type SevVcpuPort, type SevVmPort } from '../lib/backends/mock/index.js';
+import { PlaintextMemory } from '../lib/backends/hybrid/common/plaintext-memory.js';
 import { KVM_SEV } from '../lib/uapi/constants.js';
 import * as ioc from '../lib/uapi/ioctls.js';
-import { kvm_enc_region, kvm_regs } from '../lib/uapi/structs/kvm.js';
-import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_launch_measure, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../lib/uapi/structs/sev.js';
+import { kvm_enc_region, kvm_regs } from '../lib/uapi/kvm-structs.js';
+import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_launch_measure, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../lib/uapi/sev-structs.js';
 
 /** A mapping that is not the mock's (what a native GuestMapping looks like to it). */
 function foreignMapping(size: number): GuestMapping {

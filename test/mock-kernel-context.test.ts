@@ -5,12 +5,12 @@
  */
 import test from 'ava';
 import type { BackendFd } from '../lib/backend/contract.js';
-import { MockHost } from '../lib/mock/index.js';
+import { MockHost } from '../lib/backends/mock/index.js';
 import { KVM_SEV } from '../lib/uapi/constants.js';
 import type { IoctlStruct } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
-import { kvm_enable_cap, kvm_enc_region, kvm_regs } from '../lib/uapi/structs/kvm.js';
-import { kvm_sev_cmd, kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_start } from '../lib/uapi/structs/sev.js';
+import { kvm_enable_cap, kvm_enc_region, kvm_regs } from '../lib/uapi/kvm-structs.js';
+import { kvm_sev_cmd, kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_start } from '../lib/uapi/sev-structs.js';
 
 function setup() {
   const host = new MockHost({ trace: true });

@@ -5,12 +5,12 @@
  * rounded-down address are re-encrypted).
  */
 import test from 'ava';
-import { MockHost } from '../lib/mock/index.js';
+import { MockHost } from '../lib/backends/mock/index.js';
 import { KVM_SEV } from '../lib/uapi/constants.js';
 import type { IoctlStruct } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
-import { kvm_userspace_memory_region } from '../lib/uapi/structs/kvm.js';
-import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../lib/uapi/structs/sev.js';
+import { kvm_userspace_memory_region } from '../lib/uapi/kvm-structs.js';
+import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../lib/uapi/sev-structs.js';
 
 const SIZE = 0x4000;
 

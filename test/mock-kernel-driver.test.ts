@@ -6,13 +6,13 @@
  */
 import test from 'ava';
 import type { BackendFd } from '../lib/backend/contract.js';
-import { MockHost, type MockHostOptions } from '../lib/mock/index.js';
+import { MockHost, type MockHostOptions } from '../lib/backends/mock/index.js';
 import { KVM_SEV, SEV_CMD } from '../lib/uapi/constants.js';
 import type { IoctlStruct } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
 import { SEV_RET } from '../lib/uapi/sev-status.js';
-import { sev_issue_cmd, sev_user_data_get_id2, sev_user_data_pdh_cert_export, sev_user_data_pek_csr, sev_user_data_status } from '../lib/uapi/structs/psp.js';
-import { kvm_sev_cmd, kvm_sev_launch_start } from '../lib/uapi/structs/sev.js';
+import { sev_issue_cmd, sev_user_data_get_id2, sev_user_data_pdh_cert_export, sev_user_data_pek_csr, sev_user_data_status } from '../lib/uapi/psp-structs.js';
+import { kvm_sev_cmd, kvm_sev_launch_start } from '../lib/uapi/sev-structs.js';
 
 function setup(opts: MockHostOptions = {}) {
   const host = new MockHost({ trace: true, ...opts });

@@ -6,13 +6,13 @@
  */
 import test from 'ava';
 import type { BackendFd } from '../lib/backend/contract.js';
-import { MockHost } from '../lib/mock/index.js';
+import { MockHost } from '../lib/backends/mock/index.js';
 import { KVM_SEV } from '../lib/uapi/constants.js';
 import { ioctlStruct, type IoctlStruct } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
-import { kvm_enable_cap, kvm_enc_region } from '../lib/uapi/structs/kvm.js';
-import { kvm_sev_local_receive, kvm_sev_local_send } from '../lib/uapi/structs/local-migration.js';
-import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_guest_status, kvm_sev_launch_measure, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../lib/uapi/structs/sev.js';
+import { kvm_enable_cap, kvm_enc_region } from '../lib/uapi/kvm-structs.js';
+import { kvm_sev_local_receive, kvm_sev_local_send } from '../lib/uapi/local-migration-structs.js';
+import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_guest_status, kvm_sev_launch_measure, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../lib/uapi/sev-structs.js';
 import { Kvm } from '../lib/kvm/kvm.js';
 import { SevGuestCommands, SevPlatform } from '../lib/sev/index.js';
 

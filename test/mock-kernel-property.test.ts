@@ -8,15 +8,15 @@ import test from 'ava';
 import fc from 'fast-check';
 import type { BackendFd, GuestMapping } from '../lib/backend/contract.js';
 import { KvmError } from '../lib/backend/errors.js';
-import { MockHost, type KernelProfile } from '../lib/mock/index.js';
+import { MockHost, type KernelProfile } from '../lib/backends/mock/index.js';
 import { KVM_SEV, SEV_POLICY } from '../lib/uapi/constants.js';
 import { ioctlStruct, type IoctlStruct } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
-import { kvm_enable_cap, kvm_enc_region } from '../lib/uapi/structs/kvm.js';
-import { kvm_sev_local_receive, kvm_sev_local_send } from '../lib/uapi/structs/local-migration.js';
+import { kvm_enable_cap, kvm_enc_region } from '../lib/uapi/kvm-structs.js';
+import { kvm_sev_local_receive, kvm_sev_local_send } from '../lib/uapi/local-migration-structs.js';
 import {
   kvm_sev_cmd, kvm_sev_dbg, kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_start, kvm_sev_launch_update_data,
-} from '../lib/uapi/structs/sev.js';
+} from '../lib/uapi/sev-structs.js';
 
 const PROCESSOR = { name: 'milan' as const, apiMajor: 1, apiMinor: 51, build: 3, maxSevAsid: 6, minSevAsid: 3, cbitPosition: 51, sevEs: true };
 const VMS = 5;

@@ -4,12 +4,12 @@
  */
 import test from 'ava';
 import type { BackendFd } from '../lib/backend/contract.js';
-import { MockHost, type MockHostOptions } from '../lib/mock/index.js';
+import { MockHost, type MockHostOptions } from '../lib/backends/mock/index.js';
 import { KVM_SEV } from '../lib/uapi/constants.js';
 import { ioctlStruct, type IoctlStruct } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
-import { kvm_enc_region } from '../lib/uapi/structs/kvm.js';
-import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../lib/uapi/structs/sev.js';
+import { kvm_enc_region } from '../lib/uapi/kvm-structs.js';
+import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../lib/uapi/sev-structs.js';
 import type { GuestMapping } from '../lib/backend/contract.js';
 
 const MiB = 1n << 20n;

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import type { BackendFd } from '../lib/backend/contract.js';
-import { MockHost, type MockHostOptions } from '../lib/mock/index.js';
+import { MockHost, type MockHostOptions } from '../lib/backends/mock/index.js';
 import { KVM_SEV, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM } from '../lib/uapi/constants.js';
 import { ioctlStruct, type IoctlStruct } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
@@ -13,8 +13,8 @@ import { SEV_RET } from '../lib/uapi/sev-status.js';
 import {
   kvm_sev_attestation_report, kvm_sev_cmd, kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_start,
   kvm_sev_launch_update_data, kvm_sev_send_start, kvm_sev_send_update_data, kvm_sev_snp_launch_start,
-} from '../lib/uapi/structs/sev.js';
-import { kvm_enable_cap } from '../lib/uapi/structs/kvm.js';
+} from '../lib/uapi/sev-structs.js';
+import { kvm_enable_cap } from '../lib/uapi/kvm-structs.js';
 
 function setup(opts: MockHostOptions = {}, type = KVM_X86_DEFAULT_VM) {
   const host = new MockHost(opts);

@@ -23,9 +23,9 @@ import {
   parseSevCert,
   serializeSevCert,
   verifySevCert,
-} from '../lib/sev-crypto/index.js';
-import type { SevCertificate } from '../lib/sev-crypto/index.js';
-import { CiphertextMemory, GENOA, MILAN, MockFirmware, NAPLES, ROME } from '../lib/mock/psp/index.js';
+} from '../lib/crypto/index.js';
+import type { SevCertificate } from '../lib/crypto/index.js';
+import { CiphertextMemory, GENOA, MILAN, MockFirmware, NAPLES, ROME } from '../lib/backends/mock/psp/index.js';
 import { SEV_POLICY } from '../lib/uapi/constants.js';
 import {
   GSTATE,

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import type { ExecutionContext } from 'ava';
 import { createSession } from '../lib/owner/index.js';
 import type { LaunchSession } from '../lib/owner/index.js';
-import { CiphertextMemory, MockFirmware, ROME, mockAmdRoot } from '../lib/mock/psp/index.js';
-import type { MemoryController, MockFirmwareOptions, PhysRange } from '../lib/mock/psp/index.js';
+import { CiphertextMemory, MockFirmware, ROME, mockAmdRoot } from '../lib/backends/mock/psp/index.js';
+import type { MemoryController, MockFirmwareOptions, PhysRange } from '../lib/backends/mock/psp/index.js';
 import {
   SevAlgo,
   SevUsage,
@@ -16,7 +16,7 @@ import {
   serializeSevCert,
   sevCertPublicKey,
   wrapSession,
-} from '../lib/sev-crypto/index.js';
+} from '../lib/crypto/index.js';
 import { GSTATE } from '../lib/uapi/constants.js';
 import { SEV_RET, sevStatusName } from '../lib/uapi/sev-status.js';
 

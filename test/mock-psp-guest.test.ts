@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { encodePolicy } from '../lib/owner/index.js';
-import { MockFirmware, CiphertextMemory, MAX_GUESTS, MILAN, NAPLES } from '../lib/mock/psp/index.js';
+import { MockFirmware, CiphertextMemory, MAX_GUESTS, MILAN, NAPLES } from '../lib/backends/mock/psp/index.js';
 import { PSTATE, SEV_POLICY } from '../lib/uapi/constants.js';
 import {
   GSTATE,

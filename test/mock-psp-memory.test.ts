@@ -5,8 +5,9 @@
  */
 import test from 'ava';
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { CiphertextMemory, PlaintextMemory, memoryCipher, memoryCounterBlock } from '../lib/mock/psp/index.js';
-import type { MemoryController } from '../lib/mock/psp/index.js';
+import { CiphertextMemory, memoryCipher, memoryCounterBlock } from '../lib/backends/mock/psp/index.js';
+import { PlaintextMemory } from '../lib/backends/hybrid/common/plaintext-memory.js';
+import type { MemoryController } from '../lib/backends/mock/psp/index.js';
 import { SEV_POLICY } from '../lib/uapi/constants.js';
 import { SEV_RET, expectStatus, launch, range, ready, scriptedRandom } from './mock-psp-fixtures.js';
 

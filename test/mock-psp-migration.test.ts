@@ -5,9 +5,10 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { encodePolicy } from '../lib/owner/index.js';
-import { EMPTY_SLOT, SevUsage, generateP384, mintAmdRoot, mintOca, parseSevCert, serializeAmdCert, serializeSevCert, signSevCert } from '../lib/sev-crypto/index.js';
-import { MILAN, MockFirmware, PlaintextMemory, ROME } from '../lib/mock/psp/index.js';
-import type { MockFirmwareOptions } from '../lib/mock/psp/index.js';
+import { EMPTY_SLOT, SevUsage, generateP384, mintAmdRoot, mintOca, parseSevCert, serializeAmdCert, serializeSevCert, signSevCert } from '../lib/crypto/index.js';
+import { MILAN, MockFirmware, ROME } from '../lib/backends/mock/psp/index.js';
+import { PlaintextMemory } from '../lib/backends/hybrid/common/plaintext-memory.js';
+import type { MockFirmwareOptions } from '../lib/backends/mock/psp/index.js';
 import { SEV_POLICY } from '../lib/uapi/constants.js';
 import { GSTATE, SEV_RET, advance, asid, expectStatus, launch, range, ready, root } from './mock-psp-fixtures.js';
 

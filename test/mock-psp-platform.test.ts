@@ -14,9 +14,9 @@ import {
   serializeSevCert,
   signSevCert,
   verifySevCert,
-} from '../lib/sev-crypto/index.js';
-import type { SevCertificate } from '../lib/sev-crypto/index.js';
-import { MockFirmware, NAPLES, CiphertextMemory } from '../lib/mock/psp/index.js';
+} from '../lib/crypto/index.js';
+import type { SevCertificate } from '../lib/crypto/index.js';
+import { MockFirmware, NAPLES, CiphertextMemory } from '../lib/backends/mock/psp/index.js';
 import { PSTATE } from '../lib/uapi/constants.js';
 import { SEV_RET, advance, expectStatus, firmware, launch, ready, root, st } from './mock-psp-fixtures.js';
 import { GSTATE } from './mock-psp-fixtures.js';

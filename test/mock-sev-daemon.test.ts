@@ -8,9 +8,9 @@ import test from 'ava';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HybridBackend } from '../lib/hybrid/hybrid-backend.js';
+import { HybridBackend } from '../lib/backends/hybrid/hybrid-backend.js';
 import { Kvm } from '../lib/kvm/kvm.js';
-import { SevGuestCommands } from '../lib/sev/guest-commands.js';
+import { SevGuestCommands } from '../lib/sev/kvm-sev-commands.js';
 import { SevLaunch } from '../lib/sev/launch.js';
 import { SevPlatform } from '../lib/sev/platform.js';
 import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_VM } from '../lib/uapi/constants.js';
@@ -124,7 +124,7 @@ hw('MOVE from a VM fd received over SCM_RIGHTS, resolved by the daemon; the rece
 });
 
 hw('sameFile: two fds of one open file (sent over SCM_RIGHTS) are the same file; two VMs are not', async (t) => {
-  const { NativeBackend } = await import('../lib/backend/native/native-backend.js');
+  const { NativeBackend } = await import('../lib/backends/native/native-backend.js');
   const n = new NativeBackend();
   const kvm = n.open('/dev/kvm');
   const { KVM_CREATE_VM } = await import('../lib/uapi/ioctls.js');

@@ -3,8 +3,8 @@
  * what only the native backend has (the backend-level rules are in test/conformance/).
  */
 import type { ExecutionContext } from 'ava';
-import { loadAddon } from '../lib/backend/native/addon.js';
-import { NativeBackend } from '../lib/backend/native/native-backend.js';
+import { loadAddon } from '../lib/backends/native/addon.js';
+import { NativeBackend } from '../lib/backends/native/native-backend.js';
 import * as ioc from '../lib/uapi/ioctls.js';
 import { hwTest, kvmDevice } from './helpers/hw.js';
 

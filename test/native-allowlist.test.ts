@@ -3,7 +3,7 @@
  * (which test/uapi-layout checks against the kernel headers): same requests, numbers, argument
  * kinds, struct sizes, and the same pointer fields paired with the same length fields.
  */
-import { loadAddon } from '../lib/backend/native/addon.js';
+import { loadAddon } from '../lib/backends/native/addon.js';
 import { IOCTLS } from '../lib/uapi/ioctls.js';
 import { structs } from '../lib/uapi/index.js';
 import type { AnyStructCodec } from '../lib/uapi/codec.js';

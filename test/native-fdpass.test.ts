@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NativeBackend } from '../lib/backend/native/native-backend.js';
+import { NativeBackend } from '../lib/backends/native/native-backend.js';
 import * as ioc from '../lib/uapi/ioctls.js';
 import { hwTest, kvmDevice } from './helpers/hw.js';
 

@@ -28,7 +28,7 @@ function child(body: string, flags: string[] = []): Record<string, number> {
 
 hwTest(req, '5,000 cycles of create VM + memory + vCPU + close: fd count unchanged, RSS bounded', (t) => {
   const r = child(`
-    const kvm = k.Kvm.open();
+    const kvm = k.Kvm.open({ backend: new k.NativeBackend() });
     const cycle = () => { const vm = kvm.createVm(); vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 }); vm.createVcpu(0); vm.close(); };
     for (let i = 0; i < 200; i++) cycle();          // warm up allocators and the JIT
     out.fds0 = openFds(); out.rss0 = process.memoryUsage().rss;
@@ -47,8 +47,8 @@ hwTest(req, 'a worker that exits with a running vCPU and open fds leaks none of 
     out.fds0 = kvmFds();
     const w = new Worker(\`
       import { parentPort } from 'node:worker_threads';
-      const { Kvm, loadProgram } = await import(${JSON.stringify(JSON.stringify(lib)).slice(1, -1)});
-      const kvm = Kvm.open();
+      const { Kvm, NativeBackend, loadProgram } = await import(${JSON.stringify(JSON.stringify(lib)).slice(1, -1)});
+      const kvm = Kvm.open({ backend: new NativeBackend() });
       const vm = kvm.createVm();
       const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
       const vcpu = vm.createVcpu();
@@ -68,7 +68,7 @@ hwTest(req, 'dropped objects are closed by their finalizers when collected', (t)
   const r = child(
     `
     out.fds0 = openFds();
-    (() => { const kvm = k.Kvm.open(); for (let i = 0; i < 20; i++) kvm.createVm().createVcpu(); })();
+    (() => { const kvm = k.Kvm.open({ backend: new k.NativeBackend() }); for (let i = 0; i < 20; i++) kvm.createVm().createVcpu(); })();
     out.fdsHeld = openFds();
     for (let i = 0; i < 20 && openFds() > out.fds0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
     out.fds1 = openFds();`,
@@ -80,7 +80,7 @@ hwTest(req, 'dropped objects are closed by their finalizers when collected', (t)
 
 hwTest(req, 'a process that exits with a vCPU running in the guest exits cleanly', (t) => {
   const r = child(`
-    const kvm = k.Kvm.open();
+    const kvm = k.Kvm.open({ backend: new k.NativeBackend() });
     const vm = kvm.createVm();
     const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
     const vcpu = vm.createVcpu();
@@ -99,7 +99,7 @@ hwTest(req, 'a worker terminated while it waits on a socket (recv, accept) takes
     for (let i = 0; i < 3; i++) {
       const w = new Worker(\`
         import { parentPort } from 'node:worker_threads';
-        const { NativeBackend } = await import(${JSON.stringify(JSON.stringify(lib.replace('index.js', 'backend/native/native-backend.js'))).slice(1, -1)});
+        const { NativeBackend } = await import(${JSON.stringify(JSON.stringify(lib.replace('index.js', 'backends/native/native-backend.js'))).slice(1, -1)});
         const b = new NativeBackend();
         const [s1] = b.socketPair();
         b.recvFds(s1, 64);                       // never answered

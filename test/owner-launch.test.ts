@@ -1,5 +1,5 @@
 /**
- * The guest owner's flow against a platform built from lib/sev-crypto (what the mock firmware
+ * The guest owner's flow against a platform built from lib/crypto (what the mock firmware
  * will do): verify chain → session → LAUNCH_START unwrap → measurement → secret.
  */
 import test from 'ava';
@@ -30,8 +30,8 @@ import {
   openSecret,
   serializeAmdCert,
   serializeSevCert,
-} from '../lib/sev-crypto/index.js';
-import type { MintedPlatform } from '../lib/sev-crypto/index.js';
+} from '../lib/crypto/index.js';
+import type { MintedPlatform } from '../lib/crypto/index.js';
 import { flip, platformCerts } from './sev-crypto-fixtures.js';
 
 const FW = { apiMajor: 0, apiMinor: 24, build: 15 };
@@ -42,7 +42,7 @@ async function mockPlatform(): Promise<{ platform: MintedPlatform; extraRoots: A
   return { platform, extraRoots: [{ ark: serializeAmdCert(root.ark), ask: serializeAmdCert(root.ask) }] };
 }
 
-/** What the firmware does from LAUNCH_START to LAUNCH_MEASURE, with lib/sev-crypto. */
+/** What the firmware does from LAUNCH_START to LAUNCH_MEASURE, with lib/crypto. */
 function firmwareLaunch(platform: MintedPlatform, session: Uint8Array, godhCert: Uint8Array, policy: number, updates: Buffer[]) {
   const { tek, tik } = openLaunchSession({ session, godhCert, pdhPrivateKey: platform.keys.pdh, policy });
   const digest = launchDigest(updates);

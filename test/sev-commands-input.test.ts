@@ -11,19 +11,19 @@ import type { Backend, BackendFd, FdKind } from '../lib/backend/contract.js';
 import { KvmError, errnoError } from '../lib/backend/errors.js';
 import { Kvm } from '../lib/kvm/kvm.js';
 import { Vm } from '../lib/kvm/vm.js';
-import { SevGuestCommands } from '../lib/sev/guest-commands.js';
+import { SevGuestCommands } from '../lib/sev/kvm-sev-commands.js';
 import { SevPlatform } from '../lib/sev/platform.js';
 import { KVM_CAP, KVM_SEV, KVM_X86_SEV_VM, SEV_CMD } from '../lib/uapi/constants.js';
 import { isIoctlStruct, mappingRange, type IoctlArg, type IoctlStruct, type MappingHandle } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
-import { sev_issue_cmd, sev_user_data_pdh_cert_export, sev_user_data_pek_csr, sev_user_data_status } from '../lib/uapi/structs/psp.js';
+import { sev_issue_cmd, sev_user_data_pdh_cert_export, sev_user_data_pek_csr, sev_user_data_status } from '../lib/uapi/psp-structs.js';
 import {
   kvm_sev_attestation_report,
   kvm_sev_cmd,
   kvm_sev_guest_status,
   kvm_sev_launch_measure,
   kvm_sev_send_start,
-} from '../lib/uapi/structs/sev.js';
+} from '../lib/uapi/sev-structs.js';
 import { SEV_RET } from '../lib/uapi/sev-status.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -70,6 +70,15 @@ function fakeBackend(t: ExecutionContext): Fake {
   };
   const backend: Backend = {
     name: 'mock',
+    // Host facts are not what these tests are about: reading one fails the test like any other call.
+    system: {
+      kvmAmdParam: () => refuse('system.kvmAmdParam'),
+      kvmModules: () => refuse('system.kvmModules'),
+      memlockLimit: () => refuse('system.memlockLimit'),
+      capIpcLock: () => refuse('system.capIpcLock'),
+      device: () => refuse('system.device'),
+      cpuFlags: () => refuse('system.cpuFlags'),
+    },
     open(path) {
       if (armed) return refuse('open');
       return fakeFd(path === '/dev/kvm' ? 'kvm' : 'sev', nextFd++);

@@ -31,8 +31,8 @@ import {
   verifyChain,
   verifyOcaChain,
   verifySevCert,
-} from '../lib/sev-crypto/index.js';
-import type { ChainInput, ChainLink, CertFailureReason } from '../lib/sev-crypto/index.js';
+} from '../lib/crypto/index.js';
+import type { ChainInput, ChainLink, CertFailureReason } from '../lib/crypto/index.js';
 import { verifyChain as ownerVerifyChain, parseCertBundle } from '../lib/owner/index.js';
 import { GENERATIONS, PLATFORMS, fixture, flip, platformCerts, rootCerts, withU32 } from './sev-crypto-fixtures.js';
 import type { Platform } from './sev-crypto-fixtures.js';

@@ -44,7 +44,7 @@ import {
   SevFormatError,
   mintPek,
   mintOca,
-} from '../lib/sev-crypto/index.js';
+} from '../lib/crypto/index.js';
 import { flip, hex } from './sev-crypto-fixtures.js';
 
 function macError(mac: 'wrap' | 'policy') {

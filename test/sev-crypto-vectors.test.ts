@@ -1,7 +1,7 @@
 /** The public vectors V1..V4 of sev-firmware.md §10, bit-exact. */
 import test from 'ava';
 import { createHash, createHmac } from 'node:crypto';
-import { AMD_ROOTS, LaunchDigest, computeLaunchMeasurement, computePolicyMac, deriveSessionKeys, kdfSp800108, parseSession, serializeSession, unwrapSession, wrapSession } from '../lib/sev-crypto/index.js';
+import { AMD_ROOTS, LaunchDigest, computeLaunchMeasurement, computePolicyMac, deriveSessionKeys, kdfSp800108, parseSession, serializeSession, unwrapSession, wrapSession } from '../lib/crypto/index.js';
 import { verifyMeasurement } from '../lib/owner/index.js';
 import { hex } from './sev-crypto-fixtures.js';
 

@@ -9,16 +9,16 @@ import type { ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import type { Backend } from '../lib/backend/contract.js';
 import { KvmError } from '../lib/backend/errors.js';
-import { NativeBackend } from '../lib/backend/native/native-backend.js';
+import { NativeBackend } from '../lib/backends/native/native-backend.js';
 import { Kvm } from '../lib/kvm/kvm.js';
 import type { Vm } from '../lib/kvm/vm.js';
-import { SevGuestCommands } from '../lib/sev/guest-commands.js';
+import { SevGuestCommands } from '../lib/sev/kvm-sev-commands.js';
 import { SevPlatform } from '../lib/sev/platform.js';
 import { KVM_CAP, KVM_SEV, KVM_SEV_SNP_PAGE_TYPE, SNP_POLICY, sevCommandName } from '../lib/uapi/constants.js';
 import type { IoctlArg, IoctlStruct } from '../lib/uapi/ioctl-arg.js';
 import * as ioc from '../lib/uapi/ioctls.js';
-import { kvm_enable_cap } from '../lib/uapi/structs/kvm.js';
-import { kvm_sev_cmd, kvm_sev_guest_status, sevCommandStruct } from '../lib/uapi/structs/sev.js';
+import { kvm_enable_cap } from '../lib/uapi/kvm-structs.js';
+import { kvm_sev_cmd, kvm_sev_guest_status, sevCommandStruct } from '../lib/uapi/sev-structs.js';
 import { hwTest, kvmDevice, nativeAddon, sevDevice, type Requirement } from './helpers/hw.js';
 
 const kvmReq = kvmDevice();
@@ -26,7 +26,7 @@ const kvmReq = kvmDevice();
 /** The probe, run once: undefined where /dev/kvm is not usable. */
 function probeSev(): boolean | undefined {
   if (!kvmReq.ok) return undefined;
-  const kvm = Kvm.open();
+  const kvm = Kvm.open({ backend: new NativeBackend() });
   try {
     const vm = kvm.createVm();
     try {

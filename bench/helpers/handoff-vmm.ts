@@ -5,13 +5,13 @@
  * The guest is the counter program; its memory is a touched memfd of <bytes>. Each side prints the
  * CLOCK_MONOTONIC time (ns) of its last (source) or first (target) guest exit.
  */
-import { NativeBackend } from '../../lib/backend/native/native-backend.js';
-import { counterProgram } from '../../lib/guest/programs.js';
-import { loadProgram } from '../../lib/guest/setup.js';
+import { NativeBackend } from '../../lib/backends/native/native-backend.js';
+import { counterProgram } from '../../lib/app/guest/programs.js';
+import { loadProgram } from '../../lib/app/guest/setup.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import { decodeVcpuState, encodeVcpuState, restoreVcpuState, saveVcpuState } from '../../lib/kvm/vcpu-state.js';
 import { handOff, takeOver } from '../../lib/migration/handoff.js';
-import { MessageReader, sendMessage } from '../../lib/migration/framing.js';
+import { MessageReader, sendMessage } from '../../lib/backend/framing.js';
 
 const [role, path, bytesStr, mode] = process.argv.slice(2);
 const size = Number(bytesStr);

@@ -4,10 +4,10 @@
  *   node handoff-vmm.js target <socket> <exitsAfterTakeover>    takes the guest over and runs it on
  * Each prints one JSON line: the counter values it saw and what the handoff said.
  */
-import { NativeBackend } from '../../lib/backend/native/native-backend.js';
-import { counterProgram } from '../../lib/guest/programs.js';
-import { SerialPort } from '../../lib/guest/serial.js';
-import { loadProgram } from '../../lib/guest/setup.js';
+import { NativeBackend } from '../../lib/backends/native/native-backend.js';
+import { counterProgram } from '../../lib/app/guest/programs.js';
+import { SerialPort } from '../../lib/app/guest/serial.js';
+import { loadProgram } from '../../lib/app/guest/setup.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import type { Vcpu } from '../../lib/kvm/vcpu.js';
 import { handOff, takeOver } from '../../lib/migration/handoff.js';

@@ -6,15 +6,15 @@
  * Each prints one JSON line. $HANDOFF_DIE kills the process (SIGKILL) at a named point; `after-send`
  * prints the token (TOKEN=<hex>) on stderr first.
  */
-import { HybridBackend } from '../../lib/hybrid/hybrid-backend.js';
-import { counterProgram } from '../../lib/guest/programs.js';
-import { loadProgram } from '../../lib/guest/setup.js';
+import { HybridBackend } from '../../lib/backends/hybrid/hybrid-backend.js';
+import { counterProgram } from '../../lib/app/guest/programs.js';
+import { loadProgram } from '../../lib/app/guest/setup.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import type { Vcpu } from '../../lib/kvm/vcpu.js';
 import { pickEncContextMethod, sevHandoff } from '../../lib/migration/enc-context.js';
 import { handOff, takeOver, type SevHandoff } from '../../lib/migration/handoff.js';
-import type { KernelProfile } from '../../lib/mock/options.js';
-import { SevGuestCommands } from '../../lib/sev/guest-commands.js';
+import type { KernelProfile } from '../../lib/backends/mock/options.js';
+import { SevGuestCommands } from '../../lib/sev/kvm-sev-commands.js';
 import { SevLaunch } from '../../lib/sev/launch.js';
 import { SevPlatform } from '../../lib/sev/platform.js';
 import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_VM } from '../../lib/uapi/constants.js';

@@ -28,7 +28,7 @@
  *   using, refuses `unmap()` with EBUSY. After `unmap()` its `buffer` is detached (byteLength 0).
  */
 import type { IoctlArg, MappingHandle } from '../uapi/ioctl-arg.js';
-import type { SystemView } from '../system/system-view.js';
+import type { SystemView } from './system-view.js';
 
 export type BackendName = 'native' | 'mock' | 'hybrid';
 export type DevicePath = '/dev/kvm' | '/dev/sev';
@@ -81,7 +81,7 @@ export interface ReceivedFds {
 export interface Backend {
   readonly name: BackendName;
   /** The host around the devices (module parameters, limits, device access), for diagnosis. */
-  readonly system?: SystemView;
+  readonly system: SystemView;
 
   /** open(2) of a device; `write: false` opens read-only. */
   open(path: DevicePath, options?: { write?: boolean }): BackendFd;

@@ -2,22 +2,21 @@
  * The /dev/kvm system fd.
  *
  * ```ts
- * import { Kvm } from 'kvm-sev';
- * using kvm = Kvm.open();                    // native backend; Kvm.open({ backend }) for mock/hybrid
+ * import { Kvm, NativeBackend } from 'kvm-sev';
+ * using kvm = Kvm.open({ backend: new NativeBackend() }); // or the backend openHost() picked
  * kvm.apiVersion();                          // 12
  * const vm = kvm.createVm();                 // KVM_X86_DEFAULT_VM
  * ```
  */
 import type { Backend, BackendFd } from '../backend/contract.js';
-import { NativeBackend } from '../backend/native/native-backend.js';
 import { KVM_CAP, KVM_X86_DEFAULT_VM } from '../uapi/constants.js';
 import * as ioc from '../uapi/ioctls.js';
-import { cpuid2Arg, decodeCpuid2, decodeMsrList, kvm_device_attr, msrListArg, u64_value, type KvmCpuidEntry2 } from '../uapi/structs/kvm.js';
+import { cpuid2Arg, decodeCpuid2, decodeMsrList, kvm_device_attr, msrListArg, u64_value, type KvmCpuidEntry2 } from '../uapi/kvm-structs.js';
 import { Vm } from './vm.js';
 
 export interface KvmOpenOptions {
-  /** Defaults to the native backend (the real /dev/kvm). */
-  backend?: Backend;
+  /** Which kernel: a backend chosen by `openHost()`, or `new NativeBackend()` for the real /dev/kvm. */
+  backend: Backend;
 }
 
 export class Kvm implements Disposable, AsyncDisposable {
@@ -31,8 +30,8 @@ export class Kvm implements Disposable, AsyncDisposable {
   }
 
   /** Opens /dev/kvm on a backend. */
-  static open(options: KvmOpenOptions = {}): Kvm {
-    const backend = options.backend ?? new NativeBackend();
+  static open(options: KvmOpenOptions): Kvm {
+    const backend = options.backend;
     return new Kvm(backend, backend.open('/dev/kvm'));
   }
 

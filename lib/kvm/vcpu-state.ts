@@ -16,7 +16,7 @@ import type { StructCodec } from '../uapi/codec.js';
 import {
   kvm_debugregs, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
   type KvmCpuidEntry2, type KvmMsrEntry,
-} from '../uapi/structs/kvm.js';
+} from '../uapi/kvm-structs.js';
 import type { Vcpu } from './vcpu.js';
 
 export interface VcpuState {

@@ -16,7 +16,7 @@ import {
   cpuid2Arg, decodeMsrs, kvm_debugregs, kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
   kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, msrsArg, kvm_cpuid_entry2, kvm_guest_debug,
   type KvmMsrEntry, type KvmCpuidEntry2,
-} from '../uapi/structs/kvm.js';
+} from '../uapi/kvm-structs.js';
 import { decodeExit, type VcpuExit } from './exits.js';
 import type { Vm } from './vm.js';
 

@@ -13,7 +13,7 @@ import { KvmSevError } from '../backend/errors.js';
 import { invalidArgType, outOfRange } from '../uapi/errors.js';
 import type { IoctlStruct, MappingRange } from '../uapi/ioctl-arg.js';
 import * as ioc from '../uapi/ioctls.js';
-import { kvm_enable_cap, kvm_enc_region, kvm_userspace_memory_region, u64_value } from '../uapi/structs/kvm.js';
+import { kvm_enable_cap, kvm_enc_region, kvm_userspace_memory_region, u64_value } from '../uapi/kvm-structs.js';
 import { GuestMemory, toBigAddr, type Address } from './guest-memory.js';
 import type { Kvm } from './kvm.js';
 import { Vcpu } from './vcpu.js';

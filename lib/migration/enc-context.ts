@@ -16,9 +16,9 @@ import type { BackendFd } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';
 import type { Kvm } from '../kvm/kvm.js';
 import type { Vm } from '../kvm/vm.js';
-import { SevGuestCommands } from '../sev/guest-commands.js';
+import { SevGuestCommands } from '../sev/kvm-sev-commands.js';
 import { KVM_CAP, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM } from '../uapi/constants.js';
-import type { LocalMigrationSource } from '../uapi/structs/local-migration.js';
+import type { LocalMigrationSource } from '../uapi/local-migration-structs.js';
 import type { EncContextMethod, SevHandoff } from './handoff.js';
 
 export interface MethodChoice {

@@ -33,7 +33,7 @@ import type { Kvm } from '../kvm/kvm.js';
 import { decodeVcpuState, encodeVcpuState, restoreVcpuState, saveVcpuState } from '../kvm/vcpu-state.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import type { Vm } from '../kvm/vm.js';
-import { MessageReader, sendMessage } from './framing.js';
+import { MessageReader, sendMessage } from '../backend/framing.js';
 
 export const HANDOFF_VERSION = 1;
 

@@ -2,16 +2,16 @@
  * Guest owner: verify a platform's certificates against AMD's built-in roots (Naples..Turin),
  * or against extra roots the caller trusts (e.g. a mock platform's minted root).
  */
-import { checkBytes } from '../sev-crypto/bytes.js';
-import { parseSevCert, SEV_CERT_SIZE } from '../sev-crypto/sev-cert.js';
-import type { SevCertificate } from '../sev-crypto/sev-cert.js';
-import { splitAmdCerts, toAmdCert } from '../sev-crypto/amd-cert.js';
-import type { AmdCertificate } from '../sev-crypto/amd-cert.js';
-import type { AmdGeneration } from '../sev-crypto/amd-roots.js';
-import { allBuiltinRoots, builtinRoots } from '../sev-crypto/builtin-roots.js';
-import { verifyChain as verifyFullChain } from '../sev-crypto/chain.js';
-import type { AmdCertInput, SevCertInput, VerifiedChain } from '../sev-crypto/chain.js';
-import { invalidArgValue, SevChainError, SevFormatError } from '../sev-crypto/errors.js';
+import { checkBytes } from '../crypto/bytes.js';
+import { parseSevCert, SEV_CERT_SIZE } from '../crypto/sev-cert.js';
+import type { SevCertificate } from '../crypto/sev-cert.js';
+import { splitAmdCerts, toAmdCert } from '../crypto/amd-cert.js';
+import type { AmdCertificate } from '../crypto/amd-cert.js';
+import type { AmdGeneration } from '../crypto/amd-root-certs.js';
+import { allBuiltinRoots, builtinRoots } from '../crypto/builtin-amd-roots.js';
+import { verifyChain as verifyFullChain } from '../crypto/chain.js';
+import type { AmdCertInput, SevCertInput, VerifiedChain } from '../crypto/chain.js';
+import { invalidArgValue, SevChainError, SevFormatError } from '../crypto/errors.js';
 
 export interface OwnerChainInput {
   cek: SevCertInput;

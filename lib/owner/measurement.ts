@@ -1,8 +1,8 @@
 /** Guest owner: check LAUNCH_MEASURE's output (sev-firmware.md §4.3). */
-import { bytesEqual, checkBytes, checkObject } from '../sev-crypto/bytes.js';
-import { SevMacError } from '../sev-crypto/errors.js';
-import { computeLaunchMeasurement, launchDigest, parseLaunchMeasureBlob } from '../sev-crypto/measurement.js';
-import { buildKernelHashesTable, type KernelHashesInput } from '../sev-crypto/kernel-hashes.js';
+import { bytesEqual, checkBytes, checkObject } from '../crypto/bytes.js';
+import { SevMacError } from '../crypto/errors.js';
+import { computeLaunchMeasurement, launchDigest, parseLaunchMeasureBlob } from '../crypto/measurement.js';
+import { buildKernelHashesTable, type KernelHashesInput } from '../crypto/kernel-hashes.js';
 
 export interface VerifyMeasurementOptions {
   /** LAUNCH_MEASURE's 48-byte output (MEASURE ‖ MNONCE), as QEMU's query-sev-launch-measure returns it (base64-decoded). */

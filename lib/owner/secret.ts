@@ -1,9 +1,9 @@
 /** Guest owner: package a LAUNCH_SECRET (sev-firmware.md §5). */
-import { checkBytes, checkObject } from '../sev-crypto/bytes.js';
-import { invalidArgType, outOfRange } from '../sev-crypto/errors.js';
-import { MAX_PACKET_LENGTH, buildSecret as sealSecret } from '../sev-crypto/secret.js';
-import { buildSecretTable } from '../sev-crypto/secret-table.js';
-import type { SecretTableEntry } from '../sev-crypto/secret-table.js';
+import { checkBytes, checkObject } from '../crypto/bytes.js';
+import { invalidArgType, outOfRange } from '../crypto/errors.js';
+import { MAX_PACKET_LENGTH, buildSecret as sealSecret } from '../crypto/secret.js';
+import { buildSecretTable } from '../crypto/secret-table.js';
+import type { SecretTableEntry } from '../crypto/secret-table.js';
 
 export interface OwnerSecretOptions {
   /** TEK and TIK of {@link createSession}. */

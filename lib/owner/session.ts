@@ -4,14 +4,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { checkBytes, checkObject, checkUint, copy } from '../sev-crypto/bytes.js';
-import { SevAlgo, SevUsage, isEcdhAlgo } from '../sev-crypto/cert-codes.js';
-import { ecdhP384, generateP384, isP384Key } from '../sev-crypto/ecc.js';
-import { invalidArgValue, SevCertError } from '../sev-crypto/errors.js';
-import { SEV_POLICY_RESERVED_MASK } from '../sev-crypto/policy.js';
-import { createSevCert, serializeSevCert, sevCertPublicKey, toSevCert } from '../sev-crypto/sev-cert.js';
-import type { SevCertificate } from '../sev-crypto/sev-cert.js';
-import { serializeSession, wrapSession } from '../sev-crypto/session.js';
+import { checkBytes, checkObject, checkUint, copy } from '../crypto/bytes.js';
+import { SevAlgo, SevUsage, isEcdhAlgo } from '../crypto/cert-codes.js';
+import { ecdhP384, generateP384, isP384Key } from '../crypto/ecc.js';
+import { invalidArgValue, SevCertError } from '../crypto/errors.js';
+import { SEV_POLICY_RESERVED_MASK } from '../crypto/policy.js';
+import { createSevCert, serializeSevCert, sevCertPublicKey, toSevCert } from '../crypto/sev-cert.js';
+import type { SevCertificate } from '../crypto/sev-cert.js';
+import { serializeSession, wrapSession } from '../crypto/session.js';
 
 export interface CreateSessionOptions {
   /** The platform's PDH (verify its chain first with verifyChain). */

@@ -8,10 +8,10 @@
  * ```
  */
 import type { Backend } from '../backend/contract.js';
-import { HostSystemView, type SystemView } from '../system/system-view.js';
+import type { SystemView } from '../backend/system-view.js';
 import { Kvm } from '../kvm/kvm.js';
 import { KVM_CAP, KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES, vmTypeName } from '../uapi/constants.js';
-import { SevGuestCommands } from './guest-commands.js';
+import { SevGuestCommands } from './kvm-sev-commands.js';
 import { SevPlatform } from './platform.js';
 
 export type CapabilityStatus = 'ok' | 'warn' | 'fail' | 'info';
@@ -47,7 +47,7 @@ const fmtBytes = (n: bigint): string =>
   n >= 1n << 30n ? `${Number(n) / 2 ** 30} GiB` : n >= 1n << 20n ? `${Number(n) / 2 ** 20} MiB` : `${n} bytes`;
 
 export async function probeCapabilities(backend: Backend, options: ProbeOptions = {}): Promise<CapabilityReport> {
-  const sys: SystemView = backend.system ?? new HostSystemView();
+  const sys: SystemView = backend.system;
   const lines: CapabilityLine[] = [];
   const add = (l: CapabilityLine) => lines.push(l);
   const report: CapabilityReport = { backend: backend.name, lines, kvm: false, sev: false, sevEs: false, snp: false, init2: false, vmTypes: [], cpuid: null };

@@ -13,7 +13,7 @@ export {
   type SevGuestStatus,
   type SendStartOptions,
   type ReceiveStartOptions,
-} from './guest-commands.js';
+} from './kvm-sev-commands.js';
 export { SevPlatform, type SevPlatformStatus, type SevPlatformOpenOptions, type SnpPlatformStatus } from './platform.js';
 export { enrichSevError, firmwareStatus, sevHint, sevCommandDisplayName, type SevFailure } from './sev-error.js';
 export { SevLaunch, InitializedGuest, LaunchingGuest, MeasuredGuest, RunningGuest, type SevInitOptions, type ProgressOptions } from './launch.js';

@@ -21,10 +21,9 @@ import type { GuestMemory } from '../kvm/guest-memory.js';
 import type { Vm } from '../kvm/vm.js';
 import { GSTATE, guestStateName, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, SEV_POLICY } from '../uapi/constants.js';
 import { invalidArgType, invalidArgValue } from '../uapi/errors.js';
-import { HostSystemView } from '../system/system-view.js';
 import type { MappingRange } from '../uapi/ioctl-arg.js';
 import { isMappingRange } from '../uapi/ioctl-arg.js';
-import { SevGuestCommands, type LaunchMeasurement, type LaunchStartOptions, type SevGuestStatus, type SevPacketOptions } from './guest-commands.js';
+import { SevGuestCommands, type LaunchMeasurement, type LaunchStartOptions, type SevGuestStatus, type SevPacketOptions } from './kvm-sev-commands.js';
 import type { SevPlatform } from './platform.js';
 
 export interface SevInitOptions {
@@ -200,7 +199,7 @@ class LaunchCore {
   ) {}
 
   checkMemlock(bytes: number): void {
-    const sys = this.vm.backend.system ?? new HostSystemView();
+    const sys = this.vm.backend.system;
     if (sys.capIpcLock()) return;
     const limit = sys.memlockLimit();
     if (limit === 'unlimited') return;

@@ -30,7 +30,7 @@ import {
   sev_user_data_snp_status,
   sev_user_data_snp_vlek_load,
   sev_user_data_status,
-} from '../uapi/structs/psp.js';
+} from '../uapi/psp-structs.js';
 import { checkBytes, checkObject, enrichSevError, firmwareStatus, isKernelError, type SevFailure } from './sev-error.js';
 
 /** SEV_PLATFORM_STATUS, decoded. */

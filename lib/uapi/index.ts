@@ -10,18 +10,18 @@ export * from './sev-status.js';
 export * from './constants.js';
 export * from './codec.js';
 export * from './ioctl-arg.js';
-export * from './structs/kvm.js';
-export * from './structs/sev.js';
-export * from './structs/psp.js';
-export * from './structs/kvm-run.js';
-export * from './structs/local-migration.js';
+export * from './kvm-structs.js';
+export * from './sev-structs.js';
+export * from './psp-structs.js';
+export * from './kvm-run.js';
+export * from './local-migration-structs.js';
 export * from './ioctls.js';
 
-import * as kvm from './structs/kvm.js';
-import * as sev from './structs/sev.js';
-import * as psp from './structs/psp.js';
-import * as run from './structs/kvm-run.js';
-import * as lm from './structs/local-migration.js';
+import * as kvm from './kvm-structs.js';
+import * as sev from './sev-structs.js';
+import * as psp from './psp-structs.js';
+import * as run from './kvm-run.js';
+import * as lm from './local-migration-structs.js';
 
 /**
  * Every codec keyed by its kernel struct name (`structs.kvm_sev_cmd`, `structs['kvm_run.io']`; the bare

@@ -33,9 +33,9 @@ import {
   kvm_xcrs,
   kvm_xsave,
   u64_value,
-} from './structs/kvm.js';
-import { sev_issue_cmd } from './structs/psp.js';
-import { kvm_sev_cmd } from './structs/sev.js';
+} from './kvm-structs.js';
+import { sev_issue_cmd } from './psp-structs.js';
+import { kvm_sev_cmd } from './sev-structs.js';
 
 /** `sizeof(unsigned long)` on x86_64. */
 const SIZEOF_UNSIGNED_LONG = 8;

@@ -6,11 +6,11 @@
  */
 import type { ExecutionContext } from 'ava';
 import type { Backend } from '../../lib/backend/contract.js';
-import { extraRoots } from '../../lib/demo/attested-launch.js';
+import { extraRoots } from '../../lib/app/demo/attested-launch.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import type { Vm } from '../../lib/kvm/vm.js';
 import { buildSecret, createSession, expectedLaunchDigest, parsePlatformCerts, verifyAttestationReport, verifyChain, verifyMeasurement } from '../../lib/owner/index.js';
-import { parseSevCert } from '../../lib/sev-crypto/sev-cert.js';
+import { parseSevCert } from '../../lib/crypto/sev-cert.js';
 import { SevLaunch, type LaunchingGuest, type MeasuredGuest, type RunningGuest } from '../../lib/sev/launch.js';
 import { SevPlatform } from '../../lib/sev/platform.js';
 import { KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, SEV_POLICY } from '../../lib/uapi/constants.js';

@@ -4,7 +4,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { accessSync, constants } from 'node:fs';
-import { addonAvailable, loadAddon } from '../../lib/backend/native/addon.js';
+import { addonAvailable, loadAddon } from '../../lib/backends/native/addon.js';
 
 export interface Requirement {
   ok: boolean;

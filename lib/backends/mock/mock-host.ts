@@ -1,0 +1,536 @@
+/**
+ * MockHost: the Backend contract over a model of the Linux kernel (KVM, kvm_amd's SEV code, the PSP
+ * driver) and the AMD Secure Processor firmware. Instance-scoped: two hosts share nothing (fd
+ * numbers, user addresses, ASIDs, firmware keys, local-migration tokens, socket paths).
+ *
+ * Every ioctl goes the way it goes through the native shim: the same argument validation
+ * (marshal.ts), the kernel model on the struct bytes, the same write-back, errors of the same class
+ * and shape (KvmError: code, negative errno, syscall 'ioctl', request name). The hybrid backend uses
+ * the SEV half through {@link MockHost.sev} (see index.ts).
+ */
+import type { Backend, BackendFd, DevicePath, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
+import { KvmSevError, errnoError } from '../../backend/errors.js';
+import type { AnyStructCodec } from '../../uapi/codec.js';
+import { sevCommandName, sevPlatformCommandName } from '../../uapi/constants.js';
+import { invalidArgType, invalidArgValue } from '../../uapi/errors.js';
+import type { IoctlArg } from '../../uapi/ioctl-arg.js';
+import { ioctlByRequest, type IoctlDef } from '../../uapi/ioctls.js';
+import { kvm_sev_local_receive, kvm_sev_local_send } from '../../uapi/local-migration-structs.js';
+import { sevPlatformCommandStruct } from '../../uapi/psp-structs.js';
+import { sevCommandStruct } from '../../uapi/sev-structs.js';
+import { FdTable, MockFd, type KernelFile } from './kernel/common/files.js';
+import { DevKvmFile, DevSevFile, MemfdFile, MockKernel, VcpuFile, VmFile } from './kernel/kernel.js';
+import { KernelErrno } from './kernel/common/errno.js';
+import { AsidSpace } from './kernel/svm/asid.js';
+import { MockRunner } from './syscall/runner.js';
+import { LOCAL_RECEIVE, LOCAL_SEND, MockSevKernel } from './kernel/svm/sev.js';
+import { SevMemory } from './kernel/svm/sev-memory.js';
+import type { SevVm, SevVmPort } from './kernel/svm/sev-types.js';
+import { supportedCpuid } from './kernel/kvm/tables.js';
+import { argSize, argU32, codedError, Marshalled, rangeErr, typeErr, valueErr } from './syscall/marshal.js';
+import { MockMapping, pageAlignedSize, PAGE } from './kernel/common/mapping.js';
+import { resolveOptions, type MockHostOptions, type ResolvedOptions } from './options.js';
+import { CiphertextMemory } from './psp/ciphertext-memory.js';
+import { MockFirmware } from './psp/firmware.js';
+import type { SevFirmware } from './psp/api.js';
+import { SevDriver } from './kernel/ccp/sev-dev.js';
+import { SocketFile, SocketLayer } from './kernel/common/unix-sockets.js';
+import { MockSystemView } from './mock-system-view.js';
+import { MockTrace, type TraceEntry } from './trace.js';
+import { UserMemory } from './kernel/common/user-memory.js';
+
+const KVM_RUN_SIZE = 2352; // sizeof(struct kvm_run) on x86_64
+const SEV_VM_REQUESTS: ReadonlySet<string> = new Set(['KVM_MEMORY_ENCRYPT_OP', 'KVM_MEMORY_ENCRYPT_REG_REGION', 'KVM_MEMORY_ENCRYPT_UNREG_REGION']);
+
+/** A VM of the hybrid (or any KVM the mock does not own), attached to the mock's SEV layer. */
+export interface MockSevVm {
+  /** After MOVE took its context: every SEV ioctl answers EIO (the hybrid makes all its ioctls do so). */
+  readonly dead: boolean;
+  /** KVM_MEMORY_ENCRYPT_OP / REG_REGION / UNREG_REGION with the same arguments as Backend.ioctl. */
+  ioctl(request: number, arg?: IoctlArg): number;
+  ioctlAsync(request: number, arg?: IoctlArg): Promise<number>;
+  /** KVM_ENABLE_CAP(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) after the fd was resolved (null: EBADF). */
+  moveEncContextFrom(source: MockSevVm | null): void;
+  /** KVM_ENABLE_CAP(KVM_CAP_VM_COPY_ENC_CONTEXT_FROM) after the fd was resolved (null: EBADF). */
+  copyEncContextFrom(source: MockSevVm | null): void;
+  /** Demand pinning: the guest touched [uaddr, uaddr+length) (ENOMEM over RLIMIT_MEMLOCK). */
+  touch(uaddr: bigint, length: number): void;
+  /** The VM was destroyed (its last reference went): unpin, DEACTIVATE, DECOMMISSION, ASID to reclaim. */
+  destroy(): void;
+}
+
+/** What the SEV layer holds (tests, invariants, the hybrid). */
+export interface SevSnapshot {
+  readonly asidsHeld: number[];
+  readonly asidsReclaimable: number[];
+  readonly vms: { id: number; active: boolean; asid: number; handle: number; pagesLocked: number; regions: number; mirror: boolean; dead: boolean; token: bigint }[];
+  readonly tokens: number;
+  readonly platformState: number;
+  readonly pspDead: boolean;
+}
+
+export class MockHost implements Backend {
+  readonly name = 'mock' as const;
+  readonly options: Readonly<ResolvedOptions>;
+  readonly trace: MockTrace;
+  /** The process's address space as the kernel sees it (the hybrid registers its mappings here). */
+  readonly memory: UserMemory;
+  readonly firmware: SevFirmware;
+  readonly driver: SevDriver;
+  /** What a diagnosis reads from the host (kvm_amd parameters, memlock, devices, CPU flags). */
+  readonly system: MockSystemView;
+  private readonly fds = new FdTable();
+  private readonly kernel: MockKernel;
+  private readonly sevKernel: MockSevKernel;
+  private readonly asids: AsidSpace;
+  private readonly sockets: SocketLayer;
+  private readonly selectors: ReadonlyMap<string, (k: number) => AnyStructCodec | null | undefined>;
+  private current: TraceEntry | undefined;
+  /** Seam handles → the SEV layer's VMs (MOVE/COPY between attached VMs). */
+  private readonly sevHandles = new WeakMap<object, SevVm>();
+  private pspBusyUntil = 0;
+  private readonly sevEnabled: boolean;
+  private readonly esEnabled: boolean;
+
+  constructor(options: MockHostOptions = {}) {
+    const o = resolveOptions(options);
+    this.options = Object.freeze(o);
+    const p = o.processor;
+    this.sevEnabled = o.sev.enabled && p.maxSevAsid > 0;
+    this.esEnabled = this.sevEnabled && o.sev.es && p.sevEs && p.minSevAsid > 1;
+    const snp = this.esEnabled && o.sev.snp;
+    this.trace = new MockTrace(o.trace);
+    this.system = new MockSystemView(this.options, { sev: this.sevEnabled, es: this.esEnabled, snp });
+    this.memory = new UserMemory();
+    this.firmware = options.firmware ?? new MockFirmware({ profile: p, memory: options.memory ?? new CiphertextMemory() });
+    this.driver = new SevDriver(this.firmware, { faults: o.faults, ...(o.throttle ? { throttle: o.throttle } : {}), sevMax: o.kernel === 'local-migration-2021' ? 9 : 13 });
+    this.driver.onCommand = (command, status) => this.current?.firmware.push({ command, status });
+    this.asids = new AsidSpace(p.minSevAsid, p.maxSevAsid);
+    const legacy = o.kernel === 'local-migration-2021';
+    const vmsaFeatures = this.esEnabled && (p.name === 'milan' || p.name === 'genoa') ? 1n << 5n : 0n;
+    this.sevKernel = new MockSevKernel({
+      kernel: o.kernel,
+      enabled: this.sevEnabled,
+      es: this.esEnabled,
+      snp,
+      mem: this.memory,
+      driver: this.driver,
+      asids: this.asids,
+      memory: new SevMemory(this.memory, o.memlock, o.pinning, o.kernel === '7.2' ? Number(o.totalRam >> 12n) : undefined),
+      isSevFd: (n) => this.fds.lookup(n) instanceof DevSevFile,
+      vmByFd: (n) => {
+        const f = this.fds.lookup(n);
+        return f === undefined ? undefined : f instanceof VmFile ? f.vm.sev : 'other';
+      },
+      vmsaFeatures,
+    });
+    const mask = 1 | (this.sevEnabled ? 4 : 0) | (this.esEnabled ? 8 : 0) | (snp ? 16 : 0);
+    this.kernel = new MockKernel({
+      kernel: o.kernel,
+      mem: this.memory,
+      driver: this.driver,
+      sev: this.sevKernel,
+      cpuid: supportedCpuid(p, { enabled: this.sevEnabled, es: this.esEnabled }),
+      vmTypesMask: legacy ? 1 : mask,
+      sevAttrs: { vmsaFeatures: this.sevEnabled ? vmsaFeatures : 0n, snpPolicyBits: snp ? 0x1fffffn : 0n, snp },
+      onDestroy: (f) => this.traced('VM_DESTROY', f),
+    });
+    this.sockets = new SocketLayer(this.fds);
+    const sevSelect = (id: number): AnyStructCodec | null | undefined => {
+      if (legacy && id === LOCAL_SEND) return kvm_sev_local_send;
+      if (legacy && id === LOCAL_RECEIVE) return kvm_sev_local_receive;
+      return sevCommandStruct(id);
+    };
+    this.selectors = new Map([['kvm_sev_cmd', sevSelect], ['sev_issue_cmd', sevPlatformCommandStruct]]);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Devices and fds
+
+  open(path: DevicePath, options: { write?: boolean } = {}): BackendFd {
+    if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'object', options);
+    if (typeof path !== 'string') throw typeErr('The "path" argument must be of type string');
+    const write = options.write === undefined ? true : Boolean(options.write);
+    if (path === '/dev/kvm') return this.fds.install(new DevKvmFile());
+    if (path === '/dev/sev') {
+      if (!this.sevEnabled) throw errnoError(2, 'open', undefined, path);
+      return this.fds.install(new DevSevFile(write));
+    }
+    throw valueErr(`The "path" argument must be '/dev/kvm' or '/dev/sev'. Received '${path}'`);
+  }
+
+  /** The open file behind a fd of this host (ERR_INVALID_ARG_TYPE for anything else, EBADF if closed). */
+  private file(fd: BackendFd, name = 'fd'): KernelFile {
+    if (!(fd instanceof MockFd) || (fd as MockFd).table !== this.fds) throw invalidArgType(name, 'an instance of FdHandle (of this mock host)', fd);
+    const f = (fd as MockFd).kernelFile;
+    if (!f) throw errnoError(9, 'ioctl');
+    return f;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // ioctl
+
+  ioctl(fd: BackendFd, request: number, arg?: IoctlArg): number {
+    const call = this.prepare(fd, request, arg, false, false);
+    return call.finish(call.execute());
+  }
+
+  ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number> {
+    let call: Prepared;
+    try {
+      call = this.prepare(fd, request, arg, false, true);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const out = call.execute();
+    return new Promise((resolve, reject) => {
+      const settle = (): void => {
+        try {
+          resolve(call.finish(out));
+        } catch (e) {
+          reject(e);
+        }
+      };
+      if (out.delayMs > 0) setTimeout(settle, out.delayMs);
+      else setImmediate(settle);
+    });
+  }
+
+  ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
+    const call = this.prepare(fd, request, arg, true, false);
+    const out = call.execute();
+    call.finish(out);
+    return this.fds.install(out.file!);
+  }
+
+  private prepare(fd: BackendFd, request: number, arg: IoctlArg, wantFd: boolean, async: boolean): Prepared {
+    const file = this.file(fd);
+    const req = argU32(request, 'request');
+    const def = ioctlByRequest(req);
+    if (!def) {
+      throw codedError('ERR_KVM_SEV_UNKNOWN_IOCTL', `ioctl request 0x${req.toString(16).toUpperCase().padStart(8, '0')} is not in kvm-sev's allowlist of known KVM and SEV requests`);
+    }
+    if (!['kvm', 'sev', 'vm', 'vcpu'].includes(file.kind)) throw valueErr(`${def.name} cannot be issued on a ${file.kind} fd`);
+    if (def.name === 'KVM_RUN') throw codedError('ERR_KVM_SEV_USE_RUNNER', 'KVM_RUN runs on the vCPU\'s own thread: use a VcpuRunner (run() or runSync()), not ioctl()');
+    if (def.returnsFd && !wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} returns a new fd: use ioctlFd()`);
+    if (!def.returnsFd && wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} does not return an fd: use ioctl()`);
+    const m = this.marshal(def, arg);
+    return new Prepared(this, (fd as MockFd).fd, file, def, m, async, (k) => (wantFd ? this.kernel.ioctlFile(file, def, k) : this.kernel.ioctl(file, def, k)));
+  }
+
+  /** Validates the argument as the native shim does. */
+  private marshal(def: IoctlDef, arg: unknown): { m: Marshalled | undefined; int: bigint } {
+    switch (def.arg) {
+      case 'none':
+        if (arg !== undefined && arg !== 0) throw typeErr(`${def.name} takes no argument`);
+        return { m: undefined, int: 0n };
+      case 'int':
+        return { m: undefined, int: arg === undefined ? 0n : argSize(arg, 'arg') };
+      default: {
+        if (def.nullArg && (arg === undefined || arg === null || arg === 0)) return { m: undefined, int: 0n };
+        const m = new Marshalled(this.memory, this.selectors, def.name);
+        try {
+          m.buildRoot(arg, def.struct!, def.variable);
+        } catch (e) {
+          m.release();
+          this.memory.endCall();
+          throw e;
+        }
+        return { m, int: 0n };
+      }
+    }
+  }
+
+  /** @internal one step of Prepared: run the kernel and record the trace. */
+  runKernel(p: Prepared): Outcome {
+    const entry = this.trace.enabled ? this.trace.begin(p.fdNum, p.file.kind, p.def.name, p.async) : undefined;
+    if (entry) this.traceIn(entry, p);
+    this.current = entry;
+    this.driver.costMs = 0;
+    let result: number | KernelFile = 0;
+    let errno = 0;
+    try {
+      result = p.exec({ int: p.int, addr: p.m?.rootAddr ?? 0n });
+    } catch (e) {
+      if (!(e instanceof KernelErrno)) {
+        p.m?.release();
+        this.memory.endCall();
+        throw e;
+      }
+      errno = e.errno;
+    } finally {
+      this.current = undefined;
+    }
+    // One PSP timeline: a throttled command starts when the previous one is done.
+    let delayMs = 0;
+    if (this.driver.costMs > 0) {
+      const now = performance.now();
+      const start = Math.max(now, this.pspBusyUntil);
+      this.pspBusyUntil = start + this.driver.costMs;
+      delayMs = this.pspBusyUntil - now;
+    }
+    if (entry) {
+      this.traceOut(entry, p, errno, typeof result === 'number' ? result : 0);
+      this.trace.commit(entry);
+    }
+    this.memory.endCall();
+    return { errno, result, delayMs };
+  }
+
+  /** Work outside an ioctl that issues firmware commands (a VM's destruction): traced as `request`. */
+  private traced(request: string, f: () => void): void {
+    if (this.current || !this.trace.enabled) return f();
+    const e = this.trace.begin(-1, 'vm', request, false);
+    this.current = e;
+    try {
+      f();
+    } finally {
+      this.current = undefined;
+      if (e.firmware.length > 0) this.trace.commit(e);
+    }
+  }
+
+  private traceIn(e: TraceEntry, p: Prepared): void {
+    if (p.def.arg === 'int') e.arg = p.int;
+    const s = p.m?.structs;
+    if (!s || s.length === 0) return;
+    e.in = s[0]!.codec.decode(s[0]!.bytes) as Record<string, unknown>;
+    if (s[1]) e.dataIn = s[1].codec.decode(s[1].bytes) as Record<string, unknown>;
+    const id = (e.in as { id?: number; cmd?: number }).id ?? (e.in as { cmd?: number }).cmd;
+    if (p.def.name === 'KVM_MEMORY_ENCRYPT_OP' && id !== undefined) {
+      const legacy = this.options.kernel === 'local-migration-2021';
+      e.command = legacy && id === LOCAL_SEND ? 'LOCAL_SEND' : legacy && id === LOCAL_RECEIVE ? 'LOCAL_RECEIVE' : sevCommandName(id) ?? String(id);
+    } else if (p.def.name === 'SEV_ISSUE_CMD' && id !== undefined) {
+      e.command = sevPlatformCommandName(id) ?? String(id);
+    }
+  }
+
+  private traceOut(e: TraceEntry, p: Prepared, errno: number, result: number): void {
+    if (errno) e.errno = errnoError(errno, 'ioctl').code;
+    else e.result = result;
+    const s = p.m?.structs;
+    if (!s || s.length === 0) return;
+    e.out = s[0]!.codec.decode(s[0]!.bytes) as Record<string, unknown>;
+    if (s[1]) e.dataOut = s[1].codec.decode(s[1].bytes) as Record<string, unknown>;
+    if (e.command !== undefined) e.fwError = (e.out as { error?: number }).error ?? 0;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Memory
+
+  mmapAnonymous(size: number): GuestMapping {
+    const n = pageAlignedSize(size);
+    return new MockMapping(this.memory.newBacking(n), 0, n, () => {});
+  }
+
+  memfdCreate(name: string, size: number): BackendFd {
+    if (typeof name !== 'string') throw typeErr('The "name" argument must be of type string');
+    const n = pageAlignedSize(size);
+    return this.fds.install(new MemfdFile(name, this.memory.newBacking(n)));
+  }
+
+  mmapShared(memfd: BackendFd, size: number, offset = 0): GuestMapping {
+    const f = this.file(memfd, 'fd');
+    if (!(f instanceof MemfdFile)) throw valueErr('The "fd" argument must be a memfd');
+    const n = pageAlignedSize(size);
+    const off = Number(argSize(offset, 'offset'));
+    if (off % PAGE !== 0) throw rangeErr('The value of "offset" is out of range. It must be a multiple of 4096');
+    if (off + n > f.backing.size) throw rangeErr(`The mapping [${off}, +${n}) runs past the memfd's ${f.backing.size} bytes (the mock cannot map beyond a memfd)`);
+    return new MockMapping(f.backing, off, n, () => {});
+  }
+
+  createRunner(vcpu: BackendFd, mmapSize: number): VcpuRunHandle {
+    const f = this.file(vcpu, 'vcpu');
+    if (!(f instanceof VcpuFile)) throw valueErr('The "vcpu" argument must be a vCPU fd');
+    const size = argSize(mmapSize, 'mmapSize');
+    if (size < BigInt(KVM_RUN_SIZE) || size > 1n << 24n) throw rangeErr('The value of "mmapSize" is out of range (KVM_GET_VCPU_MMAP_SIZE)');
+    return new MockRunner(vcpu as MockFd, f.vm, f.vcpu, Number(size));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sockets
+
+  socketPair(): [BackendFd, BackendFd] {
+    return this.sockets.pair();
+  }
+  unixListen(path: string): BackendFd {
+    if (typeof path !== 'string') throw typeErr('The "path" argument must be of type string');
+    return this.sockets.listen(path);
+  }
+  unixConnect(path: string): BackendFd {
+    if (typeof path !== 'string') throw typeErr('The "path" argument must be of type string');
+    return this.sockets.connect(path);
+  }
+  unixAccept(listener: BackendFd): Promise<BackendFd> {
+    try {
+      const f = this.file(listener, 'listener');
+      if (!(f instanceof SocketFile) || !f.listening) throw valueErr('The "listener" argument must be a listening socket');
+      return this.sockets.accept(f);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): Promise<number> {
+    try {
+      const f = this.file(socket, 'socket');
+      if (!(f instanceof SocketFile)) throw valueErr('The "socket" argument must be a socket');
+      if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Uint8Array', data);
+      if (!Array.isArray(fds)) throw invalidArgType('fds', 'an instance of Array', fds);
+      return Promise.resolve(this.sockets.send(f, data, fds.map((x, i) => this.file(x, `fds[${i}]`))));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  recvFds(socket: BackendFd, maxBytes: number, maxFds = 16): Promise<ReceivedFds> {
+    try {
+      const f = this.file(socket, 'socket');
+      if (!(f instanceof SocketFile)) throw valueErr('The "socket" argument must be a socket');
+      return this.sockets.recv(f, Number(argSize(maxBytes, 'maxBytes')), Number(argSize(maxFds, 'maxFds')));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The SEV seam (hybrid) and introspection
+
+  /** The SEV half of the kernel, callable without the mock's own KVM (see index.ts). */
+  readonly sev = {
+    attach: (port: SevVmPort): MockSevVm => this.attachSev(port),
+    snapshot: (): SevSnapshot => this.snapshot(),
+  };
+
+  private attachSev(port: SevVmPort): MockSevVm {
+    const vm = this.sevKernel.attach(port);
+    const host = this;
+    const exec = (request: number, arg: IoctlArg | undefined, async: boolean): Prepared => {
+      const req = argU32(request, 'request');
+      const def = ioctlByRequest(req);
+      if (!def || !SEV_VM_REQUESTS.has(def.name)) throw invalidArgValue('request', request, 'must be KVM_MEMORY_ENCRYPT_OP, KVM_MEMORY_ENCRYPT_REG_REGION or KVM_MEMORY_ENCRYPT_UNREG_REGION');
+      const m = host.marshal(def, arg);
+      return new Prepared(host, -1, { kind: 'vm' } as KernelFile, def, m, async, (k) => {
+        if (vm.dead) throw new KernelErrno(5);
+        if (def.name === 'KVM_MEMORY_ENCRYPT_OP') return host.sevKernel.memEncOp(vm, k.addr);
+        if (def.name === 'KVM_MEMORY_ENCRYPT_REG_REGION') return host.sevKernel.regRegion(vm, k.addr);
+        return host.sevKernel.unregRegion(vm, k.addr);
+      });
+    };
+    const handles = this.sevHandles;
+    const cap = (f: (src: SevVm | undefined) => void): void => {
+      try {
+        f(undefined);
+      } catch (e) {
+        if (e instanceof KernelErrno) throw errnoError(e.errno, 'ioctl', 'KVM_ENABLE_CAP');
+        throw e;
+      }
+    };
+    const handle: MockSevVm = {
+      get dead() {
+        return vm.dead;
+      },
+      ioctl(request, arg) {
+        const p = exec(request, arg, false);
+        return p.finish(p.execute());
+      },
+      ioctlAsync(request, arg) {
+        let p: Prepared;
+        try {
+          p = exec(request, arg, true);
+        } catch (e) {
+          return Promise.reject(e);
+        }
+        const out = p.execute();
+        return new Promise((resolve, reject) => setTimeout(() => {
+          try {
+            resolve(p.finish(out));
+          } catch (e) {
+            reject(e);
+          }
+        }, out.delayMs));
+      },
+      moveEncContextFrom(source) {
+        cap(() => host.sevKernel.moveFromVm(vm, source ? handles.get(source) : undefined));
+      },
+      copyEncContextFrom(source) {
+        cap(() => host.sevKernel.copyFromVm(vm, source ? handles.get(source) : undefined));
+      },
+      touch(uaddr, length) {
+        cap(() => host.sevKernel.touch(vm, uaddr, length));
+      },
+      destroy() {
+        host.traced('VM_DESTROY', () => host.sevKernel.destroy(vm));
+      },
+    };
+    handles.set(handle, vm);
+    return handle;
+  }
+
+  private snapshot(): SevSnapshot {
+    return {
+      asidsHeld: this.asids.held(),
+      asidsReclaimable: this.asids.reclaimable(),
+      vms: [...this.sevKernel.vms].map((v) => ({
+        id: v.id, active: v.info.active, asid: v.info.asid, handle: v.info.handle, pagesLocked: v.info.pagesLocked,
+        regions: v.info.regions.length, mirror: v.info.owner !== undefined, dead: v.dead, token: v.info.infoToken,
+      })),
+      tokens: this.sevKernel.tokens.size,
+      platformState: this.driver.state,
+      pspDead: this.driver.pspDead,
+    };
+  }
+
+  /** Open fds of this host. */
+  get openFds(): number {
+    return this.fds.size;
+  }
+}
+
+interface Outcome {
+  errno: number;
+  result: number | KernelFile;
+  delayMs: number;
+}
+
+/** One validated call: execute once, then finish (write-back, error) when it settles. */
+class Prepared {
+  readonly host: MockHost;
+  readonly fdNum: number;
+  readonly file: KernelFile;
+  readonly def: IoctlDef;
+  readonly m: Marshalled | undefined;
+  readonly int: bigint;
+  readonly async: boolean;
+  readonly exec: (k: { int: bigint; addr: bigint }) => number | KernelFile;
+
+  constructor(host: MockHost, fdNum: number, file: KernelFile, def: IoctlDef, mi: { m: Marshalled | undefined; int: bigint }, async: boolean, exec: (k: { int: bigint; addr: bigint }) => number | KernelFile) {
+    this.host = host;
+    this.fdNum = fdNum;
+    this.file = file;
+    this.def = def;
+    this.m = mi.m;
+    this.int = mi.int;
+    this.async = async;
+    this.exec = exec;
+  }
+
+  execute(): Outcome & { file?: KernelFile } {
+    const o = this.host.runKernel(this);
+    return typeof o.result === 'number' ? o : { ...o, file: o.result };
+  }
+
+  finish(o: Outcome): number {
+    if (this.m) {
+      this.m.copyBack();
+      this.m.release();
+    }
+    if (o.delayMs > 0 && !this.async) sleepSync(o.delayMs);
+    if (o.errno) throw errnoError(o.errno, 'ioctl', this.def.name);
+    return typeof o.result === 'number' ? o.result : 0;
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+export { KvmSevError };

@@ -1,0 +1,66 @@
+/**
+ * KVM_RUN on the mock: the pure mock executes no guest code, so a run that the kernel would let
+ * reach the guest fails with ERR_KVM_SEV_MOCK_NO_EXECUTION (the hybrid backend runs guests). What
+ * the kernel answers before entering the guest comes first: EBADF for a closed vCPU, EIO for a dead
+ * VM, EINVAL for an SEV-type VM before INIT2 (svm_vcpu_pre_run), and -EINTR (resolved) after kick().
+ */
+import type { VcpuRunHandle } from '../../../backend/contract.js';
+import { KvmSevError, errnoError } from '../../../backend/errors.js';
+import { E } from '../kernel/common/errno.js';
+import type { MockFd } from '../kernel/common/files.js';
+import type { MockVcpu } from '../kernel/kvm/vcpu.js';
+import type { MockVm } from '../kernel/kvm/vm.js';
+
+export class MockRunner implements VcpuRunHandle {
+  readonly runArea: ArrayBuffer;
+  private readonly fd: MockFd;
+  private readonly vm: MockVm;
+  private readonly vcpu: MockVcpu;
+  private kicked = false;
+  private isClosed = false;
+
+  constructor(fd: MockFd, vm: MockVm, vcpu: MockVcpu, mmapSize: number) {
+    this.fd = fd;
+    this.vm = vm;
+    this.vcpu = vcpu;
+    this.runArea = new ArrayBuffer(mmapSize);
+  }
+
+  get running(): boolean {
+    return false;
+  }
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  runSync(): number {
+    if (this.isClosed || this.fd.closed) throw errnoError(E.EBADF, 'ioctl', 'KVM_RUN');
+    if (this.vm.dead) throw errnoError(E.EIO, 'ioctl', 'KVM_RUN');
+    if (this.vm.sev.info.needInit) throw errnoError(E.EINVAL, 'ioctl', 'KVM_RUN');
+    if (this.kicked) {
+      this.kicked = false;
+      return -E.EINTR;
+    }
+    throw new KvmSevError('ERR_KVM_SEV_MOCK_NO_EXECUTION',
+      `the mock backend executes no guest code (vCPU ${this.vcpu.id}): KVM_RUN needs a CPU. ` +
+      "Use the hybrid backend (real KVM with the mocked SEV), or the native backend on a KVM host.");
+  }
+
+  run(): Promise<number> {
+    try {
+      return Promise.resolve(this.runSync());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  kick(): void {
+    this.kicked = true;
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    structuredClone(this.runArea, { transfer: [this.runArea] });
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The native addon's surface (native/*.cc), and its lazy loader. Nothing loads the addon until a
+ * native-backed call needs it, so the package (and the mock) work where it could not be built.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { IoctlArg } from '../../uapi/ioctl-arg.js';
+import type { BackendFd, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
+import { errnoError, KvmSevError } from '../../backend/errors.js';
+
+export interface NativeRequestInfo {
+  name: string;
+  request: number;
+  arg: 'none' | 'int' | 'struct';
+  struct: string | null;
+  variable: boolean;
+  returnsFd: boolean;
+  nullArg: boolean;
+  fds: string[];
+}
+
+export interface NativePointerInfo {
+  name: string;
+  offset: number;
+  lenOffset: number;
+  lenSize: number;
+  fixedLen: number;
+  retained: boolean;
+  selected: boolean;
+}
+
+export interface NativeLayoutInfo {
+  name: string;
+  size: number;
+  pointers: NativePointerInfo[];
+}
+
+export interface NativeAddon {
+  abiVersion: number;
+  /** The native fd class (instances come from open/ioctlFd/memfdCreate/sockets). */
+  FdHandle: abstract new (...args: never[]) => BackendFd;
+  open(path: string, writable: boolean): BackendFd;
+  /** The ioctl entry points take the fd number of a live FdHandle (its `fd`), looked up natively. */
+  ioctl(fd: number, request: number, arg?: IoctlArg): number;
+  ioctlAsync(fd: number, request: number, arg?: IoctlArg): Promise<number>;
+  ioctlFd(fd: number, request: number, arg?: IoctlArg): BackendFd;
+  mmapAnonymous(size: number | bigint): GuestMapping;
+  memfdCreate(name: string, size: number | bigint): BackendFd;
+  mmapShared(fd: BackendFd, size: number | bigint, offset?: number | bigint): GuestMapping;
+  VcpuRunner: new (vcpu: BackendFd, mmapSize: number) => VcpuRunHandle;
+  socketPair(): [BackendFd, BackendFd];
+  unixListen(path: string): BackendFd;
+  unixConnect(path: string): BackendFd;
+  unixAccept(listener: BackendFd): Promise<BackendFd>;
+  sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): Promise<number>;
+  recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds>;
+  /** sendFds on the calling thread (blocks until all of `data` is sent): for synchronous request/reply. */
+  sendFdsSync(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number;
+  /** Whether two fds of this process refer to the same open file (kcmp(2) KCMP_FILE). */
+  sameFile(a: BackendFd, b: BackendFd): boolean;
+  setErrorFactory(f: (errno: number, syscall: string, request?: string, path?: string) => Error): void;
+  setLocalMigrationIds(send: number, receive: number): void;
+  describe(): { requests: NativeRequestInfo[]; layouts: NativeLayoutInfo[] };
+  liveHandleCount(): number;
+}
+
+/** The package root: the nearest folder above this file with kvm-sev's package.json. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'kvm-sev') return dir;
+      } catch {
+        /* keep walking */
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error('kvm-sev: cannot find the package root');
+    dir = up;
+  }
+}
+
+/** Where the loader looks, in order. KVM_SEV_ADDON (a path to kvm_sev.node) overrides. */
+export function addonCandidates(): string[] {
+  const env = process.env['KVM_SEV_ADDON'];
+  if (env) return [resolve(env)];
+  const root = packageRoot();
+  return [join(root, 'build', 'Release', 'kvm_sev.node'), join(root, 'build', 'Debug', 'kvm_sev.node')];
+}
+
+let cached: NativeAddon | undefined;
+let failure: KvmSevError | undefined;
+
+/** The native addon is unavailable: says what was tried and what to do. */
+export class NativeUnavailableError extends KvmSevError {
+  readonly tried: string[];
+  constructor(reason: string, tried: string[]) {
+    const help =
+      process.platform !== 'linux'
+        ? `kvm-sev's native backend needs Linux (/dev/kvm); on ${process.platform} use the mock backend: openHost({ backend: 'mock' }).`
+        : 'Build it with `npm rebuild kvm-sev` (needs python3, make and a C++17 compiler: apt-get install python3 make g++), ' +
+          'or point KVM_SEV_ADDON at a built kvm_sev.node. The mock backend works without it.';
+    super('ERR_KVM_SEV_NATIVE_UNAVAILABLE', `kvm-sev native addon unavailable: ${reason}. ${help}`);
+    this.tried = tried;
+  }
+}
+
+/** Loads the addon once per thread; throws {@link NativeUnavailableError} with the reasons. */
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  if (failure) throw failure;
+  const tried = addonCandidates();
+  const reasons: string[] = [];
+  if (process.platform !== 'linux') {
+    failure = new NativeUnavailableError(`platform ${process.platform}`, tried);
+    throw failure;
+  }
+  const require = createRequire(import.meta.url);
+  for (const p of tried) {
+    if (!existsSync(p)) {
+      reasons.push(`${p}: not found`);
+      continue;
+    }
+    try {
+      const a = require(p) as NativeAddon;
+      a.setErrorFactory((errno, syscall, request, path) => errnoError(errno, syscall, request, path));
+      cached = a;
+      return a;
+    } catch (e) {
+      reasons.push(`${p}: ${(e as Error).message}`);
+    }
+  }
+  failure = new NativeUnavailableError(reasons.join('; '), tried);
+  throw failure;
+}
+
+/** True if the addon loads (never throws). */
+export function addonAvailable(): boolean {
+  try {
+    loadAddon();
+    return true;
+  } catch {
+    return false;
+  }
+}
