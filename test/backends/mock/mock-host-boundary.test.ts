@@ -1,0 +1,81 @@
+/**
+ * What only the mock's boundary has beyond the shared conformance suite (test/conformance/boundary.ts,
+ * run against the mock too): argument types at the MockHost entry points, fd numbering, memfd page
+ * sharing, SCM_RIGHTS within one host.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { MockHost } from '../../../lib/backends/mock/index.js';
+import * as ioc from '../../../lib/uapi/ioctls.js';
+
+function setup() {
+  const b = new MockHost();
+  const kvm = b.open('/dev/kvm');
+  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
+  const close = () => [vcpu, vm, kvm].forEach((f) => f.close());
+  return { b, kvm, vm, vcpu, close };
+}
+
+function code(t: ExecutionContext, f: () => unknown, c: string, name?: string): void {
+  const e = t.throws(f) as (Error & { code?: string }) | undefined;
+  t.is(e?.code, c, e?.message);
+  if (name) t.is(e?.name, name);
+}
+
+
+test('wrong argument types are TypeErrors with ERR_INVALID_ARG_TYPE; ranges RangeErrors', (t) => {
+  const { b, kvm, close } = setup();
+  code(t, () => b.ioctl({} as never, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE', 'TypeError');
+  code(t, () => b.ioctl({ fd: kvm.fd } as never, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE');
+  code(t, () => new MockHost().ioctl(kvm, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE', 'TypeError');
+  code(t, () => b.ioctl(kvm, '44544' as never), 'ERR_INVALID_ARG_TYPE');
+  code(t, () => b.ioctl(kvm, -1), 'ERR_OUT_OF_RANGE', 'RangeError');
+  code(t, () => b.ioctl(kvm, 2 ** 32), 'ERR_OUT_OF_RANGE');
+  code(t, () => b.ioctl(kvm, ioc.KVM_GET_API_VERSION, 'x' as never), 'ERR_INVALID_ARG_TYPE');
+  code(t, () => b.ioctl(kvm, ioc.KVM_CHECK_EXTENSION, {} as never), 'ERR_INVALID_ARG_TYPE');
+  code(t, () => b.ioctl(kvm, ioc.KVM_CHECK_EXTENSION, -1), 'ERR_OUT_OF_RANGE');
+  code(t, () => b.open('/etc/passwd' as never), 'ERR_INVALID_ARG_VALUE');
+  code(t, () => b.open('/dev/kvm', null as never), 'ERR_INVALID_ARG_TYPE');
+  code(t, () => b.mmapAnonymous(4095), 'ERR_OUT_OF_RANGE');
+  code(t, () => b.mmapAnonymous(0), 'ERR_OUT_OF_RANGE');
+  code(t, () => b.mmapAnonymous(-4096), 'ERR_OUT_OF_RANGE');
+  code(t, () => b.createRunner({} as never, 12288), 'ERR_INVALID_ARG_TYPE');
+  code(t, () => b.createRunner(kvm, 12288), 'ERR_INVALID_ARG_VALUE');
+  close();
+});
+
+test('closed fds answer EBADF, and close() is idempotent; fd numbers start at 3 and are reused lowest first', async (t) => {
+  const { b, kvm, close } = setup();
+  t.is(kvm.fd, 3);
+  close();
+  close();
+  t.true(kvm.closed);
+  t.is(kvm.kind, 'closed');
+  t.is(kvm.fd, -1);
+  code(t, () => b.ioctl(kvm, ioc.KVM_GET_API_VERSION), 'EBADF');
+  const e = await t.throwsAsync(b.ioctlAsync(kvm, ioc.KVM_GET_API_VERSION));
+  t.like(e, { code: 'EBADF', errno: -9, syscall: 'ioctl' });
+  t.is(b.open('/dev/kvm').fd, 3);
+  t.is(b.openFds, 1);
+});
+
+test('memfd mappings share pages; two hosts share nothing; SCM_RIGHTS hands over the same VM', async (t) => {
+  const b = new MockHost();
+  const fd = b.memfdCreate('guest', 0x2000);
+  const m1 = b.mmapShared(fd, 0x2000);
+  const m2 = b.mmapShared(fd, 0x2000);
+  new Uint8Array(m1.buffer)[7] = 9;
+  t.is(new Uint8Array(m2.buffer)[7], 9);
+  code(t, () => b.mmapShared(b.open('/dev/kvm'), 0x1000), 'ERR_INVALID_ARG_VALUE');
+  code(t, () => b.mmapShared(fd, 0x1000, 100), 'ERR_OUT_OF_RANGE');
+  const other = new MockHost();
+  code(t, () => other.mmapShared(fd, 0x1000), 'ERR_INVALID_ARG_TYPE');
+  // SCM_RIGHTS within a host: the received fd is the same VM.
+  const [a, c] = b.socketPair();
+  const vm = b.ioctlFd(b.open('/dev/kvm'), ioc.KVM_CREATE_VM, 0);
+  t.is(await b.sendFds(a, Uint8Array.of(1, 2), [vm]), 2);
+  const got = await b.recvFds(c, 16);
+  t.deepEqual([...got.data], [1, 2]);
+  t.is(got.fds[0]!.kind, 'vm');
+  t.not(got.fds[0]!.fd, vm.fd);
+});

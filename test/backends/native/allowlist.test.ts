@@ -1,0 +1,50 @@
+/**
+ * The native shim's compiled-in allowlist and struct layouts agree with the TypeScript codecs
+ * (which test/uapi-layout checks against the kernel headers): same requests, numbers, argument
+ * kinds, struct sizes, and the same pointer fields paired with the same length fields.
+ */
+import { loadAddon } from '../../../lib/backends/native/addon.js';
+import { IOCTLS } from '../../../lib/uapi/ioctls.js';
+import { structs } from '../../../lib/uapi/index.js';
+import type { AnyStructCodec } from '../../../lib/uapi/codec.js';
+import { hwTest, nativeAddon } from '../../helpers/hw.js';
+
+const req = nativeAddon();
+
+hwTest(req, 'every allowlisted request has the same number, argument kind and fd kinds in C++ and TS', (t) => {
+  const native = new Map(loadAddon().describe().requests.map((r) => [r.name, r]));
+  t.is(native.size, IOCTLS.length);
+  for (const d of IOCTLS) {
+    const n = native.get(d.name);
+    t.truthy(n, `${d.name} missing from the native allowlist`);
+    if (!n) continue;
+    t.is(n.request, d.request, `${d.name} number`);
+    t.is(n.arg, d.arg, `${d.name} argument kind`);
+    t.is(n.returnsFd, d.returnsFd === true, `${d.name} returnsFd`);
+    t.deepEqual([...n.fds].sort(), [...d.fds].sort(), `${d.name} fd kinds`);
+    if (d.struct) t.is(n.struct, d.struct.name, `${d.name} struct`);
+  }
+});
+
+hwTest(req, 'every native layout matches its codec: size, pointer offsets, paired lengths, retained and fixed sizes', (t) => {
+  const layouts = loadAddon().describe().layouts;
+  const codecs = structs as unknown as Record<string, AnyStructCodec>;
+  for (const l of layouts) {
+    const c = codecs[l.name];
+    t.truthy(c, `no codec for ${l.name}`);
+    if (!c) continue;
+    t.is(l.size, c.size, `${l.name} size`);
+    t.is(l.pointers.length, c.pointers.length, `${l.name} pointer count`);
+    for (const p of l.pointers) {
+      const f = c.pointers.find((x) => x.name === p.name);
+      t.truthy(f, `${l.name}.${p.name} is not a ptr in the codec`);
+      if (!f?.pointer) continue;
+      t.is(p.offset, f.offset, `${l.name}.${p.name} offset`);
+      t.is(p.lenOffset, f.pointer.len ? f.pointer.len.offset : -1, `${l.name}.${p.name} paired length`);
+      if (f.pointer.len) t.is(p.lenSize, f.pointer.len.size, `${l.name}.${p.name} length size`);
+      t.is(p.fixedLen, f.pointer.fixedLen ?? 0, `${l.name}.${p.name} fixed length`);
+      t.is(p.retained, f.pointer.retained === true, `${l.name}.${p.name} retained`);
+      t.is(p.selected, f.pointer.selectBy !== undefined, `${l.name}.${p.name} selected by a command id`);
+    }
+  }
+});

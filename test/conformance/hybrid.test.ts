@@ -1,0 +1,15 @@
+/** The conformance suites against the hybrid backend (real /dev/kvm, mocked SEV). */
+import { HybridBackend } from '../../lib/backends/hybrid/hybrid-backend.js';
+import { boundarySuite } from './boundary.js';
+import { lifecycleSuite } from './lifecycle.js';
+import { kvmDevice } from '../helpers/hw.js';
+
+const req = kvmDevice();
+boundarySuite({ name: 'hybrid', req, make: () => new HybridBackend() });
+lifecycleSuite({
+  name: 'hybrid',
+  req,
+  make: (o = {}) => new HybridBackend(o.memlockBytes !== undefined ? { memlock: { limit: o.memlockBytes, capIpcLock: false } } : {}),
+  mockedMemlock: true,
+  asidsHeld: (b) => (b as HybridBackend).sevSnapshot.asidsHeld,
+});
