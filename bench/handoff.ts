@@ -31,7 +31,9 @@ function child(args: string[]): { out: Promise<Record<string, string>>; listenin
     if (stderr.includes('LISTENING')) onListen();
   });
   const out = new Promise<Record<string, string>>((resolve, reject) =>
-    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(stdout.trim().split('\n').pop()!)) : reject(new Error(`${args[0]} exited ${code}: ${stderr}`)))),
+    p.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(stdout.trim().split('\n').pop()!)) : reject(new Error(`${args[0]} exited ${code}: ${stderr}`)),
+    ),
   );
   return { out, listening };
 }
@@ -58,7 +60,9 @@ for (const g of sizes) {
     row.copyMs = median(cp);
   }
   rows.push(row);
-  console.log(`${row.size.padEnd(8)} handoff pause ${row.fdMs.toFixed(2)} ms${row.copyMs !== undefined ? `, copy ${row.copyMs.toFixed(1)} ms (${(row.copyMs / row.fdMs).toFixed(0)}x)` : ''}`);
+  console.log(
+    `${row.size.padEnd(8)} handoff pause ${row.fdMs.toFixed(2)} ms${row.copyMs !== undefined ? `, copy ${row.copyMs.toFixed(1)} ms (${(row.copyMs / row.fdMs).toFixed(0)}x)` : ''}`,
+  );
 }
 const first = rows[0]!;
 const last = rows[rows.length - 1]!;

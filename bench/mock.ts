@@ -70,11 +70,19 @@ async function main(): Promise<void> {
   console.log(`mock benchmarks: ${SIZE >> 20} MiB, medians of ${ROUNDS} rounds\n`);
   console.log(`raw AES-128-CTR            ${gbps(SIZE, aes).toFixed(2)} GB/s`);
   console.log(`raw SHA-256                ${gbps(SIZE, sha).toFixed(2)} GB/s`);
-  console.log(`LAUNCH_UPDATE_DATA (mock)  ${gbps(SIZE, update).toFixed(2)} GB/s  = ${(aes / update).toFixed(2)}x raw AES (target >= 0.5x; it also hashes: vs AES+SHA ${((aes + sha) / update).toFixed(2)}x)`);
-  console.log(`launch digest              ${gbps(SIZE, digest).toFixed(2)} GB/s  = ${(sha / digest).toFixed(2)}x raw SHA-256 (target >= 0.8x)`);
-  const child = JSON.parse(execFileSync(process.execPath, ['--max-old-space-size=4096', fileURLToPath(import.meta.url), 'peak'], { encoding: 'utf8' })) as { before: number; peak: number };
+  console.log(
+    `LAUNCH_UPDATE_DATA (mock)  ${gbps(SIZE, update).toFixed(2)} GB/s  = ${(aes / update).toFixed(2)}x raw AES (target >= 0.5x; it also hashes: vs AES+SHA ${((aes + sha) / update).toFixed(2)}x)`,
+  );
+  console.log(
+    `launch digest              ${gbps(SIZE, digest).toFixed(2)} GB/s  = ${(sha / digest).toFixed(2)}x raw SHA-256 (target >= 0.8x)`,
+  );
+  const child = JSON.parse(
+    execFileSync(process.execPath, ['--max-old-space-size=4096', fileURLToPath(import.meta.url), 'peak'], { encoding: 'utf8' }),
+  ) as { before: number; peak: number };
   const copies = (child.peak - child.before) / 2 ** 30;
-  console.log(`1 GiB mock launch          peak memory during LAUNCH_UPDATE_DATA: +${copies.toFixed(2)} GiB over the ${(child.before / 2 ** 30).toFixed(2)} GiB before it = ${copies.toFixed(2)} copies of the guest (target <= 1)`);
+  console.log(
+    `1 GiB mock launch          peak memory during LAUNCH_UPDATE_DATA: +${copies.toFixed(2)} GiB over the ${(child.before / 2 ** 30).toFixed(2)} GiB before it = ${copies.toFixed(2)} copies of the guest (target <= 1)`,
+  );
   const rate = 8 << 20;
   const thr = await launchOnce(16 << 20, rate);
   console.log(`throttled PSP (8 MB/s)     16 MiB in ${(thr / 1000).toFixed(2)} s = ${((16 << 20) / 1e6 / (thr / 1000)).toFixed(1)} MB/s`);

@@ -89,12 +89,26 @@ async function main(): Promise<void> {
   const cIoctl = c(exe, 'ioctl', N1);
   const fd = kvm.fd;
   for (let i = 0; i < 20_000; i++) backend.ioctl(fd, ioc.KVM_CHECK_EXTENSION, KVM_CAP.USER_MEMORY);
-  add('KVM_CHECK_EXTENSION via the backend', cIoctl, rounds(() => timeIt(N1, () => {
-    for (let i = 0; i < N1; i++) backend.ioctl(fd, ioc.KVM_CHECK_EXTENSION, KVM_CAP.USER_MEMORY);
-  })), 1.3);
-  add('KVM_CHECK_EXTENSION via Kvm.checkExtension()', cIoctl, rounds(() => timeIt(N1, () => {
-    for (let i = 0; i < N1; i++) kvm.checkExtension(KVM_CAP.USER_MEMORY);
-  })), 1.3);
+  add(
+    'KVM_CHECK_EXTENSION via the backend',
+    cIoctl,
+    rounds(() =>
+      timeIt(N1, () => {
+        for (let i = 0; i < N1; i++) backend.ioctl(fd, ioc.KVM_CHECK_EXTENSION, KVM_CAP.USER_MEMORY);
+      }),
+    ),
+    1.3,
+  );
+  add(
+    'KVM_CHECK_EXTENSION via Kvm.checkExtension()',
+    cIoctl,
+    rounds(() =>
+      timeIt(N1, () => {
+        for (let i = 0; i < N1; i++) kvm.checkExtension(KVM_CAP.USER_MEMORY);
+      }),
+    ),
+    1.3,
+  );
 
   // 2. A port-I/O exit round trip, the exit decoded and handled in JS.
   const N2 = 20_000;
@@ -108,9 +122,16 @@ async function main(): Promise<void> {
       sink += e.data[0]!;
     };
     for (let i = 0; i < 1000; i++) once();
-    add('port-I/O exit round trip, runSync()', cExit, rounds(() => timeIt(N2, () => {
-      for (let i = 0; i < N2; i++) once();
-    })), 1.15);
+    add(
+      'port-I/O exit round trip, runSync()',
+      cExit,
+      rounds(() =>
+        timeIt(N2, () => {
+          for (let i = 0; i < N2; i++) once();
+        }),
+      ),
+      1.15,
+    );
     const asyncRounds: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       const t0 = process.hrtime.bigint();
@@ -136,19 +157,32 @@ async function main(): Promise<void> {
     vm.close();
   };
   for (let i = 0; i < 20; i++) lifecycle();
-  add('create VM + memory + vCPU, run to first exit, close', cLife, rounds(() => timeIt(N3, () => {
-    for (let i = 0; i < N3; i++) lifecycle();
-  })), 1.2);
+  add(
+    'create VM + memory + vCPU, run to first exit, close',
+    cLife,
+    rounds(() =>
+      timeIt(N3, () => {
+        for (let i = 0; i < N3; i++) lifecycle();
+      }),
+    ),
+    1.2,
+  );
   kvm.close();
 
-  const fmt = (ns: number) => (ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(0)} ns`);
+  const fmt = (ns: number) =>
+    ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(0)} ns`;
   console.log(`\nkvm-sev benchmarks: medians of ${ROUNDS} rounds, node ${process.version}, ${process.arch}\n`);
   console.log(`${'benchmark'.padEnd(54)} ${'C'.padStart(10)} ${'kvm-sev'.padStart(10)} ${'ratio'.padStart(7)} target`);
   for (const r of rows) {
     const ok = r.ratio <= r.target ? 'met' : 'MISSED';
-    console.log(`${r.name.padEnd(54)} ${fmt(r.cNs).padStart(10)} ${fmt(r.jsNs).padStart(10)} ${r.ratio.toFixed(2).padStart(6)}x <= ${r.target}x ${ok}`);
+    console.log(
+      `${r.name.padEnd(54)} ${fmt(r.cNs).padStart(10)} ${fmt(r.jsNs).padStart(10)} ${r.ratio.toFixed(2).padStart(6)}x <= ${r.target}x ${ok}`,
+    );
   }
-  writeFileSync(join(outDir, 'results.json'), JSON.stringify({ date: new Date().toISOString(), node: process.version, rounds: ROUNDS, rows }, null, 2));
+  writeFileSync(
+    join(outDir, 'results.json'),
+    JSON.stringify({ date: new Date().toISOString(), node: process.version, rounds: ROUNDS, rows }, null, 2),
+  );
 }
 
 await main();

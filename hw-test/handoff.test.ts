@@ -14,7 +14,6 @@ type Json = { seen: number[]; owner: string; reason?: string | null; devices?: R
 
 const start = (role: string, sock: string, n: number, env: Record<string, string> = {}) => startVmm<Json>(vmm, role, sock, n, env);
 
-
 hwTestSerial(req, 'process A hands the running guest to process B; the counter continues exactly', async (t) => {
   const sock = socketPath();
   const b = start('target', sock, 500);
@@ -33,7 +32,7 @@ hwTestSerial(req, 'process A hands the running guest to process B; the counter c
   t.is(rb.json!.devices!['note'], 'from the old VMM');
 });
 
-hwTestSerial(req, 'B killed after taking over: A has already let go (the guest was B\'s)', async (t) => {
+hwTestSerial(req, "B killed after taking over: A has already let go (the guest was B's)", async (t) => {
   const sock = socketPath();
   const b = start('target', sock, 100, { HANDOFF_DIE: 'after-takeover' });
   await b.waitFor('TARGET-LISTENING');
@@ -71,7 +70,10 @@ hwTestSerial(req, 'B killed during the receive (before ready): A still owns the 
   t.is(ra.json!.owner, 'source');
   const s = ra.json!.seen;
   t.true(s.length >= 200, 'A ran 100 more exits after the failed handoff');
-  t.true(s.every((v, i) => i === 0 || v === s[i - 1]! + 1), 'and the guest lost nothing');
+  t.true(
+    s.every((v, i) => i === 0 || v === s[i - 1]! + 1),
+    'and the guest lost nothing',
+  );
 });
 
 hwTestSerial(req, 'A killed after pausing the guest, before sending it: B has no guest, nothing leaks', async (t) => {

@@ -49,10 +49,16 @@ function continues(t: ExecutionContext, ra: ChildOut<Json>, rb: ChildOut<Json>):
   const sb = rb.json!.seen;
   t.deepEqual(sa.slice(0, 2), [1, 2]);
   t.is(sb[0], sa[sa.length - 1]! + 1, 'B continues right after A');
-  t.true(sb.every((v, i) => i === 0 || v === sb[i - 1]! + 1), 'no step lost or repeated');
+  t.true(
+    sb.every((v, i) => i === 0 || v === sb[i - 1]! + 1),
+    'no step lost or repeated',
+  );
 }
 
-for (const [kernel, method] of [['local-migration-2021', 'token'], ['7.2', 'move']] as const) {
+for (const [kernel, method] of [
+  ['local-migration-2021', 'token'],
+  ['7.2', 'move'],
+] as const) {
   hwTestSerial(req, `SEV guest handed from A to B by ${method} (kernel ${kernel}); the counter continues; no ASID left`, async (t) => {
     const { sock, env, observer } = setup(kernel);
     const b = start('target', sock, 300, env);
@@ -73,31 +79,38 @@ for (const [kernel, method] of [['local-migration-2021', 'token'], ['7.2', 'move
   });
 }
 
-hwTestSerial(req, 'token: A killed after LOCAL_SEND, before handing over: the token dies with its source (EFAULT on receive)', async (t) => {
-  const { sock, env, observer } = setup('local-migration-2021');
-  const b = start('target', sock, 100, env);
-  await b.waitFor('TARGET-LISTENING');
-  const a = start('source', sock, 100, { ...env, HANDOFF_DIE: 'after-send' });
-  const [ra, rb] = await Promise.all([a.done, b.done]);
-  t.is(ra.signal, 'SIGKILL');
-  t.not(rb.code, 0, 'B has no guest');
-  t.regex(rb.stderr, /closed the socket/);
-  const token = BigInt(`0x${/TOKEN=([0-9a-f]+)/.exec(ra.stderr)![1]}`);
-  const s = await settled(observer);
-  t.deepEqual(s.snapshot.asidsHeld, [], 'the source was destroyed: its ASID is free');
-  // Anyone redeeming the token now: the staged info was lost with its source.
-  const kvm = Kvm.open({ backend: observer });
-  const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
-  vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'late-receiver' });
-  const cmds = new SevGuestCommands(vm, null, { localMigration: { profile: 'local-migration-2021' } });
-  await cmds.init();
-  await t.throwsAsync(cmds.localReceive(token), { code: 'EFAULT' } as never);
-  vm.close();
-  kvm.close();
-  observer.sevService!.close();
-});
+hwTestSerial(
+  req,
+  'token: A killed after LOCAL_SEND, before handing over: the token dies with its source (EFAULT on receive)',
+  async (t) => {
+    const { sock, env, observer } = setup('local-migration-2021');
+    const b = start('target', sock, 100, env);
+    await b.waitFor('TARGET-LISTENING');
+    const a = start('source', sock, 100, { ...env, HANDOFF_DIE: 'after-send' });
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    t.is(ra.signal, 'SIGKILL');
+    t.not(rb.code, 0, 'B has no guest');
+    t.regex(rb.stderr, /closed the socket/);
+    const token = BigInt(`0x${/TOKEN=([0-9a-f]+)/.exec(ra.stderr)![1]}`);
+    const s = await settled(observer);
+    t.deepEqual(s.snapshot.asidsHeld, [], 'the source was destroyed: its ASID is free');
+    // Anyone redeeming the token now: the staged info was lost with its source.
+    const kvm = Kvm.open({ backend: observer });
+    const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+    vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'late-receiver' });
+    const cmds = new SevGuestCommands(vm, null, { localMigration: { profile: 'local-migration-2021' } });
+    await cmds.init();
+    await t.throwsAsync(cmds.localReceive(token), { code: 'EFAULT' } as never);
+    vm.close();
+    kvm.close();
+    observer.sevService!.close();
+  },
+);
 
-for (const [kernel, method] of [['local-migration-2021', 'token'], ['7.2', 'move']] as const) {
+for (const [kernel, method] of [
+  ['local-migration-2021', 'token'],
+  ['7.2', 'move'],
+] as const) {
   hwTestSerial(req, `${method}: B killed before the receive: A still owns the guest and resumes it; nothing leaks`, async (t) => {
     const { sock, env, observer } = setup(kernel);
     const b = start('target', sock, 100, { ...env, HANDOFF_DIE: 'before-ready' });
@@ -109,7 +122,10 @@ for (const [kernel, method] of [['local-migration-2021', 'token'], ['7.2', 'move
     t.is(ra.json!.owner, 'source');
     const s = ra.json!.seen;
     t.true(s.length >= 200, 'A ran on after the failed handoff');
-    t.true(s.every((v, i) => i === 0 || v === s[i - 1]! + 1), 'and the guest lost nothing');
+    t.true(
+      s.every((v, i) => i === 0 || v === s[i - 1]! + 1),
+      'and the guest lost nothing',
+    );
     const st = await settled(observer);
     t.deepEqual(st.snapshot.asidsHeld, []);
     observer.sevService!.close();

@@ -48,7 +48,7 @@ hwTest(kvmDevice(), 'save/restore of vCPU state continues the guest exactly in a
   const next = await counts(vb, 1000);
   t.is(next[0], first[first.length - 1]! + 1, 'no step lost or repeated');
   t.true(next.every((v, i) => i === 0 || v === next[i - 1]! + 1));
-  t.is(memB.readU32(0x2000n), next[next.length - 1]);
+  t.is(memB.readU32(0x2000n), next[next.length - 1]!);
   b.close();
   view.unmap();
   mem.memfd!.close();

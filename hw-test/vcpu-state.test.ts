@@ -17,7 +17,10 @@ hwTest(req, 'Kvm: API version, extensions, VM types, mmap size, CPUID, MSR list'
   t.true(kvm.supportedVmTypes().includes(KVM_X86_DEFAULT_VM));
   t.true(kvm.vcpuMmapSize() >= 4096);
   const cpuid = kvm.supportedCpuid();
-  t.true(cpuid.some((e) => e.function === 0), 'leaf 0');
+  t.true(
+    cpuid.some((e) => e.function === 0),
+    'leaf 0',
+  );
   t.true(cpuid.length > 10);
   const msrs = kvm.msrIndexList();
   t.true(msrs.includes(MSR_IA32_SYSENTER_CS));

@@ -17,15 +17,42 @@ export { NativeBackend } from './backends/native/native-backend.js';
 export { loadAddon, addonAvailable, NativeUnavailableError, packageRoot } from './backends/native/addon.js';
 export { Kvm, type KvmOpenOptions } from './kvm/kvm.js';
 export { Vm, type AddMemoryOptions, type MemoryRegionOptions } from './kvm/vm.js';
-export { Vcpu, type KvmRegs, type KvmSregs, type KvmFpu, type KvmXcrs, type KvmVcpuEvents, type KvmMpState, type KvmDebugregs } from './kvm/vcpu.js';
+export {
+  Vcpu,
+  type KvmRegs,
+  type KvmSregs,
+  type KvmFpu,
+  type KvmXcrs,
+  type KvmVcpuEvents,
+  type KvmMpState,
+  type KvmDebugregs,
+} from './kvm/vcpu.js';
 export { GuestMemory, type Address } from './kvm/guest-memory.js';
 export type { VcpuExit } from './kvm/exits.js';
 export { saveVcpuState, restoreVcpuState, encodeVcpuState, decodeVcpuState, type VcpuState } from './kvm/vcpu-state.js';
 export * from './sev/index.js';
-export { handOff, takeOver, HANDOFF_VERSION, type HandOffOptions, type HandOffResult, type TakeOverOptions, type TakenOver, type SevHandoff, type EncContextMethod } from './migration/handoff.js';
+export {
+  handOff,
+  takeOver,
+  HANDOFF_VERSION,
+  type HandOffOptions,
+  type HandOffResult,
+  type TakeOverOptions,
+  type TakenOver,
+  type SevHandoff,
+  type EncContextMethod,
+} from './migration/handoff.js';
 export { pickEncContextMethod, sevHandoff, transferEncContext, type MethodChoice } from './migration/enc-context.js';
 export { openHost, type OpenHostOptions, type OpenedHost } from './app/open-host.js';
 export { Asm16 } from './app/guest/asm16.js';
-export { helloProgram, outLoopProgram, counterProgram, secretDemoProgram, secretDigest, COM1, type GuestProgram } from './app/guest/programs.js';
+export {
+  helloProgram,
+  outLoopProgram,
+  counterProgram,
+  secretDemoProgram,
+  secretDigest,
+  COM1,
+  type GuestProgram,
+} from './app/guest/programs.js';
 export { SerialPort } from './app/guest/serial.js';
 export { setupRealMode, loadProgram } from './app/guest/setup.js';

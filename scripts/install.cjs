@@ -11,7 +11,8 @@ const root = path.resolve(__dirname, '..');
 const required = process.env.KVM_SEV_REQUIRE_NATIVE === '1';
 
 function skip(reason) {
-  const msg = `kvm-sev: native addon not built (${reason}). The mock backend works; ` +
+  const msg =
+    `kvm-sev: native addon not built (${reason}). The mock backend works; ` +
     'native /dev/kvm and /dev/sev access needs Linux with python3, make and a C++17 compiler ' +
     '(then run `npm rebuild kvm-sev`).';
   if (required) {

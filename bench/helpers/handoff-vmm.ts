@@ -46,7 +46,16 @@ if (role === 'source') {
         last = now();
       }
     })();
-    const r = await handOff({ vm, vcpus: [vcpu], memory: [mem], socket, pause: async () => { stop = true; await loop; } });
+    const r = await handOff({
+      vm,
+      vcpus: [vcpu],
+      memory: [mem],
+      socket,
+      pause: async () => {
+        stop = true;
+        await loop;
+      },
+    });
     if (r.owner !== 'target') throw new Error(`handoff failed: ${r.reason}`);
   } else {
     // The copy baseline: vCPU state as in a handoff, the memory streamed through the socket.

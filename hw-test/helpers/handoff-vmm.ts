@@ -44,7 +44,11 @@ if (role === 'source') {
   })();
   const t0 = process.hrtime.bigint();
   const r = await handOff({
-    vm, vcpus: [vcpu], memory: [mem], socket, devices: { serial: serial.saveState(), note: 'from the old VMM' },
+    vm,
+    vcpus: [vcpu],
+    memory: [mem],
+    socket,
+    devices: { serial: serial.saveState(), note: 'from the old VMM' },
     pause: async () => {
       stop = true;
       await loop;
@@ -53,7 +57,9 @@ if (role === 'source') {
     },
   });
   if (r.owner === 'source') await counts(vcpu, n, seen); // still ours: resume
-  console.log(JSON.stringify({ role, seen, owner: r.owner, reason: r.reason ?? null, handoffMs: Number(process.hrtime.bigint() - t0) / 1e6 }));
+  console.log(
+    JSON.stringify({ role, seen, owner: r.owner, reason: r.reason ?? null, handoffMs: Number(process.hrtime.bigint() - t0) / 1e6 }),
+  );
 } else {
   const listener = backend.unixListen(path!);
   console.error('TARGET-LISTENING');

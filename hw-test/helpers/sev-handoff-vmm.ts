@@ -68,7 +68,11 @@ if (role === 'source') {
     while (!stop) await counts(vcpu, 1, seen);
   })();
   const r = await handOff({
-    vm, vcpus: [vcpu], memory: [mem], socket, sev,
+    vm,
+    vcpus: [vcpu],
+    memory: [mem],
+    socket,
+    sev,
     pause: async () => {
       stop = true;
       await loop;
@@ -82,7 +86,8 @@ if (role === 'source') {
   console.error('TARGET-LISTENING');
   const socket = await backend.unixAccept(listener);
   const g = await takeOver({
-    kvm, socket,
+    kvm,
+    socket,
     sev: sevHandoff({ method, ...lm, init: (c) => c.init() }),
     beforeReady: () => {
       if (die === 'before-ready') process.kill(process.pid, 'SIGKILL');

@@ -54,14 +54,22 @@ function probeNative(): Probe {
     try {
       native.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP); // the NULL probe: 0 with SEV, ENOTTY without
     } catch (e) {
-      return { kvm: true, sev: false, why: `/dev/kvm works, but KVM answers ${(e as { code?: string }).code} to SEV commands (no SEV on this host)` };
+      return {
+        kvm: true,
+        sev: false,
+        why: `/dev/kvm works, but KVM answers ${(e as { code?: string }).code} to SEV commands (no SEV on this host)`,
+      };
     } finally {
       vm.close();
     }
     try {
       native.open('/dev/sev').close();
     } catch (e) {
-      return { kvm: true, sev: false, why: `/dev/kvm and KVM's SEV work, but /dev/sev cannot be opened (${(e as { code?: string }).code})` };
+      return {
+        kvm: true,
+        sev: false,
+        why: `/dev/kvm and KVM's SEV work, but /dev/sev cannot be opened (${(e as { code?: string }).code})`,
+      };
     }
     return { kvm: true, sev: true, why: '/dev/kvm and SEV both work' };
   } catch (e) {

@@ -10,7 +10,12 @@ export interface Message {
   fds: BackendFd[];
 }
 
-export async function sendMessage(backend: Backend, socket: BackendFd, body: Record<string, unknown>, fds: readonly BackendFd[] = []): Promise<void> {
+export async function sendMessage(
+  backend: Backend,
+  socket: BackendFd,
+  body: Record<string, unknown>,
+  fds: readonly BackendFd[] = [],
+): Promise<void> {
   const json = Buffer.from(JSON.stringify(body), 'utf8');
   const frame = Buffer.alloc(4 + json.length);
   frame.writeUInt32LE(json.length, 0);

@@ -40,7 +40,8 @@ export function isAmdCertificate(x: unknown): x is AmdCertificate {
 /** Total size a certificate starting at `bytes` declares (needs the 0x40-byte header). */
 export function amdCertLength(bytes: Uint8Array): number {
   const b = checkBytes(bytes, 'bytes');
-  if (b.length < AMD_CERT_HEADER_SIZE) throw new SevFormatError(`an AMD certificate header is ${AMD_CERT_HEADER_SIZE} bytes, got ${b.length}`);
+  if (b.length < AMD_CERT_HEADER_SIZE)
+    throw new SevFormatError(`an AMD certificate header is ${AMD_CERT_HEADER_SIZE} bytes, got ${b.length}`);
   const pe = b.readUInt32LE(0x38);
   const mod = b.readUInt32LE(0x3c);
   if (pe === 0 || pe % 8 !== 0 || pe > 4096 || mod === 0 || mod % 8 !== 0 || mod > 4096) {
@@ -75,7 +76,7 @@ export function parseAmdCert(bytes: Uint8Array): AmdCertificate {
 export function splitAmdCerts(bytes: Uint8Array): AmdCertificate[] {
   const b = checkBytes(bytes, 'bytes');
   const out: AmdCertificate[] = [];
-  for (let off = 0; off < b.length; ) {
+  for (let off = 0; off < b.length;) {
     const len = amdCertLength(b.subarray(off));
     if (off + len > b.length) throw new SevFormatError(`AMD certificate at offset ${off} is truncated`);
     out.push(parseAmdCert(b.subarray(off, off + len)));
@@ -88,7 +89,8 @@ export function serializeAmdCert(cert: AmdCertificate): Buffer {
   checkObject(cert, 'cert');
   const peBits = checkUint(cert.pubExpBits, 'cert.pubExpBits', 32);
   const mBits = checkUint(cert.modulusBits, 'cert.modulusBits', 32);
-  if (peBits % 8 !== 0 || mBits % 8 !== 0) throw invalidArgValue('cert', `${peBits}/${mBits} bits`, 'key sizes must be multiples of 8 bits');
+  if (peBits % 8 !== 0 || mBits % 8 !== 0)
+    throw invalidArgValue('cert', `${peBits}/${mBits} bits`, 'key sizes must be multiples of 8 bits');
   const pe = peBits / 8;
   const m = mBits / 8;
   const out = Buffer.alloc(AMD_CERT_HEADER_SIZE + pe + 2 * m);
@@ -168,7 +170,8 @@ export function createAmdCert(opts: CreateAmdCertOptions): AmdCertificate {
     format: 'amd',
     version: 1,
     keyId,
-    certifyingId: opts.certifyingId === undefined ? copy(keyId) : copy(checkBytes(opts.certifyingId, 'options.certifyingId', AMD_KEY_ID_SIZE)),
+    certifyingId:
+      opts.certifyingId === undefined ? copy(keyId) : copy(checkBytes(opts.certifyingId, 'options.certifyingId', AMD_KEY_ID_SIZE)),
     keyUsage: checkUint(opts.keyUsage, 'options.keyUsage', 32),
     reserved: Buffer.alloc(16),
     pubExpBits: bits,
@@ -215,7 +218,11 @@ export function verifyAmdCert(cert: AmdCertificate | Uint8Array, signer: AmdCert
     throw e;
   }
   if (!bytesEqual(c.certifyingId, s.keyId)) {
-    return { ok: false, reason: 'key-id-mismatch', detail: `certifying id ${c.certifyingId.toString('hex')} is not the signer's key id ${s.keyId.toString('hex')}` };
+    return {
+      ok: false,
+      reason: 'key-id-mismatch',
+      detail: `certifying id ${c.certifyingId.toString('hex')} is not the signer's key id ${s.keyId.toString('hex')}`,
+    };
   }
   if (!rsaPssVerify(amdHashForBits(s.modulusBits), amdCertSignedBytes(c), key, reversed(c.signature))) {
     return { ok: false, reason: 'bad-signature', detail: 'RSA-PSS signature does not verify' };

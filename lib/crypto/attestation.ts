@@ -26,7 +26,8 @@ export interface AttestationReport {
 
 export function parseAttestationReport(bytes: Uint8Array): AttestationReport {
   const b = checkBytes(bytes, 'bytes');
-  if (b.length !== ATTESTATION_REPORT_SIZE) throw new SevFormatError(`an attestation report is ${ATTESTATION_REPORT_SIZE} bytes, got ${b.length}`);
+  if (b.length !== ATTESTATION_REPORT_SIZE)
+    throw new SevFormatError(`an attestation report is ${ATTESTATION_REPORT_SIZE} bytes, got ${b.length}`);
   return {
     mnonce: copy(b.subarray(0, 0x10)),
     launchDigest: copy(b.subarray(0x10, 0x30)),
@@ -56,7 +57,8 @@ export function signAttestationReport(
   fields: { mnonce: Uint8Array; launchDigest: Uint8Array; policy: number },
   pekPrivateKey: KeyObject,
 ): AttestationReport {
-  if (!isP384Key(pekPrivateKey) || pekPrivateKey.type !== 'private') throw invalidArgValue('pekPrivateKey', pekPrivateKey?.asymmetricKeyType, 'must be a P-384 private key');
+  if (!isP384Key(pekPrivateKey) || pekPrivateKey.type !== 'private')
+    throw invalidArgValue('pekPrivateKey', pekPrivateKey?.asymmetricKeyType, 'must be a P-384 private key');
   const unsigned: AttestationReport = {
     mnonce: copy(checkBytes(fields.mnonce, 'mnonce', 16)),
     launchDigest: copy(checkBytes(fields.launchDigest, 'launchDigest', 32)),

@@ -98,7 +98,11 @@ export function verifySevLink(
     throw new SevChainError(link, 'wrong-usage', `usage ${usageName(child.pubKeyUsage)} where ${usageName(expectedUsage)} belongs`);
   }
   if (!algoFits(child.pubKeyAlgo)) {
-    throw new SevChainError(link, 'invalid-algorithm', `algorithm ${algoName(child.pubKeyAlgo)} does not fit a ${usageName(expectedUsage)}`);
+    throw new SevChainError(
+      link,
+      'invalid-algorithm',
+      `algorithm ${algoName(child.pubKeyAlgo)} does not fit a ${usageName(expectedUsage)}`,
+    );
   }
   try {
     sevCertPublicKey(child);
@@ -130,7 +134,10 @@ function askSigner(ask: AmdCertificate): SevSigner {
 }
 
 /** ARK → ASK → CEK → PEK → PDH: what the SEV policy bit makes SEND_START check (§6). */
-export function verifyCekChain(input: CekChainInput, options: AmdRootsOptions = {}): VerifiedAmdRoots & { cek: SevCertificate; pek: SevCertificate; pdh: SevCertificate } {
+export function verifyCekChain(
+  input: CekChainInput,
+  options: AmdRootsOptions = {},
+): VerifiedAmdRoots & { cek: SevCertificate; pek: SevCertificate; pdh: SevCertificate } {
   const roots = verifyAmdRoots(input.ark, input.ask, options);
   const cek = verifySevLink('cek-by-ask', input.cek, askSigner(roots.ask), SevUsage.CEK, isEcdsaAlgo);
   const pek = verifySevLink('pek-by-cek', input.pek, cek, SevUsage.PEK, isEcdsaAlgo);

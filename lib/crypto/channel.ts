@@ -36,7 +36,11 @@ export function parsePacketHeader(bytes: Uint8Array): PacketHeader {
 
 export function serializePacketHeader(h: PacketHeader): Buffer {
   checkObject(h, 'header');
-  return Buffer.concat([u32le(checkUint(h.flags, 'header.flags', 32)), checkBytes(h.iv, 'header.iv', 16), checkBytes(h.mac, 'header.mac', 32)]);
+  return Buffer.concat([
+    u32le(checkUint(h.flags, 'header.flags', 32)),
+    checkBytes(h.iv, 'header.iv', 16),
+    checkBytes(h.mac, 'header.mac', 32),
+  ]);
 }
 
 export function toPacketHeader(h: PacketHeader | Uint8Array): PacketHeader {

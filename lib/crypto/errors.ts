@@ -9,11 +9,7 @@
 export { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
 export type { ArgError, ArgErrorCode } from '../uapi/errors.js';
 
-export type SevCryptoErrorCode =
-  | 'ERR_SEV_BAD_MAC'
-  | 'ERR_SEV_CHAIN'
-  | 'ERR_SEV_CERT'
-  | 'ERR_SEV_FORMAT';
+export type SevCryptoErrorCode = 'ERR_SEV_BAD_MAC' | 'ERR_SEV_CHAIN' | 'ERR_SEV_CERT' | 'ERR_SEV_FORMAT';
 
 /** Base class of the cryptographic failures. */
 export class SevCryptoError extends Error {
@@ -95,14 +91,7 @@ export class SevCertError extends SevCryptoError {
 }
 
 /** One signature relation of the chain ARK → ASK → CEK → PEK ← OCA, PEK → PDH. */
-export type ChainLink =
-  | 'ark-self'
-  | 'ask-by-ark'
-  | 'cek-by-ask'
-  | 'pek-by-cek'
-  | 'oca-self'
-  | 'pek-by-oca'
-  | 'pdh-by-pek';
+export type ChainLink = 'ark-self' | 'ask-by-ark' | 'cek-by-ask' | 'pek-by-cek' | 'oca-self' | 'pek-by-oca' | 'pdh-by-pek';
 
 export class SevChainError extends SevCryptoError {
   readonly link: ChainLink;
@@ -116,7 +105,6 @@ export class SevChainError extends SevCryptoError {
     this.firmwareStatus = firmwareStatusOf(reason);
   }
 }
-
 
 /** Outcome of checking one certificate against one signer (or its body alone). */
 export type CertCheck =

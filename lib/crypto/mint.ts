@@ -122,7 +122,13 @@ export function mintPek(opts: { pekKey: KeyObject; ocaKey: KeyObject; cekKey?: K
 
 /** PDH (ECDH_SHA256) signed by the PEK (slot 1). */
 export function mintPdh(opts: { pdhKey: KeyObject; pekKey: KeyObject } & ApiVersion): SevCertificate {
-  const cert = createSevCert({ usage: SevUsage.PDH, algo: SevAlgo.ECDH_SHA256, publicKey: opts.pdhKey, apiMajor: opts.apiMajor, apiMinor: opts.apiMinor });
+  const cert = createSevCert({
+    usage: SevUsage.PDH,
+    algo: SevAlgo.ECDH_SHA256,
+    publicKey: opts.pdhKey,
+    apiMajor: opts.apiMajor,
+    apiMinor: opts.apiMinor,
+  });
   return signSevCert(cert, opts.pekKey, SevUsage.PEK, { slot: 1 });
 }
 
@@ -172,7 +178,9 @@ export function mintPlatformChain(opts: MintPlatformOptions): MintedPlatform {
 }
 
 /** A root and one platform under it. */
-export async function mintChain(options: MintAmdRootOptions & Omit<MintPlatformOptions, 'ask' | 'askKey'> = {}): Promise<{ root: MintedAmdRoot; platform: MintedPlatform }> {
+export async function mintChain(
+  options: MintAmdRootOptions & Omit<MintPlatformOptions, 'ask' | 'askKey'> = {},
+): Promise<{ root: MintedAmdRoot; platform: MintedPlatform }> {
   const root = await mintAmdRoot(options);
   return { root, platform: mintPlatformChain({ ...options, ask: root.ask, askKey: root.askKey }) };
 }

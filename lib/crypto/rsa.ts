@@ -12,7 +12,11 @@ const SALT = { sha256: 32, sha384: 48 } as const;
 /** Public key from little-endian modulus and exponent (leading zero bytes are fine). */
 export function rsaPublicKeyFromLe(modulusLe: Uint8Array, expLe: Uint8Array): KeyObject {
   return createPublicKey({
-    key: { kty: 'RSA', n: stripLeadingZeros(reversed(modulusLe)).toString('base64url'), e: stripLeadingZeros(reversed(expLe)).toString('base64url') },
+    key: {
+      kty: 'RSA',
+      n: stripLeadingZeros(reversed(modulusLe)).toString('base64url'),
+      e: stripLeadingZeros(reversed(expLe)).toString('base64url'),
+    },
     format: 'jwk',
   });
 }

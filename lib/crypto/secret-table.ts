@@ -57,7 +57,7 @@ export function parseSecretTable(bytes: Uint8Array): SecretTableEntry[] {
   const total = b.readUInt32LE(16);
   if (total < HEADER || total > b.length) throw new SevFormatError(`secret table length ${total} does not fit ${b.length} bytes`);
   const out: SecretTableEntry[] = [];
-  for (let off = HEADER; off < total; ) {
+  for (let off = HEADER; off < total;) {
     if (total - off < HEADER) throw new SevFormatError(`truncated secret table entry at offset ${off}`);
     const len = b.readUInt32LE(off + 16);
     if (len < HEADER || off + len > total) throw new SevFormatError(`secret table entry at offset ${off} has bad length ${len}`);

@@ -343,7 +343,12 @@ export interface SignSevCertOptions {
  * Sign `cert`'s body with `signerPrivateKey`, whose certificate has key usage `usage`; returns a
  * new certificate with the slot filled with (usage, algo, signature).
  */
-export function signSevCert(cert: SevCertificate, signerPrivateKey: KeyObject, usage: number, options: SignSevCertOptions = {}): SevCertificate {
+export function signSevCert(
+  cert: SevCertificate,
+  signerPrivateKey: KeyObject,
+  usage: number,
+  options: SignSevCertOptions = {},
+): SevCertificate {
   const c = toSevCert(cert);
   checkUint(usage, 'usage', 32);
   if (signerPrivateKey?.type !== 'private') throw invalidArgType('signerPrivateKey', 'a private KeyObject', signerPrivateKey);
@@ -354,10 +359,12 @@ export function signSevCert(cert: SevCertificate, signerPrivateKey: KeyObject, u
   const hash = hashOfAlgo(algo);
   const sig = Buffer.alloc(SEV_SIG_SIZE);
   if (isRsaAlgo(algo)) {
-    if (signerPrivateKey.asymmetricKeyType !== 'rsa') throw invalidArgValue('signerPrivateKey', signerPrivateKey.asymmetricKeyType, `must be RSA for ${algoName(algo)}`);
+    if (signerPrivateKey.asymmetricKeyType !== 'rsa')
+      throw invalidArgValue('signerPrivateKey', signerPrivateKey.asymmetricKeyType, `must be RSA for ${algoName(algo)}`);
     reversed(rsaPssSign(hash, body, signerPrivateKey)).copy(sig);
   } else if (algo === SevAlgo.ECDSA_SHA256 || algo === SevAlgo.ECDSA_SHA384) {
-    if (!isP384Key(signerPrivateKey)) throw invalidArgValue('signerPrivateKey', signerPrivateKey.asymmetricKeyType, `must be P-384 for ${algoName(algo)}`);
+    if (!isP384Key(signerPrivateKey))
+      throw invalidArgValue('signerPrivateKey', signerPrivateKey.asymmetricKeyType, `must be P-384 for ${algoName(algo)}`);
     encodeEcdsaSignature(ecdsaSignP384(hash, body, signerPrivateKey)).copy(sig);
   } else {
     throw invalidArgValue('options.algo', algo, 'must be an RSA or ECDSA algorithm');
@@ -427,10 +434,17 @@ export function verifySevCert(cert: SevCertificate | Uint8Array, signer: SevSign
     if (e instanceof SevCertError) return { ok: false, reason: 'invalid-signer-key', detail: e.message };
     throw e;
   }
-  const slots: Array<[1 | 2, SevSignatureSlot]> = [[1, c.sig1], [2, c.sig2]];
+  const slots: Array<[1 | 2, SevSignatureSlot]> = [
+    [1, c.sig1],
+    [2, c.sig2],
+  ];
   for (const [n, s] of slots) {
     if (isValidUsage(s.usage) !== isValidAlgo(s.algo)) {
-      return { ok: false, reason: 'malformed-signature-slot', detail: `slot ${n} has usage ${usageName(s.usage)} with algorithm ${algoName(s.algo)}` };
+      return {
+        ok: false,
+        reason: 'malformed-signature-slot',
+        detail: `slot ${n} has usage ${usageName(s.usage)} with algorithm ${algoName(s.algo)}`,
+      };
     }
   }
   const matching = slots.filter(([, s]) => s.usage === v.usage && s.algo === v.algo);

@@ -11,7 +11,15 @@
 import type { Backend, BackendFd } from '../backend/contract.js';
 import { KVM_CAP, KVM_X86_DEFAULT_VM } from '../uapi/constants.js';
 import * as ioc from '../uapi/ioctls.js';
-import { cpuid2Arg, decodeCpuid2, decodeMsrList, kvm_device_attr, msrListArg, u64_value, type KvmCpuidEntry2 } from '../uapi/kvm-structs.js';
+import {
+  cpuid2Arg,
+  decodeCpuid2,
+  decodeMsrList,
+  kvm_device_attr,
+  msrListArg,
+  u64_value,
+  type KvmCpuidEntry2,
+} from '../uapi/kvm-structs.js';
 import { Vm } from './vm.js';
 
 export interface KvmOpenOptions {

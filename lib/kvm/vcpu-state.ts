@@ -14,8 +14,16 @@ import { ioctlStruct } from '../uapi/ioctl-arg.js';
 import * as ioc from '../uapi/ioctls.js';
 import type { StructCodec } from '../uapi/codec.js';
 import {
-  kvm_debugregs, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
-  type KvmCpuidEntry2, type KvmMsrEntry,
+  kvm_debugregs,
+  kvm_lapic_state,
+  kvm_mp_state,
+  kvm_regs,
+  kvm_sregs,
+  kvm_vcpu_events,
+  kvm_xcrs,
+  kvm_xsave,
+  type KvmCpuidEntry2,
+  type KvmMsrEntry,
 } from '../uapi/kvm-structs.js';
 import type { Vcpu } from './vcpu.js';
 
@@ -72,17 +80,17 @@ export function saveVcpuState(vcpu: Vcpu): VcpuState {
   if (vcpu.closed) throw new KvmSevError('ERR_KVM_SEV_CLOSED', `vCPU ${vcpu.id} is closed`);
   const s: VcpuState = {
     id: vcpu.id,
-    regs: getRaw(vcpu, kvm_regs as AnyCodec, ioc.KVM_GET_REGS),
-    sregs: getRaw(vcpu, kvm_sregs as AnyCodec, ioc.KVM_GET_SREGS),
-    xsave: getRaw(vcpu, kvm_xsave as AnyCodec, ioc.KVM_GET_XSAVE),
-    events: getRaw(vcpu, kvm_vcpu_events as AnyCodec, ioc.KVM_GET_VCPU_EVENTS),
-    mpState: getRaw(vcpu, kvm_mp_state as AnyCodec, ioc.KVM_GET_MP_STATE),
-    debugregs: getRaw(vcpu, kvm_debugregs as AnyCodec, ioc.KVM_GET_DEBUGREGS),
+    regs: getRaw(vcpu, kvm_regs, ioc.KVM_GET_REGS),
+    sregs: getRaw(vcpu, kvm_sregs, ioc.KVM_GET_SREGS),
+    xsave: getRaw(vcpu, kvm_xsave, ioc.KVM_GET_XSAVE),
+    events: getRaw(vcpu, kvm_vcpu_events, ioc.KVM_GET_VCPU_EVENTS),
+    mpState: getRaw(vcpu, kvm_mp_state, ioc.KVM_GET_MP_STATE),
+    debugregs: getRaw(vcpu, kvm_debugregs, ioc.KVM_GET_DEBUGREGS),
     msrs: readMsrs(vcpu),
   };
-  const xcrs = optional(vcpu, kvm_xcrs as AnyCodec, ioc.KVM_GET_XCRS);
+  const xcrs = optional(vcpu, kvm_xcrs, ioc.KVM_GET_XCRS);
   if (xcrs) s.xcrs = xcrs;
-  const lapic = optional(vcpu, kvm_lapic_state as AnyCodec, ioc.KVM_GET_LAPIC);
+  const lapic = optional(vcpu, kvm_lapic_state, ioc.KVM_GET_LAPIC);
   if (lapic) s.lapic = lapic;
   if (vcpu.cpuid) s.cpuid = vcpu.cpuid;
   return s;
@@ -131,8 +139,14 @@ export function encodeVcpuState(s: VcpuState): unknown {
   const hex = (u?: Uint8Array) => (u ? Buffer.from(u).toString('hex') : undefined);
   return {
     id: s.id,
-    regs: hex(s.regs), sregs: hex(s.sregs), xsave: hex(s.xsave), xcrs: hex(s.xcrs), lapic: hex(s.lapic),
-    events: hex(s.events), mpState: hex(s.mpState), debugregs: hex(s.debugregs),
+    regs: hex(s.regs),
+    sregs: hex(s.sregs),
+    xsave: hex(s.xsave),
+    xcrs: hex(s.xcrs),
+    lapic: hex(s.lapic),
+    events: hex(s.events),
+    mpState: hex(s.mpState),
+    debugregs: hex(s.debugregs),
     msrs: s.msrs.map((m) => [m.index, m.data.toString(16)]),
     cpuid: s.cpuid,
   };
@@ -148,8 +162,12 @@ export function decodeVcpuState(j: unknown): VcpuState {
   const opt = (k: string) => (typeof o[k] === 'string' ? bytes(k) : undefined);
   const s: VcpuState = {
     id: Number(o['id']),
-    regs: bytes('regs'), sregs: bytes('sregs'), xsave: bytes('xsave'), events: bytes('events'),
-    mpState: bytes('mpState'), debugregs: bytes('debugregs'),
+    regs: bytes('regs'),
+    sregs: bytes('sregs'),
+    xsave: bytes('xsave'),
+    events: bytes('events'),
+    mpState: bytes('mpState'),
+    debugregs: bytes('debugregs'),
     msrs: ((o['msrs'] as [number, string][]) ?? []).map(([index, data]) => ({ index, data: BigInt(`0x${data}`) })),
   };
   const xcrs = opt('xcrs');

@@ -13,9 +13,24 @@ import { KvmSevError } from '../backend/errors.js';
 import type { ValueOf, EncodeInput } from '../uapi/codec.js';
 import * as ioc from '../uapi/ioctls.js';
 import {
-  cpuid2Arg, decodeMsrs, kvm_debugregs, kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
-  kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, msrsArg, kvm_cpuid_entry2, kvm_guest_debug,
-  type KvmMsrEntry, type KvmCpuidEntry2,
+  cpuid2Arg,
+  decodeMsrs,
+  kvm_debugregs,
+  kvm_enable_cap,
+  kvm_fpu,
+  kvm_lapic_state,
+  kvm_mp_state,
+  kvm_msr_entry,
+  kvm_regs,
+  kvm_sregs,
+  kvm_vcpu_events,
+  kvm_xcrs,
+  kvm_xsave,
+  msrsArg,
+  kvm_cpuid_entry2,
+  kvm_guest_debug,
+  type KvmMsrEntry,
+  type KvmCpuidEntry2,
 } from '../uapi/kvm-structs.js';
 import { decodeExit, type VcpuExit } from './exits.js';
 import type { Vm } from './vm.js';
@@ -49,7 +64,10 @@ export class Vcpu implements Disposable, AsyncDisposable {
     return this.fd.closed;
   }
 
-  private get(codec: { size: number; arg(v: object): import('../uapi/ioctl-arg.js').IoctlStruct; decode(b: Uint8Array): unknown }, req: number): unknown {
+  private get(
+    codec: { size: number; arg(v: object): import('../uapi/ioctl-arg.js').IoctlStruct; decode(b: Uint8Array): unknown },
+    req: number,
+  ): unknown {
     const a = codec.arg({});
     this.backend.ioctl(this.fd, req, a);
     return codec.decode(a.bytes);

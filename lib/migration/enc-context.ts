@@ -33,13 +33,23 @@ export function pickEncContextMethod(kvm: Kvm, opts: { localMigration?: LocalMig
   const canMove = kvm.checkExtension(KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM) > 0;
   if (opts.localMigration) {
     if (hasInit2) {
-      if (!canMove) throw new KvmSevError('ERR_KVM_SEV_NO_TRANSFER', 'this kernel offers SEV VM types, so id 22 is KVM_SEV_INIT2, not LOCAL_SEND; and it lacks KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM');
-      return { method: 'move', why: 'local migration ids were given, but this kernel offers SEV VM types, so id 22 is KVM_SEV_INIT2: moving with KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM instead' };
+      if (!canMove)
+        throw new KvmSevError(
+          'ERR_KVM_SEV_NO_TRANSFER',
+          'this kernel offers SEV VM types, so id 22 is KVM_SEV_INIT2, not LOCAL_SEND; and it lacks KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM',
+        );
+      return {
+        method: 'move',
+        why: 'local migration ids were given, but this kernel offers SEV VM types, so id 22 is KVM_SEV_INIT2: moving with KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM instead',
+      };
     }
     return { method: 'token', why: 'the kernel has the 2021 KVM_SEV_LOCAL_SEND/LOCAL_RECEIVE (as you said): a one-time token' };
   }
   if (canMove) return { method: 'move', why: 'KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM (upstream since 5.16)' };
-  throw new KvmSevError('ERR_KVM_SEV_NO_TRANSFER', 'this kernel can move no SEV context: no KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, and no local-migration commands were named');
+  throw new KvmSevError(
+    'ERR_KVM_SEV_NO_TRANSFER',
+    'this kernel can move no SEV context: no KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, and no local-migration commands were named',
+  );
 }
 
 /** The SEV side of {@link handOff}/{@link takeOver}. `target` makes the new VM's commands (for LOCAL_RECEIVE it must be INIT'd first: `init`). */
@@ -80,7 +90,11 @@ export function sevHandoff(opts: {
 }
 
 /** In one process: moves `source`'s context into `target` by `method`; returns what it used. */
-export async function transferEncContext(source: SevGuestCommands, target: SevGuestCommands, method: EncContextMethod): Promise<EncContextMethod> {
+export async function transferEncContext(
+  source: SevGuestCommands,
+  target: SevGuestCommands,
+  method: EncContextMethod,
+): Promise<EncContextMethod> {
   if (method === 'move') target.moveEncContextFrom(source.vm);
   else await target.localReceive(await source.localSend());
   return method;

@@ -84,7 +84,11 @@ export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
   const backend = o.vm.backend;
   const memfds: BackendFd[] = [];
   const memory = o.memory.map((m, i) => {
-    if (!m.memfd) throw new KvmSevError('ERR_KVM_SEV_NOT_MEMFD', `guest memory ${i} is anonymous: a handoff needs memfd-backed memory (addMemory({ memfd: true }))`);
+    if (!m.memfd)
+      throw new KvmSevError(
+        'ERR_KVM_SEV_NOT_MEMFD',
+        `guest memory ${i} is anonymous: a handoff needs memfd-backed memory (addMemory({ memfd: true }))`,
+      );
     memfds.push(m.memfd);
     return { gpa: m.guestPhysAddr.toString(16), size: m.size, fd: i };
   });
@@ -106,10 +110,17 @@ export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
   const vcpus = o.vcpus.map((v) => encodeVcpuState(saveVcpuState(v)));
   const sev = o.sev ? await o.sev.send() : undefined;
   try {
-    await sendMessage(backend, o.socket, {
-      kind: 'handoff', vcpus, devices: o.devices ?? {},
-      ...(sev ? { sev: { method: sev.method, ...(sev.token !== undefined ? { token: sev.token.toString(16) } : {}) } } : {}),
-    }, [o.vm.fd]);
+    await sendMessage(
+      backend,
+      o.socket,
+      {
+        kind: 'handoff',
+        vcpus,
+        devices: o.devices ?? {},
+        ...(sev ? { sev: { method: sev.method, ...(sev.token !== undefined ? { token: sev.token.toString(16) } : {}) } } : {}),
+      },
+      [o.vm.fd],
+    );
     const ready = await withTimeout(reader.next(), timeout);
     if (ready.body['kind'] !== 'ready' || ready.body['ok'] !== true) {
       return { owner: 'source', reason: `the new VMM refused: ${String(ready.body['error'] ?? 'no reason')}` };
@@ -154,7 +165,8 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
   let stage = 'prepare';
   try {
     const p = prep.body;
-    if (p['kind'] !== 'prepare' || p['version'] !== HANDOFF_VERSION) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `not a version-${HANDOFF_VERSION} handoff`);
+    if (p['kind'] !== 'prepare' || p['version'] !== HANDOFF_VERSION)
+      throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `not a version-${HANDOFF_VERSION} handoff`);
     // The size-dependent part, while the old VMM still runs the guest.
     vm = o.kvm.createVm(Number(p['vmType']));
     await o.sev?.prepare?.(vm);
@@ -175,7 +187,8 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
     if (b['kind'] !== 'handoff') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `expected handoff, got ${String(b['kind'])}`);
     if (!oldVmFd || oldVmFd.kind !== 'vm') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'the handoff carries no VM fd');
     const sevInfo = b['sev'] as { method: EncContextMethod; token?: string } | undefined;
-    if (sevInfo && !o.sev) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'the guest is an SEV guest but takeOver() was given no SEV handler');
+    if (sevInfo && !o.sev)
+      throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'the guest is an SEV guest but takeOver() was given no SEV handler');
     const vcpus = (b['vcpus'] as unknown[]).map((j) => {
       const s = decodeVcpuState(j);
       const v = vm!.createVcpu(s.id);
@@ -187,9 +200,11 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
     await sendMessage(backend, o.socket, { kind: 'ready', ok: true });
     stage = 'commit';
     const commit = await withTimeout(reader.next(), timeout);
-    if (commit.body['kind'] !== 'commit') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `expected commit, got ${String(commit.body['kind'])}`);
+    if (commit.body['kind'] !== 'commit')
+      throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `expected commit, got ${String(commit.body['kind'])}`);
     // From here on this process owns the guest.
-    if (sevInfo) await o.sev!.receive(vm, oldVmFd, { method: sevInfo.method, ...(sevInfo.token ? { token: BigInt(`0x${sevInfo.token}`) } : {}) });
+    if (sevInfo)
+      await o.sev!.receive(vm, oldVmFd, { method: sevInfo.method, ...(sevInfo.token ? { token: BigInt(`0x${sevInfo.token}`) } : {}) });
     oldVmFd.close(); // the old VM dies now (the old VMM closed its fds at commit)
     return { vm, vcpus, memory, devices, owner: 'target', ...(sevInfo ? { encContext: sevInfo.method } : {}) };
   } catch (e) {

@@ -32,12 +32,16 @@ export interface OwnerChainInput {
  * is tried and the one whose ASK signed the CEK wins. Throws SevChainError (`link`, `reason`).
  */
 export function verifyChain(input: OwnerChainInput): VerifiedChain {
-  const extra = (input.extraRoots ?? []).map((r) => ({ ark: toAmdCert(r.ark, 'extraRoots[].ark'), ask: toAmdCert(r.ask, 'extraRoots[].ask') }));
+  const extra = (input.extraRoots ?? []).map((r) => ({
+    ark: toAmdCert(r.ark, 'extraRoots[].ark'),
+    ask: toAmdCert(r.ask, 'extraRoots[].ask'),
+  }));
   const builtins = input.generation ? [builtinRoots(input.generation)] : allBuiltinRoots();
   const trustedArks: AmdCertificate[] = [...allBuiltinRoots().map((r) => r.ark), ...extra.map((r) => r.ark)];
   const certs = { cek: input.cek, oca: input.oca, pek: input.pek, pdh: input.pdh };
   if (input.ark !== undefined || input.ask !== undefined) {
-    if (input.ark === undefined || input.ask === undefined) throw invalidArgValue('input', input.ark === undefined ? 'ask only' : 'ark only', 'must give both ark and ask, or neither');
+    if (input.ark === undefined || input.ask === undefined)
+      throw invalidArgValue('input', input.ark === undefined ? 'ask only' : 'ark only', 'must give both ark and ask, or neither');
     return verifyFullChain({ ...certs, ark: input.ark, ask: input.ask }, { trustedArks });
   }
   const candidates = [...builtins, ...extra];
@@ -77,7 +81,8 @@ export interface PlatformCertBundle {
  */
 export function parseCertBundle(bytes: Uint8Array): PlatformCertBundle {
   const b = checkBytes(bytes, 'bytes');
-  if (b.length < 4 * SEV_CERT_SIZE) throw new SevFormatError(`a certificate bundle holds at least 4 × ${SEV_CERT_SIZE} bytes, got ${b.length}`);
+  if (b.length < 4 * SEV_CERT_SIZE)
+    throw new SevFormatError(`a certificate bundle holds at least 4 × ${SEV_CERT_SIZE} bytes, got ${b.length}`);
   const at = (i: number): SevCertificate => parseSevCert(b.subarray(i * SEV_CERT_SIZE, (i + 1) * SEV_CERT_SIZE));
   const out: PlatformCertBundle = { pdh: at(0), pek: at(1), oca: at(2), cek: at(3) };
   if (b.length > 4 * SEV_CERT_SIZE) {

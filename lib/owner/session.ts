@@ -50,7 +50,8 @@ export function createSession(opts: CreateSessionOptions): LaunchSession {
   }
   const pdhKey = sevCertPublicKey(pdh); // SevCertError('invalid-public-key') for a bad point
   const godhKey = opts.godhKey ?? generateP384().privateKey;
-  if (!isP384Key(godhKey) || godhKey.type !== 'private') throw invalidArgValue('options.godhKey', godhKey?.asymmetricKeyType, 'must be a P-384 private key');
+  if (!isP384Key(godhKey) || godhKey.type !== 'private')
+    throw invalidArgValue('options.godhKey', godhKey?.asymmetricKeyType, 'must be a P-384 private key');
   const tek = opts.tek === undefined ? randomBytes(16) : copy(checkBytes(opts.tek, 'options.tek', 16));
   const tik = opts.tik === undefined ? randomBytes(16) : copy(checkBytes(opts.tik, 'options.tik', 16));
   const s = wrapSession({ sharedSecret: ecdhP384(godhKey, pdhKey), tek, tik, policy, nonce: opts.nonce, wrapIv: opts.wrapIv });

@@ -50,7 +50,17 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
   const sys: SystemView = backend.system;
   const lines: CapabilityLine[] = [];
   const add = (l: CapabilityLine) => lines.push(l);
-  const report: CapabilityReport = { backend: backend.name, lines, kvm: false, sev: false, sevEs: false, snp: false, init2: false, vmTypes: [], cpuid: null };
+  const report: CapabilityReport = {
+    backend: backend.name,
+    lines,
+    kvm: false,
+    sev: false,
+    sevEs: false,
+    snp: false,
+    init2: false,
+    vmTypes: [],
+    cpuid: null,
+  };
 
   // /dev/kvm
   const kdev = sys.device('/dev/kvm');
@@ -58,7 +68,13 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
   try {
     kvm = Kvm.open({ backend });
     report.kvm = true;
-    add({ id: 'kvm', status: 'ok', title: '/dev/kvm', value: `${kdev.mode ?? 'open'}, API ${kvm.apiVersion()}`, meaning: 'KVM is usable by this process.' });
+    add({
+      id: 'kvm',
+      status: 'ok',
+      title: '/dev/kvm',
+      value: `${kdev.mode ?? 'open'}, API ${kvm.apiVersion()}`,
+      meaning: 'KVM is usable by this process.',
+    });
   } catch (e) {
     const err = e as { code?: string; message: string };
     add({
@@ -66,7 +82,9 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
       status: 'fail',
       title: '/dev/kvm',
       value: err.code ?? 'error',
-      meaning: kdev.exists ? `KVM is present but cannot be opened (${err.message}).` : 'There is no /dev/kvm: no KVM module is loaded, or this is not a Linux host.',
+      meaning: kdev.exists
+        ? `KVM is present but cannot be opened (${err.message}).`
+        : 'There is no /dev/kvm: no KVM module is loaded, or this is not a Linux host.',
       action: kdev.exists
         ? 'Give this user read-write access: add it to the group owning /dev/kvm (usually "kvm") and log in again.'
         : 'Load kvm_amd (modprobe kvm_amd) on an AMD host with SVM enabled in the firmware, or use the mock backend.',
@@ -77,7 +95,14 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
   const mods = sys.kvmModules();
   const param = (n: string) => sys.kvmAmdParam(n);
   if (!mods.includes('kvm_amd')) {
-    add({ id: 'kvm_amd', status: 'warn', title: 'kvm_amd', value: mods.length ? `not loaded (loaded: ${mods.join(', ')})` : 'not loaded', meaning: 'SEV needs the AMD KVM module.', action: 'modprobe kvm_amd sev=1 sev_es=1 on an AMD EPYC host.' });
+    add({
+      id: 'kvm_amd',
+      status: 'warn',
+      title: 'kvm_amd',
+      value: mods.length ? `not loaded (loaded: ${mods.join(', ')})` : 'not loaded',
+      meaning: 'SEV needs the AMD KVM module.',
+      action: 'modprobe kvm_amd sev=1 sev_es=1 on an AMD EPYC host.',
+    });
   }
   for (const p of ['sev', 'sev_es', 'sev_snp']) {
     const v = param(p);
@@ -88,8 +113,14 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
       status: on ? 'ok' : 'warn',
       title: `kvm_amd ${p}`,
       value: v,
-      meaning: on ? `KVM offers ${p.toUpperCase().replace('_', '-')} guests.` : `KVM does not offer ${p.toUpperCase().replace('_', '-')} guests (the module rewrites this to what works).`,
-      ...(on ? {} : { action: `Enable it in the BIOS (SME/SEV, and the SEV-ES ASID space) and load kvm_amd with ${p}=1; check dmesg for "SEV" lines.` }),
+      meaning: on
+        ? `KVM offers ${p.toUpperCase().replace('_', '-')} guests.`
+        : `KVM does not offer ${p.toUpperCase().replace('_', '-')} guests (the module rewrites this to what works).`,
+      ...(on
+        ? {}
+        : {
+            action: `Enable it in the BIOS (SME/SEV, and the SEV-ES ASID space) and load kvm_amd with ${p}=1; check dmesg for "SEV" lines.`,
+          }),
     });
   }
 
@@ -98,20 +129,36 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
       // CPUID 0x8000001F as KVM passes it to guests (zero when KVM has no SEV).
       const leaf = kvm.supportedCpuid().find((e) => e.function === 0x8000001f);
       const eax = leaf?.eax ?? 0;
-      const c = { sev: (eax & 2) !== 0, sevEs: (eax & 8) !== 0, snp: (eax & 16) !== 0, cbit: (leaf?.ebx ?? 0) & 0x3f, asids: leaf?.ecx ?? 0, minSevAsid: leaf?.edx ?? 0 };
+      const c = {
+        sev: (eax & 2) !== 0,
+        sevEs: (eax & 8) !== 0,
+        snp: (eax & 16) !== 0,
+        cbit: (leaf?.ebx ?? 0) & 0x3f,
+        asids: leaf?.ecx ?? 0,
+        minSevAsid: leaf?.edx ?? 0,
+      };
       report.cpuid = c;
       add({
         id: 'cpuid',
         status: c.sev ? 'ok' : 'warn',
         title: 'CPUID 0x8000001F',
-        value: c.sev ? `SEV${c.sevEs ? ' SEV-ES' : ''}${c.snp ? ' SEV-SNP' : ''}, C-bit ${c.cbit}, ${c.asids} ASIDs, min SEV ASID ${c.minSevAsid}` : 'no SEV',
+        value: c.sev
+          ? `SEV${c.sevEs ? ' SEV-ES' : ''}${c.snp ? ' SEV-SNP' : ''}, C-bit ${c.cbit}, ${c.asids} ASIDs, min SEV ASID ${c.minSevAsid}`
+          : 'no SEV',
         meaning: c.sev
           ? `Guests get the C-bit at position ${c.cbit}; ASIDs ${c.minSevAsid}..${c.asids} are for SEV guests${c.minSevAsid > 1 ? `, 1..${c.minSevAsid - 1} for SEV-ES` : ' (none left for SEV-ES)'}.`
           : 'KVM passes no SEV leaf through: the CPU lacks SEV, it is disabled in the firmware, or kvm_amd has sev=0.',
         ...(c.sev ? {} : { action: 'On an EPYC host enable SME and SEV in the BIOS; otherwise use the hybrid or mock backend.' }),
       });
       if (c.sev && c.minSevAsid <= 1) {
-        add({ id: 'asids.es', status: 'warn', title: 'SEV-ES ASIDs', value: '0', meaning: 'No ASIDs are set aside for SEV-ES guests.', action: 'Set "SEV-ES ASID space limit" in the BIOS above 1.' });
+        add({
+          id: 'asids.es',
+          status: 'warn',
+          title: 'SEV-ES ASIDs',
+          value: '0',
+          meaning: 'No ASIDs are set aside for SEV-ES guests.',
+          action: 'Set "SEV-ES ASID space limit" in the BIOS above 1.',
+        });
       }
 
       // VM types and INIT2
@@ -149,7 +196,13 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
       if (report.sev) {
         try {
           const f = kvm.deviceAttr(KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES);
-          add({ id: 'vmsa-features', status: 'info', title: 'SEV-ES VMSA features', value: `0x${f.toString(16)}`, meaning: 'The vmsa_features INIT2 accepts (DEBUG_SWAP is bit 5).' });
+          add({
+            id: 'vmsa-features',
+            status: 'info',
+            title: 'SEV-ES VMSA features',
+            value: `0x${f.toString(16)}`,
+            meaning: 'The vmsa_features INIT2 accepts (DEBUG_SWAP is bit 5).',
+          });
         } catch {
           /* kernels before 6.10 do not have the attribute */
         }
@@ -172,13 +225,24 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
     meaning: enough
       ? `Registering ${fmtBytes(want)} of guest memory (KVM_MEMORY_ENCRYPT_REG_REGION pins it) fits.`
       : `Registering ${fmtBytes(want)} of guest memory would fail with ENOMEM: KVM pins SEV guest memory and charges it to this limit.`,
-    ...(enough ? {} : { action: `Raise it: \`ulimit -l ${Number(want / 1024n)}\` (KiB), LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf, or grant CAP_IPC_LOCK.` }),
+    ...(enough
+      ? {}
+      : {
+          action: `Raise it: \`ulimit -l ${Number(want / 1024n)}\` (KiB), LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf, or grant CAP_IPC_LOCK.`,
+        }),
   });
 
   // /dev/sev
   const sdev = sys.device('/dev/sev');
   if (!sdev.exists) {
-    add({ id: 'dev-sev', status: report.sev ? 'fail' : 'info', title: '/dev/sev', value: 'absent', meaning: 'No SEV firmware device: platform commands (status, PDH export) are unavailable.', action: 'Load the ccp module (modprobe ccp) on an SEV host.' });
+    add({
+      id: 'dev-sev',
+      status: report.sev ? 'fail' : 'info',
+      title: '/dev/sev',
+      value: 'absent',
+      meaning: 'No SEV firmware device: platform commands (status, PDH export) are unavailable.',
+      action: 'Load the ccp module (modprobe ccp) on an SEV host.',
+    });
   } else {
     let plat: SevPlatform | undefined;
     try {
@@ -189,12 +253,21 @@ export async function probeCapabilities(backend: Backend, options: ProbeOptions 
         status: sdev.writable ? 'ok' : 'warn',
         title: '/dev/sev',
         value: `${sdev.mode ?? ''} firmware API ${st.apiMajor}.${st.apiMinor} build ${st.build}, state ${st.stateName}, ${st.guestCount} guests${st.configEs ? ', SEV-ES initialised' : ''}`,
-        meaning: sdev.writable ? 'This process can issue platform commands.' : 'Read-only: status works, but PEK/PDH generation and LAUNCH_START (which passes this fd) need write access.',
+        meaning: sdev.writable
+          ? 'This process can issue platform commands.'
+          : 'Read-only: status works, but PEK/PDH generation and LAUNCH_START (which passes this fd) need write access.',
         ...(sdev.writable ? {} : { action: 'Give this user write access to /dev/sev (a udev rule, or the group owning it).' }),
       });
     } catch (e) {
       const err = e as { code?: string; message: string; hint?: string };
-      add({ id: 'dev-sev', status: 'fail', title: '/dev/sev', value: err.code ?? 'error', meaning: err.message, ...(err.hint ? { action: err.hint } : {}) });
+      add({
+        id: 'dev-sev',
+        status: 'fail',
+        title: '/dev/sev',
+        value: err.code ?? 'error',
+        meaning: err.message,
+        ...(err.hint ? { action: err.hint } : {}),
+      });
     } finally {
       plat?.close();
     }

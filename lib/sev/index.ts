@@ -16,5 +16,13 @@ export {
 } from './kvm-sev-commands.js';
 export { SevPlatform, type SevPlatformStatus, type SevPlatformOpenOptions, type SnpPlatformStatus } from './platform.js';
 export { enrichSevError, firmwareStatus, sevHint, sevCommandDisplayName, type SevFailure } from './sev-error.js';
-export { SevLaunch, InitializedGuest, LaunchingGuest, MeasuredGuest, RunningGuest, type SevInitOptions, type ProgressOptions } from './launch.js';
+export {
+  SevLaunch,
+  InitializedGuest,
+  LaunchingGuest,
+  MeasuredGuest,
+  RunningGuest,
+  type SevInitOptions,
+  type ProgressOptions,
+} from './launch.js';
 export { probeCapabilities, type CapabilityLine, type CapabilityReport, type CapabilityStatus, type ProbeOptions } from './capabilities.js';

@@ -157,7 +157,12 @@ export interface ReceiveStartOptions {
   session: Uint8Array;
 }
 
-const SEV_FD_IDS: ReadonlySet<number> = new Set([KVM_SEV.LAUNCH_START, KVM_SEV.RECEIVE_START, KVM_SEV.SNP_LAUNCH_START, KVM_SEV.SNP_LAUNCH_UPDATE]);
+const SEV_FD_IDS: ReadonlySet<number> = new Set([
+  KVM_SEV.LAUNCH_START,
+  KVM_SEV.RECEIVE_START,
+  KVM_SEV.SNP_LAUNCH_START,
+  KVM_SEV.SNP_LAUNCH_UPDATE,
+]);
 const OFF_DATA = kvm_sev_cmd.offsetOf('data');
 const OFF_ERROR = kvm_sev_cmd.offsetOf('error');
 const NO_FD = 0xffffffff;
@@ -192,7 +197,7 @@ export class SevGuestCommands {
         throw invalidArgType('sev', 'a SevPlatform or a BackendFd of /dev/sev', sev);
       }
       if (f.kind !== 'sev') throw invalidArgValue('sev', f.kind, "must be an open /dev/sev fd (kind 'sev')");
-      fd = sev as BackendFd;
+      fd = sev;
     }
     const o = checkObject<SevGuestCommandsOptions>('options', options, true);
     let ids: LocalMigrationIds | undefined;
@@ -219,10 +224,15 @@ export class SevGuestCommands {
     } catch {
       /* a backend without /dev/kvm answers: nothing to contradict the opt-in */
     }
-    if ((types.includes(KVM_X86_SEV_VM) || types.includes(KVM_X86_SEV_ES_VM)) && (ids.LOCAL_SEND === KVM_SEV.INIT2 || ids.LOCAL_RECEIVE === KVM_SEV.INIT2)) {
-      throw new KvmSevError('ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION',
+    if (
+      (types.includes(KVM_X86_SEV_VM) || types.includes(KVM_X86_SEV_ES_VM)) &&
+      (ids.LOCAL_SEND === KVM_SEV.INIT2 || ids.LOCAL_RECEIVE === KVM_SEV.INIT2)
+    ) {
+      throw new KvmSevError(
+        'ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION',
         `this kernel offers SEV VM types (KVM_CAP_VM_TYPES), so it has KVM_SEV_INIT2 as id 22: the 2021 KVM_SEV_LOCAL_SEND/RECEIVE (22/23) ` +
-        'cannot exist on it. Move the context with moveEncContextFrom() (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) instead.');
+          'cannot exist on it. Move the context with moveEncContextFrom() (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) instead.',
+      );
     }
     const addon = (this.vm.backend as { addon?: { setLocalMigrationIds?: (s: number, r: number) => void } }).addon;
     addon?.setLocalMigrationIds?.(ids.LOCAL_SEND, ids.LOCAL_RECEIVE);
@@ -241,7 +251,11 @@ export class SevGuestCommands {
     const fd = this.sevFd;
     if (fd === undefined) return NO_FD;
     if (fd.closed) {
-      if (SEV_FD_IDS.has(id)) throw new KvmSevError('ERR_KVM_SEV_CLOSED', `the /dev/sev fd given to SevGuestCommands is closed (KVM_SEV_${this.commandName(id)} needs it)`);
+      if (SEV_FD_IDS.has(id))
+        throw new KvmSevError(
+          'ERR_KVM_SEV_CLOSED',
+          `the /dev/sev fd given to SevGuestCommands is closed (KVM_SEV_${this.commandName(id)} needs it)`,
+        );
       return NO_FD;
     }
     return fd.fd;
@@ -251,9 +265,11 @@ export class SevGuestCommands {
   private build(id: number, data: IoctlStruct | null, local = false): IoctlStruct {
     const lm = this.localMigration;
     if (!local && lm && (id === lm.LOCAL_SEND || id === lm.LOCAL_RECEIVE)) {
-      throw new KvmSevError('ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION',
+      throw new KvmSevError(
+        'ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION',
         `command id ${id} is KVM_SEV_${this.commandName(id)} on the local-migration kernel this SevGuestCommands opted into, ` +
-        `so KVM_SEV_${sevCommandName(id) ?? id} cannot be issued through it`);
+          `so KVM_SEV_${sevCommandName(id) ?? id} cannot be issued through it`,
+      );
     }
     const sev_fd = this.sevFdWord(id);
     if (!local) return kvm_sev_cmd.arg({ id, data, error: 0, sev_fd });
@@ -351,8 +367,10 @@ export class SevGuestCommands {
     const lens = lengths();
     for (const n of lens) {
       if (n === 0 || n > SEV_FW_BLOB_MAX_SIZE) {
-        throw new KvmSevError('ERR_KVM_SEV_LENGTH_QUERY',
-          `KVM_SEV_${this.commandName(id)}: the length query answered ${n}, expected 1..${SEV_FW_BLOB_MAX_SIZE} (lengths: ${lens.join(', ')})`);
+        throw new KvmSevError(
+          'ERR_KVM_SEV_LENGTH_QUERY',
+          `KVM_SEV_${this.commandName(id)}: the length query answered ${n}, expected 1..${SEV_FW_BLOB_MAX_SIZE} (lengths: ${lens.join(', ')})`,
+        );
       }
     }
     return lens;
@@ -385,7 +403,7 @@ export class SevGuestCommands {
   async command(id: number, data: IoctlStruct | null = null): Promise<void> {
     checkU32('id', id);
     if (data !== null && (typeof data !== 'object' || (data as { kind?: unknown }).kind !== 'struct')) {
-      throw invalidArgType('data', 'an IoctlStruct (a codec\'s arg()) or null', data);
+      throw invalidArgType('data', "an IoctlStruct (a codec's arg()) or null", data);
     }
     await this.issue(id, data);
   }
@@ -469,7 +487,10 @@ export class SevGuestCommands {
     }
     const written = kvm_sev_launch_measure.decode(data.bytes).len;
     if (written < SEV_MEASUREMENT_SIZE || buf.byteLength < SEV_MEASUREMENT_SIZE) {
-      throw new KvmSevError('ERR_KVM_SEV_SHORT_MEASUREMENT', `KVM_SEV_LAUNCH_MEASURE wrote ${written} bytes, expected ${SEV_MEASUREMENT_SIZE}`);
+      throw new KvmSevError(
+        'ERR_KVM_SEV_SHORT_MEASUREMENT',
+        `KVM_SEV_LAUNCH_MEASURE wrote ${written} bytes, expected ${SEV_MEASUREMENT_SIZE}`,
+      );
     }
     return { measurement: buf.slice(0, 32), mnonce: buf.slice(32, 48) };
   }
@@ -532,7 +553,11 @@ export class SevGuestCommands {
     const [len] = await this.query(KVM_SEV.SEND_START, q, () => [kvm_sev_send_start.decode(q.bytes).session_len]);
     const session = new Uint8Array(len!);
     const data = kvm_sev_send_start.arg({
-      policy, pdh_cert_uaddr: pdhCert, plat_certs_uaddr: platCerts, amd_certs_uaddr: amdCerts, session_uaddr: session,
+      policy,
+      pdh_cert_uaddr: pdhCert,
+      plat_certs_uaddr: platCerts,
+      amd_certs_uaddr: amdCerts,
+      session_uaddr: session,
     });
     await this.issue(KVM_SEV.SEND_START, data, { requiredLength: len! });
     const out = kvm_sev_send_start.decode(data.bytes);
@@ -579,7 +604,10 @@ export class SevGuestCommands {
     const header = checkBytes('options.header', o.header);
     const guest = checkPageRange('options.guest', o.guest);
     const trans = checkBytes('options.trans', o.trans);
-    await this.issue(KVM_SEV.RECEIVE_UPDATE_DATA, kvm_sev_receive_update_data.arg({ hdr_uaddr: header, guest_uaddr: guest, trans_uaddr: trans }));
+    await this.issue(
+      KVM_SEV.RECEIVE_UPDATE_DATA,
+      kvm_sev_receive_update_data.arg({ hdr_uaddr: header, guest_uaddr: guest, trans_uaddr: trans }),
+    );
   }
 
   /** KVM_SEV_RECEIVE_FINISH: the received guest becomes RUNNING. */
@@ -628,11 +656,13 @@ export class SevGuestCommands {
 
   private requireLocal(what: string): LocalMigrationIds {
     if (this.localMigration) return this.localMigration;
-    throw new KvmSevError('ERR_KVM_SEV_NO_LOCAL_MIGRATION',
+    throw new KvmSevError(
+      'ERR_KVM_SEV_NO_LOCAL_MIGRATION',
       `${what}: KVM_SEV_LOCAL_SEND/LOCAL_RECEIVE were never merged into Linux. The 2021 patch numbered them 22 and 23, ` +
-      'and 22 is KVM_SEV_INIT2 upstream (6.10+), so they are off unless chosen explicitly: ' +
-      "new SevGuestCommands(vm, sev, { localMigration: { send: 22, receive: 23 } }) (or { profile: 'local-migration-2021' }), " +
-      'for a backend that emulates that kernel. Upstream, move a context with moveEncContextFrom() (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM).');
+        'and 22 is KVM_SEV_INIT2 upstream (6.10+), so they are off unless chosen explicitly: ' +
+        "new SevGuestCommands(vm, sev, { localMigration: { send: 22, receive: 23 } }) (or { profile: 'local-migration-2021' }), " +
+        'for a backend that emulates that kernel. Upstream, move a context with moveEncContextFrom() (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM).',
+    );
   }
 
   private async issueLocal(id: number, data: IoctlStruct): Promise<void> {
@@ -641,10 +671,12 @@ export class SevGuestCommands {
     if (e === undefined) return;
     const code = (e as { code?: unknown }).code;
     if (!isKernelError(e) && this.vm.backend.name === 'native' && (code === 'ERR_OUT_OF_RANGE' || code === 'ERR_INVALID_ARG_VALUE')) {
-      const err = new KvmSevError('ERR_KVM_SEV_NO_LOCAL_MIGRATION',
+      const err = new KvmSevError(
+        'ERR_KVM_SEV_NO_LOCAL_MIGRATION',
         `KVM_SEV_${this.commandName(id)}: the native addon marshals command id ${id} as upstream ` +
-        `${sevCommandName(id) ? `KVM_SEV_${sevCommandName(id)}` : 'Linux does (an unknown id, no data)'} and refused the local-migration struct ` +
-        `(${(e as Error).message}). Only a kernel carrying the 2021 patch has these commands; tell the addon with addon.setLocalMigrationIds() first.`);
+          `${sevCommandName(id) ? `KVM_SEV_${sevCommandName(id)}` : 'Linux does (an unknown id, no data)'} and refused the local-migration struct ` +
+          `(${(e as Error).message}). Only a kernel carrying the 2021 patch has these commands; tell the addon with addon.setLocalMigrationIds() first.`,
+      );
       Object.defineProperty(err, 'cause', { value: e, enumerable: false, configurable: true, writable: true });
       throw err;
     }
@@ -718,7 +750,8 @@ export class SevGuestCommands {
    * socket (SCM_RIGHTS) in a VMM handoff.
    */
   moveEncContextFromFd(source: BackendFd): void {
-    if (!source || typeof source !== 'object' || typeof source.fd !== 'number') throw invalidArgType('source', 'a VM fd (BackendFd)', source);
+    if (!source || typeof source !== 'object' || typeof source.fd !== 'number')
+      throw invalidArgType('source', 'a VM fd (BackendFd)', source);
     if (source.kind !== 'vm') throw invalidArgValue('source', source.kind, 'must be a VM fd');
     try {
       this.vm.enableCap(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, [BigInt(source.fd)]);

@@ -23,7 +23,13 @@ import { GSTATE, guestStateName, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_
 import { invalidArgType, invalidArgValue } from '../uapi/errors.js';
 import type { MappingRange } from '../uapi/ioctl-arg.js';
 import { isMappingRange } from '../uapi/ioctl-arg.js';
-import { SevGuestCommands, type LaunchMeasurement, type LaunchStartOptions, type SevGuestStatus, type SevPacketOptions } from './kvm-sev-commands.js';
+import {
+  SevGuestCommands,
+  type LaunchMeasurement,
+  type LaunchStartOptions,
+  type SevGuestStatus,
+  type SevPacketOptions,
+} from './kvm-sev-commands.js';
 import type { SevPlatform } from './platform.js';
 
 export interface SevInitOptions {
@@ -178,8 +184,8 @@ const pages = (r: MappingRange): number => Math.ceil(((r.offset % 4096) + r.leng
 
 function toRange(r: Range, length?: number): MappingRange {
   if (isMappingRange(r)) return length === undefined ? r : { ...r, length };
-  if (r && typeof r === 'object' && 'range' in r && typeof (r as GuestMemory).range === 'function') {
-    const m = r as GuestMemory;
+  if (r && typeof r === 'object' && 'range' in r && typeof r.range === 'function') {
+    const m = r;
     return m.range(m.guestPhysAddr, length ?? m.size);
   }
   throw invalidArgType('range', 'a guest-memory range or a GuestMemory', r);
@@ -231,7 +237,11 @@ export class InitializedGuest<ES extends boolean = boolean> extends SevGuestStat
     if (typeof options.policy !== 'number') throw invalidArgType('options.policy', 'number', options.policy);
     const esPolicy = (options.policy & SEV_POLICY.ES) !== 0;
     if (esPolicy !== this.core.es) {
-      throw invalidArgValue('options.policy', options.policy, this.core.es ? 'must have the ES bit (0x4) for an SEV-ES guest' : 'has the ES bit (0x4) but the guest was initialised as plain SEV');
+      throw invalidArgValue(
+        'options.policy',
+        options.policy,
+        this.core.es ? 'must have the ES bit (0x4) for an SEV-ES guest' : 'has the ES bit (0x4) but the guest was initialised as plain SEV',
+      );
     }
     // No GUEST_STATUS here: before LAUNCH_START the kernel has no /dev/sev fd recorded for the VM.
     this.live('launchStart');
@@ -257,8 +267,9 @@ export class LaunchingGuest<ES extends boolean = boolean> extends SevGuestState 
     await this.expect('launchUpdateData', [GSTATE.LUPDATE], 'in LUPDATE (after launchStart, before launchMeasure)');
     const r = toRange(range);
     const chunk = options.chunkSize ?? 16 << 20;
-    if (!Number.isSafeInteger(chunk) || chunk <= 0 || chunk % 4096 !== 0) throw invalidArgValue('options.chunkSize', chunk, 'must be a positive multiple of 4096');
-    for (let done = 0; done < r.length; ) {
+    if (!Number.isSafeInteger(chunk) || chunk <= 0 || chunk % 4096 !== 0)
+      throw invalidArgValue('options.chunkSize', chunk, 'must be a positive multiple of 4096');
+    for (let done = 0; done < r.length;) {
       const n = Math.min(chunk, r.length - done);
       await this.core.cmds.launchUpdateData({ ...r, offset: r.offset + done, length: n });
       done += n;
@@ -340,7 +351,7 @@ export const SevLaunch = {
    * have no vCPUs yet (the kernel refuses INIT after vCPU creation).
    */
   async init<ES extends boolean = false>(vm: Vm, options: SevInitOptions & { es?: ES } = {}): Promise<InitializedGuest<ES>> {
-    if (!vm || typeof vm !== 'object' || typeof (vm as Vm).memoryEncryptOp !== 'function') throw invalidArgType('vm', 'a Vm', vm);
+    if (!vm || typeof vm !== 'object' || typeof vm.memoryEncryptOp !== 'function') throw invalidArgType('vm', 'a Vm', vm);
     const es = options.es === true;
     const mode = options.init ?? 'auto';
     const cmds = new SevGuestCommands(vm, options.platform ?? null);
@@ -356,7 +367,10 @@ export const SevLaunch = {
       await cmds.init2({ vmsaFeatures: options.vmsaFeatures ?? 0n, ghcbVersion: options.ghcbVersion ?? 0 });
     } else {
       if (vm.type !== KVM_X86_DEFAULT_VM) {
-        throw new KvmSevError('ERR_KVM_SEV_VM_TYPE', `legacy INIT/ES_INIT needs a KVM_X86_DEFAULT_VM; this VM has type ${vm.type} (use init: 'init2')`);
+        throw new KvmSevError(
+          'ERR_KVM_SEV_VM_TYPE',
+          `legacy INIT/ES_INIT needs a KVM_X86_DEFAULT_VM; this VM has type ${vm.type} (use init: 'init2')`,
+        );
       }
       if (es) await cmds.esInit();
       else await cmds.init();

@@ -12,7 +12,13 @@
  */
 import type { Backend, BackendFd } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';
-import { SEV_CMD, SEV_STATUS_FLAGS_CONFIG_ES, SEV_STATUS_FLAGS_OWNER, platformStateName, sevPlatformCommandName } from '../uapi/constants.js';
+import {
+  SEV_CMD,
+  SEV_STATUS_FLAGS_CONFIG_ES,
+  SEV_STATUS_FLAGS_OWNER,
+  platformStateName,
+  sevPlatformCommandName,
+} from '../uapi/constants.js';
 import { invalidArgType, invalidArgValue } from '../uapi/errors.js';
 import type { ArgInput, ValueOf } from '../uapi/codec.js';
 import type { IoctlStruct } from '../uapi/ioctl-arg.js';
@@ -157,7 +163,10 @@ export class SevPlatform implements Disposable, AsyncDisposable {
     }
     const lens = lengths();
     if (lens.some((n) => n === 0)) {
-      throw new KvmSevError('ERR_KVM_SEV_LENGTH_QUERY', `SEV_${sevPlatformCommandName(cmd)}: the length query returned a zero length (${lens.join(', ')})`);
+      throw new KvmSevError(
+        'ERR_KVM_SEV_LENGTH_QUERY',
+        `SEV_${sevPlatformCommandName(cmd)}: the length query returned a zero length (${lens.join(', ')})`,
+      );
     }
     return lens;
   }

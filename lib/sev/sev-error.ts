@@ -13,14 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { KvmError } from '../backend/errors.js';
-import {
-  GSTATE,
-  PSTATE,
-  SEV_FW_BLOB_MAX_SIZE,
-  guestStateName,
-  platformStateName,
-  vmTypeName,
-} from '../uapi/constants.js';
+import { GSTATE, PSTATE, SEV_FW_BLOB_MAX_SIZE, guestStateName, platformStateName, vmTypeName } from '../uapi/constants.js';
 import { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
 import { isMappingRange, type MappingRange } from '../uapi/ioctl-arg.js';
 import { SEV_RET, sevStatusDescription, sevStatusName } from '../uapi/sev-status.js';
@@ -98,17 +91,22 @@ const GUEST_STATE_NEEDED: Readonly<Record<string, readonly (keyof typeof GSTATE)
 function platformStatesNeeded(via: 'kvm' | 'psp', command: string): readonly (keyof typeof PSTATE)[] {
   if (via === 'psp') {
     switch (command) {
-      case 'FACTORY_RESET': return ['UNINIT'];
+      case 'FACTORY_RESET':
+        return ['UNINIT'];
       case 'PEK_GEN':
-      case 'PEK_CERT_IMPORT': return ['INIT'];
-      default: return ['INIT', 'WORKING'];
+      case 'PEK_CERT_IMPORT':
+        return ['INIT'];
+      default:
+        return ['INIT', 'WORKING'];
     }
   }
   switch (command) {
     case 'GUEST_STATUS':
     case 'LAUNCH_START':
-    case 'RECEIVE_START': return ['INIT', 'WORKING'];
-    default: return ['WORKING'];
+    case 'RECEIVE_START':
+      return ['INIT', 'WORKING'];
+    default:
+      return ['WORKING'];
   }
 }
 
@@ -117,7 +115,13 @@ const ORDER =
   'migration: SEND_START → SEND_UPDATE_DATA… → SEND_FINISH (or SEND_CANCEL), RECEIVE_START → RECEIVE_UPDATE_DATA… → RECEIVE_FINISH';
 
 const PIN_COMMANDS = new Set([
-  'LAUNCH_UPDATE_DATA', 'LAUNCH_SECRET', 'DBG_DECRYPT', 'DBG_ENCRYPT', 'SEND_UPDATE_DATA', 'RECEIVE_UPDATE_DATA', 'REG_REGION',
+  'LAUNCH_UPDATE_DATA',
+  'LAUNCH_SECRET',
+  'DBG_DECRYPT',
+  'DBG_ENCRYPT',
+  'SEND_UPDATE_DATA',
+  'RECEIVE_UPDATE_DATA',
+  'REG_REGION',
 ]);
 const SEV_FD_COMMANDS = new Set(['LAUNCH_START', 'RECEIVE_START', 'SNP_LAUNCH_START', 'SNP_LAUNCH_UPDATE']);
 const MIRROR_OK = new Set(['LAUNCH_UPDATE_VMSA', 'GUEST_STATUS', 'DBG_DECRYPT', 'DBG_ENCRYPT']);
@@ -142,17 +146,21 @@ function firmwareHint(f: SevFailure, fw: number, name: string): string {
     case SEV_RET.INVALID_GUEST_STATE: {
       const need = GUEST_STATE_NEEDED[f.command];
       const now = f.guestState === undefined ? '' : `; the guest is in ${stateName('guest', f.guestState)}`;
-      const needs = need ? `${name} runs only in guest state ${need.join(' or ')}${now}` : `${name} is not allowed in the guest's current state${now}`;
+      const needs = need
+        ? `${name} runs only in guest state ${need.join(' or ')}${now}`
+        : `${name} is not allowed in the guest's current state${now}`;
       return `Commands out of order: ${needs} (${ORDER}).`;
     }
     case SEV_RET.INVALID_PLATFORM_STATE: {
       const need = platformStatesNeeded(f.via, f.command);
-      const now = f.platformState === undefined
-        ? ''
-        : `; it is ${stateName('platform', f.platformState)}${f.guestCount !== undefined ? ` with ${f.guestCount} guest(s)` : ''}`;
-      const extra = f.via === 'psp' && (f.command === 'PEK_GEN' || f.command === 'PEK_CERT_IMPORT')
-        ? ' (WORKING means SEV guests are running: destroy them first)'
-        : '';
+      const now =
+        f.platformState === undefined
+          ? ''
+          : `; it is ${stateName('platform', f.platformState)}${f.guestCount !== undefined ? ` with ${f.guestCount} guest(s)` : ''}`;
+      const extra =
+        f.via === 'psp' && (f.command === 'PEK_GEN' || f.command === 'PEK_CERT_IMPORT')
+          ? ' (WORKING means SEV guests are running: destroy them first)'
+          : '';
       return `Wrong platform state: ${name} needs the platform ${need.join(' or ')}${now}${extra}.`;
     }
     case SEV_RET.POLICY_FAILURE:
@@ -161,10 +169,10 @@ function firmwareHint(f: SevFailure, fw: number, name: string): string {
         case 'DBG_ENCRYPT':
           return 'The guest policy forbids it: NODBG (policy bit 0) is set, so the firmware refuses DBG_DECRYPT/DBG_ENCRYPT. Launch with a policy without NODBG to debug.';
         case 'SEND_START':
-          return 'The guest policy forbids it: NOSEND (bit 3) forbids migration; with DOMAIN (bit 4) or SEV (bit 5) the receiver\'s certificates must chain to the same OCA / to AMD, and its firmware must meet the policy\'s minimum API version.';
+          return "The guest policy forbids it: NOSEND (bit 3) forbids migration; with DOMAIN (bit 4) or SEV (bit 5) the receiver's certificates must chain to the same OCA / to AMD, and its firmware must meet the policy's minimum API version.";
         case 'LAUNCH_START':
         case 'RECEIVE_START':
-          return 'The policy is not acceptable: reserved bits 6-15 set, a minimum API version (bits 16-31) above the firmware\'s, NOKS (bit 1) with a shared handle, or ES (bit 2) where SEV-ES is not available.';
+          return "The policy is not acceptable: reserved bits 6-15 set, a minimum API version (bits 16-31) above the firmware's, NOKS (bit 1) with a shared handle, or ES (bit 2) where SEV-ES is not available.";
         default:
           return 'The guest policy forbids this command (NODBG bit 0 for DBG_*, NOSEND bit 3 for SEND_*, ES bit 2 for SEV-ES commands).';
       }
@@ -174,12 +182,13 @@ function firmwareHint(f: SevFailure, fw: number, name: string): string {
         : 'A length is wrong: a buffer is too small for what the firmware writes, or a length does not match what the command needs (16-byte multiples for guest data, 4096 for a VMSA, 0x824 for SEV certificates).';
     case SEV_RET.UNSUPPORTED:
       if (f.command === 'LAUNCH_UPDATE_VMSA') return 'LAUNCH_UPDATE_VMSA needs an SEV-ES guest: the launch policy lacks ES (bit 2).';
-      if (f.command === 'LAUNCH_START' || f.command === 'RECEIVE_START') return 'The policy asks for SEV-ES (bit 2) but the platform was not initialised for SEV-ES.';
+      if (f.command === 'LAUNCH_START' || f.command === 'RECEIVE_START')
+        return 'The policy asks for SEV-ES (bit 2) but the platform was not initialised for SEV-ES.';
       return 'The firmware does not support this (feature or firmware version).';
     case SEV_RET.INVALID_ADDRESS:
       return 'The firmware needs 16-byte aligned addresses: align the guest range (offset and length multiples of 16).';
     case SEV_RET.BAD_MEASUREMENT:
-      return 'The packet\'s MAC did not verify: the header/transport were not made with this guest\'s session keys (TEK/TIK from LAUNCH_START/RECEIVE_START), or the measurement used is wrong.';
+      return "The packet's MAC did not verify: the header/transport were not made with this guest's session keys (TEK/TIK from LAUNCH_START/RECEIVE_START), or the measurement used is wrong.";
     case SEV_RET.INVALID_CERTIFICATE:
     case SEV_RET.BAD_SIGNATURE:
       return 'A certificate is malformed or its signature does not verify: check the PDH/PEK/OCA/CEK/ASK/ARK you passed and their order.';
@@ -202,7 +211,8 @@ function firmwareHint(f: SevFailure, fw: number, name: string): string {
 export function sevHint(code: string, f: SevFailure): string | undefined {
   const name = sevCommandDisplayName(f.via, f.command);
   const fw = f.errorWord === undefined ? SEV_RET.NO_FW_CALL : firmwareStatus(f.errorWord);
-  const notEnabled = `SEV is not enabled on this host: KVM has no memory-encryption support here${f.hostSev ? ` (${f.hostSev})` : ''}. ` +
+  const notEnabled =
+    `SEV is not enabled on this host: KVM has no memory-encryption support here${f.hostSev ? ` (${f.hostSev})` : ''}. ` +
     'SEV needs an AMD CPU with SEV, its firmware (/dev/sev) and kvm_amd loaded with sev=1 (/sys/module/kvm_amd/parameters/sev).';
   switch (code) {
     case 'ENOTTY': {
@@ -210,23 +220,33 @@ export function sevHint(code: string, f: SevFailure): string | undefined {
       if (f.sevEnabled === false) return notEnabled;
       let vmHint: string;
       if (f.command === 'ES_INIT') vmHint = 'SEV-ES is not available on this host (kvm_amd sev_es=N, or no SEV-ES ASIDs).';
-      else if (f.command === 'LAUNCH_UPDATE_VMSA') vmHint = 'This VM is not an SEV-ES guest: run esInit(), or init2() on a KVM_X86_SEV_ES_VM, first.';
-      else if (f.command.startsWith('SNP_')) vmHint = 'This VM is not an SEV-SNP guest: create it as KVM_X86_SNP_VM and run init2() first (SNP_LAUNCH_START also answers ENOTTY when the firmware cannot create the guest context).';
-      else vmHint = 'This VM is not an SEV guest yet: run INIT first (init() on a KVM_X86_DEFAULT_VM, init2() on a KVM_X86_SEV_VM or SEV_ES_VM).';
+      else if (f.command === 'LAUNCH_UPDATE_VMSA')
+        vmHint = 'This VM is not an SEV-ES guest: run esInit(), or init2() on a KVM_X86_SEV_ES_VM, first.';
+      else if (f.command.startsWith('SNP_'))
+        vmHint =
+          'This VM is not an SEV-SNP guest: create it as KVM_X86_SNP_VM and run init2() first (SNP_LAUNCH_START also answers ENOTTY when the firmware cannot create the guest context).';
+      else
+        vmHint =
+          'This VM is not an SEV guest yet: run INIT first (init() on a KVM_X86_DEFAULT_VM, init2() on a KVM_X86_SEV_VM or SEV_ES_VM).';
       return f.sevEnabled === true ? vmHint : `Either: ${notEnabled} Or: ${vmHint}`;
     }
     case 'EBUSY':
       if (f.via === 'psp') {
-        if (f.command === 'FACTORY_RESET') return 'FACTORY_RESET needs no running guests: the platform is WORKING (an SEV guest is active). Destroy every SEV VM first.';
+        if (f.command === 'FACTORY_RESET')
+          return 'FACTORY_RESET needs no running guests: the platform is WORKING (an SEV guest is active). Destroy every SEV VM first.';
         return 'The PSP is busy or was marked dead after a command timed out: every later command answers EBUSY until the ccp module is reloaded or the host reboots.';
       }
       if (INIT_COMMANDS.has(f.command)) {
         const es = f.command === 'ES_INIT' || (f.command === 'INIT2' && f.vmType !== undefined && f.vmType >= 3);
-        return `No free ${es ? 'SEV-ES' : 'SEV'} ASID: the ASIDs are exhausted (CPUID 0x8000001F: ECX = number of ASIDs, EDX = first SEV ASID; ` +
-          `SEV-ES uses 1..EDX-1), or the misc cgroup limit "${es ? 'sev_es' : 'sev'}" (misc.max) is reached. Destroy unused SEV VMs, or raise the cgroup limit.`;
+        return (
+          `No free ${es ? 'SEV-ES' : 'SEV'} ASID: the ASIDs are exhausted (CPUID 0x8000001F: ECX = number of ASIDs, EDX = first SEV ASID; ` +
+          `SEV-ES uses 1..EDX-1), or the misc cgroup limit "${es ? 'sev_es' : 'sev'}" (misc.max) is reached. Destroy unused SEV VMs, or raise the cgroup limit.`
+        );
       }
-      if (f.command === 'LAUNCH_UPDATE_VMSA' || f.command === 'SNP_LAUNCH_FINISH') return 'A vCPU is being created concurrently: retry once KVM_CREATE_VCPU has returned.';
-      if (f.command.startsWith('VM_')) return 'The source or destination VM is already in a migration, or the misc cgroup could not be charged.';
+      if (f.command === 'LAUNCH_UPDATE_VMSA' || f.command === 'SNP_LAUNCH_FINISH')
+        return 'A vCPU is being created concurrently: retry once KVM_CREATE_VCPU has returned.';
+      if (f.command.startsWith('VM_'))
+        return 'The source or destination VM is already in a migration, or the misc cgroup could not be charged.';
       return undefined;
     case 'EBADF':
       if (f.vmClosed) return 'The VM fd is closed.';
@@ -236,16 +256,23 @@ export function sevHint(code: string, f: SevFailure): string | undefined {
           : `sev_fd ${f.sevFd} is not an open /dev/sev fd.`;
       }
       if (f.command.startsWith('VM_')) return 'args[0] is not the fd of a KVM VM (it must be an open VM fd of this process).';
-      if (f.via === 'kvm') return `${name} uses the /dev/sev fd KVM recorded at LAUNCH_START/RECEIVE_START: the guest was not launched yet, or that fd was closed.`;
+      if (f.via === 'kvm')
+        return `${name} uses the /dev/sev fd KVM recorded at LAUNCH_START/RECEIVE_START: the guest was not launched yet, or that fd was closed.`;
       return 'The /dev/sev fd is closed.';
     case 'EPERM':
-      if (f.via === 'psp') return `${name} needs write access, and this /dev/sev fd was opened read-only: reopen it writable, SevPlatform.open(backend, { write: true }).`;
-      if (f.command.startsWith('LOCAL_')) return 'Local migration refuses SEV-ES guests, a guest that was already sent, and a receiver that has a handle or registered regions.';
+      if (f.via === 'psp')
+        return `${name} needs write access, and this /dev/sev fd was opened read-only: reopen it writable, SevPlatform.open(backend, { write: true }).`;
+      if (f.command.startsWith('LOCAL_'))
+        return 'Local migration refuses SEV-ES guests, a guest that was already sent, and a receiver that has a handle or registered regions.';
       return 'This VM is an SEV-SNP guest: it accepts only the SNP commands (ids >= 100); DBG_* is not allowed on SNP guests either.';
     case 'EACCES':
-      return f.via === 'psp' ? 'No permission on /dev/sev (usually root-only, mode 0600): run as root, or grant your group access with a udev rule.' : undefined;
+      return f.via === 'psp'
+        ? 'No permission on /dev/sev (usually root-only, mode 0600): run as root, or grant your group access with a udev rule.'
+        : undefined;
     case 'ENOENT':
-      return f.via === 'psp' ? 'There is no /dev/sev: this host has no SEV firmware (the ccp driver is not loaded, the CPU has no SEV, or SEV is disabled in the firmware setup).' : undefined;
+      return f.via === 'psp'
+        ? 'There is no /dev/sev: this host has no SEV firmware (the ccp driver is not loaded, the CPU has no SEV, or SEV is disabled in the firmware setup).'
+        : undefined;
     case 'ENODEV':
       if (f.via === 'psp') {
         return f.command === 'SNP_SET_CONFIG' || f.command === 'SNP_VLEK_LOAD'
@@ -255,20 +282,24 @@ export function sevHint(code: string, f: SevFailure): string | undefined {
       return undefined;
     case 'ENOMEM':
       if (PIN_COMMANDS.has(f.command)) {
-        return `KVM pins the guest pages for ${name} and ran over RLIMIT_MEMLOCK${f.memlock ? ` (${f.memlock})` : ''}: raise it (\`ulimit -l\`, systemd \`LimitMEMLOCK=\`), ` +
-          'or give the process CAP_IPC_LOCK. An unmapped range also answers ENOMEM.';
+        return (
+          `KVM pins the guest pages for ${name} and ran over RLIMIT_MEMLOCK${f.memlock ? ` (${f.memlock})` : ''}: raise it (\`ulimit -l\`, systemd \`LimitMEMLOCK=\`), ` +
+          'or give the process CAP_IPC_LOCK. An unmapped range also answers ENOMEM.'
+        );
       }
       return undefined;
     case 'EIO':
       if (fw > 0) return firmwareHint(f, fw, name);
-      if (f.via === 'kvm') return 'The VM is dead: its encryption context was moved to another VM (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM), or it is used from a process other than the one that created it.';
+      if (f.via === 'kvm')
+        return 'The VM is dead: its encryption context was moved to another VM (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM), or it is used from a process other than the one that created it.';
       return undefined;
     case 'ETIMEDOUT':
       return 'The PSP did not answer in time; the driver now treats it as dead (EBUSY from then on) until the ccp module is reloaded or the host reboots.';
     case 'ENOTSUPP':
       return f.command === 'GET_ID2' ? 'The firmware is older than API 0.16 and has no GET_ID2: use getId().' : undefined;
     case 'EFAULT':
-      if (f.via === 'psp' && (f.command === 'PEK_CSR' || f.command === 'PDH_CERT_EXPORT')) return 'A length above 16 KiB answers EFAULT here.';
+      if (f.via === 'psp' && (f.command === 'PEK_CSR' || f.command === 'PDH_CERT_EXPORT'))
+        return 'A length above 16 KiB answers EFAULT here.';
       return undefined;
     case 'EINVAL':
       return einvalHint(f, name);
@@ -279,24 +310,35 @@ export function sevHint(code: string, f: SevFailure): string | undefined {
 
 function einvalHint(f: SevFailure, name: string): string | undefined {
   if (f.via === 'psp') {
-    return `The PSP driver refused ${name}: an unknown command for this kernel (SNP commands need Linux 6.11+), a missing data pointer, ` +
-      `or a certificate/blob that is empty or larger than ${SEV_FW_BLOB_MAX_SIZE} bytes.`;
+    return (
+      `The PSP driver refused ${name}: an unknown command for this kernel (SNP commands need Linux 6.11+), a missing data pointer, ` +
+      `or a certificate/blob that is empty or larger than ${SEV_FW_BLOB_MAX_SIZE} bytes.`
+    );
   }
-  const mirror = MIRROR_OK.has(f.command) ? '' : ' Or this VM is a mirror (COPY_ENC_CONTEXT_FROM), which accepts only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG_*.';
+  const mirror = MIRROR_OK.has(f.command)
+    ? ''
+    : ' Or this VM is a mirror (COPY_ENC_CONTEXT_FROM), which accepts only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG_*.';
   const blobs = `a blob that is empty or larger than ${SEV_FW_BLOB_MAX_SIZE} bytes`;
   switch (f.command) {
     case 'INIT':
     case 'ES_INIT':
-      if (f.vmType !== undefined && f.vmType !== 0) return `${name} works only on KVM_X86_DEFAULT_VM; this VM is ${vmTypeLabel(f.vmType)}: use init2().`;
+      if (f.vmType !== undefined && f.vmType !== 0)
+        return `${name} works only on KVM_X86_DEFAULT_VM; this VM is ${vmTypeLabel(f.vmType)}: use init2().`;
       return `${name} refused: the VM already has vCPUs (initialise before KVM_CREATE_VCPU), or it is already initialised.`;
     case 'INIT2': {
       if (f.vmType !== undefined && (f.vmType < 2 || f.vmType > 4)) {
         return `INIT2 needs a VM created as KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM or KVM_X86_SNP_VM; this one is ${vmTypeLabel(f.vmType)} (use init() / esInit() on it).`;
       }
       const a = f.init2;
-      const got = a ? ` (got flags ${a.flags}, vmsa_features ${hex(a.vmsaFeatures)}, ghcb_version ${a.ghcbVersion}, VM type ${vmTypeLabel(f.vmType)})` : '';
-      return 'INIT2 refused: flags must be 0; vmsa_features must be within the KVM_X86_SEV_VMSA_FEATURES attribute of /dev/kvm and 0 for KVM_X86_SEV_VM; ' +
-        'ghcb_version must be <= 2, 0 for KVM_X86_SEV_VM (and >= 2 for SNP); the VM must not be initialised already nor have vCPUs' + got + '.';
+      const got = a
+        ? ` (got flags ${a.flags}, vmsa_features ${hex(a.vmsaFeatures)}, ghcb_version ${a.ghcbVersion}, VM type ${vmTypeLabel(f.vmType)})`
+        : '';
+      return (
+        'INIT2 refused: flags must be 0; vmsa_features must be within the KVM_X86_SEV_VMSA_FEATURES attribute of /dev/kvm and 0 for KVM_X86_SEV_VM; ' +
+        'ghcb_version must be <= 2, 0 for KVM_X86_SEV_VM (and >= 2 for SNP); the VM must not be initialised already nor have vCPUs' +
+        got +
+        '.'
+      );
     }
     case 'LAUNCH_START':
     case 'RECEIVE_START':
@@ -317,8 +359,10 @@ function einvalHint(f: SevFailure, name: string): string | undefined {
       return `${name} refused: a certificate is missing, or ${blobs}.${mirror}`;
     case 'SEND_UPDATE_DATA':
     case 'RECEIVE_UPDATE_DATA':
-      return `${name} refused: the guest range must be 1..4096 bytes within one page, and every buffer non-empty` +
-        `${f.command === 'RECEIVE_UPDATE_DATA' ? ' (RECEIVE_UPDATE_DATA also answers EINVAL, not ENOTTY, when the VM is not an SEV guest)' : ''}.${mirror}`;
+      return (
+        `${name} refused: the guest range must be 1..4096 bytes within one page, and every buffer non-empty` +
+        `${f.command === 'RECEIVE_UPDATE_DATA' ? ' (RECEIVE_UPDATE_DATA also answers EINVAL, not ENOTTY, when the VM is not an SEV guest)' : ''}.${mirror}`
+      );
     case 'SEND_UPDATE_VMSA':
     case 'RECEIVE_UPDATE_VMSA':
     case 'CERT_EXPORT':
@@ -337,14 +381,16 @@ function einvalHint(f: SevFailure, name: string): string | undefined {
       return 'UNREG_REGION refused: no region was registered with exactly this address and size, or this VM is a mirror.';
     case 'VM_MOVE_ENC_CONTEXT_FROM':
     case 'VM_COPY_ENC_CONTEXT_FROM': {
-      if (f.sevEnabled === false) return `${f.hostSev ? `${f.hostSev}: ` : ''}SEV is not enabled on this host, so KVM cannot move or share an encryption context (no vendor support for the capability).`;
+      if (f.sevEnabled === false)
+        return `${f.hostSev ? `${f.hostSev}: ` : ''}SEV is not enabled on this host, so KVM cannot move or share an encryption context (no vendor support for the capability).`;
       const common = 'the two VMs are the same, the destination is already an SEV guest, the source is not an SEV guest or is SNP';
       return f.command === 'VM_MOVE_ENC_CONTEXT_FROM'
         ? `MOVE refused: ${common}, the VM types differ, or (SEV-ES) the vCPU counts differ or a source vCPU has no LAUNCH_UPDATE_VMSA yet.`
         : `COPY refused: ${common}, the source is itself a mirror, or the mirror already has vCPUs.`;
     }
     default:
-      if (f.command.startsWith('LOCAL_')) return `${name} refused (an unknown id on this kernel?): upstream Linux never merged local migration; id 22 is KVM_SEV_INIT2 there.`;
+      if (f.command.startsWith('LOCAL_'))
+        return `${name} refused (an unknown id on this kernel?): upstream Linux never merged local migration; id 22 is KVM_SEV_INIT2 there.`;
       if (/^\d+$/.test(f.command) || f.command.startsWith('UNKNOWN')) return 'KVM does not know this command id.';
       return mirror ? mirror.trim() : undefined;
   }
@@ -398,7 +444,9 @@ export function hostSevFacts(): string {
 /** Host facts for hints (native backend): this process's RLIMIT_MEMLOCK, from /proc/self/limits. */
 export function memlockFacts(): string | undefined {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max locked memory'));
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max locked memory'));
     const soft = line?.slice('Max locked memory'.length).trim().split(/\s+/)[0];
     if (!soft) return undefined;
     if (soft === 'unlimited') return 'RLIMIT_MEMLOCK is unlimited';
@@ -446,7 +494,8 @@ export function checkBytes(name: string, v: unknown, o: { exact?: number; max?: 
   }
   if (v.byteLength === 0) throw invalidArgValue(name, v, 'must not be empty');
   const max = o.max ?? SEV_FW_BLOB_MAX_SIZE;
-  if (v.byteLength > max) throw outOfRange(`${name}.byteLength`, `<= ${max}${max === SEV_FW_BLOB_MAX_SIZE ? ' (SEV_FW_BLOB_MAX_SIZE)' : ''}`, v.byteLength);
+  if (v.byteLength > max)
+    throw outOfRange(`${name}.byteLength`, `<= ${max}${max === SEV_FW_BLOB_MAX_SIZE ? ' (SEV_FW_BLOB_MAX_SIZE)' : ''}`, v.byteLength);
   return v;
 }
 
@@ -454,7 +503,13 @@ export function checkBytes(name: string, v: unknown, o: { exact?: number; max?: 
 export function checkRange(name: string, v: unknown, max = 0xffffffff): MappingRange {
   if (!isMappingRange(v)) throw invalidArgType(name, 'a MappingRange of guest memory (GuestMemory.range())', v);
   if (v.mapping.closed) throw invalidArgValue(name, v, 'refers to guest memory that was unmapped');
-  if (!Number.isSafeInteger(v.offset) || !Number.isSafeInteger(v.length) || v.offset < 0 || v.length < 0 || v.offset + v.length > v.mapping.size) {
+  if (
+    !Number.isSafeInteger(v.offset) ||
+    !Number.isSafeInteger(v.length) ||
+    v.offset < 0 ||
+    v.length < 0 ||
+    v.offset + v.length > v.mapping.size
+  ) {
     throw outOfRange(name, `a range inside its mapping (size ${v.mapping.size})`, `{ offset: ${v.offset}, length: ${v.length} }`);
   }
   if (v.length === 0) throw invalidArgValue(name, v, 'must not be empty');

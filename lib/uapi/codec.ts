@@ -17,15 +17,7 @@
  */
 
 import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
-import {
-  type Fixup,
-  type IoctlStruct,
-  type PointerTarget,
-  ioctlStruct,
-  isIoctlStruct,
-  isMappingRange,
-  targetLength,
-} from './ioctl-arg.js';
+import { type Fixup, type IoctlStruct, type PointerTarget, ioctlStruct, isIoctlStruct, isMappingRange, targetLength } from './ioctl-arg.js';
 
 // ------------------------------------------------------------------------------------------------
 // Field types
@@ -90,11 +82,19 @@ function intRange(min: number | bigint, max: number | bigint): string {
   return `an integer >= ${min} && <= ${max}`;
 }
 
-function smallInt(kind: 'u8' | 'u16' | 'u32' | 'i32', size: number, min: number, max: number,
+function smallInt(
+  kind: 'u8' | 'u16' | 'u32' | 'i32',
+  size: number,
+  min: number,
+  max: number,
   read: (dv: DataView, u8: Uint8Array, off: number) => number,
-  write: (dv: DataView, u8: Uint8Array, off: number, v: number) => void): FieldType<number> {
+  write: (dv: DataView, u8: Uint8Array, off: number, v: number) => void,
+): FieldType<number> {
   const f: FieldImpl = {
-    kind, size, align: size, typeName: kind,
+    kind,
+    size,
+    align: size,
+    typeName: kind,
     prepare(v, path, key) {
       if (v === undefined) return undefined;
       if (typeof v !== 'number') throw invalidArgType(join(path, key), 'number', v);
@@ -106,17 +106,47 @@ function smallInt(kind: 'u8' | 'u16' | 'u32' | 'i32', size: number, min: number,
     },
     read,
   };
-  return f as unknown as FieldType<number>;
+  return f;
 }
 
 /** `__u8` */
-export const u8: FieldType<number> = smallInt('u8', 1, 0, 0xff, (_dv, b, o) => b[o]!, (_dv, b, o, v) => { b[o] = v; });
+export const u8: FieldType<number> = smallInt(
+  'u8',
+  1,
+  0,
+  0xff,
+  (_dv, b, o) => b[o]!,
+  (_dv, b, o, v) => {
+    b[o] = v;
+  },
+);
 /** `__u16` */
-export const u16: FieldType<number> = smallInt('u16', 2, 0, 0xffff, (dv, _b, o) => dv.getUint16(o, true), (dv, _b, o, v) => dv.setUint16(o, v, true));
+export const u16: FieldType<number> = smallInt(
+  'u16',
+  2,
+  0,
+  0xffff,
+  (dv, _b, o) => dv.getUint16(o, true),
+  (dv, _b, o, v) => dv.setUint16(o, v, true),
+);
 /** `__u32` */
-export const u32: FieldType<number> = smallInt('u32', 4, 0, 0xffffffff, (dv, _b, o) => dv.getUint32(o, true), (dv, _b, o, v) => dv.setUint32(o, v, true));
+export const u32: FieldType<number> = smallInt(
+  'u32',
+  4,
+  0,
+  0xffffffff,
+  (dv, _b, o) => dv.getUint32(o, true),
+  (dv, _b, o, v) => dv.setUint32(o, v, true),
+);
 /** `__s32` */
-export const i32: FieldType<number> = smallInt('i32', 4, -0x80000000, 0x7fffffff, (dv, _b, o) => dv.getInt32(o, true), (dv, _b, o, v) => dv.setInt32(o, v, true));
+export const i32: FieldType<number> = smallInt(
+  'i32',
+  4,
+  -0x80000000,
+  0x7fffffff,
+  (dv, _b, o) => dv.getInt32(o, true),
+  (dv, _b, o, v) => dv.setInt32(o, v, true),
+);
 
 const U64_MAX = 0xffffffffffffffffn;
 const I64_MIN = -0x8000000000000000n;
@@ -166,7 +196,10 @@ function write64(dv: DataView, off: number, v: bigint | number, signed: boolean)
 function int64(kind: 'u64' | 'i64'): FieldType<bigint, bigint | number> {
   const signed = kind === 'i64';
   const f: FieldImpl = {
-    kind, size: 8, align: 8, typeName: kind,
+    kind,
+    size: 8,
+    align: 8,
+    typeName: kind,
     prepare(v, path, key) {
       return v === undefined ? undefined : prepare64(v, path, key, signed);
     },
@@ -175,7 +208,7 @@ function int64(kind: 'u64' | 'i64'): FieldType<bigint, bigint | number> {
     },
     read: signed ? (dv, _u8, off) => dv.getBigInt64(off, true) : (dv, _u8, off) => dv.getBigUint64(off, true),
   };
-  return f as unknown as FieldType<bigint, bigint | number>;
+  return f;
 }
 
 /** `__u64` (decodes to bigint; encodes bigint or a non-negative safe-integer Number) */
@@ -187,7 +220,10 @@ export const i64: FieldType<bigint, bigint | number> = int64('i64');
 export function bytes(n: number): FieldType<Uint8Array> {
   checkCount('n', n, 1);
   const f: FieldImpl = {
-    kind: 'bytes', size: n, align: 1, typeName: `u8[${n}]`,
+    kind: 'bytes',
+    size: n,
+    align: 1,
+    typeName: `u8[${n}]`,
     prepare(v, path, key) {
       if (v === undefined) return undefined;
       if (!(v instanceof Uint8Array)) throw invalidArgType(join(path, key), 'an instance of Uint8Array', v);
@@ -201,21 +237,27 @@ export function bytes(n: number): FieldType<Uint8Array> {
       return u8a.slice(off, off + n);
     },
   };
-  return f as unknown as FieldType<Uint8Array>;
+  return f;
 }
 
 /**
  * `type name[n]`: a JS array. Encoding accepts up to `n` elements (missing ones are 0); decoding
  * always gives `n`.
  */
-export function array<D, E, A>(type: FieldType<D, E, A>, n: number): FieldType<D[], readonly (E | undefined)[], readonly (A | undefined)[]> {
+export function array<D, E, A>(
+  type: FieldType<D, E, A>,
+  n: number,
+): FieldType<D[], readonly (E | undefined)[], readonly (A | undefined)[]> {
   checkCount('n', n, 1);
-  const el = impl(type as AnyFieldType);
+  const el = impl(type);
   if (el.kind === 'pad') throw invalidArgValue('type', el.typeName, 'cannot be an array element');
   if (el.kind === 'ptr') throw invalidArgValue('type', el.typeName, 'cannot be an array element (no pointer arrays in the uapi)');
   const stride = el.size;
   const f: FieldImpl = {
-    kind: 'array', size: stride * n, align: el.align, typeName: `${el.typeName}[${n}]`,
+    kind: 'array',
+    size: stride * n,
+    align: el.align,
+    typeName: `${el.typeName}[${n}]`,
     prepare(v, path, key, mode) {
       if (v === undefined) return undefined;
       const here = join(path, key);
@@ -244,14 +286,17 @@ export function array<D, E, A>(type: FieldType<D, E, A>, n: number): FieldType<D
       for (let i = 0; i < arr.length; i++) elFix(arr[i], base + i * stride, out);
     };
   }
-  return f as unknown as FieldType<D[], readonly (E | undefined)[], readonly (A | undefined)[]>;
+  return f;
 }
 
 /** A nested struct, by value. */
 export function struct<T, E, A>(codec: StructCodec<T, E, A>): FieldType<T, Partial<E>, Partial<A>> {
   const c = codecImpl(codec);
   const f: FieldImpl = {
-    kind: 'struct', size: c.size, align: c.align, typeName: `struct ${c.name}`,
+    kind: 'struct',
+    size: c.size,
+    align: c.align,
+    typeName: `struct ${c.name}`,
     prepare(v, path, key, mode) {
       return v === undefined ? undefined : c.prepareObject(v, join(path, key), mode);
     },
@@ -267,17 +312,26 @@ export function struct<T, E, A>(codec: StructCodec<T, E, A>): FieldType<T, Parti
       if (p !== undefined) c.collectFixups(p as unknown[], base, out);
     };
   }
-  return f as unknown as FieldType<T, Partial<E>, Partial<A>>;
+  return f;
 }
 
 /** `padN` / `reserved`: explicit padding, written as zero, absent from the value object. */
 export function pad(n: number): PadFieldType {
   checkCount('n', n, 1);
   const f: FieldImpl = {
-    kind: 'pad', size: n, align: 1, typeName: 'pad',
-    prepare() { return undefined; },
-    write() { /* zero-filled by the struct */ },
-    read() { return undefined; },
+    kind: 'pad',
+    size: n,
+    align: 1,
+    typeName: 'pad',
+    prepare() {
+      return undefined;
+    },
+    write() {
+      /* zero-filled by the struct */
+    },
+    read() {
+      return undefined;
+    },
   };
   return f as unknown as PadFieldType;
 }
@@ -311,11 +365,18 @@ export interface PtrOptions<C extends AnyStructCodec | undefined = undefined> {
  * What `arg()` accepts in a pointer field with options `O`: a target or NULL, plus a plain value object
  * for struct pointers (typed by the codec) and `selectBy` pointers (checked at run time).
  */
-export type PtrArgValue<O> = PointerTarget | null | 0 | 0n | (
-  O extends { readonly struct: infer C }
-    ? (C extends StructCodec<unknown, never, infer CA> ? Partial<CA> : never)
-    : O extends { readonly selectBy: string } ? { readonly [field: string]: unknown } : never
-);
+export type PtrArgValue<O> =
+  | PointerTarget
+  | null
+  | 0
+  | 0n
+  | (O extends { readonly struct: infer C }
+      ? C extends StructCodec<unknown, never, infer CA>
+        ? Partial<CA>
+        : never
+      : O extends { readonly selectBy: string }
+        ? { readonly [field: string]: unknown }
+        : never);
 
 /** Internal: a pointer field keeps its options for the enclosing struct to resolve. */
 interface PtrImpl extends FieldImpl {
@@ -329,13 +390,21 @@ export function ptr<const O extends PtrOptions<AnyStructCodec | undefined> = Ptr
   if (opts.fixedLen !== undefined) checkCount('opts.fixedLen', opts.fixedLen, 1);
   if (opts.select !== undefined && opts.selectBy === undefined) throw invalidArgValue('opts.select', 'function', 'needs opts.selectBy');
   const f: PtrImpl = {
-    kind: 'ptr', size: 8, align: 8, typeName: 'ptr', opts: opts as PtrOptions<AnyStructCodec | undefined>,
+    kind: 'ptr',
+    size: 8,
+    align: 8,
+    typeName: 'ptr',
+    opts: opts,
     prepare(v, path, key, mode) {
       if (v === undefined || v === null) return undefined;
       if (mode === 'encode') return prepare64(v, path, key, false);
       if (v === 0 || v === 0n) return undefined;
       if (typeof v === 'bigint' || typeof v === 'number') {
-        throw invalidArgValue(join(path, key), v, 'must be a pointer target (ArrayBufferView, ArrayBuffer, MappingRange or IoctlStruct) or null, never a raw address');
+        throw invalidArgValue(
+          join(path, key),
+          v,
+          'must be a pointer target (ArrayBufferView, ArrayBuffer, MappingRange or IoctlStruct) or null, never a raw address',
+        );
       }
       if (typeof v !== 'object') {
         throw invalidArgType(join(path, key), 'an ArrayBufferView, ArrayBuffer, MappingRange, IoctlStruct or null', v);
@@ -352,7 +421,7 @@ export function ptr<const O extends PtrOptions<AnyStructCodec | undefined> = Ptr
       if (p !== undefined && typeof p === 'object') out.push({ offset: base, target: p as PointerTarget });
     },
   };
-  return f as unknown as FieldType<bigint, bigint | number | null, PtrArgValue<O>>;
+  return f;
 }
 
 function checkCount(name: string, n: unknown, min: number): void {
@@ -596,13 +665,19 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
         ...(o.struct ? { struct: o.struct } : {}),
       });
       plans.push({
-        index: i, name: s.name, opts: o,
+        index: i,
+        name: s.name,
+        opts: o,
         lenIndex: len ? indexByName.get(len.name)! : -1,
         selIndex: selectBy ? indexByName.get(selectBy.name)! : -1,
       });
     }
     return Object.freeze({
-      name: s.name, offset: s.offset, size: s.type.size, type: s.type.typeName, kind: s.type.kind,
+      name: s.name,
+      offset: s.offset,
+      size: s.type.size,
+      type: s.type.typeName,
+      kind: s.type.kind,
       ...(pointer ? { pointer } : {}),
     });
   });
@@ -651,9 +726,13 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
           throw invalidArgType(ppath, 'an ArrayBufferView, ArrayBuffer, MappingRange, IoctlStruct or null', target);
         }
         if (!codec) {
-          throw invalidArgValue(ppath, target, plan.selIndex >= 0
-            ? `cannot be a plain object: no struct is known for ${slots[plan.selIndex]!.name} ${String(p[plan.selIndex] ?? 0)}`
-            : 'must be a pointer target (a plain object needs a struct pointer)');
+          throw invalidArgValue(
+            ppath,
+            target,
+            plan.selIndex >= 0
+              ? `cannot be a plain object: no struct is known for ${slots[plan.selIndex]!.name} ${String(p[plan.selIndex] ?? 0)}`
+              : 'must be a pointer target (a plain object needs a struct pointer)',
+          );
         }
         const ci = codecImpl(codec);
         target = argFrom(ci, ci.prepareObject(target, ppath, 'arg'));
@@ -666,8 +745,7 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
           throw outOfRange(`${ppath}.offset`, `a range inside the mapping (size ${target.mapping.size})`, target.offset);
         }
       } else if (plan.opts.retained) {
-        throw invalidArgValue(ppath, target,
-          'must be a MappingRange of guest memory: the kernel keeps this address after the call');
+        throw invalidArgValue(ppath, target, 'must be a MappingRange of guest memory: the kernel keeps this address after the call');
       }
       if (codec && tlen < codec.size) {
         throw outOfRange(`${ppath}`, `a target of at least ${codec.size} bytes (struct ${codec.name})`, tlen);
@@ -727,8 +805,15 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
   }
 
   const inner: CodecImpl = {
-    name, size, align, pointers, hasNestedPointers: nested.length > 0,
-    prepareObject, writePrepared, readAt, collectFixups,
+    name,
+    size,
+    align,
+    pointers,
+    hasNestedPointers: nested.length > 0,
+    prepareObject,
+    writePrepared,
+    readAt,
+    collectFixups,
   };
 
   const fieldOf = (fname: string): FieldInfo => {
@@ -738,7 +823,10 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
   };
 
   const codec = {
-    name, size, align, packed,
+    name,
+    size,
+    align,
+    packed,
     fields: Object.freeze(infos),
     pointers: Object.freeze(pointers),
     offsetOf(fname: string): number {

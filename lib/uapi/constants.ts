@@ -22,7 +22,7 @@ function reverse<T extends Record<string, number>>(obj: T, skip: readonly string
   const m = new Map<number, keyof T & string>();
   for (const [k, v] of Object.entries(obj)) {
     if (skip.includes(k) || m.has(v)) continue;
-    m.set(v, k as keyof T & string);
+    m.set(v, k);
   }
   return m;
 }

@@ -186,7 +186,10 @@ for (const [name, errno, message, aliases = []] of TABLE) {
 }
 for (const [name, errno, description] of KERNEL_INTERNAL) {
   // glibc has no text for these: strerror() prints "Unknown error N". The kernel meaning is in `description`.
-  byNumber.set(errno, Object.freeze({ name, errno, message: `Unknown error ${errno}`, description, aliases: Object.freeze([]), kernelInternal: true }));
+  byNumber.set(
+    errno,
+    Object.freeze({ name, errno, message: `Unknown error ${errno}`, description, aliases: Object.freeze([]), kernelInternal: true }),
+  );
   errnoEntries.push([name, errno]);
 }
 

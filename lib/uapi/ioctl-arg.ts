@@ -74,5 +74,5 @@ export function mappingRange(mapping: MappingHandle, offset = 0, length = mappin
 export function targetLength(t: PointerTarget): number {
   if (isIoctlStruct(t)) return t.bytes.byteLength;
   if (isMappingRange(t)) return t.length;
-  return (t as ArrayBuffer | ArrayBufferView).byteLength;
+  return t.byteLength;
 }

@@ -72,104 +72,152 @@ export const KVM_RUN_FAIL_ENTRY_REASON_OFFSET = 32;
 export const KVM_RUN_FAIL_ENTRY_CPU_OFFSET = 40;
 
 /** The fixed header of `struct kvm_run` (bytes 0..31). */
-export const kvm_run_header = defineStruct('kvm_run', [
-  ['request_interrupt_window', u8],
-  ['immediate_exit', u8],
-  ['padding1', pad(6)],
-  ['exit_reason', u32],
-  ['ready_for_interrupt_injection', u8],
-  ['if_flag', u8],
-  ['flags', u16],
-  ['cr8', u64],
-  ['apic_base', u64],
-], { size: 32 });
+export const kvm_run_header = defineStruct(
+  'kvm_run',
+  [
+    ['request_interrupt_window', u8],
+    ['immediate_exit', u8],
+    ['padding1', pad(6)],
+    ['exit_reason', u32],
+    ['ready_for_interrupt_injection', u8],
+    ['if_flag', u8],
+    ['flags', u16],
+    ['cr8', u64],
+    ['apic_base', u64],
+  ],
+  { size: 32 },
+);
 
 /** `kvm_run.hw` (KVM_EXIT_UNKNOWN). */
-export const kvm_run_hw = defineStruct('kvm_run.hw', [
-  ['hardware_exit_reason', u64],
-], { size: 8 });
+export const kvm_run_hw = defineStruct('kvm_run.hw', [['hardware_exit_reason', u64]], { size: 8 });
 
 /** `kvm_run.fail_entry` (KVM_EXIT_FAIL_ENTRY): the VMRUN/VMLAUNCH failure code and the host CPU. */
-export const kvm_run_fail_entry = defineStruct('kvm_run.fail_entry', [
-  ['hardware_entry_failure_reason', u64],
-  ['cpu', u32],
-], { size: 16 });
+export const kvm_run_fail_entry = defineStruct(
+  'kvm_run.fail_entry',
+  [
+    ['hardware_entry_failure_reason', u64],
+    ['cpu', u32],
+  ],
+  { size: 16 },
+);
 
 /** `kvm_run.ex` (KVM_EXIT_EXCEPTION). */
-export const kvm_run_ex = defineStruct('kvm_run.ex', [
-  ['exception', u32],
-  ['error_code', u32],
-], { size: 8 });
+export const kvm_run_ex = defineStruct(
+  'kvm_run.ex',
+  [
+    ['exception', u32],
+    ['error_code', u32],
+  ],
+  { size: 8 },
+);
 
 /** `kvm_run.io` (KVM_EXIT_IO): `size * count` bytes at `data_offset` from the start of kvm_run. */
-export const kvm_run_io = defineStruct('kvm_run.io', [
-  ['direction', u8],
-  ['size', u8],
-  ['port', u16],
-  ['count', u32],
-  ['data_offset', u64],
-], { size: 16 });
+export const kvm_run_io = defineStruct(
+  'kvm_run.io',
+  [
+    ['direction', u8],
+    ['size', u8],
+    ['port', u16],
+    ['count', u32],
+    ['data_offset', u64],
+  ],
+  { size: 16 },
+);
 
 /** `kvm_run.mmio` (KVM_EXIT_MMIO): `len` bytes of `data` are meaningful. */
-export const kvm_run_mmio = defineStruct('kvm_run.mmio', [
-  ['phys_addr', u64],
-  ['data', bytes(8)],
-  ['len', u32],
-  ['is_write', u8],
-], { size: 24 });
+export const kvm_run_mmio = defineStruct(
+  'kvm_run.mmio',
+  [
+    ['phys_addr', u64],
+    ['data', bytes(8)],
+    ['len', u32],
+    ['is_write', u8],
+  ],
+  { size: 24 },
+);
 
 /**
  * `kvm_run.hypercall` (KVM_EXIT_HYPERCALL, e.g. KVM_HC_MAP_GPA_RANGE). `flags` (6.7+) overlays the
  * older `__u32 longmode; __u32 pad;` (bit 0 = 64-bit mode either way).
  */
-export const kvm_run_hypercall = defineStruct('kvm_run.hypercall', [
-  ['nr', u64],
-  ['args', array(u64, 6)],
-  ['ret', u64],
-  ['flags', u64],
-], { size: 72 });
+export const kvm_run_hypercall = defineStruct(
+  'kvm_run.hypercall',
+  [
+    ['nr', u64],
+    ['args', array(u64, 6)],
+    ['ret', u64],
+    ['flags', u64],
+  ],
+  { size: 72 },
+);
 
 /** `kvm_run.system_event` (KVM_EXIT_SYSTEM_EVENT): `type` is a KVM_SYSTEM_EVENT_*; `ndata` entries of `data`. */
-export const kvm_run_system_event = defineStruct('kvm_run.system_event', [
-  ['type', u32],
-  ['ndata', u32],
-  ['data', array(u64, 16)],
-], { size: 136 });
+export const kvm_run_system_event = defineStruct(
+  'kvm_run.system_event',
+  [
+    ['type', u32],
+    ['ndata', u32],
+    ['data', array(u64, 16)],
+  ],
+  { size: 136 },
+);
 
 /** `kvm_run.internal` (KVM_EXIT_INTERNAL_ERROR): `suberror` is a KVM_INTERNAL_ERROR_*. */
-export const kvm_run_internal = defineStruct('kvm_run.internal', [
-  ['suberror', u32],
-  ['ndata', u32],
-  ['data', array(u64, 16)],
-], { size: 136 });
+export const kvm_run_internal = defineStruct(
+  'kvm_run.internal',
+  [
+    ['suberror', u32],
+    ['ndata', u32],
+    ['data', array(u64, 16)],
+  ],
+  { size: 136 },
+);
 
 /** `kvm_run.memory_fault` (6.8+, KVM_EXIT_MEMORY_FAULT): e.g. a private/shared mismatch of a guest_memfd VM. */
-export const kvm_run_memory_fault = defineStruct('kvm_run.memory_fault', [
-  ['flags', u64],
-  ['gpa', u64],
-  ['size', u64],
-], { size: 24 });
+export const kvm_run_memory_fault = defineStruct(
+  'kvm_run.memory_fault',
+  [
+    ['flags', u64],
+    ['gpa', u64],
+    ['size', u64],
+  ],
+  { size: 24 },
+);
 
 /** `kvm_run.kvm_valid_regs` and `kvm_dirty_regs` (decode at {@link KVM_RUN_VALID_REGS_OFFSET}). */
-export const kvm_run_sync_flags = defineStruct('kvm_run.sync_flags', [
-  ['kvm_valid_regs', u64],
-  ['kvm_dirty_regs', u64],
-], { size: 16 });
+export const kvm_run_sync_flags = defineStruct(
+  'kvm_run.sync_flags',
+  [
+    ['kvm_valid_regs', u64],
+    ['kvm_dirty_regs', u64],
+  ],
+  { size: 16 },
+);
 
 /** The union member KVM fills for `exit_reason`, or null if none is modelled (HLT, SHUTDOWN, …). */
 export function kvmRunExitStruct(exitReason: number): AnyStructCodec | null {
   if (typeof exitReason !== 'number') throw invalidArgType('exitReason', 'number', exitReason);
   switch (exitReason) {
-    case KVM_EXIT.UNKNOWN: return kvm_run_hw;
-    case KVM_EXIT.EXCEPTION: return kvm_run_ex;
-    case KVM_EXIT.IO: return kvm_run_io;
-    case KVM_EXIT.MMIO: return kvm_run_mmio;
-    case KVM_EXIT.HYPERCALL: return kvm_run_hypercall;
-    case KVM_EXIT.FAIL_ENTRY: return kvm_run_fail_entry;
-    case KVM_EXIT.INTERNAL_ERROR: return kvm_run_internal;
-    case KVM_EXIT.SYSTEM_EVENT: return kvm_run_system_event;
-    case KVM_EXIT.MEMORY_FAULT: return kvm_run_memory_fault;
-    default: return null;
+    case KVM_EXIT.UNKNOWN:
+      return kvm_run_hw;
+    case KVM_EXIT.EXCEPTION:
+      return kvm_run_ex;
+    case KVM_EXIT.IO:
+      return kvm_run_io;
+    case KVM_EXIT.MMIO:
+      return kvm_run_mmio;
+    case KVM_EXIT.HYPERCALL:
+      return kvm_run_hypercall;
+    case KVM_EXIT.FAIL_ENTRY:
+      return kvm_run_fail_entry;
+    case KVM_EXIT.INTERNAL_ERROR:
+      return kvm_run_internal;
+    case KVM_EXIT.SYSTEM_EVENT:
+      return kvm_run_system_event;
+    case KVM_EXIT.MEMORY_FAULT:
+      return kvm_run_memory_fault;
+    default:
+      return null;
   }
 }
 

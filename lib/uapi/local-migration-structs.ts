@@ -15,16 +15,18 @@ import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { KVM_SEV, sevCommandName } from './constants.js';
 
 /** `struct kvm_sev_local_send` (proposed): KVM writes back a random 64-bit token (0 = none). */
-export const kvm_sev_local_send = defineStruct('kvm_sev_local_send', [
-  ['info_token', u64],
-], { size: 8 });
+export const kvm_sev_local_send = defineStruct('kvm_sev_local_send', [['info_token', u64]], { size: 8 });
 
 /** `struct kvm_sev_local_receive` (proposed): the token from LOCAL_SEND in, the guest handle out. */
-export const kvm_sev_local_receive = defineStruct('kvm_sev_local_receive', [
-  ['info_token', u64],
-  ['handle', u32],
-  ['pad0', pad(4)],
-], { size: 16 });
+export const kvm_sev_local_receive = defineStruct(
+  'kvm_sev_local_receive',
+  [
+    ['info_token', u64],
+    ['handle', u32],
+    ['pad0', pad(4)],
+  ],
+  { size: 16 },
+);
 
 /** The command ids a backend uses for the two local-migration commands. */
 export interface LocalMigrationIds {
@@ -61,7 +63,11 @@ export function localMigrationIds(source: LocalMigrationSource): LocalMigrationI
     if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw outOfRange(name, 'an integer >= 0 && <= 4294967295', v);
     const upstream = sevCommandName(v);
     if (upstream !== undefined && !allowUpstreamCollision) {
-      throw invalidArgValue(name, v, `collides with the upstream command KVM_SEV_${upstream} (pass allowUpstreamCollision: true to accept that)`);
+      throw invalidArgValue(
+        name,
+        v,
+        `collides with the upstream command KVM_SEV_${upstream} (pass allowUpstreamCollision: true to accept that)`,
+      );
     }
     return v;
   };
@@ -72,7 +78,10 @@ export function localMigrationIds(source: LocalMigrationSource): LocalMigrationI
 }
 
 /** The struct for a local-migration command id under `ids`, or undefined if `id` is neither. */
-export function localMigrationStruct(id: number, ids: LocalMigrationIds): typeof kvm_sev_local_send | typeof kvm_sev_local_receive | undefined {
+export function localMigrationStruct(
+  id: number,
+  ids: LocalMigrationIds,
+): typeof kvm_sev_local_send | typeof kvm_sev_local_receive | undefined {
   if (id === ids.LOCAL_SEND) return kvm_sev_local_send;
   if (id === ids.LOCAL_RECEIVE) return kvm_sev_local_receive;
   return undefined;

@@ -45,4 +45,3 @@ test('kvm-sev/mock loads the mock without the native addon loader or the hybrid'
     [],
   );
 });
-

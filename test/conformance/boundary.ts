@@ -36,19 +36,23 @@ function vmOp(b: Backend, vm: ReturnType<Backend['open']>, id: number, data: Ret
 }
 
 export function boundarySuite(target: BackendTarget): void {
-  hwTest(target.req, `${target.name}: only allowlisted requests pass; KVM_RUN only through the runner; fd-returning ones only through ioctlFd`, (t) => {
-    const { b, kvm, vm, vcpu, close } = setup(target);
-    code(t, () => b.ioctl(kvm, 0xae99), 'ERR_KVM_SEV_UNKNOWN_IOCTL');
-    code(t, () => b.ioctl(kvm, 0x5401 /* TCGETS */), 'ERR_KVM_SEV_UNKNOWN_IOCTL');
-    code(t, () => b.ioctl(vcpu, ioc.KVM_RUN), 'ERR_KVM_SEV_USE_RUNNER');
-    code(t, () => b.ioctl(kvm, ioc.KVM_CREATE_VM, 0), 'ERR_KVM_SEV_RETURNS_FD');
-    code(t, () => b.ioctlFd(vm, ioc.KVM_CHECK_EXTENSION, 1), 'ERR_KVM_SEV_RETURNS_FD');
-    const [s1, s2] = b.socketPair();
-    code(t, () => b.ioctl(s1, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_VALUE');
-    s1.close();
-    s2.close();
-    close();
-  });
+  hwTest(
+    target.req,
+    `${target.name}: only allowlisted requests pass; KVM_RUN only through the runner; fd-returning ones only through ioctlFd`,
+    (t) => {
+      const { b, kvm, vm, vcpu, close } = setup(target);
+      code(t, () => b.ioctl(kvm, 0xae99), 'ERR_KVM_SEV_UNKNOWN_IOCTL');
+      code(t, () => b.ioctl(kvm, 0x5401 /* TCGETS */), 'ERR_KVM_SEV_UNKNOWN_IOCTL');
+      code(t, () => b.ioctl(vcpu, ioc.KVM_RUN), 'ERR_KVM_SEV_USE_RUNNER');
+      code(t, () => b.ioctl(kvm, ioc.KVM_CREATE_VM, 0), 'ERR_KVM_SEV_RETURNS_FD');
+      code(t, () => b.ioctlFd(vm, ioc.KVM_CHECK_EXTENSION, 1), 'ERR_KVM_SEV_RETURNS_FD');
+      const [s1, s2] = b.socketPair();
+      code(t, () => b.ioctl(s1, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_VALUE');
+      s1.close();
+      s2.close();
+      close();
+    },
+  );
 
   hwTest(target.req, `${target.name}: closed fds answer EBADF, and close() is idempotent`, async (t) => {
     const { b, kvm, close } = setup(target);
@@ -68,8 +72,15 @@ export function boundarySuite(target: BackendTarget): void {
     const { b, vm, vcpu, close } = setup(target);
     const regs = new Uint8Array(100).fill(0xaa); // kvm_regs is 144 bytes
     code(t, () => b.ioctl(vcpu, ioc.KVM_GET_REGS, ioctlStruct(regs)), 'ERR_OUT_OF_RANGE');
-    t.true(regs.every((x) => x === 0xaa), 'nothing written');
-    code(t, () => b.ioctl(vcpu, ioc.KVM_GET_REGS, { kind: 'struct', bytes: new Uint16Array(72), fixups: [] } as never), 'ERR_INVALID_ARG_TYPE');
+    t.true(
+      regs.every((x) => x === 0xaa),
+      'nothing written',
+    );
+    code(
+      t,
+      () => b.ioctl(vcpu, ioc.KVM_GET_REGS, { kind: 'struct', bytes: new Uint16Array(72), fixups: [] } as never),
+      'ERR_INVALID_ARG_TYPE',
+    );
 
     // A raw address in a pointer field never reaches the kernel.
     const cmd = structs.kvm_sev_cmd.encode({ id: 6 });
@@ -77,10 +88,31 @@ export function boundarySuite(target: BackendTarget): void {
     code(t, () => b.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, ioctlStruct(cmd)), 'ERR_INVALID_ARG_VALUE');
 
     // A fix-up at an offset that is not a pointer field.
-    code(t, () => b.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, ioctlStruct(structs.kvm_sev_cmd.encode({ id: 6 }), [{ offset: 16, target: new Uint8Array(16) }])), 'ERR_INVALID_ARG_VALUE');
+    code(
+      t,
+      () =>
+        b.ioctl(
+          vm,
+          ioc.KVM_MEMORY_ENCRYPT_OP,
+          ioctlStruct(structs.kvm_sev_cmd.encode({ id: 6 }), [{ offset: 16, target: new Uint8Array(16) }]),
+        ),
+      'ERR_INVALID_ARG_VALUE',
+    );
     // Two fix-ups for one field.
     const measure = structs.kvm_sev_launch_measure.arg({ uaddr: new Uint8Array(48) });
-    code(t, () => b.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, ioctlStruct(structs.kvm_sev_cmd.encode({ id: 6 }), [{ offset: 8, target: measure }, { offset: 8, target: measure }])), 'ERR_INVALID_ARG_VALUE');
+    code(
+      t,
+      () =>
+        b.ioctl(
+          vm,
+          ioc.KVM_MEMORY_ENCRYPT_OP,
+          ioctlStruct(structs.kvm_sev_cmd.encode({ id: 6 }), [
+            { offset: 8, target: measure },
+            { offset: 8, target: measure },
+          ]),
+        ),
+      'ERR_INVALID_ARG_VALUE',
+    );
     // A paired length larger than the buffer it describes.
     // (The codecs refuse these too; the structs are built by hand to reach the native checks.)
     const lie = ioctlStruct(structs.kvm_sev_launch_measure.encode({ len: 4096 }), [{ offset: 0, target: new Uint8Array(48) }]);
@@ -98,11 +130,12 @@ export function boundarySuite(target: BackendTarget): void {
     new DataView(msrs.buffer).setUint32(0, 1000, true);
     code(t, () => b.ioctl(vcpu, ioc.KVM_GET_MSRS, ioctlStruct(msrs)), 'ERR_OUT_OF_RANGE');
     // The kernel keeps memslot addresses: only guest-memory mappings may be given.
-    const region = ioctlStruct(structs.kvm_userspace_memory_region.encode({ slot: 0, memory_size: 4096n }), [{ offset: 24, target: new Uint8Array(4096) }]);
+    const region = ioctlStruct(structs.kvm_userspace_memory_region.encode({ slot: 0, memory_size: 4096n }), [
+      { offset: 24, target: new Uint8Array(4096) },
+    ]);
     code(t, () => b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, region), 'ERR_INVALID_ARG_TYPE');
     close();
   });
-
 
   hwTest(target.req, `${target.name}: guest-memory ranges are bounds-checked, and an unmapped mapping is refused`, (t) => {
     const { b, vm, close } = setup(target);
@@ -114,7 +147,16 @@ export function boundarySuite(target: BackendTarget): void {
     const outside = region(0x5000n, 0, 0x5000);
     code(t, () => b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, outside), 'ERR_OUT_OF_RANGE');
     // A memory slot with a NULL address and a size would hand the guest the process's own low memory.
-    code(t, () => b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, ioctlStruct(structs.kvm_userspace_memory_region.encode({ slot: 1, guest_phys_addr: 0x100000n, memory_size: 0x4000n }))), 'ERR_INVALID_ARG_VALUE');
+    code(
+      t,
+      () =>
+        b.ioctl(
+          vm,
+          ioc.KVM_SET_USER_MEMORY_REGION,
+          ioctlStruct(structs.kvm_userspace_memory_region.encode({ slot: 1, guest_phys_addr: 0x100000n, memory_size: 0x4000n })),
+        ),
+      'ERR_INVALID_ARG_VALUE',
+    );
     const longer = region(0x4000n, 0x1000, 0x2000);
     code(t, () => b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, longer), 'ERR_OUT_OF_RANGE');
     m.unmap();
@@ -128,12 +170,24 @@ export function boundarySuite(target: BackendTarget): void {
     const m = b.mmapAnonymous(0x10000);
     const view = new Uint8Array(m.buffer);
     view[5] = 42;
-    b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, structs.kvm_userspace_memory_region.arg({ slot: 3, memory_size: 0x10000n, userspace_addr: { kind: 'mapping', mapping: m, offset: 0, length: 0x10000 } }));
+    b.ioctl(
+      vm,
+      ioc.KVM_SET_USER_MEMORY_REGION,
+      structs.kvm_userspace_memory_region.arg({
+        slot: 3,
+        memory_size: 0x10000n,
+        userspace_addr: { kind: 'mapping', mapping: m, offset: 0, length: 0x10000 },
+      }),
+    );
     t.is(m.bindings, 1);
     code(t, () => m.unmap(), 'EBUSY');
     t.is(view[5], 42, 'still mapped');
     // Deleting the slot releases it.
-    b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, structs.kvm_userspace_memory_region.arg({ slot: 3, memory_size: 0n, userspace_addr: null }));
+    b.ioctl(
+      vm,
+      ioc.KVM_SET_USER_MEMORY_REGION,
+      structs.kvm_userspace_memory_region.arg({ slot: 3, memory_size: 0n, userspace_addr: null }),
+    );
     t.is(m.bindings, 0);
     m.unmap();
     m.unmap();
@@ -160,5 +214,4 @@ export function boundarySuite(target: BackendTarget): void {
     t.is((bad as { code?: string }).code, 'ERR_KVM_SEV_UNKNOWN_IOCTL');
     close();
   });
-
 }

@@ -9,7 +9,15 @@ import type { Backend } from '../../lib/backend/contract.js';
 import { extraRoots } from '../../lib/app/demo/attested-launch.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import type { Vm } from '../../lib/kvm/vm.js';
-import { buildSecret, createSession, expectedLaunchDigest, parsePlatformCerts, verifyAttestationReport, verifyChain, verifyMeasurement } from '../../lib/owner/index.js';
+import {
+  buildSecret,
+  createSession,
+  expectedLaunchDigest,
+  parsePlatformCerts,
+  verifyAttestationReport,
+  verifyChain,
+  verifyMeasurement,
+} from '../../lib/owner/index.js';
 import { parseSevCert } from '../../lib/crypto/sev-cert.js';
 import { SevLaunch, type LaunchingGuest, type MeasuredGuest, type RunningGuest } from '../../lib/sev/launch.js';
 import { SevPlatform } from '../../lib/sev/platform.js';
@@ -80,7 +88,15 @@ export function lifecycleSuite(target: SevTarget): void {
     await launching.launchUpdateData(s.mem, { chunkSize: 0x4000, onProgress: (done) => progress.push(done) });
     t.deepEqual(progress, [0x4000, 0x8000, 0xc000, 0x10000], 'progress after each chunk');
     const measured = await launching.launchMeasure();
-    t.true(verifyMeasurement({ measurement: blob(measured.measurement), tik: session.tik, ...s.api, policy, digest: expectedLaunchDigest({ firmware: image }) }));
+    t.true(
+      verifyMeasurement({
+        measurement: blob(measured.measurement),
+        tik: session.tik,
+        ...s.api,
+        policy,
+        digest: expectedLaunchDigest({ firmware: image }),
+      }),
+    );
     const secret = new TextEncoder().encode('sixteen byte key'.repeat(2));
     const pkt = buildSecret({ tek: session.tek, tik: session.tik, measurement: blob(measured.measurement), secret });
     await measured.launchSecret({ header: pkt.header, trans: pkt.secret, guest: s.mem.range(0x9000n, 32) });
@@ -101,12 +117,12 @@ export function lifecycleSuite(target: SevTarget): void {
     const measured = await launching.launchMeasure();
     const stale = await t.throwsAsync(launching.launchUpdateData(s.mem));
     t.is((stale as { code?: string }).code, 'ERR_KVM_SEV_STALE_STATE');
-    t.regex(stale!.message, /moved on to measured/);
+    t.regex(stale.message, /moved on to measured/);
     // Behind the launcher's back, the raw command finishes the launch: the next step sees the firmware's state.
     await measured.commands.launchFinish();
     const wrong = await t.throwsAsync(measured.launchFinish());
     t.is((wrong as { code?: string }).code, 'ERR_KVM_SEV_WRONG_STATE');
-    t.regex(wrong!.message, /needs the guest in LSECRET .* but the firmware says it is RUNNING .*the launch is finished/);
+    t.regex(wrong.message, /needs the guest in LSECRET .* but the firmware says it is RUNNING .*the launch is finished/);
     measured.close();
     s.close();
   });
@@ -129,7 +145,7 @@ export function lifecycleSuite(target: SevTarget): void {
     s0.close();
     const ok = createSession({ pdh, policy: 0 });
     const tampered = Uint8Array.from(ok.session);
-    tampered[0x10] ^= 1; // WRAP_TK: the wrap MAC no longer matches
+    tampered[0x10]! ^= 1; // WRAP_TK: the wrap MAC no longer matches
     await check(tampered, ok.godhCert, 0, t);
     await check(ok.session, ok.godhCert, SEV_POLICY.NODBG, t); // POLICY_MAC was made for policy 0
 
@@ -140,9 +156,25 @@ export function lifecycleSuite(target: SevTarget): void {
     await l.launchUpdateData(s.mem);
     const m = await l.launchMeasure();
     const wrongImage = Uint8Array.from(image);
-    wrongImage[0x1000] ^= 0xff;
-    t.false(verifyMeasurement({ measurement: blob(m.measurement), tik: ok.tik, ...api, policy: 0, digest: expectedLaunchDigest({ firmware: wrongImage }) }));
-    t.true(verifyMeasurement({ measurement: blob(m.measurement), tik: ok.tik, ...api, policy: 0, digest: expectedLaunchDigest({ firmware: image }) }));
+    wrongImage[0x1000]! ^= 0xff;
+    t.false(
+      verifyMeasurement({
+        measurement: blob(m.measurement),
+        tik: ok.tik,
+        ...api,
+        policy: 0,
+        digest: expectedLaunchDigest({ firmware: wrongImage }),
+      }),
+    );
+    t.true(
+      verifyMeasurement({
+        measurement: blob(m.measurement),
+        tik: ok.tik,
+        ...api,
+        policy: 0,
+        digest: expectedLaunchDigest({ firmware: image }),
+      }),
+    );
     m.close();
     s.close();
   });
@@ -185,7 +217,7 @@ export function lifecycleSuite(target: SevTarget): void {
       guest.registerRegion(s.mem.range(0n, 0x8000));
       const e = t.throws(() => guest.registerRegion(s.mem.range(0x8000n, 0x8000)));
       t.is((e as { code?: string }).code, 'ERR_KVM_SEV_MEMLOCK');
-      t.regex(e!.message, /RLIMIT_MEMLOCK \(32768 bytes\).*ulimit -l.*CAP_IPC_LOCK/);
+      t.regex(e.message, /RLIMIT_MEMLOCK \(32768 bytes\).*ulimit -l.*CAP_IPC_LOCK/);
       guest.close();
       s.close();
     });

@@ -136,15 +136,23 @@ for (const g of GENERATIONS) {
 
 test('AMD signature hash follows the signer size: SHA-256 for Naples, SHA-384 for Rome', (t) => {
   // Independently: RSA-PSS over bytes 0..end of modulus, salt = hash length.
-  for (const [g, hash, salt] of [['naples', 'sha256', 32], ['rome', 'sha384', 48]] as const) {
+  for (const [g, hash, salt] of [
+    ['naples', 'sha256', 32],
+    ['rome', 'sha384', 48],
+  ] as const) {
     const { ark } = builtinRoots(g);
     const raw = serializeAmdCert(ark);
     const m = ark.modulusBits / 8;
-    const key = createPublicKey({ key: { kty: 'RSA', n: Buffer.from(ark.modulus).reverse().toString('base64url'), e: 'AQAB' }, format: 'jwk' });
+    const key = createPublicKey({
+      key: { kty: 'RSA', n: Buffer.from(ark.modulus).reverse().toString('base64url'), e: 'AQAB' },
+      format: 'jwk',
+    });
     const padding = constants.RSA_PKCS1_PSS_PADDING;
     const signed = raw.subarray(0, raw.length - m);
     t.true(nodeVerify(hash, signed, { key, padding, saltLength: salt }, Buffer.from(ark.signature).reverse()));
-    t.false(nodeVerify(hash === 'sha256' ? 'sha384' : 'sha256', signed, { key, padding, saltLength: salt }, Buffer.from(ark.signature).reverse()));
+    t.false(
+      nodeVerify(hash === 'sha256' ? 'sha384' : 'sha256', signed, { key, padding, saltLength: salt }, Buffer.from(ark.signature).reverse()),
+    );
   }
 });
 
@@ -244,9 +252,19 @@ test('a PDH signed by the wrong key fails', (t) => {
   const unsigned = { ...pdh, sig1: { usage: SevUsage.INVALID, algo: 0, sig: Buffer.alloc(512) } };
   const other = generateP384().privateKey;
   // Signed by some key claiming to be the PEK.
-  expectChainError(t, () => verifyChain({ ...rome, pdh: serializeSevCert(signSevCert(unsigned, other, SevUsage.PEK)) }), 'pdh-by-pek', 'bad-signature');
+  expectChainError(
+    t,
+    () => verifyChain({ ...rome, pdh: serializeSevCert(signSevCert(unsigned, other, SevUsage.PEK)) }),
+    'pdh-by-pek',
+    'bad-signature',
+  );
   // Signed by an OCA instead of the PEK: no slot names the PEK.
-  expectChainError(t, () => verifyChain({ ...rome, pdh: serializeSevCert(signSevCert(unsigned, other, SevUsage.OCA)) }), 'pdh-by-pek', 'no-matching-signature');
+  expectChainError(
+    t,
+    () => verifyChain({ ...rome, pdh: serializeSevCert(signSevCert(unsigned, other, SevUsage.OCA)) }),
+    'pdh-by-pek',
+    'no-matching-signature',
+  );
   // Not signed at all.
   expectChainError(t, () => verifyChain({ ...rome, pdh: serializeSevCert(unsigned) }), 'pdh-by-pek', 'no-matching-signature');
 });
@@ -258,47 +276,63 @@ test('tampered certificate bytes fail with the reason of their class', (t) => {
   const naplesPek = platformCerts('naples').pek;
   const cases: Array<[string, Partial<ChainInput>, ChainLink, CertFailureReason]> = [
     // key
-    ['PEK Qx byte', { pek: flip(rome.pek as Buffer, 0x14 + 5) }, 'pek-by-cek', 'invalid-public-key'],
-    ['PEK Qy byte', { pek: flip(rome.pek as Buffer, 0x5c + 40) }, 'pek-by-cek', 'invalid-public-key'],
-    ['PEK curve', { pek: withU32(rome.pek as Buffer, 0x10, 1) }, 'pek-by-cek', 'invalid-public-key'],
-    ['PEK coordinate padding', { pek: flip(rome.pek as Buffer, 0x14 + 60) }, 'pek-by-cek', 'invalid-public-key'],
-    ['PEK key replaced by another valid point', { pek: (() => { const b = Buffer.from(rome.pek as Buffer); naplesPek.copy(b, 0x10, 0x10, 0x414); return b; })() }, 'pek-by-cek', 'bad-signature'],
-    ['PDH Qx byte', { pdh: flip(rome.pdh as Buffer, 0x14) }, 'pdh-by-pek', 'invalid-public-key'],
-    ['CEK Qy byte', { cek: flip(rome.cek as Buffer, 0x5c) }, 'cek-by-ask', 'invalid-public-key'],
+    ['PEK Qx byte', { pek: flip(rome.pek, 0x14 + 5) }, 'pek-by-cek', 'invalid-public-key'],
+    ['PEK Qy byte', { pek: flip(rome.pek, 0x5c + 40) }, 'pek-by-cek', 'invalid-public-key'],
+    ['PEK curve', { pek: withU32(rome.pek, 0x10, 1) }, 'pek-by-cek', 'invalid-public-key'],
+    ['PEK coordinate padding', { pek: flip(rome.pek, 0x14 + 60) }, 'pek-by-cek', 'invalid-public-key'],
+    [
+      'PEK key replaced by another valid point',
+      {
+        pek: (() => {
+          const b = Buffer.from(rome.pek);
+          naplesPek.copy(b, 0x10, 0x10, 0x414);
+          return b;
+        })(),
+      },
+      'pek-by-cek',
+      'bad-signature',
+    ],
+    ['PDH Qx byte', { pdh: flip(rome.pdh, 0x14) }, 'pdh-by-pek', 'invalid-public-key'],
+    ['CEK Qy byte', { cek: flip(rome.cek, 0x5c) }, 'cek-by-ask', 'invalid-public-key'],
     // usage
-    ['PDH usage → PEK', { pdh: withU32(rome.pdh as Buffer, 0x08, SevUsage.PEK) }, 'pdh-by-pek', 'wrong-usage'],
-    ['CEK usage → OCA', { cek: withU32(rome.cek as Buffer, 0x08, SevUsage.OCA) }, 'cek-by-ask', 'wrong-usage'],
-    ['PEK algo → ECDH', { pek: withU32(rome.pek as Buffer, 0x0c, SevAlgo.ECDH_SHA256) }, 'pek-by-cek', 'invalid-algorithm'],
+    ['PDH usage → PEK', { pdh: withU32(rome.pdh, 0x08, SevUsage.PEK) }, 'pdh-by-pek', 'wrong-usage'],
+    ['CEK usage → OCA', { cek: withU32(rome.cek, 0x08, SevUsage.OCA) }, 'cek-by-ask', 'wrong-usage'],
+    ['PEK algo → ECDH', { pek: withU32(rome.pek, 0x0c, SevAlgo.ECDH_SHA256) }, 'pek-by-cek', 'invalid-algorithm'],
     // version
-    ['PEK version', { pek: withU32(rome.pek as Buffer, 0, 2) }, 'pek-by-cek', 'bad-version'],
-    ['OCA version', { oca: withU32(rome.oca as Buffer, 0, 0) }, 'oca-self', 'bad-version'],
-    ['PDH version', { pdh: withU32(rome.pdh as Buffer, 0, 3) }, 'pdh-by-pek', 'bad-version'],
+    ['PEK version', { pek: withU32(rome.pek, 0, 2) }, 'pek-by-cek', 'bad-version'],
+    ['OCA version', { oca: withU32(rome.oca, 0, 0) }, 'oca-self', 'bad-version'],
+    ['PDH version', { pdh: withU32(rome.pdh, 0, 3) }, 'pdh-by-pek', 'bad-version'],
     // bytes only the signature protects
-    ['PEK api minor', { pek: flip(rome.pek as Buffer, 5) }, 'pek-by-cek', 'bad-signature'],
-    ['PDH reserved', { pdh: flip(rome.pdh as Buffer, 6) }, 'pdh-by-pek', 'bad-signature'],
-    ['PDH key padding', { pdh: flip(rome.pdh as Buffer, 0x300) }, 'pdh-by-pek', 'bad-signature'],
+    ['PEK api minor', { pek: flip(rome.pek, 5) }, 'pek-by-cek', 'bad-signature'],
+    ['PDH reserved', { pdh: flip(rome.pdh, 6) }, 'pdh-by-pek', 'bad-signature'],
+    ['PDH key padding', { pdh: flip(rome.pdh, 0x300) }, 'pdh-by-pek', 'bad-signature'],
     // signature
-    ['CEK signature (ASK, RSA)', { cek: flip(rome.cek as Buffer, SIG1 + 10) }, 'cek-by-ask', 'bad-signature'],
-    ['PEK signature by CEK (slot 2) r', { pek: flip(rome.pek as Buffer, SIG2 + 3) }, 'pek-by-cek', 'bad-signature'],
-    ['PEK signature by CEK (slot 2) s', { pek: flip(rome.pek as Buffer, SIG2 + 72 + 3) }, 'pek-by-cek', 'bad-signature'],
-    ['PEK signature by OCA (slot 1)', { pek: flip(rome.pek as Buffer, SIG1 + 20) }, 'pek-by-oca', 'bad-signature'],
-    ['OCA self-signature', { oca: flip(rome.oca as Buffer, SIG1 + 100) }, 'oca-self', 'bad-signature'],
-    ['PDH signature', { pdh: flip(rome.pdh as Buffer, SIG1) }, 'pdh-by-pek', 'bad-signature'],
-    ['PEK signature r wider than 48 bytes', { pek: flip(rome.pek as Buffer, SIG2 + 50) }, 'pek-by-cek', 'bad-signature'],
+    ['CEK signature (ASK, RSA)', { cek: flip(rome.cek, SIG1 + 10) }, 'cek-by-ask', 'bad-signature'],
+    ['PEK signature by CEK (slot 2) r', { pek: flip(rome.pek, SIG2 + 3) }, 'pek-by-cek', 'bad-signature'],
+    ['PEK signature by CEK (slot 2) s', { pek: flip(rome.pek, SIG2 + 72 + 3) }, 'pek-by-cek', 'bad-signature'],
+    ['PEK signature by OCA (slot 1)', { pek: flip(rome.pek, SIG1 + 20) }, 'pek-by-oca', 'bad-signature'],
+    ['OCA self-signature', { oca: flip(rome.oca, SIG1 + 100) }, 'oca-self', 'bad-signature'],
+    ['PDH signature', { pdh: flip(rome.pdh, SIG1) }, 'pdh-by-pek', 'bad-signature'],
+    ['PEK signature r wider than 48 bytes', { pek: flip(rome.pek, SIG2 + 50) }, 'pek-by-cek', 'bad-signature'],
     // signature slot usage / algo
-    ['PEK slot 2 usage → INVALID (algo still set)', { pek: withU32(rome.pek as Buffer, 0x61c, SevUsage.INVALID) }, 'pek-by-cek', 'malformed-signature-slot'],
-    ['PEK slot 2 algo → ECDSA_SHA384', { pek: withU32(rome.pek as Buffer, 0x620, SevAlgo.ECDSA_SHA384) }, 'pek-by-cek', 'no-matching-signature'],
-    ['PDH slot 1 usage → OCA', { pdh: withU32(rome.pdh as Buffer, 0x414, SevUsage.OCA) }, 'pdh-by-pek', 'no-matching-signature'],
-    ['CEK slot 1 algo → RSA_SHA256', { cek: withU32(rome.cek as Buffer, 0x418, SevAlgo.RSA_SHA256) }, 'cek-by-ask', 'no-matching-signature'],
+    [
+      'PEK slot 2 usage → INVALID (algo still set)',
+      { pek: withU32(rome.pek, 0x61c, SevUsage.INVALID) },
+      'pek-by-cek',
+      'malformed-signature-slot',
+    ],
+    ['PEK slot 2 algo → ECDSA_SHA384', { pek: withU32(rome.pek, 0x620, SevAlgo.ECDSA_SHA384) }, 'pek-by-cek', 'no-matching-signature'],
+    ['PDH slot 1 usage → OCA', { pdh: withU32(rome.pdh, 0x414, SevUsage.OCA) }, 'pdh-by-pek', 'no-matching-signature'],
+    ['CEK slot 1 algo → RSA_SHA256', { cek: withU32(rome.cek, 0x418, SevAlgo.RSA_SHA256) }, 'cek-by-ask', 'no-matching-signature'],
   ];
   for (const [name, change, link, reason] of cases) {
     expectChainError(t, () => verifyChain({ ...rome, ...change }), link, reason, name);
   }
   // The AMD part through the chain.
-  expectChainError(t, () => verifyChain({ ...rome, ark: flip(rome.ark as Buffer, 0x100) }), 'ark-self', 'bad-signature');
-  expectChainError(t, () => verifyChain({ ...rome, ark: flip(rome.ark as Buffer, 0x14) }), 'ark-self', 'key-id-mismatch');
-  expectChainError(t, () => verifyChain({ ...rome, ask: flip(rome.ask as Buffer, 0x200) }), 'ask-by-ark', 'bad-signature');
-  expectChainError(t, () => verifyChain({ ...rome, ask: withU32(rome.ask as Buffer, 0x24, 0) }), 'ask-by-ark', 'wrong-usage');
+  expectChainError(t, () => verifyChain({ ...rome, ark: flip(rome.ark, 0x100) }), 'ark-self', 'bad-signature');
+  expectChainError(t, () => verifyChain({ ...rome, ark: flip(rome.ark, 0x14) }), 'ark-self', 'key-id-mismatch');
+  expectChainError(t, () => verifyChain({ ...rome, ask: flip(rome.ask, 0x200) }), 'ask-by-ark', 'bad-signature');
+  expectChainError(t, () => verifyChain({ ...rome, ask: withU32(rome.ask, 0x24, 0) }), 'ask-by-ark', 'wrong-usage');
 });
 
 test('every sampled body byte of every platform certificate is protected', (t) => {
@@ -306,7 +340,7 @@ test('every sampled body byte of every platform certificate is protected', (t) =
   let n = 0;
   for (const which of ['cek', 'oca', 'pek', 'pdh'] as const) {
     for (let off = 0; off < 0x414; off += 29) {
-      t.throws(() => verifyChain({ ...rome, [which]: flip(rome[which] as Buffer, off, 0x80) }), { instanceOf: SevChainError }, `${which}@${off}`);
+      t.throws(() => verifyChain({ ...rome, [which]: flip(rome[which], off, 0x80) }), { instanceOf: SevChainError }, `${which}@${off}`);
       n++;
     }
   }
@@ -330,7 +364,11 @@ test('single-certificate verification follows the firmware order (signature firs
   // A body problem that the signature covers too is reported as the body problem only if the
   // signature verifies: re-sign a version-2 PDH with a fresh key to see the body check.
   const k = generateP384().privateKey;
-  const pdh2 = signSevCert({ ...parseSevCert(c.pdh), version: 2, sig1: { usage: SevUsage.INVALID, algo: 0, sig: Buffer.alloc(512) } }, k, SevUsage.PEK);
+  const pdh2 = signSevCert(
+    { ...parseSevCert(c.pdh), version: 2, sig1: { usage: SevUsage.INVALID, algo: 0, sig: Buffer.alloc(512) } },
+    k,
+    SevUsage.PEK,
+  );
   const signer = { usage: SevUsage.PEK, algo: SevAlgo.ECDSA_SHA256, publicKey: k };
   const r = verifySevCert(pdh2, signer);
   t.false(r.ok);
@@ -394,9 +432,16 @@ test('a minted 4096-bit chain verifies with the same code as AMD chains', async 
   expectChainError(t, () => verifyChain(bytes, { trustedArks: [builtinRoots('rome').ark] }), 'ark-self', 'untrusted-root');
   expectChainError(t, () => ownerVerifyChain({ ...bytes }), 'ark-self', 'untrusted-root');
   // … and the owner finds no built-in ASK that signed its CEK.
-  expectChainError(t, () => ownerVerifyChain({ cek: bytes.cek, oca: bytes.oca, pek: bytes.pek, pdh: bytes.pdh }), 'cek-by-ask', 'bad-signature');
+  expectChainError(
+    t,
+    () => ownerVerifyChain({ cek: bytes.cek, oca: bytes.oca, pek: bytes.pek, pdh: bytes.pdh }),
+    'cek-by-ask',
+    'bad-signature',
+  );
   // Unless the caller trusts it.
-  t.notThrows(() => ownerVerifyChain({ cek: bytes.cek, oca: bytes.oca, pek: bytes.pek, pdh: bytes.pdh, extraRoots: [{ ark: bytes.ark, ask: bytes.ask }] }));
+  t.notThrows(() =>
+    ownerVerifyChain({ cek: bytes.cek, oca: bytes.oca, pek: bytes.pek, pdh: bytes.pdh, extraRoots: [{ ark: bytes.ark, ask: bytes.ask }] }),
+  );
   // Minted and real do not mix.
   expectChainError(t, () => verifyChain({ ...bytes, pek: platformCerts('rome').pek }), 'pek-by-cek', 'bad-signature');
   // Another platform under the same root.
@@ -426,8 +471,14 @@ test('the CEK derived from a chip-unique key is deterministic (§7.3)', (t) => {
   // d = (LE(KDF(SHA-256(cuk), "sev-chip-endorsement-key", -, 448)) mod (n-1)) + 1, recomputed here.
   const seed = createHash('sha256').update(cuk).digest();
   const fixed = Buffer.concat([Buffer.from('sev-chip-endorsement-key'), Buffer.from([0]), Buffer.from([0xc0, 0x01, 0, 0])]);
-  const k1 = createHmac('sha256', seed).update(Buffer.from([1, 0, 0, 0])).update(fixed).digest();
-  const k2 = createHmac('sha256', seed).update(Buffer.from([2, 0, 0, 0])).update(fixed).digest();
+  const k1 = createHmac('sha256', seed)
+    .update(Buffer.from([1, 0, 0, 0]))
+    .update(fixed)
+    .digest();
+  const k2 = createHmac('sha256', seed)
+    .update(Buffer.from([2, 0, 0, 0]))
+    .update(fixed)
+    .digest();
   const rdata = Buffer.concat([k1, k2]).subarray(0, 56);
   const n = P384.n;
   const d = (BigInt('0x' + Buffer.from(rdata).reverse().toString('hex')) % (n - 1n)) + 1n;

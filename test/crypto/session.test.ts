@@ -57,8 +57,14 @@ test('KDF with more than one block: K(1) ‖ K(2), counter and L little-endian',
   const key = randomBytes(48);
   const ctx = randomBytes(16);
   const fixed = Buffer.concat([Buffer.from('some-label'), Buffer.from([0]), ctx, Buffer.from([0x40, 0x01, 0, 0])]); // L = 320
-  const k1 = createHmac('sha256', key).update(Buffer.from([1, 0, 0, 0])).update(fixed).digest();
-  const k2 = createHmac('sha256', key).update(Buffer.from([2, 0, 0, 0])).update(fixed).digest();
+  const k1 = createHmac('sha256', key)
+    .update(Buffer.from([1, 0, 0, 0]))
+    .update(fixed)
+    .digest();
+  const k2 = createHmac('sha256', key)
+    .update(Buffer.from([2, 0, 0, 0]))
+    .update(fixed)
+    .digest();
   t.true(kdfSp800108(key, 'some-label', ctx, 320).equals(Buffer.concat([k1, k2]).subarray(0, 40)));
   t.throws(() => kdfSp800108(key, 'x', ctx, 12), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' });
 });
@@ -140,7 +146,9 @@ test('openLaunchSession: GODH problems are certificate errors, not MAC errors', 
   const blob = serializeSession(wrapSession({ sharedSecret: zOwner, tek: randomBytes(16), tik: randomBytes(16), policy: 0 }));
   const cert = serializeSevCert(createSevCert({ usage: SevUsage.PDH, publicKey: godh.publicKey }));
   const bad = flip(cert, 0x14 + 1);
-  const e = t.throws(() => openLaunchSession({ session: blob, godhCert: bad, pdhPrivateKey: pdh.privateKey, policy: 0 }), { instanceOf: SevCertError });
+  const e = t.throws(() => openLaunchSession({ session: blob, godhCert: bad, pdhPrivateKey: pdh.privateKey, policy: 0 }), {
+    instanceOf: SevCertError,
+  });
   t.is(e?.firmwareStatus, 'INVALID_CERTIFICATE');
   t.is(e?.reason, 'invalid-public-key');
   // A valid but different GODH key: the MACs catch it.
@@ -153,7 +161,9 @@ test('openLaunchSession: GODH problems are certificate errors, not MAC errors', 
 test('launch digest streams: chunking does not matter, order does', (t) => {
   const a = randomBytes(4096);
   const b = randomBytes(100);
-  const whole = createHash('sha256').update(Buffer.concat([a, b])).digest();
+  const whole = createHash('sha256')
+    .update(Buffer.concat([a, b]))
+    .digest();
   t.true(launchDigest([a, b]).equals(whole));
   const d = new LaunchDigest();
   for (let i = 0; i < a.length; i += 1000) d.update(a.subarray(i, i + 1000));
@@ -173,7 +183,11 @@ test('measurement message layout is the 56 bytes of §4.3', (t) => {
   t.deepEqual([...m.subarray(0, 8)], [0x04, 1, 55, 21, 0x78, 0x56, 0x34, 0x12]);
   t.true(m.subarray(8, 40).equals(digest) && m.subarray(40).equals(mnonce));
   const tik = randomBytes(16);
-  t.true(computeLaunchMeasurement({ apiMajor: 1, apiMinor: 55, build: 21, policy: 0x12345678, digest, mnonce, tik }).equals(createHmac('sha256', tik).update(m).digest()));
+  t.true(
+    computeLaunchMeasurement({ apiMajor: 1, apiMinor: 55, build: 21, policy: 0x12345678, digest, mnonce, tik }).equals(
+      createHmac('sha256', tik).update(m).digest(),
+    ),
+  );
 });
 
 // ---- LAUNCH_SECRET -------------------------------------------------------------------------------
@@ -207,7 +221,13 @@ test('secret failures: wrong key, wrong measurement, tampered header or cipherte
   const measurement = randomBytes(32);
   const plaintext = randomBytes(48);
   const p = buildSecret({ tek, tik, measurement, plaintext });
-  const base: { tek: Uint8Array; tik: Uint8Array; measurement: Uint8Array; header: Uint8Array; trans: Uint8Array } = { tek, tik, measurement, header: p.headerBytes, trans: p.trans };
+  const base: { tek: Uint8Array; tik: Uint8Array; measurement: Uint8Array; header: Uint8Array; trans: Uint8Array } = {
+    tek,
+    tik,
+    measurement,
+    header: p.headerBytes,
+    trans: p.trans,
+  };
   const cases: Array<[string, Partial<typeof base> & { guestLength?: number }]> = [
     ['wrong TIK', { tik: randomBytes(16) }],
     ['wrong measurement', { measurement: flip(measurement, 0) }],
@@ -279,7 +299,14 @@ test('secret table: layout, padding, round trip', (t) => {
   t.true(Buffer.from(back[1]!.data).equals(other));
   t.throws(() => parseSecretTable(flip(tbl, 0)), { instanceOf: SevFormatError });
   t.throws(() => parseSecretTable(tbl.subarray(0, 30)), { instanceOf: SevFormatError });
-  t.throws(() => buildSecretTable([{ guid: LUKS_KEY_GUID, data: key }, { guid: LUKS_KEY_GUID.toUpperCase(), data: key }]), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(
+    () =>
+      buildSecretTable([
+        { guid: LUKS_KEY_GUID, data: key },
+        { guid: LUKS_KEY_GUID.toUpperCase(), data: key },
+      ]),
+    { code: 'ERR_INVALID_ARG_VALUE' },
+  );
 });
 
 test('kernel hashes table: 168 bytes padded to 176 (§4.1)', (t) => {
@@ -293,7 +320,13 @@ test('kernel hashes table: 168 bytes padded to 176 (§4.1)', (t) => {
   t.true(tbl.subarray(68 + 18, 68 + 50).equals(createHash('sha256').digest())); // empty initrd
   t.true(tbl.subarray(118 + 18, 118 + 50).equals(createHash('sha256').update(kernel).digest()));
   const empty = buildKernelHashesTable({ kernel });
-  t.true(empty.subarray(18 + 18, 18 + 50).equals(createHash('sha256').update(Buffer.from([0])).digest()));
+  t.true(
+    empty.subarray(18 + 18, 18 + 50).equals(
+      createHash('sha256')
+        .update(Buffer.from([0]))
+        .digest(),
+    ),
+  );
 });
 
 test('policy encode/decode and the API minimum', (t) => {

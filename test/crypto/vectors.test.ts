@@ -1,7 +1,18 @@
 /** The public vectors V1..V4 of sev-firmware.md §10, bit-exact. */
 import test from 'ava';
 import { createHash, createHmac } from 'node:crypto';
-import { AMD_ROOTS, LaunchDigest, computeLaunchMeasurement, computePolicyMac, deriveSessionKeys, kdfSp800108, parseSession, serializeSession, unwrapSession, wrapSession } from '../../lib/crypto/index.js';
+import {
+  AMD_ROOTS,
+  LaunchDigest,
+  computeLaunchMeasurement,
+  computePolicyMac,
+  deriveSessionKeys,
+  kdfSp800108,
+  parseSession,
+  serializeSession,
+  unwrapSession,
+  wrapSession,
+} from '../../lib/crypto/index.js';
 import { verifyMeasurement } from '../../lib/owner/index.js';
 import { hex } from '../helpers/cert-fixtures.js';
 
@@ -64,7 +75,14 @@ test('V4 measurement', (t) => {
   t.true(new LaunchDigest().digest().equals(V4.digest));
   t.true(createHash('sha256').digest().equals(V4.digest));
   // Every input matters.
-  for (const change of [{ apiMajor: 1 }, { apiMinor: 0x11 }, { build: 0x10 }, { policy: 1 }, { mnonce: Buffer.alloc(16) }, { tik: Buffer.alloc(16) }]) {
+  for (const change of [
+    { apiMajor: 1 },
+    { apiMinor: 0x11 },
+    { build: 0x10 },
+    { policy: 1 },
+    { mnonce: Buffer.alloc(16) },
+    { tik: Buffer.alloc(16) },
+  ]) {
     t.not(computeLaunchMeasurement({ ...V4, ...change }).toString('hex'), V4_MEASURE, JSON.stringify(change));
   }
 });

@@ -14,7 +14,13 @@ export interface ChildOut<J> {
   stderr: string;
 }
 
-export function startVmm<J>(script: string, role: string, sock: string, n: number, env: Record<string, string> = {}): { done: Promise<ChildOut<J>>; waitFor(s: string): Promise<void> } {
+export function startVmm<J>(
+  script: string,
+  role: string,
+  sock: string,
+  n: number,
+  env: Record<string, string> = {},
+): { done: Promise<ChildOut<J>>; waitFor(s: string): Promise<void> } {
   const p = spawn(process.execPath, [script, role, sock, String(n)], { env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';

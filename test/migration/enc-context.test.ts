@@ -33,7 +33,10 @@ test('upstream kernel: move, chosen and said; the source is dead, the context mo
   t.is(await transferEncContext(a.cmds, new SevGuestCommands(b), choice.method), 'move');
   const snap = host.sev.snapshot();
   t.is(snap.vms.filter((v) => v.active).length, 1);
-  t.like(snap.vms.find((v) => v.active), { handle: before.handle, asid: before.asid });
+  t.like(
+    snap.vms.find((v) => v.active),
+    { handle: before.handle, asid: before.asid },
+  );
   t.throws(() => a.vm.checkExtension(1), { code: 'EIO' } as never, 'the moved-from VM is dead');
   // Upstream, id 22 is INIT2: naming local-migration ids does not turn it into LOCAL_SEND.
   t.regex(pickEncContextMethod(a.kvm, { localMigration: { profile: 'local-migration-2021' } }).why, /id 22 is KVM_SEV_INIT2/);
@@ -53,7 +56,10 @@ test('the 2021 kernel: a one-time token; the source then accepts only DBG, the t
   const handle = (await a.cmds.guestStatus()).handle;
   t.is(await transferEncContext(a.cmds, bc, 'token'), 'token');
   await t.throwsAsync(a.cmds.guestStatus(), { code: 'EPERM' } as never, 'after a send the source accepts only DBG_*');
-  t.like(host.sev.snapshot().vms.find((v) => v.handle === handle && v.active), { handle });
+  t.like(
+    host.sev.snapshot().vms.find((v) => v.handle === handle && v.active),
+    { handle },
+  );
   // The token was for one use only.
   const c = a.kvm.createVm(KVM_X86_DEFAULT_VM);
   const cc = new SevGuestCommands(c, a.platform, { localMigration: { profile: 'local-migration-2021' } });

@@ -61,7 +61,10 @@ test('owner ↔ platform: chain, session, measurement, secret', async (t) => {
   t.is(s.session.length, 128);
   t.is(s.godhCert.length, 0x824);
   const godh = parseSevCert(s.godhCert);
-  t.deepEqual([godh.pubKeyUsage, godh.pubKeyAlgo, godh.sig1.usage, godh.sig2.usage], [SevUsage.PDH, SevAlgo.ECDH_SHA256, SevUsage.INVALID, SevUsage.INVALID]);
+  t.deepEqual(
+    [godh.pubKeyUsage, godh.pubKeyAlgo, godh.sig1.usage, godh.sig2.usage],
+    [SevUsage.PDH, SevAlgo.ECDH_SHA256, SevUsage.INVALID, SevUsage.INVALID],
+  );
   t.true(checkGodhCert(godh).ok);
 
   const ovmf = randomBytes(8192);
@@ -72,7 +75,12 @@ test('owner ↔ platform: chain, session, measurement, secret', async (t) => {
   t.true(verifyMeasurement({ ...expected, measurement: fw.blob }));
   t.notThrows(() => assertMeasurement({ ...expected, measurement: fw.blob }));
 
-  const secret = buildSecret({ tek: s.tek, tik: s.tik, measurement: fw.blob, secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('hunter2') }] });
+  const secret = buildSecret({
+    tek: s.tek,
+    tik: s.tik,
+    measurement: fw.blob,
+    secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('hunter2') }],
+  });
   t.is(secret.header.length, 52);
   t.is(secret.secret.length % 16, 0);
   const landed = openSecret({ tek: fw.tek, tik: fw.tik, measurement: fw.measure, header: secret.header, trans: secret.secret });
@@ -88,7 +96,15 @@ test('measurement mismatches: digest, policy, firmware version, build, TIK, nonc
   const s = createSession({ pdh: platform.pdh, policy });
   const image = randomBytes(4096);
   const fw = firmwareLaunch(platform, s.session, s.godhCert, policy, [image]);
-  const good: { apiMajor: number; apiMinor: number; build: number; policy: number; digest: Uint8Array; tik: Uint8Array; measurement: Uint8Array } = {
+  const good: {
+    apiMajor: number;
+    apiMinor: number;
+    build: number;
+    policy: number;
+    digest: Uint8Array;
+    tik: Uint8Array;
+    measurement: Uint8Array;
+  } = {
     ...FW,
     policy,
     digest: launchDigest([image]),
@@ -118,10 +134,22 @@ test('LAUNCH_START rejects a session for another policy, PDH or a tampered blob'
   const other = mintPlatformChain({ ask: root.ask, askKey: root.askKey });
   const s = createSession({ pdh: platform.pdh, policy: 1 });
   const mac = (fn: () => unknown) => (t.throws(fn, { instanceOf: SevMacError }) as SevMacError | undefined)?.mac;
-  t.is(mac(() => openLaunchSession({ session: s.session, godhCert: s.godhCert, pdhPrivateKey: platform.keys.pdh, policy: 3 })), 'policy');
-  t.is(mac(() => openLaunchSession({ session: flip(s.session, 0x41), godhCert: s.godhCert, pdhPrivateKey: platform.keys.pdh, policy: 1 })), 'wrap');
-  t.is(mac(() => openLaunchSession({ session: flip(s.session, 0x61), godhCert: s.godhCert, pdhPrivateKey: platform.keys.pdh, policy: 1 })), 'policy');
-  t.is(mac(() => openLaunchSession({ session: s.session, godhCert: s.godhCert, pdhPrivateKey: other.keys.pdh, policy: 1 })), 'wrap');
+  t.is(
+    mac(() => openLaunchSession({ session: s.session, godhCert: s.godhCert, pdhPrivateKey: platform.keys.pdh, policy: 3 })),
+    'policy',
+  );
+  t.is(
+    mac(() => openLaunchSession({ session: flip(s.session, 0x41), godhCert: s.godhCert, pdhPrivateKey: platform.keys.pdh, policy: 1 })),
+    'wrap',
+  );
+  t.is(
+    mac(() => openLaunchSession({ session: flip(s.session, 0x61), godhCert: s.godhCert, pdhPrivateKey: platform.keys.pdh, policy: 1 })),
+    'policy',
+  );
+  t.is(
+    mac(() => openLaunchSession({ session: s.session, godhCert: s.godhCert, pdhPrivateKey: other.keys.pdh, policy: 1 })),
+    'wrap',
+  );
   t.notThrows(() => openLaunchSession({ session: s.session, godhCert: s.godhCert, pdhPrivateKey: platform.keys.pdh, policy: 1 }));
 });
 
@@ -136,14 +164,23 @@ test('secret: wrong key or measurement at the platform fails; lengths are checke
   const b = buildSecret({ tek, tik, measurement: measure, secret: raw, iv });
   t.true(a.header.equals(b.header) && a.secret.equals(b.secret)); // 48-byte blob ≡ its first 32 bytes
   t.true(openSecret({ tek, tik, measurement: measure, header: a.header, trans: a.secret }).equals(raw));
-  t.throws(() => openSecret({ tek, tik: randomBytes(16), measurement: measure, header: a.header, trans: a.secret }), { instanceOf: SevMacError });
+  t.throws(() => openSecret({ tek, tik: randomBytes(16), measurement: measure, header: a.header, trans: a.secret }), {
+    instanceOf: SevMacError,
+  });
   t.throws(() => openSecret({ tek, tik, measurement: randomBytes(32), header: a.header, trans: a.secret }), { instanceOf: SevMacError });
   t.false(openSecret({ tek: randomBytes(16), tik, measurement: measure, header: a.header, trans: a.secret }).equals(raw));
   for (const len of [0, 15, 17, 0x5010]) {
-    t.throws(() => buildSecret({ tek, tik, measurement: measure, secret: Buffer.alloc(len) }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' }, `length ${len}`);
+    t.throws(
+      () => buildSecret({ tek, tik, measurement: measure, secret: Buffer.alloc(len) }),
+      { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' },
+      `length ${len}`,
+    );
   }
   t.throws(() => buildSecret({ tek, tik, measurement: randomBytes(40), secret: raw }), { code: 'ERR_OUT_OF_RANGE' });
-  t.throws(() => buildSecret({ tek, tik, measurement: measure, secret: 'x' as never }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => buildSecret({ tek, tik, measurement: measure, secret: 'x' as never }), {
+    instanceOf: TypeError,
+    code: 'ERR_INVALID_ARG_TYPE',
+  });
 });
 
 test('createSession with a real AMD PDH, and its refusals', (t) => {
@@ -162,8 +199,16 @@ test('createSession with a real AMD PDH, and its refusals', (t) => {
   // Reserved policy bits: the firmware would answer POLICY_FAILURE.
   t.throws(() => createSession({ pdh: rome.pdh, policy: 0x40 }), { code: 'ERR_INVALID_ARG_VALUE' });
   // Fixed inputs give a fixed session (no hidden randomness besides the GODH key).
-  const fixed = { tek: Buffer.alloc(16, 1), tik: Buffer.alloc(16, 2), nonce: Buffer.alloc(16, 3), wrapIv: Buffer.alloc(16, 4), godhKey: s.godhPrivateKey };
-  t.true(createSession({ pdh: rome.pdh, policy: 0, ...fixed }).session.equals(createSession({ pdh: rome.pdh, policy: 0, ...fixed }).session));
+  const fixed = {
+    tek: Buffer.alloc(16, 1),
+    tik: Buffer.alloc(16, 2),
+    nonce: Buffer.alloc(16, 3),
+    wrapIv: Buffer.alloc(16, 4),
+    godhKey: s.godhPrivateKey,
+  };
+  t.true(
+    createSession({ pdh: rome.pdh, policy: 0, ...fixed }).session.equals(createSession({ pdh: rome.pdh, policy: 0, ...fixed }).session),
+  );
 });
 
 test('owner verifyChain reports chain errors with link and reason', async (t) => {
@@ -171,7 +216,9 @@ test('owner verifyChain reports chain errors with link and reason', async (t) =>
   const e = t.throws(() => verifyChain({ ...platform, pdh: platformCerts('rome').pdh, extraRoots }), { instanceOf: SevChainError });
   t.is(e?.link, 'pdh-by-pek');
   t.is(e?.reason, 'bad-signature');
-  const e2 = t.throws(() => verifyChain({ cek: platform.cek, oca: platform.oca, pek: platform.pek, pdh: platform.pdh }), { instanceOf: SevChainError });
+  const e2 = t.throws(() => verifyChain({ cek: platform.cek, oca: platform.oca, pek: platform.pek, pdh: platform.pdh }), {
+    instanceOf: SevChainError,
+  });
   t.is(e2?.link, 'cek-by-ask');
   t.throws(() => verifyChain({ ...platform, ark: extraRoots[0]!.ark }), { code: 'ERR_INVALID_ARG_VALUE' });
 });

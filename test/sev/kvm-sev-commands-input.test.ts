@@ -34,12 +34,20 @@ type Answer = (request: number, arg: IoctlArg) => number;
 function fakeFd(kind: FdKind, fd: number): BackendFd {
   let closed = false;
   return {
-    get kind() { return closed ? 'closed' : kind; },
-    get fd() { return closed ? -1 : fd; },
-    get closed() { return closed; },
+    get kind() {
+      return closed ? 'closed' : kind;
+    },
+    get fd() {
+      return closed ? -1 : fd;
+    },
+    get closed() {
+      return closed;
+    },
     writable: true,
-    close() { closed = true; },
-  } as BackendFd;
+    close() {
+      closed = true;
+    },
+  };
 }
 
 interface Fake {
@@ -103,8 +111,13 @@ function fakeBackend(t: ExecutionContext): Fake {
   return {
     backend,
     calls,
-    arm() { armed = true; },
-    script(a) { armed = true; answer = a; },
+    arm() {
+      armed = true;
+    },
+    script(a) {
+      armed = true;
+      answer = a;
+    },
   };
 }
 
@@ -147,7 +160,7 @@ async function refused(t: ExecutionContext, code: Code, f: () => unknown, what: 
   }
   const e = err as (Error & { code?: string }) | undefined;
   if (!t.truthy(e, `${what}: expected ${code}, nothing was thrown`)) return;
-  t.is(e!.code, code, `${what}: ${e!.message}`);
+  t.is(e.code, code, `${what}: ${e.message}`);
   if (code === 'ERR_OUT_OF_RANGE') t.true(e instanceof RangeError, `${what}: a RangeError`);
   else if (code.startsWith('ERR_INVALID_ARG')) t.true(e instanceof TypeError, `${what}: a TypeError`);
   t.false(e instanceof KvmError, `${what}: not a kernel error`);
@@ -168,9 +181,19 @@ test('constructors refuse a non-Vm, a non-/dev/sev fd, a foreign platform and ba
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => new SevGuestCommands(s.vm, foreign), 'platform of another backend');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => new SevGuestCommands(s.vm, null, 5 as never), 'options 5');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => new SevGuestCommands(s.vm, null, { localMigration: 22 as never }), 'localMigration 22');
-  await refused(t, 'ERR_INVALID_ARG_VALUE', () => new SevGuestCommands(s.vm, null, { localMigration: { send: 22, receive: 22 } }), 'send = receive');
+  await refused(
+    t,
+    'ERR_INVALID_ARG_VALUE',
+    () => new SevGuestCommands(s.vm, null, { localMigration: { send: 22, receive: 22 } }),
+    'send = receive',
+  );
   await refused(t, 'ERR_OUT_OF_RANGE', () => new SevGuestCommands(s.vm, null, { localMigration: { send: -1, receive: 23 } }), 'send -1');
-  await refused(t, 'ERR_INVALID_ARG_VALUE', () => new SevGuestCommands(s.vm, null, { localMigration: { profile: 'x' } as never }), 'unknown profile');
+  await refused(
+    t,
+    'ERR_INVALID_ARG_VALUE',
+    () => new SevGuestCommands(s.vm, null, { localMigration: { profile: 'x' } as never }),
+    'unknown profile',
+  );
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => new SevPlatform(null as never, s.sevFd), 'platform backend null');
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => new SevPlatform(s.fake.backend, s.vm.fd), 'platform on a VM fd');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => SevPlatform.open(null as never), 'open(null)');
@@ -202,9 +225,19 @@ test('launchStart / receiveStart: policy, handle and blobs are checked', async (
   await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.launchStart({ policy: 1, dh: b(0x4001) }), 'dh > 16 KiB');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.launchStart({ policy: 1, session: [1, 2] as never }), 'session array');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.receiveStart({ policy: 1, session: b(128) } as never), 'receiveStart no pdh');
-  await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.receiveStart({ policy: 1, pdh: b(0x824), session: new Uint8Array(0) }), 'session empty');
+  await refused(
+    t,
+    'ERR_INVALID_ARG_VALUE',
+    () => cmds.receiveStart({ policy: 1, pdh: b(0x824), session: new Uint8Array(0) }),
+    'session empty',
+  );
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.receiveStart({ pdh: b(0x824), session: b(128) } as never), 'receiveStart no policy');
-  await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.receiveStart({ policy: 1, handle: 2 ** 32, pdh: b(1), session: b(1) }), 'receiveStart handle 2^32');
+  await refused(
+    t,
+    'ERR_OUT_OF_RANGE',
+    () => cmds.receiveStart({ policy: 1, handle: 2 ** 32, pdh: b(1), session: b(1) }),
+    'receiveStart handle 2^32',
+  );
   t.deepEqual(fake.calls, []);
 });
 
@@ -215,7 +248,12 @@ test('guest-memory arguments must be open, in-bounds, non-empty MappingRanges', 
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.launchUpdateData(mappingRange(mem, 0, 0)), 'empty');
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.launchUpdateData(closed), 'unmapped');
   await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.launchUpdateData(mappingRange(mem, 0xf000, 0x2000)), 'past the end');
-  await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.launchUpdateData({ kind: 'mapping', mapping: mem, offset: -16, length: 16 }), 'negative offset');
+  await refused(
+    t,
+    'ERR_OUT_OF_RANGE',
+    () => cmds.launchUpdateData({ kind: 'mapping', mapping: mem, offset: -16, length: 16 }),
+    'negative offset',
+  );
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.registerRegion({} as never), 'registerRegion {}');
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.registerRegion(mappingRange(mem, 0, 0)), 'registerRegion empty');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.unregisterRegion(null as never), 'unregisterRegion null');
@@ -230,8 +268,18 @@ test('launchSecret / receiveUpdateData / sendUpdateData: packets and one-page gu
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.launchSecret({ guest: g, trans: b(64) } as never), 'no header');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.launchSecret({ header: b(52), guest: b(64) as never, trans: b(64) }), 'guest bytes');
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.launchSecret({ header: b(52), guest: g, trans: new Uint8Array(0) }), 'trans empty');
-  await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.receiveUpdateData({ header: b(52), guest: mappingRange(mem, 0, 0x1001), trans: b(16) }), 'guest > 4096');
-  await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.receiveUpdateData({ header: b(52), guest: mappingRange(mem, 0xff0, 32), trans: b(32) }), 'guest crosses a page');
+  await refused(
+    t,
+    'ERR_OUT_OF_RANGE',
+    () => cmds.receiveUpdateData({ header: b(52), guest: mappingRange(mem, 0, 0x1001), trans: b(16) }),
+    'guest > 4096',
+  );
+  await refused(
+    t,
+    'ERR_INVALID_ARG_VALUE',
+    () => cmds.receiveUpdateData({ header: b(52), guest: mappingRange(mem, 0xff0, 32), trans: b(32) }),
+    'guest crosses a page',
+  );
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.receiveUpdateData({ header: 'h' as never, guest: g, trans: b(64) }), 'header string');
   await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.sendUpdateData(mappingRange(mem, 0, 0x2000)), 'send > 4096');
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.sendUpdateData(mappingRange(mem, 0x1800, 0x1000)), 'send crosses a page');
@@ -272,7 +320,7 @@ test('SNP calls: the struct codec and the uaddr range are checked', async (t) =>
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.snpLaunchStart({ policy: 'x' as never }), 'start policy string');
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.snpLaunchStart({ polcy: 1n } as never), 'start unknown field');
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => cmds.snpLaunchStart({ gosvw: b(15) }), 'gosvw 15 bytes');
-  await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.snpLaunchUpdate({ uaddr: b(4096) as never }), 'update uaddr bytes');
+  await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.snpLaunchUpdate({ uaddr: b(4096) }), 'update uaddr bytes');
   await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.snpLaunchUpdate({ uaddr: mappingRange(mem, 0, 4096), type: 300 }), 'update type 300');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.snpLaunchFinish(5 as never), 'finish 5');
   await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.snpLaunchFinish({ id_block_uaddr: b(95) }), 'id block 95 bytes');
@@ -295,7 +343,9 @@ test('local migration: off unless opted in (naming INIT2), then the token is a n
   }
   // Opting in asks the kernel for its VM types (a kernel with SEV VM types has INIT2 at 22): this
   // one offers only the default type, as the 2021 kernel did.
-  fake.script((request, arg) => (request === ioc.KVM_CHECK_EXTENSION && arg === KVM_CAP.VM_TYPES ? 1 : t.fail(`0x${request.toString(16)} reached the kernel`) as never));
+  fake.script((request, arg) =>
+    request === ioc.KVM_CHECK_EXTENSION && arg === KVM_CAP.VM_TYPES ? 1 : t.fail(`0x${request.toString(16)} reached the kernel`),
+  );
   const lm = new SevGuestCommands(vm, null, { localMigration: { send: 22, receive: 23 } });
   t.deepEqual({ ...lm.localMigration }, { LOCAL_SEND: 22, LOCAL_RECEIVE: 23 });
   const profile = new SevGuestCommands(vm, null, { localMigration: { profile: 'local-migration-2021' } });
@@ -304,12 +354,18 @@ test('local migration: off unless opted in (naming INIT2), then the token is a n
   await refused(t, 'ERR_OUT_OF_RANGE', () => lm.localReceive(1n << 64n), 'token 2^64');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => lm.localReceive(5 as never), 'token number');
   await refused(t, 'ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION', () => lm.init2(), 'INIT2 = LOCAL_SEND');
-  t.deepEqual(fake.calls.map((c) => c.request), [ioc.KVM_CHECK_EXTENSION, ioc.KVM_CHECK_EXTENSION], 'only the two VM-type queries');
+  t.deepEqual(
+    fake.calls.map((c) => c.request),
+    [ioc.KVM_CHECK_EXTENSION, ioc.KVM_CHECK_EXTENSION],
+    'only the two VM-type queries',
+  );
   // A kernel that offers SEV VM types has INIT2 at 22: the opt-in is refused, with the reason.
-  fake.script((request, arg) => (request === ioc.KVM_CHECK_EXTENSION && arg === KVM_CAP.VM_TYPES ? 0b1101 : t.fail(`0x${request.toString(16)} reached the kernel`) as never));
+  fake.script((request, arg) =>
+    request === ioc.KVM_CHECK_EXTENSION && arg === KVM_CAP.VM_TYPES ? 0b1101 : t.fail(`0x${request.toString(16)} reached the kernel`),
+  );
   const e = t.throws(() => new SevGuestCommands(vm, null, { localMigration: { profile: 'local-migration-2021' } }));
   t.is((e as { code?: string }).code, 'ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION');
-  t.regex(e!.message, /id 22.*moveEncContextFrom/s);
+  t.regex(e.message, /id 22.*moveEncContextFrom/s);
 });
 
 test('move/copy: the peer must be another open Vm of the same backend', async (t) => {
@@ -331,7 +387,12 @@ test('command(): the id is a u32 and data an IoctlStruct; a closed /dev/sev fd i
   await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.command(-1), 'id -1');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.command('2' as never), "id '2'");
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => cmds.command(KVM_SEV.GUEST_STATUS, b(12) as never), 'data bytes');
-  await refused(t, 'ERR_OUT_OF_RANGE', () => cmds.command(KVM_SEV.GUEST_STATUS, { kind: 'struct', bytes: b(4), fixups: [] }), 'data too short');
+  await refused(
+    t,
+    'ERR_OUT_OF_RANGE',
+    () => cmds.command(KVM_SEV.GUEST_STATUS, { kind: 'struct', bytes: b(4), fixups: [] }),
+    'data too short',
+  );
   sevFd.close();
   await refused(t, 'ERR_KVM_SEV_CLOSED', () => cmds.launchStart({ policy: 1 }), 'closed /dev/sev');
   await refused(t, 'ERR_KVM_SEV_CLOSED', () => cmds.receiveStart({ policy: 1, pdh: b(1), session: b(1) }), 'closed /dev/sev');
@@ -420,8 +481,14 @@ test('scripted: launchMeasure uses a 48-byte buffer, and queries the length only
   });
   const r = await cmds.launchMeasure();
   t.is(calls, 3);
-  t.deepEqual([...r.measurement], Array.from({ length: 32 }, (_, i) => i));
-  t.deepEqual([...r.mnonce], Array.from({ length: 16 }, (_, i) => 32 + i));
+  t.deepEqual(
+    [...r.measurement],
+    Array.from({ length: 32 }, (_, i) => i),
+  );
+  t.deepEqual(
+    [...r.mnonce],
+    Array.from({ length: 16 }, (_, i) => 32 + i),
+  );
 });
 
 test('scripted: getAttestationReport and sendStart query the length first (INVALID_LEN), then fetch', async (t) => {
@@ -497,9 +564,14 @@ test('scripted: ENOMEM, EBUSY, EBADF, EINVAL (INIT2) and ENOTTY on an SEV host g
   t.regex(await hint(16, () => s.cmds.init2()), /No free SEV ASID.*misc cgroup limit "sev"/s);
   t.regex(await hint(16, () => es.esInit()), /No free SEV-ES ASID.*"sev_es"/s);
   t.regex(await hint(9, () => noFd.launchStart({ policy: 1 })), /none was given \(sev_fd = -1\)/);
-  t.regex(await hint(9, () => s.cmds.receiveStart({ policy: 1, pdh: b(1), session: b(1) })), new RegExp(`sev_fd ${s.sevFd.fd} is not an open /dev/sev`));
-  t.regex(await hint(22, () => s.cmds.init2({ flags: 1, vmsaFeatures: 0x20n })),
-    /flags must be 0.*vmsa_features.*ghcb_version.*got flags 1, vmsa_features 0x20, ghcb_version 0, VM type KVM_X86_SEV_VM/s);
+  t.regex(
+    await hint(9, () => s.cmds.receiveStart({ policy: 1, pdh: b(1), session: b(1) })),
+    new RegExp(`sev_fd ${s.sevFd.fd} is not an open /dev/sev`),
+  );
+  t.regex(
+    await hint(22, () => s.cmds.init2({ flags: 1, vmsaFeatures: 0x20n })),
+    /flags must be 0.*vmsa_features.*ghcb_version.*got flags 1, vmsa_features 0x20, ghcb_version 0, VM type KVM_X86_SEV_VM/s,
+  );
   t.regex(await hint(25, () => s.cmds.guestStatus()), /^This VM is not an SEV guest yet: run INIT first/);
   t.regex(await hint(25, () => s.cmds.launchUpdateVmsa()), /not an SEV-ES guest/);
   t.regex(await hint(1, () => s.cmds.snpLaunchFinish()), /SEV-SNP guest: it accepts only the SNP commands/);
@@ -529,8 +601,10 @@ test('scripted /dev/sev: EPERM, INVALID_PLATFORM_STATE with the current state, a
       throw errnoError(errno, 'ioctl', 'SEV_ISSUE_CMD');
     };
     switch (cmd) {
-      case SEV_CMD.PDH_GEN: return fail(0, 1);
-      case SEV_CMD.PEK_GEN: return fail(SEV_RET.INVALID_PLATFORM_STATE);
+      case SEV_CMD.PDH_GEN:
+        return fail(0, 1);
+      case SEV_CMD.PEK_GEN:
+        return fail(SEV_RET.INVALID_PLATFORM_STATE);
       case SEV_CMD.PLATFORM_STATUS:
         sev_user_data_status.encode({ api_major: 1, api_minor: 55, state: 2, flags: 0x101, build: 21, guest_count: 2 }, data!.bytes);
         return 0;
@@ -556,7 +630,8 @@ test('scripted /dev/sev: EPERM, INVALID_PLATFORM_STATE with the current state, a
         }
         return 0;
       }
-      default: return fail(SEV_RET.INVALID_COMMAND);
+      default:
+        return fail(SEV_RET.INVALID_COMMAND);
     }
   });
   const perm = (await t.throwsAsync(platform.pdhGen())) as KvmError;
@@ -568,7 +643,17 @@ test('scripted /dev/sev: EPERM, INVALID_PLATFORM_STATE with the current state, a
   t.regex(st.hint ?? '', /SEV_PEK_GEN needs the platform INIT; it is WORKING with 2 guest\(s\)/);
   t.regex(st.message, /\[SEV_PEK_GEN, firmware status INVALID_PLATFORM_STATE \(0x1\)/);
   const status = await platform.platformStatus();
-  t.deepEqual(status, { apiMajor: 1, apiMinor: 55, build: 21, state: 2, stateName: 'WORKING', flags: 0x101, owner: true, configEs: true, guestCount: 2 });
+  t.deepEqual(status, {
+    apiMajor: 1,
+    apiMinor: 55,
+    build: 21,
+    state: 2,
+    stateName: 'WORKING',
+    flags: 0x101,
+    owner: true,
+    configEs: true,
+    guestCount: 2,
+  });
   const csr = await platform.pekCsr();
   t.is(csr.byteLength, 0x824);
   t.true(csr.every((x) => x === 3));

@@ -104,7 +104,11 @@ function fixture(): Fixture {
   const cmds = new SevGuestCommands(vm);
   calls.length = 0;
   return {
-    kvm, vm, other, cmds, calls,
+    kvm,
+    vm,
+    other,
+    cmds,
+    calls,
     close() {
       other.close();
       vm.close();
@@ -122,7 +126,10 @@ const COMMANDS: readonly { id: number; call: (c: SevGuestCommands, vm: Vm) => Pr
   { id: KVM_SEV.LAUNCH_START, call: (c) => c.launchStart({ policy: 0x1, dh: bytes(0x824), session: bytes(0x80) }) },
   { id: KVM_SEV.LAUNCH_UPDATE_DATA, call: (c, vm) => c.launchUpdateData(vm.memory[0]!.range(0n, 0x1000)) },
   { id: KVM_SEV.LAUNCH_UPDATE_VMSA, call: (c) => c.launchUpdateVmsa() },
-  { id: KVM_SEV.LAUNCH_SECRET, call: (c, vm) => c.launchSecret({ header: bytes(52), guest: vm.memory[0]!.range(0x2000n, 64), trans: bytes(64) }) },
+  {
+    id: KVM_SEV.LAUNCH_SECRET,
+    call: (c, vm) => c.launchSecret({ header: bytes(52), guest: vm.memory[0]!.range(0x2000n, 64), trans: bytes(64) }),
+  },
   { id: KVM_SEV.LAUNCH_MEASURE, call: (c) => c.launchMeasure() },
   { id: KVM_SEV.LAUNCH_FINISH, call: (c) => c.launchFinish() },
   { id: KVM_SEV.SEND_START, call: (c) => c.sendStart({ pdhCert: bytes(0x824), platCerts: bytes(3 * 0x824), amdCerts: bytes(0x440) }) },
@@ -130,7 +137,10 @@ const COMMANDS: readonly { id: number; call: (c: SevGuestCommands, vm: Vm) => Pr
   { id: KVM_SEV.SEND_UPDATE_VMSA, call: (c) => c.command(KVM_SEV.SEND_UPDATE_VMSA) },
   { id: KVM_SEV.SEND_FINISH, call: (c) => c.sendFinish() },
   { id: KVM_SEV.RECEIVE_START, call: (c) => c.receiveStart({ policy: 0x1, pdh: bytes(0x824), session: bytes(0x80) }) },
-  { id: KVM_SEV.RECEIVE_UPDATE_DATA, call: (c, vm) => c.receiveUpdateData({ header: bytes(52), guest: vm.memory[0]!.range(0x4000n, 0x1000), trans: bytes(0x1000) }) },
+  {
+    id: KVM_SEV.RECEIVE_UPDATE_DATA,
+    call: (c, vm) => c.receiveUpdateData({ header: bytes(52), guest: vm.memory[0]!.range(0x4000n, 0x1000), trans: bytes(0x1000) }),
+  },
   { id: KVM_SEV.RECEIVE_UPDATE_VMSA, call: (c) => c.command(KVM_SEV.RECEIVE_UPDATE_VMSA) },
   { id: KVM_SEV.RECEIVE_FINISH, call: (c) => c.receiveFinish() },
   { id: KVM_SEV.GUEST_STATUS, call: (c) => c.guestStatus() },
@@ -141,7 +151,10 @@ const COMMANDS: readonly { id: number; call: (c: SevGuestCommands, vm: Vm) => Pr
   { id: KVM_SEV.SEND_CANCEL, call: (c) => c.sendCancel() },
   { id: KVM_SEV.INIT2, call: (c) => c.init2({ vmsaFeatures: 0n, flags: 0, ghcbVersion: 0 }) },
   { id: KVM_SEV.SNP_LAUNCH_START, call: (c) => c.snpLaunchStart({ policy: SNP_POLICY.RSVD_MBO | SNP_POLICY.SMT }) },
-  { id: KVM_SEV.SNP_LAUNCH_UPDATE, call: (c, vm) => c.snpLaunchUpdate({ gfn_start: 0n, uaddr: vm.memory[0]!.range(0n, 0x1000), type: KVM_SEV_SNP_PAGE_TYPE.NORMAL }) },
+  {
+    id: KVM_SEV.SNP_LAUNCH_UPDATE,
+    call: (c, vm) => c.snpLaunchUpdate({ gfn_start: 0n, uaddr: vm.memory[0]!.range(0n, 0x1000), type: KVM_SEV_SNP_PAGE_TYPE.NORMAL }),
+  },
   { id: KVM_SEV.SNP_LAUNCH_FINISH, call: (c) => c.snpLaunchFinish({}) },
   { id: KVM_SEV.SNP_ENABLE_REQ_CERTS, call: (c) => c.snpEnableReqCerts() },
 ];
@@ -165,10 +178,13 @@ hwTest(noSev, 'the NULL-argument probe answers ENOTTY and isEnabled() is false',
     const e = t.throws(() => f.vm.memoryEncryptOp());
     t.is((e as KvmError).code, 'ENOTTY');
     t.false(f.cmds.isEnabled());
-    t.deepEqual(f.calls.map((c) => [c.request, c.arg]), [
-      [ioc.KVM_MEMORY_ENCRYPT_OP, undefined],
-      [ioc.KVM_MEMORY_ENCRYPT_OP, undefined],
-    ]);
+    t.deepEqual(
+      f.calls.map((c) => [c.request, c.arg]),
+      [
+        [ioc.KVM_MEMORY_ENCRYPT_OP, undefined],
+        [ioc.KVM_MEMORY_ENCRYPT_OP, undefined],
+      ],
+    );
   } finally {
     f.close();
   }
@@ -237,12 +253,18 @@ hwTest(noSev, 'REG_REGION and UNREG_REGION answer ENOTTY, with sev (no firmware)
   const f = fixture();
   try {
     const range = f.vm.memory[0]!.range(0n, 0x2000);
-    const reg = asKvmError(t, t.throws(() => f.cmds.registerRegion(range)));
+    const reg = asKvmError(
+      t,
+      t.throws(() => f.cmds.registerRegion(range)),
+    );
     t.is(reg.code, 'ENOTTY');
     t.is(reg.request, 'KVM_MEMORY_ENCRYPT_REG_REGION');
     t.deepEqual(reg.sev, { command: 'REG_REGION', fwError: -1, fwErrorName: 'NO_FW_CALL' });
     t.regex(reg.hint ?? '', /^SEV is not enabled on this host/);
-    const unreg = asKvmError(t, t.throws(() => f.cmds.unregisterRegion(range)));
+    const unreg = asKvmError(
+      t,
+      t.throws(() => f.cmds.unregisterRegion(range)),
+    );
     t.is(unreg.code, 'ENOTTY');
     t.is(unreg.request, 'KVM_MEMORY_ENCRYPT_UNREG_REGION');
     t.deepEqual(unreg.sev, { command: 'UNREG_REGION', fwError: -1, fwErrorName: 'NO_FW_CALL' });
@@ -259,7 +281,10 @@ for (const [method, cap, command] of [
   hwTest(noSev, `${method}: KVM_ENABLE_CAP(${cap}, args[0] = the source VM fd) answers EINVAL, with a hint`, (t) => {
     const f = fixture();
     try {
-      const e = asKvmError(t, t.throws(() => f.cmds[method](f.other)));
+      const e = asKvmError(
+        t,
+        t.throws(() => f.cmds[method](f.other)),
+      );
       t.is(e.code, 'EINVAL');
       t.is(e.request, 'KVM_ENABLE_CAP');
       t.deepEqual(e.sev, { command, fwError: -1, fwErrorName: 'NO_FW_CALL' });
@@ -276,25 +301,36 @@ for (const [method, cap, command] of [
   });
 }
 
-hwTest(kvmReq, 'local migration, opted in on a kernel without SEV VM types: the addon lays out 22/23 as LOCAL_SEND/RECEIVE and the kernel answers', async (t) => {
-  const f = fixture();
-  try {
-    const lm = new SevGuestCommands(f.vm, null, { localMigration: { send: 22, receive: 23 } });
-    const send = await t.throwsAsync(lm.localSend());
-    t.like(send, { code: 'ENOTTY', request: 'KVM_MEMORY_ENCRYPT_OP' }, 'no SEV here: the kernel, not the addon, refuses');
-    const recv = await t.throwsAsync(lm.localReceive(0x1234n));
-    t.like(recv, { code: 'ENOTTY' });
-    const init2 = await t.throwsAsync(lm.init2());
-    t.is((init2 as { code?: string }).code, 'ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION');
-    t.is(f.calls.filter((c) => c.request === ioc.KVM_MEMORY_ENCRYPT_OP && c.arg !== undefined).length, 2, 'the two attempts reached the kernel (besides the NULL probes of the hints); INIT2 never left JS');
-  } finally {
-    (f.vm.backend as NativeBackend).addon.setLocalMigrationIds(0, 0); // process-wide: back to upstream layouts
-    f.close();
-  }
-});
+hwTest(
+  kvmReq,
+  'local migration, opted in on a kernel without SEV VM types: the addon lays out 22/23 as LOCAL_SEND/RECEIVE and the kernel answers',
+  async (t) => {
+    const f = fixture();
+    try {
+      const lm = new SevGuestCommands(f.vm, null, { localMigration: { send: 22, receive: 23 } });
+      const send = await t.throwsAsync(lm.localSend());
+      t.like(send, { code: 'ENOTTY', request: 'KVM_MEMORY_ENCRYPT_OP' }, 'no SEV here: the kernel, not the addon, refuses');
+      const recv = await t.throwsAsync(lm.localReceive(0x1234n));
+      t.like(recv, { code: 'ENOTTY' });
+      const init2 = await t.throwsAsync(lm.init2());
+      t.is((init2 as { code?: string }).code, 'ERR_KVM_SEV_LOCAL_MIGRATION_COLLISION');
+      t.is(
+        f.calls.filter((c) => c.request === ioc.KVM_MEMORY_ENCRYPT_OP && c.arg !== undefined).length,
+        2,
+        'the two attempts reached the kernel (besides the NULL probes of the hints); INIT2 never left JS',
+      );
+    } finally {
+      (f.vm.backend as NativeBackend).addon.setLocalMigrationIds(0, 0); // process-wide: back to upstream layouts
+      f.close();
+    }
+  },
+);
 
 hwTest(noDevSev, 'opening /dev/sev answers ENOENT with a hint', (t) => {
-  const e = asKvmError(t, t.throws(() => SevPlatform.open(new NativeBackend())));
+  const e = asKvmError(
+    t,
+    t.throws(() => SevPlatform.open(new NativeBackend())),
+  );
   t.is(e.code, 'ENOENT');
   t.is(e.syscall, 'open');
   t.is(e.path, '/dev/sev');
@@ -312,7 +348,10 @@ hwTest(withSev, 'on an SEV host, a VM without INIT answers ENOTTY with "run INIT
     const e = asKvmError(t, await t.throwsAsync(f.cmds.launchStart({ policy: 1 })));
     t.is(e.code, 'ENOTTY');
     t.regex(e.hint ?? '', /^This VM is not an SEV guest yet: run INIT first/);
-    const r = asKvmError(t, await t.throwsAsync(f.cmds.receiveUpdateData({ header: bytes(52), guest: f.vm.memory[0]!.range(0n, 16), trans: bytes(16) })));
+    const r = asKvmError(
+      t,
+      await t.throwsAsync(f.cmds.receiveUpdateData({ header: bytes(52), guest: f.vm.memory[0]!.range(0n, 16), trans: bytes(16) })),
+    );
     t.is(r.code, 'EINVAL', 'RECEIVE_UPDATE_DATA answers EINVAL, not ENOTTY, on a non-SEV VM');
   } finally {
     f.close();
@@ -340,7 +379,7 @@ hwTest(sevReq, '/dev/sev: PLATFORM_STATUS decodes, and read-only opens get EPERM
     t.false(sev.writable);
     const st = await sev.platformStatus();
     t.true(st.state >= 0 && st.state <= 2);
-    t.is(st.stateName, ['UNINIT', 'INIT', 'WORKING'][st.state]);
+    t.is(st.stateName, ['UNINIT', 'INIT', 'WORKING'][st.state]!);
     t.is(st.owner, (st.flags & 1) !== 0);
     t.is(st.configEs, (st.flags & 0x100) !== 0);
     const e = asKvmError(t, await t.throwsAsync(sev.pekGen()));
@@ -352,18 +391,22 @@ hwTest(sevReq, '/dev/sev: PLATFORM_STATUS decodes, and read-only opens get EPERM
   }
 });
 
-hwTest(sevReq, '/dev/sev: PDH_CERT_EXPORT and PEK_CSR (length queries first) return SEV certificates; GET_ID gives 2×64 bytes', async (t) => {
-  const sev = SevPlatform.open(new NativeBackend());
-  try {
-    const { pdh, certChain } = await sev.pdhCertExport();
-    t.is(pdh.byteLength, 0x824);
-    t.is(certChain.byteLength, 3 * 0x824);
-    const csr = await sev.pekCsr();
-    t.is(csr.byteLength, 0x824);
-    const id = await sev.getId();
-    t.is(id.socket1.byteLength, 64);
-    t.is(id.socket2.byteLength, 64);
-  } finally {
-    sev.close();
-  }
-});
+hwTest(
+  sevReq,
+  '/dev/sev: PDH_CERT_EXPORT and PEK_CSR (length queries first) return SEV certificates; GET_ID gives 2×64 bytes',
+  async (t) => {
+    const sev = SevPlatform.open(new NativeBackend());
+    try {
+      const { pdh, certChain } = await sev.pdhCertExport();
+      t.is(pdh.byteLength, 0x824);
+      t.is(certChain.byteLength, 3 * 0x824);
+      const csr = await sev.pekCsr();
+      t.is(csr.byteLength, 0x824);
+      const id = await sev.getId();
+      t.is(id.socket1.byteLength, 64);
+      t.is(id.socket2.byteLength, 64);
+    } finally {
+      sev.close();
+    }
+  },
+);

@@ -126,7 +126,10 @@ test('nested structs and arrays of structs round trip by value', (t) => {
 });
 
 test('encodeArray / decodeArray use the struct size as stride', (t) => {
-  const entries = [{ index: 0x10, data: 5n }, { index: 0xc0000080, data: 0xd01n }];
+  const entries = [
+    { index: 0x10, data: 5n },
+    { index: 0xc0000080, data: 0xd01n },
+  ];
   const b = uapi.encodeArray(structs.kvm_msr_entry, entries);
   t.is(b.byteLength, 32);
   t.deepEqual(uapi.decodeArray(structs.kvm_msr_entry, b), entries);
@@ -142,10 +145,10 @@ test('64-bit fields keep every bit beyond 2^53', (t) => {
   const vals = [2n ** 64n - 1n, 2n ** 53n + 1n, 0x8000000000000000n, 0x0123456789abcdefn];
   const b = c.encode({ rax: vals[0], rbx: vals[1], rcx: vals[2], rip: vals[3] });
   const v = c.decode(b);
-  t.is(v.rax, vals[0]);
-  t.is(v.rbx, vals[1]);
-  t.is(v.rcx, vals[2]);
-  t.is(v.rip, vals[3]);
+  t.is(v.rax, vals[0]!);
+  t.is(v.rbx, vals[1]!);
+  t.is(v.rcx, vals[2]!);
+  t.is(v.rip, vals[3]!);
   t.is(typeof v.rdx, 'bigint');
   const dv = new DataView(b.buffer);
   t.is(dv.getUint32(0, true), 0xffffffff);
@@ -163,7 +166,12 @@ test('u64 accepts safe-integer Numbers and decodes them as bigint', (t) => {
 });
 
 test('i64 handles negatives from bigint and Number', (t) => {
-  const c = defineStruct('t_i64', [['a', i64], ['b', i64], ['c', i64], ['d', i64]]);
+  const c = defineStruct('t_i64', [
+    ['a', i64],
+    ['b', i64],
+    ['c', i64],
+    ['d', i64],
+  ]);
   const v = c.decode(c.encode({ a: -1n, b: -(2n ** 63n), c: -Number.MAX_SAFE_INTEGER, d: -0x100000000 }));
   t.deepEqual(v, { a: -1n, b: -(2n ** 63n), c: -9007199254740991n, d: -0x100000000n });
   throwsCode(t, () => c.encode({ a: 2n ** 63n }), 'ERR_OUT_OF_RANGE');
@@ -178,7 +186,10 @@ test('arg: pointer fields stay 0, each non-null target becomes a fix-up, lengths
   const a = structs.kvm_sev_launch_start.arg({ policy: 1, dh_uaddr: dh, session_uaddr: session });
   t.is(a.kind, 'struct');
   t.is(a.bytes.byteLength, 40);
-  t.deepEqual(a.fixups.map((f) => f.offset), [8, 24]);
+  t.deepEqual(
+    a.fixups.map((f) => f.offset),
+    [8, 24],
+  );
   t.is(a.fixups[0]!.target, dh);
   t.is(a.fixups[1]!.target, session);
   const v = structs.kvm_sev_launch_start.decode(a.bytes);
@@ -202,7 +213,12 @@ test('arg: every PointerTarget kind is accepted and measured', (t) => {
   const dv = new DataView(new ArrayBuffer(40), 8, 16);
   const u32a = new Uint32Array(5);
   const m = mappingRange(fakeMapping(8192), 4096, 100);
-  for (const [target, len] of [[ab, 24], [dv, 16], [u32a, 20], [m, 100]] as const) {
+  for (const [target, len] of [
+    [ab, 24],
+    [dv, 16],
+    [u32a, 20],
+    [m, 100],
+  ] as const) {
     const a = structs.kvm_sev_launch_update_data.arg({ uaddr: target });
     t.is(a.fixups[0]!.target, target);
     t.is(structs.kvm_sev_launch_update_data.decode(a.bytes).len, len);
@@ -212,8 +228,15 @@ test('arg: every PointerTarget kind is accepted and measured', (t) => {
 test('arg: two pointers sharing one length take the smaller target', (t) => {
   const a = structs.kvm_sev_dbg.arg({ src_uaddr: new Uint8Array(64), dst_uaddr: new Uint8Array(32) });
   t.is(structs.kvm_sev_dbg.decode(a.bytes).len, 32);
-  t.deepEqual(a.fixups.map((f) => f.offset), [0, 8]);
-  throwsCode(t, () => structs.kvm_sev_dbg.arg({ src_uaddr: new Uint8Array(64), dst_uaddr: new Uint8Array(32), len: 64 }), 'ERR_OUT_OF_RANGE');
+  t.deepEqual(
+    a.fixups.map((f) => f.offset),
+    [0, 8],
+  );
+  throwsCode(
+    t,
+    () => structs.kvm_sev_dbg.arg({ src_uaddr: new Uint8Array(64), dst_uaddr: new Uint8Array(32), len: 64 }),
+    'ERR_OUT_OF_RANGE',
+  );
 });
 
 test('arg: u64 paired lengths (memslot, enc_region, snp_launch_update)', (t) => {
@@ -232,7 +255,11 @@ test('arg: retained pointers only take guest memory, and never a closed mapping'
   throwsCode(t, () => structs.kvm_userspace_memory_region.arg({ userspace_addr: new Uint8Array(4096) }), 'ERR_INVALID_ARG_VALUE');
   throwsCode(t, () => structs.kvm_enc_region.arg({ addr: new ArrayBuffer(4096) }), 'ERR_INVALID_ARG_VALUE');
   throwsCode(t, () => structs.kvm_enc_region.arg({ addr: mappingRange(fakeMapping(4096, true)) }), 'ERR_INVALID_ARG_VALUE');
-  throwsCode(t, () => structs.kvm_enc_region.arg({ addr: { kind: 'mapping', mapping: fakeMapping(4096), offset: 4000, length: 200 } }), 'ERR_OUT_OF_RANGE');
+  throwsCode(
+    t,
+    () => structs.kvm_enc_region.arg({ addr: { kind: 'mapping', mapping: fakeMapping(4096), offset: 4000, length: 200 } }),
+    'ERR_OUT_OF_RANGE',
+  );
   t.is(structs.kvm_enc_region.arg({ addr: mappingRange(fakeMapping(4096)) }).fixups.length, 1);
 });
 
@@ -332,29 +359,77 @@ test('codec metadata for native backends', (t) => {
 });
 
 test('defineStruct: C alignment, packed, align override, size assertion', (t) => {
-  const a = defineStruct('t_a', [['x', u8], ['y', u64], ['z', u16]]);
-  t.deepEqual(a.fields.map((f) => f.offset), [0, 8, 16]);
+  const a = defineStruct('t_a', [
+    ['x', u8],
+    ['y', u64],
+    ['z', u16],
+  ]);
+  t.deepEqual(
+    a.fields.map((f) => f.offset),
+    [0, 8, 16],
+  );
   t.is(a.size, 24);
-  const p = defineStruct('t_p', [['x', u8], ['y', u64], ['z', u16]], { packed: true });
-  t.deepEqual(p.fields.map((f) => f.offset), [0, 1, 9]);
+  const p = defineStruct(
+    't_p',
+    [
+      ['x', u8],
+      ['y', u64],
+      ['z', u16],
+    ],
+    { packed: true },
+  );
+  t.deepEqual(
+    p.fields.map((f) => f.offset),
+    [0, 1, 9],
+  );
   t.is(p.size, 11);
   const al = defineStruct('t_al', [['x', u32]], { align: 8 });
   t.is(al.size, 8);
-  const nested = defineStruct('t_n', [['c', u8], ['a', a.type]]);
+  const nested = defineStruct('t_n', [
+    ['c', u8],
+    ['a', a.type],
+  ]);
   t.is(nested.offsetOf('a'), 8);
   t.is(nested.size, 32);
-  t.is(defineStruct('t_arr', [['c', u8], ['v', array(u32, 3)]]).size, 16);
+  t.is(
+    defineStruct('t_arr', [
+      ['c', u8],
+      ['v', array(u32, 3)],
+    ]).size,
+    16,
+  );
   // A pointer inside a struct nested by value: its fix-up offset is relative to the outer struct.
-  const outer = defineStruct('t_outer', [['x', u32], ['m', structs.kvm_sev_launch_measure.type], ['tail', array(u8, 3)], ['p', pad(1)]]);
+  const outer = defineStruct('t_outer', [
+    ['x', u32],
+    ['m', structs.kvm_sev_launch_measure.type],
+    ['tail', array(u8, 3)],
+    ['p', pad(1)],
+  ]);
   t.is(outer.offsetOf('m'), 8);
   const blob = new Uint8Array(48);
   const oa = outer.arg({ x: 1, m: { uaddr: blob } });
   t.deepEqual(oa.fixups, [{ offset: 8, target: blob }]);
   t.is(outer.decode(oa.bytes).m.len, 48);
   t.throws(() => defineStruct('t_bad', [['x', u32]], { size: 8 }), { message: /computed size 4/ });
-  throwsCode(t, () => defineStruct('t_dup', [['x', u32], ['x', u32]]), 'ERR_INVALID_ARG_VALUE');
+  throwsCode(
+    t,
+    () =>
+      defineStruct('t_dup', [
+        ['x', u32],
+        ['x', u32],
+      ]),
+    'ERR_INVALID_ARG_VALUE',
+  );
   throwsCode(t, () => defineStruct('t_len', [['p', ptr({ len: 'nope' })]]), 'ERR_INVALID_ARG_VALUE');
-  throwsCode(t, () => defineStruct('t_len8', [['p', ptr({ len: 'l' })], ['l', u8]]), 'ERR_INVALID_ARG_VALUE');
+  throwsCode(
+    t,
+    () =>
+      defineStruct('t_len8', [
+        ['p', ptr({ len: 'l' })],
+        ['l', u8],
+      ]),
+    'ERR_INVALID_ARG_VALUE',
+  );
 });
 
 // ------------------------------------------------------------------------------------------------
@@ -365,7 +440,13 @@ test('kvm_msrs helpers', (t) => {
   t.is(a.bytes.byteLength, 8 + 2 * 16);
   t.is(a.fixups.length, 0);
   t.is(new DataView(a.bytes.buffer).getUint32(0, true), 2);
-  t.deepEqual(uapi.decodeMsrs(a.bytes), { nmsrs: 2, entries: [{ index: 0x10, data: 5n }, { index: 0xc0000080, data: 0n }] });
+  t.deepEqual(uapi.decodeMsrs(a.bytes), {
+    nmsrs: 2,
+    entries: [
+      { index: 0x10, data: 5n },
+      { index: 0xc0000080, data: 0n },
+    ],
+  });
   t.deepEqual(uapi.decodeMsrs(a.bytes, 1).entries, [{ index: 0x10, data: 5n }]);
   throwsCode(t, () => uapi.msrsArg([{ index: -1 }]), 'ERR_OUT_OF_RANGE');
 });
@@ -431,12 +512,27 @@ test('kvm_run: exit codecs decode from the page at the union offset', (t) => {
 
 test('ioctl numbers: reference values, all unsigned 32-bit, none negative', (t) => {
   const ref: Record<string, number> = {
-    KVM_GET_API_VERSION: 0xae00, KVM_CREATE_VM: 0xae01, KVM_CHECK_EXTENSION: 0xae03, KVM_GET_VCPU_MMAP_SIZE: 0xae04,
-    KVM_CREATE_VCPU: 0xae41, KVM_RUN: 0xae80, KVM_ENABLE_CAP: 0x4068aea3, KVM_SET_USER_MEMORY_REGION: 0x4020ae46,
-    KVM_GET_DEVICE_ATTR: 0x4018aee2, KVM_HAS_DEVICE_ATTR: 0x4018aee3, KVM_GET_SUPPORTED_CPUID: 0xc008ae05,
-    KVM_GET_REGS: 0x8090ae81, KVM_SET_REGS: 0x4090ae82, KVM_GET_SREGS: 0x8138ae83, KVM_SET_SREGS: 0x4138ae84,
-    KVM_GET_XSAVE: 0x9000aea4, KVM_SET_XSAVE: 0x5000aea5, KVM_GET_TSC_KHZ: 0xaea3,
-    KVM_MEMORY_ENCRYPT_OP: 0xc008aeba, KVM_MEMORY_ENCRYPT_REG_REGION: 0x8010aebb, KVM_MEMORY_ENCRYPT_UNREG_REGION: 0x8010aebc,
+    KVM_GET_API_VERSION: 0xae00,
+    KVM_CREATE_VM: 0xae01,
+    KVM_CHECK_EXTENSION: 0xae03,
+    KVM_GET_VCPU_MMAP_SIZE: 0xae04,
+    KVM_CREATE_VCPU: 0xae41,
+    KVM_RUN: 0xae80,
+    KVM_ENABLE_CAP: 0x4068aea3,
+    KVM_SET_USER_MEMORY_REGION: 0x4020ae46,
+    KVM_GET_DEVICE_ATTR: 0x4018aee2,
+    KVM_HAS_DEVICE_ATTR: 0x4018aee3,
+    KVM_GET_SUPPORTED_CPUID: 0xc008ae05,
+    KVM_GET_REGS: 0x8090ae81,
+    KVM_SET_REGS: 0x4090ae82,
+    KVM_GET_SREGS: 0x8138ae83,
+    KVM_SET_SREGS: 0x4138ae84,
+    KVM_GET_XSAVE: 0x9000aea4,
+    KVM_SET_XSAVE: 0x5000aea5,
+    KVM_GET_TSC_KHZ: 0xaea3,
+    KVM_MEMORY_ENCRYPT_OP: 0xc008aeba,
+    KVM_MEMORY_ENCRYPT_REG_REGION: 0x8010aebb,
+    KVM_MEMORY_ENCRYPT_UNREG_REGION: 0x8010aebc,
     SEV_ISSUE_CMD: 0xc0105300,
   };
   for (const [name, v] of Object.entries(ref)) {
@@ -469,14 +565,49 @@ test('ioctl encoding helpers', (t) => {
 
 test('IOCTLS is exactly the allowlist, with fd kinds and argument shapes', (t) => {
   const names = [
-    'KVM_GET_API_VERSION', 'KVM_CREATE_VM', 'KVM_CHECK_EXTENSION', 'KVM_GET_VCPU_MMAP_SIZE', 'KVM_GET_SUPPORTED_CPUID',
-    'KVM_GET_MSR_INDEX_LIST', 'KVM_GET_MSR_FEATURE_INDEX_LIST', 'KVM_GET_DEVICE_ATTR', 'KVM_HAS_DEVICE_ATTR',
-    'KVM_CREATE_VCPU', 'KVM_SET_USER_MEMORY_REGION', 'KVM_SET_TSS_ADDR', 'KVM_SET_IDENTITY_MAP_ADDR', 'KVM_CREATE_IRQCHIP',
-    'KVM_ENABLE_CAP', 'KVM_MEMORY_ENCRYPT_OP', 'KVM_MEMORY_ENCRYPT_REG_REGION', 'KVM_MEMORY_ENCRYPT_UNREG_REGION',
-    'KVM_RUN', 'KVM_GET_REGS', 'KVM_SET_REGS', 'KVM_GET_SREGS', 'KVM_SET_SREGS', 'KVM_GET_FPU', 'KVM_SET_FPU',
-    'KVM_GET_XSAVE', 'KVM_SET_XSAVE', 'KVM_GET_XCRS', 'KVM_SET_XCRS', 'KVM_GET_MSRS', 'KVM_SET_MSRS', 'KVM_SET_CPUID2',
-    'KVM_GET_LAPIC', 'KVM_SET_LAPIC', 'KVM_GET_VCPU_EVENTS', 'KVM_SET_VCPU_EVENTS', 'KVM_GET_MP_STATE', 'KVM_SET_MP_STATE',
-    'KVM_GET_DEBUGREGS', 'KVM_SET_DEBUGREGS', 'KVM_SET_GUEST_DEBUG', 'KVM_GET_TSC_KHZ', 'SEV_ISSUE_CMD',
+    'KVM_GET_API_VERSION',
+    'KVM_CREATE_VM',
+    'KVM_CHECK_EXTENSION',
+    'KVM_GET_VCPU_MMAP_SIZE',
+    'KVM_GET_SUPPORTED_CPUID',
+    'KVM_GET_MSR_INDEX_LIST',
+    'KVM_GET_MSR_FEATURE_INDEX_LIST',
+    'KVM_GET_DEVICE_ATTR',
+    'KVM_HAS_DEVICE_ATTR',
+    'KVM_CREATE_VCPU',
+    'KVM_SET_USER_MEMORY_REGION',
+    'KVM_SET_TSS_ADDR',
+    'KVM_SET_IDENTITY_MAP_ADDR',
+    'KVM_CREATE_IRQCHIP',
+    'KVM_ENABLE_CAP',
+    'KVM_MEMORY_ENCRYPT_OP',
+    'KVM_MEMORY_ENCRYPT_REG_REGION',
+    'KVM_MEMORY_ENCRYPT_UNREG_REGION',
+    'KVM_RUN',
+    'KVM_GET_REGS',
+    'KVM_SET_REGS',
+    'KVM_GET_SREGS',
+    'KVM_SET_SREGS',
+    'KVM_GET_FPU',
+    'KVM_SET_FPU',
+    'KVM_GET_XSAVE',
+    'KVM_SET_XSAVE',
+    'KVM_GET_XCRS',
+    'KVM_SET_XCRS',
+    'KVM_GET_MSRS',
+    'KVM_SET_MSRS',
+    'KVM_SET_CPUID2',
+    'KVM_GET_LAPIC',
+    'KVM_SET_LAPIC',
+    'KVM_GET_VCPU_EVENTS',
+    'KVM_SET_VCPU_EVENTS',
+    'KVM_GET_MP_STATE',
+    'KVM_SET_MP_STATE',
+    'KVM_GET_DEBUGREGS',
+    'KVM_SET_DEBUGREGS',
+    'KVM_SET_GUEST_DEBUG',
+    'KVM_GET_TSC_KHZ',
+    'SEV_ISSUE_CMD',
   ];
   t.deepEqual([...IOCTLS.map((d) => d.name)].sort(), [...names].sort());
   t.is(new Set(IOCTLS.map((d) => d.request)).size, IOCTLS.length, 'requests are unique');
@@ -493,7 +624,12 @@ test('IOCTLS is exactly the allowlist, with fd kinds and argument shapes', (t) =
   t.is(op.struct, structs.kvm_sev_cmd);
   t.is(op.nullArg, true);
   t.is(IOCTLS.filter((d) => d.nullArg).length, 1);
-  t.deepEqual(IOCTLS.filter((d) => d.returnsFd).map((d) => d.name).sort(), ['KVM_CREATE_VCPU', 'KVM_CREATE_VM']);
+  t.deepEqual(
+    IOCTLS.filter((d) => d.returnsFd)
+      .map((d) => d.name)
+      .sort(),
+    ['KVM_CREATE_VCPU', 'KVM_CREATE_VM'],
+  );
   t.deepEqual(uapi.ioctlByName('KVM_CHECK_EXTENSION')!.fds, ['kvm', 'vm']);
   t.deepEqual(uapi.ioctlByName('KVM_GET_DEVICE_ATTR')!.fds, ['kvm', 'vm', 'vcpu']);
   t.deepEqual(uapi.ioctlByName('KVM_ENABLE_CAP')!.fds, ['vm', 'vcpu']);
@@ -513,9 +649,30 @@ test('IOCTLS is exactly the allowlist, with fd kinds and argument shapes', (t) =
 test('errno table (x86_64 values, glibc texts, kernel-internal values)', (t) => {
   const E = uapi.ERRNO;
   const spot: Record<string, number> = {
-    EPERM: 1, EINTR: 4, EIO: 5, ENXIO: 6, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16, EEXIST: 17,
-    ENODEV: 19, EINVAL: 22, ENOTTY: 25, ENOSPC: 28, ETIMEDOUT: 110, ENOTSUPP: 524, E2BIG: 7, ENOSYS: 38,
-    EOPNOTSUPP: 95, ENOTSUP: 95, EWOULDBLOCK: 11, EDEADLOCK: 35, EHWPOISON: 133, ERESTARTSYS: 512,
+    EPERM: 1,
+    EINTR: 4,
+    EIO: 5,
+    ENXIO: 6,
+    EBADF: 9,
+    EAGAIN: 11,
+    ENOMEM: 12,
+    EFAULT: 14,
+    EBUSY: 16,
+    EEXIST: 17,
+    ENODEV: 19,
+    EINVAL: 22,
+    ENOTTY: 25,
+    ENOSPC: 28,
+    ETIMEDOUT: 110,
+    ENOTSUPP: 524,
+    E2BIG: 7,
+    ENOSYS: 38,
+    EOPNOTSUPP: 95,
+    ENOTSUP: 95,
+    EWOULDBLOCK: 11,
+    EDEADLOCK: 35,
+    EHWPOISON: 133,
+    ERESTARTSYS: 512,
   };
   for (const [k, v] of Object.entries(spot)) t.is(E[k], v, k);
   t.is(uapi.errnoName(22), 'EINVAL');
@@ -681,7 +838,10 @@ test('local migration: ids only behind an explicit choice, INIT2 collision guard
   throwsCode(t, () => uapi.localMigrationIds({ send: 22, receive: 23 }), 'ERR_INVALID_ARG_VALUE');
   const e = t.throws(() => uapi.localMigrationIds({ send: 22, receive: 23 }));
   t.regex(e?.message ?? '', /INIT2/);
-  t.deepEqual({ ...uapi.localMigrationIds({ send: 22, receive: 23, allowUpstreamCollision: true }) }, { LOCAL_SEND: 22, LOCAL_RECEIVE: 23 });
+  t.deepEqual(
+    { ...uapi.localMigrationIds({ send: 22, receive: 23, allowUpstreamCollision: true }) },
+    { LOCAL_SEND: 22, LOCAL_RECEIVE: 23 },
+  );
   t.deepEqual({ ...uapi.localMigrationIds({ send: 200, receive: 201 }) }, { LOCAL_SEND: 200, LOCAL_RECEIVE: 201 });
   throwsCode(t, () => uapi.localMigrationIds({ send: 200, receive: 200 }), 'ERR_INVALID_ARG_VALUE');
   throwsCode(t, () => uapi.localMigrationIds({ send: -1, receive: 201 }), 'ERR_OUT_OF_RANGE');
@@ -706,7 +866,10 @@ test('bad input gives the right typed error and leaves `into` untouched', (t) =>
   const regs = structs.kvm_regs;
   const cases: [string, () => unknown, Code][] = [];
   const into = new Uint8Array(128).fill(0xaa);
-  const enc = <V>(codec: { encode(v: V, into?: Uint8Array, at?: number): Uint8Array }, v: V, at = 0) => () => codec.encode(v, into, at);
+  const enc =
+    <V>(codec: { encode(v: V, into?: Uint8Array, at?: number): Uint8Array }, v: V, at = 0) =>
+    () =>
+      codec.encode(v, into, at);
   // Valid fields come first so a non-atomic encoder would already have written them.
   cases.push(['unknown field', enc(c, { handle: 5, policy: 7, bogus: 1 } as never), 'ERR_INVALID_ARG_VALUE']);
   cases.push(['string for u32', enc(c, { handle: 5, policy: '7' } as never), 'ERR_INVALID_ARG_TYPE']);
@@ -738,7 +901,10 @@ test('bad input gives the right typed error and leaves `into` untouched', (t) =>
   cases.push(['into not a Uint8Array', () => c.encode({ handle: 5 }, [] as unknown as Uint8Array), 'ERR_INVALID_ARG_TYPE']);
   for (const [what, fn, code] of cases) {
     throwsCode(t, fn, code, what);
-    t.true(into.every((b) => b === 0xaa), `${what}: into untouched`);
+    t.true(
+      into.every((b) => b === 0xaa),
+      `${what}: into untouched`,
+    );
   }
 });
 
@@ -753,13 +919,16 @@ test('bad input to decode and arg', (t) => {
   throwsCode(t, () => structs.kvm_sev_launch_update_data.arg({ uaddr: big }), 'ERR_OUT_OF_RANGE');
 });
 
-test('errors look like Node\'s own', (t) => {
+test("errors look like Node's own", (t) => {
   const a = uapi.invalidArgType('fd', 'number', 'x');
   t.true(a instanceof TypeError);
   t.is(a.code, 'ERR_INVALID_ARG_TYPE');
   t.is(a.message, 'The "fd" argument must be of type number. Received type string (\'x\')');
   t.is(uapi.invalidArgType('opts.fd', 'number', null).message, 'The "opts.fd" property must be of type number. Received null');
-  t.is(uapi.invalidArgType('b', 'an instance of Uint8Array', [1]).message, 'The "b" argument must be an instance of Uint8Array. Received an instance of Array');
+  t.is(
+    uapi.invalidArgType('b', 'an instance of Uint8Array', [1]).message,
+    'The "b" argument must be an instance of Uint8Array. Received an instance of Array',
+  );
   const v = uapi.invalidArgValue('type', 'x', 'must be a VM type');
   t.true(v instanceof TypeError);
   t.is(v.code, 'ERR_INVALID_ARG_VALUE');
@@ -769,7 +938,10 @@ test('errors look like Node\'s own', (t) => {
   t.true(r instanceof RangeError);
   t.is(r.code, 'ERR_OUT_OF_RANGE');
   t.is(r.message, 'The value of "len" is out of range. It must be >= 0 && <= 16384. Received 1_099_511_627_776');
-  t.is(uapi.outOfRange('x', '>= 0', 2n ** 64n).message, 'The value of "x" is out of range. It must be >= 0. Received 18_446_744_073_709_551_616n');
+  t.is(
+    uapi.outOfRange('x', '>= 0', 2n ** 64n).message,
+    'The value of "x" is out of range. It must be >= 0. Received 18_446_744_073_709_551_616n',
+  );
 });
 
 test('types: decoded fields have the declared JS types (compile-time checks)', (t) => {

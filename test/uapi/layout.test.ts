@@ -102,13 +102,21 @@ const REFERENCE_LAYOUTS: Readonly<Record<string, { size: number; fields: Readonl
   kvm_sev_init: { size: 48, fields: { vmsa_features: 0, flags: 8, ghcb_version: 12, pad1: 14, pad2: 16 } },
   kvm_sev_snp_launch_start: { size: 64, fields: { policy: 0, gosvw: 8, flags: 24, pad0: 26, pad1: 32 } },
   kvm_sev_snp_launch_update: {
-    size: 64, fields: { gfn_start: 0, uaddr: 8, len: 16, type: 24, pad0: 25, flags: 26, pad1: 28, pad2: 32 },
+    size: 64,
+    fields: { gfn_start: 0, uaddr: 8, len: 16, type: 24, pad0: 25, flags: 26, pad1: 28, pad2: 32 },
   },
   kvm_sev_snp_launch_finish: {
     size: 88,
     fields: {
-      id_block_uaddr: 0, id_auth_uaddr: 8, id_block_en: 16, auth_key_en: 17, vcek_disabled: 18, host_data: 19,
-      pad0: 51, flags: 54, pad1: 56,
+      id_block_uaddr: 0,
+      id_auth_uaddr: 8,
+      id_block_en: 16,
+      auth_key_en: 17,
+      vcek_disabled: 18,
+      host_data: 19,
+      pad0: 51,
+      flags: 54,
+      pad1: 56,
     },
   },
   kvm_sev_local_send: { size: 8, fields: { info_token: 0 } },
@@ -116,8 +124,15 @@ const REFERENCE_LAYOUTS: Readonly<Record<string, { size: number; fields: Readonl
   sev_user_data_snp_status: {
     size: 32,
     fields: {
-      api_major: 0, api_minor: 1, state: 2, is_rmp_initialized: 3, build_id: 4, feature_flags: 8, guest_count: 12,
-      current_tcb_version: 16, reported_tcb_version: 24,
+      api_major: 0,
+      api_minor: 1,
+      state: 2,
+      is_rmp_initialized: 3,
+      build_id: 4,
+      feature_flags: 8,
+      guest_count: 12,
+      current_tcb_version: 16,
+      reported_tcb_version: 24,
     },
   },
   sev_user_data_snp_config: { size: 64, fields: { reported_tcb: 0, flags: 8, rsvd1: 12 } },
@@ -125,8 +140,15 @@ const REFERENCE_LAYOUTS: Readonly<Record<string, { size: number; fields: Readonl
   kvm_userspace_memory_region2: {
     size: 160,
     fields: {
-      slot: 0, flags: 4, guest_phys_addr: 8, memory_size: 16, userspace_addr: 24, guest_memfd_offset: 32,
-      guest_memfd: 40, pad1: 44, pad2: 48,
+      slot: 0,
+      flags: 4,
+      guest_phys_addr: 8,
+      memory_size: 16,
+      userspace_addr: 24,
+      guest_memfd_offset: 32,
+      guest_memfd: 40,
+      pad1: 44,
+      pad2: 48,
     },
   },
   kvm_memory_attributes: { size: 32, fields: { address: 0, size: 8, attributes: 16, flags: 24 } },
@@ -274,10 +296,25 @@ const REFERENCE_ENUMS: Readonly<Record<string, number>> = {
 
 /** include/linux/errno.h (kernel-internal, not in <errno.h>). */
 const KERNEL_ERRNOS: Readonly<Record<string, number>> = {
-  ERESTARTSYS: 512, ERESTARTNOINTR: 513, ERESTARTNOHAND: 514, ENOIOCTLCMD: 515, ERESTART_RESTARTBLOCK: 516,
-  EPROBE_DEFER: 517, EOPENSTALE: 518, ENOPARAM: 519, EBADHANDLE: 521, ENOTSYNC: 522, EBADCOOKIE: 523,
-  ENOTSUPP: 524, ETOOSMALL: 525, ESERVERFAULT: 526, EBADTYPE: 527, EJUKEBOX: 528, EIOCBQUEUED: 529,
-  ERECALLCONFLICT: 530, ENOGRACE: 531,
+  ERESTARTSYS: 512,
+  ERESTARTNOINTR: 513,
+  ERESTARTNOHAND: 514,
+  ENOIOCTLCMD: 515,
+  ERESTART_RESTARTBLOCK: 516,
+  EPROBE_DEFER: 517,
+  EOPENSTALE: 518,
+  ENOPARAM: 519,
+  EBADHANDLE: 521,
+  ENOTSYNC: 522,
+  EBADCOOKIE: 523,
+  ENOTSUPP: 524,
+  ETOOSMALL: 525,
+  ESERVERFAULT: 526,
+  EBADTYPE: 527,
+  EJUKEBOX: 528,
+  EIOCBQUEUED: 529,
+  ERECALLCONFLICT: 530,
+  ENOGRACE: 531,
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -367,22 +404,43 @@ function cFacts(): CFacts {
     }
     const text = execFileSync(exe, [], { env: { ...process.env, LC_ALL: 'C', LANG: 'C' } }).toString();
     const f: CFacts = {
-      sizes: new Map(), fields: new Map(), extra: new Map(), macros: new Map(), undefinedMacros: new Set(),
-      errnos: new Map(), strerror: new Map(),
+      sizes: new Map(),
+      fields: new Map(),
+      extra: new Map(),
+      macros: new Map(),
+      undefinedMacros: new Set(),
+      errnos: new Map(),
+      strerror: new Map(),
     };
     for (const line of text.split('\n')) {
       if (!line) continue;
       const p = line.split('|');
       switch (p[0]) {
-        case 'S': f.sizes.set(p[1]!, Number(p[2])); break;
-        case 'F': f.fields.set(`${p[1]}.${p[2]}`, { offset: Number(p[3]), size: Number(p[4]) }); break;
-        case 'X': f.extra.set(p[1]!, Number(p[2])); break;
-        case 'M': f.macros.set(p[1]!, BigInt(p[2]!)); break;
-        case 'U': f.undefinedMacros.add(p[1]!); break;
-        case 'N': f.errnos.set(p[1]!, Number(p[2])); break;
-        case 'V': break;
-        case 'E': f.strerror.set(Number(p[1]), p.slice(2).join('|')); break;
-        default: throw new Error(`unexpected probe output: ${line}`);
+        case 'S':
+          f.sizes.set(p[1]!, Number(p[2]));
+          break;
+        case 'F':
+          f.fields.set(`${p[1]}.${p[2]}`, { offset: Number(p[3]), size: Number(p[4]) });
+          break;
+        case 'X':
+          f.extra.set(p[1]!, Number(p[2]));
+          break;
+        case 'M':
+          f.macros.set(p[1]!, BigInt(p[2]!));
+          break;
+        case 'U':
+          f.undefinedMacros.add(p[1]!);
+          break;
+        case 'N':
+          f.errnos.set(p[1]!, Number(p[2]));
+          break;
+        case 'V':
+          break;
+        case 'E':
+          f.strerror.set(Number(p[1]), p.slice(2).join('|'));
+          break;
+        default:
+          throw new Error(`unexpected probe output: ${line}`);
       }
     }
     cache = f;
@@ -421,7 +479,11 @@ for (const k of C_CASES) {
       compared++;
     }
     // Every field absent from 6.1 must be a deliberate exception, not a typo hiding a real field.
-    for (const name of k.absent61 ?? []) t.truthy(k.codec.fields.find((x) => x.name === name), `absent61 names a field: ${name}`);
+    for (const name of k.absent61 ?? [])
+      t.truthy(
+        k.codec.fields.find((x) => x.name === name),
+        `absent61 names a field: ${name}`,
+      );
     if (k.codec.fields.length > (k.absent61?.length ?? 0)) t.true(compared > 0);
   });
 }
@@ -523,12 +585,15 @@ test('enum values vs C (or the reference)', (t) => {
 
 test('every KVM_EXIT_* and every generic/x86 KVM_CAP_* of the system header is exported', (t) => {
   const kvmh = readFileSync('/usr/include/linux/kvm.h', 'utf8');
-  const exits = [...kvmh.matchAll(/^#define\s+KVM_EXIT_([A-Z0-9_]+)\s+(\d+)\b/gm)]
-    .filter((m) => !/^(HYPERV_|XEN_|IO_IN$|IO_OUT$)/.test(m[1]!));
+  const exits = [...kvmh.matchAll(/^#define\s+KVM_EXIT_([A-Z0-9_]+)\s+(\d+)\b/gm)].filter(
+    (m) => !/^(HYPERV_|XEN_|IO_IN$|IO_OUT$)/.test(m[1]!),
+  );
   t.true(exits.length >= 38);
   for (const m of exits) t.is((uapi.KVM_EXIT as Readonly<Record<string, number>>)[m[1]!], Number(m[2]), `KVM_EXIT_${m[1]}`);
-  const caps = [...kvmh.matchAll(/^#define\s+KVM_CAP_([A-Z0-9_]+)\s+(\d+)\b/gm)]
-    .filter((m) => !/^(PPC|S390|MIPS|ARM|SPAPR|RISCV|IRQ_XICS|IRQ_MPIC|IOMMU$|ASSIGN_DEV_IRQ$|PCI_SEGMENT$|PCI_2_3$|SW_TLB$|MSI_DEVID$)/.test(m[1]!));
+  const caps = [...kvmh.matchAll(/^#define\s+KVM_CAP_([A-Z0-9_]+)\s+(\d+)\b/gm)].filter(
+    (m) =>
+      !/^(PPC|S390|MIPS|ARM|SPAPR|RISCV|IRQ_XICS|IRQ_MPIC|IOMMU$|ASSIGN_DEV_IRQ$|PCI_SEGMENT$|PCI_2_3$|SW_TLB$|MSI_DEVID$)/.test(m[1]!),
+  );
   t.true(caps.length > 100);
   for (const m of caps) t.is((uapi.KVM_CAP as Readonly<Record<string, number>>)[m[1]!], Number(m[2]), `KVM_CAP_${m[1]}`);
 });
@@ -542,7 +607,7 @@ test('errno numbers and glibc strerror texts vs C', (t) => {
       t.is(ours, c, name);
       checked++;
     } else {
-      t.is(ours, KERNEL_ERRNOS[name], `${name} (kernel-internal)`);
+      t.is(ours, KERNEL_ERRNOS[name]!, `${name} (kernel-internal)`);
     }
   }
   t.true(checked >= 131);

@@ -27,9 +27,18 @@ export function certsVerify(argv: string[]): number {
   const { values } = parseArgs({
     args: argv,
     options: {
-      bundle: { type: 'string' }, pdh: { type: 'string' }, pek: { type: 'string' }, oca: { type: 'string' }, cek: { type: 'string' },
-      ask: { type: 'string' }, ark: { type: 'string' }, generation: { type: 'string' },
-      'root-ark': { type: 'string' }, 'root-ask': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      bundle: { type: 'string' },
+      pdh: { type: 'string' },
+      pek: { type: 'string' },
+      oca: { type: 'string' },
+      cek: { type: 'string' },
+      ask: { type: 'string' },
+      ark: { type: 'string' },
+      generation: { type: 'string' },
+      'root-ark': { type: 'string' },
+      'root-ask': { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -44,11 +53,15 @@ export function certsVerify(argv: string[]): number {
   } else {
     for (const k of ['pdh', 'pek', 'oca', 'cek'] as const) if (!values[k]) throw new UsageError(`--${k} (or --bundle) is required`);
     input = {
-      pdh: parseSevCert(read(values.pdh!)), pek: parseSevCert(read(values.pek!)), oca: parseSevCert(read(values.oca!)), cek: parseSevCert(read(values.cek!)),
+      pdh: parseSevCert(read(values.pdh!)),
+      pek: parseSevCert(read(values.pek!)),
+      oca: parseSevCert(read(values.oca!)),
+      cek: parseSevCert(read(values.cek!)),
       ...(values.ark && values.ask ? { ark: parseAmdCert(read(values.ark)), ask: parseAmdCert(read(values.ask)) } : {}),
     };
   }
-  if ((values['root-ark'] === undefined) !== (values['root-ask'] === undefined)) throw new UsageError('--root-ark and --root-ask go together');
+  if ((values['root-ark'] === undefined) !== (values['root-ask'] === undefined))
+    throw new UsageError('--root-ark and --root-ask go together');
   const extraRoots = values['root-ark'] ? [{ ark: read(values['root-ark']), ask: read(values['root-ask']!) }] : [];
   try {
     const v = verifyChain({ ...input, extraRoots, ...(values.generation ? { generation: values.generation as AmdGeneration } : {}) });
@@ -66,7 +79,10 @@ export function certsVerify(argv: string[]): number {
 
 /** PDH_CERT_EXPORT into files; a mocked firmware's ASK and ARK too (a real host fetches them from AMD). */
 export async function certsExport(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...BACKEND_OPTION, out: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...BACKEND_OPTION, out: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     console.log(CERTS_HELP);
     return EXIT.OK;
@@ -82,7 +98,12 @@ export async function certsExport(argv: string[]): Promise<number> {
     'oca.cert': certChain.subarray(SEV_CERT_SIZE, 2 * SEV_CERT_SIZE),
     'cek.cert': certChain.subarray(2 * SEV_CERT_SIZE, 3 * SEV_CERT_SIZE),
   };
-  const fw = host.backend instanceof MockHost ? host.backend.firmware : host.backend instanceof HybridBackend ? host.backend.mock.firmware : undefined;
+  const fw =
+    host.backend instanceof MockHost
+      ? host.backend.firmware
+      : host.backend instanceof HybridBackend
+        ? host.backend.mock.firmware
+        : undefined;
   if (fw && 'amdCerts' in fw) {
     const amd = (fw as MockFirmware).amdCerts();
     files['ask.cert'] = amd.subarray(0, amd.length / 2);
@@ -90,6 +111,9 @@ export async function certsExport(argv: string[]): Promise<number> {
   }
   for (const [name, bytes] of Object.entries(files)) writeFileSync(join(values.out, name), bytes);
   if (values.json) console.log(toJson({ backend: host.name, out: values.out, files: Object.keys(files) }));
-  else console.log(`wrote ${Object.keys(files).join(', ')} to ${values.out}${files['ark.cert'] ? ' (ark/ask: the mock platform\'s root)' : ''}`);
+  else
+    console.log(
+      `wrote ${Object.keys(files).join(', ')} to ${values.out}${files['ark.cert'] ? " (ark/ask: the mock platform's root)" : ''}`,
+    );
   return EXIT.OK;
 }

@@ -33,13 +33,23 @@ const TITLES: Record<string, string> = {
 };
 
 export async function demo(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...BACKEND_OPTION, json: { type: 'boolean' }, trace: { type: 'string' }, 'guest-size': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...BACKEND_OPTION,
+      json: { type: 'boolean' },
+      trace: { type: 'string' },
+      'guest-size': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   if (values.help) {
     console.log(DEMO_HELP);
     return EXIT.OK;
   }
   const guestSize = values['guest-size'] ? Number(parseSize('guest-size', values['guest-size'])) : undefined;
-  if (guestSize !== undefined && (guestSize < 0x10000 || guestSize % 0x10000 !== 0)) throw new UsageError('--guest-size must be a multiple of 64K, at least 64K');
+  if (guestSize !== undefined && (guestSize < 0x10000 || guestSize % 0x10000 !== 0))
+    throw new UsageError('--guest-size must be a multiple of 64K, at least 64K');
   const host = await hostFrom(values, { trace: values.trace !== undefined });
   if (!values.json) console.log(`${bold(`backend: ${host.name}`)} ${dim(`(${host.reason})`)}`);
   let n = 0;

@@ -15,7 +15,10 @@ ${BACKEND_HELP}`;
 const size = (s: string | undefined): bigint | undefined => (s === undefined ? undefined : parseSize('guest-size', s));
 
 export async function doctor(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...BACKEND_OPTION, 'guest-size': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...BACKEND_OPTION, 'guest-size': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     console.log(DOCTOR_HELP);
     return EXIT.OK;
@@ -34,6 +37,8 @@ export async function doctor(argv: string[]): Promise<number> {
     console.log(`     ${l.meaning}`);
     if (l.action) console.log(`     ${dim('→')} ${l.action}`);
   }
-  console.log(`\nSEV ${r.sev ? 'yes' : 'no'}, SEV-ES ${r.sevEs ? 'yes' : 'no'}, SEV-SNP ${r.snp ? 'yes' : 'no'}, INIT2 ${r.init2 ? 'yes' : 'no'}`);
+  console.log(
+    `\nSEV ${r.sev ? 'yes' : 'no'}, SEV-ES ${r.sevEs ? 'yes' : 'no'}, SEV-SNP ${r.snp ? 'yes' : 'no'}, INIT2 ${r.init2 ? 'yes' : 'no'}`,
+  );
   return failed ? EXIT.FAILED : EXIT.OK;
 }

@@ -6,10 +6,14 @@ import { helloProgram } from '../guest/programs.js';
 import { SerialPort } from '../guest/serial.js';
 import { loadProgram } from '../guest/setup.js';
 
-export const HELLO_HELP = 'Usage: kvm-sev hello [--message TEXT] [--json]\n\nBoots a 16-bit real-mode guest on /dev/kvm that prints TEXT through COM1 (0x3f8) and halts.';
+export const HELLO_HELP =
+  'Usage: kvm-sev hello [--message TEXT] [--json]\n\nBoots a 16-bit real-mode guest on /dev/kvm that prints TEXT through COM1 (0x3f8) and halts.';
 
 export async function hello(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { message: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { message: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     console.log(HELLO_HELP);
     return 0;
@@ -28,7 +32,8 @@ export async function hello(argv: string[]): Promise<number> {
       const exit = await vcpu.run();
       exits++;
       if (serial.handle(exit)) continue;
-      if (exit.reason !== 'hlt') throw new Error(`unexpected exit: ${JSON.stringify(exit, (_, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
+      if (exit.reason !== 'hlt')
+        throw new Error(`unexpected exit: ${JSON.stringify(exit, (_, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
       break;
     }
     const regs = vcpu.getRegs();
@@ -41,4 +46,3 @@ export async function hello(argv: string[]): Promise<number> {
     kvm.close();
   }
 }
-

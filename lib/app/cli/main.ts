@@ -64,7 +64,12 @@ async function main(argv: string[]): Promise<number> {
     return await c.run(rest);
   } catch (e) {
     const err = e as Error & { code?: string };
-    if (e instanceof UsageError || err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    if (
+      e instanceof UsageError ||
+      err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
+      err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ||
+      err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+    ) {
       console.error(`kvm-sev ${cmd}: ${err.message}\n\n${c.help}`);
       return EXIT.USAGE;
     }

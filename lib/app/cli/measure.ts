@@ -17,10 +17,21 @@ export function measure(argv: string[]): number {
   const { values } = parseArgs({
     args: argv,
     options: {
-      api: { type: 'string' }, build: { type: 'string' }, policy: { type: 'string' }, mnonce: { type: 'string' },
-      tik: { type: 'string' }, 'tik-file': { type: 'string' }, digest: { type: 'string' }, firmware: { type: 'string' },
-      kernel: { type: 'string' }, initrd: { type: 'string' }, cmdline: { type: 'string' }, vmsa: { type: 'string', multiple: true },
-      expected: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      api: { type: 'string' },
+      build: { type: 'string' },
+      policy: { type: 'string' },
+      mnonce: { type: 'string' },
+      tik: { type: 'string' },
+      'tik-file': { type: 'string' },
+      digest: { type: 'string' },
+      firmware: { type: 'string' },
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      cmdline: { type: 'string' },
+      vmsa: { type: 'string', multiple: true },
+      expected: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -36,13 +47,27 @@ export function measure(argv: string[]): number {
     digest = expectedLaunchDigest({
       firmware: readFileSync(values.firmware),
       ...(values.kernel
-        ? { kernelHashes: { kernel: readFileSync(values.kernel), ...(values.initrd ? { initrd: readFileSync(values.initrd) } : {}), ...(values.cmdline !== undefined ? { cmdline: values.cmdline } : {}) } }
+        ? {
+            kernelHashes: {
+              kernel: readFileSync(values.kernel),
+              ...(values.initrd ? { initrd: readFileSync(values.initrd) } : {}),
+              ...(values.cmdline !== undefined ? { cmdline: values.cmdline } : {}),
+            },
+          }
         : {}),
       vmsas: (values.vmsa ?? []).map((f) => readFileSync(f)),
     });
   } else throw new UsageError('give --digest or --firmware');
   const mnonce = hex('mnonce', values.mnonce, 16);
-  const m = computeLaunchMeasurement({ apiMajor, apiMinor, build: int('build', values.build), policy: int('policy', values.policy), digest, mnonce, tik });
+  const m = computeLaunchMeasurement({
+    apiMajor,
+    apiMinor,
+    build: int('build', values.build),
+    policy: int('policy', values.policy),
+    digest,
+    mnonce,
+    tik,
+  });
   let match: boolean | undefined;
   if (values.expected) {
     const e = hex('expected', values.expected);
@@ -52,7 +77,8 @@ export function measure(argv: string[]): number {
   if (values.json) console.log(toJson({ measurement: m, digest, ...(match === undefined ? {} : { match }) }));
   else {
     console.log(m.toString('hex'));
-    if (match !== undefined) console.log(match ? green('matches the expected measurement') : red('does NOT match the expected measurement'));
+    if (match !== undefined)
+      console.log(match ? green('matches the expected measurement') : red('does NOT match the expected measurement'));
   }
   return match === false ? EXIT.FAILED : EXIT.OK;
 }

@@ -56,7 +56,8 @@ export function hex(name: string, s: string | undefined, bytes?: number): Buffer
   const clean = s.replace(/^0x/i, '');
   if (!/^([0-9a-f]{2})*$/i.test(clean)) throw new UsageError(`--${name} must be hex`);
   const b = Buffer.from(clean, 'hex');
-  if (bytes !== undefined && b.length !== bytes) throw new UsageError(`--${name} must be ${bytes} bytes (${bytes * 2} hex digits), got ${b.length}`);
+  if (bytes !== undefined && b.length !== bytes)
+    throw new UsageError(`--${name} must be ${bytes} bytes (${bytes * 2} hex digits), got ${b.length}`);
   return b;
 }
 

@@ -16,9 +16,17 @@ export function secret(argv: string[]): number {
   const { values } = parseArgs({
     args: argv,
     options: {
-      tek: { type: 'string' }, 'tek-file': { type: 'string' }, tik: { type: 'string' }, 'tik-file': { type: 'string' },
-      measurement: { type: 'string' }, entry: { type: 'string', multiple: true }, raw: { type: 'string' },
-      'out-header': { type: 'string' }, 'out-secret': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      tek: { type: 'string' },
+      'tek-file': { type: 'string' },
+      tik: { type: 'string' },
+      'tik-file': { type: 'string' },
+      measurement: { type: 'string' },
+      entry: { type: 'string', multiple: true },
+      raw: { type: 'string' },
+      'out-header': { type: 'string' },
+      'out-secret': { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
@@ -38,7 +46,9 @@ export function secret(argv: string[]): number {
   const s = buildSecret({ tek: key('tek'), tik: key('tik'), measurement: hex('measurement', values.measurement), secret: payload });
   if (values['out-header']) writeFileSync(values['out-header'], s.header);
   if (values['out-secret']) writeFileSync(values['out-secret'], s.secret);
-  if (values.json) console.log(toJson({ header: s.header.toString('base64'), secret: s.secret.toString('base64'), length: s.secret.length }));
-  else if (!values['out-header'] && !values['out-secret']) console.log(`header ${s.header.toString('base64')}\nsecret ${s.secret.toString('base64')}`);
+  if (values.json)
+    console.log(toJson({ header: s.header.toString('base64'), secret: s.secret.toString('base64'), length: s.secret.length }));
+  else if (!values['out-header'] && !values['out-secret'])
+    console.log(`header ${s.header.toString('base64')}\nsecret ${s.secret.toString('base64')}`);
   return EXIT.OK;
 }

@@ -11,7 +11,10 @@ chip id (GET_ID2), from /dev/sev (opened read-only).
 ${BACKEND_HELP}`;
 
 export async function status(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...BACKEND_OPTION, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...BACKEND_OPTION, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     console.log(STATUS_HELP);
     return EXIT.OK;

@@ -29,11 +29,18 @@ function parse(text: string): Entry[] {
   const t = text.trim();
   if (t.startsWith('[')) return JSON.parse(t) as Entry[];
   if (t.startsWith('{') && t.includes('"entries"')) return (JSON.parse(t) as { entries: Entry[] }).entries;
-  return t.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Entry);
+  return t
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Entry);
 }
 
 export function trace(argv: string[]): number {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { sev: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { sev: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     console.log(TRACE_HELP);
     return EXIT.OK;
@@ -45,7 +52,8 @@ export function trace(argv: string[]): number {
   } catch (e) {
     throw new UsageError(`cannot read a trace from ${positionals[0]}: ${(e as Error).message}`);
   }
-  if (values.sev) entries = entries.filter((e) => e.command !== undefined || e.request.startsWith('KVM_MEMORY_ENCRYPT') || e.request === 'SEV_ISSUE_CMD');
+  if (values.sev)
+    entries = entries.filter((e) => e.command !== undefined || e.request.startsWith('KVM_MEMORY_ENCRYPT') || e.request === 'SEV_ISSUE_CMD');
   if (values.json) {
     console.log(toJson(entries));
     return EXIT.OK;
@@ -55,7 +63,9 @@ export function trace(argv: string[]): number {
     const res = e.errno
       ? red(`${e.errno}${e.fwError !== undefined && e.fwError !== 0 ? ` (${sevStatusName(e.fwError)})` : ''}`)
       : `= ${e.result ?? 0}`;
-    const fw = e.firmware?.length ? dim(`  fw: ${e.firmware.map((f) => `${f.command}${f.status ? `→${sevStatusName(f.status)}` : ''}`).join(', ')}`) : '';
+    const fw = e.firmware?.length
+      ? dim(`  fw: ${e.firmware.map((f) => `${f.command}${f.status ? `→${sevStatusName(f.status)}` : ''}`).join(', ')}`)
+      : '';
     const arg = e.arg !== undefined ? ` (${String(e.arg)})` : '';
     console.log(`${String(e.seq).padStart(4)} ${`${e.fdKind}:${e.fd}`.padEnd(9)} ${what}${arg} ${res}${fw}`);
   }

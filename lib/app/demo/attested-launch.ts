@@ -78,7 +78,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const policy = o.policy ?? SEV_POLICY.NOKS;
   const MEM_SIZE = o.guestSize ?? MIN_SIZE;
   if (!Number.isSafeInteger(MEM_SIZE) || MEM_SIZE < MIN_SIZE || MEM_SIZE % MIN_SIZE !== 0) {
-    throw new KvmSevError('ERR_KVM_SEV_DEMO_SIZE', `the demo guest's memory must be a multiple of 64 KiB, at least 64 KiB (got ${MEM_SIZE})`);
+    throw new KvmSevError(
+      'ERR_KVM_SEV_DEMO_SIZE',
+      `the demo guest's memory must be a multiple of 64 KiB, at least 64 KiB (got ${MEM_SIZE})`,
+    );
   }
   const cleanup: (() => void)[] = [];
 
@@ -88,11 +91,22 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     let s: DemoStep;
     try {
       const r = await f();
-      s = { step: name, ok: r.ok ?? true, ms: +(performance.now() - t0).toFixed(2), summary: r.summary, detail: r.detail, ...(r.skipped ? { skipped: true } : {}) };
+      s = {
+        step: name,
+        ok: r.ok ?? true,
+        ms: +(performance.now() - t0).toFixed(2),
+        summary: r.summary,
+        detail: r.detail,
+        ...(r.skipped ? { skipped: true } : {}),
+      };
     } catch (e) {
       const err = e as Error & { code?: string; hint?: string };
       s = {
-        step: name, ok: false, ms: +(performance.now() - t0).toFixed(2), summary: err.message, detail: {},
+        step: name,
+        ok: false,
+        ms: +(performance.now() - t0).toFixed(2),
+        summary: err.message,
+        detail: {},
         error: { message: err.message, ...(err.code ? { code: err.code } : {}), ...(err.hint ? { hint: err.hint } : {}) },
       };
     }
@@ -120,7 +134,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       const v = verifyChain({ pdh: parseSevCert(pdh), ...chain, extraRoots: roots });
       const gen = (v as { generation?: string }).generation;
       return {
-        summary: `firmware ${st.apiMajor}.${st.apiMinor} build ${st.build}; chain ARK → ASK → CEK → PEK → PDH verified${gen ? ` (${gen} root)` : roots.length ? ' (the mock platform\'s root)' : ''}`,
+        summary: `firmware ${st.apiMajor}.${st.apiMinor} build ${st.build}; chain ARK → ASK → CEK → PEK → PDH verified${gen ? ` (${gen} root)` : roots.length ? " (the mock platform's root)" : ''}`,
         detail: { ...api, state: st.stateName, root: gen ?? (roots.length ? 'mock' : 'amd') },
       };
     });
@@ -128,7 +142,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     let session!: ReturnType<typeof createSession>;
     await step('session', async () => {
       session = createSession({ pdh, policy });
-      return { summary: `ECDH with the PDH; TEK/TIK wrapped, policy 0x${policy.toString(16)} MAC'd`, detail: { policy, session: hex(session.session) } };
+      return {
+        summary: `ECDH with the PDH; TEK/TIK wrapped, policy 0x${policy.toString(16)} MAC'd`,
+        detail: { policy, session: hex(session.session) },
+      };
     });
 
     const secret = randomBytes(SECRET_LEN);
@@ -149,7 +166,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       measured = await launching.launchMeasure();
       return {
         summary: `${init2 ? 'INIT2 on a KVM_X86_SEV_VM' : 'INIT on a default VM'}, LAUNCH_START, ${MEM_SIZE >= 1 << 20 ? `${MEM_SIZE / (1 << 20)} MiB` : `${MEM_SIZE / 1024} KiB`} measured and encrypted, LAUNCH_MEASURE`,
-        detail: { init: init2 ? 'INIT2' : 'INIT', measurement: hex(measured.measurement.measurement), mnonce: hex(measured.measurement.mnonce) },
+        detail: {
+          init: init2 ? 'INIT2' : 'INIT',
+          measurement: hex(measured.measurement.measurement),
+          mnonce: hex(measured.measurement.mnonce),
+        },
       };
     });
 
@@ -162,7 +183,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     await step('measure', async () => {
       const digest = expectedLaunchDigest({ firmware: image });
       const ok = verifyMeasurement({ measurement: blob(), tik: session.tik, ...api, policy, digest });
-      if (!ok) throw new KvmSevError('ERR_KVM_SEV_MEASUREMENT', 'the launch measurement does not match the image, policy and firmware the owner expects: refusing to send the secret');
+      if (!ok)
+        throw new KvmSevError(
+          'ERR_KVM_SEV_MEASUREMENT',
+          'the launch measurement does not match the image, policy and firmware the owner expects: refusing to send the secret',
+        );
       return { summary: 'HMAC(TIK, API ‖ build ‖ policy ‖ SHA-256(image) ‖ MNONCE) matches', detail: { digest: hex(digest) } };
     });
 
@@ -172,13 +197,20 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       await measured.launchSecret({ header: pkt.header, trans: pkt.secret, guest: mem.range(BigInt(SECRET_GPA), SECRET_LEN) });
       running = await measured.launchFinish();
       const st = await running.status();
-      return { summary: `${SECRET_LEN}-byte secret injected at 0x${SECRET_GPA.toString(16)}, LAUNCH_FINISH: ${st.stateName}`, detail: { state: st.stateName, handle: st.handle } };
+      return {
+        summary: `${SECRET_LEN}-byte secret injected at 0x${SECRET_GPA.toString(16)}, LAUNCH_FINISH: ${st.stateName}`,
+        detail: { state: st.stateName, handle: st.handle },
+      };
     });
 
     await step('run', async () => {
       const expected = secretDigest(secret);
       if (o.backend.name === 'mock') {
-        return { skipped: true, summary: 'skipped: the pure mock runs no guest code (the hybrid and native backends do)', detail: { expected } };
+        return {
+          skipped: true,
+          summary: 'skipped: the pure mock runs no guest code (the hybrid and native backends do)',
+          detail: { expected },
+        };
       }
       const vcpu = vm.createVcpu(0);
       setupRealMode(vcpu, CODE_GPA);
@@ -191,8 +223,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       } while (serial.handle(exit) && exits < 10_000);
       const printed = serial.output.trim();
       const ok = printed === `secret digest: ${expected}`;
-      if (!ok) throw new KvmSevError('ERR_KVM_SEV_DEMO_GUEST', `the guest printed '${printed}', expected 'secret digest: ${expected}' (exit ${exit.reason})`);
-      return { summary: `the guest printed "${printed}", the digest of the secret it read from its own memory`, detail: { printed, expected, exits } };
+      if (!ok)
+        throw new KvmSevError(
+          'ERR_KVM_SEV_DEMO_GUEST',
+          `the guest printed '${printed}', expected 'secret digest: ${expected}' (exit ${exit.reason})`,
+        );
+      return {
+        summary: `the guest printed "${printed}", the digest of the secret it read from its own memory`,
+        detail: { printed, expected, exits },
+      };
     });
 
     await step('host-view', async () => {
@@ -201,7 +240,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       if (o.backend instanceof HybridBackend) seen = o.backend.hostRead(vm.fd, BigInt(SECRET_GPA), SECRET_LEN);
       else seen = mem.read(BigInt(SECRET_GPA), SECRET_LEN); // mock and native: memory holds ciphertext
       const same = Buffer.from(seen).equals(Buffer.from(plain));
-      if (same) throw new KvmSevError('ERR_KVM_SEV_DEMO_PLAINTEXT', 'the host can read the secret in plaintext: guest memory is not encrypted');
+      if (same)
+        throw new KvmSevError('ERR_KVM_SEV_DEMO_PLAINTEXT', 'the host can read the secret in plaintext: guest memory is not encrypted');
       const viaDbg = await running.dbgDecrypt(mem.range(BigInt(SECRET_GPA), SECRET_LEN));
       return {
         summary: `the host reads ${hex(seen.subarray(0, 8))}… where the guest has its secret; DBG_DECRYPT (policy allows debugging) ${Buffer.from(viaDbg).equals(Buffer.from(plain)) ? 'recovers it' : 'does not match'}`,

@@ -13,7 +13,8 @@ const R8 = { al: 0, cl: 1, dl: 2, bl: 3, ah: 4, ch: 5, dh: 6, bh: 7 } as const;
 export type Reg16 = keyof typeof R16;
 export type Reg8 = keyof typeof R8;
 
-type Item = { bytes: number[] } | { rel8: string; op: number } | { rel16: string; op: number } | { abs16: string; op: number[] } | { label: string };
+type Item =
+  { bytes: number[] } | { rel8: string; op: number } | { rel16: string; op: number } | { abs16: string; op: number[] } | { label: string };
 
 export class Asm16 {
   /** Where the code will be loaded (the `org`), for absolute addresses. */

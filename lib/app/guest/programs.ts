@@ -42,11 +42,26 @@ export interface GuestProgram {
 export function helloProgram(message = 'Hello from a kvm-sev guest!\n', origin = 0x1000): GuestProgram {
   const a = new Asm16(origin);
   a.movLabel('si', 'msg')
-    .label('next').lodsb().testAlAl().jz('done').movR8('bl', 'al')
-    .label('wait').movImm16('dx', COM1_LSR).inAlDx().testAlImm(LSR_THR_EMPTY).jz('wait')
-    .movR8('al', 'bl').movImm16('dx', COM1).outDxAl().jmp('next')
-    .label('done').movImm16('ax', 0x600d).movImm16('bx', 0xbeef).hlt()
-    .label('msg').asciz(message);
+    .label('next')
+    .lodsb()
+    .testAlAl()
+    .jz('done')
+    .movR8('bl', 'al')
+    .label('wait')
+    .movImm16('dx', COM1_LSR)
+    .inAlDx()
+    .testAlImm(LSR_THR_EMPTY)
+    .jz('wait')
+    .movR8('al', 'bl')
+    .movImm16('dx', COM1)
+    .outDxAl()
+    .jmp('next')
+    .label('done')
+    .movImm16('ax', 0x600d)
+    .movImm16('bx', 0xbeef)
+    .hlt()
+    .label('msg')
+    .asciz(message);
   return { origin, code: a.assemble() };
 }
 
@@ -67,8 +82,7 @@ export function helloProgram(message = 'Hello from a kvm-sev guest!\n', origin =
 export function outLoopProgram(count: number, port = 0x80, origin = 0x1000): GuestProgram {
   if (!Number.isInteger(count) || count < 1 || count > 0xffff) throw new RangeError('count must be 1..65535');
   const a = new Asm16(origin);
-  a.movImm16('cx', count).movImm16('dx', port).movImm8('al', 0)
-    .label('again').outDxAl().incAl().loop('again').hlt();
+  a.movImm16('cx', count).movImm16('dx', port).movImm8('al', 0).label('again').outDxAl().incAl().loop('again').hlt();
   return { origin, code: a.assemble() };
 }
 
@@ -121,16 +135,58 @@ export function counterProgram(counterAddr = 0x2000, port = 0x500, origin = 0x10
 export function secretDemoProgram(secretAddr: number, length: number, origin = 0x1000): GuestProgram {
   if (!Number.isInteger(length) || length < 1 || length > 0xffff) throw new RangeError('length must be 1..65535');
   const a = new Asm16(origin);
-  a.movImm16('si', secretAddr).movImm16('cx', length).xorR16('di', 'di')
-    .label('fold').lodsb().rolImm('di', 5).zeroAh().xorR16('di', 'ax').loop('fold')
-    .movLabel('si', 'label').call('puts').movR16('ax', 'di').call('puthex16').movImm8('al', 10).call('putc').hlt()
-    .label('puts').lodsb().testAlAl().jz('puts_done').call('putc').jmp('puts').label('puts_done').ret()
-    .label('putc').pushAx().movImm16('dx', COM1_LSR).label('putc_wait').inAlDx().testAlImm(LSR_THR_EMPTY).jz('putc_wait')
-    .popAx().movImm16('dx', COM1).outDxAl().ret()
-    .label('puthex16').movR16('bx', 'ax').movImm16('cx', 4)
-    .label('hex_next').rolImm('bx', 4).movR8('al', 'bl').andAlImm(0x0f).addAlImm(0x30).cmpAlImm(0x39).jbe('hex_digit').addAlImm(7)
-    .label('hex_digit').call('putc').loop('hex_next').ret()
-    .label('label').asciz('secret digest: ');
+  a.movImm16('si', secretAddr)
+    .movImm16('cx', length)
+    .xorR16('di', 'di')
+    .label('fold')
+    .lodsb()
+    .rolImm('di', 5)
+    .zeroAh()
+    .xorR16('di', 'ax')
+    .loop('fold')
+    .movLabel('si', 'label')
+    .call('puts')
+    .movR16('ax', 'di')
+    .call('puthex16')
+    .movImm8('al', 10)
+    .call('putc')
+    .hlt()
+    .label('puts')
+    .lodsb()
+    .testAlAl()
+    .jz('puts_done')
+    .call('putc')
+    .jmp('puts')
+    .label('puts_done')
+    .ret()
+    .label('putc')
+    .pushAx()
+    .movImm16('dx', COM1_LSR)
+    .label('putc_wait')
+    .inAlDx()
+    .testAlImm(LSR_THR_EMPTY)
+    .jz('putc_wait')
+    .popAx()
+    .movImm16('dx', COM1)
+    .outDxAl()
+    .ret()
+    .label('puthex16')
+    .movR16('bx', 'ax')
+    .movImm16('cx', 4)
+    .label('hex_next')
+    .rolImm('bx', 4)
+    .movR8('al', 'bl')
+    .andAlImm(0x0f)
+    .addAlImm(0x30)
+    .cmpAlImm(0x39)
+    .jbe('hex_digit')
+    .addAlImm(7)
+    .label('hex_digit')
+    .call('putc')
+    .loop('hex_next')
+    .ret()
+    .label('label')
+    .asciz('secret digest: ');
   return { origin, code: a.assemble() };
 }
 

@@ -30,7 +30,8 @@ export class SerialPort {
         } else if (reg === 7) this.scratch = v;
       } else {
         exit.data.fill(0, at, at + exit.size);
-        if (reg === 5) exit.data[at] = 0x60; // LSR: THR empty, transmitter empty
+        if (reg === 5)
+          exit.data[at] = 0x60; // LSR: THR empty, transmitter empty
         else if (reg === 7) exit.data[at] = this.scratch;
       }
     }

@@ -26,10 +26,33 @@ import { KVM_CAP, KVM_SEV, KVM_X86_DEFAULT_VM, KVM_X86_GRP_SEV, KVM_X86_SEV_ES_V
 import { invalidArgType } from '../../uapi/errors.js';
 import { ioctlStruct, isIoctlStruct, isMappingRange, type IoctlArg, type IoctlStruct } from '../../uapi/ioctl-arg.js';
 import * as ioc from '../../uapi/ioctls.js';
-import { cpuid2Arg, decodeCpuid2, decodeMsrs, kvm_debugregs, kvm_device_attr, kvm_enable_cap, kvm_guest_debug, kvm_regs, kvm_sregs, kvm_userspace_memory_region, kvm_xcrs, kvm_xsave, msrsArg } from '../../uapi/kvm-structs.js';
+import {
+  cpuid2Arg,
+  decodeCpuid2,
+  decodeMsrs,
+  kvm_debugregs,
+  kvm_device_attr,
+  kvm_enable_cap,
+  kvm_guest_debug,
+  kvm_regs,
+  kvm_sregs,
+  kvm_userspace_memory_region,
+  kvm_xcrs,
+  kvm_xsave,
+  msrsArg,
+} from '../../uapi/kvm-structs.js';
 import { kvm_sev_cmd } from '../../uapi/sev-structs.js';
 import { RemoteSev, RemoteSevFd, RemoteSevVm, type DaemonStatus } from './remote-sev.js';
-import { MockHost, ExternalVcpuPort, type MockSevVm, type SevSnapshot, type MockHostOptions, type SevVcpuPort, type SevVmPort, type VcpuRegisterState } from '../mock/seam.js';
+import {
+  MockHost,
+  ExternalVcpuPort,
+  type MockSevVm,
+  type SevSnapshot,
+  type MockHostOptions,
+  type SevVcpuPort,
+  type SevVmPort,
+  type VcpuRegisterState,
+} from '../mock/seam.js';
 
 const EIO = 5;
 const EINVAL = 22;
@@ -37,8 +60,18 @@ const EINVAL = 22;
 const VMSA_MSRS = [0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, 0x174, 0x175, 0x176, 0x277];
 /** vCPU ioctls that fail on a VM type with protected state once the VMSA is encrypted. */
 const PROTECTED_REQUESTS = new Set([
-  ioc.KVM_GET_REGS, ioc.KVM_SET_REGS, ioc.KVM_GET_SREGS, ioc.KVM_SET_SREGS, ioc.KVM_GET_FPU, ioc.KVM_SET_FPU,
-  ioc.KVM_GET_XSAVE, ioc.KVM_SET_XSAVE, ioc.KVM_GET_XCRS, ioc.KVM_SET_XCRS, ioc.KVM_GET_DEBUGREGS, ioc.KVM_SET_DEBUGREGS,
+  ioc.KVM_GET_REGS,
+  ioc.KVM_SET_REGS,
+  ioc.KVM_GET_SREGS,
+  ioc.KVM_SET_SREGS,
+  ioc.KVM_GET_FPU,
+  ioc.KVM_SET_FPU,
+  ioc.KVM_GET_XSAVE,
+  ioc.KVM_SET_XSAVE,
+  ioc.KVM_GET_XCRS,
+  ioc.KVM_SET_XCRS,
+  ioc.KVM_GET_DEBUGREGS,
+  ioc.KVM_SET_DEBUGREGS,
 ]);
 const MOCK_CAPS = new Set<number>([KVM_CAP.VM_TYPES, KVM_CAP.VM_COPY_ENC_CONTEXT_FROM, KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM]);
 
@@ -145,7 +178,11 @@ class HybridVm implements SevVmPort {
     return this.vmType === KVM_X86_SEV_ES_VM;
   }
   memslots() {
-    return [...this.slots.values()].map((s) => ({ gpa: s.gpa, size: s.size, uaddr: this.backend.mock.memory.addressOf(s.mapping) + BigInt(s.offset) }));
+    return [...this.slots.values()].map((s) => ({
+      gpa: s.gpa,
+      size: s.size,
+      uaddr: this.backend.mock.memory.addressOf(s.mapping) + BigInt(s.offset),
+    }));
   }
   vcpus(): readonly SevVcpuPort[] {
     return this.vcpuList;
@@ -184,7 +221,8 @@ export class HybridBackend implements Backend {
     this.mock = new MockHost({ ...mockOptions, memory: this.memory });
     if (shared || sevService) {
       this.sevService = new RemoteSev(this.native, {
-        kernel: this.mock.options.kernel, processor: this.mock.options.processor.name,
+        kernel: this.mock.options.kernel,
+        processor: this.mock.options.processor.name,
         ...(sevService?.socket ? { socket: sevService.socket } : {}),
         ...(sevService?.spawn !== undefined ? { spawn: sevService.spawn } : {}),
       });
@@ -234,9 +272,11 @@ export class HybridBackend implements Backend {
     const vcpu = this.vcpuOf.get(inner);
     if (vcpu) {
       if (vcpu.vm.dead) throw errnoError(EIO, 'ioctl', ioc.ioctlByRequest(request)?.name);
-      if (vcpu.vm.hasProtectedState && vcpu.protectedOn && PROTECTED_REQUESTS.has(request)) throw errnoError(EINVAL, 'ioctl', ioc.ioctlByRequest(request)?.name);
+      if (vcpu.vm.hasProtectedState && vcpu.protectedOn && PROTECTED_REQUESTS.has(request))
+        throw errnoError(EINVAL, 'ioctl', ioc.ioctlByRequest(request)?.name);
       const r = this.native.ioctl(inner, request, arg);
-      if (request === ioc.KVM_SET_GUEST_DEBUG && isIoctlStruct(arg)) vcpu.guestDebugOn = (kvm_guest_debug.decode(arg.bytes).control & 1) !== 0;
+      if (request === ioc.KVM_SET_GUEST_DEBUG && isIoctlStruct(arg))
+        vcpu.guestDebugOn = (kvm_guest_debug.decode(arg.bytes).control & 1) !== 0;
       return r;
     }
     if (inner.kind === 'kvm') return this.systemIoctl(inner, request, arg);
@@ -244,8 +284,13 @@ export class HybridBackend implements Backend {
   }
 
   private systemIoctl(inner: BackendFd, request: number, arg?: IoctlArg): number {
-    if (request === ioc.KVM_CHECK_EXTENSION && typeof arg === 'number' && MOCK_CAPS.has(arg)) return this.mock.ioctl(this.mockSystemFd(), request, arg);
-    if ((request === ioc.KVM_GET_DEVICE_ATTR || request === ioc.KVM_HAS_DEVICE_ATTR) && isIoctlStruct(arg) && kvm_device_attr.decode(arg.bytes).group === KVM_X86_GRP_SEV) {
+    if (request === ioc.KVM_CHECK_EXTENSION && typeof arg === 'number' && MOCK_CAPS.has(arg))
+      return this.mock.ioctl(this.mockSystemFd(), request, arg);
+    if (
+      (request === ioc.KVM_GET_DEVICE_ATTR || request === ioc.KVM_HAS_DEVICE_ATTR) &&
+      isIoctlStruct(arg) &&
+      kvm_device_attr.decode(arg.bytes).group === KVM_X86_GRP_SEV
+    ) {
       return this.mock.ioctl(this.mockSystemFd(), request, arg);
     }
     const r = this.native.ioctl(inner, request, arg);
@@ -326,7 +371,12 @@ export class HybridBackend implements Backend {
     }
     const target = arg.fixups.find((f) => f.offset === kvm_userspace_memory_region.offsetOf('userspace_addr'))?.target;
     if (!isMappingRange(target)) return;
-    vm.slots.set(r.slot, { gpa: r.guest_phys_addr, size: Number(r.memory_size), mapping: target.mapping as GuestMapping, offset: target.offset });
+    vm.slots.set(r.slot, {
+      gpa: r.guest_phys_addr,
+      size: Number(r.memory_size),
+      mapping: target.mapping as GuestMapping,
+      offset: target.offset,
+    });
     if (!remote) return;
     if (!remote.service.isShareable(target.mapping)) {
       vm.unshareable = `memory slot ${r.slot} is anonymous memory, which the shared mock SEV service (another process) cannot reach: back SEV guest memory by a memfd (addMemory({ memfd: true }))`;
@@ -459,7 +509,11 @@ export class HybridBackend implements Backend {
     return new HybridFd(await this.native.unixAccept(this.unwrap(listener)));
   }
   sendFds(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): Promise<number> {
-    return this.native.sendFds(this.unwrap(socket), data, fds.map((f) => this.unwrap(f)));
+    return this.native.sendFds(
+      this.unwrap(socket),
+      data,
+      fds.map((f) => this.unwrap(f)),
+    );
   }
   async recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds> {
     const r = await this.native.recvFds(this.unwrap(socket), maxBytes, maxFds);
@@ -487,7 +541,11 @@ export class HybridBackend implements Backend {
   hostRead(vmFd: BackendFd, gpa: bigint, length: number): Uint8Array {
     const vm = this.vmOf.get(this.unwrap(vmFd));
     if (!vm) throw invalidArgType('vmFd', 'a VM fd of this hybrid backend', vmFd);
-    if (this.sevService) throw new KvmSevError('ERR_KVM_SEV_UNSUPPORTED', 'hostRead is not available with the shared mock SEV service (the private-byte map lives in the daemon)');
+    if (this.sevService)
+      throw new KvmSevError(
+        'ERR_KVM_SEV_UNSUPPORTED',
+        'hostRead is not available with the shared mock SEV service (the private-byte map lives in the daemon)',
+      );
     for (const s of vm.slots.values()) {
       if (gpa < s.gpa || gpa + BigInt(length) > s.gpa + BigInt(s.size)) continue;
       // Through the mock's address space: the same live bytes the firmware wrote (the controller

@@ -102,13 +102,20 @@ export class RemoteSevVm implements MockSevVm {
       const id = new DataView(arg.bytes.buffer, arg.bytes.byteOffset).getUint32(0, true);
       if (VMSA_COMMANDS.has(id)) regs = this.port.vcpuList.map((v) => v.registerState());
     }
-    const r = this.service.request({
-      op: 'ioctl', vm: this.id, request, arg: wire, memKeys: mem.keys,
-      guestDebug: this.port?.vcpuList.map((v) => v.guestDebugOn) ?? [],
-      ...(regs ? { regs } : {}),
-    }, mem.fds);
+    const r = this.service.request(
+      {
+        op: 'ioctl',
+        vm: this.id,
+        request,
+        arg: wire,
+        memKeys: mem.keys,
+        guestDebug: this.port?.vcpuList.map((v) => v.guestDebugOn) ?? [],
+        ...(regs ? { regs } : {}),
+      },
+      mem.fds,
+    );
     writeBack(back, r['back'] as string[]);
-    this.update(r as never);
+    this.update(r);
     if (r['failed']) throw errorFromWire(r['failed'] as WireError);
     return Number(r['result']);
   }
@@ -123,7 +130,7 @@ export class RemoteSevVm implements MockSevVm {
   capFrom(cap: 'move' | 'copy', source: RemoteSevVm | BackendFd | null): void {
     const fds = source && !(source instanceof RemoteSevVm) ? [source] : [];
     const r = this.service.request({ op: 'cap', vm: this.id, cap, src: source instanceof RemoteSevVm ? source.id : null }, fds);
-    this.update(r as never);
+    this.update(r);
     if (source instanceof RemoteSevVm) source.update(r['src'] as never);
   }
   moveEncContextFrom(source: MockSevVm | null): void {
@@ -177,7 +184,10 @@ export class RemoteSev {
     const hello = this.request({ op: 'hello', pid: process.pid });
     if (hello['kernel'] !== options.kernel || hello['processor'] !== options.processor) {
       this.close();
-      throw new KvmSevError('ERR_KVM_SEV_SERVICE_MISMATCH', `the mock SEV service at ${this.path} models kernel ${String(hello['kernel'])} on ${String(hello['processor'])}, not ${options.kernel} on ${options.processor}`);
+      throw new KvmSevError(
+        'ERR_KVM_SEV_SERVICE_MISMATCH',
+        `the mock SEV service at ${this.path} models kernel ${String(hello['kernel'])} on ${String(hello['processor'])}, not ${options.kernel} on ${options.processor}`,
+      );
     }
     this.daemonPid = Number(hello['pid']);
   }
@@ -192,8 +202,10 @@ export class RemoteSev {
       } catch (e) {
         last = e;
       }
-      if (o.spawn === false) throw new KvmSevError('ERR_KVM_SEV_NO_SERVICE', `no mock SEV service at ${this.path}: ${(last as Error).message}`);
-      if (Date.now() > deadline) throw new KvmSevError('ERR_KVM_SEV_NO_SERVICE', `the mock SEV service did not come up at ${this.path}: ${(last as Error).message}`);
+      if (o.spawn === false)
+        throw new KvmSevError('ERR_KVM_SEV_NO_SERVICE', `no mock SEV service at ${this.path}: ${(last as Error).message}`);
+      if (Date.now() > deadline)
+        throw new KvmSevError('ERR_KVM_SEV_NO_SERVICE', `the mock SEV service did not come up at ${this.path}: ${(last as Error).message}`);
       if (Date.now() - lastSpawn > 2000) {
         lastSpawn = Date.now();
         const main = fileURLToPath(new URL('./daemon/main.js', import.meta.url));
@@ -217,7 +229,7 @@ export class RemoteSev {
     frame.writeUInt32LE(json.length, 0);
     json.copy(frame, 4);
     if (fds.length > 0) this.native.addon.sendFdsSync(this.sock, frame, fds);
-    else for (let at = 0; at < frame.length; ) at += writeSync(this.sock.fd, frame, at);
+    else for (let at = 0; at < frame.length;) at += writeSync(this.sock.fd, frame, at);
     const head = this.readExactly(4);
     const reply = fromWire(JSON.parse(this.readExactly(head.readUInt32LE(0)).toString('utf8'))) as Record<string, unknown>;
     if (reply['ok'] !== true) throw errorFromWire(reply['error'] as WireError);
@@ -226,7 +238,7 @@ export class RemoteSev {
 
   private readExactly(n: number): Buffer {
     const b = Buffer.alloc(n);
-    for (let at = 0; at < n; ) {
+    for (let at = 0; at < n;) {
       const k = readSync(this.sock.fd, b, at, n - at, null);
       if (k === 0) {
         this.isClosed = true;
@@ -249,7 +261,11 @@ export class RemoteSev {
   /** A guest-memory mapping as (memfd key, offset in the memfd); sends the memfd the first time. */
   memOf(mapping: MappingHandle, sendWith?: (key: number, fd: BackendFd | undefined) => void): { key: number; offset: number } {
     const m = this.mapOf.get(mapping);
-    if (!m) throw new KvmSevError('ERR_KVM_SEV_NOT_MEMFD', 'the shared mock SEV service reaches guest memory only through a memfd: map it with addMemory({ memfd: true }) (anonymous memory is private to this process)');
+    if (!m)
+      throw new KvmSevError(
+        'ERR_KVM_SEV_NOT_MEMFD',
+        'the shared mock SEV service reaches guest memory only through a memfd: map it with addMemory({ memfd: true }) (anonymous memory is private to this process)',
+      );
     let key = this.memKeys.get(m.memfd);
     if (key === undefined) {
       key = this.nextKey++;
@@ -263,7 +279,16 @@ export class RemoteSev {
   newMemfds(): { keys: number[]; fds: BackendFd[]; add: (key: number, fd: BackendFd | undefined) => void } {
     const keys: number[] = [];
     const fds: BackendFd[] = [];
-    return { keys, fds, add: (k, f) => { if (f) { keys.push(k); fds.push(f); } } };
+    return {
+      keys,
+      fds,
+      add: (k, f) => {
+        if (f) {
+          keys.push(k);
+          fds.push(f);
+        }
+      },
+    };
   }
 
   /** Records a memory slot of an attached VM (sends the memfd once). */

@@ -40,7 +40,11 @@ import { MockTrace, type TraceEntry } from './trace.js';
 import { UserMemory } from './kernel/common/user-memory.js';
 
 const KVM_RUN_SIZE = 2352; // sizeof(struct kvm_run) on x86_64
-const SEV_VM_REQUESTS: ReadonlySet<string> = new Set(['KVM_MEMORY_ENCRYPT_OP', 'KVM_MEMORY_ENCRYPT_REG_REGION', 'KVM_MEMORY_ENCRYPT_UNREG_REGION']);
+const SEV_VM_REQUESTS: ReadonlySet<string> = new Set([
+  'KVM_MEMORY_ENCRYPT_OP',
+  'KVM_MEMORY_ENCRYPT_REG_REGION',
+  'KVM_MEMORY_ENCRYPT_UNREG_REGION',
+]);
 
 /** A VM of the hybrid (or any KVM the mock does not own), attached to the mock's SEV layer. */
 export interface MockSevVm {
@@ -63,7 +67,17 @@ export interface MockSevVm {
 export interface SevSnapshot {
   readonly asidsHeld: number[];
   readonly asidsReclaimable: number[];
-  readonly vms: { id: number; active: boolean; asid: number; handle: number; pagesLocked: number; regions: number; mirror: boolean; dead: boolean; token: bigint }[];
+  readonly vms: {
+    id: number;
+    active: boolean;
+    asid: number;
+    handle: number;
+    pagesLocked: number;
+    regions: number;
+    mirror: boolean;
+    dead: boolean;
+    token: bigint;
+  }[];
   readonly tokens: number;
   readonly platformState: number;
   readonly pspDead: boolean;
@@ -103,7 +117,11 @@ export class MockHost implements Backend {
     this.system = new MockSystemView(this.options, { sev: this.sevEnabled, es: this.esEnabled, snp });
     this.memory = new UserMemory();
     this.firmware = options.firmware ?? new MockFirmware({ profile: p, memory: options.memory ?? new CiphertextMemory() });
-    this.driver = new SevDriver(this.firmware, { faults: o.faults, ...(o.throttle ? { throttle: o.throttle } : {}), sevMax: o.kernel === 'local-migration-2021' ? 9 : 13 });
+    this.driver = new SevDriver(this.firmware, {
+      faults: o.faults,
+      ...(o.throttle ? { throttle: o.throttle } : {}),
+      sevMax: o.kernel === 'local-migration-2021' ? 9 : 13,
+    });
     this.driver.onCommand = (command, status) => this.current?.firmware.push({ command, status });
     this.asids = new AsidSpace(p.minSevAsid, p.maxSevAsid);
     const legacy = o.kernel === 'local-migration-2021';
@@ -141,7 +159,10 @@ export class MockHost implements Backend {
       if (legacy && id === LOCAL_RECEIVE) return kvm_sev_local_receive;
       return sevCommandStruct(id);
     };
-    this.selectors = new Map([['kvm_sev_cmd', sevSelect], ['sev_issue_cmd', sevPlatformCommandStruct]]);
+    this.selectors = new Map([
+      ['kvm_sev_cmd', sevSelect],
+      ['sev_issue_cmd', sevPlatformCommandStruct],
+    ]);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -161,8 +182,8 @@ export class MockHost implements Backend {
 
   /** The open file behind a fd of this host (ERR_INVALID_ARG_TYPE for anything else, EBADF if closed). */
   private file(fd: BackendFd, name = 'fd'): KernelFile {
-    if (!(fd instanceof MockFd) || (fd as MockFd).table !== this.fds) throw invalidArgType(name, 'an instance of FdHandle (of this mock host)', fd);
-    const f = (fd as MockFd).kernelFile;
+    if (!(fd instanceof MockFd) || fd.table !== this.fds) throw invalidArgType(name, 'an instance of FdHandle (of this mock host)', fd);
+    const f = fd.kernelFile;
     if (!f) throw errnoError(9, 'ioctl');
     return f;
   }
@@ -208,14 +229,23 @@ export class MockHost implements Backend {
     const req = argU32(request, 'request');
     const def = ioctlByRequest(req);
     if (!def) {
-      throw codedError('ERR_KVM_SEV_UNKNOWN_IOCTL', `ioctl request 0x${req.toString(16).toUpperCase().padStart(8, '0')} is not in kvm-sev's allowlist of known KVM and SEV requests`);
+      throw codedError(
+        'ERR_KVM_SEV_UNKNOWN_IOCTL',
+        `ioctl request 0x${req.toString(16).toUpperCase().padStart(8, '0')} is not in kvm-sev's allowlist of known KVM and SEV requests`,
+      );
     }
     if (!['kvm', 'sev', 'vm', 'vcpu'].includes(file.kind)) throw valueErr(`${def.name} cannot be issued on a ${file.kind} fd`);
-    if (def.name === 'KVM_RUN') throw codedError('ERR_KVM_SEV_USE_RUNNER', 'KVM_RUN runs on the vCPU\'s own thread: use a VcpuRunner (run() or runSync()), not ioctl()');
+    if (def.name === 'KVM_RUN')
+      throw codedError(
+        'ERR_KVM_SEV_USE_RUNNER',
+        "KVM_RUN runs on the vCPU's own thread: use a VcpuRunner (run() or runSync()), not ioctl()",
+      );
     if (def.returnsFd && !wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} returns a new fd: use ioctlFd()`);
     if (!def.returnsFd && wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} does not return an fd: use ioctl()`);
     const m = this.marshal(def, arg);
-    return new Prepared(this, (fd as MockFd).fd, file, def, m, async, (k) => (wantFd ? this.kernel.ioctlFile(file, def, k) : this.kernel.ioctl(file, def, k)));
+    return new Prepared(this, (fd as MockFd).fd, file, def, m, async, (k) =>
+      wantFd ? this.kernel.ioctlFile(file, def, k) : this.kernel.ioctl(file, def, k),
+    );
   }
 
   /** Validates the argument as the native shim does. */
@@ -299,7 +329,8 @@ export class MockHost implements Backend {
     const id = (e.in as { id?: number; cmd?: number }).id ?? (e.in as { cmd?: number }).cmd;
     if (p.def.name === 'KVM_MEMORY_ENCRYPT_OP' && id !== undefined) {
       const legacy = this.options.kernel === 'local-migration-2021';
-      e.command = legacy && id === LOCAL_SEND ? 'LOCAL_SEND' : legacy && id === LOCAL_RECEIVE ? 'LOCAL_RECEIVE' : sevCommandName(id) ?? String(id);
+      e.command =
+        legacy && id === LOCAL_SEND ? 'LOCAL_SEND' : legacy && id === LOCAL_RECEIVE ? 'LOCAL_RECEIVE' : (sevCommandName(id) ?? String(id));
     } else if (p.def.name === 'SEV_ISSUE_CMD' && id !== undefined) {
       e.command = sevPlatformCommandName(id) ?? String(id);
     }
@@ -335,7 +366,8 @@ export class MockHost implements Backend {
     const n = pageAlignedSize(size);
     const off = Number(argSize(offset, 'offset'));
     if (off % PAGE !== 0) throw rangeErr('The value of "offset" is out of range. It must be a multiple of 4096');
-    if (off + n > f.backing.size) throw rangeErr(`The mapping [${off}, +${n}) runs past the memfd's ${f.backing.size} bytes (the mock cannot map beyond a memfd)`);
+    if (off + n > f.backing.size)
+      throw rangeErr(`The mapping [${off}, +${n}) runs past the memfd's ${f.backing.size} bytes (the mock cannot map beyond a memfd)`);
     return new MockMapping(f.backing, off, n, () => {});
   }
 
@@ -376,7 +408,13 @@ export class MockHost implements Backend {
       if (!(f instanceof SocketFile)) throw valueErr('The "socket" argument must be a socket');
       if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Uint8Array', data);
       if (!Array.isArray(fds)) throw invalidArgType('fds', 'an instance of Array', fds);
-      return Promise.resolve(this.sockets.send(f, data, fds.map((x, i) => this.file(x, `fds[${i}]`))));
+      return Promise.resolve(
+        this.sockets.send(
+          f,
+          data,
+          fds.map((x, i) => this.file(x, `fds[${i}]`)),
+        ),
+      );
     } catch (e) {
       return Promise.reject(e);
     }
@@ -406,7 +444,12 @@ export class MockHost implements Backend {
     const exec = (request: number, arg: IoctlArg | undefined, async: boolean): Prepared => {
       const req = argU32(request, 'request');
       const def = ioctlByRequest(req);
-      if (!def || !SEV_VM_REQUESTS.has(def.name)) throw invalidArgValue('request', request, 'must be KVM_MEMORY_ENCRYPT_OP, KVM_MEMORY_ENCRYPT_REG_REGION or KVM_MEMORY_ENCRYPT_UNREG_REGION');
+      if (!def || !SEV_VM_REQUESTS.has(def.name))
+        throw invalidArgValue(
+          'request',
+          request,
+          'must be KVM_MEMORY_ENCRYPT_OP, KVM_MEMORY_ENCRYPT_REG_REGION or KVM_MEMORY_ENCRYPT_UNREG_REGION',
+        );
       const m = host.marshal(def, arg);
       return new Prepared(host, -1, { kind: 'vm' } as KernelFile, def, m, async, (k) => {
         if (vm.dead) throw new KernelErrno(5);
@@ -440,13 +483,15 @@ export class MockHost implements Backend {
           return Promise.reject(e);
         }
         const out = p.execute();
-        return new Promise((resolve, reject) => setTimeout(() => {
-          try {
-            resolve(p.finish(out));
-          } catch (e) {
-            reject(e);
-          }
-        }, out.delayMs));
+        return new Promise((resolve, reject) =>
+          setTimeout(() => {
+            try {
+              resolve(p.finish(out));
+            } catch (e) {
+              reject(e);
+            }
+          }, out.delayMs),
+        );
       },
       moveEncContextFrom(source) {
         cap(() => host.sevKernel.moveFromVm(vm, source ? handles.get(source) : undefined));
@@ -470,8 +515,15 @@ export class MockHost implements Backend {
       asidsHeld: this.asids.held(),
       asidsReclaimable: this.asids.reclaimable(),
       vms: [...this.sevKernel.vms].map((v) => ({
-        id: v.id, active: v.info.active, asid: v.info.asid, handle: v.info.handle, pagesLocked: v.info.pagesLocked,
-        regions: v.info.regions.length, mirror: v.info.owner !== undefined, dead: v.dead, token: v.info.infoToken,
+        id: v.id,
+        active: v.info.active,
+        asid: v.info.asid,
+        handle: v.info.handle,
+        pagesLocked: v.info.pagesLocked,
+        regions: v.info.regions.length,
+        mirror: v.info.owner !== undefined,
+        dead: v.dead,
+        token: v.info.infoToken,
       })),
       tokens: this.sevKernel.tokens.size,
       platformState: this.driver.state,
@@ -502,7 +554,15 @@ class Prepared {
   readonly async: boolean;
   readonly exec: (k: { int: bigint; addr: bigint }) => number | KernelFile;
 
-  constructor(host: MockHost, fdNum: number, file: KernelFile, def: IoctlDef, mi: { m: Marshalled | undefined; int: bigint }, async: boolean, exec: (k: { int: bigint; addr: bigint }) => number | KernelFile) {
+  constructor(
+    host: MockHost,
+    fdNum: number,
+    file: KernelFile,
+    def: IoctlDef,
+    mi: { m: Marshalled | undefined; int: bigint },
+    async: boolean,
+    exec: (k: { int: bigint; addr: bigint }) => number | KernelFile,
+  ) {
     this.host = host;
     this.fdNum = fdNum;
     this.file = file;

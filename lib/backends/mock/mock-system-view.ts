@@ -19,14 +19,21 @@ export class MockSystemView implements SystemView {
   kvmAmdParam(name: string): string | undefined {
     const yn = (b: boolean) => (b ? 'Y' : 'N');
     switch (name) {
-      case 'sev': return yn(this.usable.sev);
-      case 'sev_es': return yn(this.usable.es);
-      case 'sev_snp': return this.o.kernel === 'local-migration-2021' ? undefined : yn(this.usable.snp);
-      case 'debug_swap': return this.o.kernel === '6.12' ? yn(this.usable.es) : undefined;
-      case 'ciphertext_hiding_asids': return this.o.kernel === '7.2' ? '0' : undefined;
+      case 'sev':
+        return yn(this.usable.sev);
+      case 'sev_es':
+        return yn(this.usable.es);
+      case 'sev_snp':
+        return this.o.kernel === 'local-migration-2021' ? undefined : yn(this.usable.snp);
+      case 'debug_swap':
+        return this.o.kernel === '6.12' ? yn(this.usable.es) : undefined;
+      case 'ciphertext_hiding_asids':
+        return this.o.kernel === '7.2' ? '0' : undefined;
       case 'npt':
-      case 'nrips': return 'Y';
-      default: return undefined;
+      case 'nrips':
+        return 'Y';
+      default:
+        return undefined;
     }
   }
 

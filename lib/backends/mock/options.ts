@@ -72,7 +72,11 @@ export function resolveOptions(options: MockHostOptions): ResolvedOptions {
   }
   const processor = resolveProcessor(o.processor);
   const s = obj<NonNullable<MockHostOptions['sev']>>('options.sev', o.sev) ?? {};
-  const sev = { enabled: bool('options.sev.enabled', s.enabled, true), es: bool('options.sev.es', s.es, true), snp: bool('options.sev.snp', s.snp, false) };
+  const sev = {
+    enabled: bool('options.sev.enabled', s.enabled, true),
+    es: bool('options.sev.es', s.es, true),
+    snp: bool('options.sev.snp', s.snp, false),
+  };
   if (kernel === 'local-migration-2021' && sev.snp) throw invalidArgValue('options.sev.snp', true, 'the 2021 kernel has no SNP');
   const m = obj<NonNullable<MockHostOptions['memlock']>>('options.memlock', o.memlock);
   let memlock = { limit: 8n << 20n, capIpcLock: true };
@@ -87,7 +91,10 @@ export function resolveOptions(options: MockHostOptions): ResolvedOptions {
   const faults: FaultOptions = {};
   if (f.failCommand !== undefined) {
     const fc = obj<{ nth: number; status: number }>('options.faults.failCommand', f.failCommand)!;
-    faults.failCommand = { nth: posInt('options.faults.failCommand.nth', fc.nth, 1), status: posInt('options.faults.failCommand.status', fc.status, 0) };
+    faults.failCommand = {
+      nth: posInt('options.faults.failCommand.nth', fc.nth, 1),
+      status: posInt('options.faults.failCommand.status', fc.status, 0),
+    };
   }
   if (f.pspTimeoutAfter !== undefined) faults.pspTimeoutAfter = posInt('options.faults.pspTimeoutAfter', f.pspTimeoutAfter, 0);
   const t = obj<ThrottleOptions>('options.throttle', o.throttle);

@@ -20,7 +20,8 @@ export function resolveProcessor(p: ProcessorName | ProcessorProfile | undefined
   if (typeof p !== 'object' || p === null) throw invalidArgType('options.processor', 'string or object', p);
   const int = (k: keyof ProcessorProfile, min: number, max: number): void => {
     const v = p[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw outOfRange(`options.processor.${k}`, `an integer >= ${min} && <= ${max}`, v);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      throw outOfRange(`options.processor.${k}`, `an integer >= ${min} && <= ${max}`, v);
   };
   int('apiMajor', 0, 255);
   int('apiMinor', 0, 255);

@@ -55,7 +55,15 @@ export class HostSystemView implements SystemView {
     };
     try {
       const st = statSync(path);
-      return { path, exists: true, readable: can(constants.R_OK), writable: can(constants.W_OK), mode: modeString(st.mode), uid: st.uid, gid: st.gid };
+      return {
+        path,
+        exists: true,
+        readable: can(constants.R_OK),
+        writable: can(constants.W_OK),
+        mode: modeString(st.mode),
+        uid: st.uid,
+        gid: st.gid,
+      };
     } catch {
       return { path, exists: false, readable: false, writable: false };
     }

@@ -9,7 +9,8 @@ import { hwTest, kvmDevice } from '../../helpers/hw.js';
 
 const root = fileURLToPath(new URL('../../../..', import.meta.url));
 const cli = join(root, 'dist/lib/app/cli/main.js');
-const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
+const run = (...args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
 
 interface Report {
   backend: string;
@@ -25,7 +26,10 @@ test('demo --json on the mock: every step in order, each ok, the run skipped wit
   const rep = JSON.parse(r.stdout) as Report;
   t.is(rep.backend, 'mock');
   t.true(rep.ok);
-  t.deepEqual(rep.steps.map((s) => s.step), STEPS);
+  t.deepEqual(
+    rep.steps.map((s) => s.step),
+    STEPS,
+  );
   for (const s of rep.steps) {
     t.true(s.ok, `${s.step}: ${s.summary}`);
     t.true(s.ms >= 0);
@@ -34,7 +38,7 @@ test('demo --json on the mock: every step in order, each ok, the run skipped wit
   t.regex(String(rep.steps[2]!.detail['measurement']), /^[0-9a-f]{64}$/);
   t.true(rep.steps[5]!.skipped);
   t.regex(rep.steps[5]!.summary, /runs no guest code/);
-  t.true(rep.steps[6]!.detail['dbgDecryptMatches'] as boolean);
+  t.true(rep.steps[6]!.detail['dbgDecryptMatches']);
 });
 
 hwTest(kvmDevice(), 'demo --json on the hybrid: the real guest prints the digest of its secret', (t) => {
@@ -42,7 +46,10 @@ hwTest(kvmDevice(), 'demo --json on the hybrid: the real guest prints the digest
   t.is(r.status, 0, r.stderr + r.stdout);
   const rep = JSON.parse(r.stdout) as Report;
   t.is(rep.backend, 'hybrid');
-  t.deepEqual(rep.steps.map((s) => [s.step, s.ok, s.skipped ?? false]), STEPS.map((s) => [s, true, false]));
+  t.deepEqual(
+    rep.steps.map((s) => [s.step, s.ok, s.skipped ?? false]),
+    STEPS.map((s) => [s, true, false]),
+  );
   const runStep = rep.steps[5]!;
   t.is(runStep.detail['printed'], `secret digest: ${String(runStep.detail['expected'])}`);
   t.regex(String(rep.steps[6]!.detail['hostView']), /^[0-9a-f]{64}$/);
@@ -70,7 +77,12 @@ test('demo text output: one line per step with its time; the trace it saves deco
 test('doctor --json on the mock: SEV, SEV-ES, INIT2 and a memlock line with the planned size', (t) => {
   const r = run('doctor', '--backend', 'mock', '--guest-size', '2G', '--json');
   t.is(r.status, 0, r.stderr);
-  const rep = JSON.parse(r.stdout) as { sev: boolean; sevEs: boolean; init2: boolean; lines: { id: string; status: string; meaning: string }[] };
+  const rep = JSON.parse(r.stdout) as {
+    sev: boolean;
+    sevEs: boolean;
+    init2: boolean;
+    lines: { id: string; status: string; meaning: string }[];
+  };
   t.true(rep.sev);
   t.true(rep.sevEs);
   t.true(rep.init2);
@@ -88,11 +100,27 @@ test('status, and certs export then verify against the exported (mock) root', (t
   const e = run('certs', 'export', '--backend', 'mock', '--out', dir);
   t.is(e.status, 0, e.stderr);
   const f = (n: string) => join(dir, `${n}.cert`);
-  const v = run('certs', 'verify', '--pdh', f('pdh'), '--pek', f('pek'), '--oca', f('oca'), '--cek', f('cek'), '--root-ark', f('ark'), '--root-ask', f('ask'), '--json');
+  const v = run(
+    'certs',
+    'verify',
+    '--pdh',
+    f('pdh'),
+    '--pek',
+    f('pek'),
+    '--oca',
+    f('oca'),
+    '--cek',
+    f('cek'),
+    '--root-ark',
+    f('ark'),
+    '--root-ask',
+    f('ask'),
+    '--json',
+  );
   t.is(v.status, 0, v.stdout + v.stderr);
   t.true((JSON.parse(v.stdout) as { ok: boolean }).ok);
   const noRoot = run('certs', 'verify', '--pdh', f('pdh'), '--pek', f('pek'), '--oca', f('oca'), '--cek', f('cek'), '--json');
-  t.is(noRoot.status, 1, 'a mock chain does not verify against AMD\'s roots alone');
+  t.is(noRoot.status, 1, "a mock chain does not verify against AMD's roots alone");
   t.is(run('certs', 'export', '--backend', 'mock').status, 2);
   t.is(run('demo', '--backend', 'bogus').status, 2);
 });

@@ -62,7 +62,10 @@ hw('two clients: a token made by one is redeemed by the other; the disconnect of
   src.platform.close();
   a.kvm.close();
   a.backend.sevService!.close();
-  t.like(b.backend.sevSnapshot.vms.find((v) => v.active), { handle: before.handle, asid: before.asid });
+  t.like(
+    b.backend.sevSnapshot.vms.find((v) => v.active),
+    { handle: before.handle, asid: before.asid },
+  );
   t.deepEqual(b.backend.sevServiceStatus().snapshot.asidsHeld, [before.asid]);
   vm.close();
   t.deepEqual(b.backend.sevServiceStatus().snapshot.asidsHeld, [], 'no ASID leaks');
@@ -85,7 +88,10 @@ hw('the token becomes invalid once its source is destroyed before the receive (E
   await t.throwsAsync(cmds.localReceive(token), { code: 'EFAULT' } as never);
   const s = b.backend.sevServiceStatus();
   t.is(s.snapshot.tokens, 0, 'the staged info went with its source');
-  t.false(s.snapshot.vms.some((v) => v.handle === handle), 'the guest is gone');
+  t.false(
+    s.snapshot.vms.some((v) => v.handle === handle),
+    'the guest is gone',
+  );
   t.is(s.snapshot.asidsHeld.length, 1, "only B's own (INIT) ASID");
   vm.close();
   t.deepEqual(b.backend.sevServiceStatus().snapshot.asidsHeld, []);
@@ -101,9 +107,9 @@ hw('MOVE from a VM fd received over SCM_RIGHTS, resolved by the daemon; the rece
   const src = await launched(a, KVM_X86_SEV_VM);
   const before = a.backend.sevSnapshot.vms.find((v) => v.active)!;
   const [sa, sb] = a.backend.socketPair();
-  await a.backend.sendFds(sa!, new Uint8Array([1]), [src.vm.fd]);
+  await a.backend.sendFds(sa, new Uint8Array([1]), [src.vm.fd]);
   // b's hybrid receives it (a socketpair end, as if from another process)
-  const got = await b.backend.recvFds(sb!, 16, 4);
+  const got = await b.backend.recvFds(sb, 16, 4);
   const vmFd = got.fds[0]!;
   t.is(vmFd.kind, 'vm');
   src.platform.close();
@@ -113,12 +119,15 @@ hw('MOVE from a VM fd received over SCM_RIGHTS, resolved by the daemon; the rece
   vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'daemon-test-b' });
   new SevGuestCommands(vm).moveEncContextFromFd(vmFd);
   const snap = b.backend.sevSnapshot;
-  t.like(snap.vms.find((v) => v.active), { handle: before.handle, asid: before.asid });
+  t.like(
+    snap.vms.find((v) => v.active),
+    { handle: before.handle, asid: before.asid },
+  );
   vmFd.close();
   vm.close();
   t.deepEqual(b.backend.sevServiceStatus().snapshot.asidsHeld, []);
-  sa!.close();
-  sb!.close();
+  sa.close();
+  sb.close();
   a.backend.sevService!.close();
   b.backend.sevService!.close();
 });
@@ -131,10 +140,10 @@ hw('sameFile: two fds of one open file (sent over SCM_RIGHTS) are the same file;
   const v1 = n.ioctlFd(kvm, KVM_CREATE_VM, 0);
   const v2 = n.ioctlFd(kvm, KVM_CREATE_VM, 0);
   const [x, y] = n.socketPair();
-  await n.sendFds(x!, new Uint8Array([0]), [v1]);
-  const r = await n.recvFds(y!, 4, 2);
+  await n.sendFds(x, new Uint8Array([0]), [v1]);
+  const r = await n.recvFds(y, 4, 2);
   t.true(n.addon.sameFile(v1, r.fds[0]!));
   t.false(n.addon.sameFile(v1, v2));
   t.true(n.addon.sameFile(v1, v1));
-  for (const f of [...r.fds, v1, v2, x!, y!, kvm]) f.close();
+  for (const f of [...r.fds, v1, v2, x, y, kvm]) f.close();
 });

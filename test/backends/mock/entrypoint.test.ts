@@ -46,6 +46,8 @@ test('the mock runs a full launch where the addon cannot load (and dlopen throws
 });
 
 test('package.json exports ./mock with its types', (t) => {
-  const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { exports: Record<string, unknown> };
+  const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as {
+    exports: Record<string, unknown>;
+  };
   t.deepEqual(pkg.exports['./mock'], { types: './dist/lib/backends/mock/index.d.ts', default: './dist/lib/backends/mock/index.js' });
 });

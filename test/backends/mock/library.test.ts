@@ -6,10 +6,25 @@
 import test from 'ava';
 import { Kvm } from '../../../lib/kvm/kvm.js';
 import { MockHost, mockAmdRoot, rootBitsFor } from '../../../lib/backends/mock/index.js';
-import { LUKS_KEY_GUID, buildSecret, createSession, launchDigest, parseSecretTable, verifyChain, verifyMeasurement } from '../../../lib/owner/index.js';
+import {
+  LUKS_KEY_GUID,
+  buildSecret,
+  createSession,
+  launchDigest,
+  parseSecretTable,
+  verifyChain,
+  verifyMeasurement,
+} from '../../../lib/owner/index.js';
 import { SevGuestCommands, SevPlatform } from '../../../lib/sev/index.js';
 import { serializeAmdCert } from '../../../lib/crypto/index.js';
-import { KVM_CAP, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES, SEV_POLICY } from '../../../lib/uapi/constants.js';
+import {
+  KVM_CAP,
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SEV_ES_VM,
+  KVM_X86_GRP_SEV,
+  KVM_X86_SEV_VMSA_FEATURES,
+  SEV_POLICY,
+} from '../../../lib/uapi/constants.js';
 
 test('Kvm: API version, extensions, VM types, mmap size, CPUID (0x8000001F from the profile), MSRs, device attrs', (t) => {
   using kvm = Kvm.open({ backend: new MockHost({ processor: 'genoa' }) });
@@ -22,7 +37,10 @@ test('Kvm: API version, extensions, VM types, mmap size, CPUID (0x8000001F from 
   t.true(kvm.msrIndexList().includes(0x174));
   t.is(kvm.deviceAttr(KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES), 1n << 5n);
   const off = Kvm.open({ backend: new MockHost({ sev: { enabled: false } }) });
-  t.like(off.supportedCpuid().find((e) => e.function === 0x8000001f), { eax: 0, ebx: 0, ecx: 0, edx: 0 });
+  t.like(
+    off.supportedCpuid().find((e) => e.function === 0x8000001f),
+    { eax: 0, ebx: 0, ecx: 0, edx: 0 },
+  );
   t.deepEqual(off.supportedVmTypes(), [KVM_X86_DEFAULT_VM]);
 });
 
@@ -84,7 +102,10 @@ test('memory slots: EEXIST on overlap, EINVAL on bad alignment; a slot holds its
   const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
   t.throws(() => vm.addMemory({ guestPhysAddr: 0x8000n, size: 0x10000 }), { code: 'EEXIST' });
   const m = host.mmapAnonymous(0x2000);
-  t.throws(() => vm.setUserMemoryRegion({ slot: 5, guestPhysAddr: 0x100800n, memory: { kind: 'mapping', mapping: m, offset: 0, length: 0x2000 } }), { code: 'EINVAL' });
+  t.throws(
+    () => vm.setUserMemoryRegion({ slot: 5, guestPhysAddr: 0x100800n, memory: { kind: 'mapping', mapping: m, offset: 0, length: 0x2000 } }),
+    { code: 'EINVAL' },
+  );
   t.throws(() => mem.mapping.unmap(), { code: 'EBUSY' });
   t.is(mem.mapping.bindings, 1);
   vm.close();
@@ -99,7 +120,13 @@ test('a full launch: owner verifies the chain and the measurement, injects a sec
   const { pdh, certChain } = await sev.pdhCertExport();
   const root = mockAmdRoot(rootBitsFor(host.options.processor));
   const cert = (i: number) => certChain.subarray(0x824 * i, 0x824 * (i + 1));
-  const chain = verifyChain({ pek: cert(0), oca: cert(1), cek: cert(2), pdh, extraRoots: [{ ark: serializeAmdCert(root.ark), ask: serializeAmdCert(root.ask) }] });
+  const chain = verifyChain({
+    pek: cert(0),
+    oca: cert(1),
+    cek: cert(2),
+    pdh,
+    extraRoots: [{ ark: serializeAmdCert(root.ark), ask: serializeAmdCert(root.ask) }],
+  });
   const policy = SEV_POLICY.NOKS;
   const session = createSession({ pdh: chain.pdh, policy });
 
@@ -118,7 +145,12 @@ test('a full launch: owner verifies the chain and the measurement, injects a sec
   t.true(verifyMeasurement({ ...facts, measurement: blob }));
   t.false(verifyMeasurement({ ...facts, digest: launchDigest([image.subarray(1)]), measurement: blob }));
 
-  const secret = buildSecret({ tek: session.tek, tik: session.tik, measurement: blob, secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('hunter2') }] });
+  const secret = buildSecret({
+    tek: session.tek,
+    tik: session.tik,
+    measurement: blob,
+    secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('hunter2') }],
+  });
   const secretRange = mem.range(0x8000n, secret.secret.length);
   await cmds.launchSecret({ header: secret.header, guest: secretRange, trans: secret.secret });
   await cmds.launchFinish();

@@ -22,7 +22,6 @@ function code(t: ExecutionContext, f: () => unknown, c: string, name?: string): 
   if (name) t.is(e?.name, name);
 }
 
-
 test('wrong argument types are TypeErrors with ERR_INVALID_ARG_TYPE; ranges RangeErrors', (t) => {
   const { b, kvm, close } = setup();
   code(t, () => b.ioctl({} as never, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE', 'TypeError');

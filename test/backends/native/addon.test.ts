@@ -48,49 +48,61 @@ hwTest(req, 'wrong argument types are TypeErrors with ERR_INVALID_ARG_TYPE', (t)
   close();
 });
 
-hwTest(req, 'what the review found: foreign getters, a busy vCPU, a second runner, mappings and run areas beyond the file, local ids', async (t) => {
-  const a = loadAddon();
-  const b = new NativeBackend();
-  const kvm = b.open('/dev/kvm');
-  const m = b.mmapAnonymous(4096);
-  const proto = (o: object, k: string) => Object.getOwnPropertyDescriptor(Object.getPrototypeOf(o), k)!.get!;
-  code(t, () => proto(m, 'buffer').call(kvm), 'ERR_INVALID_THIS');
-  code(t, () => proto(kvm, 'path').call(m), 'ERR_INVALID_THIS');
-  // A memfd maps only within its size (beyond it, a touch would be SIGBUS).
-  const memfd = b.memfdCreate('review', 4096);
-  code(t, () => b.mmapShared(memfd, 0x100000), 'ERR_OUT_OF_RANGE');
-  code(t, () => b.mmapShared(memfd, 4096, 4096), 'ERR_OUT_OF_RANGE');
-  // The run area is exactly what KVM maps.
-  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
-  const size = b.ioctl(kvm, ioc.KVM_GET_VCPU_MMAP_SIZE);
-  code(t, () => b.createRunner(vcpu, 1 << 24), 'ERR_OUT_OF_RANGE');
-  const r = b.createRunner(vcpu, size);
-  code(t, () => b.createRunner(vcpu, size), 'ERR_KVM_SEV_VCPU_BUSY');
-  // While the guest runs (here: spins), KVM holds the vCPU: other ioctls are refused, not blocked.
-  const mem = b.mmapAnonymous(0x10000);
-  new Uint8Array(mem.buffer).set([0xeb, 0xfe], 0x1000);
-  const { ioctlStruct } = await import('../../../lib/uapi/ioctl-arg.js');
-  const { structs } = await import('../../../lib/uapi/index.js');
-  b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, structs.kvm_userspace_memory_region.arg({ slot: 0, memory_size: 0x10000n, userspace_addr: { kind: 'mapping', mapping: mem, offset: 0, length: 0x10000 } }));
-  const sregs = structs.kvm_sregs.arg({});
-  b.ioctl(vcpu, ioc.KVM_GET_SREGS, sregs);
-  const s = structs.kvm_sregs.decode(sregs.bytes);
-  s.cs.base = 0n;
-  s.cs.selector = 0;
-  b.ioctl(vcpu, ioc.KVM_SET_SREGS, structs.kvm_sregs.arg(s));
-  b.ioctl(vcpu, ioc.KVM_SET_REGS, structs.kvm_regs.arg({ rip: 0x1000n, rflags: 2n }));
-  const running = r.run();
-  await new Promise((res) => setTimeout(res, 100)); // past the inline wait: on the vCPU thread now
-  code(t, () => b.ioctl(vcpu, ioc.KVM_GET_REGS, ioctlStruct(new Uint8Array(144))), 'ERR_KVM_SEV_VCPU_BUSY');
-  r.kick();
-  t.is(await running, -4);
-  t.notThrows(() => b.ioctl(vcpu, ioc.KVM_GET_REGS, ioctlStruct(new Uint8Array(144))));
-  r.close();
-  // Local-migration ids may only take over 22 and unassigned ids, never LAUNCH_MEASURE & co.
-  code(t, () => a.setLocalMigrationIds(6, 7), 'ERR_OUT_OF_RANGE');
-  code(t, () => a.setLocalMigrationIds(22, 22), 'ERR_OUT_OF_RANGE');
-  for (const f of [vcpu, vm, memfd, kvm]) f.close();
-  m.unmap();
-  mem.unmap();
-});
+hwTest(
+  req,
+  'what the review found: foreign getters, a busy vCPU, a second runner, mappings and run areas beyond the file, local ids',
+  async (t) => {
+    const a = loadAddon();
+    const b = new NativeBackend();
+    const kvm = b.open('/dev/kvm');
+    const m = b.mmapAnonymous(4096);
+    const proto = (o: object, k: string) => Object.getOwnPropertyDescriptor(Object.getPrototypeOf(o), k)!.get!;
+    code(t, () => proto(m, 'buffer').call(kvm), 'ERR_INVALID_THIS');
+    code(t, () => proto(kvm, 'path').call(m), 'ERR_INVALID_THIS');
+    // A memfd maps only within its size (beyond it, a touch would be SIGBUS).
+    const memfd = b.memfdCreate('review', 4096);
+    code(t, () => b.mmapShared(memfd, 0x100000), 'ERR_OUT_OF_RANGE');
+    code(t, () => b.mmapShared(memfd, 4096, 4096), 'ERR_OUT_OF_RANGE');
+    // The run area is exactly what KVM maps.
+    const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+    const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
+    const size = b.ioctl(kvm, ioc.KVM_GET_VCPU_MMAP_SIZE);
+    code(t, () => b.createRunner(vcpu, 1 << 24), 'ERR_OUT_OF_RANGE');
+    const r = b.createRunner(vcpu, size);
+    code(t, () => b.createRunner(vcpu, size), 'ERR_KVM_SEV_VCPU_BUSY');
+    // While the guest runs (here: spins), KVM holds the vCPU: other ioctls are refused, not blocked.
+    const mem = b.mmapAnonymous(0x10000);
+    new Uint8Array(mem.buffer).set([0xeb, 0xfe], 0x1000);
+    const { ioctlStruct } = await import('../../../lib/uapi/ioctl-arg.js');
+    const { structs } = await import('../../../lib/uapi/index.js');
+    b.ioctl(
+      vm,
+      ioc.KVM_SET_USER_MEMORY_REGION,
+      structs.kvm_userspace_memory_region.arg({
+        slot: 0,
+        memory_size: 0x10000n,
+        userspace_addr: { kind: 'mapping', mapping: mem, offset: 0, length: 0x10000 },
+      }),
+    );
+    const sregs = structs.kvm_sregs.arg({});
+    b.ioctl(vcpu, ioc.KVM_GET_SREGS, sregs);
+    const s = structs.kvm_sregs.decode(sregs.bytes);
+    s.cs.base = 0n;
+    s.cs.selector = 0;
+    b.ioctl(vcpu, ioc.KVM_SET_SREGS, structs.kvm_sregs.arg(s));
+    b.ioctl(vcpu, ioc.KVM_SET_REGS, structs.kvm_regs.arg({ rip: 0x1000n, rflags: 2n }));
+    const running = r.run();
+    await new Promise((res) => setTimeout(res, 100)); // past the inline wait: on the vCPU thread now
+    code(t, () => b.ioctl(vcpu, ioc.KVM_GET_REGS, ioctlStruct(new Uint8Array(144))), 'ERR_KVM_SEV_VCPU_BUSY');
+    r.kick();
+    t.is(await running, -4);
+    t.notThrows(() => b.ioctl(vcpu, ioc.KVM_GET_REGS, ioctlStruct(new Uint8Array(144))));
+    r.close();
+    // Local-migration ids may only take over 22 and unassigned ids, never LAUNCH_MEASURE & co.
+    code(t, () => a.setLocalMigrationIds(6, 7), 'ERR_OUT_OF_RANGE');
+    code(t, () => a.setLocalMigrationIds(22, 22), 'ERR_OUT_OF_RANGE');
+    for (const f of [vcpu, vm, memfd, kvm]) f.close();
+    m.unmap();
+    mem.unmap();
+  },
+);

@@ -12,7 +12,11 @@ import { hwTest, nativeAddon } from '../../helpers/hw.js';
 const req = nativeAddon();
 
 hwTest(req, 'every allowlisted request has the same number, argument kind and fd kinds in C++ and TS', (t) => {
-  const native = new Map(loadAddon().describe().requests.map((r) => [r.name, r]));
+  const native = new Map(
+    loadAddon()
+      .describe()
+      .requests.map((r) => [r.name, r]),
+  );
   t.is(native.size, IOCTLS.length);
   for (const d of IOCTLS) {
     const n = native.get(d.name);

@@ -20,7 +20,10 @@ hwTest(req, 'fds sent with SCM_RIGHTS arrive classified and usable; data arrives
   t.is(await b.sendFds(a, Buffer.from('hello fds'), [vm, memfd, kvm]), 9);
   const got = await pending;
   t.is(Buffer.from(got.data).toString(), 'hello fds');
-  t.deepEqual(got.fds.map((f) => f.kind), ['vm', 'memfd', 'kvm']);
+  t.deepEqual(
+    got.fds.map((f) => f.kind),
+    ['vm', 'memfd', 'kvm'],
+  );
   t.not(got.fds[0]!.fd, vm.fd);
   // The received VM fd is the same VM: a vCPU created through it shows up as id 0 again -> EEXIST.
   b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0).close();

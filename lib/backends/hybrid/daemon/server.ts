@@ -30,7 +30,17 @@ import { MessageReader, sendMessage } from '../../../backend/framing.js';
 import { KVM_X86_SEV_ES_VM } from '../../../uapi/constants.js';
 import { PlaintextMemory } from '../common/plaintext-memory.js';
 import { decodeArg, encodeBack, errorToWire, fromWire, toWire, type WireArg } from './wire.js';
-import { MockHost, ExternalVcpuPort, type MockSevVm, type SevMemslot, type SevVcpuPort, type SevVmPort, type VcpuRegisterState, type KernelProfile, type ProcessorName } from '../../mock/seam.js';
+import {
+  MockHost,
+  ExternalVcpuPort,
+  type MockSevVm,
+  type SevMemslot,
+  type SevVcpuPort,
+  type SevVmPort,
+  type VcpuRegisterState,
+  type KernelProfile,
+  type ProcessorName,
+} from '../../mock/seam.js';
 
 interface SharedMemfd {
   fd: BackendFd;
@@ -68,7 +78,11 @@ class DaemonVm implements SevVmPort {
     readonly es: boolean,
   ) {}
   memslots(): SevMemslot[] {
-    return [...this.slots.values()].map((s) => ({ gpa: s.gpa, size: s.size, uaddr: this.server.host.memory.addressOf(s.mem.mapping) + BigInt(s.offset) }));
+    return [...this.slots.values()].map((s) => ({
+      gpa: s.gpa,
+      size: s.size,
+      uaddr: this.server.host.memory.addressOf(s.mem.mapping) + BigInt(s.offset),
+    }));
   }
   vcpus(): readonly SevVcpuPort[] {
     return this.vcpuList;
@@ -254,7 +268,7 @@ export class MockSevServer {
   /** Memfds a request names for the first time ride with it (keys in `memKeys`, in fd order). */
   private newMemfds(c: Conn, m: Record<string, unknown>, fds: BackendFd[]): void {
     const keys = (m['memKeys'] as number[] | undefined) ?? [];
-    fds.forEach((f, i) => (keys[i] === undefined ? f.close() : this.memfd(c, keys[i]!, f)));
+    fds.forEach((f, i) => (keys[i] === undefined ? f.close() : this.memfd(c, keys[i], f)));
   }
 
   private hold(vm: DaemonVm, c: Conn): void {
@@ -280,7 +294,13 @@ export class MockSevServer {
         const vm = this.vmOf(c, m['vm']);
         const slot = Number(m['slot']);
         if (Number(m['size']) === 0) vm.slots.delete(slot);
-        else vm.slots.set(slot, { gpa: m['gpa'] as bigint, size: Number(m['size']), mem: this.memfd(c, Number(m['mem']), fds[0]), offset: Number(m['offset']) });
+        else
+          vm.slots.set(slot, {
+            gpa: m['gpa'] as bigint,
+            size: Number(m['size']),
+            mem: this.memfd(c, Number(m['mem']), fds[0]),
+            offset: Number(m['offset']),
+          });
         this.sweepMemfds();
         return {};
       }

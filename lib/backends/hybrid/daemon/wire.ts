@@ -9,7 +9,16 @@
  * write-back); guest memory is shared, so it needs nothing.
  */
 import { KvmError, errnoError, KvmSevError } from '../../../backend/errors.js';
-import { ioctlStruct, isIoctlStruct, isMappingRange, mappingRange, type IoctlArg, type IoctlStruct, type MappingHandle, type PointerTarget } from '../../../uapi/ioctl-arg.js';
+import {
+  ioctlStruct,
+  isIoctlStruct,
+  isMappingRange,
+  mappingRange,
+  type IoctlArg,
+  type IoctlStruct,
+  type MappingHandle,
+  type PointerTarget,
+} from '../../../uapi/ioctl-arg.js';
 
 /** JSON with bigint ({$b}), bytes ({$u}) and Map ({$m}). */
 export function toWire(v: unknown): unknown {
@@ -50,11 +59,14 @@ function bytesOf(t: ArrayBufferView | ArrayBuffer): Uint8Array {
  * Client side: the argument as a tree, and the byte arrays to write back into (tree order).
  * `memOf` names a guest-memory mapping as (memfd key, offset of the mapping in the memfd).
  */
-export function encodeArg(arg: IoctlArg, memOf: (m: MappingHandle) => { key: number; offset: number }): { wire: WireArg; back: Uint8Array[] } {
+export function encodeArg(
+  arg: IoctlArg,
+  memOf: (m: MappingHandle) => { key: number; offset: number },
+): { wire: WireArg; back: Uint8Array[] } {
   const back: Uint8Array[] = [];
   if (arg === undefined) return { wire: null, back };
   if (typeof arg === 'number') return { wire: { int: arg }, back };
-  if (!isIoctlStruct(arg)) return { wire: { int: arg as never }, back }; // the daemon's marshaller rejects it as the shim would
+  if (!isIoctlStruct(arg)) return { wire: { int: arg }, back }; // the daemon's marshaller rejects it as the shim would
   const st = (s: IoctlStruct): WireStruct => {
     back.push(s.bytes);
     return { bytes: b64(s.bytes), fixups: s.fixups.map((f) => ({ offset: f.offset, target: tgt(f.target) })) };
@@ -65,7 +77,7 @@ export function encodeArg(arg: IoctlArg, memOf: (m: MappingHandle) => { key: num
       const m = memOf(t.mapping);
       return { mem: m.key, offset: m.offset + t.offset, length: t.length };
     }
-    const u = bytesOf(t as ArrayBufferView | ArrayBuffer);
+    const u = bytesOf(t);
     back.push(u);
     return t instanceof ArrayBuffer ? { u: b64(u), ab: true } : { u: b64(u) };
   };
@@ -80,7 +92,10 @@ export function decodeArg(wire: WireArg, mem: (key: number) => MappingHandle): {
   const st = (s: WireStruct): IoctlStruct => {
     const bytes = new Uint8Array(Buffer.from(s.bytes, 'base64'));
     back.push(bytes);
-    return ioctlStruct(bytes, s.fixups.map((f) => ({ offset: f.offset, target: tgt(f.target) })));
+    return ioctlStruct(
+      bytes,
+      s.fixups.map((f) => ({ offset: f.offset, target: tgt(f.target) })),
+    );
   };
   const tgt = (t: WireTarget): PointerTarget => {
     if ('s' in t) return st(t.s);
@@ -110,7 +125,15 @@ export interface WireError {
 }
 
 export function errorToWire(e: unknown): WireError {
-  if (e instanceof KvmError) return { errno: e.errno, syscall: e.syscall, ...(e.request ? { request: e.request } : {}), name: e.name, code: e.code, message: e.message };
+  if (e instanceof KvmError)
+    return {
+      errno: e.errno,
+      syscall: e.syscall,
+      ...(e.request ? { request: e.request } : {}),
+      name: e.name,
+      code: e.code,
+      message: e.message,
+    };
   const x = e as { name?: string; code?: string; message?: string };
   return { name: x?.name ?? 'Error', ...(x?.code ? { code: x.code } : {}), message: x?.message ?? String(e) };
 }

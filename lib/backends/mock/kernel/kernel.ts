@@ -11,8 +11,21 @@ import { encodeArray } from '../../../uapi/codec.js';
 import { KVM_API_VERSION, KVM_CAP } from '../../../uapi/constants.js';
 import type { IoctlDef } from '../../../uapi/ioctls.js';
 import {
-  kvm_device_attr, kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_regs, kvm_sregs, kvm_userspace_memory_region,
-  kvm_vcpu_events, kvm_xcrs, kvm_xsave, kvm_debugregs, kvm_guest_debug, u64_value, kvm_cpuid_entry2,
+  kvm_device_attr,
+  kvm_enable_cap,
+  kvm_fpu,
+  kvm_lapic_state,
+  kvm_mp_state,
+  kvm_regs,
+  kvm_sregs,
+  kvm_userspace_memory_region,
+  kvm_vcpu_events,
+  kvm_xcrs,
+  kvm_xsave,
+  kvm_debugregs,
+  kvm_guest_debug,
+  u64_value,
+  kvm_cpuid_entry2,
 } from '../../../uapi/kvm-structs.js';
 import { KernelFile } from './common/files.js';
 import { E, fail } from './common/errno.js';
@@ -144,14 +157,18 @@ export class MockKernel {
 
   /** An ioctl that returns an int. */
   ioctl(file: KernelFile, def: IoctlDef, a: KArg): number {
-    switch (file.kind as FdKind) {
-      case 'kvm': return this.sys(def.name, a);
-      case 'vm': return this.vmIoctl((file as VmFile).vm, def.name, a);
-      case 'vcpu': return this.vcpuIoctl(file as VcpuFile, def.name, a);
+    switch (file.kind) {
+      case 'kvm':
+        return this.sys(def.name, a);
+      case 'vm':
+        return this.vmIoctl((file as VmFile).vm, def.name, a);
+      case 'vcpu':
+        return this.vcpuIoctl(file as VcpuFile, def.name, a);
       case 'sev':
         if (def.name !== 'SEV_ISSUE_CMD') fail(E.EINVAL, 'not SEV_ISSUE_CMD');
         return this.cfg.driver.ioctl(this.cfg.mem, file.writable, a.addr);
-      default: return fail(E.ENOTTY);
+      default:
+        return fail(E.ENOTTY);
     }
   }
 
@@ -173,7 +190,8 @@ export class MockKernel {
   // ---- /dev/kvm ----
 
   private createVm(type: bigint): VmFile {
-    if (this.legacy ? type !== 0n : type >= 32n || !(this.cfg.vmTypesMask & (1 << Number(type)))) fail(E.EINVAL, `VM type ${type} is not supported`);
+    if (this.legacy ? type !== 0n : type >= 32n || !(this.cfg.vmTypesMask & (1 << Number(type))))
+      fail(E.EINVAL, `VM type ${type} is not supported`);
     const limits = this.legacy ? { maxVcpus: 288, maxVcpuIds: 1023 } : { maxVcpus: 4096, maxVcpuIds: 16384 };
     const vm = new MockVm(Number(type), limits, (v) => this.cfg.onDestroy(() => this.cfg.sev.destroy(v.sev)));
     vm.sev = this.cfg.sev.attach(vm);
@@ -182,9 +200,12 @@ export class MockKernel {
 
   private sys(name: string, a: KArg): number {
     switch (name) {
-      case 'KVM_GET_API_VERSION': return KVM_API_VERSION;
-      case 'KVM_CHECK_EXTENSION': return this.checkExtension(a.int);
-      case 'KVM_GET_VCPU_MMAP_SIZE': return KVM_RUN_MMAP_SIZE;
+      case 'KVM_GET_API_VERSION':
+        return KVM_API_VERSION;
+      case 'KVM_CHECK_EXTENSION':
+        return this.checkExtension(a.int);
+      case 'KVM_GET_VCPU_MMAP_SIZE':
+        return KVM_RUN_MMAP_SIZE;
       case 'KVM_GET_SUPPORTED_CPUID': {
         const nent = new DataView(this.bytes(a.addr, 8).buffer).getUint32(0, true);
         const list = this.cfg.cpuid;
@@ -217,7 +238,8 @@ export class MockKernel {
         if (name === 'KVM_GET_DEVICE_ATTR') this.write(attr.addr, u64_value.encode({ value: v }));
         return 0;
       }
-      default: return fail(E.EINVAL);
+      default:
+        return fail(E.EINVAL);
     }
   }
 
@@ -233,7 +255,11 @@ export class MockKernel {
 
   private checkExtension(cap: bigint, vmType?: number): number {
     if (cap > 0xffffffffn) return 0;
-    return checkExtension(Number(cap), { kernel: this.cfg.kernel, vmTypesMask: this.cfg.vmTypesMask, ...(vmType !== undefined ? { vmType } : {}) });
+    return checkExtension(Number(cap), {
+      kernel: this.cfg.kernel,
+      vmTypesMask: this.cfg.vmTypesMask,
+      ...(vmType !== undefined ? { vmType } : {}),
+    });
   }
 
   // ---- VM fds ----
@@ -242,11 +268,19 @@ export class MockKernel {
     if (vm.dead) fail(E.EIO, 'the VM is dead (its encryption context moved away)');
     const sev = this.cfg.sev;
     switch (name) {
-      case 'KVM_CHECK_EXTENSION': return this.checkExtension(a.int, vm.vmType);
+      case 'KVM_CHECK_EXTENSION':
+        return this.checkExtension(a.int, vm.vmType);
       case 'KVM_SET_USER_MEMORY_REGION': {
         const r = this.read(kvm_userspace_memory_region, a.addr);
         const seg = r.userspace_addr ? this.cfg.mem.trySegments(r.userspace_addr, 1)?.[0] : undefined;
-        vm.setMemoryRegion({ slot: r.slot, flags: r.flags, gpa: r.guest_phys_addr, size: r.memory_size, uaddr: r.userspace_addr, mapping: seg?.region.mapping });
+        vm.setMemoryRegion({
+          slot: r.slot,
+          flags: r.flags,
+          gpa: r.guest_phys_addr,
+          size: r.memory_size,
+          uaddr: r.userspace_addr,
+          mapping: seg?.region.mapping,
+        });
         return 0;
       }
       case 'KVM_SET_TSS_ADDR':
@@ -274,10 +308,14 @@ export class MockKernel {
         } else fail(E.EINVAL, `cap ${c.cap} cannot be enabled`);
         return 0;
       }
-      case 'KVM_MEMORY_ENCRYPT_OP': return sev.memEncOp(vm.sev, a.addr);
-      case 'KVM_MEMORY_ENCRYPT_REG_REGION': return sev.regRegion(vm.sev, a.addr);
-      case 'KVM_MEMORY_ENCRYPT_UNREG_REGION': return sev.unregRegion(vm.sev, a.addr);
-      default: return fail(E.ENOTTY);
+      case 'KVM_MEMORY_ENCRYPT_OP':
+        return sev.memEncOp(vm.sev, a.addr);
+      case 'KVM_MEMORY_ENCRYPT_REG_REGION':
+        return sev.regRegion(vm.sev, a.addr);
+      case 'KVM_MEMORY_ENCRYPT_UNREG_REGION':
+        return sev.unregRegion(vm.sev, a.addr);
+      default:
+        return fail(E.ENOTTY);
     }
   }
 
@@ -294,18 +332,54 @@ export class MockKernel {
       if (locked) fail(E.EINVAL, 'the vCPU state is protected (SEV-ES)');
     };
     switch (name) {
-      case 'KVM_GET_REGS': guard(); this.write(a.addr, v.regs); return 0;
-      case 'KVM_SET_REGS': guard(); v.setRegs(this.bytes(a.addr, kvm_regs.size)); return 0;
-      case 'KVM_GET_SREGS': guard(); this.write(a.addr, v.sregs); return 0;
-      case 'KVM_SET_SREGS': guard(); v.sregs = this.bytes(a.addr, kvm_sregs.size); return 0;
-      case 'KVM_GET_FPU': guard(); this.write(a.addr, confidentialFpu ? new Uint8Array(kvm_fpu.size) : v.getFpu()); return 0;
-      case 'KVM_SET_FPU': guard(); if (!confidentialFpu) v.setFpu(this.bytes(a.addr, kvm_fpu.size)); return 0;
-      case 'KVM_GET_XSAVE': guard(); this.write(a.addr, confidentialFpu ? new Uint8Array(kvm_xsave.size) : v.xsave); return 0;
-      case 'KVM_SET_XSAVE': guard(); if (!confidentialFpu) v.setXsave(this.bytes(a.addr, kvm_xsave.size)); return 0;
-      case 'KVM_GET_XCRS': guard(); this.write(a.addr, v.getXcrs()); return 0;
-      case 'KVM_SET_XCRS': guard(); v.setXcrs(this.bytes(a.addr, kvm_xcrs.size)); return 0;
-      case 'KVM_GET_DEBUGREGS': guard(); this.write(a.addr, v.getDebugregs()); return 0;
-      case 'KVM_SET_DEBUGREGS': guard(); v.setDebugregs(this.bytes(a.addr, kvm_debugregs.size)); return 0;
+      case 'KVM_GET_REGS':
+        guard();
+        this.write(a.addr, v.regs);
+        return 0;
+      case 'KVM_SET_REGS':
+        guard();
+        v.setRegs(this.bytes(a.addr, kvm_regs.size));
+        return 0;
+      case 'KVM_GET_SREGS':
+        guard();
+        this.write(a.addr, v.sregs);
+        return 0;
+      case 'KVM_SET_SREGS':
+        guard();
+        v.sregs = this.bytes(a.addr, kvm_sregs.size);
+        return 0;
+      case 'KVM_GET_FPU':
+        guard();
+        this.write(a.addr, confidentialFpu ? new Uint8Array(kvm_fpu.size) : v.getFpu());
+        return 0;
+      case 'KVM_SET_FPU':
+        guard();
+        if (!confidentialFpu) v.setFpu(this.bytes(a.addr, kvm_fpu.size));
+        return 0;
+      case 'KVM_GET_XSAVE':
+        guard();
+        this.write(a.addr, confidentialFpu ? new Uint8Array(kvm_xsave.size) : v.xsave);
+        return 0;
+      case 'KVM_SET_XSAVE':
+        guard();
+        if (!confidentialFpu) v.setXsave(this.bytes(a.addr, kvm_xsave.size));
+        return 0;
+      case 'KVM_GET_XCRS':
+        guard();
+        this.write(a.addr, v.getXcrs());
+        return 0;
+      case 'KVM_SET_XCRS':
+        guard();
+        v.setXcrs(this.bytes(a.addr, kvm_xcrs.size));
+        return 0;
+      case 'KVM_GET_DEBUGREGS':
+        guard();
+        this.write(a.addr, v.getDebugregs());
+        return 0;
+      case 'KVM_SET_DEBUGREGS':
+        guard();
+        v.setDebugregs(this.bytes(a.addr, kvm_debugregs.size));
+        return 0;
       case 'KVM_GET_MSRS':
       case 'KVM_SET_MSRS': {
         const n = new DataView(this.bytes(a.addr, 8).buffer).getUint32(0, true);
@@ -330,12 +404,23 @@ export class MockKernel {
         if (!v.lapic) fail(E.EINVAL, 'no in-kernel local APIC (KVM_CREATE_IRQCHIP)');
         v.lapic = this.bytes(a.addr, kvm_lapic_state.size);
         return 0;
-      case 'KVM_GET_VCPU_EVENTS': this.write(a.addr, v.getEvents()); return 0;
-      case 'KVM_SET_VCPU_EVENTS': v.setEvents(this.bytes(a.addr, kvm_vcpu_events.size)); return 0;
-      case 'KVM_GET_MP_STATE': this.write(a.addr, kvm_mp_state.encode({ mp_state: v.mpState })); return 0;
-      case 'KVM_SET_MP_STATE': v.setMpState(this.read(kvm_mp_state, a.addr).mp_state); return 0;
-      case 'KVM_SET_GUEST_DEBUG': v.setGuestDebug(this.read(kvm_guest_debug, a.addr).control); return 0;
-      case 'KVM_GET_TSC_KHZ': return TSC_KHZ;
+      case 'KVM_GET_VCPU_EVENTS':
+        this.write(a.addr, v.getEvents());
+        return 0;
+      case 'KVM_SET_VCPU_EVENTS':
+        v.setEvents(this.bytes(a.addr, kvm_vcpu_events.size));
+        return 0;
+      case 'KVM_GET_MP_STATE':
+        this.write(a.addr, kvm_mp_state.encode({ mp_state: v.mpState }));
+        return 0;
+      case 'KVM_SET_MP_STATE':
+        v.setMpState(this.read(kvm_mp_state, a.addr).mp_state);
+        return 0;
+      case 'KVM_SET_GUEST_DEBUG':
+        v.setGuestDebug(this.read(kvm_guest_debug, a.addr).control);
+        return 0;
+      case 'KVM_GET_TSC_KHZ':
+        return TSC_KHZ;
       case 'KVM_ENABLE_CAP': {
         const c = this.read(kvm_enable_cap, a.addr);
         return fail(E.EINVAL, c.flags ? 'flags must be 0' : `vCPU cap ${c.cap} cannot be enabled`);
@@ -347,7 +432,8 @@ export class MockKernel {
         if (name === 'KVM_GET_DEVICE_ATTR') this.write(attr.addr, u64_value.encode({ value: 0n }));
         return 0;
       }
-      default: return fail(E.EINVAL);
+      default:
+        return fail(E.EINVAL);
     }
   }
 }

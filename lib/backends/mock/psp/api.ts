@@ -106,7 +106,10 @@ export interface SevFirmware {
   /** PEK_CERT_IMPORT (0x07) */
   pekCertImport(pek: Uint8Array, oca: Uint8Array): FwResult;
   /** PDH_CERT_EXPORT (0x08): the PDH, and PEK ‖ OCA ‖ CEK. */
-  pdhCertExport(pdhCapacity: number, certsCapacity: number): FwResult & { pdhLength: number; certsLength: number; pdh?: Uint8Array; certs?: Uint8Array };
+  pdhCertExport(
+    pdhCapacity: number,
+    certsCapacity: number,
+  ): FwResult & { pdhLength: number; certsLength: number; pdh?: Uint8Array; certs?: Uint8Array };
   /** PDH_GEN (0x09) */
   pdhGen(): FwResult;
   /** DF_FLUSH (0x0A): dirty ASIDs become usable again. */
@@ -126,7 +129,12 @@ export interface SevFirmware {
 
   // ---- launch ----
   /** LAUNCH_START (0x30): `dhCert` null = no session (zero TEK/TIK). Returns the new handle. */
-  launchStart(args: { handle: number; policy: number; dhCert: Uint8Array | null; session: Uint8Array | null }): FwResult & { handle: number };
+  launchStart(args: {
+    handle: number;
+    policy: number;
+    dhCert: Uint8Array | null;
+    session: Uint8Array | null;
+  }): FwResult & { handle: number };
   /** LAUNCH_UPDATE_DATA (0x31): measures and encrypts `range` in place. */
   launchUpdateData(handle: number, range: PhysRange): FwResult;
   /** LAUNCH_UPDATE_VMSA (0x32): one 4096-byte VMSA page. */
@@ -142,9 +150,15 @@ export interface SevFirmware {
 
   // ---- migration ----
   /** SEND_START (0x40): the receiver's PDH, its PEK ‖ OCA ‖ CEK, and ASK ‖ ARK. */
-  sendStart(handle: number, args: { pdhCert: Uint8Array; platCerts: Uint8Array; amdCerts: Uint8Array; sessionCapacity: number }): FwResult & { policy: number; sessionLength: number; session?: Uint8Array };
+  sendStart(
+    handle: number,
+    args: { pdhCert: Uint8Array; platCerts: Uint8Array; amdCerts: Uint8Array; sessionCapacity: number },
+  ): FwResult & { policy: number; sessionLength: number; session?: Uint8Array };
   /** SEND_UPDATE_DATA (0x41): one packet from `guest` (private memory). */
-  sendUpdateData(handle: number, args: { guest: PhysRange; hdrCapacity: number; transCapacity: number }): FwResult & { hdrLength: number; transLength: number; header?: Uint8Array; trans?: Uint8Array };
+  sendUpdateData(
+    handle: number,
+    args: { guest: PhysRange; hdrCapacity: number; transCapacity: number },
+  ): FwResult & { hdrLength: number; transLength: number; header?: Uint8Array; trans?: Uint8Array };
   /** SEND_FINISH (0x43) */
   sendFinish(handle: number): FwResult;
   /** SEND_CANCEL (0x44) */
@@ -156,7 +170,10 @@ export interface SevFirmware {
   /** RECEIVE_FINISH (0x53) */
   receiveFinish(handle: number): FwResult;
   /** SEND_UPDATE_VMSA (0x42): like SEND_UPDATE_DATA for an SEV-ES guest's VMSA page. Optional. */
-  sendUpdateVmsa?(handle: number, args: { guest: PhysRange; hdrCapacity: number; transCapacity: number }): FwResult & { hdrLength: number; transLength: number; header?: Uint8Array; trans?: Uint8Array };
+  sendUpdateVmsa?(
+    handle: number,
+    args: { guest: PhysRange; hdrCapacity: number; transCapacity: number },
+  ): FwResult & { hdrLength: number; transLength: number; header?: Uint8Array; trans?: Uint8Array };
   /** RECEIVE_UPDATE_VMSA (0x52). Optional. */
   receiveUpdateVmsa?(handle: number, args: { header: Uint8Array; guest: PhysRange; trans: Uint8Array }): FwResult;
   /**

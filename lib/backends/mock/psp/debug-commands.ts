@@ -15,7 +15,8 @@ import { checkRange, isAligned16 } from './phys-range.js';
 export function debugCrypt(fw: FirmwareCore, handle: number, srcIn: PhysRange, dstIn: PhysRange, encrypt: boolean): FwResult {
   const src = checkRange(srcIn, 'src');
   const dst = checkRange(dstIn, 'dst');
-  if (dst.bytes.length !== src.bytes.length) throw invalidArgValue('dst.bytes.length', dst.bytes.length, `must equal src.bytes.length (${src.bytes.length})`);
+  if (dst.bytes.length !== src.bytes.length)
+    throw invalidArgValue('dst.bytes.length', dst.bytes.length, `must equal src.bytes.length (${src.bytes.length})`);
   if (fw.pstate !== PSTATE.WORKING) return fail(SEV_RET.INVALID_PLATFORM_STATE);
   if (!isAligned16(src) || !isAligned16(dst)) return fail(SEV_RET.INVALID_ADDRESS);
   if (src.bytes.length % 16 !== 0) return fail(SEV_RET.INVALID_LEN);

@@ -39,7 +39,13 @@ export class FirmwareCore {
   /** Every core's WBINVD_DONE flag (only consulted with options.enforceWbinvd). */
   wbinvdDone = true;
 
-  constructor(init: { profile: ProcessorProfile; memory: MemoryController; identity: PlatformIdentity; random: RandomSource; options: CoreOptions }) {
+  constructor(init: {
+    profile: ProcessorProfile;
+    memory: MemoryController;
+    identity: PlatformIdentity;
+    random: RandomSource;
+    options: CoreOptions;
+  }) {
     this.profile = init.profile;
     this.memory = init.memory;
     this.identity = init.identity;

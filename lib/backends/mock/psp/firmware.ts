@@ -77,7 +77,8 @@ export class MockFirmware implements SevFirmware {
     if (typeof opts !== 'object' || opts === null) throw invalidArgType('options', 'object', opts);
     const { profile, memory } = opts;
     if (typeof profile !== 'object' || profile === null) throw invalidArgType('options.profile', 'a ProcessorProfile', profile);
-    if (profile.minSevAsid < 1 || profile.minSevAsid > profile.maxSevAsid + 1) throw invalidArgValue('options.profile.minSevAsid', profile.minSevAsid, 'must be in 1..maxSevAsid+1');
+    if (profile.minSevAsid < 1 || profile.minSevAsid > profile.maxSevAsid + 1)
+      throw invalidArgValue('options.profile.minSevAsid', profile.minSevAsid, 'must be in 1..maxSevAsid+1');
     if (typeof memory?.writePrivate !== 'function' || typeof memory.readPrivate !== 'function') {
       throw invalidArgType('options.memory', 'a MemoryController', memory);
     }
@@ -180,10 +181,21 @@ export class MockFirmware implements SevFirmware {
 
   // ---- launch ----
 
-  launchStart(args: { handle: number; policy: number; dhCert: Uint8Array | null; session: Uint8Array | null }): FwResult & { handle: number } {
+  launchStart(args: {
+    handle: number;
+    policy: number;
+    dhCert: Uint8Array | null;
+    session: Uint8Array | null;
+  }): FwResult & { handle: number } {
     const dhCert = args.dhCert === null ? null : bytes(args.dhCert, 'args.dhCert');
     const session = args.session === null ? null : bytes(args.session, 'args.session');
-    return startGuest(this.#core, { handle: u32(args.handle, 'args.handle'), policy: u32(args.policy, 'args.policy'), dhCert, session, state: GSTATE.LUPDATE });
+    return startGuest(this.#core, {
+      handle: u32(args.handle, 'args.handle'),
+      policy: u32(args.policy, 'args.policy'),
+      dhCert,
+      session,
+      state: GSTATE.LUPDATE,
+    });
   }
   launchUpdateData(handle: number, range: PhysRange): FwResult {
     return launchUpdate(this.#core, u32(handle, 'handle'), range, false);
@@ -195,7 +207,11 @@ export class MockFirmware implements SevFirmware {
     return launchMeasure(this.#core, u32(handle, 'handle'), u32(capacity, 'capacity'));
   }
   launchSecret(handle: number, args: { header: Uint8Array; guest: PhysRange; trans: Uint8Array }): FwResult {
-    return launchSecret(this.#core, u32(handle, 'handle'), { header: bytes(args.header, 'args.header'), guest: args.guest, trans: bytes(args.trans, 'args.trans') });
+    return launchSecret(this.#core, u32(handle, 'handle'), {
+      header: bytes(args.header, 'args.header'),
+      guest: args.guest,
+      trans: bytes(args.trans, 'args.trans'),
+    });
   }
   launchFinish(handle: number): FwResult {
     return launchFinish(this.#core, u32(handle, 'handle'));
@@ -206,7 +222,10 @@ export class MockFirmware implements SevFirmware {
 
   // ---- migration ----
 
-  sendStart(handle: number, args: { pdhCert: Uint8Array; platCerts: Uint8Array; amdCerts: Uint8Array; sessionCapacity: number }): SendStartOut {
+  sendStart(
+    handle: number,
+    args: { pdhCert: Uint8Array; platCerts: Uint8Array; amdCerts: Uint8Array; sessionCapacity: number },
+  ): SendStartOut {
     return sendStart(this.#core, u32(handle, 'handle'), {
       pdhCert: bytes(args.pdhCert, 'args.pdhCert'),
       platCerts: bytes(args.platCerts, 'args.platCerts'),
@@ -221,7 +240,11 @@ export class MockFirmware implements SevFirmware {
     return sendUpdate(this.#core, u32(handle, 'handle'), this.#sendArgs(args), true);
   }
   #sendArgs(args: { guest: PhysRange; hdrCapacity: number; transCapacity: number }) {
-    return { guest: args.guest, hdrCapacity: u32(args.hdrCapacity, 'args.hdrCapacity'), transCapacity: u32(args.transCapacity, 'args.transCapacity') };
+    return {
+      guest: args.guest,
+      hdrCapacity: u32(args.hdrCapacity, 'args.hdrCapacity'),
+      transCapacity: u32(args.transCapacity, 'args.transCapacity'),
+    };
   }
   sendFinish(handle: number): FwResult {
     return sendEnd(this.#core, u32(handle, 'handle'), GSTATE.SENT);

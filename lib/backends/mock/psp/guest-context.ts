@@ -31,7 +31,16 @@ export class GuestContext {
   /** LAUNCH_MEASURE's 32-byte MEASURE, bound into LAUNCH_SECRET's MAC. */
   measure: Buffer | null = null;
 
-  constructor(init: { handle: number; policy: number; state: number; vek: Buffer; es: boolean; tek: Buffer; tik: Buffer; digest: LaunchDigest | null }) {
+  constructor(init: {
+    handle: number;
+    policy: number;
+    state: number;
+    vek: Buffer;
+    es: boolean;
+    tek: Buffer;
+    tik: Buffer;
+    digest: LaunchDigest | null;
+  }) {
     this.handle = init.handle;
     this.policy = init.policy;
     this.state = init.state;

@@ -82,7 +82,8 @@ export function deactivate(fw: FirmwareCore, handle: number): FwResult {
 
 /** GUEST_STATUS (0x23): INIT or WORKING; an unknown handle answers SUCCESS with state 0. */
 export function guestStatus(fw: FirmwareCore, handle: number): GuestStatusOut {
-  if (fw.pstate !== PSTATE.INIT && fw.pstate !== PSTATE.WORKING) return { status: SEV_RET.INVALID_PLATFORM_STATE, policy: 0, asid: 0, state: 0 };
+  if (fw.pstate !== PSTATE.INIT && fw.pstate !== PSTATE.WORKING)
+    return { status: SEV_RET.INVALID_PLATFORM_STATE, policy: 0, asid: 0, state: 0 };
   const g = fw.guest(handle);
   if (!g) return { status: SEV_RET.SUCCESS, policy: 0, asid: 0, state: GSTATE.UNINIT };
   return { status: SEV_RET.SUCCESS, policy: g.policy, asid: g.asid, state: g.state };

@@ -144,14 +144,24 @@ export function launchMeasure(fw: FirmwareCore, handle: number, capacity: number
  * INVALID_LEN; GSTATE ≠ LSECRET ⇒ INVALID_GUEST_STATE; not activated ⇒ INACTIVE; MAC ⇒
  * BAD_MEASUREMENT; COMPRESSED ⇒ UNSUPPORTED. The secret is then written as private guest memory.
  */
-export function launchSecret(fw: FirmwareCore, handle: number, args: { header: Uint8Array; guest: PhysRange; trans: Uint8Array }): FwResult {
+export function launchSecret(
+  fw: FirmwareCore,
+  handle: number,
+  args: { header: Uint8Array; guest: PhysRange; trans: Uint8Array },
+): FwResult {
   const guest = checkRange(args.guest, 'args.guest');
   if (fw.pstate !== PSTATE.WORKING) return fail(SEV_RET.INVALID_PLATFORM_STATE);
   const g = fw.guest(handle);
   if (!g) return fail(SEV_RET.INVALID_GUEST);
   if (!isAligned16(guest)) return fail(SEV_RET.INVALID_ADDRESS);
   const glen = guest.bytes.length;
-  if (args.header.length !== PACKET_HEADER_SIZE || glen === 0 || glen % 16 !== 0 || glen > MAX_PACKET_LENGTH || glen !== args.trans.length) {
+  if (
+    args.header.length !== PACKET_HEADER_SIZE ||
+    glen === 0 ||
+    glen % 16 !== 0 ||
+    glen > MAX_PACKET_LENGTH ||
+    glen !== args.trans.length
+  ) {
     return fail(SEV_RET.INVALID_LEN);
   }
   if (g.state !== GSTATE.LSECRET) return fail(SEV_RET.INVALID_GUEST_STATE);

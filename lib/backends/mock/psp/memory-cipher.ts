@@ -51,7 +51,8 @@ const CHUNK = 4 << 20;
 export function memoryCipherInto(key: Uint8Array, paddr: bigint, data: Uint8Array, out: Uint8Array): void {
   if (!(key instanceof Uint8Array) || key.length !== 16) throw invalidArgValue('key', key, 'must be a 16-byte AES-128 key');
   if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'an instance of Uint8Array', data);
-  if (!(out instanceof Uint8Array) || out.length !== data.length) throw invalidArgValue('out', out?.length, `must be a Uint8Array of ${data.length} bytes`);
+  if (!(out instanceof Uint8Array) || out.length !== data.length)
+    throw invalidArgValue('out', out?.length, `must be a Uint8Array of ${data.length} bytes`);
   const c = createCipheriv('aes-128-ctr', key, memoryCounterBlock(paddr));
   const skip = Number(paddr & 15n);
   if (skip !== 0) c.update(SKIP.subarray(0, skip));

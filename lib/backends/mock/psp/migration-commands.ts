@@ -60,7 +60,12 @@ export type SendStartOut = FwResult & { policy: number; sessionLength: number; s
  * WRAP_IV, Z = ECDH(our PDH, receiver PDH), the §3 session; GSTATE → SUPDATE.
  */
 export function sendStart(fw: FirmwareCore, handle: number, a: SendStartArgs): SendStartOut {
-  const no = (status: number, extra: Partial<SendStartOut> = {}): SendStartOut => ({ status, policy: 0, sessionLength: a.sessionCapacity, ...extra });
+  const no = (status: number, extra: Partial<SendStartOut> = {}): SendStartOut => ({
+    status,
+    policy: 0,
+    sessionLength: a.sessionCapacity,
+    ...extra,
+  });
   if (fw.pstate !== PSTATE.WORKING) return no(SEV_RET.INVALID_PLATFORM_STATE);
   const g = fw.guest(handle);
   if (!g) return no(SEV_RET.INVALID_GUEST);
@@ -157,7 +162,10 @@ export function sendEnd(fw: FirmwareCore, handle: number, to: number): FwResult 
 }
 
 /** RECEIVE_START (§3.4, §6): LAUNCH_START with a mandatory session; the sender's PDH plays the GODH; GSTATE RUPDATE. */
-export function receiveStart(fw: FirmwareCore, a: { handle: number; policy: number; pdhCert: Uint8Array; session: Uint8Array }): FwResult & { handle: number } {
+export function receiveStart(
+  fw: FirmwareCore,
+  a: { handle: number; policy: number; pdhCert: Uint8Array; session: Uint8Array },
+): FwResult & { handle: number } {
   return startGuest(fw, { handle: a.handle, policy: a.policy, dhCert: a.pdhCert, session: a.session, state: GSTATE.RUPDATE });
 }
 
@@ -168,7 +176,12 @@ export function receiveStart(fw: FirmwareCore, a: { handle: number; policy: numb
  * INVALID_ADDRESS; COMPRESSED ⇒ UNSUPPORTED (AMD-ASPFW checks the flag before the MAC here); MAC ⇒
  * BAD_MEASUREMENT. The plaintext is written as this guest's private memory.
  */
-export function receiveUpdate(fw: FirmwareCore, handle: number, a: { header: Uint8Array; guest: PhysRange; trans: Uint8Array }, vmsa: boolean): FwResult {
+export function receiveUpdate(
+  fw: FirmwareCore,
+  handle: number,
+  a: { header: Uint8Array; guest: PhysRange; trans: Uint8Array },
+  vmsa: boolean,
+): FwResult {
   const guest = checkRange(a.guest, 'args.guest');
   if (fw.pstate !== PSTATE.WORKING) return fail(SEV_RET.INVALID_PLATFORM_STATE);
   const g = fw.guest(handle);

@@ -40,7 +40,10 @@ export function mockAmdRoot(bits: RsaRootBits = 4096): MockAmdRoot {
     const arkKey: KeyObject = createPrivateKey(b === 2048 ? MOCK_ARK_2048 : MOCK_ARK_4096);
     const askKey: KeyObject = createPrivateKey(b === 2048 ? MOCK_ASK_2048 : MOCK_ASK_4096);
     const ark = signAmdCert(createAmdCert({ keyId: keyId(arkKey), keyUsage: SevUsage.ARK, publicKey: arkKey }), arkKey);
-    const ask = signAmdCert(createAmdCert({ keyId: keyId(askKey), certifyingId: ark.keyId, keyUsage: SevUsage.ASK, publicKey: askKey }), arkKey);
+    const ask = signAmdCert(
+      createAmdCert({ keyId: keyId(askKey), certifyingId: ark.keyId, keyUsage: SevUsage.ASK, publicKey: askKey }),
+      arkKey,
+    );
     root = Object.freeze({ ark, ask, arkKey, askKey });
     roots.set(b, root);
   }

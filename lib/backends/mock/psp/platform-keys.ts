@@ -173,7 +173,11 @@ export class PlatformIdentity {
 
   /** PEK ‖ OCA ‖ CEK (3 × 0x824), as PDH_CERT_EXPORT writes them. */
   certChain(unsignedCek: boolean): Buffer {
-    return Buffer.concat([serializeSevCert(this.#pek!.cert), serializeSevCert(this.#oca!.cert), serializeSevCert(this.exportedCek(unsignedCek))]);
+    return Buffer.concat([
+      serializeSevCert(this.#pek!.cert),
+      serializeSevCert(this.#oca!.cert),
+      serializeSevCert(this.exportedCek(unsignedCek)),
+    ]);
   }
 
   /**

@@ -152,7 +152,10 @@ export class Marshalled {
       for (const [k, pf] of ptrs.entries()) {
         if (!pf.retained || seen.has(k) || pf.lenOffset < 0) continue;
         const len = pf.lenSize === 4 ? BigInt(dv.getUint32(pf.lenOffset, true)) : dv.getBigUint64(pf.lenOffset, true);
-        if (len !== 0n) throw valueErr(`${w}: ${codec.name}.${pf.name} is NULL but its length is not 0: the kernel keeps this address, so it must point into guest memory (a mapping)`);
+        if (len !== 0n)
+          throw valueErr(
+            `${w}: ${codec.name}.${pf.name} is NULL but its length is not 0: the kernel keeps this address, so it must point into guest memory (a mapping)`,
+          );
       }
     };
     if (fixups === undefined || fixups === null) {
@@ -212,12 +215,15 @@ export class Marshalled {
       return this.mem.addressOf(m) + off;
     }
     if (pf.retained) {
-      throw typeErr(`${field}: the kernel keeps this address after the call, so it must point into guest memory (a mapping), not a JS buffer`);
+      throw typeErr(
+        `${field}: the kernel keeps this address after the call, so it must point into guest memory (a mapping), not a JS buffer`,
+      );
     }
     const data = getBytes(target);
     if (!data) throw typeErr(`${field}: the target must be a Buffer, an ArrayBuffer or a guest-memory range`);
     const len = data.byteLength;
-    if (pf.lenOffset >= 0 && paired > BigInt(len)) throw rangeErr(`${field}: the paired length ${paired} exceeds the buffer's ${len} bytes`);
+    if (pf.lenOffset >= 0 && paired > BigInt(len))
+      throw rangeErr(`${field}: the paired length ${paired} exceeds the buffer's ${len} bytes`);
     if (pf.fixedLen > len) throw rangeErr(`${field}: the buffer must hold ${pf.fixedLen} bytes`);
     if (len === 0) throw rangeErr(`${field}: the buffer is empty or detached; pass null for a NULL pointer`);
     const { addr, store: b } = this.mem.addBounce(data);

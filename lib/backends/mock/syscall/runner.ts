@@ -41,9 +41,11 @@ export class MockRunner implements VcpuRunHandle {
       this.kicked = false;
       return -E.EINTR;
     }
-    throw new KvmSevError('ERR_KVM_SEV_MOCK_NO_EXECUTION',
+    throw new KvmSevError(
+      'ERR_KVM_SEV_MOCK_NO_EXECUTION',
       `the mock backend executes no guest code (vCPU ${this.vcpu.id}): KVM_RUN needs a CPU. ` +
-      "Use the hybrid backend (real KVM with the mocked SEV), or the native backend on a KVM host.");
+        'Use the hybrid backend (real KVM with the mocked SEV), or the native backend on a KVM host.',
+    );
   }
 
   run(): Promise<number> {

@@ -15,16 +15,36 @@ import * as ioc from '../../../../lib/uapi/ioctls.js';
 import { kvm_enable_cap, kvm_enc_region } from '../../../../lib/uapi/kvm-structs.js';
 import { kvm_sev_local_receive, kvm_sev_local_send } from '../../../../lib/uapi/local-migration-structs.js';
 import {
-  kvm_sev_cmd, kvm_sev_dbg, kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_start, kvm_sev_launch_update_data,
+  kvm_sev_cmd,
+  kvm_sev_dbg,
+  kvm_sev_guest_status,
+  kvm_sev_init,
+  kvm_sev_launch_measure,
+  kvm_sev_launch_start,
+  kvm_sev_launch_update_data,
 } from '../../../../lib/uapi/sev-structs.js';
 
-const PROCESSOR = { name: 'milan' as const, apiMajor: 1, apiMinor: 51, build: 3, maxSevAsid: 6, minSevAsid: 3, cbitPosition: 51, sevEs: true };
+const PROCESSOR = {
+  name: 'milan' as const,
+  apiMajor: 1,
+  apiMinor: 51,
+  build: 3,
+  maxSevAsid: 6,
+  minSevAsid: 3,
+  cbitPosition: 51,
+  sevEs: true,
+};
 const VMS = 5;
 const MEM = 0x8000;
 
 type Op =
   | { t: 'create'; slot: number; type: number }
-  | { t: 'init' | 'start' | 'update' | 'measure' | 'finish' | 'status' | 'dbg' | 'vcpu' | 'vmsa' | 'close' | 'send'; slot: number; a: number; b: number }
+  | {
+      t: 'init' | 'start' | 'update' | 'measure' | 'finish' | 'status' | 'dbg' | 'vcpu' | 'vmsa' | 'close' | 'send';
+      slot: number;
+      a: number;
+      b: number;
+    }
   | { t: 'reg' | 'unreg'; slot: number; a: number; b: number }
   | { t: 'move' | 'copy'; slot: number; src: number }
   | { t: 'recv'; slot: number; token: number };
@@ -32,9 +52,26 @@ type Op =
 const slot = fc.integer({ min: 0, max: VMS - 1 });
 const small = fc.integer({ min: 0, max: 7 });
 function ops(kernel: KernelProfile): fc.Arbitrary<Op[]> {
-  const simple = fc.constantFrom('init', 'start', 'update', 'measure', 'finish', 'status', 'dbg', 'vcpu', 'vmsa', 'close', 'reg', 'unreg') as fc.Arbitrary<'init'>;
+  const simple = fc.constantFrom(
+    'init',
+    'start',
+    'update',
+    'measure',
+    'finish',
+    'status',
+    'dbg',
+    'vcpu',
+    'vmsa',
+    'close',
+    'reg',
+    'unreg',
+  ) as fc.Arbitrary<'init'>;
   const arbs: fc.Arbitrary<Op>[] = [
-    fc.record({ t: fc.constant('create' as const), slot, type: kernel === 'local-migration-2021' ? fc.constant(0) : fc.constantFrom(0, 2, 3) }),
+    fc.record({
+      t: fc.constant('create' as const),
+      slot,
+      type: kernel === 'local-migration-2021' ? fc.constant(0) : fc.constantFrom(0, 2, 3),
+    }),
     fc.record({ t: simple, slot, a: small, b: small }),
   ];
   if (kernel === 'local-migration-2021') {
@@ -58,7 +95,12 @@ class Run {
   readonly vcpus: BackendFd[] = [];
 
   constructor(kernel: KernelProfile) {
-    this.host = new MockHost({ kernel, processor: PROCESSOR, memlock: { limit: 6n * 4096n }, pinning: kernel === '6.12' ? 'demand' : 'upfront' });
+    this.host = new MockHost({
+      kernel,
+      processor: PROCESSOR,
+      memlock: { limit: 6n * 4096n },
+      pinning: kernel === '6.12' ? 'demand' : 'upfront',
+    });
     this.kvm = this.host.open('/dev/kvm');
     this.sev = this.host.open('/dev/sev');
     this.mem = this.host.mmapAnonymous(MEM);
@@ -88,24 +130,45 @@ class Run {
     if (!vm) return;
     const typed = this.types[o.slot]! !== 0;
     switch (o.t) {
-      case 'init': return typed ? this.op(vm, KVM_SEV.INIT2, kvm_sev_init.arg({})) : this.op(vm, o.a & 1 ? KVM_SEV.ES_INIT : KVM_SEV.INIT);
-      case 'start': return this.op(vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: [0, SEV_POLICY.NODBG, SEV_POLICY.ES][o.a % 3]! }));
-      case 'update': return this.op(vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: this.range(o.a, 0) }));
-      case 'measure': return this.op(vm, KVM_SEV.LAUNCH_MEASURE, kvm_sev_launch_measure.arg(o.a & 1 ? {} : { uaddr: new Uint8Array(48) }));
-      case 'finish': return this.op(vm, KVM_SEV.LAUNCH_FINISH);
-      case 'status': return this.op(vm, KVM_SEV.GUEST_STATUS, kvm_sev_guest_status.arg({}));
+      case 'init':
+        return typed ? this.op(vm, KVM_SEV.INIT2, kvm_sev_init.arg({})) : this.op(vm, o.a & 1 ? KVM_SEV.ES_INIT : KVM_SEV.INIT);
+      case 'start':
+        return this.op(vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: [0, SEV_POLICY.NODBG, SEV_POLICY.ES][o.a % 3]! }));
+      case 'update':
+        return this.op(vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: this.range(o.a, 0) }));
+      case 'measure':
+        return this.op(vm, KVM_SEV.LAUNCH_MEASURE, kvm_sev_launch_measure.arg(o.a & 1 ? {} : { uaddr: new Uint8Array(48) }));
+      case 'finish':
+        return this.op(vm, KVM_SEV.LAUNCH_FINISH);
+      case 'status':
+        return this.op(vm, KVM_SEV.GUEST_STATUS, kvm_sev_guest_status.arg({}));
       case 'dbg': {
         const r = this.range(o.a, o.b);
-        return this.op(vm, o.b & 1 ? KVM_SEV.DBG_ENCRYPT : KVM_SEV.DBG_DECRYPT,
-          o.b & 1 ? kvm_sev_dbg.arg({ src_uaddr: new Uint8Array(r.length), dst_uaddr: r }) : kvm_sev_dbg.arg({ src_uaddr: r, dst_uaddr: new Uint8Array(r.length) }));
+        return this.op(
+          vm,
+          o.b & 1 ? KVM_SEV.DBG_ENCRYPT : KVM_SEV.DBG_DECRYPT,
+          o.b & 1
+            ? kvm_sev_dbg.arg({ src_uaddr: new Uint8Array(r.length), dst_uaddr: r })
+            : kvm_sev_dbg.arg({ src_uaddr: r, dst_uaddr: new Uint8Array(r.length) }),
+        );
       }
-      case 'vcpu': this.vcpus.push(this.host.ioctlFd(vm, ioc.KVM_CREATE_VCPU, o.a + 8 * o.b)); return;
-      case 'vmsa': return this.op(vm, KVM_SEV.LAUNCH_UPDATE_VMSA);
-      case 'close': vm.close(); this.vms[o.slot] = undefined; return;
+      case 'vcpu':
+        this.vcpus.push(this.host.ioctlFd(vm, ioc.KVM_CREATE_VCPU, o.a + 8 * o.b));
+        return;
+      case 'vmsa':
+        return this.op(vm, KVM_SEV.LAUNCH_UPDATE_VMSA);
+      case 'close':
+        vm.close();
+        this.vms[o.slot] = undefined;
+        return;
       case 'reg':
       case 'unreg': {
         const r = this.range(o.a, o.b);
-        this.host.ioctl(vm, o.t === 'reg' ? ioc.KVM_MEMORY_ENCRYPT_REG_REGION : ioc.KVM_MEMORY_ENCRYPT_UNREG_REGION, kvm_enc_region.arg({ addr: r, size: BigInt(r.length) }));
+        this.host.ioctl(
+          vm,
+          o.t === 'reg' ? ioc.KVM_MEMORY_ENCRYPT_REG_REGION : ioc.KVM_MEMORY_ENCRYPT_UNREG_REGION,
+          kvm_enc_region.arg({ addr: r, size: BigInt(r.length) }),
+        );
         return;
       }
       case 'move':
@@ -129,7 +192,12 @@ class Run {
         try {
           this.local(vm, 23, d);
         } catch (e) {
-          if (this.used.has(token) && (e as KvmError).code !== 'EFAULT' && (e as KvmError).code !== 'EPERM' && (e as KvmError).code !== 'ENOTTY') {
+          if (
+            this.used.has(token) &&
+            (e as KvmError).code !== 'EFAULT' &&
+            (e as KvmError).code !== 'EPERM' &&
+            (e as KvmError).code !== 'ENOTTY'
+          ) {
             throw new Error(`a used token answered ${(e as KvmError).code}`);
           }
           throw e;
@@ -162,26 +230,30 @@ class Run {
     for (const v of this.vcpus) v.close();
     for (const v of this.vms) v?.close();
     const s = this.host.sev.snapshot();
-    if (s.vms.length !== 0 || s.asidsHeld.length !== 0 || s.tokens !== 0) throw new Error(`left behind: ${JSON.stringify({ vms: s.vms.length, held: s.asidsHeld, tokens: s.tokens })}`);
+    if (s.vms.length !== 0 || s.asidsHeld.length !== 0 || s.tokens !== 0)
+      throw new Error(`left behind: ${JSON.stringify({ vms: s.vms.length, held: s.asidsHeld, tokens: s.tokens })}`);
   }
 }
 
 /** Runs the property; returns how often each command succeeded (so a test sees the states were reached). */
 function property(kernel: KernelProfile, runs: number): Map<string, number> {
   const ok = new Map<string, number>();
-  fc.assert(fc.property(ops(kernel), (list) => {
-    const r = new Run(kernel);
-    for (const o of list) {
-      try {
-        r.exec(o);
-        ok.set(o.t, (ok.get(o.t) ?? 0) + 1);
-      } catch (e) {
-        if (!(e instanceof KvmError) || !(e.errno < 0) || e.syscall !== 'ioctl') throw e;
+  fc.assert(
+    fc.property(ops(kernel), (list) => {
+      const r = new Run(kernel);
+      for (const o of list) {
+        try {
+          r.exec(o);
+          ok.set(o.t, (ok.get(o.t) ?? 0) + 1);
+        } catch (e) {
+          if (!(e instanceof KvmError) || !(e.errno < 0) || e.syscall !== 'ioctl') throw e;
+        }
+        r.check();
       }
-      r.check();
-    }
-    r.closeAll();
-  }), { numRuns: runs });
+      r.closeAll();
+    }),
+    { numRuns: runs },
+  );
   return ok;
 }
 

@@ -27,18 +27,7 @@ import {
 import type { SevCertificate } from '../../../../lib/crypto/index.js';
 import { CiphertextMemory, GENOA, MILAN, MockFirmware, NAPLES, ROME } from '../../../../lib/backends/mock/psp/index.js';
 import { SEV_POLICY } from '../../../../lib/uapi/constants.js';
-import {
-  GSTATE,
-  SEV_RET,
-  advance,
-  expectStatus,
-  launch,
-  owner,
-  range,
-  ready,
-  root,
-  scriptedRandom,
-} from './fixtures.js';
+import { GSTATE, SEV_RET, advance, expectStatus, launch, owner, range, ready, root, scriptedRandom } from './fixtures.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const FW = { apiMajor: ROME.apiMajor, apiMinor: ROME.apiMinor, build: ROME.build };
@@ -56,7 +45,11 @@ test('an owner session is accepted; LAUNCH_MEASURE verifies with the owner TIK a
   const image = randomBytes(3 * 4096 + 48);
   const mem = Buffer.from(image);
   // Three updates of different sizes: chunking does not matter (§4.1).
-  for (const [off, len] of [[0, 4096], [4096, 8192], [12288, 48]] as const) {
+  for (const [off, len] of [
+    [0, 4096],
+    [4096, 8192],
+    [12288, 48],
+  ] as const) {
     t.is(fw.launchUpdateData(g.handle, range(0x100000n + BigInt(off), mem.subarray(off, off + len))).status, 0);
   }
   const m = fw.launchMeasure(g.handle, 48);
@@ -103,7 +96,12 @@ test('§10 V2 through SEND_START: TIK = 0 and policy 0 give POLICY_MAC = HMAC(0�
   const g = launch(fw, 0);
   advance(fw, g, GSTATE.RUNNING);
   rnd.queue(Buffer.alloc(16), Buffer.alloc(16), Buffer.alloc(16), Buffer.alloc(16)); // TEK, TIK, NONCE, WRAP_IV
-  const r = fw.sendStart(g.handle, { pdhCert: exported(ready()).pdh, platCerts: new Uint8Array(0), amdCerts: new Uint8Array(0), sessionCapacity: 128 });
+  const r = fw.sendStart(g.handle, {
+    pdhCert: exported(ready()).pdh,
+    platCerts: new Uint8Array(0),
+    amdCerts: new Uint8Array(0),
+    sessionCapacity: 128,
+  });
   t.is(r.status, 0);
   t.is(rnd.pending(), 0);
   const session = Buffer.from(r.session!);
@@ -130,18 +128,31 @@ test('LAUNCH_START without a session: TEK and TIK are zero (the measurement is k
 test('LAUNCH_START: a tampered session is BAD_MEASUREMENT (wrap MAC, wrapped keys, IV, nonce, policy MAC, policy)', (t) => {
   const fw = ready();
   const s = owner(fw, SEV_POLICY.NODBG);
-  const start = (session: Uint8Array, policy = SEV_POLICY.NODBG): { status: number } => fw.launchStart({ handle: 0, policy, dhCert: s.godhCert, session });
+  const start = (session: Uint8Array, policy = SEV_POLICY.NODBG): { status: number } =>
+    fw.launchStart({ handle: 0, policy, dhCert: s.godhCert, session });
   const flip = (off: number): Buffer => {
     const b = Buffer.from(s.session);
     b[off]! ^= 0x80;
     return b;
   };
-  for (const [what, off] of [['NONCE', 0x00], ['WRAP_TK', 0x10], ['WRAP_TK (TIK half)', 0x2f], ['WRAP_IV', 0x3f], ['WRAP_MAC', 0x40], ['POLICY_MAC', 0x7f]] as const) {
+  for (const [what, off] of [
+    ['NONCE', 0x00],
+    ['WRAP_TK', 0x10],
+    ['WRAP_TK (TIK half)', 0x2f],
+    ['WRAP_IV', 0x3f],
+    ['WRAP_MAC', 0x40],
+    ['POLICY_MAC', 0x7f],
+  ] as const) {
     expectStatus(t, start(flip(off)), SEV_RET.BAD_MEASUREMENT, what);
   }
-  expectStatus(t, start(s.session, 0), SEV_RET.BAD_MEASUREMENT, 'policy differs from the MAC\'d one');
+  expectStatus(t, start(s.session, 0), SEV_RET.BAD_MEASUREMENT, "policy differs from the MAC'd one");
   const other = owner(ready(), SEV_POLICY.NODBG);
-  expectStatus(t, fw.launchStart({ handle: 0, policy: SEV_POLICY.NODBG, dhCert: other.godhCert, session: other.session }), SEV_RET.BAD_MEASUREMENT, 'session made for another PDH');
+  expectStatus(
+    t,
+    fw.launchStart({ handle: 0, policy: SEV_POLICY.NODBG, dhCert: other.godhCert, session: other.session }),
+    SEV_RET.BAD_MEASUREMENT,
+    'session made for another PDH',
+  );
   t.is(fw.platformStatus().guestCount, 0);
   t.is(start(s.session).status, 0);
 });
@@ -149,7 +160,8 @@ test('LAUNCH_START: a tampered session is BAD_MEASUREMENT (wrap MAC, wrapped key
 test('LAUNCH_START: lengths (INVALID_LEN) before the GODH check (INVALID_CERTIFICATE)', (t) => {
   const fw = ready();
   const s = owner(fw, 0);
-  const start = (dhCert: Uint8Array | null, session: Uint8Array | null): { status: number } => fw.launchStart({ handle: 0, policy: 0, dhCert, session });
+  const start = (dhCert: Uint8Array | null, session: Uint8Array | null): { status: number } =>
+    fw.launchStart({ handle: 0, policy: 0, dhCert, session });
   const godh = parseSevCert(s.godhCert);
   const bad = (c: SevCertificate): Buffer => serializeSevCert(c);
   expectStatus(t, start(s.godhCert, null), SEV_RET.INVALID_LEN, 'certificate without session');
@@ -176,7 +188,12 @@ test('LAUNCH_SECRET: an owner secret lands in guest memory as private memory; re
   const fw = ready();
   const g = launch(fw, 0);
   const m = fw.launchMeasure(g.handle, 48).data!;
-  const secret = buildSecret({ tek: g.session!.tek, tik: g.session!.tik, measurement: m, secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('correct horse battery staple') }] });
+  const secret = buildSecret({
+    tek: g.session!.tek,
+    tik: g.session!.tik,
+    measurement: m,
+    secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('correct horse battery staple') }],
+  });
   const area = range(0x820000n, new Uint8Array(secret.plaintext.length));
   t.is(fw.launchSecret(g.handle, { header: secret.header, guest: area, trans: secret.secret }).status, 0);
   t.false(Buffer.from(area.bytes).equals(secret.plaintext), 'stored encrypted (pure mock)');
@@ -185,7 +202,11 @@ test('LAUNCH_SECRET: an owner secret lands in guest memory as private memory; re
   t.deepEqual(Buffer.from(out.bytes), secret.plaintext);
   t.is(parseSecretTable(Buffer.from(out.bytes))[0]!.data.toString(), 'correct horse battery staple');
   // LAUNCH_SECRET may be repeated in LSECRET; LAUNCH_FINISH wipes the keys.
-  t.is(fw.launchSecret(g.handle, { header: secret.header, guest: range(0x821000n, new Uint8Array(area.bytes.length)), trans: secret.secret }).status, 0);
+  t.is(
+    fw.launchSecret(g.handle, { header: secret.header, guest: range(0x821000n, new Uint8Array(area.bytes.length)), trans: secret.secret })
+      .status,
+    0,
+  );
   t.is(fw.launchFinish(g.handle).status, 0);
   expectStatus(t, fw.launchSecret(g.handle, { header: secret.header, guest: area, trans: secret.secret }), SEV_RET.INVALID_GUEST_STATE);
 });
@@ -211,10 +232,30 @@ test('LAUNCH_SECRET: checks in order; tampering is BAD_MEASUREMENT; COMPRESSED i
     f(h, c);
     return ls(h, 0x1000n, 64, c);
   };
-  expectStatus(t, tampered((_h, c) => (c[5]! ^= 1)), SEV_RET.BAD_MEASUREMENT, 'ciphertext');
-  expectStatus(t, tampered((h) => (h[4]! ^= 1)), SEV_RET.BAD_MEASUREMENT, 'IV');
-  expectStatus(t, tampered((h) => (h[0x30]! ^= 1)), SEV_RET.BAD_MEASUREMENT, 'MAC');
-  expectStatus(t, tampered((h) => (h[0]! ^= 1)), SEV_RET.BAD_MEASUREMENT, 'COMPRESSED flag under the MAC');
+  expectStatus(
+    t,
+    tampered((_h, c) => (c[5]! ^= 1)),
+    SEV_RET.BAD_MEASUREMENT,
+    'ciphertext',
+  );
+  expectStatus(
+    t,
+    tampered((h) => (h[4]! ^= 1)),
+    SEV_RET.BAD_MEASUREMENT,
+    'IV',
+  );
+  expectStatus(
+    t,
+    tampered((h) => (h[0x30]! ^= 1)),
+    SEV_RET.BAD_MEASUREMENT,
+    'MAC',
+  );
+  expectStatus(
+    t,
+    tampered((h) => (h[0]! ^= 1)),
+    SEV_RET.BAD_MEASUREMENT,
+    'COMPRESSED flag under the MAC',
+  );
   const other = buildSecret({ tek, tik, measurement: randomBytes(32), secret: plaintext });
   expectStatus(t, ls(other.header, 0x1000n, 64, other.secret), SEV_RET.BAD_MEASUREMENT, 'bound to another measurement');
   const compressed = sealSecret({ tek, tik, measurement: m.subarray(0, 32), plaintext, flags: 1 });
@@ -246,7 +287,7 @@ test('ATTESTATION: PEK-signed report of mnonce, launch digest and policy; state 
   t.is(rep.policy, policy);
   const { pek } = exported(fw);
   t.true(verifyAttestationReport(r.data!, pek));
-  t.false(verifyAttestationReport(r.data!, exported(ready()).pek), 'another platform\'s PEK');
+  t.false(verifyAttestationReport(r.data!, exported(ready()).pek), "another platform's PEK");
 });
 
 test('the mock chain (PDH_CERT_EXPORT + the mock root) verifies with lib/owner verifyChain; not without the root', (t) => {

@@ -105,7 +105,10 @@ export function advance(fw: MockFirmware, g: Guest, state: number): void {
   if (now <= GSTATE.LSECRET && state >= GSTATE.RUNNING) must(fw.launchFinish(g.handle), 'LAUNCH_FINISH');
   if (now <= GSTATE.RUNNING && (state === GSTATE.SUPDATE || state === GSTATE.SENT)) {
     const pdh = fw.pdhCertExport(0x824, 0x186c).pdh!;
-    must(fw.sendStart(g.handle, { pdhCert: pdh, platCerts: new Uint8Array(0), amdCerts: new Uint8Array(0), sessionCapacity: 128 }), 'SEND_START');
+    must(
+      fw.sendStart(g.handle, { pdhCert: pdh, platCerts: new Uint8Array(0), amdCerts: new Uint8Array(0), sessionCapacity: 128 }),
+      'SEND_START',
+    );
   }
   if (state === GSTATE.SENT) must(fw.sendFinish(g.handle), 'SEND_FINISH');
 }

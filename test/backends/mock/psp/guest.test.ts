@@ -6,19 +6,7 @@ import test from 'ava';
 import { encodePolicy } from '../../../../lib/owner/index.js';
 import { MockFirmware, CiphertextMemory, MAX_GUESTS, MILAN, NAPLES } from '../../../../lib/backends/mock/psp/index.js';
 import { PSTATE, SEV_POLICY } from '../../../../lib/uapi/constants.js';
-import {
-  GSTATE,
-  SEV_RET,
-  advance,
-  expectStatus,
-  firmware,
-  launch,
-  owner,
-  rawSession,
-  ready,
-  received,
-  root,
-} from './fixtures.js';
+import { GSTATE, SEV_RET, advance, expectStatus, firmware, launch, owner, rawSession, ready, received, root } from './fixtures.js';
 import type { Guest } from './fixtures.js';
 
 const STATES = ['LUPDATE', 'LSECRET', 'RUNNING', 'SUPDATE', 'SENT', 'RUPDATE'] as const;
@@ -39,17 +27,29 @@ const GUEST_COMMANDS: Record<string, { states: StateName[]; run: (fw: MockFirmwa
   LAUNCH_UPDATE_DATA: { states: ['LUPDATE'], run: (fw, h) => fw.launchUpdateData(h, page()) },
   LAUNCH_UPDATE_VMSA: { states: ['LUPDATE'], run: (fw, h) => fw.launchUpdateVmsa(h, page(0x20000n, 4096)) },
   LAUNCH_MEASURE: { states: ['LUPDATE'], run: (fw, h) => fw.launchMeasure(h, 48) },
-  LAUNCH_SECRET: { states: ['LSECRET'], run: (fw, h) => fw.launchSecret(h, { header: new Uint8Array(52), guest: page(), trans: new Uint8Array(16) }) },
+  LAUNCH_SECRET: {
+    states: ['LSECRET'],
+    run: (fw, h) => fw.launchSecret(h, { header: new Uint8Array(52), guest: page(), trans: new Uint8Array(16) }),
+  },
   LAUNCH_FINISH: { states: ['LSECRET'], run: (fw, h) => fw.launchFinish(h) },
   ATTESTATION: { states: ['LSECRET', 'RUNNING', 'SUPDATE', 'SENT'], run: (fw, h) => fw.attestation(h, new Uint8Array(16), 0xd0) },
   SEND_START: {
     states: ['RUNNING'],
-    run: (fw, h) => fw.sendStart(h, { pdhCert: fw.pdhCertExport(0x824, 0x186c).pdh!, platCerts: new Uint8Array(0), amdCerts: new Uint8Array(0), sessionCapacity: 128 }),
+    run: (fw, h) =>
+      fw.sendStart(h, {
+        pdhCert: fw.pdhCertExport(0x824, 0x186c).pdh!,
+        platCerts: new Uint8Array(0),
+        amdCerts: new Uint8Array(0),
+        sessionCapacity: 128,
+      }),
   },
   SEND_UPDATE_DATA: { states: ['SUPDATE'], run: (fw, h) => fw.sendUpdateData(h, { guest: page(), hdrCapacity: 52, transCapacity: 16 }) },
   SEND_FINISH: { states: ['SUPDATE'], run: (fw, h) => fw.sendFinish(h) },
   SEND_CANCEL: { states: ['SUPDATE'], run: (fw, h) => fw.sendCancel(h) },
-  RECEIVE_UPDATE_DATA: { states: ['RUPDATE'], run: (fw, h) => fw.receiveUpdateData(h, { header: new Uint8Array(52), guest: page(), trans: new Uint8Array(16) }) },
+  RECEIVE_UPDATE_DATA: {
+    states: ['RUPDATE'],
+    run: (fw, h) => fw.receiveUpdateData(h, { header: new Uint8Array(52), guest: page(), trans: new Uint8Array(16) }),
+  },
   RECEIVE_FINISH: { states: ['RUPDATE'], run: (fw, h) => fw.receiveFinish(h) },
 };
 
@@ -191,12 +191,20 @@ test('commands that need an activated guest answer INACTIVE; LAUNCH_MEASURE and 
   t.is(fw.deactivate(h).status, 0);
   expectStatus(t, fw.sendUpdateData(h, { guest: page(), hdrCapacity: 52, transCapacity: 16 }), SEV_RET.INACTIVE);
 
-  const r = fw.receiveStart({ handle: 0, policy: 0, ...(() => {
-    const s = owner(fw, 0);
-    return { pdhCert: s.godhCert, session: s.session };
-  })() });
+  const r = fw.receiveStart({
+    handle: 0,
+    policy: 0,
+    ...(() => {
+      const s = owner(fw, 0);
+      return { pdhCert: s.godhCert, session: s.session };
+    })(),
+  });
   t.is(r.status, 0);
-  expectStatus(t, fw.receiveUpdateData(r.handle, { header: new Uint8Array(52), guest: page(), trans: new Uint8Array(16) }), SEV_RET.INACTIVE);
+  expectStatus(
+    t,
+    fw.receiveUpdateData(r.handle, { header: new Uint8Array(52), guest: page(), trans: new Uint8Array(16) }),
+    SEV_RET.INACTIVE,
+  );
 });
 
 test('key sharing (LAUNCH_START handle ≠ 0): same policy and no NOKS, else POLICY_FAILURE; unknown handle INVALID_GUEST', (t) => {
@@ -234,9 +242,21 @@ test('policy at LAUNCH_START: API minimum and reserved bits (POLICY_FAILURE) are
 
   const milan = ready({ profile: MILAN, es: true });
   const s = rawSession(milan, SEV_POLICY.ES | encodePolicy({ apiMajor: 1, apiMinor: 51 }));
-  t.is(milan.launchStart({ handle: 0, policy: SEV_POLICY.ES | encodePolicy({ apiMajor: 1, apiMinor: 51 }), dhCert: s.godhCert, session: s.session }).status, 0);
+  t.is(
+    milan.launchStart({
+      handle: 0,
+      policy: SEV_POLICY.ES | encodePolicy({ apiMajor: 1, apiMinor: 51 }),
+      dhCert: s.godhCert,
+      session: s.session,
+    }).status,
+    0,
+  );
   const s2 = rawSession(milan, encodePolicy({ apiMajor: 1, apiMinor: 52 }));
-  expectStatus(t, milan.launchStart({ handle: 0, policy: encodePolicy({ apiMajor: 1, apiMinor: 52 }), dhCert: s2.godhCert, session: s2.session }), SEV_RET.POLICY_FAILURE);
+  expectStatus(
+    t,
+    milan.launchStart({ handle: 0, policy: encodePolicy({ apiMajor: 1, apiMinor: 52 }), dhCert: s2.godhCert, session: s2.session }),
+    SEV_RET.POLICY_FAILURE,
+  );
 
   const naples = new MockFirmware({ profile: NAPLES, memory: new CiphertextMemory(), root: root() });
   t.is(naples.init({ es: false }).status, 0);

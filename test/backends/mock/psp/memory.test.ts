@@ -31,7 +31,11 @@ test('memory cipher: a range starting mid-block is the matching slice of the ali
   for (const off of [1, 7, 15, 16, 17, 31, 33]) {
     for (const len of [1, 15, 16, 40, 100 - off]) {
       if (off + len > data.length) continue;
-      t.deepEqual(memoryCipher(K1, 0x5000n + BigInt(off), data.subarray(off, off + len)), whole.subarray(off, off + len), `offset ${off}, length ${len}`);
+      t.deepEqual(
+        memoryCipher(K1, 0x5000n + BigInt(off), data.subarray(off, off + len)),
+        whole.subarray(off, off + len),
+        `offset ${off}, length ${len}`,
+      );
     }
   }
 });
@@ -75,7 +79,8 @@ test('PlaintextMemory keeps plaintext; its hostView and reads equal the Cipherte
   const pure = new CiphertextMemory();
   const hy = new PlaintextMemory();
   t.false(hy.storesCiphertext);
-  const sub = (buf: Buffer, off: number, len: number): { paddr: bigint; bytes: Uint8Array } => range(base + BigInt(off), buf.subarray(off, off + len));
+  const sub = (buf: Buffer, off: number, len: number): { paddr: bigint; bytes: Uint8Array } =>
+    range(base + BigInt(off), buf.subarray(off, off + len));
   const truth = Buffer.from(init); // what each guest would read back where it wrote
   let seed = 12345;
   const rnd = (n: number): number => {
@@ -165,7 +170,10 @@ test('LAUNCH_UPDATE_DATA: pure mock holds ciphertext (equal pages differ), hybri
   t.notDeepEqual(pm.subarray(0, 4096), pm.subarray(4096, 8192), 'equal pages at different addresses');
   t.deepEqual(hm, image, 'the hybrid keeps plaintext for the real CPU');
   t.deepEqual(Buffer.from(hy.hostView(range(0x100000n, hm))), pm, 'what a host would read equals the pure mock');
-  for (const [fw, g, m] of [[pure, gp, pm], [hybrid, gh, hm]] as const) {
+  for (const [fw, g, m] of [
+    [pure, gp, pm],
+    [hybrid, gh, hm],
+  ] as const) {
     const out = range(0x900000n, new Uint8Array(8192));
     t.is(fw.dbgDecrypt(g.handle, range(0x101000n, m.subarray(4096, 12288)), out).status, 0);
     t.deepEqual(Buffer.from(out.bytes), image.subarray(4096, 12288));
@@ -213,7 +221,7 @@ test('DBG_DECRYPT / DBG_ENCRYPT: alignment, length, handle, NODBG, activity, in 
   t.deepEqual(Buffer.from(back.bytes), plain);
 });
 
-test('key sharing: guests launched with a shared VEK read each other\'s memory; other guests read garbage', (t) => {
+test("key sharing: guests launched with a shared VEK read each other's memory; other guests read garbage", (t) => {
   const fw = ready();
   const a = launch(fw, 0, { session: false });
   const shared = fw.launchStart({ handle: a.handle, policy: 0, dhCert: null, session: null });
@@ -233,7 +241,7 @@ test('key sharing: guests launched with a shared VEK read each other\'s memory; 
   t.notDeepEqual(read(other.handle), plain);
 });
 
-test('the memory controller is the firmware\'s only path to private memory (a custom controller sees every access)', (t) => {
+test("the memory controller is the firmware's only path to private memory (a custom controller sees every access)", (t) => {
   const calls: string[] = [];
   const inner = new CiphertextMemory();
   const spy: MemoryController = {

@@ -5,7 +5,17 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { encodePolicy } from '../../../../lib/owner/index.js';
-import { EMPTY_SLOT, SevUsage, generateP384, mintAmdRoot, mintOca, parseSevCert, serializeAmdCert, serializeSevCert, signSevCert } from '../../../../lib/crypto/index.js';
+import {
+  EMPTY_SLOT,
+  SevUsage,
+  generateP384,
+  mintAmdRoot,
+  mintOca,
+  parseSevCert,
+  serializeAmdCert,
+  serializeSevCert,
+  signSevCert,
+} from '../../../../lib/crypto/index.js';
 import { MILAN, MockFirmware, ROME } from '../../../../lib/backends/mock/psp/index.js';
 import { PlaintextMemory } from '../../../../lib/backends/hybrid/common/plaintext-memory.js';
 import type { MockFirmwareOptions } from '../../../../lib/backends/mock/psp/index.js';
@@ -51,9 +61,17 @@ function migrate(src: Platform, dst: Platform, g: { handle: number; mem: Buffer 
   const mem = Buffer.alloc(pages * PAGE);
   for (let p = 0; p < pages; p++) {
     const paddr = BASE + BigInt(p * PAGE);
-    const out = src.fw.sendUpdateData(g.handle, { guest: range(paddr, g.mem.subarray(p * PAGE, (p + 1) * PAGE)), hdrCapacity: 52, transCapacity: PAGE });
+    const out = src.fw.sendUpdateData(g.handle, {
+      guest: range(paddr, g.mem.subarray(p * PAGE, (p + 1) * PAGE)),
+      hdrCapacity: 52,
+      transCapacity: PAGE,
+    });
     if (out.status !== 0) throw new Error(`SEND_UPDATE_DATA: ${out.status}`);
-    const rr = dst.fw.receiveUpdateData(r.handle, { header: out.header!, guest: range(paddr, mem.subarray(p * PAGE, (p + 1) * PAGE)), trans: out.trans! });
+    const rr = dst.fw.receiveUpdateData(r.handle, {
+      header: out.header!,
+      guest: range(paddr, mem.subarray(p * PAGE, (p + 1) * PAGE)),
+      trans: out.trans!,
+    });
     if (rr.status !== 0) throw new Error(`RECEIVE_UPDATE_DATA: ${rr.status}`);
   }
   if (src.fw.sendFinish(g.handle).status !== 0 || dst.fw.receiveFinish(r.handle).status !== 0) throw new Error('FINISH');
@@ -103,16 +121,22 @@ test('SEND_START: session length query (exactly 128); receiver PDH checks withou
   const q = src.fw.sendStart(g.handle, { pdhCert: dst.pdh, platCerts: dst.certs, amdCerts: new Uint8Array(0), sessionCapacity: 0 });
   t.like(q, { status: SEV_RET.INVALID_LEN, sessionLength: 128 });
   t.is(q.session, undefined);
-  expectStatus(t, src.fw.sendStart(g.handle, { pdhCert: dst.pdh, platCerts: dst.certs, amdCerts: new Uint8Array(0), sessionCapacity: 256 }), SEV_RET.INVALID_LEN, 'exactly 128');
+  expectStatus(
+    t,
+    src.fw.sendStart(g.handle, { pdhCert: dst.pdh, platCerts: dst.certs, amdCerts: new Uint8Array(0), sessionCapacity: 256 }),
+    SEV_RET.INVALID_LEN,
+    'exactly 128',
+  );
   t.is(src.fw.guestStatus(g.handle).state, GSTATE.RUNNING);
-  const send = (pdhCert: Uint8Array): { status: number } => src.fw.sendStart(g.handle, { pdhCert, platCerts: new Uint8Array(0), amdCerts: new Uint8Array(0), sessionCapacity: 128 });
+  const send = (pdhCert: Uint8Array): { status: number } =>
+    src.fw.sendStart(g.handle, { pdhCert, platCerts: new Uint8Array(0), amdCerts: new Uint8Array(0), sessionCapacity: 128 });
   expectStatus(t, send(dst.pdh.subarray(1)), SEV_RET.INVALID_LEN);
   expectStatus(t, send(dst.certs.subarray(0, 0x824)), SEV_RET.INVALID_CERTIFICATE, 'a PEK is not a PDH');
   t.is(send(dst.pdh).status, 0, 'without SEV/DOMAIN any well-formed PDH is accepted');
   t.is(src.fw.guestStatus(g.handle).state, GSTATE.SUPDATE);
 });
 
-test('SEV policy bit: the receiver chain must verify to this chip\'s root, and its API meet the policy minimum', async (t) => {
+test("SEV policy bit: the receiver chain must verify to this chip's root, and its API meet the policy minimum", async (t) => {
   const src = platform();
   const dst = platform();
   const g = runningGuest(src.fw, SEV_POLICY.SEV, 1);
@@ -122,13 +146,23 @@ test('SEV policy bit: the receiver chain must verify to this chip\'s root, and i
   expectStatus(t, send({ amdCerts: dst.fw.amdCerts().subarray(1) }), SEV_RET.INVALID_LEN, 'ASK ‖ ARK length');
   const other = await mintAmdRoot({ bits: 2048, cacheName: 'migration-other-root' });
   const foreign = platform({ root: other });
-  expectStatus(t, src.fw.sendStart(g.handle, { pdhCert: foreign.pdh, platCerts: foreign.certs, amdCerts: foreign.fw.amdCerts(), sessionCapacity: 128 }), SEV_RET.INVALID_CERTIFICATE, 'another root');
-  expectStatus(t, send({ amdCerts: Buffer.concat([serializeAmdCert(other.ask), serializeAmdCert(root().ark)]) }), SEV_RET.INVALID_CERTIFICATE, 'ASK of another ARK');
+  expectStatus(
+    t,
+    src.fw.sendStart(g.handle, { pdhCert: foreign.pdh, platCerts: foreign.certs, amdCerts: foreign.fw.amdCerts(), sessionCapacity: 128 }),
+    SEV_RET.INVALID_CERTIFICATE,
+    'another root',
+  );
+  expectStatus(
+    t,
+    send({ amdCerts: Buffer.concat([serializeAmdCert(other.ask), serializeAmdCert(root().ark)]) }),
+    SEV_RET.INVALID_CERTIFICATE,
+    'ASK of another ARK',
+  );
   const ask = serializeAmdCert(root().ask);
-  ask[ask.length - 7] ^= 1;
+  ask[ask.length - 7]! ^= 1;
   expectStatus(t, send({ amdCerts: Buffer.concat([ask, serializeAmdCert(root().ark)]) }), SEV_RET.BAD_SIGNATURE, 'ASK signature broken');
   const certs = Buffer.from(dst.certs);
-  certs[0x624 + 5] ^= 1; // PEK's CEK signature (slot 2)
+  certs[0x624 + 5]! ^= 1; // PEK's CEK signature (slot 2)
   expectStatus(t, send({ platCerts: certs }), SEV_RET.BAD_SIGNATURE, 'PEK not signed by the CEK');
   expectStatus(t, send({ pdhCert: platform().pdh }), SEV_RET.BAD_SIGNATURE, 'PDH of another platform');
   t.is(src.fw.guestStatus(g.handle).state, GSTATE.RUNNING);
@@ -142,7 +176,7 @@ test('SEV policy bit: the receiver chain must verify to this chip\'s root, and i
   t.is(sendStart(milan.fw, mg.handle, platform({ profile: MILAN })).status, 0);
 });
 
-test('DOMAIN policy bit: the receiver must share this platform\'s OCA (PEK_CERT_IMPORT by one owner)', (t) => {
+test("DOMAIN policy bit: the receiver must share this platform's OCA (PEK_CERT_IMPORT by one owner)", (t) => {
   const src = platform();
   const dst = platform();
   const g = runningGuest(src.fw, SEV_POLICY.DOMAIN, 1);
@@ -163,11 +197,18 @@ test('DOMAIN policy bit: the receiver must share this platform\'s OCA (PEK_CERT_
   const b = adopt(platform());
   const ag = runningGuest(a.fw, SEV_POLICY.DOMAIN | SEV_POLICY.SEV, 2);
   const tampered = Buffer.from(b.certs);
-  tampered[0x41c + 3] ^= 1; // PEK's OCA signature (slot 1)
-  expectStatus(t, a.fw.sendStart(ag.handle, { pdhCert: b.pdh, platCerts: tampered, amdCerts: b.fw.amdCerts(), sessionCapacity: 128 }), SEV_RET.BAD_SIGNATURE);
+  tampered[0x41c + 3]! ^= 1; // PEK's OCA signature (slot 1)
+  expectStatus(
+    t,
+    a.fw.sendStart(ag.handle, { pdhCert: b.pdh, platCerts: tampered, amdCerts: b.fw.amdCerts(), sessionCapacity: 128 }),
+    SEV_RET.BAD_SIGNATURE,
+  );
   const moved = migrate(a, b, ag, 2);
   t.deepEqual(decrypt(b.fw, moved.handle, moved.mem), ag.plain);
-  const notOwned = { ...dst, certs: Buffer.concat([dst.certs.subarray(0, 0x824), serializeSevCert({ ...oca, sig1: EMPTY_SLOT }), dst.certs.subarray(0x1048)]) };
+  const notOwned = {
+    ...dst,
+    certs: Buffer.concat([dst.certs.subarray(0, 0x824), serializeSevCert({ ...oca, sig1: EMPTY_SLOT }), dst.certs.subarray(0x1048)]),
+  };
   const ag2 = runningGuest(a.fw, SEV_POLICY.DOMAIN, 1);
   expectStatus(t, sendStart(a.fw, ag2.handle, notOwned), SEV_RET.INVALID_CERTIFICATE, 'unsigned OCA');
 });
@@ -177,13 +218,29 @@ test('SEND_UPDATE_DATA: length query before the handle, length and alignment rul
   const dst = platform();
   const g = runningGuest(src.fw, 0, 2);
   const page = (off = 0, len = PAGE, paddr = BASE): { paddr: bigint; bytes: Uint8Array } => range(paddr, g.mem.subarray(off, off + len));
-  t.deepEqual(src.fw.sendUpdateData(999, { guest: page(), hdrCapacity: 0, transCapacity: 0 }), { status: SEV_RET.INVALID_LEN, hdrLength: 52, transLength: PAGE });
+  t.deepEqual(src.fw.sendUpdateData(999, { guest: page(), hdrCapacity: 0, transCapacity: 0 }), {
+    status: SEV_RET.INVALID_LEN,
+    hdrLength: 52,
+    transLength: PAGE,
+  });
   t.is(sendStart(src.fw, g.handle, dst).status, 0);
   expectStatus(t, src.fw.sendUpdateData(999, { guest: page(), hdrCapacity: 52, transCapacity: PAGE }), SEV_RET.INVALID_GUEST);
-  t.like(src.fw.sendUpdateData(g.handle, { guest: page(), hdrCapacity: 52, transCapacity: PAGE - 16 }), { status: SEV_RET.INVALID_LEN, hdrLength: 52, transLength: PAGE });
+  t.like(src.fw.sendUpdateData(g.handle, { guest: page(), hdrCapacity: 52, transCapacity: PAGE - 16 }), {
+    status: SEV_RET.INVALID_LEN,
+    hdrLength: 52,
+    transLength: PAGE,
+  });
   expectStatus(t, src.fw.sendUpdateData(g.handle, { guest: page(0, 24), hdrCapacity: 52, transCapacity: PAGE }), SEV_RET.INVALID_LEN);
-  expectStatus(t, src.fw.sendUpdateData(g.handle, { guest: range(BASE, new Uint8Array(0x5010)), hdrCapacity: 52, transCapacity: 0x6000 }), SEV_RET.INVALID_LEN);
-  expectStatus(t, src.fw.sendUpdateData(g.handle, { guest: page(8, 32, BASE + 8n), hdrCapacity: 52, transCapacity: PAGE }), SEV_RET.INVALID_ADDRESS);
+  expectStatus(
+    t,
+    src.fw.sendUpdateData(g.handle, { guest: range(BASE, new Uint8Array(0x5010)), hdrCapacity: 52, transCapacity: 0x6000 }),
+    SEV_RET.INVALID_LEN,
+  );
+  expectStatus(
+    t,
+    src.fw.sendUpdateData(g.handle, { guest: page(8, 32, BASE + 8n), hdrCapacity: 52, transCapacity: PAGE }),
+    SEV_RET.INVALID_ADDRESS,
+  );
   const ok = src.fw.sendUpdateData(g.handle, { guest: page(0, 2 * PAGE), hdrCapacity: 100, transCapacity: 0x5000 });
   t.like(ok, { status: 0, hdrLength: 52, transLength: 2 * PAGE });
   t.is(ok.header!.length, 52);
@@ -219,7 +276,11 @@ test('RECEIVE_UPDATE_DATA: a tampered packet is BAD_MEASUREMENT; COMPRESSED is U
   expectStatus(t, recv(flip(pkt.header!, 40), pkt.trans!), SEV_RET.BAD_MEASUREMENT, 'MAC');
   expectStatus(t, recv(flip(pkt.header!, 0), pkt.trans!), SEV_RET.UNSUPPORTED, 'COMPRESSED (checked before the MAC)');
   const dstMem = range(BASE, new Uint8Array(PAGE));
-  t.is(dst.fw.receiveUpdateData(r.handle, { header: Buffer.concat([pkt.header!, Buffer.alloc(8)]), guest: dstMem, trans: pkt.trans! }).status, 0, 'a longer header buffer is fine');
+  t.is(
+    dst.fw.receiveUpdateData(r.handle, { header: Buffer.concat([pkt.header!, Buffer.alloc(8)]), guest: dstMem, trans: pkt.trans! }).status,
+    0,
+    'a longer header buffer is fine',
+  );
   t.deepEqual(decrypt(dst.fw, r.handle, Buffer.from(dstMem.bytes)), g.plain);
   // A packet of another migration does not verify under this channel.
   const src2 = platform();
@@ -229,7 +290,7 @@ test('RECEIVE_UPDATE_DATA: a tampered packet is BAD_MEASUREMENT; COMPRESSED is U
   expectStatus(t, recv(foreign.header!, foreign.trans!), SEV_RET.BAD_MEASUREMENT);
 });
 
-test('RECEIVE_START: the session must come from the sender\'s PDH and match the policy', (t) => {
+test("RECEIVE_START: the session must come from the sender's PDH and match the policy", (t) => {
   const src = platform();
   const dst = platform();
   const g = runningGuest(src.fw, SEV_POLICY.NOKS, 1);
@@ -237,7 +298,7 @@ test('RECEIVE_START: the session must come from the sender\'s PDH and match the 
   const recv = (over: Partial<{ policy: number; pdhCert: Uint8Array; session: Uint8Array }>): { status: number } =>
     dst.fw.receiveStart({ handle: 0, policy: s.policy, pdhCert: src.pdh, session: s.session!, ...over });
   const bad = Buffer.from(s.session!);
-  bad[0x50] ^= 1;
+  bad[0x50]! ^= 1;
   expectStatus(t, recv({ session: bad }), SEV_RET.BAD_MEASUREMENT, 'WRAP_MAC');
   expectStatus(t, recv({ policy: 0 }), SEV_RET.BAD_MEASUREMENT, 'policy');
   expectStatus(t, recv({ pdhCert: platform().pdh }), SEV_RET.BAD_MEASUREMENT, 'another sender');
@@ -256,13 +317,21 @@ test('SEND_CANCEL returns to RUNNING and wipes the channel; a new SEND_START wor
   t.is(sendStart(src.fw, g.handle, dst).status, 0);
   t.is(src.fw.sendCancel(g.handle).status, 0);
   t.is(src.fw.guestStatus(g.handle).state, GSTATE.RUNNING);
-  expectStatus(t, src.fw.sendUpdateData(g.handle, { guest: range(BASE, g.mem), hdrCapacity: 52, transCapacity: PAGE }), SEV_RET.INVALID_GUEST_STATE);
+  expectStatus(
+    t,
+    src.fw.sendUpdateData(g.handle, { guest: range(BASE, g.mem), hdrCapacity: 52, transCapacity: PAGE }),
+    SEV_RET.INVALID_GUEST_STATE,
+  );
   const moved = migrate(src, dst, g, 1);
   t.deepEqual(decrypt(dst.fw, moved.handle, moved.mem), g.plain);
 });
 
 test('SEV-ES: VMSA pages migrate with SEND/RECEIVE_UPDATE_VMSA; the MAC context byte is configurable (0x02 default, 0x03)', (t) => {
-  for (const [sctx, dctx, ok] of [[0x02, 0x02, true], [0x03, 0x03, true], [0x03, 0x02, false]] as const) {
+  for (const [sctx, dctx, ok] of [
+    [0x02, 0x02, true],
+    [0x03, 0x03, true],
+    [0x03, 0x02, false],
+  ] as const) {
     const src = platform({ profile: MILAN, es: true, vmsaTransportContext: sctx });
     const dst = platform({ profile: MILAN, es: true, vmsaTransportContext: dctx });
     const g = launch(src.fw, SEV_POLICY.ES, { asid: 9 });
@@ -275,10 +344,10 @@ test('SEV-ES: VMSA pages migrate with SEND/RECEIVE_UPDATE_VMSA; the MAC context 
     t.is(r.status, 0);
     t.is(dst.fw.activate(r.handle, 10).status, 0);
     t.is(src.fw.sendUpdateData(g.handle, { guest: vm, hdrCapacity: 52, transCapacity: PAGE }).status, 0, 'DATA works for an ES guest too');
-    const pkt = src.fw.sendUpdateVmsa!(g.handle, { guest: vm, hdrCapacity: 52, transCapacity: PAGE });
+    const pkt = src.fw.sendUpdateVmsa(g.handle, { guest: vm, hdrCapacity: 52, transCapacity: PAGE });
     t.is(pkt.status, 0);
     const target = range(0x80000n, new Uint8Array(PAGE));
-    const res = dst.fw.receiveUpdateVmsa!(r.handle, { header: pkt.header!, guest: target, trans: pkt.trans! });
+    const res = dst.fw.receiveUpdateVmsa(r.handle, { header: pkt.header!, guest: target, trans: pkt.trans! });
     if (ok) {
       t.is(res.status, 0, `context ${sctx}/${dctx}`);
       t.deepEqual(decrypt(dst.fw, r.handle, Buffer.from(target.bytes), 0x80000n), vmsa);
@@ -289,5 +358,10 @@ test('SEV-ES: VMSA pages migrate with SEND/RECEIVE_UPDATE_VMSA; the MAC context 
   const rome = platform({ profile: ROME });
   const g = runningGuest(rome.fw, 0, 1);
   t.is(sendStart(rome.fw, g.handle, platform()).status, 0);
-  expectStatus(t, rome.fw.sendUpdateVmsa(g.handle, { guest: range(BASE, g.mem), hdrCapacity: 52, transCapacity: PAGE }), SEV_RET.UNSUPPORTED, 'non-ES guest');
+  expectStatus(
+    t,
+    rome.fw.sendUpdateVmsa(g.handle, { guest: range(BASE, g.mem), hdrCapacity: 52, transCapacity: PAGE }),
+    SEV_RET.UNSUPPORTED,
+    'non-ES guest',
+  );
 });

@@ -27,11 +27,22 @@ function exportChain(fw: MockFirmware): { pdh: SevCertificate; pek: SevCertifica
   return { pdh: parseSevCert(r.pdh!), pek: at(0), oca: at(1), cek: at(2) };
 }
 
-const extraRoots = (): Array<{ ark: ReturnType<typeof root>['ark']; ask: ReturnType<typeof root>['ask'] }> => [{ ark: root().ark, ask: root().ask }];
+const extraRoots = (): Array<{ ark: ReturnType<typeof root>['ark']; ask: ReturnType<typeof root>['ask'] }> => [
+  { ark: root().ark, ask: root().ask },
+];
 
 test('INIT / SHUTDOWN / PLATFORM_STATUS: UNINIT → INIT → WORKING → UNINIT', (t) => {
   const fw = firmware();
-  t.deepEqual(fw.platformStatus(), { status: 0, apiMajor: 0, apiMinor: 24, state: PSTATE.UNINIT, owner: 0, config: 0, build: 15, guestCount: 0 });
+  t.deepEqual(fw.platformStatus(), {
+    status: 0,
+    apiMajor: 0,
+    apiMinor: 24,
+    state: PSTATE.UNINIT,
+    owner: 0,
+    config: 0,
+    build: 15,
+    guestCount: 0,
+  });
   expectStatus(t, fw.init({ es: false }), SEV_RET.SUCCESS);
   t.is(fw.platformStatus().state, PSTATE.INIT);
   expectStatus(t, fw.init({ es: false }), SEV_RET.INVALID_PLATFORM_STATE, 'INIT twice');
@@ -90,20 +101,33 @@ const COMMANDS: Record<string, { allowed: State[]; run: (fw: MockFirmware, h: nu
   GET_ID: { allowed: ['UNINIT', 'INIT', 'WORKING'], run: (fw) => fw.getId(64) },
   GUEST_STATUS: { allowed: ['INIT', 'WORKING'], run: (fw, h) => fw.guestStatus(h) },
   LAUNCH_START: { allowed: ['INIT', 'WORKING'], run: (fw) => fw.launchStart({ handle: 0, policy: 0, dhCert: null, session: null }) },
-  RECEIVE_START: { allowed: ['INIT', 'WORKING'], run: (fw) => fw.receiveStart({ handle: 0, policy: 0, pdhCert: new Uint8Array(0x824), session: new Uint8Array(0) }) },
+  RECEIVE_START: {
+    allowed: ['INIT', 'WORKING'],
+    run: (fw) => fw.receiveStart({ handle: 0, policy: 0, pdhCert: new Uint8Array(0x824), session: new Uint8Array(0) }),
+  },
   DECOMMISSION: { allowed: ['WORKING'], run: (fw, h) => fw.decommission(h) },
   ACTIVATE: { allowed: ['WORKING'], run: (fw, h) => fw.activate(h, 100) },
   DEACTIVATE: { allowed: ['WORKING'], run: (fw, h) => fw.deactivate(h) },
   LAUNCH_UPDATE_DATA: { allowed: ['WORKING'], run: (fw, h) => fw.launchUpdateData(h, rng) },
   LAUNCH_MEASURE: { allowed: ['WORKING'], run: (fw, h) => fw.launchMeasure(h, 48) },
-  LAUNCH_SECRET: { allowed: ['WORKING'], run: (fw, h) => fw.launchSecret(h, { header: new Uint8Array(52), guest: rng, trans: new Uint8Array(16) }) },
+  LAUNCH_SECRET: {
+    allowed: ['WORKING'],
+    run: (fw, h) => fw.launchSecret(h, { header: new Uint8Array(52), guest: rng, trans: new Uint8Array(16) }),
+  },
   LAUNCH_FINISH: { allowed: ['WORKING'], run: (fw, h) => fw.launchFinish(h) },
   ATTESTATION: { allowed: ['WORKING'], run: (fw, h) => fw.attestation(h, new Uint8Array(16), 0xd0) },
-  SEND_START: { allowed: ['WORKING'], run: (fw, h) => fw.sendStart(h, { pdhCert: new Uint8Array(0x824), platCerts: new Uint8Array(0), amdCerts: new Uint8Array(0), sessionCapacity: 128 }) },
+  SEND_START: {
+    allowed: ['WORKING'],
+    run: (fw, h) =>
+      fw.sendStart(h, { pdhCert: new Uint8Array(0x824), platCerts: new Uint8Array(0), amdCerts: new Uint8Array(0), sessionCapacity: 128 }),
+  },
   SEND_UPDATE_DATA: { allowed: ['WORKING'], run: (fw, h) => fw.sendUpdateData(h, { guest: rng, hdrCapacity: 52, transCapacity: 16 }) },
   SEND_FINISH: { allowed: ['WORKING'], run: (fw, h) => fw.sendFinish(h) },
   SEND_CANCEL: { allowed: ['WORKING'], run: (fw, h) => fw.sendCancel(h) },
-  RECEIVE_UPDATE_DATA: { allowed: ['WORKING'], run: (fw, h) => fw.receiveUpdateData(h, { header: new Uint8Array(52), guest: rng, trans: new Uint8Array(16) }) },
+  RECEIVE_UPDATE_DATA: {
+    allowed: ['WORKING'],
+    run: (fw, h) => fw.receiveUpdateData(h, { header: new Uint8Array(52), guest: rng, trans: new Uint8Array(16) }),
+  },
   RECEIVE_FINISH: { allowed: ['WORKING'], run: (fw, h) => fw.receiveFinish(h) },
   DBG_DECRYPT: { allowed: ['WORKING'], run: (fw, h) => fw.dbgDecrypt(h, rng, { paddr: 0x2000n, bytes: new Uint8Array(16) }) },
   DBG_ENCRYPT: { allowed: ['WORKING'], run: (fw, h) => fw.dbgEncrypt(h, { paddr: 0x2000n, bytes: new Uint8Array(16) }, rng) },
@@ -130,7 +154,11 @@ test('length queries: PEK_CSR, PDH_CERT_EXPORT, GET_ID answer INVALID_LEN with t
   const csrCert = parseSevCert(csr.data!);
   const pek = exportChain(fw).pek;
   t.deepEqual(serializeSevCert({ ...csrCert }).subarray(0, 0x414), serializeSevCert(pek).subarray(0, 0x414), 'PEK body');
-  t.deepEqual([csrCert.sig1.usage, csrCert.sig1.algo, csrCert.sig2.usage, csrCert.sig2.algo], [SevUsage.INVALID, 0, SevUsage.INVALID, 0], 'no signatures');
+  t.deepEqual(
+    [csrCert.sig1.usage, csrCert.sig1.algo, csrCert.sig2.usage, csrCert.sig2.algo],
+    [SevUsage.INVALID, 0, SevUsage.INVALID, 0],
+    'no signatures',
+  );
 
   t.deepEqual(fw.pdhCertExport(0, 0), { status: SEV_RET.INVALID_LEN, pdhLength: 0x824, certsLength: 0x186c });
   t.like(fw.pdhCertExport(0x824, 0x186b), { status: SEV_RET.INVALID_LEN, pdhLength: 0x824, certsLength: 0x186c });
@@ -267,7 +295,7 @@ test('PEK_CERT_IMPORT failures, in the firmware order', (t) => {
   expectStatus(t, imp(o.pek, Buffer.concat([serializeSevCert(o.oca), Buffer.alloc(1)])), SEV_RET.INVALID_LEN, 'long OCA');
 
   const badOcaSig = serializeSevCert(o.oca);
-  badOcaSig[0x41c + 3] ^= 1;
+  badOcaSig[0x41c + 3]! ^= 1;
   expectStatus(t, imp(o.pek, badOcaSig), SEV_RET.BAD_SIGNATURE, 'OCA self-signature does not verify');
 
   const otherKey = generateP384().privateKey;
@@ -284,11 +312,16 @@ test('PEK_CERT_IMPORT failures, in the firmware order', (t) => {
   expectStatus(t, imp(byOther, o.oca), SEV_RET.BAD_SIGNATURE, 'PEK signed by another OCA');
 
   const foreignPek = signSevCert({ ...exportChain(ready()).pek, sig1: EMPTY_SLOT, sig2: EMPTY_SLOT }, o.key, SevUsage.OCA, { slot: 1 });
-  expectStatus(t, imp(foreignPek, o.oca), SEV_RET.INVALID_CERTIFICATE, 'PEK body is not this platform\'s');
+  expectStatus(t, imp(foreignPek, o.oca), SEV_RET.INVALID_CERTIFICATE, "PEK body is not this platform's");
 
   const pekAsOca = mintOca({ ocaKey: o.key });
   const wrongUsage = { ...pekAsOca, pubKeyUsage: SevUsage.PEK };
-  expectStatus(t, imp(o.pek, signSevCert({ ...wrongUsage, sig1: EMPTY_SLOT }, o.key, SevUsage.PEK, { slot: 1 })), SEV_RET.INVALID_CERTIFICATE, 'OCA with PEK usage');
+  expectStatus(
+    t,
+    imp(o.pek, signSevCert({ ...wrongUsage, sig1: EMPTY_SLOT }, o.key, SevUsage.PEK, { slot: 1 })),
+    SEV_RET.INVALID_CERTIFICATE,
+    'OCA with PEK usage',
+  );
 
   t.is(fw.platformStatus().owner, 0, 'nothing was imported');
   expectStatus(t, imp(o.pek, o.oca), SEV_RET.SUCCESS);

@@ -7,7 +7,15 @@
  * the PSP dead, after which every command answers EBUSY without touching `error`, as the driver does.
  */
 import { SEV_CMD, SEV_FW_BLOB_MAX_SIZE, type SevFirmwareCommandName } from '../../../../uapi/constants.js';
-import { sev_issue_cmd, sev_user_data_get_id2, sev_user_data_pdh_cert_export, sev_user_data_pek_cert_import, sev_user_data_pek_csr, sev_user_data_snp_vlek_load, sev_user_data_status } from '../../../../uapi/psp-structs.js';
+import {
+  sev_issue_cmd,
+  sev_user_data_get_id2,
+  sev_user_data_pdh_cert_export,
+  sev_user_data_pek_cert_import,
+  sev_user_data_pek_csr,
+  sev_user_data_snp_vlek_load,
+  sev_user_data_status,
+} from '../../../../uapi/psp-structs.js';
 import { E, fail } from '../common/errno.js';
 import type { FwResult, SevFirmware } from '../../psp/api.js';
 import type { UserMemory } from '../common/user-memory.js';
@@ -153,18 +161,25 @@ export class SevDriver {
         const r = this.do('PLATFORM_STATUS', (fw) => fw.platformStatus());
         if (st(r)) return r.errno;
         const o = r.out!;
-        mem.copyToUser(io.data, sev_user_data_status.encode({
-          api_major: o.apiMajor, api_minor: o.apiMinor, state: o.state,
-          flags: ((o.owner & 1) | ((o.config & 1) << 8)) >>> 0, build: o.build, guest_count: o.guestCount,
-        }));
+        mem.copyToUser(
+          io.data,
+          sev_user_data_status.encode({
+            api_major: o.apiMajor,
+            api_minor: o.apiMinor,
+            state: o.state,
+            flags: ((o.owner & 1) | ((o.config & 1) << 8)) >>> 0,
+            build: o.build,
+            guest_count: o.guestCount,
+          }),
+        );
         return 0;
       }
       case SEV_CMD.PEK_GEN:
       case SEV_CMD.PDH_GEN: {
         if (!writable) return E.EPERM;
-        return this.withInit(io, () => st(io.cmd === SEV_CMD.PEK_GEN
-          ? this.do('PEK_GEN', (fw) => fw.pekGen())
-          : this.do('PDH_GEN', (fw) => fw.pdhGen())));
+        return this.withInit(io, () =>
+          st(io.cmd === SEV_CMD.PEK_GEN ? this.do('PEK_GEN', (fw) => fw.pekGen()) : this.do('PDH_GEN', (fw) => fw.pdhGen())),
+        );
       }
       case SEV_CMD.PEK_CSR: {
         if (!writable) return E.EPERM;
@@ -205,10 +220,15 @@ export class SevDriver {
           let ret = st(r);
           const pdhLen = r.out?.pdhLength ?? 0;
           const certsLen = r.out?.certsLength ?? 0;
-          mem.copyToUser(io.data, sev_user_data_pdh_cert_export.encode({
-            pdh_cert_address: p.pdh_cert_address, pdh_cert_len: pdhLen,
-            cert_chain_address: p.cert_chain_address, cert_chain_len: certsLen,
-          }));
+          mem.copyToUser(
+            io.data,
+            sev_user_data_pdh_cert_export.encode({
+              pdh_cert_address: p.pdh_cert_address,
+              pdh_cert_len: pdhLen,
+              cert_chain_address: p.cert_chain_address,
+              cert_chain_len: certsLen,
+            }),
+          );
           if (!query) {
             try {
               mem.copyToUser(p.pdh_cert_address, padTo(r.out?.pdh, Math.min(pdhLen, p.pdh_cert_len)));

@@ -3,8 +3,24 @@
  * the ioctl boundary turns it into the backend's KvmError with the request name, as the native shim does.
  */
 export const E = Object.freeze({
-  EPERM: 1, ENOENT: 2, EINTR: 4, EIO: 5, ENXIO: 6, E2BIG: 7, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13,
-  EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, EINVAL: 22, ENOTTY: 25, ENOSPC: 28, ETIMEDOUT: 110,
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENOTTY: 25,
+  ENOSPC: 28,
+  ETIMEDOUT: 110,
   /** Kernel-internal, leaks to userspace (SEV GET_ID on old firmware). */
   ENOTSUPP: 524,
 } as const);

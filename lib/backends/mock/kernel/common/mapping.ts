@@ -111,7 +111,8 @@ export class MockMapping implements GuestMapping {
 
   get buffer(): ArrayBuffer {
     if (this.unmapped) return new ArrayBuffer(0);
-    if (this.size > FOUR_GIB) throw outOfRange('size', "<= 4 GiB for .buffer (Node 20's ArrayBuffer limit): use mapping.view(offset, length)", this.size);
+    if (this.size > FOUR_GIB)
+      throw outOfRange('size', "<= 4 GiB for .buffer (Node 20's ArrayBuffer limit): use mapping.view(offset, length)", this.size);
     return this.view(0, this.size);
   }
 
@@ -125,18 +126,21 @@ export class MockMapping implements GuestMapping {
     if (len > FOUR_GIB) throw outOfRange('length', "<= 4 GiB (Node 20's ArrayBuffer limit); use several views", len);
     const c = this.backing.exactChunk(this.offset + off, len);
     if (c) return c;
-    throw new KvmSevError('ERR_KVM_SEV_MOCK_VIEW',
+    throw new KvmSevError(
+      'ERR_KVM_SEV_MOCK_VIEW',
       `the mock can hand out live memory only as whole buffers of its backing (${this.backing.chunkSize} bytes at ` +
-      `multiples of it); [${off}, +${len}) of this mapping is not one: take a Uint8Array of mapping.buffer instead`);
+        `multiples of it); [${off}, +${len}) of this mapping is not one: take a Uint8Array of mapping.buffer instead`,
+    );
   }
 
   unmap(): void {
     if (this.unmapped) return;
     if (this.bindings > 0 || this.inflight > 0) {
       const e = errnoError(16, 'munmap');
-      e.message = this.bindings > 0
-        ? 'EBUSY: the mapping backs a memory slot of a live VM; delete the slot or close the VM first'
-        : 'EBUSY: the mapping is used by an ioctl in flight';
+      e.message =
+        this.bindings > 0
+          ? 'EBUSY: the mapping backs a memory slot of a live VM; delete the slot or close the VM first'
+          : 'EBUSY: the mapping is used by an ioctl in flight';
       throw e;
     }
     this.unmapped = true;

@@ -113,7 +113,11 @@ export class UserMemory {
   private mockRegion(m: MockMapping): Region {
     const b = m.backing;
     return {
-      base: this.place(m.size), size: m.size, kind: 'mapping', mapping: m, backingId: b.id,
+      base: this.place(m.size),
+      size: m.size,
+      kind: 'mapping',
+      mapping: m,
+      backingId: b.id,
       chunk: b.chunkSize,
       live: () => !m.closed,
       bytes: (off, len) => b.bytes(m.offset + off, len),
@@ -127,7 +131,11 @@ export class UserMemory {
     const big = m.size > FOUR_GIB;
     let whole: Uint8Array | undefined;
     return {
-      base: this.place(m.size), size: m.size, kind: 'mapping', mapping: m, backingId: id,
+      base: this.place(m.size),
+      size: m.size,
+      kind: 'mapping',
+      mapping: m,
+      backingId: id,
       chunk: big ? GIB : Math.max(m.size, 1),
       live: () => !m.closed,
       bytes: (off, len) => {
@@ -154,7 +162,11 @@ export class UserMemory {
     const id = this.nextBacking++;
     const physBase = BigInt(id) << 40n;
     this.bounces.push({
-      base, size: mapped, kind: 'bounce', backingId: id, chunk: mapped,
+      base,
+      size: mapped,
+      kind: 'bounce',
+      backingId: id,
+      chunk: mapped,
       live: () => true,
       bytes: (off, len) => store.subarray(off, off + len),
       phys: (off) => physBase + BigInt(off),

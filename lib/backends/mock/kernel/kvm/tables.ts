@@ -7,7 +7,6 @@ import { KVM_CAP } from '../../../../uapi/constants.js';
 import type { ProcessorProfile } from '../../psp/api.js';
 import type { KernelProfile } from '../common/kernel-profile.js';
 
-
 /** What a capability's answer depends on. */
 export interface CapContext {
   readonly kernel: KernelProfile;
@@ -17,22 +16,86 @@ export interface CapContext {
 }
 
 const ONE = [
-  'IRQCHIP', 'HLT', 'USER_MEMORY', 'SET_TSS_ADDR', 'EXT_CPUID', 'CLOCKSOURCE', 'PIT', 'NOP_IO_DELAY', 'MP_STATE',
-  'SYNC_MMU', 'DESTROY_MEMORY_REGION_WORKS', 'USER_NMI', 'SET_GUEST_DEBUG', 'REINJECT_CONTROL', 'IRQ_ROUTING',
-  'IRQ_INJECT_STATUS', 'JOIN_MEMORY_REGIONS_WORKS', 'IRQFD', 'PIT2', 'SET_BOOT_CPU_ID', 'PIT_STATE2', 'IOEVENTFD',
-  'SET_IDENTITY_MAP_ADDR', 'ADJUST_CLOCK', 'INTERNAL_ERROR_DATA', 'VCPU_EVENTS', 'INTR_SHADOW', 'DEBUGREGS',
-  'X86_ROBUST_SINGLESTEP', 'ENABLE_CAP', 'XSAVE', 'XCRS', 'ASYNC_PF', 'GET_TSC_KHZ', 'ONE_REG', 'TSC_DEADLINE_TIMER',
-  'KVMCLOCK_CTRL', 'SIGNAL_MSI', 'READONLY_MEM', 'IRQFD_RESAMPLE', 'DEVICE_CTRL', 'EXT_EMUL_CPUID', 'IOAPIC_POLARITY_IGNORED',
-  'ENABLE_CAP_VM', 'IOEVENTFD_NO_LENGTH', 'VM_ATTRIBUTES', 'CHECK_EXTENSION_VM', 'X86_SMM', 'SPLIT_IRQCHIP',
-  'IOEVENTFD_ANY_LENGTH', 'VCPU_ATTRIBUTES', 'X2APIC_API', 'IMMEDIATE_EXIT', 'GET_MSR_FEATURES', 'MSR_PLATFORM_INFO',
-  'EXCEPTION_PAYLOAD', 'PMU_EVENT_FILTER', 'HALT_POLL', 'LAST_CPU', 'SMALLER_MAXPHYADDR', 'X86_USER_SPACE_MSR',
-  'X86_MSR_FILTER', 'ENFORCE_PV_FEATURE_CPUID', 'SET_GUEST_DEBUG2',
+  'IRQCHIP',
+  'HLT',
+  'USER_MEMORY',
+  'SET_TSS_ADDR',
+  'EXT_CPUID',
+  'CLOCKSOURCE',
+  'PIT',
+  'NOP_IO_DELAY',
+  'MP_STATE',
+  'SYNC_MMU',
+  'DESTROY_MEMORY_REGION_WORKS',
+  'USER_NMI',
+  'SET_GUEST_DEBUG',
+  'REINJECT_CONTROL',
+  'IRQ_ROUTING',
+  'IRQ_INJECT_STATUS',
+  'JOIN_MEMORY_REGIONS_WORKS',
+  'IRQFD',
+  'PIT2',
+  'SET_BOOT_CPU_ID',
+  'PIT_STATE2',
+  'IOEVENTFD',
+  'SET_IDENTITY_MAP_ADDR',
+  'ADJUST_CLOCK',
+  'INTERNAL_ERROR_DATA',
+  'VCPU_EVENTS',
+  'INTR_SHADOW',
+  'DEBUGREGS',
+  'X86_ROBUST_SINGLESTEP',
+  'ENABLE_CAP',
+  'XSAVE',
+  'XCRS',
+  'ASYNC_PF',
+  'GET_TSC_KHZ',
+  'ONE_REG',
+  'TSC_DEADLINE_TIMER',
+  'KVMCLOCK_CTRL',
+  'SIGNAL_MSI',
+  'READONLY_MEM',
+  'IRQFD_RESAMPLE',
+  'DEVICE_CTRL',
+  'EXT_EMUL_CPUID',
+  'IOAPIC_POLARITY_IGNORED',
+  'ENABLE_CAP_VM',
+  'IOEVENTFD_NO_LENGTH',
+  'VM_ATTRIBUTES',
+  'CHECK_EXTENSION_VM',
+  'X86_SMM',
+  'SPLIT_IRQCHIP',
+  'IOEVENTFD_ANY_LENGTH',
+  'VCPU_ATTRIBUTES',
+  'X2APIC_API',
+  'IMMEDIATE_EXIT',
+  'GET_MSR_FEATURES',
+  'MSR_PLATFORM_INFO',
+  'EXCEPTION_PAYLOAD',
+  'PMU_EVENT_FILTER',
+  'HALT_POLL',
+  'LAST_CPU',
+  'SMALLER_MAXPHYADDR',
+  'X86_USER_SPACE_MSR',
+  'X86_MSR_FILTER',
+  'ENFORCE_PV_FEATURE_CPUID',
+  'SET_GUEST_DEBUG2',
 ] as const;
 /** Caps that arrived after the 2021 kernel (5.13). */
 const AFTER_2021: readonly number[] = [
-  KVM_CAP.VM_COPY_ENC_CONTEXT_FROM, KVM_CAP.SREGS2, KVM_CAP.EXIT_HYPERCALL, KVM_CAP.BINARY_STATS_FD,
-  KVM_CAP.EXIT_ON_EMULATION_FAILURE, KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM, KVM_CAP.VM_GPA_BITS, KVM_CAP.XSAVE2,
-  KVM_CAP.SYS_ATTRIBUTES, KVM_CAP.USER_MEMORY2, KVM_CAP.GUEST_MEMFD, KVM_CAP.VM_TYPES, KVM_CAP.PRE_FAULT_MEMORY,
+  KVM_CAP.VM_COPY_ENC_CONTEXT_FROM,
+  KVM_CAP.SREGS2,
+  KVM_CAP.EXIT_HYPERCALL,
+  KVM_CAP.BINARY_STATS_FD,
+  KVM_CAP.EXIT_ON_EMULATION_FAILURE,
+  KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM,
+  KVM_CAP.VM_GPA_BITS,
+  KVM_CAP.XSAVE2,
+  KVM_CAP.SYS_ATTRIBUTES,
+  KVM_CAP.USER_MEMORY2,
+  KVM_CAP.GUEST_MEMFD,
+  KVM_CAP.VM_TYPES,
+  KVM_CAP.PRE_FAULT_MEMORY,
   KVM_CAP.MEMORY_FAULT_INFO,
 ];
 
@@ -41,31 +104,56 @@ export function checkExtension(cap: number, ctx: CapContext): number {
   const old = ctx.kernel === 'local-migration-2021';
   if (old && AFTER_2021.includes(cap)) return 0;
   switch (cap) {
-    case KVM_CAP.NR_VCPUS: return 64;
-    case KVM_CAP.MAX_VCPUS: return old ? 288 : 4096;
-    case KVM_CAP.MAX_VCPU_ID: return old ? 1023 : 16384;
-    case KVM_CAP.NR_MEMSLOTS: return old ? 509 : 32764;
-    case KVM_CAP.COALESCED_MMIO: return 1; // the page offset in the vCPU mmap
-    case KVM_CAP.MULTI_ADDRESS_SPACE: return 2;
-    case KVM_CAP.SYNC_REGS: return 7;
-    case KVM_CAP.GUEST_DEBUG_HW_BPS: return 4;
-    case KVM_CAP.GUEST_DEBUG_HW_WPS: return 4;
-    case KVM_CAP.TSC_CONTROL: return 1;
-    case KVM_CAP.VM_COPY_ENC_CONTEXT_FROM: return 1;
-    case KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM: return 1;
-    case KVM_CAP.EXIT_HYPERCALL: return 0x1000; // 1 << KVM_HC_MAP_GPA_RANGE
-    case KVM_CAP.SREGS2: return 1;
-    case KVM_CAP.BINARY_STATS_FD: return 1;
-    case KVM_CAP.EXIT_ON_EMULATION_FAILURE: return 1;
-    case KVM_CAP.VM_GPA_BITS: return 48;
-    case KVM_CAP.XSAVE2: return 4096;
-    case KVM_CAP.SYS_ATTRIBUTES: return 1;
-    case KVM_CAP.USER_MEMORY2: return 1;
-    case KVM_CAP.MEMORY_FAULT_INFO: return 1;
-    case KVM_CAP.GUEST_MEMFD: return ctx.vmType === undefined || ctx.vmType === 4 ? 1 : 0;
-    case KVM_CAP.MEMORY_ATTRIBUTES: return ctx.vmType === 4 ? 8 : 0; // PRIVATE, for SNP VMs
-    case KVM_CAP.VM_TYPES: return old ? 0 : ctx.vmTypesMask;
-    case KVM_CAP.PRE_FAULT_MEMORY: return 1;
+    case KVM_CAP.NR_VCPUS:
+      return 64;
+    case KVM_CAP.MAX_VCPUS:
+      return old ? 288 : 4096;
+    case KVM_CAP.MAX_VCPU_ID:
+      return old ? 1023 : 16384;
+    case KVM_CAP.NR_MEMSLOTS:
+      return old ? 509 : 32764;
+    case KVM_CAP.COALESCED_MMIO:
+      return 1; // the page offset in the vCPU mmap
+    case KVM_CAP.MULTI_ADDRESS_SPACE:
+      return 2;
+    case KVM_CAP.SYNC_REGS:
+      return 7;
+    case KVM_CAP.GUEST_DEBUG_HW_BPS:
+      return 4;
+    case KVM_CAP.GUEST_DEBUG_HW_WPS:
+      return 4;
+    case KVM_CAP.TSC_CONTROL:
+      return 1;
+    case KVM_CAP.VM_COPY_ENC_CONTEXT_FROM:
+      return 1;
+    case KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM:
+      return 1;
+    case KVM_CAP.EXIT_HYPERCALL:
+      return 0x1000; // 1 << KVM_HC_MAP_GPA_RANGE
+    case KVM_CAP.SREGS2:
+      return 1;
+    case KVM_CAP.BINARY_STATS_FD:
+      return 1;
+    case KVM_CAP.EXIT_ON_EMULATION_FAILURE:
+      return 1;
+    case KVM_CAP.VM_GPA_BITS:
+      return 48;
+    case KVM_CAP.XSAVE2:
+      return 4096;
+    case KVM_CAP.SYS_ATTRIBUTES:
+      return 1;
+    case KVM_CAP.USER_MEMORY2:
+      return 1;
+    case KVM_CAP.MEMORY_FAULT_INFO:
+      return 1;
+    case KVM_CAP.GUEST_MEMFD:
+      return ctx.vmType === undefined || ctx.vmType === 4 ? 1 : 0;
+    case KVM_CAP.MEMORY_ATTRIBUTES:
+      return ctx.vmType === 4 ? 8 : 0; // PRIVATE, for SNP VMs
+    case KVM_CAP.VM_TYPES:
+      return old ? 0 : ctx.vmTypesMask;
+    case KVM_CAP.PRE_FAULT_MEMORY:
+      return 1;
     default:
       return (ONE as readonly string[]).some((n) => (KVM_CAP as Record<string, number>)[n] === cap) ? 1 : 0;
   }
@@ -91,8 +179,15 @@ const SIGNATURE: Readonly<Record<ProcessorProfile['name'], number>> = {
 
 /** KVM_GET_SUPPORTED_CPUID on this host (0x8000001F: SEV facts when SEV is usable, else zeros). */
 export function supportedCpuid(p: ProcessorProfile, sev: { enabled: boolean; es: boolean }): CpuidEntry[] {
-  const e = (fn: number, eax: number, ebx: number, ecx: number, edx: number, index = 0, flags = 0): CpuidEntry =>
-    ({ function: fn, index, flags, eax: eax >>> 0, ebx: ebx >>> 0, ecx: ecx >>> 0, edx: edx >>> 0 });
+  const e = (fn: number, eax: number, ebx: number, ecx: number, edx: number, index = 0, flags = 0): CpuidEntry => ({
+    function: fn,
+    index,
+    flags,
+    eax: eax >>> 0,
+    ebx: ebx >>> 0,
+    ecx: ecx >>> 0,
+    edx: edx >>> 0,
+  });
   const sig = p.name in SIGNATURE ? SIGNATURE[p.name] : SIGNATURE.milan;
   const sevEax = sev.enabled ? 0x1 | 0x2 | (sev.es ? 0x8 : 0) : 0;
   return [
@@ -123,10 +218,9 @@ export function supportedCpuid(p: ProcessorProfile, sev: { enabled: boolean; es:
 
 /** KVM_GET_MSR_INDEX_LIST: msrs_to_save + emulated MSRs. */
 export const MSR_INDEX_LIST: readonly number[] = Object.freeze([
-  0x174, 0x175, 0x176, 0x10, 0x11, 0x12, 0x1b, 0x277, 0x1a0, 0x6e0, 0x48, 0x10a,
-  0xc0000080, 0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000100, 0xc0000101, 0xc0000102, 0xc0000103,
-  0xc0010117, 0xc001011f, 0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03, 0x4b564d04, 0x4b564d05, 0x4b564d06,
-  0x4b564d07, 0x4b564d08,
+  0x174, 0x175, 0x176, 0x10, 0x11, 0x12, 0x1b, 0x277, 0x1a0, 0x6e0, 0x48, 0x10a, 0xc0000080, 0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084,
+  0xc0000100, 0xc0000101, 0xc0000102, 0xc0000103, 0xc0010117, 0xc001011f, 0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03, 0x4b564d04,
+  0x4b564d05, 0x4b564d06, 0x4b564d07, 0x4b564d08,
 ]);
 
 /** KVM_GET_MSR_FEATURE_INDEX_LIST. */

@@ -26,7 +26,11 @@ export function resetSregs(apicBase: bigint): Uint8Array {
   const data = (t = 3) => seg(0, 0n, 0xffff, t, 1);
   return kvm_sregs.encode({
     cs: seg(0xf000, 0xffff0000n, 0xffff, 0xa, 1),
-    ds: data(), es: data(), fs: data(), gs: data(), ss: data(2),
+    ds: data(),
+    es: data(),
+    fs: data(),
+    gs: data(),
+    ss: data(2),
     tr: seg(0, 0n, 0xffff, 0x3, 0),
     ldt: seg(0, 0n, 0xffff, 0x2, 0),
     gdt: { base: 0n, limit: 0xffff },
@@ -84,7 +88,16 @@ export class MockVcpu {
   }
 
   state(): VcpuRegisterState {
-    return { regs: this.regs, sregs: this.sregs, xsave: this.xsave, xcr0: this.xcr0, dr6: this.dr6, dr7: this.dr7, db: this.db, msrs: this.msrs };
+    return {
+      regs: this.regs,
+      sregs: this.sregs,
+      xsave: this.xsave,
+      xcr0: this.xcr0,
+      dr6: this.dr6,
+      dr7: this.dr7,
+      db: this.db,
+      msrs: this.msrs,
+    };
   }
 
   // ---- ioctls on kernel-side bytes (the caller copies from/to user memory) ----
@@ -139,7 +152,7 @@ export class MockVcpu {
       if (e.xcr !== 0) continue;
       const v = e.value;
       // __kvm_set_xcr: x87 always on, AVX needs SSE, only supported bits.
-      if (!(v & 1n) || v & ~SUPPORTED_XCR0 || ((v & 4n) && !(v & 2n))) fail(E.EINVAL, 'invalid XCR0');
+      if (!(v & 1n) || v & ~SUPPORTED_XCR0 || (v & 4n && !(v & 2n))) fail(E.EINVAL, 'invalid XCR0');
       this.xcr0 = v;
     }
   }
@@ -204,4 +217,3 @@ function resetLapic(id: number): Uint8Array {
   for (const r of [0x320, 0x330, 0x340, 0x350, 0x360, 0x370]) dv.setUint32(r, 0x10000, true);
   return p;
 }
-

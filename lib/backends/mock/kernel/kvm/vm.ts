@@ -134,7 +134,8 @@ export class MockVm implements SevVmPort {
       return;
     }
     if (old) {
-      if (r.uaddr !== old.uaddr || Number(r.size) !== old.size || ((r.flags ^ old.flags) & KVM_MEM_READONLY)) fail(E.EINVAL, 'a slot can only move or change flags');
+      if (r.uaddr !== old.uaddr || Number(r.size) !== old.size || (r.flags ^ old.flags) & KVM_MEM_READONLY)
+        fail(E.EINVAL, 'a slot can only move or change flags');
       if (r.gpa === old.gpa && r.flags === old.flags) return;
     }
     if (!old || r.gpa !== old.gpa) {

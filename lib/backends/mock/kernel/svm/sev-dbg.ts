@@ -103,7 +103,7 @@ export function sevDbg(ctx: DbgContext, srcUaddr: bigint, dstUaddr: bigint, len:
 function decryptUser(ctx: DbgContext, src: PhysMem, sOff: number, dstUaddr: bigint, dst: PhysMem, dOff: number, size: number): void {
   const srcPa = src.paddr + BigInt(sOff);
   const dstPa = dst.paddr + BigInt(dOff);
-  if ((dstPa & 15n) || (srcPa & 15n) || size & 15) {
+  if (dstPa & 15n || srcPa & 15n || size & 15) {
     const t = kernelPhys(ctx);
     dbgDecryptRaw(ctx, src, sOff, t, 0, size);
     const offset = Number(srcPa & 15n);
@@ -129,7 +129,7 @@ function encryptUser(ctx: DbgContext, src: PhysMem, sOff: number, vaddr: bigint,
   let toDelta = dOff;
   let length = size;
   const dstPa = dst.paddr + BigInt(dOff);
-  if ((dstPa & 15n) || size & 15) {
+  if (dstPa & 15n || size & 15) {
     const t = kernelPhys(ctx);
     dbgDecryptRaw(ctx, dst, dOff, t, 0, size);
     const dstOffset = Number(dstPa & 15n);

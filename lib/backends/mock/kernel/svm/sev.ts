@@ -8,15 +8,32 @@
  * change, and it is not zeroed on entry: a handler failing before the firmware echoes the caller's).
  */
 import {
-  KVM_SEV, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM, SEV_FW_BLOB_MAX_SIZE,
+  KVM_SEV,
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SEV_ES_VM,
+  KVM_X86_SEV_VM,
+  KVM_X86_SNP_VM,
+  SEV_FW_BLOB_MAX_SIZE,
   type SevFirmwareCommandName,
 } from '../../../../uapi/constants.js';
 import { kvm_enc_region } from '../../../../uapi/kvm-structs.js';
 import {
-  kvm_sev_attestation_report, kvm_sev_cmd, kvm_sev_dbg, kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure,
-  kvm_sev_launch_secret, kvm_sev_launch_start, kvm_sev_launch_update_data, kvm_sev_receive_start,
-  kvm_sev_receive_update_data, kvm_sev_send_start, kvm_sev_send_update_data, kvm_sev_snp_launch_finish,
-  kvm_sev_snp_launch_start, kvm_sev_snp_launch_update,
+  kvm_sev_attestation_report,
+  kvm_sev_cmd,
+  kvm_sev_dbg,
+  kvm_sev_guest_status,
+  kvm_sev_init,
+  kvm_sev_launch_measure,
+  kvm_sev_launch_secret,
+  kvm_sev_launch_start,
+  kvm_sev_launch_update_data,
+  kvm_sev_receive_start,
+  kvm_sev_receive_update_data,
+  kvm_sev_send_start,
+  kvm_sev_send_update_data,
+  kvm_sev_snp_launch_finish,
+  kvm_sev_snp_launch_start,
+  kvm_sev_snp_launch_update,
 } from '../../../../uapi/sev-structs.js';
 import { E, fail, KernelErrno } from '../common/errno.js';
 import type { FwResult, SevFirmware } from '../../psp/api.js';
@@ -55,7 +72,12 @@ export interface SevKernelConfig {
   readonly vmsaFeatures: bigint;
 }
 
-const MIRROR_OK: ReadonlySet<number> = new Set([KVM_SEV.LAUNCH_UPDATE_VMSA, KVM_SEV.GUEST_STATUS, KVM_SEV.DBG_DECRYPT, KVM_SEV.DBG_ENCRYPT]);
+const MIRROR_OK: ReadonlySet<number> = new Set([
+  KVM_SEV.LAUNCH_UPDATE_VMSA,
+  KVM_SEV.GUEST_STATUS,
+  KVM_SEV.DBG_DECRYPT,
+  KVM_SEV.DBG_ENCRYPT,
+]);
 /** 2021 patch: LOCAL_SEND / LOCAL_RECEIVE. */
 export const LOCAL_SEND = 22;
 export const LOCAL_RECEIVE = 23;
@@ -148,7 +170,8 @@ export class MockSevKernel {
     const c = kvm_sev_cmd.decode(raw);
     const cmd: SevCmd = { id: c.id, data: c.data, error: c.error, sevFd: c.sev_fd };
     const info = vm.info;
-    if (info.owner !== undefined && (this.legacy || !MIRROR_OK.has(cmd.id))) fail(E.EINVAL, 'a mirror VM accepts only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG_*');
+    if (info.owner !== undefined && (this.legacy || !MIRROR_OK.has(cmd.id)))
+      fail(E.EINVAL, 'a mirror VM accepts only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG_*');
     if (this.legacy && info.infoToken !== 0n && cmd.id !== KVM_SEV.DBG_DECRYPT && cmd.id !== KVM_SEV.DBG_ENCRYPT && cmd.id !== LOCAL_SEND) {
       // The patch gates LOCAL_SEND too, which would make its own EEXIST unreachable; the stated
       // semantics (a second send answers EEXIST) win: LOCAL_SEND reaches its handler.
@@ -173,35 +196,61 @@ export class MockSevKernel {
     const legacy = this.legacy;
     const v72 = this.cfg.kernel === '7.2';
     switch (id) {
-      case KVM_SEV.INIT: return (vm, cmd) => this.guestInit(vm, cmd, false);
-      case KVM_SEV.ES_INIT: return (vm, cmd) => {
-        if (!this.cfg.es) fail(E.ENOTTY, 'SEV-ES is not enabled');
-        this.guestInit(vm, cmd, true);
-      };
-      case KVM_SEV.LAUNCH_START: return (vm, cmd) => this.launchStart(vm, cmd);
-      case KVM_SEV.LAUNCH_UPDATE_DATA: return (vm, cmd) => this.launchUpdateData(vm, cmd);
-      case KVM_SEV.LAUNCH_UPDATE_VMSA: return (vm, cmd) => this.launchUpdateVmsa(vm, cmd);
-      case KVM_SEV.LAUNCH_SECRET: return (vm, cmd) => this.launchSecret(vm, cmd);
-      case KVM_SEV.LAUNCH_MEASURE: return (vm, cmd) => this.launchMeasure(vm, cmd);
-      case KVM_SEV.LAUNCH_FINISH: return (vm, cmd) => this.simple(vm, cmd, 'LAUNCH_FINISH', (fw, h) => fw.launchFinish(h));
-      case KVM_SEV.SEND_START: return (vm, cmd) => this.sendStart(vm, cmd);
-      case KVM_SEV.SEND_UPDATE_DATA: return (vm, cmd) => this.sendUpdateData(vm, cmd);
-      case KVM_SEV.SEND_FINISH: return (vm, cmd) => this.simple(vm, cmd, 'SEND_FINISH', (fw, h) => fw.sendFinish(h));
-      case KVM_SEV.RECEIVE_START: return (vm, cmd) => this.receiveStart(vm, cmd);
-      case KVM_SEV.RECEIVE_UPDATE_DATA: return (vm, cmd) => this.receiveUpdateData(vm, cmd);
-      case KVM_SEV.RECEIVE_FINISH: return (vm, cmd) => this.simple(vm, cmd, 'RECEIVE_FINISH', (fw, h) => fw.receiveFinish(h));
-      case KVM_SEV.GUEST_STATUS: return (vm, cmd) => this.guestStatus(vm, cmd);
-      case KVM_SEV.DBG_DECRYPT: return (vm, cmd) => this.dbg(vm, cmd, true);
-      case KVM_SEV.DBG_ENCRYPT: return (vm, cmd) => this.dbg(vm, cmd, false);
-      case KVM_SEV.GET_ATTESTATION_REPORT: return (vm, cmd) => this.attestation(vm, cmd);
-      case KVM_SEV.SEND_CANCEL: return (vm, cmd) => this.simple(vm, cmd, 'SEND_CANCEL', (fw, h) => fw.sendCancel(h));
-      case 22: return legacy ? (vm, cmd) => this.localSend(vm, cmd) : (vm, cmd) => this.init2(vm, cmd);
-      case 23: return legacy ? (vm, cmd) => this.localReceive(vm, cmd) : undefined;
-      case KVM_SEV.SNP_LAUNCH_START: return legacy ? undefined : (vm, cmd) => this.snpLaunchStart(vm, cmd);
-      case KVM_SEV.SNP_LAUNCH_UPDATE: return legacy ? undefined : (vm, cmd) => this.snpLaunchUpdate(vm, cmd);
-      case KVM_SEV.SNP_LAUNCH_FINISH: return legacy ? undefined : (vm, cmd) => this.snpLaunchFinish(vm, cmd);
-      case KVM_SEV.SNP_ENABLE_REQ_CERTS: return v72 ? (vm) => this.snpEnableReqCerts(vm) : undefined;
-      default: return undefined; // 10, 14, 19 are declared but not implemented
+      case KVM_SEV.INIT:
+        return (vm, cmd) => this.guestInit(vm, cmd, false);
+      case KVM_SEV.ES_INIT:
+        return (vm, cmd) => {
+          if (!this.cfg.es) fail(E.ENOTTY, 'SEV-ES is not enabled');
+          this.guestInit(vm, cmd, true);
+        };
+      case KVM_SEV.LAUNCH_START:
+        return (vm, cmd) => this.launchStart(vm, cmd);
+      case KVM_SEV.LAUNCH_UPDATE_DATA:
+        return (vm, cmd) => this.launchUpdateData(vm, cmd);
+      case KVM_SEV.LAUNCH_UPDATE_VMSA:
+        return (vm, cmd) => this.launchUpdateVmsa(vm, cmd);
+      case KVM_SEV.LAUNCH_SECRET:
+        return (vm, cmd) => this.launchSecret(vm, cmd);
+      case KVM_SEV.LAUNCH_MEASURE:
+        return (vm, cmd) => this.launchMeasure(vm, cmd);
+      case KVM_SEV.LAUNCH_FINISH:
+        return (vm, cmd) => this.simple(vm, cmd, 'LAUNCH_FINISH', (fw, h) => fw.launchFinish(h));
+      case KVM_SEV.SEND_START:
+        return (vm, cmd) => this.sendStart(vm, cmd);
+      case KVM_SEV.SEND_UPDATE_DATA:
+        return (vm, cmd) => this.sendUpdateData(vm, cmd);
+      case KVM_SEV.SEND_FINISH:
+        return (vm, cmd) => this.simple(vm, cmd, 'SEND_FINISH', (fw, h) => fw.sendFinish(h));
+      case KVM_SEV.RECEIVE_START:
+        return (vm, cmd) => this.receiveStart(vm, cmd);
+      case KVM_SEV.RECEIVE_UPDATE_DATA:
+        return (vm, cmd) => this.receiveUpdateData(vm, cmd);
+      case KVM_SEV.RECEIVE_FINISH:
+        return (vm, cmd) => this.simple(vm, cmd, 'RECEIVE_FINISH', (fw, h) => fw.receiveFinish(h));
+      case KVM_SEV.GUEST_STATUS:
+        return (vm, cmd) => this.guestStatus(vm, cmd);
+      case KVM_SEV.DBG_DECRYPT:
+        return (vm, cmd) => this.dbg(vm, cmd, true);
+      case KVM_SEV.DBG_ENCRYPT:
+        return (vm, cmd) => this.dbg(vm, cmd, false);
+      case KVM_SEV.GET_ATTESTATION_REPORT:
+        return (vm, cmd) => this.attestation(vm, cmd);
+      case KVM_SEV.SEND_CANCEL:
+        return (vm, cmd) => this.simple(vm, cmd, 'SEND_CANCEL', (fw, h) => fw.sendCancel(h));
+      case 22:
+        return legacy ? (vm, cmd) => this.localSend(vm, cmd) : (vm, cmd) => this.init2(vm, cmd);
+      case 23:
+        return legacy ? (vm, cmd) => this.localReceive(vm, cmd) : undefined;
+      case KVM_SEV.SNP_LAUNCH_START:
+        return legacy ? undefined : (vm, cmd) => this.snpLaunchStart(vm, cmd);
+      case KVM_SEV.SNP_LAUNCH_UPDATE:
+        return legacy ? undefined : (vm, cmd) => this.snpLaunchUpdate(vm, cmd);
+      case KVM_SEV.SNP_LAUNCH_FINISH:
+        return legacy ? undefined : (vm, cmd) => this.snpLaunchFinish(vm, cmd);
+      case KVM_SEV.SNP_ENABLE_REQ_CERTS:
+        return v72 ? (vm) => this.snpEnableReqCerts(vm) : undefined;
+      default:
+        return undefined; // 10, 14, 19 are declared but not implemented
     }
   }
 
@@ -314,7 +363,9 @@ export class MockSevKernel {
     vm.info.policy = p.policy;
     const dh = p.dh_uaddr ? copyUserBlob(this.cfg.mem, p.dh_uaddr, p.dh_len) : null;
     const session = p.session_uaddr ? copyUserBlob(this.cfg.mem, p.session_uaddr, p.session_len) : null;
-    const out = this.fwFd(cmd.sevFd, cmd, 'LAUNCH_START', (fw) => fw.launchStart({ handle: p.handle, policy: p.policy, dhCert: dh, session }));
+    const out = this.fwFd(cmd.sevFd, cmd, 'LAUNCH_START', (fw) =>
+      fw.launchStart({ handle: p.handle, policy: p.policy, dhCert: dh, session }),
+    );
     const handle = out.handle;
     const bound = this.bindAsid(vm, cmd, handle);
     if (bound) {
@@ -370,7 +421,13 @@ export class MockSevKernel {
       if (pin.segments.length !== 1 || ranges.length !== 1) fail(E.EINVAL, 'the guest pages are not physically contiguous');
       const trans = copyUserBlob(this.cfg.mem, p.trans_uaddr, p.trans_len);
       const header = copyUserBlob(this.cfg.mem, p.hdr_uaddr, p.hdr_len);
-      this.fwVm(vm, cmd, 'LAUNCH_UPDATE_SECRET', (fw) => fw.launchSecret(vm.info.handle, { header, guest: ranges[0]!, trans }), p.guest_len);
+      this.fwVm(
+        vm,
+        cmd,
+        'LAUNCH_UPDATE_SECRET',
+        (fw) => fw.launchSecret(vm.info.handle, { header, guest: ranges[0]!, trans }),
+        p.guest_len,
+      );
     } finally {
       sm.unpin(vm, pin);
     }
@@ -406,7 +463,13 @@ export class MockSevKernel {
    * The query rules: len 0 → the firmware's length is written back and its result returned; an error
    * with len ≠ 0 writes nothing back; success copies the whole buffer (zero-padded) and `len` = bytes written.
    */
-  private sizedWriteBack(cmd: SevCmd, r: FwCall<{ length: number; data?: Uint8Array } & FwResult>, len: number, uaddr: bigint, encode: (len: number) => Uint8Array): void {
+  private sizedWriteBack(
+    cmd: SevCmd,
+    r: FwCall<{ length: number; data?: Uint8Array } & FwResult>,
+    len: number,
+    uaddr: bigint,
+    encode: (len: number) => Uint8Array,
+  ): void {
     let errno = r.errno;
     if (len !== 0) {
       if (errno) fail(errno);
@@ -437,13 +500,25 @@ export class MockSevKernel {
   private dbg(vm: SevVm, cmd: SevCmd, decrypt: boolean): void {
     if (!this.sevGuest(vm)) fail(E.ENOTTY);
     const p = this.read(kvm_sev_dbg, cmd.data);
-    sevDbg({
-      mem: this.cfg.mem,
-      memory: this.cfg.memory,
-      vm,
-      issue: (dec, src, dst) => this.fwVm(vm, cmd, dec ? 'DBG_DECRYPT' : 'DBG_ENCRYPT',
-        (fw) => (dec ? fw.dbgDecrypt(vm.info.handle, src, dst) : fw.dbgEncrypt(vm.info.handle, src, dst)), src.bytes.byteLength),
-    }, p.src_uaddr, p.dst_uaddr, p.len, decrypt);
+    sevDbg(
+      {
+        mem: this.cfg.mem,
+        memory: this.cfg.memory,
+        vm,
+        issue: (dec, src, dst) =>
+          this.fwVm(
+            vm,
+            cmd,
+            dec ? 'DBG_DECRYPT' : 'DBG_ENCRYPT',
+            (fw) => (dec ? fw.dbgDecrypt(vm.info.handle, src, dst) : fw.dbgEncrypt(vm.info.handle, src, dst)),
+            src.bytes.byteLength,
+          ),
+      },
+      p.src_uaddr,
+      p.dst_uaddr,
+      p.len,
+      decrypt,
+    );
   }
 
   // ---- migration ----
@@ -454,7 +529,9 @@ export class MockSevKernel {
     const handle = vm.info.handle;
     if (p.session_len === 0) {
       const empty = new Uint8Array(0);
-      const r = this.fwOutcome(vm, cmd, 'SEND_START', (fw) => fw.sendStart(handle, { pdhCert: empty, platCerts: empty, amdCerts: empty, sessionCapacity: 0 }));
+      const r = this.fwOutcome(vm, cmd, 'SEND_START', (fw) =>
+        fw.sendStart(handle, { pdhCert: empty, platCerts: empty, amdCerts: empty, sessionCapacity: 0 }),
+      );
       this.write(cmd.data, kvm_sev_send_start.encode({ ...p, session_len: r.out?.sessionLength ?? 0 }));
       if (r.errno) fail(r.errno);
       return;
@@ -464,7 +541,9 @@ export class MockSevKernel {
     const pdhCert = copyUserBlob(mem, p.pdh_cert_uaddr, p.pdh_cert_len);
     const platCerts = copyUserBlob(mem, p.plat_certs_uaddr, p.plat_certs_len);
     const amdCerts = copyUserBlob(mem, p.amd_certs_uaddr, p.amd_certs_len);
-    const r = this.fwOutcome(vm, cmd, 'SEND_START', (fw) => fw.sendStart(handle, { pdhCert, platCerts, amdCerts, sessionCapacity: p.session_len }));
+    const r = this.fwOutcome(vm, cmd, 'SEND_START', (fw) =>
+      fw.sendStart(handle, { pdhCert, platCerts, amdCerts, sessionCapacity: p.session_len }),
+    );
     let errno = r.errno;
     if (!errno) {
       try {
@@ -483,7 +562,9 @@ export class MockSevKernel {
     const p = this.read(kvm_sev_send_update_data, cmd.data);
     const handle = vm.info.handle;
     if (p.trans_len === 0 || p.hdr_len === 0) {
-      const r = this.fwOutcome(vm, cmd, 'SEND_UPDATE_DATA', (fw) => fw.sendUpdateData(handle, { guest: { paddr: 0n, bytes: new Uint8Array(0) }, hdrCapacity: 0, transCapacity: 0 }));
+      const r = this.fwOutcome(vm, cmd, 'SEND_UPDATE_DATA', (fw) =>
+        fw.sendUpdateData(handle, { guest: { paddr: 0n, bytes: new Uint8Array(0) }, hdrCapacity: 0, transCapacity: 0 }),
+      );
       this.write(cmd.data, kvm_sev_send_update_data.encode({ ...p, hdr_len: r.out?.hdrLength ?? 0, trans_len: r.out?.transLength ?? 0 }));
       if (r.errno) fail(r.errno);
       return;
@@ -496,7 +577,13 @@ export class MockSevKernel {
     try {
       if (p.hdr_len > 4 << 20 || p.trans_len > 4 << 20) fail(E.ENOMEM);
       const guest = sm.physRanges(vm.port.memslots(), pin.segments, p.guest_uaddr, p.guest_len)[0]!;
-      const out = this.fwVm(vm, cmd, 'SEND_UPDATE_DATA', (fw) => fw.sendUpdateData(handle, { guest, hdrCapacity: p.hdr_len, transCapacity: p.trans_len }), p.guest_len);
+      const out = this.fwVm(
+        vm,
+        cmd,
+        'SEND_UPDATE_DATA',
+        (fw) => fw.sendUpdateData(handle, { guest, hdrCapacity: p.hdr_len, transCapacity: p.trans_len }),
+        p.guest_len,
+      );
       this.write(p.trans_uaddr, padTo(out.trans, p.trans_len));
       this.write(p.hdr_uaddr, padTo(out.header, p.hdr_len));
     } finally {
@@ -510,7 +597,9 @@ export class MockSevKernel {
     if (!p.pdh_uaddr || !p.pdh_len || !p.session_uaddr || !p.session_len) fail(E.EINVAL);
     const pdhCert = copyUserBlob(this.cfg.mem, p.pdh_uaddr, p.pdh_len);
     const session = copyUserBlob(this.cfg.mem, p.session_uaddr, p.session_len);
-    const out = this.fwFd(cmd.sevFd, cmd, 'RECEIVE_START', (fw) => fw.receiveStart({ handle: p.handle, policy: p.policy, pdhCert, session }));
+    const out = this.fwFd(cmd.sevFd, cmd, 'RECEIVE_START', (fw) =>
+      fw.receiveStart({ handle: p.handle, policy: p.policy, pdhCert, session }),
+    );
     const handle = out.handle;
     const bound = this.bindAsid(vm, cmd, handle);
     if (bound) {
@@ -554,7 +643,8 @@ export class MockSevKernel {
     if (p.flags !== 0) fail(E.EINVAL, 'flags must be 0');
     if (p.policy & ~SNP_POLICY_VALID) fail(E.EINVAL, 'unsupported policy bits');
     if (!(p.policy & (1n << 17n))) fail(E.EINVAL, 'policy bit 17 (RSVD_MBO) must be set');
-    if (this.cfg.kernel === '6.12' && (!(p.policy & (1n << 16n)) || p.policy & (1n << 20n))) fail(E.EINVAL, '6.12 needs SMT and refuses SINGLE_SOCKET');
+    if (this.cfg.kernel === '6.12' && (!(p.policy & (1n << 16n)) || p.policy & (1n << 20n)))
+      fail(E.EINVAL, '6.12 needs SMT and refuses SINGLE_SOCKET');
     fail(E.ENOTTY, 'SNP_GCTX_CREATE failed: the mock firmware models no SNP');
   }
 
@@ -682,7 +772,16 @@ export class MockSevKernel {
       if (sv.length !== dv.length) fail(E.EINVAL, 'SEV-ES: the vCPU counts differ');
       if (sv.some((v) => !v.isProtected())) fail(E.EINVAL, 'SEV-ES: a source vCPU has no encrypted VMSA');
     }
-    Object.assign(d, { active: true, asid: s.asid, handle: s.handle, pagesLocked: s.pagesLocked, owner: s.owner, esActive: s.esActive, vmsaFeatures: s.vmsaFeatures, needInit: false });
+    Object.assign(d, {
+      active: true,
+      asid: s.asid,
+      handle: s.handle,
+      pagesLocked: s.pagesLocked,
+      owner: s.owner,
+      esActive: s.esActive,
+      vmsaFeatures: s.vmsaFeatures,
+      needInit: false,
+    });
     d.regions = s.regions;
     s.regions = [];
     Object.assign(s, { asid: 0, active: false, handle: 0, pagesLocked: 0, owner: undefined, esActive: false });
@@ -711,12 +810,26 @@ export class MockSevKernel {
   /** COPY once the source fd is resolved (undefined: not a VM fd → EBADF). */
   copyFromVm(dst: SevVm, source: SevVm | undefined): void {
     const src = this.lockTwo(dst, source);
-    if (this.sevGuest(dst) || !this.sevGuest(src) || (!this.legacy && this.snpGuest(src)) || src.info.owner || dst.port.createdVcpus() > 0) {
+    if (
+      this.sevGuest(dst) ||
+      !this.sevGuest(src) ||
+      (!this.legacy && this.snpGuest(src)) ||
+      src.info.owner ||
+      dst.port.createdVcpus() > 0
+    ) {
       fail(E.EINVAL, 'COPY needs an uninitialised mirror without vCPUs and an SEV (non-SNP, non-mirror) owner');
     }
     src.port.hold?.();
     src.info.mirrors.add(dst);
-    Object.assign(dst.info, { owner: src, active: true, asid: src.info.asid, fd: src.info.fd, esActive: src.info.esActive, needInit: false, handle: src.info.handle });
+    Object.assign(dst.info, {
+      owner: src,
+      active: true,
+      asid: src.info.asid,
+      fd: src.info.fd,
+      esActive: src.info.esActive,
+      needInit: false,
+      handle: src.info.handle,
+    });
     dst.info.regions = [];
   }
 

@@ -15,16 +15,45 @@ import { kvm_regs, kvm_sregs } from '../../../../uapi/kvm-structs.js';
 import type { VcpuRegisterState } from './sev-types.js';
 
 const SEGS: readonly [name: 'es' | 'cs' | 'ss' | 'ds' | 'fs' | 'gs' | 'ldt' | 'tr', off: number][] = [
-  ['es', 0x00], ['cs', 0x10], ['ss', 0x20], ['ds', 0x30], ['fs', 0x40], ['gs', 0x50], ['ldt', 0x70], ['tr', 0x90],
+  ['es', 0x00],
+  ['cs', 0x10],
+  ['ss', 0x20],
+  ['ds', 0x30],
+  ['fs', 0x40],
+  ['gs', 0x50],
+  ['ldt', 0x70],
+  ['tr', 0x90],
 ];
 const GPRS: readonly [name: keyof ReturnType<typeof kvm_regs.decode>, off: number][] = [
-  ['rcx', 0x308], ['rdx', 0x310], ['rbx', 0x318], ['rbp', 0x328], ['rsi', 0x330], ['rdi', 0x338],
-  ['r8', 0x340], ['r9', 0x348], ['r10', 0x350], ['r11', 0x358], ['r12', 0x360], ['r13', 0x368], ['r14', 0x370], ['r15', 0x378],
-  ['rax', 0x1f8], ['rsp', 0x1d8], ['rip', 0x178], ['rflags', 0x170],
+  ['rcx', 0x308],
+  ['rdx', 0x310],
+  ['rbx', 0x318],
+  ['rbp', 0x328],
+  ['rsi', 0x330],
+  ['rdi', 0x338],
+  ['r8', 0x340],
+  ['r9', 0x348],
+  ['r10', 0x350],
+  ['r11', 0x358],
+  ['r12', 0x360],
+  ['r13', 0x368],
+  ['r14', 0x370],
+  ['r15', 0x378],
+  ['rax', 0x1f8],
+  ['rsp', 0x1d8],
+  ['rip', 0x178],
+  ['rflags', 0x170],
 ];
 const MSRS: readonly [index: number, off: number][] = [
-  [0xc0000081, 0x200], [0xc0000082, 0x208], [0xc0000083, 0x210], [0xc0000084, 0x218], [0xc0000102, 0x220],
-  [0x174, 0x228], [0x175, 0x230], [0x176, 0x238], [0x277, 0x268],
+  [0xc0000081, 0x200],
+  [0xc0000082, 0x208],
+  [0xc0000083, 0x210],
+  [0xc0000084, 0x218],
+  [0xc0000102, 0x220],
+  [0x174, 0x228],
+  [0x175, 0x230],
+  [0x176, 0x238],
+  [0x277, 0x268],
 ];
 
 export function buildVmsa(s: VcpuRegisterState, vmType: number, sevFeatures: bigint): Uint8Array {
@@ -34,14 +63,24 @@ export function buildVmsa(s: VcpuRegisterState, vmType: number, sevFeatures: big
   const sregs = kvm_sregs.decode(s.sregs);
   for (const [name, off] of SEGS) {
     const g = sregs[name];
-    const attrib = (g.type & 0xf) | ((g.s & 1) << 4) | ((g.dpl & 3) << 5) | ((g.present & 1) << 7) |
-      ((g.avl & 1) << 8) | ((g.l & 1) << 9) | ((g.db & 1) << 10) | ((g.g & 1) << 11);
+    const attrib =
+      (g.type & 0xf) |
+      ((g.s & 1) << 4) |
+      ((g.dpl & 3) << 5) |
+      ((g.present & 1) << 7) |
+      ((g.avl & 1) << 8) |
+      ((g.l & 1) << 9) |
+      ((g.db & 1) << 10) |
+      ((g.g & 1) << 11);
     dv.setUint16(off, g.selector, true);
     dv.setUint16(off + 2, attrib, true);
     dv.setUint32(off + 4, g.limit, true);
     dv.setBigUint64(off + 8, g.base, true);
   }
-  for (const [t, off] of [[sregs.gdt, 0x60], [sregs.idt, 0x80]] as const) {
+  for (const [t, off] of [
+    [sregs.gdt, 0x60],
+    [sregs.idt, 0x80],
+  ] as const) {
     dv.setUint32(off + 4, t.limit, true);
     dv.setBigUint64(off + 8, t.base, true);
   }
@@ -54,7 +93,7 @@ export function buildVmsa(s: VcpuRegisterState, vmType: number, sevFeatures: big
   dv.setBigUint64(0x160, s.dr7, true);
   dv.setBigUint64(0x168, s.dr6, true);
   s.db.forEach((v, i) => dv.setBigUint64(0x180 + 8 * i, v, true));
-  for (const [name, off] of GPRS) dv.setBigUint64(off, regs[name] as bigint, true);
+  for (const [name, off] of GPRS) dv.setBigUint64(off, regs[name], true);
   for (const [index, off] of MSRS) dv.setBigUint64(off, s.msrs.get(index) ?? 0n, true);
   dv.setBigUint64(0x3b0, sevFeatures, true);
   dv.setBigUint64(0x3e8, s.xcr0, true);

@@ -11,7 +11,13 @@ import { KVM_SEV, SEV_CMD } from '../../../../../lib/uapi/constants.js';
 import type { IoctlStruct } from '../../../../../lib/uapi/ioctl-arg.js';
 import * as ioc from '../../../../../lib/uapi/ioctls.js';
 import { SEV_RET } from '../../../../../lib/uapi/sev-status.js';
-import { sev_issue_cmd, sev_user_data_get_id2, sev_user_data_pdh_cert_export, sev_user_data_pek_csr, sev_user_data_status } from '../../../../../lib/uapi/psp-structs.js';
+import {
+  sev_issue_cmd,
+  sev_user_data_get_id2,
+  sev_user_data_pdh_cert_export,
+  sev_user_data_pek_csr,
+  sev_user_data_status,
+} from '../../../../../lib/uapi/psp-structs.js';
 import { kvm_sev_cmd, kvm_sev_launch_start } from '../../../../../lib/uapi/sev-structs.js';
 
 function setup(opts: MockHostOptions = {}) {
@@ -37,7 +43,11 @@ function setup(opts: MockHostOptions = {}) {
     const kvm = host.open('/dev/kvm');
     const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
     host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.INIT }));
-    host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.LAUNCH_START, data: kvm_sev_launch_start.arg({ policy: 0 }), sev_fd: sev.fd }));
+    host.ioctl(
+      vm,
+      ioc.KVM_MEMORY_ENCRYPT_OP,
+      kvm_sev_cmd.arg({ id: KVM_SEV.LAUNCH_START, data: kvm_sev_launch_start.arg({ policy: 0 }), sev_fd: sev.fd }),
+    );
     return vm;
   };
   return { host, sev, ro, issue, status, launchGuest };
@@ -60,12 +70,15 @@ test('read-only fds: writable is false and commands that need write access answe
   t.true(sev_user_data_pdh_cert_export.decode(q.bytes).pdh_cert_len > 0);
 });
 
-test('cmd >= SEV_MAX is EINVAL without copy-back; other requests on /dev/sev are EINVAL; the 2021 kernel\'s SEV_MAX is 9', (t) => {
+test("cmd >= SEV_MAX is EINVAL without copy-back; other requests on /dev/sev are EINVAL; the 2021 kernel's SEV_MAX is 9", (t) => {
   const s = setup();
   const r = s.issue(s.sev, 13, null, 0x77);
   t.is(r.code, 'EINVAL');
   t.is(r.error, 0x77);
-  t.like(t.throws(() => s.host.ioctl(s.sev, ioc.KVM_GET_API_VERSION)), { code: 'EINVAL' });
+  t.like(
+    t.throws(() => s.host.ioctl(s.sev, ioc.KVM_GET_API_VERSION)),
+    { code: 'EINVAL' },
+  );
   t.is(s.issue(s.sev, SEV_CMD.SNP_PLATFORM_STATUS).code, 'EINVAL', 'data 0');
   t.is(s.issue(s.ro, SEV_CMD.SNP_SET_CONFIG, null).code, 'EINVAL');
   const old = setup({ kernel: 'local-migration-2021' });
@@ -81,7 +94,10 @@ test('FACTORY_RESET: EBUSY in WORKING; in INIT it shuts the platform down first'
   t.is(s.status().state, 1);
   s.host.trace.clear();
   t.is(s.issue(s.sev, SEV_CMD.FACTORY_RESET).code, 'ok');
-  t.deepEqual(s.host.trace.entries[0]!.firmware.map((f) => f.command), ['PLATFORM_STATUS', 'SHUTDOWN', 'FACTORY_RESET']);
+  t.deepEqual(
+    s.host.trace.entries[0]!.firmware.map((f) => f.command),
+    ['PLATFORM_STATUS', 'SHUTDOWN', 'FACTORY_RESET'],
+  );
   t.is(s.status().state, 0);
 });
 
@@ -89,7 +105,10 @@ test('PEK_GEN on an UNINIT platform: a temporary INIT (with DF_FLUSH) and SHUTDO
   const s = setup();
   s.host.trace.clear();
   t.is(s.issue(s.sev, SEV_CMD.PEK_GEN).code, 'ok');
-  t.deepEqual(s.host.trace.entries[0]!.firmware.map((f) => f.command), ['INIT', 'DF_FLUSH', 'PEK_GEN', 'SHUTDOWN']);
+  t.deepEqual(
+    s.host.trace.entries[0]!.firmware.map((f) => f.command),
+    ['INIT', 'DF_FLUSH', 'PEK_GEN', 'SHUTDOWN'],
+  );
   t.is(s.status().state, 0);
 });
 
@@ -113,8 +132,12 @@ test('GET_ID2: a query, then the ID; firmware API below 0.16 is ENOTSUPP (524)',
   t.is(s.issue(s.sev, SEV_CMD.GET_ID2, q).code, 'EIO');
   const len = sev_user_data_get_id2.decode(q.bytes).length;
   t.is(len, 64);
-  const old = setup({ processor: { name: 'naples', apiMajor: 0, apiMinor: 14, build: 1, maxSevAsid: 15, minSevAsid: 1, cbitPosition: 47, sevEs: false } });
-  const e = t.throws(() => old.host.ioctl(old.sev, ioc.SEV_ISSUE_CMD, sev_issue_cmd.arg({ cmd: SEV_CMD.GET_ID2, data: sev_user_data_get_id2.arg({}) })));
+  const old = setup({
+    processor: { name: 'naples', apiMajor: 0, apiMinor: 14, build: 1, maxSevAsid: 15, minSevAsid: 1, cbitPosition: 47, sevEs: false },
+  });
+  const e = t.throws(() =>
+    old.host.ioctl(old.sev, ioc.SEV_ISSUE_CMD, sev_issue_cmd.arg({ cmd: SEV_CMD.GET_ID2, data: sev_user_data_get_id2.arg({}) })),
+  );
   t.like(e, { errno: -524 });
 });
 
@@ -134,14 +157,24 @@ test('a PSP time-out: ETIMEDOUT with error 0 once, then EBUSY (error untouched) 
   const kvm = s.host.open('/dev/kvm');
   const vm = s.host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
   const cmd = kvm_sev_cmd.arg({ id: KVM_SEV.INIT, error: 0x44 });
-  t.like(t.throws(() => s.host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, cmd)), { code: 'EBUSY' });
+  t.like(
+    t.throws(() => s.host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, cmd)),
+    { code: 'EBUSY' },
+  );
   t.true(s.host.sev.snapshot().pspDead);
 });
 
 test('the trace is JSON: bigints as hex, the command decoded by id', (t) => {
   const s = setup();
   s.status();
-  const json = JSON.parse(JSON.stringify(s.host.trace)) as { request: string; command: string; fdKind: string; in: { data: string }; dataOut: { api_major: number }; firmware: unknown[] }[];
+  const json = JSON.parse(JSON.stringify(s.host.trace)) as {
+    request: string;
+    command: string;
+    fdKind: string;
+    in: { data: string };
+    dataOut: { api_major: number };
+    firmware: unknown[];
+  }[];
   const e = json.at(-1)!;
   t.is(e.request, 'SEV_ISSUE_CMD');
   t.is(e.command, 'PLATFORM_STATUS');

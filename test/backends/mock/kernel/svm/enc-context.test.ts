@@ -10,16 +10,32 @@ import { KVM_SEV } from '../../../../../lib/uapi/constants.js';
 import type { IoctlStruct } from '../../../../../lib/uapi/ioctl-arg.js';
 import * as ioc from '../../../../../lib/uapi/ioctls.js';
 import { kvm_enable_cap, kvm_enc_region, kvm_regs } from '../../../../../lib/uapi/kvm-structs.js';
-import { kvm_sev_cmd, kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_start } from '../../../../../lib/uapi/sev-structs.js';
+import {
+  kvm_sev_cmd,
+  kvm_sev_guest_status,
+  kvm_sev_init,
+  kvm_sev_launch_measure,
+  kvm_sev_launch_start,
+} from '../../../../../lib/uapi/sev-structs.js';
 
 function setup() {
   const host = new MockHost({ trace: true });
   const kvm = host.open('/dev/kvm');
   const sev = host.open('/dev/sev');
   const newVm = (type = 0) => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, type);
-  const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) => host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
-  const code = (f: () => unknown) => (() => { try { f(); return 'ok'; } catch (e) { return (e as { code: string }).code; } })();
-  const cap = (dst: BackendFd, c: number, src: BackendFd) => host.ioctl(dst, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap: c, args: [BigInt(src.fd), 0n, 0n, 0n] }));
+  const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) =>
+    host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
+  const code = (f: () => unknown) =>
+    (() => {
+      try {
+        f();
+        return 'ok';
+      } catch (e) {
+        return (e as { code: string }).code;
+      }
+    })();
+  const cap = (dst: BackendFd, c: number, src: BackendFd) =>
+    host.ioctl(dst, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap: c, args: [BigInt(src.fd), 0n, 0n, 0n] }));
   const launch = (v: BackendFd, policy = 0) => {
     op(v, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy }));
   };
@@ -36,23 +52,60 @@ test('MOVE: the checks in order, then the context moves and the source is dead (
   const src = s.newVm(2);
   const dst = s.newVm(2);
   const other = s.newVm(0);
-  t.is(s.code(() => s.cap(dst, 206, src)), 'EINVAL', 'the source is not SEV yet');
+  t.is(
+    s.code(() => s.cap(dst, 206, src)),
+    'EINVAL',
+    'the source is not SEV yet',
+  );
   s.op(src, KVM_SEV.INIT2, kvm_sev_init.arg({}));
   s.launch(src);
-  t.is(s.code(() => s.cap(dst, 206, s.kvm)), 'EBADF', '/dev/kvm is not a VM fd');
-  t.is(s.code(() => s.cap(src, 206, src)), 'EINVAL', 'dst == src');
-  t.is(s.code(() => s.cap(other, 206, src)), 'EINVAL', 'different VM types');
+  t.is(
+    s.code(() => s.cap(dst, 206, s.kvm)),
+    'EBADF',
+    '/dev/kvm is not a VM fd',
+  );
+  t.is(
+    s.code(() => s.cap(src, 206, src)),
+    'EINVAL',
+    'dst == src',
+  );
+  t.is(
+    s.code(() => s.cap(other, 206, src)),
+    'EINVAL',
+    'different VM types',
+  );
   const asid = s.host.sev.snapshot().vms.find((v) => v.active)!.asid;
   const handle = s.status(src).handle;
   t.is(s.cap(dst, 206, src), 0);
   t.deepEqual(s.host.sev.snapshot().asidsHeld, [asid]);
-  t.is(s.code(() => s.op(src, KVM_SEV.GUEST_STATUS, kvm_sev_guest_status.arg({}))), 'EIO');
-  t.is(s.code(() => s.host.ioctl(src, ioc.KVM_CHECK_EXTENSION, 1)), 'EIO', 'even CHECK_EXTENSION');
-  t.is(s.code(() => s.host.ioctl(src, ioc.KVM_MEMORY_ENCRYPT_OP)), 'EIO');
+  t.is(
+    s.code(() => s.op(src, KVM_SEV.GUEST_STATUS, kvm_sev_guest_status.arg({}))),
+    'EIO',
+  );
+  t.is(
+    s.code(() => s.host.ioctl(src, ioc.KVM_CHECK_EXTENSION, 1)),
+    'EIO',
+    'even CHECK_EXTENSION',
+  );
+  t.is(
+    s.code(() => s.host.ioctl(src, ioc.KVM_MEMORY_ENCRYPT_OP)),
+    'EIO',
+  );
   // MOVE does not carry sev->fd: firmware commands on the destination see fd 0 (EBADF).
-  t.is(s.code(() => s.status(dst)), 'EBADF');
-  t.is(s.code(() => s.cap(dst, 206, src)), 'EINVAL', 'dst is an SEV guest now, and the dead source is not');
-  t.is(s.code(() => s.op(dst, KVM_SEV.INIT)), 'EINVAL', 'already active');
+  t.is(
+    s.code(() => s.status(dst)),
+    'EBADF',
+  );
+  t.is(
+    s.code(() => s.cap(dst, 206, src)),
+    'EINVAL',
+    'dst is an SEV guest now, and the dead source is not',
+  );
+  t.is(
+    s.code(() => s.op(dst, KVM_SEV.INIT)),
+    'EINVAL',
+    'already active',
+  );
   void handle;
 });
 
@@ -63,45 +116,108 @@ test('MOVE of an SEV-ES context needs equal vCPU counts and every source VMSA en
   const v0 = s.host.ioctlFd(src, ioc.KVM_CREATE_VCPU, 0);
   s.launch(src, 0x4); // policy ES
   const dst = s.newVm(3);
-  t.is(s.code(() => s.cap(dst, 206, src)), 'EINVAL', 'vCPU counts differ');
+  t.is(
+    s.code(() => s.cap(dst, 206, src)),
+    'EINVAL',
+    'vCPU counts differ',
+  );
   const d0 = s.host.ioctlFd(dst, ioc.KVM_CREATE_VCPU, 0);
-  t.is(s.code(() => s.cap(dst, 206, src)), 'EINVAL', 'no LAUNCH_UPDATE_VMSA yet');
+  t.is(
+    s.code(() => s.cap(dst, 206, src)),
+    'EINVAL',
+    'no LAUNCH_UPDATE_VMSA yet',
+  );
   s.op(src, KVM_SEV.LAUNCH_UPDATE_VMSA);
-  t.is(s.code(() => s.host.ioctl(v0, ioc.KVM_GET_REGS, kvm_regs.arg({}))), 'EINVAL', 'protected');
-  t.is(s.code(() => s.host.ioctl(d0, ioc.KVM_GET_REGS, kvm_regs.arg({}))), 'ok');
+  t.is(
+    s.code(() => s.host.ioctl(v0, ioc.KVM_GET_REGS, kvm_regs.arg({}))),
+    'EINVAL',
+    'protected',
+  );
+  t.is(
+    s.code(() => s.host.ioctl(d0, ioc.KVM_GET_REGS, kvm_regs.arg({}))),
+    'ok',
+  );
   t.is(s.cap(dst, 206, src), 0);
-  t.is(s.code(() => s.host.ioctl(d0, ioc.KVM_GET_REGS, kvm_regs.arg({}))), 'EINVAL', 'the destination vCPU is protected now');
-  t.is(s.code(() => s.host.ioctl(v0, ioc.KVM_GET_REGS, kvm_regs.arg({}))), 'EIO', 'the source is dead');
+  t.is(
+    s.code(() => s.host.ioctl(d0, ioc.KVM_GET_REGS, kvm_regs.arg({}))),
+    'EINVAL',
+    'the destination vCPU is protected now',
+  );
+  t.is(
+    s.code(() => s.host.ioctl(v0, ioc.KVM_GET_REGS, kvm_regs.arg({}))),
+    'EIO',
+    'the source is dead',
+  );
 });
 
 test('COPY: checks, mirrors accept only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG_* (EINVAL first, before unknown ids)', (t) => {
   const s = setup();
   const owner = s.newVm(0);
   const mirror = s.newVm(0);
-  t.is(s.code(() => s.cap(mirror, 197, owner)), 'EINVAL', 'the owner is not SEV');
+  t.is(
+    s.code(() => s.cap(mirror, 197, owner)),
+    'EINVAL',
+    'the owner is not SEV',
+  );
   s.op(owner, KVM_SEV.INIT);
   s.launch(owner);
   const withVcpu = s.newVm(0);
   s.host.ioctlFd(withVcpu, ioc.KVM_CREATE_VCPU, 0);
-  t.is(s.code(() => s.cap(withVcpu, 197, owner)), 'EINVAL', 'the mirror has vCPUs');
-  t.is(s.code(() => s.cap(mirror, 197, s.sev)), 'EBADF');
+  t.is(
+    s.code(() => s.cap(withVcpu, 197, owner)),
+    'EINVAL',
+    'the mirror has vCPUs',
+  );
+  t.is(
+    s.code(() => s.cap(mirror, 197, s.sev)),
+    'EBADF',
+  );
   t.is(s.cap(mirror, 197, owner), 0);
   const chain = s.newVm(0);
-  t.is(s.code(() => s.cap(chain, 197, mirror)), 'EINVAL', 'no mirror of a mirror');
-  t.is(s.code(() => s.cap(mirror, 197, owner)), 'EINVAL', 'already SEV');
+  t.is(
+    s.code(() => s.cap(chain, 197, mirror)),
+    'EINVAL',
+    'no mirror of a mirror',
+  );
+  t.is(
+    s.code(() => s.cap(mirror, 197, owner)),
+    'EINVAL',
+    'already SEV',
+  );
   t.is(s.status(mirror).handle, s.status(owner).handle, 'same handle');
   for (const id of [KVM_SEV.INIT, KVM_SEV.LAUNCH_START, KVM_SEV.LAUNCH_FINISH, 99, 10]) {
     const cmd = kvm_sev_cmd.arg({ id, error: 0x5a });
-    t.is(s.code(() => s.host.ioctl(mirror, ioc.KVM_MEMORY_ENCRYPT_OP, cmd)), 'EINVAL', `id ${id}`);
+    t.is(
+      s.code(() => s.host.ioctl(mirror, ioc.KVM_MEMORY_ENCRYPT_OP, cmd)),
+      'EINVAL',
+      `id ${id}`,
+    );
     t.is(kvm_sev_cmd.decode(cmd.bytes).error, 0x5a);
   }
-  t.is(s.code(() => s.op(mirror, KVM_SEV.LAUNCH_MEASURE, kvm_sev_launch_measure.arg({}))), 'EINVAL');
-  t.is(s.code(() => s.op(mirror, KVM_SEV.LAUNCH_UPDATE_VMSA)), 'ENOTTY', 'allowed on mirrors, but this is no SEV-ES guest');
+  t.is(
+    s.code(() => s.op(mirror, KVM_SEV.LAUNCH_MEASURE, kvm_sev_launch_measure.arg({}))),
+    'EINVAL',
+  );
+  t.is(
+    s.code(() => s.op(mirror, KVM_SEV.LAUNCH_UPDATE_VMSA)),
+    'ENOTTY',
+    'allowed on mirrors, but this is no SEV-ES guest',
+  );
   const m = s.host.mmapAnonymous(0x1000);
   const region = kvm_enc_region.arg({ addr: { kind: 'mapping', mapping: m, offset: 0, length: 0x1000 }, size: 0x1000n });
-  t.is(s.code(() => s.host.ioctl(mirror, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, region)), 'EINVAL');
-  t.is(s.code(() => s.host.ioctl(mirror, ioc.KVM_MEMORY_ENCRYPT_UNREG_REGION, region)), 'EINVAL');
-  t.is(s.code(() => s.host.ioctlFd(mirror, ioc.KVM_CREATE_VCPU, 0)), 'ok', 'vCPUs may come after mirroring');
+  t.is(
+    s.code(() => s.host.ioctl(mirror, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, region)),
+    'EINVAL',
+  );
+  t.is(
+    s.code(() => s.host.ioctl(mirror, ioc.KVM_MEMORY_ENCRYPT_UNREG_REGION, region)),
+    'EINVAL',
+  );
+  t.is(
+    s.code(() => s.host.ioctlFd(mirror, ioc.KVM_CREATE_VCPU, 0)),
+    'ok',
+    'vCPUs may come after mirroring',
+  );
 });
 
 test('destroy: DEACTIVATE + DECOMMISSION, ASID to reclaim; the owner stays alive until its last mirror is gone', (t) => {

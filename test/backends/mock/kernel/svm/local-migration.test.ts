@@ -12,7 +12,14 @@ import { ioctlStruct, type IoctlStruct } from '../../../../../lib/uapi/ioctl-arg
 import * as ioc from '../../../../../lib/uapi/ioctls.js';
 import { kvm_enable_cap, kvm_enc_region } from '../../../../../lib/uapi/kvm-structs.js';
 import { kvm_sev_local_receive, kvm_sev_local_send } from '../../../../../lib/uapi/local-migration-structs.js';
-import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_guest_status, kvm_sev_launch_measure, kvm_sev_launch_start, kvm_sev_launch_update_data } from '../../../../../lib/uapi/sev-structs.js';
+import {
+  kvm_sev_cmd,
+  kvm_sev_dbg,
+  kvm_sev_guest_status,
+  kvm_sev_launch_measure,
+  kvm_sev_launch_start,
+  kvm_sev_launch_update_data,
+} from '../../../../../lib/uapi/sev-structs.js';
 import { Kvm } from '../../../../../lib/kvm/kvm.js';
 import { SevGuestCommands, SevPlatform } from '../../../../../lib/sev/index.js';
 
@@ -20,8 +27,17 @@ function setup(host = new MockHost({ kernel: 'local-migration-2021', trace: true
   const kvm = host.open('/dev/kvm');
   const sev = host.open('/dev/sev');
   const mem = host.mmapAnonymous(0x10000);
-  const code = (f: () => unknown) => (() => { try { f(); return 'ok'; } catch (e) { return (e as { code: string }).code; } })();
-  const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) => host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
+  const code = (f: () => unknown) =>
+    (() => {
+      try {
+        f();
+        return 'ok';
+      } catch (e) {
+        return (e as { code: string }).code;
+      }
+    })();
+  const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) =>
+    host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
   // The codec selects by upstream id (22 = INIT2), so the local commands are laid out by hand.
   const local = (v: BackendFd, id: number, data: IoctlStruct) =>
     host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, ioctlStruct(kvm_sev_cmd.encode({ id }), [{ offset: 8, target: data }]));
@@ -35,7 +51,8 @@ function setup(host = new MockHost({ kernel: 'local-migration-2021', trace: true
     local(v, 23, d);
     return kvm_sev_local_receive.decode(d.bytes).handle;
   };
-  const region = (offset: number, length: number) => kvm_enc_region.arg({ addr: { kind: 'mapping', mapping: mem, offset, length }, size: BigInt(length) });
+  const region = (offset: number, length: number) =>
+    kvm_enc_region.arg({ addr: { kind: 'mapping', mapping: mem, offset, length }, size: BigInt(length) });
   const guest = (es = false) => {
     const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
     op(vm, es ? KVM_SEV.ES_INIT : KVM_SEV.INIT);
@@ -45,7 +62,11 @@ function setup(host = new MockHost({ kernel: 'local-migration-2021', trace: true
     const vm = guest();
     op(vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
     new Uint8Array(mem.buffer).set(new TextEncoder().encode('local migration!'), 0x2000);
-    op(vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: { kind: 'mapping', mapping: mem, offset: 0x2000, length: 16 } }));
+    op(
+      vm,
+      KVM_SEV.LAUNCH_UPDATE_DATA,
+      kvm_sev_launch_update_data.arg({ uaddr: { kind: 'mapping', mapping: mem, offset: 0x2000, length: 16 } }),
+    );
     op(vm, KVM_SEV.LAUNCH_MEASURE, kvm_sev_launch_measure.arg({ uaddr: new Uint8Array(48) }));
     op(vm, KVM_SEV.LAUNCH_FINISH);
     return vm;
@@ -63,31 +84,73 @@ test('LOCAL_SEND: a random non-zero token; then only DBG_* works on the source (
   t.not(token, 0n);
   t.not(other, token);
   for (const id of [KVM_SEV.GUEST_STATUS, KVM_SEV.LAUNCH_FINISH, KVM_SEV.INIT, 99]) {
-    t.is(s.code(() => s.op(src, id, id === KVM_SEV.GUEST_STATUS ? kvm_sev_guest_status.arg({}) : null)), 'EPERM', `id ${id}`);
+    t.is(
+      s.code(() => s.op(src, id, id === KVM_SEV.GUEST_STATUS ? kvm_sev_guest_status.arg({}) : null)),
+      'EPERM',
+      `id ${id}`,
+    );
   }
   const out = new Uint8Array(16);
-  s.op(src, KVM_SEV.DBG_DECRYPT, kvm_sev_dbg.arg({ src_uaddr: { kind: 'mapping', mapping: s.mem, offset: 0x2000, length: 16 }, dst_uaddr: out }));
+  s.op(
+    src,
+    KVM_SEV.DBG_DECRYPT,
+    kvm_sev_dbg.arg({ src_uaddr: { kind: 'mapping', mapping: s.mem, offset: 0x2000, length: 16 }, dst_uaddr: out }),
+  );
   t.is(new TextDecoder().decode(out), 'local migration!');
-  t.is(s.code(() => s.send(src)), 'EEXIST');
-  t.is(s.code(() => s.send(s.host.ioctlFd(s.kvm, ioc.KVM_CREATE_VM, 0))), 'ENOTTY', 'not an SEV guest');
-  t.is(s.code(() => s.send(s.guest(true))), 'EPERM', 'SEV-ES');
+  t.is(
+    s.code(() => s.send(src)),
+    'EEXIST',
+  );
+  t.is(
+    s.code(() => s.send(s.host.ioctlFd(s.kvm, ioc.KVM_CREATE_VM, 0))),
+    'ENOTTY',
+    'not an SEV guest',
+  );
+  t.is(
+    s.code(() => s.send(s.guest(true))),
+    'EPERM',
+    'SEV-ES',
+  );
 });
 
 test('LOCAL_RECEIVE: the target must be initialised (ENOTTY), not launched, without regions, not SEV-ES (EPERM)', (t) => {
   const s = setup();
   const token = s.send(s.launched());
-  t.is(s.code(() => s.receive(s.host.ioctlFd(s.kvm, ioc.KVM_CREATE_VM, 0), token)), 'ENOTTY');
-  t.is(s.code(() => s.receive(s.launched(), token)), 'EPERM', 'launched (handle != 0)');
+  t.is(
+    s.code(() => s.receive(s.host.ioctlFd(s.kvm, ioc.KVM_CREATE_VM, 0), token)),
+    'ENOTTY',
+  );
+  t.is(
+    s.code(() => s.receive(s.launched(), token)),
+    'EPERM',
+    'launched (handle != 0)',
+  );
   const withRegion = s.guest();
   s.host.ioctl(withRegion, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, s.region(0, 0x1000));
-  t.is(s.code(() => s.receive(withRegion, token)), 'EPERM', 'regions');
-  t.is(s.code(() => s.receive(s.guest(true), token)), 'EPERM', 'SEV-ES');
-  t.is(s.code(() => s.receive(s.guest(), token ^ 1n)), 'EFAULT', 'unknown token');
+  t.is(
+    s.code(() => s.receive(withRegion, token)),
+    'EPERM',
+    'regions',
+  );
+  t.is(
+    s.code(() => s.receive(s.guest(true), token)),
+    'EPERM',
+    'SEV-ES',
+  );
+  t.is(
+    s.code(() => s.receive(s.guest(), token ^ 1n)),
+    'EFAULT',
+    'unknown token',
+  );
   t.true(s.receive(s.guest(), token) > 0);
-  t.is(s.code(() => s.receive(s.guest(), token)), 'EFAULT', 'a token is valid once');
+  t.is(
+    s.code(() => s.receive(s.guest(), token)),
+    'EFAULT',
+    'a token is valid once',
+  );
 });
 
-test('ASID, handle, pages_locked and regions move; the target\'s own ASID is freed; the source dying afterwards leaves them', (t) => {
+test("ASID, handle, pages_locked and regions move; the target's own ASID is freed; the source dying afterwards leaves them", (t) => {
   const s = setup();
   const src = s.guest();
   s.host.ioctl(src, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, s.region(0, 0x4000));
@@ -105,7 +168,11 @@ test('ASID, handle, pages_locked and regions move; the target\'s own ASID is fre
   t.deepEqual(s.snap().asidsReclaimable, [dstAsid], "the target's own ASID is freed");
   s.host.trace.clear();
   src.close();
-  t.deepEqual(s.host.trace.entries.flatMap((e) => e.firmware), [], 'no DEACTIVATE/DECOMMISSION: the context lives on');
+  t.deepEqual(
+    s.host.trace.entries.flatMap((e) => e.firmware),
+    [],
+    'no DEACTIVATE/DECOMMISSION: the context lives on',
+  );
   t.true(s.snap().asidsHeld.includes(before.asid));
   t.is(s.snap().tokens, 0);
   // The target owns the regions now: exact unregistration works and unpins.
@@ -123,8 +190,14 @@ test('destroying the source before the receive invalidates the token and tears t
   const token = s.send(src);
   s.host.trace.clear();
   src.close();
-  t.deepEqual(s.host.trace.entries.flatMap((e) => e.firmware.map((f) => f.command)), ['DEACTIVATE', 'DECOMMISSION']);
-  t.is(s.code(() => s.receive(s.guest(), token)), 'EFAULT');
+  t.deepEqual(
+    s.host.trace.entries.flatMap((e) => e.firmware.map((f) => f.command)),
+    ['DEACTIVATE', 'DECOMMISSION'],
+  );
+  t.is(
+    s.code(() => s.receive(s.guest(), token)),
+    'EFAULT',
+  );
   t.is(s.snap().tokens, 0);
 });
 
@@ -132,9 +205,16 @@ test('tokens are per host; in this profile INIT2 does not exist (22 is LOCAL_SEN
   const a = setup();
   const b = setup(new MockHost({ kernel: 'local-migration-2021' }));
   const token = a.send(a.launched());
-  t.is(b.code(() => b.receive(b.guest(), token)), 'EFAULT');
+  t.is(
+    b.code(() => b.receive(b.guest(), token)),
+    'EFAULT',
+  );
   const cap = kvm_enable_cap.arg({ cap: 206, args: [BigInt(b.guest().fd), 0n, 0n, 0n] });
-  t.is(b.code(() => b.host.ioctl(b.guest(), ioc.KVM_ENABLE_CAP, cap)), 'EINVAL', 'no MOVE cap in 2021');
+  t.is(
+    b.code(() => b.host.ioctl(b.guest(), ioc.KVM_ENABLE_CAP, cap)),
+    'EINVAL',
+    'no MOVE cap in 2021',
+  );
   // The library above: with the opt-in, localSend/localReceive; without it, init2() reaches LOCAL_SEND.
   const kvm = Kvm.open({ backend: a.host });
   const platform = SevPlatform.open(a.host);

@@ -19,7 +19,8 @@ function setup(opts: MockHostOptions = {}) {
   const kvm = host.open('/dev/kvm');
   const sev = host.open('/dev/sev');
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) => host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
+  const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) =>
+    host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
   const range = (m: GuestMapping, offset: number, length: number) => ({ kind: 'mapping' as const, mapping: m, offset, length });
   const reg = (v: BackendFd, m: GuestMapping, offset: number, length: number) =>
     host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, kvm_enc_region.arg({ addr: range(m, offset, length), size: BigInt(length) }));
@@ -32,28 +33,49 @@ function setup(opts: MockHostOptions = {}) {
 test('REG_REGION: ENOTTY before INIT, EINVAL for size 0; npages counts partial pages; overlapping registrations are fine', (t) => {
   const s = setup({ memlock: { limit: 64n * MiB } });
   const m = s.host.mmapAnonymous(0x10000);
-  t.like(t.throws(() => s.reg(s.vm, m, 0, 0x1000)), { code: 'ENOTTY', request: 'KVM_MEMORY_ENCRYPT_REG_REGION' });
+  t.like(
+    t.throws(() => s.reg(s.vm, m, 0, 0x1000)),
+    { code: 'ENOTTY', request: 'KVM_MEMORY_ENCRYPT_REG_REGION' },
+  );
   s.op(s.vm, KVM_SEV.INIT);
   const zero = ioctlStruct(kvm_enc_region.encode({ size: 0n }));
-  t.like(t.throws(() => s.host.ioctl(s.vm, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, zero)), { code: 'EINVAL' });
+  t.like(
+    t.throws(() => s.host.ioctl(s.vm, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, zero)),
+    { code: 'EINVAL' },
+  );
   s.reg(s.vm, m, 0x800, 0x1000); // straddles two pages
   t.deepEqual(s.locked(), [2]);
   s.reg(s.vm, m, 0x800, 0x1000); // a duplicate
   s.reg(s.vm, m, 0, 0x10000);
   t.deepEqual(s.locked(), [2 + 2 + 16]);
   // Unregistration needs exactly (addr, size).
-  t.like(t.throws(() => s.unreg(s.vm, m, 0x800, 0x800)), { code: 'EINVAL' });
-  t.like(t.throws(() => s.unreg(s.vm, m, 0x1000, 0x1000)), { code: 'EINVAL' });
+  t.like(
+    t.throws(() => s.unreg(s.vm, m, 0x800, 0x800)),
+    { code: 'EINVAL' },
+  );
+  t.like(
+    t.throws(() => s.unreg(s.vm, m, 0x1000, 0x1000)),
+    { code: 'EINVAL' },
+  );
   s.unreg(s.vm, m, 0x800, 0x1000);
   s.unreg(s.vm, m, 0x800, 0x1000);
-  t.like(t.throws(() => s.unreg(s.vm, m, 0x800, 0x1000)), { code: 'EINVAL' });
+  t.like(
+    t.throws(() => s.unreg(s.vm, m, 0x800, 0x1000)),
+    { code: 'EINVAL' },
+  );
   t.deepEqual(s.locked(), [16]);
   // An unmapped range: a short pin is ENOMEM, not EFAULT.
   const lie = ioctlStruct(kvm_enc_region.encode({ size: 0x1000n }));
-  t.like(t.throws(() => s.host.ioctl(s.vm, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, lie)), { code: 'ENOMEM' });
+  t.like(
+    t.throws(() => s.host.ioctl(s.vm, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, lie)),
+    { code: 'ENOMEM' },
+  );
   // UNREG checks the mirror first, then ENOTTY.
   const other = s.host.ioctlFd(s.kvm, ioc.KVM_CREATE_VM, 0);
-  t.like(t.throws(() => s.unreg(other, m, 0, 0x1000)), { code: 'ENOTTY' });
+  t.like(
+    t.throws(() => s.unreg(other, m, 0, 0x1000)),
+    { code: 'ENOTTY' },
+  );
 });
 
 test('upfront pinning: RLIMIT_MEMLOCK without CAP_IPC_LOCK is ENOMEM; CAP_IPC_LOCK lifts it; destroy unpins', (t) => {
@@ -61,11 +83,17 @@ test('upfront pinning: RLIMIT_MEMLOCK without CAP_IPC_LOCK is ENOMEM; CAP_IPC_LO
   const m = s.host.mmapAnonymous(0x40000);
   s.op(s.vm, KVM_SEV.INIT);
   s.reg(s.vm, m, 0, 0x10000);
-  t.like(t.throws(() => s.reg(s.vm, m, 0x10000, 0x1000)), { code: 'ENOMEM' });
+  t.like(
+    t.throws(() => s.reg(s.vm, m, 0x10000, 0x1000)),
+    { code: 'ENOMEM' },
+  );
   t.deepEqual(s.locked(), [16]);
   // LAUNCH_UPDATE_DATA's own pin counts too while it is held.
   s.op(s.vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
-  t.like(t.throws(() => s.op(s.vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: s.range(m, 0, 0x1000) }))), { code: 'ENOMEM' });
+  t.like(
+    t.throws(() => s.op(s.vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: s.range(m, 0, 0x1000) }))),
+    { code: 'ENOMEM' },
+  );
   s.unreg(s.vm, m, 0, 0x10000);
   s.op(s.vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: s.range(m, 0, 0x1000) }));
   t.deepEqual(s.locked(), [0], 'a command pin is released');
@@ -103,7 +131,10 @@ test('demand pinning: registration pins and charges nothing (even unmapped range
   t.deepEqual(s.locked(), [2], 'used pages stay pinned');
   s.op(s.vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: s.range(m, 0x1000, 0x2000) }));
   t.deepEqual(s.locked(), [3], 'pages already pinned are not charged twice');
-  t.like(t.throws(() => s.op(s.vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: s.range(m, 0x10000, 0x2000) }))), { code: 'ENOMEM' });
+  t.like(
+    t.throws(() => s.op(s.vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: s.range(m, 0x10000, 0x2000) }))),
+    { code: 'ENOMEM' },
+  );
   t.deepEqual(s.locked(), [3]);
   s.unreg(s.vm, m, 0, 0x40000);
   t.deepEqual(s.locked(), [0], 'unregistering unpins what was used');
@@ -114,7 +145,10 @@ test('DBG pins a page of each side while it works (ENOMEM at the limit)', (t) =>
   const m = s.host.mmapAnonymous(0x4000);
   s.op(s.vm, KVM_SEV.INIT);
   s.op(s.vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
-  t.like(t.throws(() => s.op(s.vm, KVM_SEV.DBG_DECRYPT, kvm_sev_dbg.arg({ src_uaddr: s.range(m, 0, 16), dst_uaddr: new Uint8Array(16) }))), { code: 'ENOMEM' });
+  t.like(
+    t.throws(() => s.op(s.vm, KVM_SEV.DBG_DECRYPT, kvm_sev_dbg.arg({ src_uaddr: s.range(m, 0, 16), dst_uaddr: new Uint8Array(16) }))),
+    { code: 'ENOMEM' },
+  );
 });
 
 test('ASIDs: lowest free of the class; freed ones wait for a flush; exhaustion is EBUSY', (t) => {
@@ -124,9 +158,15 @@ test('ASIDs: lowest free of the class; freed ones wait for a flush; exhaustion i
   const vms = Array.from({ length: 15 }, () => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0));
   const init = (v: BackendFd) => host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.INIT }));
   vms.forEach(init);
-  t.deepEqual(host.sev.snapshot().asidsHeld, Array.from({ length: 15 }, (_, i) => i + 1));
+  t.deepEqual(
+    host.sev.snapshot().asidsHeld,
+    Array.from({ length: 15 }, (_, i) => i + 1),
+  );
   const extra = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  t.like(t.throws(() => init(extra)), { code: 'EBUSY' });
+  t.like(
+    t.throws(() => init(extra)),
+    { code: 'EBUSY' },
+  );
   vms[4]!.close();
   vms[2]!.close();
   t.deepEqual(host.sev.snapshot().asidsReclaimable, [3, 5]);
@@ -134,7 +174,10 @@ test('ASIDs: lowest free of the class; freed ones wait for a flush; exhaustion i
   init(extra);
   t.deepEqual(host.sev.snapshot().asidsReclaimable, []);
   t.true(host.sev.snapshot().vms.some((v) => v.asid === 3));
-  t.false(host.sev.snapshot().vms.some((v) => v.asid === 5), 'the other recycled ASID is free, not held');
+  t.false(
+    host.sev.snapshot().vms.some((v) => v.asid === 5),
+    'the other recycled ASID is free, not held',
+  );
   // SEV-ES uses [1, min_sev_asid - 1].
   const milan = new MockHost();
   const k2 = milan.open('/dev/kvm');
@@ -150,7 +193,10 @@ test('a failed platform INIT rolls the ASID back (to the reclaim bitmap) and rep
   const kvm = host.open('/dev/kvm');
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 2);
   const cmd = kvm_sev_cmd.arg({ id: 22, data: { flags: 0 }, error: 0x99 });
-  t.like(t.throws(() => host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, cmd)), { code: 'EIO' });
+  t.like(
+    t.throws(() => host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, cmd)),
+    { code: 'EIO' },
+  );
   t.is(kvm_sev_cmd.decode(cmd.bytes).error, 0x13);
   t.deepEqual(host.sev.snapshot().asidsHeld, []);
   t.deepEqual(host.sev.snapshot().asidsReclaimable, [100]);

@@ -11,8 +11,16 @@ import { ioctlStruct, type IoctlStruct } from '../../../../../lib/uapi/ioctl-arg
 import * as ioc from '../../../../../lib/uapi/ioctls.js';
 import { SEV_RET } from '../../../../../lib/uapi/sev-status.js';
 import {
-  kvm_sev_attestation_report, kvm_sev_cmd, kvm_sev_guest_status, kvm_sev_init, kvm_sev_launch_measure, kvm_sev_launch_start,
-  kvm_sev_launch_update_data, kvm_sev_send_start, kvm_sev_send_update_data, kvm_sev_snp_launch_start,
+  kvm_sev_attestation_report,
+  kvm_sev_cmd,
+  kvm_sev_guest_status,
+  kvm_sev_init,
+  kvm_sev_launch_measure,
+  kvm_sev_launch_start,
+  kvm_sev_launch_update_data,
+  kvm_sev_send_start,
+  kvm_sev_send_update_data,
+  kvm_sev_snp_launch_start,
 } from '../../../../../lib/uapi/sev-structs.js';
 import { kvm_enable_cap } from '../../../../../lib/uapi/kvm-structs.js';
 
@@ -49,7 +57,10 @@ test('SEV disabled: ENOTTY for every command and for the NULL probe, /dev/sev ab
   const r = op(host, vm, KVM_SEV.INIT, null, 0x1234);
   t.is(r.code, 'ENOTTY');
   t.is(r.error, 0x1234, 'not copied back: the error passed in stays');
-  t.like(t.throws(() => host.open('/dev/sev')), { code: 'ENOENT', syscall: 'open', path: '/dev/sev' });
+  t.like(
+    t.throws(() => host.open('/dev/sev')),
+    { code: 'ENOENT', syscall: 'open', path: '/dev/sev' },
+  );
 });
 
 test('NULL argument probe answers 0 with SEV enabled', (t) => {
@@ -67,7 +78,7 @@ test('unknown and unimplemented ids: EINVAL, struct not copied back', (t) => {
   }
 });
 
-test('handlers failing before the firmware echo the caller\'s error; firmware failures write the status', (t) => {
+test("handlers failing before the firmware echo the caller's error; firmware failures write the status", (t) => {
   const { host, vm, sev } = setup();
   // !sev_guest: ENOTTY from the handler, struct copied back unchanged.
   const r = op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0x77, sev!.fd);
@@ -133,7 +144,10 @@ test('LAUNCH_MEASURE: len 0 is a length query (EIO, INVALID_LEN, len 48); succes
   const m = kvm_sev_launch_measure.arg({ uaddr: buf });
   t.is(op(host, vm, KVM_SEV.LAUNCH_MEASURE, m).r, 0);
   t.is(kvm_sev_launch_measure.decode(m.bytes).len, 48);
-  t.true(buf.subarray(48).every((b) => b === 0), 'the kernel copies its zeroed buffer whole');
+  t.true(
+    buf.subarray(48).every((b) => b === 0),
+    'the kernel copies its zeroed buffer whole',
+  );
   t.false(buf.subarray(0, 48).every((b) => b === 0));
 });
 
@@ -165,9 +179,12 @@ test('SEND/RECEIVE_UPDATE_DATA: a packet beyond one page is EINVAL', (t) => {
   const mem = host.mmapAnonymous(0x4000);
   op(host, vm, KVM_SEV.INIT);
   op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0, sev!.fd);
-  const pkt = (offset: number, length: number) => kvm_sev_send_update_data.arg({
-    hdr_uaddr: new Uint8Array(52), trans_uaddr: new Uint8Array(length), guest_uaddr: { kind: 'mapping', mapping: mem, offset, length },
-  });
+  const pkt = (offset: number, length: number) =>
+    kvm_sev_send_update_data.arg({
+      hdr_uaddr: new Uint8Array(52),
+      trans_uaddr: new Uint8Array(length),
+      guest_uaddr: { kind: 'mapping', mapping: mem, offset, length },
+    });
   t.is(op(host, vm, KVM_SEV.SEND_UPDATE_DATA, pkt(0x800, 0x1000)).code, 'EINVAL');
   t.is(op(host, vm, KVM_SEV.SEND_UPDATE_DATA, pkt(0, 0x1001)).code, 'EINVAL');
   t.is(op(host, vm, KVM_SEV.RECEIVE_UPDATE_DATA, pkt(0xff0, 0x20)).code, 'EINVAL');
@@ -190,7 +207,8 @@ test('INIT: only on DEFAULT VMs; a second INIT is EINVAL; vCPUs first is EINVAL;
 });
 
 test('INIT2: need_init, flags, vmsa_features, ghcb_version rules, and only on SEV VM types', (t) => {
-  const i2 = (host: MockHost, vm: BackendFd, v: Parameters<typeof kvm_sev_init.arg>[0]) => op(host, vm, KVM_SEV.INIT2, kvm_sev_init.arg(v)).code;
+  const i2 = (host: MockHost, vm: BackendFd, v: Parameters<typeof kvm_sev_init.arg>[0]) =>
+    op(host, vm, KVM_SEV.INIT2, kvm_sev_init.arg(v)).code;
   const d = setup();
   t.is(i2(d.host, d.vm, {}), 'EINVAL', 'DEFAULT VM');
   const s = setup({}, KVM_X86_SEV_VM);
@@ -223,29 +241,48 @@ test('SNP guests: every id < 100 is EPERM (second INIT2, GUEST_STATUS, DBG); SNP
   const on612 = setup({ kernel: '6.12', sev: { snp: true } }, KVM_X86_SNP_VM);
   op(on612.host, on612.vm, KVM_SEV.INIT2, kvm_sev_init.arg({}));
   t.is(op(on612.host, on612.vm, KVM_SEV.SNP_ENABLE_REQ_CERTS).code, 'EINVAL', 'absent in 6.12');
-  t.is(op(on612.host, on612.vm, KVM_SEV.SNP_LAUNCH_START, kvm_sev_snp_launch_start.arg({ policy: 1n << 17n })).code, 'EINVAL', '6.12 needs SMT');
+  t.is(
+    op(on612.host, on612.vm, KVM_SEV.SNP_LAUNCH_START, kvm_sev_snp_launch_start.arg({ policy: 1n << 17n })).code,
+    'EINVAL',
+    '6.12 needs SMT',
+  );
 });
 
 test('KVM_CAP_VM_TYPES and VM creation by profile; KVM_RUN before INIT2 is EINVAL', (t) => {
   const { host, kvm } = setup();
   t.is(host.ioctl(kvm, ioc.KVM_CHECK_EXTENSION, 235), 0b1101);
-  t.like(t.throws(() => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 4)), { code: 'EINVAL' });
-  t.like(t.throws(() => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 32)), { code: 'EINVAL' });
+  t.like(
+    t.throws(() => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 4)),
+    { code: 'EINVAL' },
+  );
+  t.like(
+    t.throws(() => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 32)),
+    { code: 'EINVAL' },
+  );
   const naples = new MockHost({ processor: 'naples' });
   t.is(naples.ioctl(naples.open('/dev/kvm'), ioc.KVM_CHECK_EXTENSION, 235), 0b101);
   const old = setup({ kernel: 'local-migration-2021' });
   t.is(old.host.ioctl(old.kvm, ioc.KVM_CHECK_EXTENSION, 235), 0);
   t.is(old.host.ioctl(old.kvm, ioc.KVM_CHECK_EXTENSION, 206), 0);
   t.is(old.host.ioctl(old.kvm, ioc.KVM_CHECK_EXTENSION, 197), 0);
-  t.like(t.throws(() => old.host.ioctlFd(old.kvm, ioc.KVM_CREATE_VM, 2)), { code: 'EINVAL' });
+  t.like(
+    t.throws(() => old.host.ioctlFd(old.kvm, ioc.KVM_CREATE_VM, 2)),
+    { code: 'EINVAL' },
+  );
   t.is(host.ioctl(kvm, ioc.KVM_CHECK_EXTENSION, 206), 1);
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, KVM_X86_SEV_VM);
   const vcpu = host.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
   const runner = host.createRunner(vcpu, 12288);
-  t.like(t.throws(() => runner.runSync()), { code: 'EINVAL', request: 'KVM_RUN' });
+  t.like(
+    t.throws(() => runner.runSync()),
+    { code: 'EINVAL', request: 'KVM_RUN' },
+  );
   const dvm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
   const dv = host.ioctlFd(dvm, ioc.KVM_CREATE_VCPU, 0);
-  t.like(t.throws(() => host.createRunner(dv, 12288).runSync()), { code: 'ERR_KVM_SEV_MOCK_NO_EXECUTION' });
+  t.like(
+    t.throws(() => host.createRunner(dv, 12288).runSync()),
+    { code: 'ERR_KVM_SEV_MOCK_NO_EXECUTION' },
+  );
   const r2 = host.createRunner(dv, 12288);
   r2.kick();
   t.is(r2.runSync(), -4, 'a kick makes the next run return -EINTR');
@@ -253,20 +290,42 @@ test('KVM_CAP_VM_TYPES and VM creation by profile; KVM_RUN before INIT2 is EINVA
 
 test('ENABLE_CAP on the VM: flags must be 0; MOVE/COPY with a bad fd are EBADF', (t) => {
   const { host, kvm, vm } = setup();
-  const cap = (c: number, arg0: bigint, flags = 0) => host.ioctl(vm, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap: c, flags, args: [arg0, 0n, 0n, 0n] }));
-  t.like(t.throws(() => cap(206, 1n, 1)), { code: 'EINVAL' });
-  t.like(t.throws(() => cap(206, 999n)), { code: 'EBADF' });
-  t.like(t.throws(() => cap(197, BigInt(kvm.fd))), { code: 'EBADF', request: 'KVM_ENABLE_CAP' });
-  t.like(t.throws(() => cap(206, BigInt(vm.fd))), { code: 'EINVAL' }, 'dst == src');
-  t.like(t.throws(() => cap(12345, 0n)), { code: 'EINVAL' });
+  const cap = (c: number, arg0: bigint, flags = 0) =>
+    host.ioctl(vm, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap: c, flags, args: [arg0, 0n, 0n, 0n] }));
+  t.like(
+    t.throws(() => cap(206, 1n, 1)),
+    { code: 'EINVAL' },
+  );
+  t.like(
+    t.throws(() => cap(206, 999n)),
+    { code: 'EBADF' },
+  );
+  t.like(
+    t.throws(() => cap(197, BigInt(kvm.fd))),
+    { code: 'EBADF', request: 'KVM_ENABLE_CAP' },
+  );
+  t.like(
+    t.throws(() => cap(206, BigInt(vm.fd))),
+    { code: 'EINVAL' },
+    'dst == src',
+  );
+  t.like(
+    t.throws(() => cap(12345, 0n)),
+    { code: 'EINVAL' },
+  );
 });
 
-test('the firmware\'s status reaches userspace as EIO with error = status (LAUNCH_UPDATE_DATA on a bad length)', (t) => {
+test("the firmware's status reaches userspace as EIO with error = status (LAUNCH_UPDATE_DATA on a bad length)", (t) => {
   const { host, vm, sev } = setup();
   const mem = host.mmapAnonymous(0x2000);
   op(host, vm, KVM_SEV.INIT);
   op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0, sev!.fd);
-  const r = op(host, vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({ uaddr: { kind: 'mapping', mapping: mem, offset: 0, length: 15 } }));
+  const r = op(
+    host,
+    vm,
+    KVM_SEV.LAUNCH_UPDATE_DATA,
+    kvm_sev_launch_update_data.arg({ uaddr: { kind: 'mapping', mapping: mem, offset: 0, length: 15 } }),
+  );
   t.is(r.code, 'EIO');
   t.is(r.error, SEV_RET.INVALID_LEN);
   const zero = op(host, vm, KVM_SEV.LAUNCH_UPDATE_DATA, kvm_sev_launch_update_data.arg({}), 0x31);
