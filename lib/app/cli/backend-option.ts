@@ -1,5 +1,4 @@
 /** The --backend option shared by commands that talk to a host. */
-import type { BackendName } from '../../backend/contract.js';
 import { openHost, type OpenedHost } from '../open-host.js';
 import { UsageError } from './output.js';
 

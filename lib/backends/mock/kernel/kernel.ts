@@ -6,7 +6,6 @@
  * Requests routed to the wrong kind of fd answer what the kernel's default case does:
  * /dev/kvm EINVAL, VM fds ENOTTY, vCPU fds EINVAL, /dev/sev EINVAL.
  */
-import type { FdKind } from '../../../backend/contract.js';
 import { encodeArray } from '../../../uapi/codec.js';
 import { KVM_API_VERSION, KVM_CAP } from '../../../uapi/constants.js';
 import type { IoctlDef } from '../../../uapi/ioctls.js';
