@@ -32,7 +32,9 @@ function child(args: string[]): { out: Promise<Record<string, string>>; listenin
   });
   const out = new Promise<Record<string, string>>((resolve, reject) =>
     p.on('exit', (code) =>
-      code === 0 ? resolve(JSON.parse(stdout.trim().split('\n').pop()!)) : reject(new Error(`${args[0]} exited ${code}: ${stderr}`)),
+      code === 0
+        ? resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, string>)
+        : reject(new Error(`${args[0]} exited ${code}: ${stderr}`)),
     ),
   );
   return { out, listening };

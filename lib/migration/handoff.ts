@@ -99,7 +99,10 @@ export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
     await sendMessage(backend, o.socket, { kind: 'prepare', version: HANDOFF_VERSION, vmType: o.vm.type, memory }, memfds);
     const prepared = await withTimeout(reader.next(), timeout);
     if (prepared.body['kind'] !== 'prepared' || prepared.body['ok'] !== true) {
-      return { owner: 'source', reason: `the new VMM could not prepare: ${String(prepared.body['error'] ?? 'no reason')}` };
+      return {
+        owner: 'source',
+        reason: `the new VMM could not prepare: ${String((prepared.body['error'] as string | undefined) ?? 'no reason')}`,
+      };
     }
   } catch (e) {
     return { owner: 'source', reason: (e as Error).message };
@@ -123,7 +126,7 @@ export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
     );
     const ready = await withTimeout(reader.next(), timeout);
     if (ready.body['kind'] !== 'ready' || ready.body['ok'] !== true) {
-      return { owner: 'source', reason: `the new VMM refused: ${String(ready.body['error'] ?? 'no reason')}` };
+      return { owner: 'source', reason: `the new VMM refused: ${String((ready.body['error'] as string | undefined) ?? 'no reason')}` };
     }
     await sendMessage(backend, o.socket, { kind: 'commit' });
   } catch (e) {

@@ -610,7 +610,7 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
   let off = 0;
   let align = 1;
   for (const spec of fields) {
-    const [fname, ftype] = spec;
+    const [fname, ftype] = spec as readonly [unknown, AnyFieldType];
     if (typeof fname !== 'string' || fname === '') throw invalidArgType(`${name}.fields[].name`, 'string', fname);
     if (seen.has(fname)) throw invalidArgValue(`${name}.${fname}`, fname, 'is declared twice');
     seen.add(fname);
@@ -730,7 +730,7 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
             ppath,
             target,
             plan.selIndex >= 0
-              ? `cannot be a plain object: no struct is known for ${slots[plan.selIndex]!.name} ${String(p[plan.selIndex] ?? 0)}`
+              ? `cannot be a plain object: no struct is known for ${slots[plan.selIndex]!.name} ${String((p[plan.selIndex] as number | bigint | undefined) ?? 0)}`
               : 'must be a pointer target (a plain object needs a struct pointer)',
           );
         }

@@ -33,7 +33,7 @@ export async function hello(argv: string[]): Promise<number> {
       exits++;
       if (serial.handle(exit)) continue;
       if (exit.reason !== 'hlt')
-        throw new Error(`unexpected exit: ${JSON.stringify(exit, (_, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
+        throw new Error(`unexpected exit: ${JSON.stringify(exit, (_, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
       break;
     }
     const regs = vcpu.getRegs();

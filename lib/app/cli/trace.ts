@@ -66,6 +66,7 @@ export function trace(argv: string[]): number {
     const fw = e.firmware?.length
       ? dim(`  fw: ${e.firmware.map((f) => `${f.command}${f.status ? `→${sevStatusName(f.status)}` : ''}`).join(', ')}`)
       : '';
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a trace's arg is a number or a string
     const arg = e.arg !== undefined ? ` (${String(e.arg)})` : '';
     console.log(`${String(e.seq).padStart(4)} ${`${e.fdKind}:${e.fd}`.padEnd(9)} ${what}${arg} ${res}${fw}`);
   }

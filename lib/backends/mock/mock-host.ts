@@ -177,7 +177,7 @@ export class MockHost implements Backend {
       if (!this.sevEnabled) throw errnoError(2, 'open', undefined, path);
       return this.fds.install(new DevSevFile(write));
     }
-    throw valueErr(`The "path" argument must be '/dev/kvm' or '/dev/sev'. Received '${path}'`);
+    throw valueErr(`The "path" argument must be '/dev/kvm' or '/dev/sev'. Received '${String(path)}'`);
   }
 
   /** The open file behind a fd of this host (ERR_INVALID_ARG_TYPE for anything else, EBADF if closed). */
@@ -412,7 +412,7 @@ export class MockHost implements Backend {
         this.sockets.send(
           f,
           data,
-          fds.map((x, i) => this.file(x, `fds[${i}]`)),
+          (fds as readonly BackendFd[]).map((x, i) => this.file(x, `fds[${i}]`)),
         ),
       );
     } catch (e) {
@@ -440,6 +440,7 @@ export class MockHost implements Backend {
 
   private attachSev(port: SevVmPort): MockSevVm {
     const vm = this.sevKernel.attach(port);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the Prepared objects below outlive this call
     const host = this;
     const exec = (request: number, arg: IoctlArg | undefined, async: boolean): Prepared => {
       const req = argU32(request, 'request');

@@ -56,7 +56,9 @@ hwTest(
     const b = new NativeBackend();
     const kvm = b.open('/dev/kvm');
     const m = b.mmapAnonymous(4096);
-    const proto = (o: object, k: string) => Object.getOwnPropertyDescriptor(Object.getPrototypeOf(o), k)!.get!;
+    const proto = (o: object, k: string): ((this: unknown) => unknown) =>
+      // eslint-disable-next-line @typescript-eslint/unbound-method -- called with a foreign `this` on purpose
+      Object.getOwnPropertyDescriptor(Object.getPrototypeOf(o), k)!.get!;
     code(t, () => proto(m, 'buffer').call(kvm), 'ERR_INVALID_THIS');
     code(t, () => proto(kvm, 'path').call(m), 'ERR_INVALID_THIS');
     // A memfd maps only within its size (beyond it, a touch would be SIGBUS).

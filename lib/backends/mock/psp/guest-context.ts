@@ -61,7 +61,7 @@ export class GuestContext {
 }
 
 export class GuestTable {
-  #slots: Array<GuestContext | undefined> = new Array(MAX_GUESTS + 1);
+  #slots: Array<GuestContext | undefined> = new Array<GuestContext | undefined>(MAX_GUESTS + 1);
   #count = 0;
 
   get count(): number {

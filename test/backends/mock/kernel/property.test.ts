@@ -88,8 +88,8 @@ class Run {
   readonly kvm: BackendFd;
   readonly sev: BackendFd;
   readonly mem: GuestMapping;
-  readonly vms: (BackendFd | undefined)[] = new Array(VMS).fill(undefined);
-  readonly types: number[] = new Array(VMS).fill(0);
+  readonly vms: (BackendFd | undefined)[] = new Array<BackendFd | undefined>(VMS).fill(undefined);
+  readonly types: number[] = new Array<number>(VMS).fill(0);
   readonly tokens: bigint[] = [];
   readonly used = new Set<bigint>();
   readonly vcpus: BackendFd[] = [];
@@ -215,10 +215,10 @@ class Run {
     if (s.asidsHeld.some((a) => s.asidsReclaimable.includes(a))) throw new Error('an ASID both held and reclaimable');
     const owners = s.vms.filter((v) => v.active && !v.mirror && v.token === 0n);
     const asids = owners.map((v) => v.asid);
-    if (new Set(asids).size !== asids.length) throw new Error(`an ASID held by two VMs: ${asids}`);
+    if (new Set(asids).size !== asids.length) throw new Error(`an ASID held by two VMs: ${asids.join(',')}`);
     if (asids.some((a) => !s.asidsHeld.includes(a))) throw new Error('an active VM holds an ASID the allocator thinks free');
     const handles = owners.map((v) => v.handle).filter((h) => h !== 0);
-    if (new Set(handles).size !== handles.length) throw new Error(`a handle used twice: ${handles}`);
+    if (new Set(handles).size !== handles.length) throw new Error(`a handle used twice: ${handles.join(',')}`);
     for (const v of s.vms) if (v.pagesLocked < 0) throw new Error(`pages_locked ${v.pagesLocked}`);
     for (const v of s.vms.filter((x) => x.mirror && x.active)) {
       if (!s.vms.some((o) => !o.mirror && o.active && o.asid === v.asid)) throw new Error('a mirror without its owner');
