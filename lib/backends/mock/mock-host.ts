@@ -148,7 +148,7 @@ export class MockHost implements Backend {
       mem: this.memory,
       driver: this.driver,
       sev: this.sevKernel,
-      cpuid: supportedCpuid(p, { enabled: this.sevEnabled, es: this.esEnabled }),
+      cpuid: supportedCpuid(p, { enabled: this.sevEnabled, es: this.esEnabled, snp }),
       vmTypesMask: legacy ? 1 : mask,
       sevAttrs: { vmsaFeatures: this.sevEnabled ? vmsaFeatures : 0n, snpPolicyBits: snp ? 0x1fffffn : 0n, snp },
       onDestroy: (f) => this.traced('VM_DESTROY', f),

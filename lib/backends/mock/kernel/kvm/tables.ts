@@ -178,7 +178,7 @@ const SIGNATURE: Readonly<Record<ProcessorProfile['name'], number>> = {
 };
 
 /** KVM_GET_SUPPORTED_CPUID on this host (0x8000001F: SEV facts when SEV is usable, else zeros). */
-export function supportedCpuid(p: ProcessorProfile, sev: { enabled: boolean; es: boolean }): CpuidEntry[] {
+export function supportedCpuid(p: ProcessorProfile, sev: { enabled: boolean; es: boolean; snp: boolean }): CpuidEntry[] {
   const e = (fn: number, eax: number, ebx: number, ecx: number, edx: number, index = 0, flags = 0): CpuidEntry => ({
     function: fn,
     index,
@@ -189,7 +189,9 @@ export function supportedCpuid(p: ProcessorProfile, sev: { enabled: boolean; es:
     edx: edx >>> 0,
   });
   const sig = p.name in SIGNATURE ? SIGNATURE[p.name] : SIGNATURE.milan;
-  const sevEax = sev.enabled ? 0x1 | 0x2 | (sev.es ? 0x8 : 0) : 0;
+  // 0x8000001F EAX: SME (0), SEV (1), SEV-ES (3), SEV-SNP (4), as sev_set_cpu_caps() sets them from
+  // what kvm_amd enabled (arch/x86/kvm/svm/sev.c), so CPUID and KVM_CAP_VM_TYPES agree.
+  const sevEax = sev.enabled ? 0x1 | 0x2 | (sev.es ? 0x8 : 0) | (sev.snp ? 0x10 : 0) : 0;
   return [
     e(0x0, 0x10, 0x68747541, 0x444d4163, 0x69746e65), // "AuthenticAMD"
     e(0x1, sig, 0x00000800, 0xf6d83203, 0x178bfbff),
