@@ -112,7 +112,7 @@ export class MockHost implements Backend {
     const p = o.processor;
     this.sevEnabled = o.sev.enabled && p.maxSevAsid > 0;
     this.esEnabled = this.sevEnabled && o.sev.es && p.sevEs && p.minSevAsid > 1;
-    const snp = this.esEnabled && o.sev.snp;
+    const snp = this.esEnabled && o.sev.snp && p.sevSnp === true; // SNP needs Milan or later
     this.trace = new MockTrace(o.trace);
     this.system = new MockSystemView(this.options, { sev: this.sevEnabled, es: this.esEnabled, snp });
     this.memory = new UserMemory();

@@ -49,6 +49,8 @@ export interface ProcessorProfile {
   /** CPUID 0x8000001F EBX[5:0]. */
   readonly cbitPosition: number;
   readonly sevEs: boolean;
+  /** SEV-SNP (Zen 3 / Milan and later). Default false. */
+  readonly sevSnp?: boolean;
   /** PDH_CERT_EXPORT returns an unsigned CEK placeholder (Genoa; sev-firmware.md §7.3). Default false. */
   readonly exportsUnsignedCek?: boolean;
 }

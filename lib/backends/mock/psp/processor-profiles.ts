@@ -48,6 +48,7 @@ export const MILAN: ProcessorProfile = Object.freeze({
   minSevAsid: 100,
   cbitPosition: 51,
   sevEs: true,
+  sevSnp: true,
 });
 
 export const GENOA: ProcessorProfile = Object.freeze({
@@ -59,6 +60,7 @@ export const GENOA: ProcessorProfile = Object.freeze({
   minSevAsid: 100,
   cbitPosition: 51,
   sevEs: true,
+  sevSnp: true,
   exportsUnsignedCek: true,
 });
 

@@ -59,6 +59,7 @@ for (const kernel of KERNELS) {
           const features = kvm.deviceAttr(KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES);
           if (!cpuid.es) t.is(features, 0n, `${at}: VMSA features without SEV-ES`);
         }
+        if (processor === 'naples' || processor === 'rome') t.false(cpuid.snp, `${at}: SNP before Milan`);
         // SEV-ES implies SEV; SNP implies SEV-ES.
         t.true(!cpuid.es || cpuid.sev, `${at}: ES without SEV`);
         t.true(!cpuid.snp || cpuid.es, `${at}: SNP without ES`);
