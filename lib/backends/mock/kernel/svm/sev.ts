@@ -357,6 +357,28 @@ export class MockSevKernel {
     this.decommission(handle);
   }
 
+  /**
+   * How sev_launch_start() and sev_receive_start() end, once the firmware made a guest `handle`:
+   * sev_bind_asid() (DECOMMISSION the handle if it fails), `params` (with the handle) back to
+   * userspace (sev_unbind_asid() and EFAULT if that faults), then the VM records the handle and the
+   * /dev/sev fd of the command.
+   */
+  private bindGuest(vm: SevVm, cmd: SevCmd, handle: number, params: Uint8Array): void {
+    const bound = this.bindAsid(vm, cmd, handle);
+    if (bound) {
+      this.decommission(handle);
+      fail(bound);
+    }
+    try {
+      this.write(cmd.data, params);
+    } catch (e) {
+      this.unbindAsid(handle);
+      throw e;
+    }
+    vm.info.handle = handle;
+    vm.info.fd = cmd.sevFd;
+  }
+
   private launchStart(vm: SevVm, cmd: SevCmd): void {
     if (!this.sevGuest(vm)) fail(E.ENOTTY);
     const p = this.read(kvm_sev_launch_start, cmd.data);
@@ -366,20 +388,7 @@ export class MockSevKernel {
     const out = this.fwFd(cmd.sevFd, cmd, 'LAUNCH_START', (fw) =>
       fw.launchStart({ handle: p.handle, policy: p.policy, dhCert: dh, session }),
     );
-    const handle = out.handle;
-    const bound = this.bindAsid(vm, cmd, handle);
-    if (bound) {
-      this.decommission(handle);
-      fail(bound);
-    }
-    try {
-      this.write(cmd.data, kvm_sev_launch_start.encode({ ...p, handle }));
-    } catch (e) {
-      this.unbindAsid(handle);
-      throw e;
-    }
-    vm.info.handle = handle;
-    vm.info.fd = cmd.sevFd;
+    this.bindGuest(vm, cmd, out.handle, kvm_sev_launch_start.encode({ ...p, handle: out.handle }));
   }
 
   private launchUpdateData(vm: SevVm, cmd: SevCmd): void {
@@ -600,20 +609,7 @@ export class MockSevKernel {
     const out = this.fwFd(cmd.sevFd, cmd, 'RECEIVE_START', (fw) =>
       fw.receiveStart({ handle: p.handle, policy: p.policy, pdhCert, session }),
     );
-    const handle = out.handle;
-    const bound = this.bindAsid(vm, cmd, handle);
-    if (bound) {
-      this.decommission(handle);
-      fail(bound);
-    }
-    try {
-      this.write(cmd.data, kvm_sev_receive_start.encode({ ...p, handle }));
-    } catch (e) {
-      this.unbindAsid(handle);
-      throw e;
-    }
-    vm.info.handle = handle;
-    vm.info.fd = cmd.sevFd;
+    this.bindGuest(vm, cmd, out.handle, kvm_sev_receive_start.encode({ ...p, handle: out.handle }));
   }
 
   private receiveUpdateData(vm: SevVm, cmd: SevCmd): void {
