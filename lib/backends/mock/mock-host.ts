@@ -526,7 +526,7 @@ export class MockHost implements Backend {
         dead: v.dead,
         token: v.info.infoToken,
       })),
-      tokens: this.sevKernel.tokens.size,
+      tokens: this.sevKernel.localMigration.tokens.size,
       platformState: this.driver.state,
       pspDead: this.driver.pspDead,
     };

@@ -1,6 +1,12 @@
 /**
- * `sev_mem_enc_ioctl` and the region ioctls of arch/x86/kvm/svm/sev.c, over a {@link SevVmPort}
- * (kernel-sev-uapi.md §3). Dispatch order (§3.2): SEV disabled → ENOTTY; NULL argument → 0;
+ * `sev_mem_enc_ioctl` and the region ioctls of arch/x86/kvm/svm/sev.c, over a {@link SevVmPort}:
+ * the dispatch, INIT/ES_INIT/INIT2, the launch commands, GUEST_STATUS, the attestation report, the
+ * SNP gates, the regions and sev_vm_destroy(). The other commands are in files of their own, as
+ * sev-dbg.ts holds DBG_*: SEND_* and RECEIVE_* in sev-migration.ts, the 2021 LOCAL_SEND/RECEIVE in
+ * sev-local-migration.ts, MOVE/COPY of the context in sev-enc-context.ts; they reach this file's
+ * helpers through {@link SevCmdHelpers} (sev-cmd.ts).
+ *
+ * Dispatch order of sev_mem_enc_ioctl(): SEV disabled → ENOTTY; NULL argument → 0;
  * copy of the 24-byte kvm_sev_cmd → EFAULT; a mirror with an id other than LAUNCH_UPDATE_VMSA,
  * GUEST_STATUS, DBG_DECRYPT, DBG_ENCRYPT → EINVAL; (2021 profile) a sent source with an id other
  * than DBG_* → EPERM; an SNP guest with an id < 100 → EPERM; an unknown id → EINVAL. None of these
@@ -27,50 +33,28 @@ import {
   kvm_sev_launch_secret,
   kvm_sev_launch_start,
   kvm_sev_launch_update_data,
-  kvm_sev_receive_start,
-  kvm_sev_receive_update_data,
-  kvm_sev_send_start,
-  kvm_sev_send_update_data,
   kvm_sev_snp_launch_finish,
   kvm_sev_snp_launch_start,
   kvm_sev_snp_launch_update,
 } from '../../../../uapi/sev-structs.js';
 import { E, fail, KernelErrno } from '../common/errno.js';
 import type { FwResult, SevFirmware } from '../../psp/api.js';
-import { copyUserBlob, padTo, type FwCall, type SevDriver } from '../ccp/sev-dev.js';
-import type { UserMemory } from '../common/user-memory.js';
-import type { AsidSpace } from './asid.js';
+import { copyUserBlob, padTo, type FwCall } from '../ccp/sev-dev.js';
+import type { SevCmd, SevCmdHelpers, SevKernelConfig, StructCodec } from './sev-cmd.js';
 import { sevDbg } from './sev-dbg.js';
-import type { SevMemory } from './sev-memory.js';
+import { sevVmCopyEncContextFrom, sevVmMoveEncContextFrom, sourceVm } from './sev-enc-context.js';
+import { SevLocalMigration } from './sev-local-migration.js';
+import {
+  sevReceiveFinish,
+  sevReceiveStart,
+  sevReceiveUpdateData,
+  sevSendCancel,
+  sevSendFinish,
+  sevSendStart,
+  sevSendUpdateData,
+} from './sev-migration.js';
 import { SevVm, type SevVmPort } from './sev-types.js';
-import type { KernelProfile } from '../common/kernel-profile.js';
 import { buildVmsa } from './vmsa.js';
-
-/** The kvm_sev_cmd a handler works on; `error` is written back. */
-export interface SevCmd {
-  readonly id: number;
-  readonly data: bigint;
-  error: number;
-  readonly sevFd: number;
-}
-
-export interface SevKernelConfig {
-  readonly kernel: KernelProfile;
-  /** kvm_amd's sev / sev_es parameters as set up (what the host really supports). */
-  readonly enabled: boolean;
-  readonly es: boolean;
-  readonly snp: boolean;
-  readonly mem: UserMemory;
-  readonly driver: SevDriver;
-  readonly asids: AsidSpace;
-  readonly memory: SevMemory;
-  /** Is `fd` an open /dev/sev fd of this host? (sev_issue_cmd_external_user) */
-  isSevFd(fd: number): boolean;
-  /** The VM behind a VM fd number of this host; 'other' for an fd that is not a VM, undefined for none. */
-  vmByFd(fd: number): SevVm | 'other' | undefined;
-  /** Supported vmsa_features (KVM_X86_SEV_VMSA_FEATURES). */
-  readonly vmsaFeatures: bigint;
-}
 
 const MIRROR_OK: ReadonlySet<number> = new Set([
   KVM_SEV.LAUNCH_UPDATE_VMSA,
@@ -85,19 +69,11 @@ export const LOCAL_RECEIVE = 23;
 const SNP_POLICY_VALID = 0xffffn | (1n << 16n) | (1n << 17n) | (1n << 18n) | (1n << 19n) | (1n << 20n);
 const PAGE = 4096;
 
-interface LocalToken {
-  valid: boolean;
-  asid: number;
-  handle: number;
-  pagesLocked: number;
-  regions: SevVm['info']['regions'];
-}
-
-export class MockSevKernel {
+export class MockSevKernel implements SevCmdHelpers {
   readonly cfg: SevKernelConfig;
   private nextId = 1;
-  /** The 2021 patch's sev_info_migration_hash (per host). */
-  readonly tokens = new Map<bigint, LocalToken>();
+  /** The 2021 patch's LOCAL_SEND/LOCAL_RECEIVE, with its per-host tokens. */
+  readonly localMigration: SevLocalMigration = new SevLocalMigration(this);
   /** Every attached VM (for invariants and tests). */
   readonly vms = new Set<SevVm>();
 
@@ -105,7 +81,7 @@ export class MockSevKernel {
     this.cfg = cfg;
   }
 
-  private get legacy(): boolean {
+  get legacy(): boolean {
     return this.cfg.kernel === 'local-migration-2021';
   }
 
@@ -118,7 +94,7 @@ export class MockSevKernel {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Firmware plumbing
+  // Firmware plumbing and copies to and from user: the helpers every handler uses (SevCmdHelpers)
 
   private fw<T extends FwResult>(cmd: SevCmd | null, command: SevFirmwareCommandName, call: (fw: SevFirmware) => T, bytes = 0): FwCall<T> {
     const r = this.cfg.driver.do(command, call, bytes);
@@ -127,19 +103,19 @@ export class MockSevKernel {
   }
 
   /** sev_issue_cmd: through the /dev/sev fd the VM recorded (EBADF if it is not one any more). */
-  private fwVm<T extends FwResult>(vm: SevVm, cmd: SevCmd, command: SevFirmwareCommandName, call: (fw: SevFirmware) => T, bytes = 0): T {
+  fwVm<T extends FwResult>(vm: SevVm, cmd: SevCmd, command: SevFirmwareCommandName, call: (fw: SevFirmware) => T, bytes = 0): T {
     return this.fwFd(vm.info.fd, cmd, command, call, bytes);
   }
 
   /** __sev_issue_cmd(fd): EBADF unless `fd` is an open /dev/sev of this host. */
-  private fwFd<T extends FwResult>(fd: number, cmd: SevCmd, command: SevFirmwareCommandName, call: (fw: SevFirmware) => T, bytes = 0): T {
+  fwFd<T extends FwResult>(fd: number, cmd: SevCmd, command: SevFirmwareCommandName, call: (fw: SevFirmware) => T, bytes = 0): T {
     if (!this.cfg.isSevFd(fd)) fail(E.EBADF, `fd ${fd} is not an open /dev/sev`);
     const r = this.fw(cmd, command, call, bytes);
     if (r.errno) fail(r.errno);
     return r.out!;
   }
 
-  private sevGuest(vm: SevVm): boolean {
+  sevGuest(vm: SevVm): boolean {
     return vm.info.active;
   }
 
@@ -147,15 +123,15 @@ export class MockSevKernel {
     return vm.info.active && vm.info.esActive;
   }
 
-  private snpGuest(vm: SevVm): boolean {
+  snpGuest(vm: SevVm): boolean {
     return vm.info.active && vm.info.snpActive;
   }
 
-  private read<T>(codec: { size: number; decode(b: Uint8Array): T }, addr: bigint): T {
+  read<T>(codec: StructCodec<T>, addr: bigint): T {
     return codec.decode(this.cfg.mem.copyFromUser(addr, codec.size));
   }
 
-  private write(addr: bigint, bytes: Uint8Array): void {
+  write(addr: bigint, bytes: Uint8Array): void {
     this.cfg.mem.copyToUser(addr, bytes);
   }
 
@@ -216,17 +192,17 @@ export class MockSevKernel {
       case KVM_SEV.LAUNCH_FINISH:
         return (vm, cmd) => this.simple(vm, cmd, 'LAUNCH_FINISH', (fw, h) => fw.launchFinish(h));
       case KVM_SEV.SEND_START:
-        return (vm, cmd) => this.sendStart(vm, cmd);
+        return (vm, cmd) => sevSendStart(this, vm, cmd);
       case KVM_SEV.SEND_UPDATE_DATA:
-        return (vm, cmd) => this.sendUpdateData(vm, cmd);
+        return (vm, cmd) => sevSendUpdateData(this, vm, cmd);
       case KVM_SEV.SEND_FINISH:
-        return (vm, cmd) => this.simple(vm, cmd, 'SEND_FINISH', (fw, h) => fw.sendFinish(h));
+        return (vm, cmd) => sevSendFinish(this, vm, cmd);
       case KVM_SEV.RECEIVE_START:
-        return (vm, cmd) => this.receiveStart(vm, cmd);
+        return (vm, cmd) => sevReceiveStart(this, vm, cmd);
       case KVM_SEV.RECEIVE_UPDATE_DATA:
-        return (vm, cmd) => this.receiveUpdateData(vm, cmd);
+        return (vm, cmd) => sevReceiveUpdateData(this, vm, cmd);
       case KVM_SEV.RECEIVE_FINISH:
-        return (vm, cmd) => this.simple(vm, cmd, 'RECEIVE_FINISH', (fw, h) => fw.receiveFinish(h));
+        return (vm, cmd) => sevReceiveFinish(this, vm, cmd);
       case KVM_SEV.GUEST_STATUS:
         return (vm, cmd) => this.guestStatus(vm, cmd);
       case KVM_SEV.DBG_DECRYPT:
@@ -236,11 +212,11 @@ export class MockSevKernel {
       case KVM_SEV.GET_ATTESTATION_REPORT:
         return (vm, cmd) => this.attestation(vm, cmd);
       case KVM_SEV.SEND_CANCEL:
-        return (vm, cmd) => this.simple(vm, cmd, 'SEND_CANCEL', (fw, h) => fw.sendCancel(h));
+        return (vm, cmd) => sevSendCancel(this, vm, cmd);
       case 22:
-        return legacy ? (vm, cmd) => this.localSend(vm, cmd) : (vm, cmd) => this.init2(vm, cmd);
+        return legacy ? (vm, cmd) => this.localMigration.send(vm, cmd) : (vm, cmd) => this.init2(vm, cmd);
       case 23:
-        return legacy ? (vm, cmd) => this.localReceive(vm, cmd) : undefined;
+        return legacy ? (vm, cmd) => this.localMigration.receive(vm, cmd) : undefined;
       case KVM_SEV.SNP_LAUNCH_START:
         return legacy ? undefined : (vm, cmd) => this.snpLaunchStart(vm, cmd);
       case KVM_SEV.SNP_LAUNCH_UPDATE:
@@ -294,7 +270,7 @@ export class MockSevKernel {
     this.commonInit(vm, cmd, { vmsaFeatures: p.vmsa_features, flags: p.flags, ghcbVersion: p.ghcb_version }, t);
   }
 
-  /** __sev_guest_init (§3.3): every failure rolls everything back. */
+  /** __sev_guest_init: every failure rolls everything back. */
   private commonInit(vm: SevVm, cmd: SevCmd, d: { vmsaFeatures: bigint; flags: number; ghcbVersion: number }, vmType: number): void {
     const info = vm.info;
     const es = vmType !== KVM_X86_SEV_VM;
@@ -346,6 +322,7 @@ export class MockSevKernel {
     return this.fw(cmd, 'ACTIVATE', (fw) => fw.activate(handle, vm.info.asid)).errno;
   }
 
+  /** sev_decommission */
   private decommission(handle: number): void {
     this.fw(null, 'DECOMMISSION', (fw) => fw.decommission(handle));
   }
@@ -357,13 +334,8 @@ export class MockSevKernel {
     this.decommission(handle);
   }
 
-  /**
-   * How sev_launch_start() and sev_receive_start() end, once the firmware made a guest `handle`:
-   * sev_bind_asid() (DECOMMISSION the handle if it fails), `params` (with the handle) back to
-   * userspace (sev_unbind_asid() and EFAULT if that faults), then the VM records the handle and the
-   * /dev/sev fd of the command.
-   */
-  private bindGuest(vm: SevVm, cmd: SevCmd, handle: number, params: Uint8Array): void {
+  /** The tail of sev_launch_start() and sev_receive_start(): bind, write back, record (or undo). */
+  bindGuest(vm: SevVm, cmd: SevCmd, handle: number, params: Uint8Array): void {
     const bound = this.bindAsid(vm, cmd, handle);
     if (bound) {
       this.decommission(handle);
@@ -463,7 +435,7 @@ export class MockSevKernel {
   }
 
   /** sev_issue_cmd with the outcome kept (the caller decides what to write back). */
-  private fwOutcome<T extends FwResult>(vm: SevVm, cmd: SevCmd, command: SevFirmwareCommandName, call: (fw: SevFirmware) => T): FwCall<T> {
+  fwOutcome<T extends FwResult>(vm: SevVm, cmd: SevCmd, command: SevFirmwareCommandName, call: (fw: SevFirmware) => T): FwCall<T> {
     if (!this.cfg.isSevFd(vm.info.fd)) fail(E.EBADF, `fd ${vm.info.fd} is not an open /dev/sev`);
     return this.fw(cmd, command, call);
   }
@@ -494,7 +466,7 @@ export class MockSevKernel {
     if (errno) fail(errno);
   }
 
-  private simple(vm: SevVm, cmd: SevCmd, command: SevFirmwareCommandName, call: (fw: SevFirmware, handle: number) => FwResult): void {
+  simple(vm: SevVm, cmd: SevCmd, command: SevFirmwareCommandName, call: (fw: SevFirmware, handle: number) => FwResult): void {
     if (!this.sevGuest(vm)) fail(E.ENOTTY);
     this.fwVm(vm, cmd, command, (fw) => call(fw, vm.info.handle));
   }
@@ -530,106 +502,6 @@ export class MockSevKernel {
     );
   }
 
-  // ---- migration ----
-
-  private sendStart(vm: SevVm, cmd: SevCmd): void {
-    if (!this.sevGuest(vm)) fail(E.ENOTTY);
-    const p = this.read(kvm_sev_send_start, cmd.data);
-    const handle = vm.info.handle;
-    if (p.session_len === 0) {
-      const empty = new Uint8Array(0);
-      const r = this.fwOutcome(vm, cmd, 'SEND_START', (fw) =>
-        fw.sendStart(handle, { pdhCert: empty, platCerts: empty, amdCerts: empty, sessionCapacity: 0 }),
-      );
-      this.write(cmd.data, kvm_sev_send_start.encode({ ...p, session_len: r.out?.sessionLength ?? 0 }));
-      if (r.errno) fail(r.errno);
-      return;
-    }
-    if (!p.pdh_cert_uaddr || !p.pdh_cert_len || !p.session_uaddr || p.session_len > SEV_FW_BLOB_MAX_SIZE) fail(E.EINVAL);
-    const mem = this.cfg.mem;
-    const pdhCert = copyUserBlob(mem, p.pdh_cert_uaddr, p.pdh_cert_len);
-    const platCerts = copyUserBlob(mem, p.plat_certs_uaddr, p.plat_certs_len);
-    const amdCerts = copyUserBlob(mem, p.amd_certs_uaddr, p.amd_certs_len);
-    const r = this.fwOutcome(vm, cmd, 'SEND_START', (fw) =>
-      fw.sendStart(handle, { pdhCert, platCerts, amdCerts, sessionCapacity: p.session_len }),
-    );
-    let errno = r.errno;
-    if (!errno) {
-      try {
-        this.write(p.session_uaddr, padTo(r.out?.session, p.session_len));
-      } catch {
-        fail(E.EFAULT);
-      }
-    }
-    this.write(cmd.data, kvm_sev_send_start.encode({ ...p, policy: r.out?.policy ?? 0, session_len: r.out?.sessionLength ?? 0 }));
-    if (errno) fail(errno);
-    errno = 0;
-  }
-
-  private sendUpdateData(vm: SevVm, cmd: SevCmd): void {
-    if (!this.sevGuest(vm)) fail(E.ENOTTY);
-    const p = this.read(kvm_sev_send_update_data, cmd.data);
-    const handle = vm.info.handle;
-    if (p.trans_len === 0 || p.hdr_len === 0) {
-      const r = this.fwOutcome(vm, cmd, 'SEND_UPDATE_DATA', (fw) =>
-        fw.sendUpdateData(handle, { guest: { paddr: 0n, bytes: new Uint8Array(0) }, hdrCapacity: 0, transCapacity: 0 }),
-      );
-      this.write(cmd.data, kvm_sev_send_update_data.encode({ ...p, hdr_len: r.out?.hdrLength ?? 0, trans_len: r.out?.transLength ?? 0 }));
-      if (r.errno) fail(r.errno);
-      return;
-    }
-    if (!p.trans_uaddr || !p.guest_uaddr || !p.guest_len || !p.hdr_uaddr) fail(E.EINVAL);
-    const offset = Number(p.guest_uaddr & 0xfffn);
-    if (p.guest_len > PAGE || p.guest_len + offset > PAGE) fail(E.EINVAL, 'the packet crosses a page');
-    const sm = this.cfg.memory;
-    const pin = sm.pin(vm, p.guest_uaddr & ~0xfffn, BigInt(PAGE));
-    try {
-      if (p.hdr_len > 4 << 20 || p.trans_len > 4 << 20) fail(E.ENOMEM);
-      const guest = sm.physRanges(vm.port.memslots(), pin.segments, p.guest_uaddr, p.guest_len)[0]!;
-      const out = this.fwVm(
-        vm,
-        cmd,
-        'SEND_UPDATE_DATA',
-        (fw) => fw.sendUpdateData(handle, { guest, hdrCapacity: p.hdr_len, transCapacity: p.trans_len }),
-        p.guest_len,
-      );
-      this.write(p.trans_uaddr, padTo(out.trans, p.trans_len));
-      this.write(p.hdr_uaddr, padTo(out.header, p.hdr_len));
-    } finally {
-      sm.unpin(vm, pin);
-    }
-  }
-
-  private receiveStart(vm: SevVm, cmd: SevCmd): void {
-    if (!this.sevGuest(vm)) fail(E.ENOTTY);
-    const p = this.read(kvm_sev_receive_start, cmd.data);
-    if (!p.pdh_uaddr || !p.pdh_len || !p.session_uaddr || !p.session_len) fail(E.EINVAL);
-    const pdhCert = copyUserBlob(this.cfg.mem, p.pdh_uaddr, p.pdh_len);
-    const session = copyUserBlob(this.cfg.mem, p.session_uaddr, p.session_len);
-    const out = this.fwFd(cmd.sevFd, cmd, 'RECEIVE_START', (fw) =>
-      fw.receiveStart({ handle: p.handle, policy: p.policy, pdhCert, session }),
-    );
-    this.bindGuest(vm, cmd, out.handle, kvm_sev_receive_start.encode({ ...p, handle: out.handle }));
-  }
-
-  private receiveUpdateData(vm: SevVm, cmd: SevCmd): void {
-    if (!this.sevGuest(vm)) fail(E.EINVAL, 'not an SEV guest'); // EINVAL here, not ENOTTY
-    const p = this.read(kvm_sev_receive_update_data, cmd.data);
-    if (!p.hdr_uaddr || !p.hdr_len || !p.guest_uaddr || !p.guest_len || !p.trans_uaddr || !p.trans_len) fail(E.EINVAL);
-    const offset = Number(p.guest_uaddr & 0xfffn);
-    if (p.guest_len > PAGE || p.guest_len + offset > PAGE) fail(E.EINVAL, 'the packet crosses a page');
-    const header = copyUserBlob(this.cfg.mem, p.hdr_uaddr, p.hdr_len);
-    const trans = copyUserBlob(this.cfg.mem, p.trans_uaddr, p.trans_len);
-    const sm = this.cfg.memory;
-    const pin = sm.pin(vm, p.guest_uaddr & ~0xfffn, BigInt(PAGE));
-    try {
-      const guest = sm.physRanges(vm.port.memslots(), pin.segments, p.guest_uaddr, p.guest_len)[0]!;
-      this.fwVm(vm, cmd, 'RECEIVE_UPDATE_DATA', (fw) => fw.receiveUpdateData(vm.info.handle, { header, guest, trans }), p.guest_len);
-    } finally {
-      sm.unpin(vm, pin);
-    }
-  }
-
   // ---- SNP (kernel gates only: the mock firmware has no SNP commands) ----
 
   private snpLaunchStart(vm: SevVm, cmd: SevCmd): void {
@@ -660,65 +532,6 @@ export class MockSevKernel {
     vm.info.snpCerts = true;
   }
 
-  // ---- 2021 local migration (seed 000) ----
-
-  private localSend(vm: SevVm, cmd: SevCmd): void {
-    const info = vm.info;
-    if (!this.sevGuest(vm)) fail(E.ENOTTY);
-    if (info.esActive) fail(E.EPERM, 'SEV-ES guests cannot be sent locally');
-    if (info.infoToken !== 0n) fail(E.EEXIST, 'already sent');
-    this.cfg.mem.copyFromUser(cmd.data, 8);
-    let token = 0n;
-    for (let i = 0; i < 3 && token === 0n; i++) {
-      const t = randomU64();
-      if (t !== 0n && !this.tokens.has(t)) token = t;
-    }
-    if (token === 0n) fail(E.EFAULT, 'no unique token');
-    const entry: LocalToken = { valid: true, asid: info.asid, handle: info.handle, pagesLocked: info.pagesLocked, regions: info.regions };
-    info.regions = [];
-    this.tokens.set(token, entry);
-    const out = new Uint8Array(8);
-    new DataView(out.buffer).setBigUint64(0, token, true);
-    try {
-      this.write(cmd.data, out);
-    } catch (e) {
-      this.tokens.delete(token);
-      info.regions = entry.regions;
-      throw e;
-    }
-    info.infoToken = token;
-  }
-
-  private localReceive(vm: SevVm, cmd: SevCmd): void {
-    const info = vm.info;
-    if (!this.sevGuest(vm)) fail(E.ENOTTY);
-    if (info.esActive) fail(E.EPERM, 'SEV-ES');
-    if (info.handle !== 0) fail(E.EPERM, 'the target is already launched');
-    if (info.regions.length > 0) fail(E.EPERM, 'the target has registered regions');
-    const raw = this.cfg.mem.copyFromUser(cmd.data, 16);
-    const token = new DataView(raw.buffer, raw.byteOffset).getBigUint64(0, true);
-    const entry = this.tokens.get(token);
-    if (!entry || !entry.valid) fail(E.EFAULT, 'unknown or used token');
-    const old = { asid: info.asid, handle: info.handle, pagesLocked: info.pagesLocked, regions: info.regions };
-    entry.valid = false;
-    info.asid = entry.asid;
-    info.handle = entry.handle;
-    info.pagesLocked = entry.pagesLocked;
-    info.regions = entry.regions;
-    entry.regions = [];
-    const out = raw.slice();
-    new DataView(out.buffer).setUint32(8, info.handle, true);
-    try {
-      this.write(cmd.data, out);
-    } catch {
-      entry.regions = info.regions;
-      entry.valid = true;
-      Object.assign(info, old);
-      fail(E.EFAULT);
-    }
-    this.cfg.asids.free(old.asid);
-  }
-
   // ---------------------------------------------------------------------------------------------
   // KVM_MEMORY_ENCRYPT_REG_REGION / UNREG_REGION
 
@@ -744,106 +557,28 @@ export class MockSevKernel {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // MOVE (206) and COPY (197): KVM_ENABLE_CAP on the destination with args[0] = source fd
+  // MOVE (206) and COPY (197): KVM_ENABLE_CAP on the destination with args[0] = source fd (sev-enc-context.ts)
 
   moveFrom(dst: SevVm, srcFd: number): void {
-    this.moveFromVm(dst, this.sourceVm(srcFd));
+    sevVmMoveEncContextFrom(this, dst, sourceVm(this, srcFd));
   }
 
   copyFrom(dst: SevVm, srcFd: number): void {
-    this.copyFromVm(dst, this.sourceVm(srcFd));
+    sevVmCopyEncContextFrom(this, dst, sourceVm(this, srcFd));
   }
 
   /** MOVE once the source fd is resolved (undefined: not a VM fd → EBADF). */
   moveFromVm(dst: SevVm, source: SevVm | undefined): void {
-    const src = this.lockTwo(dst, source);
-    const d = dst.info;
-    const s = src.info;
-    if (dst.port.vmType !== src.port.vmType || this.sevGuest(dst) || !this.sevGuest(src) || (!this.legacy && this.snpGuest(src))) {
-      fail(E.EINVAL, 'MOVE needs an uninitialised destination of the same type and an SEV (non-SNP) source');
-    }
-    if (s.esActive) {
-      const sv = src.port.vcpus();
-      const dv = dst.port.vcpus();
-      if (sv.length !== dv.length) fail(E.EINVAL, 'SEV-ES: the vCPU counts differ');
-      if (sv.some((v) => !v.isProtected())) fail(E.EINVAL, 'SEV-ES: a source vCPU has no encrypted VMSA');
-    }
-    Object.assign(d, {
-      active: true,
-      asid: s.asid,
-      handle: s.handle,
-      pagesLocked: s.pagesLocked,
-      owner: s.owner,
-      esActive: s.esActive,
-      vmsaFeatures: s.vmsaFeatures,
-      needInit: false,
-    });
-    d.regions = s.regions;
-    s.regions = [];
-    Object.assign(s, { asid: 0, active: false, handle: 0, pagesLocked: 0, owner: undefined, esActive: false });
-    for (const m of s.mirrors) {
-      dst.port.hold?.();
-      src.port.release?.();
-      m.info.owner = dst;
-      d.mirrors.add(m);
-    }
-    s.mirrors.clear();
-    if (d.owner) {
-      d.owner.info.mirrors.delete(src);
-      d.owner.info.mirrors.add(dst);
-    }
-    if (d.esActive) {
-      const sv = src.port.vcpus();
-      dst.port.vcpus().forEach((v, i) => {
-        v.setProtected(true, sv[i]!.vmsa());
-        sv[i]!.setProtected(false);
-      });
-    }
-    src.dead = true;
-    src.port.markDead();
+    sevVmMoveEncContextFrom(this, dst, source);
   }
 
   /** COPY once the source fd is resolved (undefined: not a VM fd → EBADF). */
   copyFromVm(dst: SevVm, source: SevVm | undefined): void {
-    const src = this.lockTwo(dst, source);
-    if (
-      this.sevGuest(dst) ||
-      !this.sevGuest(src) ||
-      (!this.legacy && this.snpGuest(src)) ||
-      src.info.owner ||
-      dst.port.createdVcpus() > 0
-    ) {
-      fail(E.EINVAL, 'COPY needs an uninitialised mirror without vCPUs and an SEV (non-SNP, non-mirror) owner');
-    }
-    src.port.hold?.();
-    src.info.mirrors.add(dst);
-    Object.assign(dst.info, {
-      owner: src,
-      active: true,
-      asid: src.info.asid,
-      fd: src.info.fd,
-      esActive: src.info.esActive,
-      needInit: false,
-      handle: src.info.handle,
-    });
-    dst.info.regions = [];
-  }
-
-  /** fd → VM, or undefined for no fd or a non-VM fd. */
-  private sourceVm(fd: number): SevVm | undefined {
-    const src = this.cfg.vmByFd(fd);
-    return src === 'other' ? undefined : src;
-  }
-
-  /** EBADF for no VM; sev_lock_two_vms: dst == src → EINVAL. */
-  private lockTwo(dst: SevVm, src: SevVm | undefined): SevVm {
-    if (src === undefined) fail(E.EBADF, 'the source fd is not a KVM VM');
-    if (src === dst) fail(E.EINVAL, 'source and destination are the same VM');
-    return src;
+    sevVmCopyEncContextFrom(this, dst, source);
   }
 
   // ---------------------------------------------------------------------------------------------
-  // sev_vm_destroy (§3.7; the 2021 profile with the patch's token handling)
+  // sev_vm_destroy (the 2021 profile with the patch's token handling, sev-local-migration.ts)
 
   destroy(vm: SevVm): void {
     if (vm.destroyed) return;
@@ -865,17 +600,8 @@ export class MockSevKernel {
       return;
     }
     let migrated = false;
-    if (info.infoToken !== 0n) {
-      const entry = this.tokens.get(info.infoToken);
-      if (entry) {
-        migrated = !entry.valid;
-        this.tokens.delete(info.infoToken);
-        this.cfg.memory.releaseAll(vm, info.regions); // regions added after the send
-        this.cfg.memory.releaseAll(vm, entry.regions);
-      }
-    } else {
-      this.cfg.memory.releaseAll(vm, info.regions);
-    }
+    if (info.infoToken !== 0n) migrated = this.localMigration.destroySent(vm);
+    else this.cfg.memory.releaseAll(vm, info.regions);
     if (!migrated) {
       this.unbindAsid(info.handle);
       this.cfg.asids.free(info.asid);
@@ -884,10 +610,4 @@ export class MockSevKernel {
     info.asid = 0;
     info.handle = 0;
   }
-}
-
-function randomU64(): bigint {
-  const b = new BigUint64Array(1);
-  globalThis.crypto.getRandomValues(b);
-  return b[0]!;
 }
