@@ -20,6 +20,7 @@ import type { Backend, BackendFd, DevicePath, FdKind, GuestMapping, ReceivedFds,
 import { errnoError, KvmSevError } from '../../backend/errors.js';
 import { NativeBackend } from '../native/native-backend.js';
 import { PlaintextMemory } from './common/plaintext-memory.js';
+import { RealVmPort } from './common/real-vm-port.js';
 import type { SystemView } from '../../backend/system-view.js';
 import { HostSystemView } from '../native/host-system-view.js';
 import { KVM_CAP, KVM_SEV, KVM_X86_DEFAULT_VM, KVM_X86_GRP_SEV, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM } from '../../uapi/constants.js';
@@ -43,16 +44,7 @@ import {
 } from '../../uapi/kvm-structs.js';
 import { kvm_sev_cmd } from '../../uapi/sev-structs.js';
 import { RemoteSev, RemoteSevFd, RemoteSevVm, type DaemonStatus } from './remote-sev.js';
-import {
-  MockHost,
-  ExternalVcpuPort,
-  type MockSevVm,
-  type SevSnapshot,
-  type MockHostOptions,
-  type SevVcpuPort,
-  type SevVmPort,
-  type VcpuRegisterState,
-} from '../mock/seam.js';
+import { MockHost, ExternalVcpuPort, type SevSnapshot, type MockHostOptions, type VcpuRegisterState } from '../mock/seam.js';
 
 const EIO = 5;
 const EINVAL = 22;
@@ -117,13 +109,6 @@ class HybridFd implements BackendFd {
   }
 }
 
-interface Slot {
-  gpa: bigint;
-  size: number;
-  mapping: GuestMapping;
-  offset: number;
-}
-
 class HybridVcpu extends ExternalVcpuPort {
   constructor(
     readonly vm: HybridVm,
@@ -158,40 +143,22 @@ class HybridVcpu extends ExternalVcpuPort {
   }
 }
 
-class HybridVm implements SevVmPort {
-  readonly slots = new Map<number, Slot>();
-  readonly vcpuList: HybridVcpu[] = [];
-  sev!: MockSevVm;
+/** A VM of the hybrid: the real VM (`fd` is the native one), and the rules of its SEV type the real kernel does not know. */
+class HybridVm extends RealVmPort<HybridVcpu> {
   refs = 1; // the VM fd; each vCPU fd adds one (a vCPU keeps its VM alive)
   needInit: boolean;
-  dead = false;
   /** Shared mode: why the daemon cannot see this VM's memory (an anonymous slot), if so. */
   unshareable: string | undefined;
   constructor(
     readonly backend: HybridBackend,
-    readonly fd: BackendFd, // native
-    readonly vmType: number,
+    fd: BackendFd,
+    vmType: number,
   ) {
+    super(backend.mock, fd, vmType);
     this.needInit = vmType !== KVM_X86_DEFAULT_VM;
   }
   get hasProtectedState(): boolean {
     return this.vmType === KVM_X86_SEV_ES_VM;
-  }
-  memslots() {
-    return [...this.slots.values()].map((s) => ({
-      gpa: s.gpa,
-      size: s.size,
-      uaddr: this.backend.mock.memory.addressOf(s.mapping) + BigInt(s.offset),
-    }));
-  }
-  vcpus(): readonly SevVcpuPort[] {
-    return this.vcpuList;
-  }
-  createdVcpus(): number {
-    return this.vcpuList.length;
-  }
-  markDead(): void {
-    this.dead = true;
   }
   unref(): void {
     if (--this.refs === 0) this.sev.destroy();

@@ -27,20 +27,10 @@ import type { BackendFd, GuestMapping } from '../../../backend/contract.js';
 import { KvmSevError } from '../../../backend/errors.js';
 import { NativeBackend } from '../../native/native-backend.js';
 import { MessageReader, sendMessage } from '../../../backend/framing.js';
-import { KVM_X86_SEV_ES_VM } from '../../../uapi/constants.js';
 import { PlaintextMemory } from '../common/plaintext-memory.js';
+import { RealVmPort, type RealMemslot } from '../common/real-vm-port.js';
 import { decodeArg, encodeBack, errorToWire, fromWire, toWire, type WireArg } from './wire.js';
-import {
-  MockHost,
-  ExternalVcpuPort,
-  type MockSevVm,
-  type SevMemslot,
-  type SevVcpuPort,
-  type SevVmPort,
-  type VcpuRegisterState,
-  type KernelProfile,
-  type ProcessorName,
-} from '../../mock/seam.js';
+import { MockHost, ExternalVcpuPort, type VcpuRegisterState, type KernelProfile, type ProcessorName } from '../../mock/seam.js';
 
 interface SharedMemfd {
   fd: BackendFd;
@@ -61,37 +51,19 @@ class DaemonVcpu extends ExternalVcpuPort {
   }
 }
 
-class DaemonVm implements SevVmPort {
-  readonly slots = new Map<number, { gpa: bigint; size: number; mem: SharedMemfd; offset: number }>();
-  readonly vcpuList: DaemonVcpu[] = [];
+/** A client's VM (`fd` is the one the client sent): who holds it, and the register state of the request being served. */
+class DaemonVm extends RealVmPort<DaemonVcpu, RealMemslot & { readonly mem: SharedMemfd }> {
   readonly holders = new Map<Conn, number>();
   mirrorHolds = 0;
   regs: VcpuRegisterState[] | undefined;
-  sev!: MockSevVm;
-  dead = false;
   destroyed = false;
   constructor(
     readonly server: MockSevServer,
     readonly id: number,
-    readonly vmType: number,
-    readonly fd: BackendFd,
-    readonly es: boolean,
-  ) {}
-  memslots(): SevMemslot[] {
-    return [...this.slots.values()].map((s) => ({
-      gpa: s.gpa,
-      size: s.size,
-      uaddr: this.server.host.memory.addressOf(s.mem.mapping) + BigInt(s.offset),
-    }));
-  }
-  vcpus(): readonly SevVcpuPort[] {
-    return this.vcpuList;
-  }
-  createdVcpus(): number {
-    return this.vcpuList.length;
-  }
-  markDead(): void {
-    this.dead = true;
+    vmType: number,
+    fd: BackendFd,
+  ) {
+    super(server.host, fd, vmType);
   }
   hold(): void {
     this.mirrorHolds++;
@@ -284,7 +256,7 @@ export class MockSevServer {
         const [fd] = fds;
         if (!fd || fd.kind !== 'vm') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'attach needs the VM fd');
         const vmType = Number(m['vmType']);
-        const vm = new DaemonVm(this, this.nextId++, vmType, fd, vmType === KVM_X86_SEV_ES_VM);
+        const vm = new DaemonVm(this, this.nextId++, vmType, fd);
         vm.sev = this.host.sev.attach(vm);
         this.vms.set(vm.id, vm);
         this.hold(vm, c);
@@ -294,13 +266,10 @@ export class MockSevServer {
         const vm = this.vmOf(c, m['vm']);
         const slot = Number(m['slot']);
         if (Number(m['size']) === 0) vm.slots.delete(slot);
-        else
-          vm.slots.set(slot, {
-            gpa: m['gpa'] as bigint,
-            size: Number(m['size']),
-            mem: this.memfd(c, Number(m['mem']), fds[0]),
-            offset: Number(m['offset']),
-          });
+        else {
+          const mem = this.memfd(c, Number(m['mem']), fds[0]);
+          vm.slots.set(slot, { gpa: m['gpa'] as bigint, size: Number(m['size']), mapping: mem.mapping, mem, offset: Number(m['offset']) });
+        }
         this.sweepMemfds();
         return {};
       }
