@@ -5,9 +5,7 @@ import { parseAmdCert, parseCertBundle, parseSevCert, verifyChain, type AmdGener
 import { SevChainError } from '../../crypto/errors.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HybridBackend } from '../../backends/hybrid/hybrid-backend.js';
-import { MockHost } from '../../backends/mock/mock-host.js';
-import type { MockFirmware } from '../../backends/mock/psp/firmware.js';
+import { mockAmdRoot } from '../mock-behind.js';
 import { SevPlatform } from '../../sev/platform.js';
 import { SEV_CERT_SIZE } from '../../crypto/sev-cert.js';
 import { BACKEND_OPTION, hostFrom } from './backend-option.js';
@@ -98,16 +96,10 @@ export async function certsExport(argv: string[]): Promise<number> {
     'oca.cert': certChain.subarray(SEV_CERT_SIZE, 2 * SEV_CERT_SIZE),
     'cek.cert': certChain.subarray(2 * SEV_CERT_SIZE, 3 * SEV_CERT_SIZE),
   };
-  const fw =
-    host.backend instanceof MockHost
-      ? host.backend.firmware
-      : host.backend instanceof HybridBackend
-        ? host.backend.mock.firmware
-        : undefined;
-  if (fw && 'amdCerts' in fw) {
-    const amd = (fw as MockFirmware).amdCerts();
-    files['ask.cert'] = amd.subarray(0, amd.length / 2);
-    files['ark.cert'] = amd.subarray(amd.length / 2);
+  const root = mockAmdRoot(host.backend);
+  if (root) {
+    files['ask.cert'] = root.ask;
+    files['ark.cert'] = root.ark;
   }
   for (const [name, bytes] of Object.entries(files)) writeFileSync(join(values.out, name), bytes);
   if (values.json) console.log(toJson({ backend: host.name, out: values.out, files: Object.keys(files) }));

@@ -1,8 +1,7 @@
 /** `kvm-sev demo`: the whole attested launch, one line per step with its time. */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { HybridBackend } from '../../backends/hybrid/hybrid-backend.js';
-import { MockHost } from '../../backends/mock/mock-host.js';
+import { mockBehind } from '../mock-behind.js';
 import { runDemo, type DemoStep } from '../demo/attested-launch.js';
 import { BACKEND_HELP, BACKEND_OPTION, hostFrom } from './backend-option.js';
 import { bold, dim, EXIT, green, parseSize, progressBar, red, toJson, UsageError, yellow } from './output.js';
@@ -71,7 +70,7 @@ export async function demo(argv: string[]): Promise<number> {
     onProgress: (done, total) => bar.update(done, total),
   });
   if (values.trace) {
-    const mock = host.backend instanceof MockHost ? host.backend : host.backend instanceof HybridBackend ? host.backend.mock : undefined;
+    const mock = mockBehind(host.backend);
     writeFileSync(values.trace, mock ? JSON.stringify(mock.trace.entries.map((e) => jsonSafeEntry(e))) : '[]');
   }
   if (values.json) console.log(toJson({ ...report, reason: host.reason }));

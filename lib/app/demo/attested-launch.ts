@@ -19,8 +19,7 @@ import { setupRealMode } from '../guest/setup.js';
 import { HybridBackend } from '../../backends/hybrid/hybrid-backend.js';
 import { Kvm } from '../../kvm/kvm.js';
 import type { VcpuExit } from '../../kvm/exits.js';
-import { MockHost } from '../../backends/mock/mock-host.js';
-import type { MockFirmware } from '../../backends/mock/psp/firmware.js';
+import { mockAmdRoot } from '../mock-behind.js';
 import { buildSecret, createSession, expectedLaunchDigest, parsePlatformCerts, verifyChain, verifyMeasurement } from '../../owner/index.js';
 import { parseSevCert } from '../../crypto/sev-cert.js';
 import { SevLaunch } from '../../sev/launch.js';
@@ -66,11 +65,8 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 /** The roots the owner trusts: AMD's on a real host; the mock's own root for a mocked firmware. */
 export function extraRoots(backend: Backend): { ark: Uint8Array; ask: Uint8Array }[] {
-  const fw = backend instanceof MockHost ? backend.firmware : backend instanceof HybridBackend ? backend.mock.firmware : undefined;
-  if (!fw || !('amdCerts' in fw)) return [];
-  const certs = (fw as MockFirmware).amdCerts();
-  const half = certs.length / 2; // ASK ‖ ARK, same size
-  return [{ ask: certs.subarray(0, half), ark: certs.subarray(half) }];
+  const root = mockAmdRoot(backend);
+  return root ? [root] : [];
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoReport> {
