@@ -49,7 +49,7 @@ export interface ProcessorProfile {
   /** CPUID 0x8000001F EBX[5:0]. */
   readonly cbitPosition: number;
   readonly sevEs: boolean;
-  /** PDH_CERT_EXPORT returns an unsigned CEK placeholder (Genoa; sev-firmware.md §7.3). Default false. */
+  /** PDH_CERT_EXPORT returns an unsigned CEK placeholder (Genoa; docs/sev-reference.md §7.3). Default false. */
   readonly exportsUnsignedCek?: boolean;
 }
 

@@ -1,6 +1,6 @@
 /**
  * `sev_mem_enc_ioctl` and the region ioctls of arch/x86/kvm/svm/sev.c, over a {@link SevVmPort}
- * (kernel-sev-uapi.md §3). Dispatch order (§3.2): SEV disabled → ENOTTY; NULL argument → 0;
+ * (one handler per KVM_SEV_* id, named as there). Dispatch order: SEV disabled → ENOTTY; NULL argument → 0;
  * copy of the 24-byte kvm_sev_cmd → EFAULT; a mirror with an id other than LAUNCH_UPDATE_VMSA,
  * GUEST_STATUS, DBG_DECRYPT, DBG_ENCRYPT → EINVAL; (2021 profile) a sent source with an id other
  * than DBG_* → EPERM; an SNP guest with an id < 100 → EPERM; an unknown id → EINVAL. None of these
@@ -294,7 +294,7 @@ export class MockSevKernel {
     this.commonInit(vm, cmd, { vmsaFeatures: p.vmsa_features, flags: p.flags, ghcbVersion: p.ghcb_version }, t);
   }
 
-  /** __sev_guest_init (§3.3): every failure rolls everything back. */
+  /** __sev_guest_init(): every failure rolls everything back. */
   private commonInit(vm: SevVm, cmd: SevCmd, d: { vmsaFeatures: bigint; flags: number; ghcbVersion: number }, vmType: number): void {
     const info = vm.info;
     const es = vmType !== KVM_X86_SEV_VM;
@@ -847,7 +847,7 @@ export class MockSevKernel {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // sev_vm_destroy (§3.7; the 2021 profile with the patch's token handling)
+  // sev_vm_destroy() (the 2021 profile with the patch's token handling)
 
   destroy(vm: SevVm): void {
     if (vm.destroyed) return;
