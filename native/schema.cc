@@ -59,7 +59,7 @@ static PtrField Selected(const char* name, uint32_t off, int32_t selOff, LayoutS
   return PtrField{name, off, -1, 0, 0, nullptr, selOff, sel, false};
 }
 
-// ---- kvm_sev_* (x86_64 layouts, kernel-sev-uapi.md 1.3) --------------------------------------
+// ---- kvm_sev_* (x86_64 layouts, arch/x86/include/uapi/asm/kvm.h) ------------------------------
 static const Layout L_sev_init{"kvm_sev_init", 48, {}};
 static const Layout L_launch_start{"kvm_sev_launch_start", 40,
                                    {Data("dh_uaddr", 8, 16, 4), Data("session_uaddr", 24, 32, 4)}};
@@ -125,7 +125,7 @@ static const Layout* SevCommandLayout(uint32_t id) {
 
 static const Layout L_sev_cmd{"kvm_sev_cmd", 24, {Selected("data", 8, 0, SevCommandLayout)}};
 
-// ---- /dev/sev (packed structs, kernel-sev-uapi.md 2) -----------------------------------------
+// ---- /dev/sev (packed structs, include/uapi/linux/psp-sev.h) -----------------------------------
 static const Layout L_status{"sev_user_data_status", 12, {}};
 static const Layout L_pek_csr{"sev_user_data_pek_csr", 12, {Data("address", 0, 8, 4)}};
 static const Layout L_pek_cert_import{"sev_user_data_pek_cert_import", 24,

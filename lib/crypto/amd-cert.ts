@@ -1,5 +1,5 @@
 /**
- * The AMD certificate format of the ARK and ASK (sev-firmware.md §7.2): codec and RSA-PSS
+ * The AMD certificate format of the ARK and ASK (SEV API spec appendix B; §7.2): codec and RSA-PSS
  * signatures. Signed bytes run from offset 0 to the end of the modulus; the hash is SHA-256 for a
  * 2048-bit signer, SHA-384 for a 4096-bit one; salt = hash length.
  */

@@ -1,10 +1,10 @@
 /**
  * AMD root certificates (ARK, ASK) of each EPYC generation, in the AMD certificate format
- * (sev-firmware.md §7.2), kept as data so the package needs nothing at run time.
+ * (SEV API spec appendix B; docs/sev-reference.md §7.2), kept as data so the package needs nothing at run time.
  *
  * Source: the certificates AMD publishes, as kept by the virtee/sev project
  * (src/certs/sev/builtin/<generation>/{ark,ask}.cert, Apache-2.0); copied from
- * shared/fixtures/sev-certs/amd-root/. Generated file: each entry lists the sha256 of the bytes.
+ * test/fixtures/sev-certs/amd-root/ (test/fixtures/README.md). Generated file: each entry lists the sha256 of the bytes.
  */
 
 export const AMD_GENERATIONS = ['naples', 'rome', 'milan', 'genoa', 'turin'] as const;

@@ -1,5 +1,5 @@
 /**
- * The legacy SEV ATTESTATION report (command 0x36, API ≥ 0.23; sev-firmware.md §4.5): 0xD0 bytes,
+ * The legacy SEV ATTESTATION report (command 0x36, API ≥ 0.23; §4.5): 0xD0 bytes,
  * ECDSA P-384 by the PEK over SHA-256 of bytes 0x00..0x33 (mnonce ‖ launch digest ‖ policy).
  */
 import type { KeyObject } from 'node:crypto';

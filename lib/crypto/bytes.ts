@@ -1,4 +1,4 @@
-/** Byte helpers and argument checks. All SEV integers are little-endian (sev-firmware.md §0). */
+/** Byte helpers and argument checks. All SEV integers are little-endian (§0). */
 import { timingSafeEqual } from 'node:crypto';
 import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 

@@ -1,4 +1,4 @@
-/** Key usage, algorithm and curve codes of SEV certificates (sev-firmware.md §7.1). */
+/** Key usage, algorithm and curve codes of SEV certificates (SEV API spec appendix C.1; §7.1). */
 
 export const SevUsage = {
   ARK: 0x0000,

@@ -1,5 +1,5 @@
 /**
- * Chain verification (sev-firmware.md §7.1 "Chain"): ARK (self) → ASK → CEK → PEK → PDH, and
+ * Chain verification (§7.1 "Chain"): ARK (self) → ASK → CEK → PEK → PDH, and
  * OCA (self) → PEK. Each link first checks the child's place in the chain (version, usage,
  * algorithm, key), then the signature, and fails with a SevChainError naming the link and why.
  */

@@ -1,6 +1,6 @@
 /**
- * The packet header and MAC shared by LAUNCH_SECRET and SEND/RECEIVE_UPDATE_* (sev-firmware.md
- * §5, §6): header = FLAGS u32 ‖ IV[16] ‖ MAC[32] (52 bytes), and
+ * The packet header and MAC shared by LAUNCH_SECRET and SEND/RECEIVE_UPDATE_*
+ * (§5, §6): header = FLAGS u32 ‖ IV[16] ‖ MAC[32] (52 bytes), and
  *   MAC = HMAC-SHA256(TIK, CTX ‖ LE32(FLAGS) ‖ IV ‖ LE32(GUEST_LEN) ‖ LE32(TRANS_LEN) ‖ TRANS [‖ MEASURE])
  */
 import { checkBytes, checkObject, checkUint, copy, u32le } from './bytes.js';

@@ -1,6 +1,6 @@
 /**
  * P-384 helpers over node:crypto. Certificates carry coordinates and ECDSA r/s as little-endian
- * fields; ECDH's shared secret Z is the big-endian x-coordinate (sev-firmware.md §3.3, §11.1).
+ * fields; ECDH's shared secret Z is the big-endian x-coordinate (§3.3, §11.1).
  */
 import { createECDH, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';

@@ -71,7 +71,7 @@ export type CertFailureReason =
   | 'key-id-mismatch'
   | 'untrusted-root';
 
-/** Firmware status a certificate failure maps to (sev-firmware.md §7.1, §9). */
+/** Firmware status a certificate failure maps to (§7.1, §9). */
 export type CertFirmwareStatus = 'INVALID_CERTIFICATE' | 'BAD_SIGNATURE';
 
 export function firmwareStatusOf(reason: CertFailureReason): CertFirmwareStatus {

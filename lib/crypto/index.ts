@@ -1,6 +1,7 @@
 /**
  * SEV cryptography and formats (legacy SEV / SEV-ES), shared by the mock firmware and the guest
- * owner. Section numbers in comments refer to shared/reference/sev-firmware.md.
+ * owner. Section numbers (§) in comments refer to docs/sev-reference.md, which names the public
+ * source of each fact (the AMD SEV API spec, pub. 55766; AMD's sev-tool; virtee/sev).
  */
 export * from './errors.js';
 export { checkBytes, bytesEqual } from './bytes.js';

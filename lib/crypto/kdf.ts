@@ -1,6 +1,6 @@
 /**
  * NIST SP 800-108 KDF in counter mode with HMAC-SHA256, as the SEV firmware does it
- * (sev-firmware.md §3.3 step 3): counter i and L are u32 LITTLE-endian (§11.2).
+ * (§3.3 step 3): counter i and L are u32 LITTLE-endian (§11.2).
  *   K(i) = HMAC-SHA256(keyIn, LE32(i) ‖ label ‖ 0x00 ‖ context ‖ LE32(L bits))
  */
 import { createHmac } from 'node:crypto';

@@ -1,6 +1,6 @@
 /**
  * The kernel-hashes table QEMU appends to the measured OVMF image for direct kernel boot
- * (sev-firmware.md §4.1): header GUID ‖ LE16(168), then cmdline, initrd, kernel entries of
+ * (§4.1; virtee/sev-snp-measure sev_hashes.py): header GUID ‖ LE16(168), then cmdline, initrd, kernel entries of
  * GUID ‖ LE16(50) ‖ SHA-256, zero-padded to 176 bytes. The SEV launch digest is then
  * SHA-256(OVMF ‖ this table) (SEV-ES adds the VMSAs).
  */

@@ -1,5 +1,5 @@
 /**
- * The launch digest GCTX.LD and the LAUNCH_MEASURE value (sev-firmware.md §4.1, §4.3):
+ * The launch digest GCTX.LD and the LAUNCH_MEASURE value (§4.1, §4.3):
  *   LD      = SHA-256(update_1 ‖ … ‖ update_n)   (plaintext of each LAUNCH_UPDATE_DATA/VMSA, in order)
  *   MEASURE = HMAC-SHA256(TIK, 0x04 ‖ API_MAJOR ‖ API_MINOR ‖ BUILD ‖ LE32(POLICY) ‖ LD ‖ MNONCE)
  */

@@ -1,7 +1,7 @@
 /**
  * Minting certificate chains in the real formats: an AMD-like root (ARK, ASK: RSA, AMD format) and
  * a platform's CEK, OCA, PEK, PDH (P-384, SEV format), signed as AMD's firmware signs them
- * (sev-firmware.md §7). The code that verifies AMD's real chains verifies these too.
+ * (§7). The code that verifies AMD's real chains verifies these too.
  */
 import { createHash, generateKeyPair } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';

@@ -1,4 +1,4 @@
-/** The legacy SEV guest policy, a u32 (sev-firmware.md §1). */
+/** The legacy SEV guest policy, a u32 (SEV API spec ch. 3; §1). */
 import { SEV_POLICY, SEV_POLICY_RESERVED_MASK } from '../uapi/constants.js';
 import { checkObject, checkUint } from './bytes.js';
 

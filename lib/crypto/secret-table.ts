@@ -1,6 +1,6 @@
 /**
  * The GUID-keyed secret table that OVMF leaves in the SEV secret area and Linux's efi_secret
- * reads (sev-firmware.md §5):
+ * reads (§5; virtee/sevctl build_secrets_table):
  *   header GUID 1e74f542-71dd-4d66-963e-ef4287ff173b ‖ LE32(table length incl. header)
  *   entries: GUID ‖ LE32(20 + payload length) ‖ payload
  * zero-padded to a 16-byte multiple, since LAUNCH_SECRET lengths must be 16-byte multiples.

@@ -1,5 +1,5 @@
 /**
- * LAUNCH_SECRET packets (sev-firmware.md §5): TRANS = AES-128-CTR(TEK, IV, secret) and
+ * LAUNCH_SECRET packets (§5): TRANS = AES-128-CTR(TEK, IV, secret) and
  *   MAC = HMAC-SHA256(TIK, 0x01 ‖ LE32(FLAGS) ‖ IV ‖ LE32(GUEST_LEN) ‖ LE32(TRANS_LEN) ‖ TRANS ‖ MEASURE)
  * where MEASURE is the 32-byte LAUNCH_MEASURE HMAC (not the MNONCE).
  */

@@ -1,5 +1,5 @@
 /**
- * The LAUNCH_START / RECEIVE_START session (`sev_session_buf`, 128 bytes; sev-firmware.md §3.2,
+ * The LAUNCH_START / RECEIVE_START session (`sev_session_buf`, 128 bytes; §3.2,
  * §3.3): TEK ‖ TIK wrapped with AES-128-CTR under KEK, WRAP_MAC = HMAC(KIK, WRAP_TK) and
  * POLICY_MAC = HMAC(TIK, LE32(policy)); KEK/KIK come from the KDF over Z = ECDH(GODH, PDH).
  */

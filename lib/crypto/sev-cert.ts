@@ -1,5 +1,5 @@
 /**
- * The SEV certificate (0x824 bytes; sev-firmware.md §7.1): codec, signing and verification as the
+ * The SEV certificate (0x824 bytes; SEV API spec appendix C; §7.1): codec, signing and verification as the
  * firmware and AMD's tools do them. The signed "body" is bytes 0x000..0x413; the hash is the one
  * named by the signer's algorithm; ECDSA r/s and ECC coordinates are 72-byte little-endian fields;
  * RSA signatures are PSS, stored little-endian.

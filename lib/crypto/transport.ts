@@ -1,5 +1,5 @@
 /**
- * SEND_UPDATE_* / RECEIVE_UPDATE_* packets (sev-firmware.md §6): same header and CTR encryption
+ * SEND_UPDATE_* / RECEIVE_UPDATE_* packets (§6): same header and CTR encryption
  * as LAUNCH_SECRET, a fresh random IV per packet, MAC context 0x02 and no MEASURE trailer.
  * Genoa firmware uses 0x02 for VMSA packets too; pass `context: ChannelContext.VMSA` for 0x03.
  */

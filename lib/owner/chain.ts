@@ -76,7 +76,7 @@ export interface PlatformCertBundle {
 }
 
 /**
- * Split a `sevctl export` style file: PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK] (sev-firmware.md §7.3).
+ * Split a `sevctl export` style file: PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK] (docs/sev-reference.md §7.3).
  * PDH_CERT_EXPORT's second buffer alone (PEK ‖ OCA ‖ CEK) goes through {@link parsePlatformCerts}.
  */
 export function parseCertBundle(bytes: Uint8Array): PlatformCertBundle {

@@ -1,4 +1,4 @@
-/** Guest owner: check LAUNCH_MEASURE's output (sev-firmware.md §4.3). */
+/** Guest owner: check LAUNCH_MEASURE's output (docs/sev-reference.md §4.3). */
 import { bytesEqual, checkBytes, checkObject } from '../crypto/bytes.js';
 import { SevMacError } from '../crypto/errors.js';
 import { computeLaunchMeasurement, launchDigest, parseLaunchMeasureBlob } from '../crypto/measurement.js';
@@ -51,7 +51,7 @@ export interface ExpectedDigestOptions {
 }
 
 /**
- * The launch digest QEMU's launch produces (sev-firmware.md §4.1): SHA-256 over the firmware image,
+ * The launch digest QEMU's launch produces (docs/sev-reference.md §4.1): SHA-256 over the firmware image,
  * then the kernel-hashes table (zero-padded to 16 bytes), then the VMSAs, in that order.
  */
 export function expectedLaunchDigest(opts: ExpectedDigestOptions): Buffer {

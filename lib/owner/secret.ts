@@ -1,4 +1,4 @@
-/** Guest owner: package a LAUNCH_SECRET (sev-firmware.md §5). */
+/** Guest owner: package a LAUNCH_SECRET (docs/sev-reference.md §5). */
 import { checkBytes, checkObject } from '../crypto/bytes.js';
 import { invalidArgType, outOfRange } from '../crypto/errors.js';
 import { MAX_PACKET_LENGTH, buildSecret as sealSecret } from '../crypto/secret.js';

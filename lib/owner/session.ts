@@ -1,5 +1,5 @@
 /**
- * Guest owner: the LAUNCH_START session (sev-firmware.md §3). Makes a fresh P-384 GODH key,
+ * Guest owner: the LAUNCH_START session (docs/sev-reference.md §3). Makes a fresh P-384 GODH key,
  * Z = ECDH(GODH, PDH), random TEK/TIK/NONCE/WRAP_IV, and the 128-byte session blob.
  */
 import { randomBytes } from 'node:crypto';
@@ -43,7 +43,7 @@ export function createSession(opts: CreateSessionOptions): LaunchSession {
   checkObject(opts, 'options');
   const pdh = toSevCert(opts.pdh, 'options.pdh');
   const policy = checkUint(opts.policy, 'options.policy', 32);
-  // The firmware would refuse it with POLICY_FAILURE (§1): fail here rather than at launch.
+  // The firmware would refuse it with POLICY_FAILURE (docs/sev-reference.md §1): fail here rather than at launch.
   if ((policy & SEV_POLICY_RESERVED_MASK) !== 0) throw invalidArgValue('options.policy', policy, 'sets reserved bits 6-15');
   if (pdh.pubKeyUsage !== SevUsage.PDH || !isEcdhAlgo(pdh.pubKeyAlgo)) {
     throw new SevCertError('wrong-usage', 'options.pdh is not a PDH (usage 0x1003, ECDH) certificate');

@@ -71,7 +71,7 @@ export function sevCommandDisplayName(via: 'kvm' | 'psp', command: string): stri
   return `KVM_SEV_${command}`;
 }
 
-/** Guest states (GSTATE) each KVM_SEV command needs (SEV API spec; sev-firmware.md §2.2). */
+/** Guest states (GSTATE) each KVM_SEV command needs (SEV API spec §6.1.1; docs/sev-reference.md §2.2). */
 const GUEST_STATE_NEEDED: Readonly<Record<string, readonly (keyof typeof GSTATE)[]>> = {
   LAUNCH_UPDATE_DATA: ['LUPDATE'],
   LAUNCH_UPDATE_VMSA: ['LUPDATE'],
@@ -87,7 +87,7 @@ const GUEST_STATE_NEEDED: Readonly<Record<string, readonly (keyof typeof GSTATE)
   RECEIVE_FINISH: ['RUPDATE'],
 };
 
-/** Platform states (PSTATE) each command needs (sev-firmware.md §2.1). */
+/** Platform states (PSTATE) each command needs (SEV API spec §5.1.2; docs/sev-reference.md §2.1). */
 function platformStatesNeeded(via: 'kvm' | 'psp', command: string): readonly (keyof typeof PSTATE)[] {
   if (via === 'psp') {
     switch (command) {

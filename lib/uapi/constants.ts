@@ -1,7 +1,8 @@
 /**
  * KVM and SEV constants, matching the x86_64 kernel uapi (`<linux/kvm.h>`, `<asm/kvm.h>`,
- * `<linux/psp-sev.h>`) as of Linux 7.2. Values newer than Debian 12's 6.1 headers come from
- * /work/shared/reference/kernel-sev-uapi.md and are marked "(6.x+)".
+ * `<linux/psp-sev.h>`) as of Linux 7.2. Values newer than Debian 12's 6.1 headers come from the
+ * 6.x / 7.2 uapi headers (include/uapi/linux/kvm.h, arch/x86/include/uapi/asm/kvm.h,
+ * include/uapi/linux/psp-sev.h) and are marked "(6.x+)".
  *
  * Naming: grouped enums are frozen objects keyed by the kernel name without its common prefix
  * (`KVM_CAP.VM_TYPES` is `KVM_CAP_VM_TYPES`); single constants keep the full kernel name.

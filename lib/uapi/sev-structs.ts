@@ -3,7 +3,7 @@
  * argument of KVM_MEMORY_ENCRYPT_OP, and the per-command structs its `data` points at.
  *
  * The `padN` members are explicit in recent kernels and implicit (same offsets) in 6.1.
- * Layouts: /work/shared/reference/kernel-sev-uapi.md §1.3.
+ * Layouts: arch/x86/include/uapi/asm/kvm.h (Linux 7.2), offsets and sizes as gcc computes them for x86_64.
  */
 
 import { type AnyStructCodec, bytes, defineStruct, pad, ptr, u16, u32, u64, u8 } from './codec.js';

@@ -1,4 +1,4 @@
-/** SEV and AMD certificates: real AMD chains, swapped links, tampered bytes, minted chains. */
+/** SEV and AMD certificates: real AMD chains, swapped links, tampered bytes, minted chains (§: docs/sev-reference.md). */
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { constants, createHash, createHmac, createPublicKey, verify as nodeVerify } from 'node:crypto';

@@ -1,4 +1,4 @@
-/** Session wrap/unwrap, measurement, LAUNCH_SECRET, transport packets, tables, attestation. */
+/** Session wrap/unwrap, measurement, LAUNCH_SECRET, transport packets, tables, attestation (§: docs/sev-reference.md). */
 import test from 'ava';
 import { createCipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import {

@@ -1,4 +1,4 @@
-/** The public vectors V1..V4 of sev-firmware.md §10, bit-exact. */
+/** The public vectors V1..V4 of docs/sev-reference.md §10 (virtee/sev, AMD sev-tool), bit-exact; bare § below are its sections. */
 import test from 'ava';
 import { createHash, createHmac } from 'node:crypto';
 import {

@@ -1,4 +1,4 @@
-/** Test helper (not a test): paths to ../shared/fixtures and small byte utilities. */
+/** Test helper (not a test): the certificate fixtures in test/fixtures/ and small byte utilities. */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,8 +14,8 @@ function packageRoot(): string {
   }
 }
 
-/** `<package root>/../shared/fixtures/sev-certs` */
-export const SEV_CERTS_DIR = resolve(packageRoot(), '..', 'shared', 'fixtures', 'sev-certs');
+/** `<package root>/test/fixtures/sev-certs`: real AMD chains (sources and SHA-256 in test/fixtures/README.md). */
+export const SEV_CERTS_DIR = resolve(packageRoot(), 'test', 'fixtures', 'sev-certs');
 
 export const GENERATIONS = ['naples', 'rome', 'milan', 'genoa', 'turin'] as const;
 export const PLATFORMS = ['naples', 'rome'] as const;

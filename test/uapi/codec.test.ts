@@ -1,6 +1,6 @@
 /**
  * Behaviour of kvm-sev/uapi: codec round trips, BigInt fidelity, ioctl-argument fix-ups, ioctl numbers,
- * the errno/status/constant tables (spot values from /work/shared/reference), and input validation.
+ * the errno/status/constant tables (spot values from the kernel uapi headers), and input validation.
  */
 
 import test, { type ExecutionContext } from 'ava';

@@ -1,7 +1,7 @@
 /**
  * Layout conformance: every codec, ioctl number and constant is checked against the C compiler and the
  * system's kernel headers (Linux 6.1 on the build machines), or — for what 6.1 lacks — against the values
- * of /work/shared/reference/kernel-sev-uapi.md written out below.
+ * of the newer uapi headers (Linux 6.8 … 7.2) written out below.
  *
  * No `cc` means failure, not a skip: a silent pass would prove nothing.
  */
@@ -97,7 +97,7 @@ const C_CASES: readonly CCase[] = [
   { codec: structs['kvm_run.sync_flags'], c: 'struct kvm_run', base: 288, checkSize: false },
 ];
 
-/** Layouts the 6.1 headers lack, from the reference (§1.2, §1.3, §2) and the 6.8+ uapi. */
+/** Layouts the 6.1 headers lack, from the 7.2 uapi (asm/kvm.h, linux/psp-sev.h) and the 2021 local-migration patch. */
 const REFERENCE_LAYOUTS: Readonly<Record<string, { size: number; fields: Readonly<Record<string, number>> }>> = {
   kvm_sev_init: { size: 48, fields: { vmsa_features: 0, flags: 8, ghcb_version: 12, pad1: 14, pad2: 16 } },
   kvm_sev_snp_launch_start: { size: 64, fields: { policy: 0, gosvw: 8, flags: 24, pad0: 26, pad1: 32 } },
@@ -218,8 +218,8 @@ function macroList(): [string, number | bigint][] {
 }
 
 /**
- * Macros newer than 6.1. Values from the reference (§1.1, §1.3, §1.4) and, for caps/exit reasons it does
- * not list, from the upstream uapi headers (include/uapi/linux/kvm.h of 6.3 … 7.2).
+ * Macros newer than 6.1. Values from the upstream uapi headers (include/uapi/linux/kvm.h,
+ * arch/x86/include/uapi/asm/kvm.h, include/uapi/linux/psp-sev.h of 6.3 … 7.2).
  */
 const REFERENCE_MACROS: Readonly<Record<string, number | bigint>> = {
   KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP: 225,
@@ -281,7 +281,7 @@ function enumList61(): [string, number][] {
   return out;
 }
 
-/** Enum values newer than 6.1, from the reference (§1.1, §2). */
+/** Enum values newer than 6.1, from the 7.2 uapi (`enum sev_cmd_id` in asm/kvm.h, `enum sev_ret_code` in linux/psp-sev.h). */
 const REFERENCE_ENUMS: Readonly<Record<string, number>> = {
   KVM_SEV_INIT2: 22,
   KVM_SEV_SNP_LAUNCH_START: 100,

@@ -8,7 +8,7 @@ export const SECRET_HELP = `Usage: kvm-sev secret (--tek HEX | --tek-file F) (--
                      (--entry GUID=FILE ... | --raw FILE) [--out-header F --out-secret F] [--json]
 
 Builds the LAUNCH_SECRET packet: the 52-byte header (flags, IV, MAC) and the ciphertext, AES-128-CTR with
-the TEK and HMAC-SHA256 with the TIK over the measurement (sev-firmware.md §5). --entry makes the
+the TEK and HMAC-SHA256 with the TIK over the measurement (AMD SEV API spec, LAUNCH_SECRET). --entry makes the
 GUID-keyed secret table OVMF reads (efi_secret); --raw takes bytes already padded to 16.
 Prints base64 header and secret (what QEMU's sev-inject-launch-secret takes) unless --out-* are given.`;
 

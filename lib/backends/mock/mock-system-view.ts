@@ -2,7 +2,7 @@
  * What the mock host answers where a diagnosis reads the real host (/sys/module/kvm_amd/parameters,
  * RLIMIT_MEMLOCK, CAP_IPC_LOCK, the device nodes, CPU flags): from its options, so `kvm-sev doctor`
  * tells the same story on the mock. kvm_amd rewrites its sev / sev_es / sev_snp parameters at setup to
- * what is really usable (kernel-sev-uapi.md §3.8), and so does this view.
+ * what is really usable (arch/x86/kvm/svm/sev.c: sev_hardware_setup()), and so does this view.
  */
 import type { DeviceAccess, SystemView } from '../../backend/system-view.js';
 import type { ResolvedOptions } from './options.js';

@@ -7,14 +7,15 @@ import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { buildSecret } from '../../../lib/owner/index.js';
 import { openSecret } from '../../../lib/crypto/secret.js';
+import { SEV_CERTS_DIR } from '../../helpers/cert-fixtures.js';
 
 const root = fileURLToPath(new URL('../../../..', import.meta.url));
 const cli = join(root, 'dist/lib/app/cli/main.js');
-const fixtures = join(root, '../shared/fixtures/sev-certs');
+const fixtures = SEV_CERTS_DIR;
 const run = (...args: string[]) =>
   spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
 
-// sev-firmware.md §10 V4
+// The LAUNCH_MEASURE vector of AMD sev-tool (src/tests.cpp: test_calc_measurement); docs/sev-reference.md §10 V4
 const V4 = [
   '--api',
   '0.18',

@@ -4,7 +4,7 @@
  * private, under which VEK and at which tweak address, so that it can show what a real SEV host
  * would read there ({@link PlaintextMemory.hostView}: the same bytes the pure mock's
  * {@link CiphertextMemory} would hold) and answer reads under a wrong key or at a wrong address with
- * the garbage real hardware returns (sev-firmware.md §8).
+ * the garbage real hardware returns (docs/sev-reference.md §8).
  *
  * Private state is tracked per backing store (the ArrayBuffer under `range.bytes`), not per tweak
  * address, because two VMs may use the same guest-physical addresses.

@@ -324,7 +324,7 @@ export class MockKernel {
     const vm = f.vm;
     const v = f.vcpu;
     if (vm.dead) fail(E.EIO, 'the VM is dead');
-    // Protected state (§3.1): these fail on SEV_ES_VM/SNP_VM once the VMSA is encrypted.
+    // Protected state (arch/x86/kvm/x86.c, guest_state_protected): these fail on SEV_ES_VM/SNP_VM once the VMSA is encrypted.
     const locked = v.protectedState && vm.hasProtectedState;
     const confidentialFpu = v.protectedState && !vm.hasProtectedState;
     const guard = (): void => {

@@ -51,7 +51,7 @@ export interface ProcessorProfile {
   readonly sevEs: boolean;
   /** SEV-SNP (Zen 3 / Milan and later). Default false. */
   readonly sevSnp?: boolean;
-  /** PDH_CERT_EXPORT returns an unsigned CEK placeholder (Genoa; sev-firmware.md §7.3). Default false. */
+  /** PDH_CERT_EXPORT returns an unsigned CEK placeholder (Genoa; docs/sev-reference.md §7.3). Default false. */
   readonly exportsUnsignedCek?: boolean;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Per-ASID firmware bookkeeping (sev-firmware.md §2.2 "Activation"; AMD-ASPFW models one state per
+ * Per-ASID firmware bookkeeping (docs/sev-reference.md §2.2 "Activation"; AMD-ASPFW models one state per
  * ASID and CCX, the mock has one CCX):
  * - clean: usable by ACTIVATE;
  * - dirty: used since the last DF_FLUSH (all ASIDs after INIT; an in-use ASID after DEACTIVATE):

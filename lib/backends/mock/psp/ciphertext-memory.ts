@@ -1,6 +1,6 @@
 /**
  * The pure mock's memory controller: private memory holds ciphertext, as DRAM does on real SEV
- * hardware (sev-firmware.md §8), so the host (and any test) reading `range.bytes` sees only
+ * hardware (docs/sev-reference.md §8), so the host (and any test) reading `range.bytes` sees only
  * ciphertext. The cipher is {@link memoryCipher} (address-tweaked, per VEK).
  */
 import { invalidArgValue } from '../../../uapi/errors.js';

@@ -1,5 +1,5 @@
 /**
- * DBG_DECRYPT / DBG_ENCRYPT (sev-firmware.md §8; check order from AMD-ASPFW): WORKING; source or
+ * DBG_DECRYPT / DBG_ENCRYPT (SEV API spec ch. 7; docs/sev-reference.md §8; order from AMD-ASPFW): WORKING; source or
  * destination not 16-aligned ⇒ INVALID_ADDRESS; length not a 16 multiple ⇒ INVALID_LEN; handle ⇒
  * INVALID_GUEST; NODBG ⇒ POLICY_FAILURE; not activated ⇒ INACTIVE. No guest-state check. The
  * length is `src.bytes.length` (`dst` must be as long: the kernel passes one length for both).

@@ -1,5 +1,5 @@
 /**
- * The mock firmware's state and the checks every command shares (sev-firmware.md §2, §9): platform
+ * The mock firmware's state and the checks every command shares (docs/sev-reference.md §2, §9): platform
  * state (PSTATE), SEV-ES configuration, the key material, guest contexts, ASIDs. The command
  * handlers (platform-, guest-, launch-, migration-, debug-commands.ts) operate on a FirmwareCore;
  * MockFirmware (firmware.ts) is the public face.

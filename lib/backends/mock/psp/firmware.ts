@@ -1,8 +1,8 @@
 /**
  * MockFirmware: the AMD Secure Processor's SEV firmware (legacy SEV and SEV-ES) as the mock kernel
- * drives it (api.ts `SevFirmware`). Every command follows sev-firmware.md: the state
- * machines of §2, the checks and status codes of §3–§9 in the order the reference (and AMD-ASPFW,
- * its source) gives them. Firmware-level failures are returned as statuses, never thrown; a caller
+ * drives it (api.ts `SevFirmware`). Every command follows docs/sev-reference.md (bare § below): the
+ * state machines of §2, the checks and status codes of §3–§9 in the order AMD-ASPFW's handlers use
+ * (the AMD SEV API spec, pub. 55766, defines the commands). Firmware-level failures are returned as statuses, never thrown; a caller
  * that breaks the contract (wrong types, mismatched buffers) gets a Node-style argument error.
  */
 import { randomBytes } from 'node:crypto';

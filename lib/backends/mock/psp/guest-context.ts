@@ -1,5 +1,5 @@
 /**
- * A guest context (GCTX) of the mock firmware and the handle table (sev-firmware.md §2.2, §3.4).
+ * A guest context (GCTX) of the mock firmware and the handle table (docs/sev-reference.md §2.2, §3.4).
  * Handles are 1..1024, the lowest free one is used; 0 means "no handle".
  */
 import type { LaunchDigest } from '../../../crypto/index.js';

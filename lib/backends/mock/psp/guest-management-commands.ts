@@ -1,5 +1,5 @@
 /**
- * Guest management (sev-firmware.md §2.2 "Activation"; check order from AMD-ASPFW): DECOMMISSION,
+ * Guest management (SEV API spec ch. 6; docs/sev-reference.md §2.2 "Activation"; check order from AMD-ASPFW): DECOMMISSION,
  * ACTIVATE, DEACTIVATE, GUEST_STATUS, and the pending-activation completion at LAUNCH_FINISH /
  * RECEIVE_FINISH.
  */

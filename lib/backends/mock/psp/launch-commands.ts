@@ -1,5 +1,5 @@
 /**
- * Launch commands (sev-firmware.md §3–§5, check order from AMD-ASPFW): LAUNCH_START (and the guest
+ * Launch commands (SEV API spec ch. 6; docs/sev-reference.md §3–§5, check order from AMD-ASPFW): LAUNCH_START (and the guest
  * creation RECEIVE_START shares), LAUNCH_UPDATE_DATA / _VMSA, LAUNCH_MEASURE, LAUNCH_SECRET,
  * LAUNCH_FINISH, ATTESTATION.
  */

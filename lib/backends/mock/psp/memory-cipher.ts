@@ -1,5 +1,5 @@
 /**
- * The mock memory controller's cipher (sev-firmware.md §8).
+ * The mock memory controller's cipher (docs/sev-reference.md §8).
  *
  * AMD does not document the memory encryption tweak (published reverse engineering describes an
  * XEX-like mode with an address-derived tweak). This is the mock's own choice, picked for speed and

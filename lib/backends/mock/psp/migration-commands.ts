@@ -1,5 +1,5 @@
 /**
- * Migration (sev-firmware.md §6; check order from AMD-ASPFW): SEND_START (the firmware acts as the
+ * Migration (SEV API spec ch. 6; docs/sev-reference.md §6; check order from AMD-ASPFW): SEND_START (the firmware acts as the
  * guest owner toward the receiver's PDH), SEND_UPDATE_DATA/_VMSA, SEND_FINISH, SEND_CANCEL,
  * RECEIVE_START, RECEIVE_UPDATE_DATA/_VMSA, RECEIVE_FINISH.
  */

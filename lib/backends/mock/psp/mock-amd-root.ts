@@ -1,5 +1,5 @@
 /**
- * The mock AMD root: an ARK and ASK in AMD's certificate format (sev-firmware.md §7.2), minted with
+ * The mock AMD root: an ARK and ASK in AMD's certificate format (SEV API spec appendix B; docs/sev-reference.md §7.2), minted with
  * lib/crypto over fixed keys (mock-amd-root-keys.ts), so every mock platform of every process chains
  * to the same root, as real platforms chain to AMD's (and two MockFirmware instances can migrate
  * guests to each other). Real roots are RSA-2048 on Naples and RSA-4096 from Rome on.

@@ -1,5 +1,5 @@
 /**
- * Platform commands (sev-firmware.md §2.1, §7.3; state requirements from the command/state table,
+ * Platform commands (SEV API spec ch. 5; docs/sev-reference.md §2.1, §7.3; state requirements from the command/state table,
  * check order from AMD-ASPFW's handlers): INIT, SHUTDOWN, PLATFORM_RESET, PLATFORM_STATUS, PEK_GEN,
  * PEK_CSR, PEK_CERT_IMPORT, PDH_CERT_EXPORT, PDH_GEN, DF_FLUSH, GET_ID.
  */

@@ -1,5 +1,5 @@
 /**
- * One mock chip's key material (sev-firmware.md §2.1 INIT/PEK_GEN/PDH_GEN/PEK_CERT_IMPORT, §7):
+ * One mock chip's key material (docs/sev-reference.md §2.1 INIT/PEK_GEN/PDH_GEN/PEK_CERT_IMPORT, §7):
  * the chip-unique key and the CEK derived from it, the ASK-signed CEK certificate, and the
  * "persistent" OCA, PEK and PDH with their private keys. Every certificate is a real SEV-format
  * certificate minted with lib/crypto, so code that verifies AMD's chains verifies these too.

@@ -4,16 +4,16 @@
  * Values and where they come from (none is a measurement of a particular machine):
  * - API version / build: what each generation's released SEV firmware reports in PLATFORM_STATUS.
  *   Genoa 1.55 build 25 is the version of AMD's published firmware source (amd/AMD-ASPFW,
- *   sev-firmware.md §0); Naples 0.17.48, Rome 0.24.15 and Milan 1.51.3 are plausible public values
+ *   docs/sev-reference.md §0); Naples 0.17.48, Rome 0.24.15 and Milan 1.51.3 are plausible public values
  *   (versions seen in sevctl/QEMU reports), not guaranteed to match a given BIOS.
  * - maxSevAsid (CPUID 0x8000001F ECX): Naples 15, Rome and Milan 509, Genoa 1006 (AMD PPRs /
  *   kernel boot messages "SEV supported: N ASIDs").
  * - minSevAsid (CPUID 0x8000001F EDX): set by the BIOS ("SEV-ES ASID space limit"); 100 is a
- *   plausible setting. Naples has no SEV-ES, so 1 (no ES-only ASIDs; sev-firmware.md §2.2).
+ *   plausible setting. Naples has no SEV-ES, so 1 (no ES-only ASIDs; docs/sev-reference.md §2.2).
  * - cbitPosition (CPUID 0x8000001F EBX[5:0]): 47 on Naples and Rome, 51 on Milan and Genoa (the
  *   cbitpos QEMU configurations for these parts use).
  * - exportsUnsignedCek: Genoa firmware exports an unsigned CEK placeholder from PDH_CERT_EXPORT;
- *   owners fetch the ASK-signed CEK from AMD's KDS (sev-firmware.md §7.3).
+ *   owners fetch the ASK-signed CEK from AMD's KDS (docs/sev-reference.md §7.3).
  */
 import type { ProcessorProfile } from './api.js';
 

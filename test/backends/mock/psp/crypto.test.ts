@@ -1,6 +1,6 @@
 /**
  * Mock PSP against the guest-owner code (lib/owner): sessions, measurement, secrets, attestation,
- * certificate chains; the public vectors of sev-firmware.md §10 through the firmware path.
+ * certificate chains; the public vectors of docs/sev-reference.md §10 (bare § below) through the firmware path.
  */
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';

@@ -128,7 +128,7 @@ export type { MemoryController };
 
 /**
  * A session for any policy (lib/owner refuses reserved bits): GODH key, Z = ECDH(GODH, PDH), the
- * §3.2 blob. Returns what LAUNCH_START takes plus TEK/TIK.
+ * docs/sev-reference.md §3.2 blob. Returns what LAUNCH_START takes plus TEK/TIK.
  */
 export function rawSession(fw: MockFirmware, policy: number): { godhCert: Buffer; session: Buffer; tek: Buffer; tik: Buffer } {
   const pdh = parseSevCert(fw.pdhCertExport(0x824, 0x186c).pdh!);

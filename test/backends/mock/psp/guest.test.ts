@@ -1,5 +1,5 @@
 /**
- * Mock PSP: the guest state machine (sev-firmware.md §2.2), handles, ASID and activation rules,
+ * Mock PSP: the guest state machine (docs/sev-reference.md §2.2), handles, ASID and activation rules,
  * policy enforcement at LAUNCH_START / SEND_START.
  */
 import test from 'ava';

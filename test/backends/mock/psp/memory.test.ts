@@ -1,7 +1,7 @@
 /**
  * Mock PSP memory: the address-tweaked cipher, the pure mock's ciphertext controller, the hybrid's
  * plaintext controller (its host view equals the pure mock's bytes), and the firmware commands that
- * touch private memory (LAUNCH_UPDATE_DATA, DBG_DECRYPT / DBG_ENCRYPT; sev-firmware.md §4.2, §8).
+ * touch private memory (LAUNCH_UPDATE_DATA, DBG_DECRYPT / DBG_ENCRYPT; docs/sev-reference.md §4.2, §8).
  */
 import test from 'ava';
 import { createCipheriv, randomBytes } from 'node:crypto';

@@ -1,6 +1,6 @@
 /**
  * Mock PSP migration between two MockFirmware instances (different chips, same mock root):
- * SEND_START / SEND_UPDATE / SEND_FINISH / SEND_CANCEL and RECEIVE_* (sev-firmware.md §6).
+ * SEND_START / SEND_UPDATE / SEND_FINISH / SEND_CANCEL and RECEIVE_* (docs/sev-reference.md §6).
  */
 import test from 'ava';
 import { randomBytes } from 'node:crypto';

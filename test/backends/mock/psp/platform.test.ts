@@ -1,5 +1,5 @@
 /**
- * Mock PSP: the platform state machine and every platform command (sev-firmware.md §2.1, §7.3),
+ * Mock PSP: the platform state machine and every platform command (docs/sev-reference.md §2.1, §7.3; bare § below),
  * length queries, PEK_GEN / PDH_GEN / PEK_CERT_IMPORT semantics.
  */
 import test from 'ava';

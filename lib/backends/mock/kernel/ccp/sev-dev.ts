@@ -1,6 +1,6 @@
 /**
- * /dev/sev: the PSP driver (drivers/crypto/ccp/sev-dev.c) in front of the mock firmware,
- * kernel-sev-uapi.md §2.1. One global mutex makes commands sequential (JS already is; a throttled
+ * /dev/sev: the PSP driver (drivers/crypto/ccp/sev-dev.c: sev_ioctl() and its sev_ioctl_do_*()
+ * handlers) in front of the mock firmware. One global mutex makes commands sequential (JS already is; a throttled
  * host also keeps one PSP timeline). Every firmware command goes through {@link SevDriver.do}, which
  * is where fault injection lives: the Nth command fails with a chosen status (EIO, `error` = status,
  * the firmware is not called), and a PSP time-out answers ETIMEDOUT with `error` 0 once and marks

@@ -3,7 +3,7 @@
  * kvm_vcpu_reset), stored as the kernel's own struct bytes so every GET returns what the last SET
  * put there. FPU and XSAVE share one state, as in KVM (kvm_fpu is a view of the XSAVE legacy area).
  * On VM types with protected state (SEV_ES_VM, SNP_VM), once LAUNCH_UPDATE_VMSA has run,
- * GET/SET of REGS, SREGS, FPU, XSAVE, XCRS and DEBUGREGS answer EINVAL (kernel-sev-uapi.md §3.1);
+ * GET/SET of REGS, SREGS, FPU, XSAVE, XCRS and DEBUGREGS answer EINVAL (arch/x86/kvm/x86.c: the guest_state_protected checks);
  * on the legacy DEFAULT type with ES_INIT, FPU/XSAVE read as zeros and writes are ignored.
  */
 import { KVM_GUESTDBG, KVM_MAX_XCRS } from '../../../../uapi/constants.js';

@@ -1,5 +1,5 @@
 /**
- * ASIDs (kernel-sev-uapi.md §3.8): SEV guests use [min_sev_asid, max_sev_asid], SEV-ES and SNP guests
+ * ASIDs (arch/x86/kvm/svm/sev.c: sev_asid_new(), sev_flush_asids()): SEV guests use [min_sev_asid, max_sev_asid], SEV-ES and SNP guests
  * [1, min_sev_asid - 1]. Allocation takes the lowest free ASID of the class. A destroyed guest's ASID
  * goes to the reclaim bitmap and stays unusable until a flush (WBINVD + DF_FLUSH) recycles every
  * reclaimable ASID at once; that flush is tried only when a class is exhausted, and only if something

@@ -1,5 +1,5 @@
 /**
- * KVM_SEV_DBG_DECRYPT / DBG_ENCRYPT as sev_dbg_crypt does them (kernel-sev-uapi.md §3.3): page by
+ * KVM_SEV_DBG_DECRYPT / DBG_ENCRYPT as arch/x86/kvm/svm/sev.c: sev_dbg_crypt() does them: page by
  * page of the source (each step pins one source and one destination page and moves at most to the
  * end of the source page), with the kernel's bounce pages when an address or the length is not a
  * multiple of 16 (the firmware works in 16-byte granules): decrypt reads the rounded range into a

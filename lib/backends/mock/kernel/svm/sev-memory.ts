@@ -1,5 +1,6 @@
 /**
- * Pinning, memlock accounting and encrypted regions (kernel-sev-uapi.md §3.3, §3.4), and the
+ * Pinning, memlock accounting and encrypted regions (arch/x86/kvm/svm/sev.c: sev_pin_memory(),
+ * sev_mem_enc_register_region(), sev_mem_enc_unregister_region()), and the
  * physical ranges the firmware gets.
  *
  * sev_pin_memory: size 0 or overflow → EINVAL; more than INT_MAX pages → EINVAL; (7.2) more than

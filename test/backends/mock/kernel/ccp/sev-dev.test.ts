@@ -1,5 +1,5 @@
 /**
- * /dev/sev on the mock (kernel-sev-uapi.md §2.1): the driver's checks in order, EPERM for read-only
+ * /dev/sev on the mock (drivers/crypto/ccp/sev-dev.c: sev_ioctl()): the driver's checks in order, EPERM for read-only
  * fds, FACTORY_RESET EBUSY while guests exist, temporary INIT around PEK_GEN, length queries,
  * ENOTSUPP for GET_ID2 before API 0.16, and fault injection (a failing firmware command, a PSP
  * time-out after which everything is EBUSY).

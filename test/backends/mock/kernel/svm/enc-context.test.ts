@@ -1,7 +1,7 @@
 /**
  * Encryption contexts on the mock kernel: MOVE (cap 206) and COPY (cap 197) with every check
- * (kernel-sev-uapi.md §3.5, §3.6), dead VMs answering EIO, mirrors accepting only their four
- * commands, and VM destroy (§3.7): DEACTIVATE + DECOMMISSION, a mirror's owner alive until its last mirror.
+ * (sev_vm_move_enc_context_from(), sev_vm_copy_enc_context_from()), dead VMs answering EIO, mirrors accepting only their four
+ * commands, and VM destroy (sev_vm_destroy()): DEACTIVATE + DECOMMISSION, a mirror's owner alive until its last mirror.
  */
 import test from 'ava';
 import type { BackendFd } from '../../../../../lib/backend/contract.js';

@@ -1,6 +1,7 @@
 /**
- * KVM_MEMORY_ENCRYPT_REG/UNREG_REGION and memlock accounting on the mock kernel (kernel-sev-uapi.md
- * §3.4), in both pinning modes (upfront: mainline; demand: seed 001), and ASID allocation (§3.8).
+ * KVM_MEMORY_ENCRYPT_REG/UNREG_REGION and memlock accounting on the mock kernel (sev_pin_memory(),
+ * sev_mem_enc_register_region()), in both pinning modes (upfront: mainline; demand: seed 001), and ASID
+ * allocation (sev_asid_new()).
  */
 import test from 'ava';
 import type { BackendFd } from '../../../../../lib/backend/contract.js';

@@ -1,5 +1,5 @@
 /**
- * KVM_SEV_DBG_DECRYPT / DBG_ENCRYPT through the kernel's bounce handling (kernel-sev-uapi.md §3.3):
+ * KVM_SEV_DBG_DECRYPT / DBG_ENCRYPT through the kernel's bounce handling (arch/x86/kvm/svm/sev.c: sev_dbg_crypt()):
  * byte-exact for unaligned offsets and lengths across 16-byte and page boundaries, including the
  * kernel's own quirk on encrypt with an unaligned destination (only round_up(len, 16) bytes from the
  * rounded-down address are re-encrypted).

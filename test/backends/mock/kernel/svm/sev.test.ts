@@ -1,5 +1,5 @@
 /**
- * KVM_MEMORY_ENCRYPT_OP on the mock kernel at the raw ioctl level (kernel-sev-uapi.md §3.2, §3.3):
+ * KVM_MEMORY_ENCRYPT_OP on the mock kernel at the raw ioctl level (arch/x86/kvm/svm/sev.c: sev_mem_enc_ioctl() and its handlers):
  * dispatch order, which errors copy the struct back and which echo the caller's `error`, length
  * queries, INIT/INIT2 checks, sev_fd handling, firmware statuses as EIO.
  */
