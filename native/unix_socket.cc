@@ -91,6 +91,47 @@ static std::shared_ptr<OwnedFd> SocketArg(const Napi::Value& v) {
   return fd;
 }
 
+// The wait every socket thread runs: poll `sock` for `events` with a 100 ms timeout, so that env
+// teardown or JS closing the socket handle (only the thread still holds the fd) cancels it with
+// ECANCELED, and call `step` each time the socket is ready. `step` returns 0 when done, kPollAgain
+// to wait again, or an errno; EINTR and EAGAIN (a signal, or a peer that was faster) wait again.
+static constexpr int kPollAgain = -1;
+template <typename Step>
+static int PollUntil(const AddonData* data, const OwnedFd& sock, short events, Step step) {
+  for (;;) {
+    if (data->closing || sock.released) return ECANCELED;
+    pollfd p{sock.fd, events, 0};
+    int n = poll(&p, 1, 100);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) continue;
+    int r = step();
+    if (r == kPollAgain || r == EINTR || r == EAGAIN) continue;
+    return r;
+  }
+}
+
+// One sendmsg of bytes[sent..], the fds riding on the first byte (sent == 0). Returns what the
+// kernel took, or -1 with errno.
+static ssize_t SendSome(int fd, const uint8_t* bytes, size_t size, size_t sent, const std::vector<int>& fds,
+                        int flags) {
+  iovec iov{const_cast<uint8_t*>(bytes) + sent, size - sent};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
+  if (sent == 0 && !fds.empty()) {
+    msg.msg_control = ctl.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  return sendmsg(fd, &msg, flags);
+}
+
 // sendFds(socket, data, fds) → Promise<bytes>: all of `data`, with the fds on its first byte. It
 // runs on a thread of its own (a full socket would otherwise block the event loop), polling so that
 // closing the socket or tearing down the env cancels it.
@@ -144,41 +185,12 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
     auto* r = new SendResult();
     std::vector<int> fds;
     for (auto& k : keep) fds.push_back(k->fd);
-    while (r->sent < bytes.size()) {
-      if (adata->closing || sock->released) {
-        r->err = ECANCELED;
-        break;
-      }
-      pollfd p{sock->fd, POLLOUT, 0};
-      int n = poll(&p, 1, 100);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        r->err = errno;
-        break;
-      }
-      if (n == 0) continue;
-      iovec iov{bytes.data() + r->sent, bytes.size() - r->sent};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
-      if (r->sent == 0 && !fds.empty()) {
-        msg.msg_control = ctl.data();
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-      }
-      ssize_t k = sendmsg(sock->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (k < 0) {
-        r->err = errno;
-        break;
-      }
+    r->err = PollUntil(adata, *sock, POLLOUT, [&]() -> int {
+      ssize_t k = SendSome(sock->fd, bytes.data(), bytes.size(), r->sent, fds, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (k < 0) return errno;
       r->sent += static_cast<size_t>(k);
-    }
+      return r->sent < bytes.size() ? kPollAgain : 0;
+    });
     // napi_closing: the env is going away and the function must not be released any more.
     if (tsfn.BlockingCall(r) != napi_ok) delete r;
     else tsfn.Release();
@@ -258,26 +270,12 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
   auto done = std::make_shared<std::atomic<bool>>(false);
   TrackThread(data, done, std::thread([sock, maxBytes, maxFds, accept, tsfn, data, done]() mutable {
     auto* r = new RecvResult();
-    for (;;) {
-      // Env teardown, or JS closed the socket handle (only this thread still holds the fd).
-      if (data->closing || sock->released) {
-        r->err = ECANCELED;
-        break;
-      }
-      pollfd p{sock->fd, POLLIN, 0};
-      int n = poll(&p, 1, 100);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        r->err = errno;
-        break;
-      }
-      if (n == 0) continue;
+    r->err = PollUntil(data, *sock, POLLIN, [&]() -> int {
       if (accept) {
         int fd = accept4(sock->fd, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-        if (fd < 0) r->err = errno;
-        else r->acceptedFd = fd;
-        break;
+        if (fd < 0) return errno;
+        r->acceptedFd = fd;
+        return 0;
       }
       r->data.resize(maxBytes);
       iovec iov{r->data.data(), maxBytes};
@@ -288,11 +286,7 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
       msg.msg_control = ctl.data();
       msg.msg_controllen = ctl.size();
       ssize_t got = recvmsg(sock->fd, &msg, MSG_CMSG_CLOEXEC);
-      if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (got < 0) {
-        r->err = errno;
-        break;
-      }
+      if (got < 0) return errno;
       r->data.resize(static_cast<size_t>(got));
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
@@ -306,10 +300,10 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
       if (msg.msg_flags & MSG_CTRUNC) {  // fds beyond maxFds were dropped by the kernel: say so
         for (int fd : r->fds) close(fd);
         r->fds.clear();
-        r->err = EMSGSIZE;
+        return EMSGSIZE;
       }
-      break;
-    }
+      return 0;
+    });
     napi_status st = tsfn.BlockingCall(r);
     if (st != napi_ok) {
       if (r->acceptedFd >= 0) close(r->acceptedFd);
@@ -348,21 +342,7 @@ static Napi::Value SendFdsSync(const Napi::CallbackInfo& info) {
   size_t size, sent = 0;
   if (!GetBytes(info[1], &bytes, &size) || size == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
   while (sent < size) {
-    iovec iov{const_cast<uint8_t*>(bytes) + sent, size - sent};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())));
-    if (sent == 0 && !fds.empty()) {
-      msg.msg_control = ctl.data();
-      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    ssize_t k = sendmsg(sock->fd, &msg, MSG_NOSIGNAL);
+    ssize_t k = SendSome(sock->fd, bytes, size, sent, fds, MSG_NOSIGNAL);
     if (k < 0 && errno == EINTR) continue;
     if (k < 0) throw ErrnoError(env, errno, "sendmsg");
     sent += static_cast<size_t>(k);
