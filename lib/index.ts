@@ -13,6 +13,7 @@
  * ```
  */
 export * from './backend/index.js';
+export { SevCommandTable } from './uapi/sev-command-table.js';
 export { NativeBackend } from './backends/native/native-backend.js';
 export { loadAddon, addonAvailable, NativeUnavailableError, packageRoot } from './backends/native/addon.js';
 export { Kvm, type KvmOpenOptions } from './kvm/kvm.js';

@@ -14,6 +14,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "schema.h"
+
 namespace kvmsev {
 
 class FdHandle;
@@ -36,10 +38,11 @@ struct MapState {
 };
 
 // Per-VM bookkeeping: the mappings KVM holds addresses of (memory slots), so they stay mapped
-// while the VM (its fd or any vCPU fd) lives.
+// while the VM (its fd or any vCPU fd) lives; and the KVM_SEV command-id table its kernel speaks.
 struct VmState {
   std::mutex mu;
   std::map<uint32_t, std::shared_ptr<MapState>> slots;
+  SevCommandIds sevIds;  // under mu; set by setSevCommandIds
   void Bind(uint32_t slot, std::shared_ptr<MapState> m);
   void Unbind(uint32_t slot);
   ~VmState();

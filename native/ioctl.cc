@@ -31,6 +31,13 @@ std::string Hex(uint32_t v) {
 
 void HoldNamedFds(Napi::Env env, Prepared& p);
 
+// The command-id table of the VM a KVM_MEMORY_ENCRYPT_OP goes to (upstream for anything else).
+SevCommandIds SevIdsOf(const Prepared& p) {
+  if (p.def->request != static_cast<uint32_t>(KVM_MEMORY_ENCRYPT_OP) || !p.fd->vm) return {};
+  std::lock_guard<std::mutex> g(p.fd->vm->mu);
+  return p.fd->vm->sevIds;
+}
+
 // Validates everything before the kernel sees anything.
 Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
   Napi::Env env = info.Env();
@@ -69,7 +76,7 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
     case ArgKind::Struct:
       if (d.nullArg && (arg.IsUndefined() || arg.IsNull() || (arg.IsNumber() && arg.As<Napi::Number>().DoubleValue() == 0)))
         break;  // NULL: the "is SEV enabled?" probe
-      p.marshal = std::make_unique<Marshal>(env);
+      p.marshal = std::make_unique<Marshal>(env, SevIdsOf(p));
       p.marshal->BuildRoot(arg, d.layout, d.var, d.name);
       HoldNamedFds(env, p);
       break;
@@ -264,16 +271,55 @@ static Napi::Value Describe(const Napi::CallbackInfo& info) {
   return out;
 }
 
-static Napi::Value SetLocalIds(const Napi::CallbackInfo& info) {
-  uint32_t send = ArgU32(info[0], "send");
-  uint32_t receive = ArgU32(info[1], "receive");
-  // 0 turns it off. Otherwise the ids may only take over 22 (INIT2 upstream, LOCAL_SEND in the 2021
-  // patch) and unassigned ids: never a command whose struct has pointers the kernel writes through.
-  auto ok = [](uint32_t id) { return id == 0 || (id >= 22 && id < 100) || id > 103; };
-  if (!ok(send) || !ok(receive) || (send != 0 && send == receive))
-    throw ArgRangeError(info.Env(), "local-migration ids must be 22 or an unassigned id (23..99, > 103), distinct; 0 turns them off");
-  SetLocalMigrationIds(send, receive);
+// The VM state of a live VM fd, by number (EBADF if closed).
+static std::shared_ptr<VmState> VmOf(const Napi::CallbackInfo& info) {
+  auto fd = LookupFd(info.Env(), info[0]);
+  if (fd->kind != FdKind::Vm || !fd->vm)
+    throw ArgValueError(info.Env(),
+                        std::string("The \"vm\" argument must be a VM fd (KVM_SEV commands go to a VM); got a ") +
+                            FdKindName(fd->kind) + " fd");
+  return fd->vm;
+}
+
+// setSevCommandIds(vmFd, send, receive): the KVM_SEV command-id table the kernel behind this VM fd
+// speaks (schema.h); 0, 0 is upstream. The kernel cannot be asked, so the caller says it.
+static Napi::Value SetSevIds(const Napi::CallbackInfo& info) {
+  auto vm = VmOf(info);
+  SevCommandIds ids{ArgU32(info[1], "send"), ArgU32(info[2], "receive")};
+  if (!ValidSevCommandIds(ids))
+    throw ArgRangeError(
+        info.Env(),
+        "local-migration ids must be 22 or an unassigned id (23..99, > 103), distinct; 0, 0 is the upstream table");
+  std::lock_guard<std::mutex> g(vm->mu);
+  vm->sevIds = ids;
   return info.Env().Undefined();
+}
+
+// sevCommandIds(vmFd) → [send, receive] ([0, 0]: upstream).
+static Napi::Value GetSevIds(const Napi::CallbackInfo& info) {
+  auto vm = VmOf(info);
+  SevCommandIds ids;
+  {
+    std::lock_guard<std::mutex> g(vm->mu);
+    ids = vm->sevIds;
+  }
+  Napi::Array a = Napi::Array::New(info.Env(), 2);
+  a.Set(0u, ids.localSend);
+  a.Set(1u, ids.localReceive);
+  return a;
+}
+
+// describeSevCommands(send, receive) → for ids 0..255, the struct name behind kvm_sev_cmd.data under
+// that table, or null: for the test that cross-checks the TypeScript tables.
+static Napi::Value DescribeSevCommands(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SevCommandIds ids{ArgU32(info[0], "send"), ArgU32(info[1], "receive")};
+  Napi::Array a = Napi::Array::New(env, 256);
+  for (uint32_t id = 0; id < 256; id++) {
+    const Layout* l = SevCommandLayout(id, ids);
+    a.Set(id, l ? Napi::Value(Napi::String::New(env, l->name)) : env.Null());
+  }
+  return a;
 }
 
 void InitIoctl(Napi::Env env, Napi::Object exports) {
@@ -281,7 +327,9 @@ void InitIoctl(Napi::Env env, Napi::Object exports) {
   exports.Set("ioctlFd", Napi::Function::New(env, IoctlFd, "ioctlFd"));
   exports.Set("ioctlAsync", Napi::Function::New(env, IoctlAsync, "ioctlAsync"));
   exports.Set("describe", Napi::Function::New(env, Describe, "describe"));
-  exports.Set("setLocalMigrationIds", Napi::Function::New(env, SetLocalIds, "setLocalMigrationIds"));
+  exports.Set("setSevCommandIds", Napi::Function::New(env, SetSevIds, "setSevCommandIds"));
+  exports.Set("sevCommandIds", Napi::Function::New(env, GetSevIds, "sevCommandIds"));
+  exports.Set("describeSevCommands", Napi::Function::New(env, DescribeSevCommands, "describeSevCommands"));
 }
 
 }  // namespace kvmsev

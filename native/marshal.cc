@@ -146,7 +146,7 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
     if (pf.select) {
       uint32_t sel;
       memcpy(&sel, level->native.data() + pf.selectorOffset, 4);
-      nested = pf.select(sel);
+      nested = pf.select(sel, sevIds_);
       if (!nested)
         throw ArgValueError(env, field + " must be NULL: command " + std::to_string(sel) + " takes no data");
     }

@@ -16,7 +16,8 @@ class Marshal {
   // JS buffers are copied into native memory (bounce buffers), because JS may run (getters, or the
   // event loop during an async call) and detach or collect them before the kernel is done; guest
   // memory is used in place, pinned so that unmap() fails until the call ends.
-  explicit Marshal(Napi::Env env) : env_(env) {}
+  // `sevIds`: the command-id table of the VM the call goes to (selects kvm_sev_cmd.data's struct).
+  explicit Marshal(Napi::Env env, SevCommandIds sevIds = {}) : env_(env), sevIds_(sevIds) {}
   ~Marshal();
 
   // Builds the root struct. `var` (variable-length structs) sizes it from its count field.
@@ -49,6 +50,7 @@ class Marshal {
                          const char* what);
 
   Napi::Env env_;
+  SevCommandIds sevIds_;
   Level* root_ = nullptr;
   std::vector<std::unique_ptr<Level>> levels_;
   std::vector<std::unique_ptr<Bounce>> bounces_;

@@ -5,7 +5,6 @@
 #include <linux/kvm.h>
 #include <linux/psp-sev.h>
 
-#include <atomic>
 #include <unordered_map>
 
 #include "common.h"
@@ -86,22 +85,18 @@ static const Layout L_snp_launch_finish{"kvm_sev_snp_launch_finish", 88,
 static const Layout L_local_send{"kvm_sev_local_send", 8, {}};
 static const Layout L_local_receive{"kvm_sev_local_receive", 16, {}};
 
-static std::atomic<uint32_t> g_localSend{0}, g_localReceive{0};
-
-void SetLocalMigrationIds(uint32_t send, uint32_t receive) {
-  g_localSend = send;
-  g_localReceive = receive;
-}
-void GetLocalMigrationIds(uint32_t* send, uint32_t* receive) {
-  *send = g_localSend;
-  *receive = g_localReceive;
+bool ValidSevCommandIds(const SevCommandIds& ids) {
+  if (ids.localSend == 0 && ids.localReceive == 0) return true;
+  auto takeable = [](uint32_t id) { return (id >= 22 && id < 100) || id > 103; };
+  return takeable(ids.localSend) && takeable(ids.localReceive) && ids.localSend != ids.localReceive;
 }
 
-// What KVM reads through kvm_sev_cmd.data for each command id. Commands that read nothing, and ids
-// the kernel does not know, take a NULL data pointer.
-static const Layout* SevCommandLayout(uint32_t id) {
-  if (g_localSend != 0 && id == g_localSend) return &L_local_send;
-  if (g_localReceive != 0 && id == g_localReceive) return &L_local_receive;
+// What KVM reads through kvm_sev_cmd.data for each command id (arch/x86/kvm/svm/sev.c:
+// sev_mem_enc_ioctl() and the handlers it calls), the VM's local-migration ids first. Commands that
+// read nothing, and ids the kernel does not know, take a NULL data pointer.
+const Layout* SevCommandLayout(uint32_t id, const SevCommandIds& ids) {
+  if (ids.localSend != 0 && id == ids.localSend) return &L_local_send;
+  if (ids.localReceive != 0 && id == ids.localReceive) return &L_local_receive;
   switch (id) {
     case KVM_SEV_LAUNCH_START: return &L_launch_start;
     case KVM_SEV_LAUNCH_UPDATE_DATA: return &L_launch_update_data;
@@ -138,7 +133,8 @@ static const Layout L_snp_status{"sev_user_data_snp_status", 32, {}};
 static const Layout L_snp_config{"sev_user_data_snp_config", 64, {}};
 static const Layout L_snp_vlek_load{"sev_user_data_snp_vlek_load", 16, {Fixed("vlek_wrapped_address", 8, 432)}};
 
-static const Layout* SevPlatformLayout(uint32_t cmd) {
+// /dev/sev has one table: a VM's `ids` do not apply.
+static const Layout* SevPlatformLayout(uint32_t cmd, const SevCommandIds&) {
   switch (cmd) {
     case 1: return &L_status;           // SEV_PLATFORM_STATUS
     case 3: return &L_pek_csr;          // SEV_PEK_CSR

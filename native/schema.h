@@ -11,9 +11,22 @@ namespace kvmsev {
 
 struct Layout;
 
-// Chooses the struct a pointer points at from a selector field (kvm_sev_cmd.id, sev_issue_cmd.cmd).
-// Returns nullptr for "this command takes no data" (the pointer must then be NULL).
-using LayoutSelector = const Layout* (*)(uint32_t selector);
+// The KVM_SEV command-id table the kernel behind one VM fd speaks: upstream, plus the never-merged
+// 2021 KVM_SEV_LOCAL_SEND/LOCAL_RECEIVE at these ids when the caller says its kernel has them
+// (0/0: upstream only). Kept per VM fd (VmState), never process-wide: two VMs may speak different tables.
+struct SevCommandIds {
+  uint32_t localSend = 0;
+  uint32_t localReceive = 0;
+};
+// Both 0, or distinct ids that take over only 22 (INIT2 upstream, LOCAL_SEND in the patch) or ids
+// upstream does not assign (23..99, > 103): never a command whose struct has pointers the kernel
+// writes through.
+bool ValidSevCommandIds(const SevCommandIds& ids);
+
+// Chooses the struct a pointer points at from a selector field (kvm_sev_cmd.id, sev_issue_cmd.cmd),
+// by the VM's command-id table where the selector is a KVM_SEV id. Returns nullptr for "this command
+// takes no data" (the pointer must then be NULL).
+using LayoutSelector = const Layout* (*)(uint32_t selector, const SevCommandIds& ids);
 
 struct PtrField {
   const char* name;
@@ -59,9 +72,7 @@ bool IsMemslotLayout(const Layout* l);
 const std::vector<RequestDef>& AllRequests();
 const std::vector<const Layout*>& AllLayouts();
 
-// Opt-in ids for the never-merged 2021 KVM_SEV_LOCAL_SEND/RECEIVE (0 = off). Process-wide, because
-// the ids are a property of the running kernel.
-void SetLocalMigrationIds(uint32_t send, uint32_t receive);
-void GetLocalMigrationIds(uint32_t* send, uint32_t* receive);
+// What KVM reads through kvm_sev_cmd.data for command `id` under `ids` (nullptr: no data).
+const Layout* SevCommandLayout(uint32_t id, const SevCommandIds& ids);
 
 }  // namespace kvmsev

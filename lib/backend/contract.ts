@@ -26,8 +26,11 @@
  *   once with -EINTR (resolved, not rejected). `close()` kicks, then waits for the vCPU thread.
  * - **Memory.** A guest-memory mapping that backs a memory slot of a live VM, or that an async call is
  *   using, refuses `unmap()` with EBUSY. After `unmap()` its `buffer` is detached (byteLength 0).
+ * - **KVM_SEV command ids.** `kvm_sev_cmd.data` is laid out by the command-id table of the kernel
+ *   behind the VM fd ({@link SevCommandTable}), which is a property of that VM, never of the process.
  */
 import type { IoctlArg, MappingHandle } from '../uapi/ioctl-arg.js';
+import type { SevCommandTable } from '../uapi/sev-command-table.js';
 import type { SystemView } from './system-view.js';
 
 export type BackendName = 'native' | 'mock' | 'hybrid';
@@ -92,6 +95,21 @@ export interface Backend {
   ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number>;
   /** An ioctl that returns a new fd (KVM_CREATE_VM, KVM_CREATE_VCPU). */
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd;
+
+  /**
+   * The KVM_SEV command-id table by which this backend lays out `kvm_sev_cmd.data` of VM fd `vm`'s
+   * KVM_MEMORY_ENCRYPT_OP (id 22: KVM_SEV_INIT2 upstream, LOCAL_SEND on a kernel with the 2021
+   * local-migration patch). The mock and the hybrid answer their kernel profile's; native answers
+   * what was set for this fd, the upstream table until then. Not a VM fd: ERR_INVALID_ARG_VALUE.
+   */
+  sevCommandTable(vm: BackendFd): SevCommandTable;
+  /**
+   * Says which command-id table the kernel behind VM fd `vm` speaks, for this fd only: other VMs,
+   * and a VM fd received over a socket, keep theirs. Native keeps it in the fd's state (the kernel
+   * cannot be asked; the shim lets the local-migration ids take over only 22 and unassigned ids).
+   * The mock and the hybrid know their kernel: another table is refused with ERR_KVM_SEV_COMMAND_TABLE.
+   */
+  setSevCommandTable(vm: BackendFd, table: SevCommandTable): void;
 
   mmapAnonymous(size: number): GuestMapping;
   memfdCreate(name: string, size: number): BackendFd;

@@ -37,15 +37,15 @@ import {
   KVM_X86_SEV_VM,
 } from '../uapi/constants.js';
 import { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
-import { ioctlStruct, type IoctlStruct, type MappingRange } from '../uapi/ioctl-arg.js';
+import type { IoctlStruct, MappingRange } from '../uapi/ioctl-arg.js';
 import { SEV_RET } from '../uapi/sev-status.js';
 import {
   kvm_sev_local_receive,
   kvm_sev_local_send,
-  localMigrationIds,
   type LocalMigrationIds,
   type LocalMigrationSource,
 } from '../uapi/local-migration-structs.js';
+import { SevCommandTable } from '../uapi/sev-command-table.js';
 import {
   kvm_sev_attestation_report,
   kvm_sev_cmd,
@@ -83,9 +83,11 @@ import {
 /** Options of the {@link SevGuestCommands} constructor. */
 export interface SevGuestCommandsOptions {
   /**
-   * Opt in to the never-merged 2021 KVM_SEV_LOCAL_SEND/LOCAL_RECEIVE commands, for a backend that
-   * emulates that kernel: `{ send: 22, receive: 23 }` or `{ profile: 'local-migration-2021' }`.
-   * Naming the ids here is the explicit choice (22 is KVM_SEV_INIT2 upstream, so init2() is then refused).
+   * Opt in to the never-merged 2021 KVM_SEV_LOCAL_SEND/LOCAL_RECEIVE commands, for a kernel that has
+   * them (the mock's `local-migration-2021` profile, or a patched kernel): `{ send: 22, receive: 23 }`
+   * or `{ profile: 'local-migration-2021' }`. Naming the ids here is the explicit choice (22 is
+   * KVM_SEV_INIT2 upstream, so init2() is then refused); the backend is told that this VM's kernel
+   * has them (`Backend.setSevCommandTable`), for this VM only.
    */
   localMigration?: LocalMigrationSource;
 }
@@ -163,7 +165,6 @@ const SEV_FD_IDS: ReadonlySet<number> = new Set([
   KVM_SEV.SNP_LAUNCH_START,
   KVM_SEV.SNP_LAUNCH_UPDATE,
 ]);
-const OFF_DATA = kvm_sev_cmd.offsetOf('data');
 const OFF_ERROR = kvm_sev_cmd.offsetOf('error');
 const NO_FD = 0xffffffff;
 const PAGE = 4096;
@@ -179,6 +180,8 @@ export class SevGuestCommands {
   readonly sevFd: BackendFd | undefined;
   /** The opted-in local-migration ids, if any. */
   readonly localMigration: LocalMigrationIds | undefined;
+  /** The KVM_SEV command ids these calls use: upstream, or with the opted-in local-migration ids. */
+  readonly commands: SevCommandTable;
 
   /**
    * @param vm the VM the commands go to.
@@ -200,22 +203,24 @@ export class SevGuestCommands {
       fd = sev;
     }
     const o = checkObject<SevGuestCommandsOptions>('options', options, true);
-    let ids: LocalMigrationIds | undefined;
+    let table = SevCommandTable.UPSTREAM;
     if (o.localMigration !== undefined) {
       const src = checkObject<LocalMigrationSource>('options.localMigration', o.localMigration);
       // Naming the ids in this option is the opt-in, collisions with upstream ids included.
-      ids = localMigrationIds('profile' in src ? src : { allowUpstreamCollision: true, ...src });
+      table = SevCommandTable.withLocalMigration('profile' in src ? src : { allowUpstreamCollision: true, ...src });
     }
     this.vm = vm;
     this.sevFd = fd;
-    this.localMigration = ids;
-    if (ids) this.enableLocalMigration(ids);
+    this.commands = table;
+    this.localMigration = table.localMigration;
+    if (this.localMigration) this.enableLocalMigration(this.localMigration);
   }
 
   /**
    * The opt-in says the kernel carries the 2021 patch. Refused where the kernel offers SEV VM types:
-   * there id 22 is KVM_SEV_INIT2 and LOCAL_SEND would be read as INIT2. On the native backend the
-   * addon is told the ids, so that it lays out their (8- and 16-byte) structs.
+   * there id 22 is KVM_SEV_INIT2 and LOCAL_SEND would be read as INIT2. Then the backend is told
+   * that this VM's kernel has the ids, so that it lays out their (8- and 16-byte) structs; a backend
+   * that knows its kernel (the mock, the hybrid) refuses if its kernel has other ids.
    */
   private enableLocalMigration(ids: LocalMigrationIds): void {
     let types: number[] = [];
@@ -234,17 +239,14 @@ export class SevGuestCommands {
           'cannot exist on it. Move the context with moveEncContextFrom() (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM) instead.',
       );
     }
-    const addon = (this.vm.backend as { addon?: { setLocalMigrationIds?: (s: number, r: number) => void } }).addon;
-    addon?.setLocalMigrationIds?.(ids.LOCAL_SEND, ids.LOCAL_RECEIVE);
+    this.vm.backend.setSevCommandTable(this.vm.fd, this.commands);
   }
 
   // ----------------------------------------------------------------------------------------------
   // Plumbing
 
   private commandName(id: number): string {
-    if (this.localMigration?.LOCAL_SEND === id) return 'LOCAL_SEND';
-    if (this.localMigration?.LOCAL_RECEIVE === id) return 'LOCAL_RECEIVE';
-    return sevCommandName(id) ?? String(id);
+    return this.commands.commandName(id) ?? String(id);
   }
 
   private sevFdWord(id: number): number {
@@ -271,11 +273,7 @@ export class SevGuestCommands {
           `so KVM_SEV_${sevCommandName(id) ?? id} cannot be issued through it`,
       );
     }
-    const sev_fd = this.sevFdWord(id);
-    if (!local) return kvm_sev_cmd.arg({ id, data, error: 0, sev_fd });
-    // The codec selects data structs by upstream id (22 = kvm_sev_init): lay the command out by hand.
-    const bytes = kvm_sev_cmd.encode({ id, error: 0, sev_fd });
-    return ioctlStruct(bytes, data ? [{ offset: OFF_DATA, target: data }] : []);
+    return this.commands.kvm_sev_cmd.arg({ id, data, error: 0, sev_fd: this.sevFdWord(id) });
   }
 
   /** Runs the ioctl; resolves to the error, if any. */
@@ -299,7 +297,7 @@ export class SevGuestCommands {
 
   /** The synchronous part of an error's context. */
   private context(e: { code: string }, command: string, errorWord: number | undefined): SevFailure {
-    const native = this.vm.backend.name === 'native';
+    const system = this.vm.backend.system;
     const probeNeeded = e.code === 'ENOTTY' || (e.code === 'EINVAL' && command.startsWith('VM_'));
     const sevEnabled = probeNeeded ? this.probe() : undefined;
     const sevFd = this.sevFd && !this.sevFd.closed ? this.sevFd.fd : undefined;
@@ -311,8 +309,8 @@ export class SevGuestCommands {
       vmClosed: this.vm.closed,
       ...(sevFd !== undefined ? { sevFd } : {}),
       ...(sevEnabled !== undefined ? { sevEnabled } : {}),
-      ...(native && sevEnabled === false ? { hostSev: hostSevFacts() } : {}),
-      ...(native && e.code === 'ENOMEM' ? { memlock: memlockFacts() } : {}),
+      ...(sevEnabled === false ? { hostSev: hostSevFacts(system) } : {}),
+      ...(e.code === 'ENOMEM' ? { memlock: memlockFacts(system) } : {}),
     };
   }
 
@@ -661,26 +659,15 @@ export class SevGuestCommands {
       `${what}: KVM_SEV_LOCAL_SEND/LOCAL_RECEIVE were never merged into Linux. The 2021 patch numbered them 22 and 23, ` +
         'and 22 is KVM_SEV_INIT2 upstream (6.10+), so they are off unless chosen explicitly: ' +
         "new SevGuestCommands(vm, sev, { localMigration: { send: 22, receive: 23 } }) (or { profile: 'local-migration-2021' }), " +
-        'for a backend that emulates that kernel. Upstream, move a context with moveEncContextFrom() (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM).',
+        "on a kernel that has them (a patched one, or the mock's 'local-migration-2021' profile); the backend is then told, for this VM " +
+        '(Backend.setSevCommandTable). Upstream, move a context with moveEncContextFrom() (KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM).',
     );
   }
 
   private async issueLocal(id: number, data: IoctlStruct): Promise<void> {
     const cmd = this.build(id, data, true);
     const e = await this.exec(cmd);
-    if (e === undefined) return;
-    const code = (e as { code?: unknown }).code;
-    if (!isKernelError(e) && this.vm.backend.name === 'native' && (code === 'ERR_OUT_OF_RANGE' || code === 'ERR_INVALID_ARG_VALUE')) {
-      const err = new KvmSevError(
-        'ERR_KVM_SEV_NO_LOCAL_MIGRATION',
-        `KVM_SEV_${this.commandName(id)}: the native addon marshals command id ${id} as upstream ` +
-          `${sevCommandName(id) ? `KVM_SEV_${sevCommandName(id)}` : 'Linux does (an unknown id, no data)'} and refused the local-migration struct ` +
-          `(${(e as Error).message}). Only a kernel carrying the 2021 patch has these commands; tell the addon with addon.setLocalMigrationIds() first.`,
-      );
-      Object.defineProperty(err, 'cause', { value: e, enumerable: false, configurable: true, writable: true });
-      throw err;
-    }
-    throw await this.fail(e, id, cmd);
+    if (e !== undefined) throw await this.fail(e, id, cmd);
   }
 
   /** KVM_SEV_LOCAL_SEND (opt-in): returns the 64-bit token for the receiving VM (0 means none). */

@@ -11,8 +11,8 @@
  *
  * Also here: the argument checks the SEV classes run before any ioctl (Node-style typed errors).
  */
-import { readFileSync } from 'node:fs';
 import { KvmError } from '../backend/errors.js';
+import type { SystemView } from '../backend/system-view.js';
 import { GSTATE, PSTATE, SEV_FW_BLOB_MAX_SIZE, guestStateName, platformStateName, vmTypeName } from '../uapi/constants.js';
 import { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
 import { isMappingRange, type MappingRange } from '../uapi/ioctl-arg.js';
@@ -55,7 +55,7 @@ export interface SevFailure {
   readonly vmClosed?: boolean;
   /** INIT2's arguments, to point at the wrong one. */
   readonly init2?: { readonly vmsaFeatures: bigint; readonly flags: number; readonly ghcbVersion: number };
-  /** Facts about the host that help the reader (native backend only): "kvm_amd sev=N", "RLIMIT_MEMLOCK 8 MiB". */
+  /** Facts about the host that help the reader, from the backend's system view: "kvm_amd sev=N", "RLIMIT_MEMLOCK is 8 MiB". */
   readonly hostSev?: string;
   readonly memlock?: string;
 }
@@ -425,33 +425,25 @@ export function enrichSevError<E>(err: E, f: SevFailure): E {
   return err;
 }
 
-/** Host facts for hints (native backend): kvm_amd's sev/sev_es parameters. */
-export function hostSevFacts(): string {
+/** Host facts for hints, from the backend's system view: kvm_amd's sev/sev_es parameters. */
+export function hostSevFacts(system: SystemView): string | undefined {
   try {
-    const sev = readFileSync('/sys/module/kvm_amd/parameters/sev', 'utf8').trim();
-    let es = '';
-    try {
-      es = `, sev_es=${readFileSync('/sys/module/kvm_amd/parameters/sev_es', 'utf8').trim()}`;
-    } catch {
-      /* older kernels */
-    }
-    return `kvm_amd sev=${sev}${es}`;
+    const sev = system.kvmAmdParam('sev');
+    if (sev === undefined) return 'kvm_amd is not loaded';
+    const es = system.kvmAmdParam('sev_es'); // absent on older kernels
+    return `kvm_amd sev=${sev}${es !== undefined ? `, sev_es=${es}` : ''}`;
   } catch {
-    return 'kvm_amd is not loaded';
+    return undefined;
   }
 }
 
-/** Host facts for hints (native backend): this process's RLIMIT_MEMLOCK, from /proc/self/limits. */
-export function memlockFacts(): string | undefined {
+/** Host facts for hints, from the backend's system view: the process's RLIMIT_MEMLOCK. */
+export function memlockFacts(system: SystemView): string | undefined {
   try {
-    const line = readFileSync('/proc/self/limits', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('Max locked memory'));
-    const soft = line?.slice('Max locked memory'.length).trim().split(/\s+/)[0];
-    if (!soft) return undefined;
-    if (soft === 'unlimited') return 'RLIMIT_MEMLOCK is unlimited';
-    const n = Number(soft);
-    return Number.isFinite(n) ? `RLIMIT_MEMLOCK is ${n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${n / 1024} KiB`}` : undefined;
+    const limit = system.memlockLimit();
+    if (limit === 'unlimited') return 'RLIMIT_MEMLOCK is unlimited';
+    const n = Number(limit);
+    return `RLIMIT_MEMLOCK is ${n >= 1 << 20 ? `${n / (1 << 20)} MiB` : `${n / 1024} KiB`}`;
   } catch {
     return undefined;
   }

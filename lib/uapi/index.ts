@@ -15,6 +15,7 @@ export * from './sev-structs.js';
 export * from './psp-structs.js';
 export * from './kvm-run.js';
 export * from './local-migration-structs.js';
+export * from './sev-command-table.js';
 export * from './ioctls.js';
 
 import * as kvm from './kvm-structs.js';

@@ -278,19 +278,31 @@ export function sevCommandStruct(id: number): AnyStructCodec | null | undefined 
 }
 
 /**
+ * `struct kvm_sev_cmd` whose `data` is laid out by `select` (a command-id table, see
+ * sev-command-table.ts): the same 24 bytes for every kernel, only the struct behind `data` differs.
+ */
+export function defineKvmSevCmd(select: (id: number) => AnyStructCodec | null | undefined) {
+  return defineStruct(
+    'kvm_sev_cmd',
+    [
+      ['id', u32],
+      ['pad0', pad(4)],
+      ['data', ptr({ selectBy: 'id', select })],
+      ['error', u32],
+      ['sev_fd', u32],
+    ],
+    { size: 24 },
+  );
+}
+
+/** A `kvm_sev_cmd` codec (its `data` laid out by one command-id table). */
+export type KvmSevCmdCodec = ReturnType<typeof defineKvmSevCmd>;
+
+/**
  * `struct kvm_sev_cmd`: KVM_MEMORY_ENCRYPT_OP's real argument (24 bytes, although the ioctl number
- * says 8). `data` points at the struct {@link sevCommandStruct} gives for `id`; `arg()` accepts that
+ * says 8). `data` points at the struct {@link sevCommandStruct} gives for `id` (the upstream table;
+ * a kernel with other ids has its own codec: `SevCommandTable.kvm_sev_cmd`); `arg()` accepts that
  * struct's `arg()` result or a plain object, which it encodes. `error` gets the firmware status.
  * `sev_fd` is an open /dev/sev fd (LAUNCH_START, RECEIVE_START, SNP_LAUNCH_START/UPDATE use it).
  */
-export const kvm_sev_cmd = defineStruct(
-  'kvm_sev_cmd',
-  [
-    ['id', u32],
-    ['pad0', pad(4)],
-    ['data', ptr({ selectBy: 'id', select: sevCommandStruct })],
-    ['error', u32],
-    ['sev_fd', u32],
-  ],
-  { size: 24 },
-);
+export const kvm_sev_cmd: KvmSevCmdCodec = defineKvmSevCmd(sevCommandStruct);

@@ -24,6 +24,7 @@ import {
   kvm_sev_launch_measure,
   kvm_sev_send_start,
 } from '../../lib/uapi/sev-structs.js';
+import { SevCommandTable } from '../../lib/uapi/sev-command-table.js';
 import { SEV_RET } from '../../lib/uapi/sev-status.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -64,6 +65,7 @@ function fakeBackend(t: ExecutionContext): Fake {
   let answer: Answer | undefined;
   let nextFd = 10;
   const calls: Fake['calls'] = [];
+  const tables = new WeakMap<BackendFd, SevCommandTable>(); // per VM fd, as the native backend keeps them
   const refuse = (method: string, request?: number, arg?: IoctlArg): never => {
     calls.push({ method, request, arg });
     t.fail(`${method}${request !== undefined ? ` 0x${(request >>> 0).toString(16)}` : ''} reached the backend`);
@@ -78,11 +80,12 @@ function fakeBackend(t: ExecutionContext): Fake {
   };
   const backend: Backend = {
     name: 'mock',
-    // Host facts are not what these tests are about: reading one fails the test like any other call.
+    // Host facts are not what these tests are about: reading one fails the test like any other call,
+    // except RLIMIT_MEMLOCK, which an ENOMEM hint quotes (from the backend's view of its host).
     system: {
       kvmAmdParam: () => refuse('system.kvmAmdParam'),
       kvmModules: () => refuse('system.kvmModules'),
-      memlockLimit: () => refuse('system.memlockLimit'),
+      memlockLimit: () => 8n << 20n,
       capIpcLock: () => refuse('system.capIpcLock'),
       device: () => refuse('system.device'),
       cpuFlags: () => refuse('system.cpuFlags'),
@@ -97,6 +100,8 @@ function fakeBackend(t: ExecutionContext): Fake {
       if (!armed && request === ioc.KVM_CREATE_VM) return fakeFd('vm', nextFd++);
       return refuse('ioctlFd', request, arg);
     },
+    sevCommandTable: (vm) => tables.get(vm) ?? SevCommandTable.UPSTREAM,
+    setSevCommandTable: (vm, table) => void tables.set(vm, table),
     mmapAnonymous: () => refuse('mmapAnonymous'),
     memfdCreate: () => refuse('memfdCreate'),
     mmapShared: () => refuse('mmapShared'),
@@ -329,7 +334,7 @@ test('SNP calls: the struct codec and the uaddr range are checked', async (t) =>
 });
 
 test('local migration: off unless opted in (naming INIT2), then the token is a non-zero u64 and INIT2 is refused', async (t) => {
-  const { cmds, fake, vm } = setup(t);
+  const { cmds, fake, vm, other } = setup(t);
   for (const f of [() => cmds.localSend(), () => cmds.localReceive(5n)]) {
     let err: (Error & { code?: string }) | undefined;
     try {
@@ -350,6 +355,9 @@ test('local migration: off unless opted in (naming INIT2), then the token is a n
   t.deepEqual({ ...lm.localMigration }, { LOCAL_SEND: 22, LOCAL_RECEIVE: 23 });
   const profile = new SevGuestCommands(vm, null, { localMigration: { profile: 'local-migration-2021' } });
   t.deepEqual({ ...profile.localMigration }, { LOCAL_SEND: 22, LOCAL_RECEIVE: 23 });
+  t.is(lm.commands, SevCommandTable.LOCAL_MIGRATION_2021);
+  t.is(fake.backend.sevCommandTable(vm.fd), SevCommandTable.LOCAL_MIGRATION_2021, 'the backend was told, for this VM');
+  t.is(fake.backend.sevCommandTable(other.fd), SevCommandTable.UPSTREAM, 'another VM keeps the upstream ids');
   await refused(t, 'ERR_OUT_OF_RANGE', () => lm.localReceive(0n), 'token 0n');
   await refused(t, 'ERR_OUT_OF_RANGE', () => lm.localReceive(1n << 64n), 'token 2^64');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => lm.localReceive(5 as never), 'token number');
@@ -560,6 +568,7 @@ test('scripted: ENOMEM, EBUSY, EBADF, EINVAL (INIT2) and ENOTTY on an SEV host g
   };
   const range = mappingRange(s.mem, 0, 0x1000);
   t.regex(await hint(12, () => s.cmds.launchUpdateData(range)), /RLIMIT_MEMLOCK.*`ulimit -l`.*`LimitMEMLOCK=`.*CAP_IPC_LOCK/s);
+  t.regex(await hint(12, () => s.cmds.launchUpdateData(range)), /\(RLIMIT_MEMLOCK is 8 MiB\)/, "the limit from the backend's system view");
   t.regex(await hint(12, () => s.cmds.registerRegion(range)), /RLIMIT_MEMLOCK/);
   t.regex(await hint(16, () => s.cmds.init2()), /No free SEV ASID.*misc cgroup limit "sev"/s);
   t.regex(await hint(16, () => es.esInit()), /No free SEV-ES ASID.*"sev_es"/s);

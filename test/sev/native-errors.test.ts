@@ -320,7 +320,6 @@ hwTest(
         'the two attempts reached the kernel (besides the NULL probes of the hints); INIT2 never left JS',
       );
     } finally {
-      (f.vm.backend as NativeBackend).addon.setLocalMigrationIds(0, 0); // process-wide: back to upstream layouts
       f.close();
     }
   },

@@ -23,8 +23,8 @@ import { PlaintextMemory } from './common/plaintext-memory.js';
 import { RealVmPort } from './common/real-vm-port.js';
 import type { SystemView } from '../../backend/system-view.js';
 import { HostSystemView } from '../native/host-system-view.js';
-import { KVM_CAP, KVM_SEV, KVM_X86_DEFAULT_VM, KVM_X86_GRP_SEV, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM } from '../../uapi/constants.js';
-import { invalidArgType } from '../../uapi/errors.js';
+import { KVM_CAP, KVM_X86_DEFAULT_VM, KVM_X86_GRP_SEV, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM } from '../../uapi/constants.js';
+import { invalidArgType, invalidArgValue } from '../../uapi/errors.js';
 import { ioctlStruct, isIoctlStruct, isMappingRange, type IoctlArg, type IoctlStruct } from '../../uapi/ioctl-arg.js';
 import * as ioc from '../../uapi/ioctls.js';
 import {
@@ -42,6 +42,7 @@ import {
   kvm_xsave,
   msrsArg,
 } from '../../uapi/kvm-structs.js';
+import type { SevCommandTable } from '../../uapi/sev-command-table.js';
 import { kvm_sev_cmd } from '../../uapi/sev-structs.js';
 import { RemoteSev, RemoteSevFd, RemoteSevVm, type DaemonStatus } from './remote-sev.js';
 import { MockHost, ExternalVcpuPort, type SevSnapshot, type MockHostOptions, type VcpuRegisterState } from '../mock/seam.js';
@@ -293,7 +294,7 @@ export class HybridBackend implements Backend {
       case ioc.KVM_MEMORY_ENCRYPT_OP: {
         const id = isIoctlStruct(arg) ? kvm_sev_cmd.decode(arg.bytes).id : -1;
         const done = (r: number) => {
-          if (id === KVM_SEV.INIT2) vm.needInit = false;
+          if (this.mock.sevCommands.commandName(id) === 'INIT2') vm.needInit = false;
           return r;
         };
         return async ? vm.sev.ioctlAsync(request, arg).then(done) : done(vm.sev.ioctl(request, arg));
@@ -372,6 +373,18 @@ export class HybridBackend implements Backend {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  // The SEV half is the mock's kernel (in shared mode the service runs the same profile): it decides.
+  sevCommandTable(vm: BackendFd): SevCommandTable {
+    if (!(vm instanceof HybridFd)) throw invalidArgType('vm', 'an fd of this hybrid backend', vm);
+    if (vm.closed) throw errnoError(9, 'ioctl');
+    if (vm.kind !== 'vm') throw invalidArgValue('vm', vm.kind, 'must be a VM fd (KVM_SEV commands go to a VM)');
+    return this.mock.sevCommands;
+  }
+  setSevCommandTable(vm: BackendFd, table: SevCommandTable): void {
+    this.sevCommandTable(vm);
+    this.mock.checkSevCommandTable(table);
   }
 
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {

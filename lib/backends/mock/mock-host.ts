@@ -11,19 +11,18 @@
 import type { Backend, BackendFd, DevicePath, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
 import { KvmSevError, errnoError } from '../../backend/errors.js';
 import type { AnyStructCodec } from '../../uapi/codec.js';
-import { sevCommandName, sevPlatformCommandName } from '../../uapi/constants.js';
+import { sevPlatformCommandName } from '../../uapi/constants.js';
 import { invalidArgType, invalidArgValue } from '../../uapi/errors.js';
 import type { IoctlArg } from '../../uapi/ioctl-arg.js';
 import { ioctlByRequest, type IoctlDef } from '../../uapi/ioctls.js';
-import { kvm_sev_local_receive, kvm_sev_local_send } from '../../uapi/local-migration-structs.js';
 import { sevPlatformCommandStruct } from '../../uapi/psp-structs.js';
-import { sevCommandStruct } from '../../uapi/sev-structs.js';
+import { SevCommandTable } from '../../uapi/sev-command-table.js';
 import { FdTable, MockFd, type KernelFile } from './kernel/common/files.js';
 import { DevKvmFile, DevSevFile, MemfdFile, MockKernel, VcpuFile, VmFile } from './kernel/kernel.js';
 import { KernelErrno } from './kernel/common/errno.js';
 import { AsidSpace } from './kernel/svm/asid.js';
 import { MockRunner } from './syscall/runner.js';
-import { LOCAL_RECEIVE, LOCAL_SEND, MockSevKernel } from './kernel/svm/sev.js';
+import { MockSevKernel } from './kernel/svm/sev.js';
 import { SevMemory } from './kernel/svm/sev-memory.js';
 import type { SevVm, SevVmPort } from './kernel/svm/sev-types.js';
 import { supportedCpuid } from './kernel/kvm/tables.js';
@@ -93,6 +92,8 @@ export class MockHost implements Backend {
   readonly driver: SevDriver;
   /** What a diagnosis reads from the host (kvm_amd parameters, memlock, devices, CPU flags). */
   readonly system: MockSystemView;
+  /** The KVM_SEV command ids of the kernel profile (the 2021 patch's LOCAL_SEND/RECEIVE at 22/23, or upstream), for every VM. */
+  readonly sevCommands: SevCommandTable;
   private readonly fds = new FdTable();
   private readonly kernel: MockKernel;
   private readonly sevKernel: MockSevKernel;
@@ -154,13 +155,10 @@ export class MockHost implements Backend {
       onDestroy: (f) => this.traced('VM_DESTROY', f),
     });
     this.sockets = new SocketLayer(this.fds);
-    const sevSelect = (id: number): AnyStructCodec | null | undefined => {
-      if (legacy && id === LOCAL_SEND) return kvm_sev_local_send;
-      if (legacy && id === LOCAL_RECEIVE) return kvm_sev_local_receive;
-      return sevCommandStruct(id);
-    };
-    this.selectors = new Map([
-      ['kvm_sev_cmd', sevSelect],
+    this.sevCommands = legacy ? SevCommandTable.LOCAL_MIGRATION_2021 : SevCommandTable.UPSTREAM;
+    const sevCommands = this.sevCommands;
+    this.selectors = new Map<string, (k: number) => AnyStructCodec | null | undefined>([
+      ['kvm_sev_cmd', (id) => sevCommands.struct(id)],
       ['sev_issue_cmd', sevPlatformCommandStruct],
     ]);
   }
@@ -328,9 +326,7 @@ export class MockHost implements Backend {
     if (s[1]) e.dataIn = s[1].codec.decode(s[1].bytes) as Record<string, unknown>;
     const id = (e.in as { id?: number; cmd?: number }).id ?? (e.in as { cmd?: number }).cmd;
     if (p.def.name === 'KVM_MEMORY_ENCRYPT_OP' && id !== undefined) {
-      const legacy = this.options.kernel === 'local-migration-2021';
-      e.command =
-        legacy && id === LOCAL_SEND ? 'LOCAL_SEND' : legacy && id === LOCAL_RECEIVE ? 'LOCAL_RECEIVE' : (sevCommandName(id) ?? String(id));
+      e.command = this.sevCommands.commandName(id) ?? String(id);
     } else if (p.def.name === 'SEV_ISSUE_CMD' && id !== undefined) {
       e.command = sevPlatformCommandName(id) ?? String(id);
     }
@@ -344,6 +340,33 @@ export class MockHost implements Backend {
     e.out = s[0]!.codec.decode(s[0]!.bytes) as Record<string, unknown>;
     if (s[1]) e.dataOut = s[1].codec.decode(s[1].bytes) as Record<string, unknown>;
     if (e.command !== undefined) e.fwError = (e.out as { error?: number }).error ?? 0;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // KVM_SEV command ids: the kernel profile's, for every VM
+
+  sevCommandTable(vm: BackendFd): SevCommandTable {
+    if (!(this.file(vm, 'vm') instanceof VmFile)) throw valueErr('The "vm" argument must be a VM fd (KVM_SEV commands go to a VM)');
+    return this.sevCommands;
+  }
+
+  setSevCommandTable(vm: BackendFd, table: SevCommandTable): void {
+    this.sevCommandTable(vm);
+    this.checkSevCommandTable(table);
+  }
+
+  /** Throws ERR_KVM_SEV_COMMAND_TABLE unless the mocked kernel speaks `table` (the hybrid asks this for its VMs). */
+  checkSevCommandTable(table: SevCommandTable): void {
+    if (!(table instanceof SevCommandTable)) throw invalidArgType('table', 'an instance of SevCommandTable', table);
+    if (table.equals(this.sevCommands)) return;
+    const has2021 = this.sevCommands.localMigration !== undefined;
+    throw new KvmSevError(
+      'ERR_KVM_SEV_COMMAND_TABLE',
+      `the mock's kernel (profile '${this.options.kernel}') has the KVM_SEV command ids "${this.sevCommands.name}", not "${table.name}": ` +
+        (has2021
+          ? 'it carries the 2021 local-migration patch, so id 22 is LOCAL_SEND and 23 LOCAL_RECEIVE (and there is no KVM_SEV_INIT2).'
+          : "id 22 is KVM_SEV_INIT2 here; LOCAL_SEND/LOCAL_RECEIVE exist only in the 'local-migration-2021' profile (new MockHost({ kernel: 'local-migration-2021' }))."),
+    );
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -61,7 +61,15 @@ export interface NativeAddon {
   /** Whether two fds of this process refer to the same open file (kcmp(2) KCMP_FILE). */
   sameFile(a: BackendFd, b: BackendFd): boolean;
   setErrorFactory(f: (errno: number, syscall: string, request?: string, path?: string) => Error): void;
-  setLocalMigrationIds(send: number, receive: number): void;
+  /**
+   * The KVM_SEV command-id table of one VM fd (by number): LOCAL_SEND/LOCAL_RECEIVE at these ids,
+   * 0, 0 for upstream only. Kept in that fd's VM state; EBADF if closed, ERR_INVALID_ARG_VALUE if not a VM.
+   */
+  setSevCommandIds(vmFd: number, send: number, receive: number): void;
+  /** What {@link setSevCommandIds} set for this VM fd (`[0, 0]`: upstream). */
+  sevCommandIds(vmFd: number): [send: number, receive: number];
+  /** For ids 0..255, the struct the shim lays out behind `kvm_sev_cmd.data` under that table (null: none). */
+  describeSevCommands(send: number, receive: number): (string | null)[];
   describe(): { requests: NativeRequestInfo[]; layouts: NativeLayoutInfo[] };
   liveHandleCount(): number;
 }

@@ -5,6 +5,7 @@
 import type { IoctlArg } from '../../uapi/ioctl-arg.js';
 import type { Backend, BackendFd, DevicePath, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
 import { invalidArgType } from '../../uapi/errors.js';
+import { SevCommandTable } from '../../uapi/sev-command-table.js';
 import { loadAddon, type NativeAddon } from './addon.js';
 import type { SystemView } from '../../backend/system-view.js';
 import { HostSystemView } from './host-system-view.js';
@@ -38,6 +39,20 @@ export class NativeBackend implements Backend {
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     if (!(fd instanceof this.FdHandle)) throw invalidArgType('fd', 'an instance of FdHandle', fd);
     return this.addon.ioctlFd(fd.fd, request, arg);
+  }
+  // No kernel says which KVM_SEV ids it has: the caller does, per VM fd, and the shim keeps it there.
+  sevCommandTable(vm: BackendFd): SevCommandTable {
+    if (!(vm instanceof this.FdHandle)) throw invalidArgType('vm', 'an instance of FdHandle', vm);
+    const [send, receive] = this.addon.sevCommandIds(vm.fd);
+    return send === 0 && receive === 0
+      ? SevCommandTable.UPSTREAM
+      : SevCommandTable.withLocalMigration({ send, receive, allowUpstreamCollision: true });
+  }
+  setSevCommandTable(vm: BackendFd, table: SevCommandTable): void {
+    if (!(vm instanceof this.FdHandle)) throw invalidArgType('vm', 'an instance of FdHandle', vm);
+    if (!(table instanceof SevCommandTable)) throw invalidArgType('table', 'an instance of SevCommandTable', table);
+    const lm = table.localMigration;
+    this.addon.setSevCommandIds(vm.fd, lm?.LOCAL_SEND ?? 0, lm?.LOCAL_RECEIVE ?? 0);
   }
   mmapAnonymous(size: number): GuestMapping {
     return this.addon.mmapAnonymous(size);

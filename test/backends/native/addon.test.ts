@@ -101,8 +101,14 @@ hwTest(
     t.notThrows(() => b.ioctl(vcpu, ioc.KVM_GET_REGS, ioctlStruct(new Uint8Array(144))));
     r.close();
     // Local-migration ids may only take over 22 and unassigned ids, never LAUNCH_MEASURE & co.
-    code(t, () => a.setLocalMigrationIds(6, 7), 'ERR_OUT_OF_RANGE');
-    code(t, () => a.setLocalMigrationIds(22, 22), 'ERR_OUT_OF_RANGE');
+    code(t, () => a.setSevCommandIds(vm.fd, 6, 7), 'ERR_OUT_OF_RANGE');
+    code(t, () => a.setSevCommandIds(vm.fd, 22, 22), 'ERR_OUT_OF_RANGE');
+    code(t, () => a.setSevCommandIds(vm.fd, 22, 0), 'ERR_OUT_OF_RANGE');
+    code(t, () => a.setSevCommandIds(vm.fd, 22, 101), 'ERR_OUT_OF_RANGE');
+    // …and they belong to a VM fd: not the system fd, not a vCPU.
+    code(t, () => a.setSevCommandIds(kvm.fd, 22, 23), 'ERR_INVALID_ARG_VALUE');
+    code(t, () => a.setSevCommandIds(vcpu.fd, 22, 23), 'ERR_INVALID_ARG_VALUE');
+    t.deepEqual(a.sevCommandIds(vm.fd), [0, 0], 'a refused table leaves the upstream one');
     for (const f of [vcpu, vm, memfd, kvm]) f.close();
     m.unmap();
     mem.unmap();

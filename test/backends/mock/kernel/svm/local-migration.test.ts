@@ -8,7 +8,7 @@ import test from 'ava';
 import type { BackendFd } from '../../../../../lib/backend/contract.js';
 import { MockHost } from '../../../../../lib/backends/mock/index.js';
 import { KVM_SEV } from '../../../../../lib/uapi/constants.js';
-import { ioctlStruct, type IoctlStruct } from '../../../../../lib/uapi/ioctl-arg.js';
+import type { IoctlStruct } from '../../../../../lib/uapi/ioctl-arg.js';
 import * as ioc from '../../../../../lib/uapi/ioctls.js';
 import { kvm_enable_cap, kvm_enc_region } from '../../../../../lib/uapi/kvm-structs.js';
 import { kvm_sev_local_receive, kvm_sev_local_send } from '../../../../../lib/uapi/local-migration-structs.js';
@@ -38,9 +38,9 @@ function setup(host = new MockHost({ kernel: 'local-migration-2021', trace: true
     })();
   const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) =>
     host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
-  // The codec selects by upstream id (22 = INIT2), so the local commands are laid out by hand.
+  // Laid out by the profile's command ids (22 is LOCAL_SEND here, INIT2 upstream).
   const local = (v: BackendFd, id: number, data: IoctlStruct) =>
-    host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, ioctlStruct(kvm_sev_cmd.encode({ id }), [{ offset: 8, target: data }]));
+    host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, host.sevCommandTable(v).kvm_sev_cmd.arg({ id, data }));
   const send = (v: BackendFd): bigint => {
     const d = kvm_sev_local_send.arg({});
     local(v, 22, d);
