@@ -8,6 +8,7 @@ import type { Backend } from '../../lib/backend/contract.js';
 import * as ioc from '../../lib/uapi/ioctls.js';
 import { ioctlStruct } from '../../lib/uapi/ioctl-arg.js';
 import { structs } from '../../lib/uapi/index.js';
+import { SevCommandTable } from '../../lib/uapi/sev-command-table.js';
 import { hwTest, type Requirement } from '../helpers/hw.js';
 
 export interface BackendTarget {
@@ -136,6 +137,24 @@ export function boundarySuite(target: BackendTarget): void {
     code(t, () => b.ioctl(vm, ioc.KVM_SET_USER_MEMORY_REGION, region), 'ERR_INVALID_ARG_TYPE');
     close();
   });
+
+  hwTest(
+    target.req,
+    `${target.name}: kvm_sev_cmd.data is laid out by the VM's KVM_SEV command-id table (upstream here); the table calls take open VM fds only`,
+    (t) => {
+      const { b, kvm, vm, vcpu, close } = setup(target);
+      t.true(b.sevCommandTable(vm).equals(SevCommandTable.UPSTREAM));
+      t.notThrows(() => b.setSevCommandTable(vm, SevCommandTable.UPSTREAM));
+      // Upstream, id 22 is INIT2: the 8-byte LOCAL_SEND struct is too short, through the codec and past it.
+      const send = structs.kvm_sev_local_send.arg({});
+      code(t, () => b.sevCommandTable(vm).kvm_sev_cmd.arg({ id: 22, data: send }), 'ERR_OUT_OF_RANGE');
+      code(t, () => vmOp(b, vm, 22, send), 'ERR_OUT_OF_RANGE');
+      code(t, () => b.sevCommandTable(kvm), 'ERR_INVALID_ARG_VALUE');
+      code(t, () => b.setSevCommandTable(vcpu, SevCommandTable.UPSTREAM), 'ERR_INVALID_ARG_VALUE');
+      close();
+      code(t, () => b.sevCommandTable(vm), 'EBADF');
+    },
+  );
 
   hwTest(target.req, `${target.name}: guest-memory ranges are bounds-checked, and an unmapped mapping is refused`, (t) => {
     const { b, vm, close } = setup(target);

@@ -7,6 +7,7 @@ import { loadAddon } from '../../../lib/backends/native/addon.js';
 import { IOCTLS } from '../../../lib/uapi/ioctls.js';
 import { structs } from '../../../lib/uapi/index.js';
 import type { AnyStructCodec } from '../../../lib/uapi/codec.js';
+import { SevCommandTable } from '../../../lib/uapi/sev-command-table.js';
 import { hwTest, nativeAddon } from '../../helpers/hw.js';
 
 const req = nativeAddon();
@@ -52,3 +53,21 @@ hwTest(req, 'every native layout matches its codec: size, pointer offsets, paire
     }
   }
 });
+
+hwTest(
+  req,
+  'kvm_sev_cmd.data: the shim picks the same struct per command id as the TypeScript tables, upstream and with local ids',
+  (t) => {
+    const tables = [
+      SevCommandTable.UPSTREAM,
+      SevCommandTable.LOCAL_MIGRATION_2021,
+      SevCommandTable.withLocalMigration({ send: 200, receive: 201 }),
+    ];
+    for (const table of tables) {
+      const lm = table.localMigration;
+      const native = loadAddon().describeSevCommands(lm?.LOCAL_SEND ?? 0, lm?.LOCAL_RECEIVE ?? 0);
+      t.is(native.length, 256);
+      native.forEach((name, id) => t.is(name, table.struct(id)?.name ?? null, `${table.name}: id ${id}`));
+    }
+  },
+);
