@@ -2,6 +2,7 @@
  * Real guests on the real /dev/kvm: real-mode programs that print through COM1 and loop on port
  * I/O, with every exit handled in TypeScript.
  */
+import type { ExecutionContext } from 'ava';
 import { Kvm } from '../lib/kvm/kvm.js';
 import { NativeBackend } from '../lib/backends/native/native-backend.js';
 import { helloProgram, outLoopProgram, secretDemoProgram, secretDigest, type GuestProgram } from '../lib/app/guest/programs.js';
@@ -12,20 +13,22 @@ import { hwTest, kvmDevice } from '../test/helpers/hw.js';
 
 const kvm = kvmDevice();
 
-/** A fresh VM with 64 KiB at 0 and one vCPU in real mode at the program's origin. */
-function boot(program: GuestProgram) {
+/** A fresh VM with 64 KiB at 0 and one vCPU in real mode at the program's origin; closed when the test ends. */
+function boot(t: ExecutionContext, program: GuestProgram) {
   const k = Kvm.open({ backend: new NativeBackend() });
+  t.teardown(() => k.close());
   const vm = k.createVm();
+  t.teardown(() => vm.close());
   const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
   const vcpu = vm.createVcpu(0);
   loadProgram(mem, vcpu, program);
   return { k, vm, mem, vcpu };
 }
-const bootHello = (message: string) => boot(helloProgram(message));
+const bootHello = (t: ExecutionContext, message: string) => boot(t, helloProgram(message));
 const SPIN: GuestProgram = { origin: 0x1000, code: Uint8Array.of(0xeb, 0xfe) }; // jmp $ : never exits on its own
 
 hwTest(kvm, 'a real-mode guest prints through COM1 and halts (run(), exits handled in TS)', async (t) => {
-  const { k, vm, vcpu } = bootHello('Hello from a kvm-sev guest!\n');
+  const { k, vm, vcpu } = bootHello(t, 'Hello from a kvm-sev guest!\n');
   const serial = new SerialPort();
   let exits = 0;
   let exit: VcpuExit;
@@ -49,7 +52,7 @@ hwTest(kvm, 'a real-mode guest prints through COM1 and halts (run(), exits handl
 });
 
 hwTest(kvm, 'runSync() runs the same guest on the calling thread', (t) => {
-  const { k, vm, vcpu } = bootHello('sync\n');
+  const { k, vm, vcpu } = bootHello(t, 'sync\n');
   const serial = new SerialPort();
   let exit: VcpuExit;
   do exit = vcpu.runSync();
@@ -62,7 +65,7 @@ hwTest(kvm, 'runSync() runs the same guest on the calling thread', (t) => {
 
 hwTest(kvm, 'a guest looping on port I/O: 20,000 OUT exits, each value seen in order', async (t) => {
   const n = 20000;
-  const { k, vm, vcpu } = boot(outLoopProgram(n, 0x80));
+  const { k, vm, vcpu } = boot(t, outLoopProgram(n, 0x80));
   let count = 0;
   let bad = 0;
   for (;;) {
@@ -82,7 +85,7 @@ hwTest(kvm, 'a guest looping on port I/O: 20,000 OUT exits, each value seen in o
 });
 
 hwTest(kvm, 'kick() interrupts a guest spinning in an endless loop', async (t) => {
-  const { k, vm, vcpu } = boot(SPIN);
+  const { k, vm, vcpu } = boot(t, SPIN);
   const p = vcpu.run();
   await new Promise((r) => setTimeout(r, 50));
   vcpu.kick();
@@ -94,7 +97,7 @@ hwTest(kvm, 'kick() interrupts a guest spinning in an endless loop', async (t) =
 });
 
 hwTest(kvm, 'closing a VM while its vCPU runs stops the vCPU thread', async (t) => {
-  const { k, vm, mem, vcpu } = boot(SPIN);
+  const { k, vm, mem, vcpu } = boot(t, SPIN);
   const p = vcpu.run();
   await new Promise((r) => setTimeout(r, 20));
   vm.close();
@@ -106,7 +109,7 @@ hwTest(kvm, 'closing a VM while its vCPU runs stops the vCPU thread', async (t) 
 
 hwTest(kvm, 'the demo guest folds the secret in its memory into the digest the host computes', async (t) => {
   const secret = new TextEncoder().encode('correct horse battery staple, 32');
-  const { k, vm, mem, vcpu } = boot(secretDemoProgram(0x9000, secret.length));
+  const { k, vm, mem, vcpu } = boot(t, secretDemoProgram(0x9000, secret.length));
   mem.write(0x9000n, secret);
   const serial = new SerialPort();
   let exit: VcpuExit;

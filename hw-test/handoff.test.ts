@@ -4,6 +4,7 @@
  * Kills at each point show who owns the guest afterwards.
  */
 import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
 import { startVmm, socketPath } from '../test/helpers/child-vmm.js';
 import { hwTestSerial, kvmDevice } from '../test/helpers/hw.js';
 
@@ -12,13 +13,14 @@ const req = kvmDevice();
 
 type Json = { seen: number[]; owner: string; reason?: string | null; devices?: Record<string, unknown> };
 
-const start = (role: string, sock: string, n: number, env: Record<string, string> = {}) => startVmm<Json>(vmm, role, sock, n, env);
+const start = (t: ExecutionContext, role: string, sock: string, n: number, env: Record<string, string> = {}) =>
+  startVmm<Json>(t, vmm, role, sock, n, env);
 
 hwTestSerial(req, 'process A hands the running guest to process B; the counter continues exactly', async (t) => {
-  const sock = socketPath();
-  const b = start('target', sock, 500);
+  const sock = socketPath(t);
+  const b = start(t, 'target', sock, 500);
   await b.waitFor('TARGET-LISTENING');
-  const a = start('source', sock, 500);
+  const a = start(t, 'source', sock, 500);
   const [ra, rb] = await Promise.all([a.done, b.done]);
   t.is(ra.code, 0, ra.stderr);
   t.is(rb.code, 0, rb.stderr);
@@ -33,37 +35,36 @@ hwTestSerial(req, 'process A hands the running guest to process B; the counter c
 });
 
 hwTestSerial(req, "B killed after taking over: A has already let go (the guest was B's)", async (t) => {
-  const sock = socketPath();
-  const b = start('target', sock, 100, { HANDOFF_DIE: 'after-takeover' });
+  const sock = socketPath(t);
+  const b = start(t, 'target', sock, 100, { HANDOFF_DIE: 'after-takeover' });
   await b.waitFor('TARGET-LISTENING');
-  const a = start('source', sock, 100);
+  const a = start(t, 'source', sock, 100);
   const [ra, rb] = await Promise.all([a.done, b.done]);
   t.is(rb.signal, 'SIGKILL');
   t.is(ra.json!.owner, 'target');
 });
 
 hwTestSerial(req, 'A killed before sending: B gets nothing and has no guest', async (t) => {
-  const sock = socketPath();
-  const b = start('target', sock, 100);
+  const sock = socketPath(t);
+  const b = start(t, 'target', sock, 100);
   await b.waitFor('TARGET-LISTENING');
-  const a = start('source', sock, 100, { HANDOFF_DIE: 'before-send' });
+  const a = start(t, 'source', sock, 100, { HANDOFF_DIE: 'before-send' });
   const ra = await a.done;
   t.is(ra.signal, 'SIGKILL');
   // B is still waiting for a connection: nothing arrived. Connect and close to release it.
   const { NativeBackend } = await import('../lib/backends/native/native-backend.js');
   const nb = new NativeBackend();
-  const s = nb.unixConnect(sock);
-  s.close();
+  nb.unixConnect(sock).close();
   const rb = await b.done;
   t.not(rb.code, 0);
   t.regex(rb.stderr, /closed the socket/);
 });
 
 hwTestSerial(req, 'B killed during the receive (before ready): A still owns the guest and resumes it', async (t) => {
-  const sock = socketPath();
-  const b = start('target', sock, 100, { HANDOFF_DIE: 'before-ready' });
+  const sock = socketPath(t);
+  const b = start(t, 'target', sock, 100, { HANDOFF_DIE: 'before-ready' });
   await b.waitFor('TARGET-LISTENING');
-  const a = start('source', sock, 100);
+  const a = start(t, 'source', sock, 100);
   const [ra, rb] = await Promise.all([a.done, b.done]);
   t.is(rb.signal, 'SIGKILL');
   t.is(ra.code, 0, ra.stderr);
@@ -77,10 +78,10 @@ hwTestSerial(req, 'B killed during the receive (before ready): A still owns the 
 });
 
 hwTestSerial(req, 'A killed after pausing the guest, before sending it: B has no guest, nothing leaks', async (t) => {
-  const sock = socketPath();
-  const b = start('target', sock, 100);
+  const sock = socketPath(t);
+  const b = start(t, 'target', sock, 100);
   await b.waitFor('TARGET-LISTENING');
-  const a = start('source', sock, 100, { HANDOFF_DIE: 'after-pause' });
+  const a = start(t, 'source', sock, 100, { HANDOFF_DIE: 'after-pause' });
   const [ra, rb] = await Promise.all([a.done, b.done]);
   t.is(ra.signal, 'SIGKILL');
   t.not(rb.code, 0, 'B gives up: the old VMM went away before handing the guest over');

@@ -5,7 +5,7 @@
  * received over SCM_RIGHTS (upstream); B continues the count with no step lost. Kills show who owns
  * the guest and that the token and ASIDs behave as the kernel's would.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,13 +23,19 @@ const req = kvmDevice();
 
 type Json = { seen: number[]; owner: string; reason?: string | null; encContext?: string | null; method: string };
 
-const start = (role: string, sock: string, n: number, env: Record<string, string> = {}) => startVmm<Json>(vmm, role, sock, n, env);
+const start = (t: ExecutionContext, role: string, sock: string, n: number, env: Record<string, string> = {}) =>
+  startVmm<Json>(t, vmm, role, sock, n, env);
 
-/** A test's own daemon (a fresh socket), held by this process so that its state can be queried. */
-function setup(kernel: KernelProfile) {
+/**
+ * A test's own daemon (a fresh socket), held by this process so that its state can be queried. The
+ * connection and the folder go when the test ends (the daemon exits once its last client has gone).
+ */
+function setup(t: ExecutionContext, kernel: KernelProfile) {
   const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-sev-handoff-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const sevSocket = join(dir, 'sev.sock');
   const observer = new HybridBackend({ kernel, sevService: { socket: sevSocket } });
+  t.teardown(() => observer.sevService!.close());
   const env = { SEV_SOCKET: sevSocket, SEV_KERNEL: kernel };
   return { sock: join(dir, 'vmm.sock'), env, observer };
 }
@@ -60,10 +66,10 @@ for (const [kernel, method] of [
   ['7.2', 'move'],
 ] as const) {
   hwTestSerial(req, `SEV guest handed from A to B by ${method} (kernel ${kernel}); the counter continues; no ASID left`, async (t) => {
-    const { sock, env, observer } = setup(kernel);
-    const b = start('target', sock, 300, env);
+    const { sock, env, observer } = setup(t, kernel);
+    const b = start(t, 'target', sock, 300, env);
     await b.waitFor('TARGET-LISTENING');
-    const a = start('source', sock, 300, env);
+    const a = start(t, 'source', sock, 300, env);
     const [ra, rb] = await Promise.all([a.done, b.done]);
     t.is(ra.code, 0, ra.stderr);
     t.is(rb.code, 0, rb.stderr);
@@ -83,10 +89,10 @@ hwTestSerial(
   req,
   'token: A killed after LOCAL_SEND, before handing over: the token dies with its source (EFAULT on receive)',
   async (t) => {
-    const { sock, env, observer } = setup('local-migration-2021');
-    const b = start('target', sock, 100, env);
+    const { sock, env, observer } = setup(t, 'local-migration-2021');
+    const b = start(t, 'target', sock, 100, env);
     await b.waitFor('TARGET-LISTENING');
-    const a = start('source', sock, 100, { ...env, HANDOFF_DIE: 'after-send' });
+    const a = start(t, 'source', sock, 100, { ...env, HANDOFF_DIE: 'after-send' });
     const [ra, rb] = await Promise.all([a.done, b.done]);
     t.is(ra.signal, 'SIGKILL');
     t.not(rb.code, 0, 'B has no guest');
@@ -96,7 +102,9 @@ hwTestSerial(
     t.deepEqual(s.snapshot.asidsHeld, [], 'the source was destroyed: its ASID is free');
     // Anyone redeeming the token now: the staged info was lost with its source.
     const kvm = Kvm.open({ backend: observer });
+    t.teardown(() => kvm.close());
     const vm = kvm.createVm(KVM_X86_DEFAULT_VM);
+    t.teardown(() => vm.close());
     vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'late-receiver' });
     const cmds = new SevGuestCommands(vm, null, { localMigration: { profile: 'local-migration-2021' } });
     await cmds.init();
@@ -112,10 +120,10 @@ for (const [kernel, method] of [
   ['7.2', 'move'],
 ] as const) {
   hwTestSerial(req, `${method}: B killed before the receive: A still owns the guest and resumes it; nothing leaks`, async (t) => {
-    const { sock, env, observer } = setup(kernel);
-    const b = start('target', sock, 100, { ...env, HANDOFF_DIE: 'before-ready' });
+    const { sock, env, observer } = setup(t, kernel);
+    const b = start(t, 'target', sock, 100, { ...env, HANDOFF_DIE: 'before-ready' });
     await b.waitFor('TARGET-LISTENING');
-    const a = start('source', sock, 100, env);
+    const a = start(t, 'source', sock, 100, env);
     const [ra, rb] = await Promise.all([a.done, b.done]);
     t.is(rb.signal, 'SIGKILL');
     t.is(ra.code, 0, ra.stderr);
@@ -132,10 +140,10 @@ for (const [kernel, method] of [
   });
 
   hwTestSerial(req, `${method}: B killed after the receive: the context was B's and dies with it; no ASID leaks`, async (t) => {
-    const { sock, env, observer } = setup(kernel);
-    const b = start('target', sock, 100, { ...env, HANDOFF_DIE: 'after-takeover' });
+    const { sock, env, observer } = setup(t, kernel);
+    const b = start(t, 'target', sock, 100, { ...env, HANDOFF_DIE: 'after-takeover' });
     await b.waitFor('TARGET-LISTENING');
-    const a = start('source', sock, 100, env);
+    const a = start(t, 'source', sock, 100, env);
     const [ra, rb] = await Promise.all([a.done, b.done]);
     t.is(rb.signal, 'SIGKILL');
     t.is(ra.json!.owner, 'target', 'A had let go');

@@ -27,6 +27,7 @@ async function counts(vcpu: Vcpu, n: number): Promise<number[]> {
 hwTest(kvmDevice(), 'save/restore of vCPU state continues the guest exactly in a new VM over the same memfd', async (t) => {
   using kvm = Kvm.open({ backend: new NativeBackend() });
   const a = kvm.createVm();
+  t.teardown(() => a.close()); // and with it its memory and the memfd
   const mem = a.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'handover-test' });
   const va = a.createVcpu(0);
   va.setCpuid2(kvm.supportedCpuid());
@@ -39,7 +40,12 @@ hwTest(kvmDevice(), 'save/restore of vCPU state continues the guest exactly in a
 
   // The new VM: same memfd pages (no copy), a fresh vCPU, the saved state.
   const b = kvm.createVm();
+  t.teardown(() => b.close());
   const view = b.backend.mmapShared(mem.memfd!, 0x10000);
+  t.teardown(() => {
+    b.close(); // first: the mapping backs a memory slot of b
+    view.unmap();
+  });
   const memB = new GuestMemory(view, 0n);
   b.setUserMemoryRegion({ slot: 0, guestPhysAddr: 0n, memory: memB });
   a.close(); // the old VM goes; the memfd's pages stay (the new mapping holds them)

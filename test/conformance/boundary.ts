@@ -17,11 +17,15 @@ export interface BackendTarget {
   make(): Backend;
 }
 
-function setup(target: BackendTarget) {
+/** A backend with /dev/kvm, a VM and a vCPU open; closed when the test ends, whatever happened. */
+function setup(t: ExecutionContext, target: BackendTarget) {
   const b = target.make();
   const kvm = b.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => vm.close());
   const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
+  t.teardown(() => vcpu.close());
   const close = () => [vcpu, vm, kvm].forEach((f) => f.close());
   return { b, kvm, vm, vcpu, close };
 }
@@ -41,13 +45,14 @@ export function boundarySuite(target: BackendTarget): void {
     target.req,
     `${target.name}: only allowlisted requests pass; KVM_RUN only through the runner; fd-returning ones only through ioctlFd`,
     (t) => {
-      const { b, kvm, vm, vcpu, close } = setup(target);
+      const { b, kvm, vm, vcpu, close } = setup(t, target);
       code(t, () => b.ioctl(kvm, 0xae99), 'ERR_KVM_SEV_UNKNOWN_IOCTL');
       code(t, () => b.ioctl(kvm, 0x5401 /* TCGETS */), 'ERR_KVM_SEV_UNKNOWN_IOCTL');
       code(t, () => b.ioctl(vcpu, ioc.KVM_RUN), 'ERR_KVM_SEV_USE_RUNNER');
       code(t, () => b.ioctl(kvm, ioc.KVM_CREATE_VM, 0), 'ERR_KVM_SEV_RETURNS_FD');
       code(t, () => b.ioctlFd(vm, ioc.KVM_CHECK_EXTENSION, 1), 'ERR_KVM_SEV_RETURNS_FD');
       const [s1, s2] = b.socketPair();
+      t.teardown(() => [s1, s2].forEach((s) => s.close()));
       code(t, () => b.ioctl(s1, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_VALUE');
       s1.close();
       s2.close();
@@ -56,7 +61,7 @@ export function boundarySuite(target: BackendTarget): void {
   );
 
   hwTest(target.req, `${target.name}: closed fds answer EBADF, and close() is idempotent`, async (t) => {
-    const { b, kvm, close } = setup(target);
+    const { b, kvm, close } = setup(t, target);
     close();
     close();
     t.true(kvm.closed);
@@ -70,7 +75,7 @@ export function boundarySuite(target: BackendTarget): void {
   });
 
   hwTest(target.req, `${target.name}: short structs, raw pointers, bad fix-ups and lengths beyond a buffer are refused`, (t) => {
-    const { b, vm, vcpu, close } = setup(target);
+    const { b, vm, vcpu, close } = setup(t, target);
     const regs = new Uint8Array(100).fill(0xaa); // kvm_regs is 144 bytes
     code(t, () => b.ioctl(vcpu, ioc.KVM_GET_REGS, ioctlStruct(regs)), 'ERR_OUT_OF_RANGE');
     t.true(
@@ -157,8 +162,12 @@ export function boundarySuite(target: BackendTarget): void {
   );
 
   hwTest(target.req, `${target.name}: guest-memory ranges are bounds-checked, and an unmapped mapping is refused`, (t) => {
-    const { b, vm, close } = setup(target);
+    const { b, vm, close } = setup(t, target);
     const m = b.mmapAnonymous(0x4000);
+    t.teardown(() => {
+      close(); // the VM first: a mapping in a live memory slot refuses unmap()
+      m.unmap();
+    });
     const region = (size: bigint, offset: number, length: number) =>
       ioctlStruct(structs.kvm_userspace_memory_region.encode({ slot: 0, memory_size: size }), [
         { offset: 24, target: { kind: 'mapping', mapping: m, offset, length } },
@@ -185,8 +194,12 @@ export function boundarySuite(target: BackendTarget): void {
   });
 
   hwTest(target.req, `${target.name}: a mapping in a live memory slot cannot be unmapped; its ArrayBuffer detaches on unmap`, (t) => {
-    const { b, vm, close } = setup(target);
+    const { b, vm, close } = setup(t, target);
     const m = b.mmapAnonymous(0x10000);
+    t.teardown(() => {
+      close(); // the VM first: a mapping in a live memory slot refuses unmap()
+      m.unmap();
+    });
     const view = new Uint8Array(m.buffer);
     view[5] = 42;
     b.ioctl(
@@ -217,7 +230,7 @@ export function boundarySuite(target: BackendTarget): void {
   });
 
   hwTest(target.req, `${target.name}: async ioctls copy back like sync ones and reject with the same Node-shaped errors`, async (t) => {
-    const { b, kvm, vm, vcpu, close } = setup(target);
+    const { b, kvm, vm, vcpu, close } = setup(t, target);
     t.is(await b.ioctlAsync(kvm, ioc.KVM_GET_API_VERSION), 12);
     const a = structs.kvm_regs.arg({});
     const regs = structs.kvm_regs.arg({ rip: 0x1234n, rflags: 2n, rax: 0xdead_beef_cafe_f00dn });

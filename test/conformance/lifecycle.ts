@@ -35,13 +35,17 @@ export interface SevTarget {
   asidsHeld?(b: Backend): number[];
 }
 
-async function setup(b: Backend, type = KVM_X86_SEV_VM) {
+/** /dev/kvm, /dev/sev and a VM with 64 KiB of guest memory; closed when the test ends, whatever happened. */
+async function setup(t: ExecutionContext, b: Backend, type = KVM_X86_SEV_VM) {
   const kvm = Kvm.open({ backend: b });
+  t.teardown(() => kvm.close());
   const platform = SevPlatform.open(b);
+  t.teardown(() => platform.close());
   const st = await platform.platformStatus();
   const api = { apiMajor: st.apiMajor, apiMinor: st.apiMinor, build: st.build };
   const { pdh, certChain } = await platform.pdhCertExport();
   const vm = kvm.createVm(type);
+  t.teardown(() => vm.close());
   const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
   mem.write(0x1000n, new TextEncoder().encode('the guest image, measured'));
   const close = () => {
@@ -76,7 +80,7 @@ export function lifecycleSuite(target: SevTarget): void {
 
   hwTest(target.req, title('an attested launch: chain, session, measurement, secret, attestation report'), async (t) => {
     const b = target.make();
-    const s = await setup(b);
+    const s = await setup(t, b);
     const chain = parsePlatformCerts(s.certChain);
     t.notThrows(() => verifyChain({ pdh: parseSevCert(s.pdh), ...chain, extraRoots: extraRoots(b) }));
     const policy = SEV_POLICY.NOKS;
@@ -111,7 +115,7 @@ export function lifecycleSuite(target: SevTarget): void {
 
   hwTest(target.req, title('state checks: a stale state object and an out-of-order firmware state are explained in words'), async (t) => {
     const b = target.make();
-    const s = await setup(b);
+    const s = await setup(t, b);
     const guest = await SevLaunch.init(s.vm, { platform: s.platform });
     const launching = await guest.launchStart({ policy: 0 });
     const measured = await launching.launchMeasure();
@@ -130,7 +134,7 @@ export function lifecycleSuite(target: SevTarget): void {
   hwTest(target.req, title('a tampered session, a wrong policy and a wrong digest each fail exactly'), async (t) => {
     const b = target.make();
     const check = async (session: Uint8Array, dh: Uint8Array, policy: number, t: ExecutionContext) => {
-      const s = await setup(b);
+      const s = await setup(t, b);
       try {
         const guest = await SevLaunch.init(s.vm, { platform: s.platform });
         const e = await t.throwsAsync(guest.launchStart({ policy, dh, session }));
@@ -139,7 +143,7 @@ export function lifecycleSuite(target: SevTarget): void {
         s.close();
       }
     };
-    const s0 = await setup(b);
+    const s0 = await setup(t, b);
     const pdh = s0.pdh;
     const api = s0.api;
     s0.close();
@@ -149,7 +153,7 @@ export function lifecycleSuite(target: SevTarget): void {
     await check(tampered, ok.godhCert, 0, t);
     await check(ok.session, ok.godhCert, SEV_POLICY.NODBG, t); // POLICY_MAC was made for policy 0
 
-    const s = await setup(b);
+    const s = await setup(t, b);
     const image = s.mem.read(0n, 0x10000);
     const guest = await SevLaunch.init(s.vm, { platform: s.platform });
     const l = await guest.launchStart({ policy: 0, dh: ok.godhCert, session: ok.session });
@@ -181,7 +185,7 @@ export function lifecycleSuite(target: SevTarget): void {
 
   hwTest(target.req, title('close() tears down in order and frees the ASID'), async (t) => {
     const b = target.make();
-    const s = await setup(b);
+    const s = await setup(t, b);
     const guest = await SevLaunch.init(s.vm, { platform: s.platform });
     const running = await (await (await guest.launchStart({ policy: 0 })).launchMeasure()).launchFinish();
     if (target.asidsHeld) t.is(target.asidsHeld(b).length, 1);
@@ -195,7 +199,7 @@ export function lifecycleSuite(target: SevTarget): void {
 
   hwTest(target.req, title('SEV-ES: LAUNCH_UPDATE_VMSA, after which KVM hides the registers'), async (t) => {
     const b = target.make();
-    const s = await setup(b, KVM_X86_SEV_ES_VM);
+    const s = await setup(t, b, KVM_X86_SEV_ES_VM);
     const guest = await SevLaunch.init(s.vm, { platform: s.platform, es: true });
     const vcpu = s.vm.createVcpu(0);
     t.is(typeof vcpu.getRegs().rip, 'bigint');
@@ -212,7 +216,7 @@ export function lifecycleSuite(target: SevTarget): void {
   if (target.mockedMemlock) {
     hwTest(target.req, title('registerRegion checks RLIMIT_MEMLOCK first and names the limit, the need and the fix'), async (t) => {
       const b = target.make({ memlockBytes: 0x8000n });
-      const s = await setup(b);
+      const s = await setup(t, b);
       const guest = await SevLaunch.init(s.vm, { platform: s.platform });
       guest.registerRegion(s.mem.range(0n, 0x8000));
       const e = t.throws(() => guest.registerRegion(s.mem.range(0x8000n, 0x8000)));

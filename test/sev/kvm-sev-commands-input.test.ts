@@ -144,9 +144,13 @@ interface Setup {
 function setup(t: ExecutionContext, vmType = 0): Setup {
   const fake = fakeBackend(t);
   const kvm = Kvm.open({ backend: fake.backend });
+  t.teardown(() => kvm.close());
   const vm = kvm.createVm(vmType);
+  t.teardown(() => vm.close());
   const other = kvm.createVm();
+  t.teardown(() => other.close());
   const sevFd = fake.backend.open('/dev/sev');
+  t.teardown(() => sevFd.close());
   const platform = new SevPlatform(fake.backend, sevFd);
   const cmds = new SevGuestCommands(vm, platform);
   fake.arm();
@@ -179,7 +183,9 @@ const b = (n: number) => new Uint8Array(n).fill(1);
 test('constructors refuse a non-Vm, a non-/dev/sev fd, a foreign platform and bad options', async (t) => {
   const s = setup(t);
   const other = fakeBackend(t);
-  const foreign = new SevPlatform(other.backend, other.backend.open('/dev/sev'));
+  const foreignFd = other.backend.open('/dev/sev');
+  t.teardown(() => foreignFd.close());
+  const foreign = new SevPlatform(other.backend, foreignFd);
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => new SevGuestCommands({} as Vm), 'vm {}');
   await refused(t, 'ERR_INVALID_ARG_TYPE', () => new SevGuestCommands(s.vm, 'x' as never), 'sev string');
   await refused(t, 'ERR_INVALID_ARG_VALUE', () => new SevGuestCommands(s.vm, s.vm.fd), 'sev = a VM fd');

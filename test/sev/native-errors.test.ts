@@ -95,12 +95,16 @@ interface Fixture {
   close(): void;
 }
 
-function fixture(): Fixture {
+/** Also closed at teardown: a fixture that fails half-way through its own setup leaks nothing either. */
+function fixture(t: ExecutionContext): Fixture {
   const { backend, calls } = recordingBackend();
   const kvm = Kvm.open({ backend });
+  t.teardown(() => kvm.close());
   const vm = kvm.createVm();
+  t.teardown(() => vm.close());
   vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
   const other = kvm.createVm();
+  t.teardown(() => other.close());
   const cmds = new SevGuestCommands(vm);
   calls.length = 0;
   return {
@@ -173,7 +177,7 @@ function theCommand(t: ExecutionContext, calls: readonly Call[]): IoctlStruct {
 }
 
 hwTest(noSev, 'the NULL-argument probe answers ENOTTY and isEnabled() is false', (t) => {
-  const f = fixture();
+  const f = fixture(t);
   try {
     const e = t.throws(() => f.vm.memoryEncryptOp());
     t.is((e as KvmError).code, 'ENOTTY');
@@ -193,7 +197,7 @@ hwTest(noSev, 'the NULL-argument probe answers ENOTTY and isEnabled() is false',
 for (const { id, call } of COMMANDS) {
   const name = sevCommandName(id)!;
   hwTest(noSev, `KVM_SEV_${name} (${id}) answers ENOTTY with its struct, error 0 written back, sev and hint set`, async (t) => {
-    const f = fixture();
+    const f = fixture(t);
     try {
       const e = asKvmError(t, await t.throwsAsync(call(f.cmds, f.vm)));
       t.is(e.code, 'ENOTTY');
@@ -225,7 +229,7 @@ for (const { id, call } of COMMANDS) {
 }
 
 hwTest(noSev, 'ids KVM does not know (23, 99, 104) answer ENOTTY too: the SEV check comes first', async (t) => {
-  const f = fixture();
+  const f = fixture(t);
   try {
     for (const id of [23, 99, 104]) {
       const e = asKvmError(t, await t.throwsAsync(f.cmds.command(id)));
@@ -239,7 +243,7 @@ hwTest(noSev, 'ids KVM does not know (23, 99, 104) answer ENOTTY too: the SEV ch
 });
 
 hwTest(noSev, 'a non-zero error passed in comes back untouched: the kernel neither zeroes nor copies it (why we pass 0)', (t) => {
-  const f = fixture();
+  const f = fixture(t);
   try {
     const cmd = kvm_sev_cmd.arg({ id: KVM_SEV.GUEST_STATUS, data: kvm_sev_guest_status.arg({}), error: 0x1234 });
     t.is((t.throws(() => f.vm.memoryEncryptOp(cmd)) as KvmError).code, 'ENOTTY');
@@ -250,7 +254,7 @@ hwTest(noSev, 'a non-zero error passed in comes back untouched: the kernel neith
 });
 
 hwTest(noSev, 'REG_REGION and UNREG_REGION answer ENOTTY, with sev (no firmware) and hint', (t) => {
-  const f = fixture();
+  const f = fixture(t);
   try {
     const range = f.vm.memory[0]!.range(0n, 0x2000);
     const reg = asKvmError(
@@ -279,7 +283,7 @@ for (const [method, cap, command] of [
   ['copyEncContextFrom', KVM_CAP.VM_COPY_ENC_CONTEXT_FROM, 'VM_COPY_ENC_CONTEXT_FROM'],
 ] as const) {
   hwTest(noSev, `${method}: KVM_ENABLE_CAP(${cap}, args[0] = the source VM fd) answers EINVAL, with a hint`, (t) => {
-    const f = fixture();
+    const f = fixture(t);
     try {
       const e = asKvmError(
         t,
@@ -305,7 +309,7 @@ hwTest(
   kvmReq,
   'local migration, opted in on a kernel without SEV VM types: the addon lays out 22/23 as LOCAL_SEND/RECEIVE and the kernel answers',
   async (t) => {
-    const f = fixture();
+    const f = fixture(t);
     try {
       const lm = new SevGuestCommands(f.vm, null, { localMigration: { send: 22, receive: 23 } });
       const send = await t.throwsAsync(lm.localSend());
@@ -341,7 +345,7 @@ hwTest(noDevSev, 'opening /dev/sev answers ENOENT with a hint', (t) => {
 // SEV hosts only (pending elsewhere): answers that consume no ASID and change no platform state.
 
 hwTest(withSev, 'on an SEV host, a VM without INIT answers ENOTTY with "run INIT first"', async (t) => {
-  const f = fixture();
+  const f = fixture(t);
   try {
     t.true(f.cmds.isEnabled());
     const e = asKvmError(t, await t.throwsAsync(f.cmds.launchStart({ policy: 1 })));
@@ -358,7 +362,7 @@ hwTest(withSev, 'on an SEV host, a VM without INIT answers ENOTTY with "run INIT
 });
 
 hwTest(withSev, 'on an SEV host, INIT2 on a KVM_X86_DEFAULT_VM answers EINVAL naming the VM type', async (t) => {
-  const f = fixture();
+  const f = fixture(t);
   try {
     const e = asKvmError(t, await t.throwsAsync(f.cmds.init2()));
     t.is(e.code, 'EINVAL');

@@ -1,6 +1,6 @@
 /** The host-facing CLI commands as a user runs them: demo, doctor, status, certs export, trace. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +57,7 @@ hwTest(kvmDevice(), 'demo --json on the hybrid: the real guest prints the digest
 
 test('demo text output: one line per step with its time; the trace it saves decodes', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const tf = join(dir, 'trace.json');
   const r = run('demo', '--backend', 'mock', '--trace', tf);
   t.is(r.status, 0, r.stderr);
@@ -97,6 +98,7 @@ test('status, and certs export then verify against the exported (mock) root', (t
   t.is(s.status, 0, s.stderr);
   t.like(JSON.parse(s.stdout), { backend: 'mock', stateName: 'UNINIT' });
   const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const e = run('certs', 'export', '--backend', 'mock', '--out', dir);
   t.is(e.status, 0, e.stderr);
   const f = (n: string) => join(dir, `${n}.cert`);

@@ -1,6 +1,6 @@
 /** The owner-side CLI commands, run as a user would: exit codes, text and --json output. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,7 @@ test('measure reproduces vector V4, compares with --expected, and reports --json
 
 test('measure computes the digest from a firmware file (SHA-256 of the image)', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'empty.fd'), Buffer.alloc(0));
   const args = V4.filter((_, i) => i < V4.length - 2); // drop --digest
   const r = run('measure', ...args, '--firmware', join(dir, 'empty.fd'));
@@ -114,6 +115,7 @@ test('secret builds a packet the firmware side opens, bound to the measurement',
   const tik = Buffer.alloc(16, 2);
   const measurement = Buffer.alloc(32, 3);
   const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'key'), 'hunter2');
   const r = run(
     'secret',

@@ -4,8 +4,8 @@
  * other (seed 000); it becomes invalid once its source is destroyed before the receive; a client's
  * disconnect releases what it held; MOVE resolves a VM by its fd (kcmp).
  */
-import test from 'ava';
-import { mkdtempSync } from 'node:fs';
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HybridBackend } from '../../../lib/backends/hybrid/hybrid-backend.js';
@@ -20,17 +20,27 @@ const req = kvmDevice();
 const hw = req.ok ? test.serial : (title: string) => test.todo(`${title} — pending: ${req.reason}`);
 const LM = { localMigration: { profile: 'local-migration-2021' as const } };
 
-const sockPath = () => join(mkdtempSync(join(tmpdir(), 'kvm-sev-daemon-')), 'sev.sock');
+/** A daemon socket in a private folder, removed when the test ends. */
+function sockPath(t: ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-daemon-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'sev.sock');
+}
 
-function client(socket: string, kernel: '7.2' | 'local-migration-2021') {
+/** A client of the daemon (as one VMM process would be); disconnected when the test ends. */
+function client(t: ExecutionContext, socket: string, kernel: '7.2' | 'local-migration-2021') {
   const backend = new HybridBackend({ kernel, sevService: { socket } });
+  t.teardown(() => backend.sevService!.close());
   const kvm = Kvm.open({ backend });
+  t.teardown(() => kvm.close());
   return { backend, kvm };
 }
 
-async function launched(c: ReturnType<typeof client>, type: number) {
+async function launched(t: ExecutionContext, c: ReturnType<typeof client>, type: number) {
   const platform = SevPlatform.open(c.backend);
+  t.teardown(() => platform.close());
   const vm = c.kvm.createVm(type);
+  t.teardown(() => vm.close());
   const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'daemon-test' });
   mem.bytes.fill(0x5a, 0, 0x1000);
   const g = await SevLaunch.init(vm, { platform });
@@ -41,20 +51,22 @@ async function launched(c: ReturnType<typeof client>, type: number) {
 }
 
 hw('two clients: a token made by one is redeemed by the other; the disconnect of both leaves no ASID', async (t) => {
-  const socket = sockPath();
-  const a = client(socket, 'local-migration-2021');
-  const b = client(socket, 'local-migration-2021');
+  const socket = sockPath(t);
+  const a = client(t, socket, 'local-migration-2021');
+  const b = client(t, socket, 'local-migration-2021');
   t.is(a.backend.sevService!.daemonPid, b.backend.sevService!.daemonPid, 'one daemon serves both');
-  const src = await launched(a, KVM_X86_DEFAULT_VM);
+  const src = await launched(t, a, KVM_X86_DEFAULT_VM);
   const before = a.backend.sevSnapshot.vms.find((v) => v.active)!;
   const token = await src.cmds.localSend();
   const vm = b.kvm.createVm(KVM_X86_DEFAULT_VM);
+  t.teardown(() => vm.close());
   vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'daemon-test-b' });
   const cmds = new SevGuestCommands(vm, null, LM);
   await cmds.init();
   await cmds.localReceive(token);
   await t.throwsAsync(src.cmds.guestStatus(), { code: 'EPERM' } as never, 'the sent source accepts only DBG_*');
   const again = b.kvm.createVm(KVM_X86_DEFAULT_VM);
+  t.teardown(() => again.close());
   const againCmds = new SevGuestCommands(again, null, LM);
   await againCmds.init();
   await t.throwsAsync(againCmds.localReceive(token), { code: 'EFAULT' } as never, 'a token is for one use only');
@@ -74,14 +86,15 @@ hw('two clients: a token made by one is redeemed by the other; the disconnect of
 });
 
 hw('the token becomes invalid once its source is destroyed before the receive (EFAULT)', async (t) => {
-  const socket = sockPath();
-  const a = client(socket, 'local-migration-2021');
-  const b = client(socket, 'local-migration-2021');
-  const src = await launched(a, KVM_X86_DEFAULT_VM);
+  const socket = sockPath(t);
+  const a = client(t, socket, 'local-migration-2021');
+  const b = client(t, socket, 'local-migration-2021');
+  const src = await launched(t, a, KVM_X86_DEFAULT_VM);
   const handle = a.backend.sevSnapshot.vms.find((v) => v.active)!.handle;
   const token = await src.cmds.localSend();
   a.backend.sevService!.close(); // A's process "dies": the daemon drops its references
   const vm = b.kvm.createVm(KVM_X86_DEFAULT_VM);
+  t.teardown(() => vm.close());
   vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'daemon-test-b' });
   const cmds = new SevGuestCommands(vm, null, LM);
   await cmds.init();
@@ -101,21 +114,24 @@ hw('the token becomes invalid once its source is destroyed before the receive (E
 });
 
 hw('MOVE from a VM fd received over SCM_RIGHTS, resolved by the daemon; the received fd keeps the VM alive', async (t) => {
-  const socket = sockPath();
-  const a = client(socket, '7.2');
-  const b = client(socket, '7.2');
-  const src = await launched(a, KVM_X86_SEV_VM);
+  const socket = sockPath(t);
+  const a = client(t, socket, '7.2');
+  const b = client(t, socket, '7.2');
+  const src = await launched(t, a, KVM_X86_SEV_VM);
   const before = a.backend.sevSnapshot.vms.find((v) => v.active)!;
   const [sa, sb] = a.backend.socketPair();
+  t.teardown(() => [sa, sb].forEach((s) => s.close()));
   await a.backend.sendFds(sa, new Uint8Array([1]), [src.vm.fd]);
   // b's hybrid receives it (a socketpair end, as if from another process)
   const got = await b.backend.recvFds(sb, 16, 4);
+  t.teardown(() => got.fds.forEach((f) => f.close()));
   const vmFd = got.fds[0]!;
   t.is(vmFd.kind, 'vm');
   src.platform.close();
   a.kvm.close(); // A lets go; B's fd keeps the VM (and its context)
   t.truthy(b.backend.sevSnapshot.vms.find((v) => v.active && v.handle === before.handle));
   const vm = b.kvm.createVm(KVM_X86_SEV_VM);
+  t.teardown(() => vm.close());
   vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'daemon-test-b' });
   new SevGuestCommands(vm).moveEncContextFromFd(vmFd);
   const snap = b.backend.sevSnapshot;
@@ -136,12 +152,17 @@ hw('sameFile: two fds of one open file (sent over SCM_RIGHTS) are the same file;
   const { NativeBackend } = await import('../../../lib/backends/native/native-backend.js');
   const n = new NativeBackend();
   const kvm = n.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const { KVM_CREATE_VM } = await import('../../../lib/uapi/ioctls.js');
   const v1 = n.ioctlFd(kvm, KVM_CREATE_VM, 0);
+  t.teardown(() => v1.close());
   const v2 = n.ioctlFd(kvm, KVM_CREATE_VM, 0);
+  t.teardown(() => v2.close());
   const [x, y] = n.socketPair();
+  t.teardown(() => [x, y].forEach((s) => s.close()));
   await n.sendFds(x, new Uint8Array([0]), [v1]);
   const r = await n.recvFds(y, 4, 2);
+  t.teardown(() => r.fds.forEach((f) => f.close()));
   t.true(n.addon.sameFile(v1, r.fds[0]!));
   t.false(n.addon.sameFile(v1, v2));
   t.true(n.addon.sameFile(v1, v1));

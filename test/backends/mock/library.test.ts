@@ -36,7 +36,7 @@ test('Kvm: API version, extensions, VM types, mmap size, CPUID (0x8000001F from 
   t.like(leaf, { eax: 0xb, ebx: 51, ecx: 1006, edx: 100 });
   t.true(kvm.msrIndexList().includes(0x174));
   t.is(kvm.deviceAttr(KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES), 1n << 5n);
-  const off = Kvm.open({ backend: new MockHost({ sev: { enabled: false } }) });
+  using off = Kvm.open({ backend: new MockHost({ sev: { enabled: false } }) });
   t.like(
     off.supportedCpuid().find((e) => e.function === 0x8000001f),
     { eax: 0, ebx: 0, ecx: 0, edx: 0 },
@@ -97,11 +97,13 @@ test('Vcpu: reset values and regs, sregs, fpu (shared with xsave), xcrs, msrs, l
 
 test('memory slots: EEXIST on overlap, EINVAL on bad alignment; a slot holds its mapping (unmap EBUSY) until the VM goes', (t) => {
   const host = new MockHost();
-  const kvm = Kvm.open({ backend: host });
+  using kvm = Kvm.open({ backend: host });
   const vm = kvm.createVm();
+  t.teardown(() => vm.close());
   const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
   t.throws(() => vm.addMemory({ guestPhysAddr: 0x8000n, size: 0x10000 }), { code: 'EEXIST' });
   const m = host.mmapAnonymous(0x2000);
+  t.teardown(() => m.unmap());
   t.throws(
     () => vm.setUserMemoryRegion({ slot: 5, guestPhysAddr: 0x100800n, memory: { kind: 'mapping', mapping: m, offset: 0, length: 0x2000 } }),
     { code: 'EINVAL' },
@@ -170,7 +172,8 @@ test('NODBG: DBG_DECRYPT is refused by the firmware (EIO, POLICY_FAILURE)', asyn
   using kvm = Kvm.open({ backend: host });
   using vm = kvm.createVm();
   const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x4000 });
-  const cmds = new SevGuestCommands(vm, SevPlatform.open(host));
+  using sev = SevPlatform.open(host);
+  const cmds = new SevGuestCommands(vm, sev);
   await cmds.init();
   await cmds.launchStart({ policy: SEV_POLICY.NODBG });
   const e = await t.throwsAsync(cmds.dbgDecrypt(mem.range(0n, 16), new Uint8Array(16)));
@@ -181,7 +184,8 @@ test('SEV-ES on a SEV_ES_VM: LAUNCH_UPDATE_VMSA protects the vCPU state (EINVAL 
   const host = new MockHost();
   using kvm = Kvm.open({ backend: host });
   using vm = kvm.createVm(KVM_X86_SEV_ES_VM);
-  const cmds = new SevGuestCommands(vm, SevPlatform.open(host));
+  using sev = SevPlatform.open(host);
+  const cmds = new SevGuestCommands(vm, sev);
   await cmds.init2();
   const vcpu = vm.createVcpu(0);
   await cmds.launchStart({ policy: SEV_POLICY.ES });
@@ -198,7 +202,8 @@ test('SEV-ES on a SEV_ES_VM: LAUNCH_UPDATE_VMSA protects the vCPU state (EINVAL 
   await t.throwsAsync(cmds.launchUpdateVmsa(), { code: 'EINVAL' }, 'already protected');
   // On the legacy DEFAULT type with ES_INIT, the calls do not fail: FPU reads zeros.
   using vm2 = kvm.createVm();
-  const c2 = new SevGuestCommands(vm2, SevPlatform.open(host));
+  using sev2 = SevPlatform.open(host);
+  const c2 = new SevGuestCommands(vm2, sev2);
   await c2.esInit();
   const v2 = vm2.createVcpu(0);
   await c2.launchStart({ policy: SEV_POLICY.ES });

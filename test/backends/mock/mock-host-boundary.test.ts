@@ -7,11 +7,15 @@ import test, { type ExecutionContext } from 'ava';
 import { MockHost } from '../../../lib/backends/mock/index.js';
 import * as ioc from '../../../lib/uapi/ioctls.js';
 
-function setup() {
+/** A mock host with /dev/kvm, a VM and a vCPU open; closed at teardown. */
+function setup(t: ExecutionContext) {
   const b = new MockHost();
   const kvm = b.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => vm.close());
   const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
+  t.teardown(() => vcpu.close());
   const close = () => [vcpu, vm, kvm].forEach((f) => f.close());
   return { b, kvm, vm, vcpu, close };
 }
@@ -23,7 +27,7 @@ function code(t: ExecutionContext, f: () => unknown, c: string, name?: string): 
 }
 
 test('wrong argument types are TypeErrors with ERR_INVALID_ARG_TYPE; ranges RangeErrors', (t) => {
-  const { b, kvm, close } = setup();
+  const { b, kvm, close } = setup(t);
   code(t, () => b.ioctl({} as never, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE', 'TypeError');
   code(t, () => b.ioctl({ fd: kvm.fd } as never, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE');
   code(t, () => new MockHost().ioctl(kvm, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE', 'TypeError');
@@ -44,7 +48,7 @@ test('wrong argument types are TypeErrors with ERR_INVALID_ARG_TYPE; ranges Rang
 });
 
 test('closed fds answer EBADF, and close() is idempotent; fd numbers start at 3 and are reused lowest first', async (t) => {
-  const { b, kvm, close } = setup();
+  const { b, kvm, close } = setup(t);
   t.is(kvm.fd, 3);
   close();
   close();
@@ -54,26 +58,38 @@ test('closed fds answer EBADF, and close() is idempotent; fd numbers start at 3 
   code(t, () => b.ioctl(kvm, ioc.KVM_GET_API_VERSION), 'EBADF');
   const e = await t.throwsAsync(b.ioctlAsync(kvm, ioc.KVM_GET_API_VERSION));
   t.like(e, { code: 'EBADF', errno: -9, syscall: 'ioctl' });
-  t.is(b.open('/dev/kvm').fd, 3);
+  const again = b.open('/dev/kvm');
+  t.teardown(() => again.close());
+  t.is(again.fd, 3);
   t.is(b.openFds, 1);
 });
 
 test('memfd mappings share pages; two hosts share nothing; SCM_RIGHTS hands over the same VM', async (t) => {
   const b = new MockHost();
   const fd = b.memfdCreate('guest', 0x2000);
+  t.teardown(() => fd.close());
   const m1 = b.mmapShared(fd, 0x2000);
+  t.teardown(() => m1.unmap());
   const m2 = b.mmapShared(fd, 0x2000);
+  t.teardown(() => m2.unmap());
   new Uint8Array(m1.buffer)[7] = 9;
   t.is(new Uint8Array(m2.buffer)[7], 9);
-  code(t, () => b.mmapShared(b.open('/dev/kvm'), 0x1000), 'ERR_INVALID_ARG_VALUE');
+  const kvm = b.open('/dev/kvm');
+  t.teardown(() => kvm.close());
+  code(t, () => b.mmapShared(kvm, 0x1000), 'ERR_INVALID_ARG_VALUE');
   code(t, () => b.mmapShared(fd, 0x1000, 100), 'ERR_OUT_OF_RANGE');
   const other = new MockHost();
   code(t, () => other.mmapShared(fd, 0x1000), 'ERR_INVALID_ARG_TYPE');
   // SCM_RIGHTS within a host: the received fd is the same VM.
   const [a, c] = b.socketPair();
-  const vm = b.ioctlFd(b.open('/dev/kvm'), ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => [a, c].forEach((s) => s.close()));
+  const kvm2 = b.open('/dev/kvm');
+  t.teardown(() => kvm2.close());
+  const vm = b.ioctlFd(kvm2, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => vm.close());
   t.is(await b.sendFds(a, Uint8Array.of(1, 2), [vm]), 2);
   const got = await b.recvFds(c, 16);
+  t.teardown(() => got.fds.forEach((f) => f.close()));
   t.deepEqual([...got.data], [1, 2]);
   t.is(got.fds[0]!.kind, 'vm');
   t.not(got.fds[0]!.fd, vm.fd);

@@ -64,10 +64,12 @@ function port(host: MockHost, mapping: GuestMapping, vmType = 0) {
 test('a foreign VM attached to the SEV layer launches, measures and decrypts through the same ioctl surface', (t) => {
   const host = new MockHost({ memory: new PlaintextMemory(), trace: true });
   const sev = host.open('/dev/sev');
+  t.teardown(() => sev.close());
   const mem = foreignMapping(0x4000);
   new Uint8Array(mem.buffer).set(new TextEncoder().encode('hybrid guest....'), 0x1000);
   const a = port(host, mem);
   const vm = host.sev.attach(a.p);
+  t.teardown(() => vm.destroy());
   const op = (id: number, data: Parameters<typeof kvm_sev_cmd.arg>[0]['data'] = null) =>
     vm.ioctl(ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
   t.is(vm.ioctl(ioc.KVM_MEMORY_ENCRYPT_OP), 0, 'the probe');
@@ -103,13 +105,17 @@ test('a foreign VM attached to the SEV layer launches, measures and decrypts thr
 test('seam: MOVE marks the source dead and hands the context over; COPY holds the owner; demand pins on touch', async (t) => {
   const host = new MockHost({ pinning: 'demand', memlock: { limit: 2n * 4096n } });
   const sev = host.open('/dev/sev');
+  t.teardown(() => sev.close());
   const mem = foreignMapping(0x4000);
   const a = port(host, mem);
   const b = port(host, mem);
   const c = port(host, mem);
   const src = host.sev.attach(a.p);
+  t.teardown(() => src.destroy());
   const dst = host.sev.attach(b.p);
+  t.teardown(() => dst.destroy());
   const mirror = host.sev.attach(c.p);
+  t.teardown(() => mirror.destroy());
   src.ioctl(ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.INIT }));
   src.ioctl(
     ioc.KVM_MEMORY_ENCRYPT_OP,
@@ -155,9 +161,13 @@ test('seam: MOVE marks the source dead and hands the context over; COPY holds th
 test('throttle: async PSP commands settle at the configured rate; one PSP timeline', async (t) => {
   const host = new MockHost({ throttle: { bytesPerSecond: 1 << 20 } }); // 1 MiB/s
   const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const sev = host.open('/dev/sev');
+  t.teardown(() => sev.close());
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => vm.close());
   const mem = host.mmapAnonymous(0x20000);
+  t.teardown(() => mem.unmap());
   await host.ioctlAsync(vm, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.INIT }));
   await host.ioctlAsync(
     vm,

@@ -16,14 +16,15 @@ function code(t: ExecutionContext, f: () => unknown, c: string, name?: string): 
   if (name) t.is(e?.name, name);
 }
 
-function setup() {
+function setup(t: ExecutionContext) {
   const b = new NativeBackend();
   const kvm = b.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   return { b, kvm, close: () => kvm.close() };
 }
 
 hwTest(req, 'wrong argument types are TypeErrors with ERR_INVALID_ARG_TYPE', (t) => {
-  const { b, kvm, close } = setup();
+  const { b, kvm, close } = setup(t);
   const a = loadAddon();
   code(t, () => b.ioctl({} as never, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE', 'TypeError');
   code(t, () => b.ioctl({ fd: kvm.fd } as never, ioc.KVM_GET_API_VERSION), 'ERR_INVALID_ARG_TYPE');
@@ -55,7 +56,9 @@ hwTest(
     const a = loadAddon();
     const b = new NativeBackend();
     const kvm = b.open('/dev/kvm');
+    t.teardown(() => kvm.close());
     const m = b.mmapAnonymous(4096);
+    t.teardown(() => m.unmap());
     const proto = (o: object, k: string): ((this: unknown) => unknown) =>
       // eslint-disable-next-line @typescript-eslint/unbound-method -- called with a foreign `this` on purpose
       Object.getOwnPropertyDescriptor(Object.getPrototypeOf(o), k)!.get!;
@@ -63,17 +66,26 @@ hwTest(
     code(t, () => proto(kvm, 'path').call(m), 'ERR_INVALID_THIS');
     // A memfd maps only within its size (beyond it, a touch would be SIGBUS).
     const memfd = b.memfdCreate('review', 4096);
+    t.teardown(() => memfd.close());
     code(t, () => b.mmapShared(memfd, 0x100000), 'ERR_OUT_OF_RANGE');
     code(t, () => b.mmapShared(memfd, 4096, 4096), 'ERR_OUT_OF_RANGE');
     // The run area is exactly what KVM maps.
     const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+    t.teardown(() => vm.close());
     const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
+    t.teardown(() => vcpu.close());
     const size = b.ioctl(kvm, ioc.KVM_GET_VCPU_MMAP_SIZE);
     code(t, () => b.createRunner(vcpu, 1 << 24), 'ERR_OUT_OF_RANGE');
     const r = b.createRunner(vcpu, size);
+    t.teardown(() => r.close()); // before the vCPU fd: it kicks and joins the vCPU thread
     code(t, () => b.createRunner(vcpu, size), 'ERR_KVM_SEV_VCPU_BUSY');
     // While the guest runs (here: spins), KVM holds the vCPU: other ioctls are refused, not blocked.
     const mem = b.mmapAnonymous(0x10000);
+    t.teardown(() => {
+      // The VM goes first (its vCPU holds it too): the mapping backs one of its memory slots.
+      for (const f of [r, vcpu, vm]) f.close();
+      mem.unmap();
+    });
     new Uint8Array(mem.buffer).set([0xeb, 0xfe], 0x1000);
     const { ioctlStruct } = await import('../../../lib/uapi/ioctl-arg.js');
     const { structs } = await import('../../../lib/uapi/index.js');

@@ -5,6 +5,9 @@
  * process-wide, and ava runs other test files in the same process.
  */
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { hwTest, kvmDevice } from '../../helpers/hw.js';
 
 const req = kvmDevice();
@@ -94,6 +97,9 @@ hwTest(req, 'a process that exits with a vCPU running in the guest exits cleanly
 });
 
 hwTest(req, 'a worker terminated while it waits on a socket (recv, accept) takes its threads with it: no crash', (t) => {
+  // The listening sockets' files go with this folder (a terminated worker cannot unlink them).
+  const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-term-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const r = child(`
     const { Worker } = await import('node:worker_threads');
     for (let i = 0; i < 3; i++) {
@@ -103,7 +109,7 @@ hwTest(req, 'a worker terminated while it waits on a socket (recv, accept) takes
         const b = new NativeBackend();
         const [s1] = b.socketPair();
         b.recvFds(s1, 64);                       // never answered
-        const l = b.unixListen('/tmp/kvm-sev-term-' + process.pid + '-' + ${'${i}'} + '.sock');
+        const l = b.unixListen(${JSON.stringify(dir)} + '/listen-' + ${'${i}'} + '.sock');
         b.unixAccept(l);                         // never answered
         parentPort.postMessage('waiting');\`, { eval: true });
       await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });

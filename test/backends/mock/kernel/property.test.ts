@@ -226,6 +226,15 @@ class Run {
     if (s.tokens > this.tokens.length) throw new Error('more tokens than sends');
   }
 
+  /** Closes what is still open, also when a step threw (fast-check then shrinks with many more runs). */
+  [Symbol.dispose](): void {
+    for (const v of this.vcpus) v.close();
+    for (const v of this.vms) v?.close();
+    this.sev.close();
+    this.kvm.close();
+    this.mem.unmap();
+  }
+
   closeAll(): void {
     for (const v of this.vcpus) v.close();
     for (const v of this.vms) v?.close();
@@ -240,7 +249,7 @@ function property(kernel: KernelProfile, runs: number): Map<string, number> {
   const ok = new Map<string, number>();
   fc.assert(
     fc.property(ops(kernel), (list) => {
-      const r = new Run(kernel);
+      using r = new Run(kernel);
       for (const o of list) {
         try {
           r.exec(o);

@@ -4,7 +4,7 @@
  * ENOTSUPP for GET_ID2 before API 0.16, and fault injection (a failing firmware command, a PSP
  * time-out after which everything is EBUSY).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { BackendFd } from '../../../../../lib/backend/contract.js';
 import { MockHost, type MockHostOptions } from '../../../../../lib/backends/mock/index.js';
 import { KVM_SEV, SEV_CMD } from '../../../../../lib/uapi/constants.js';
@@ -20,10 +20,13 @@ import {
 } from '../../../../../lib/uapi/psp-structs.js';
 import { kvm_sev_cmd, kvm_sev_launch_start } from '../../../../../lib/uapi/sev-structs.js';
 
-function setup(opts: MockHostOptions = {}) {
+/** A mock host with /dev/sev open writable and read-only; what it opens is closed at teardown. */
+function setup(t: ExecutionContext, opts: MockHostOptions = {}) {
   const host = new MockHost({ trace: true, ...opts });
   const sev = host.open('/dev/sev');
+  t.teardown(() => sev.close());
   const ro = host.open('/dev/sev', { write: false });
+  t.teardown(() => ro.close());
   const issue = (fd: BackendFd, cmd: number, data: IoctlStruct | null = null, error = 0) => {
     const arg = sev_issue_cmd.arg({ cmd, data, error });
     let code = 'ok';
@@ -41,7 +44,9 @@ function setup(opts: MockHostOptions = {}) {
   };
   const launchGuest = () => {
     const kvm = host.open('/dev/kvm');
+    t.teardown(() => kvm.close());
     const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+    t.teardown(() => vm.close());
     host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.INIT }));
     host.ioctl(
       vm,
@@ -54,7 +59,7 @@ function setup(opts: MockHostOptions = {}) {
 }
 
 test('read-only fds: writable is false and commands that need write access answer EPERM', (t) => {
-  const s = setup();
+  const s = setup(t);
   t.false(s.ro.writable);
   t.true(s.sev.writable);
   for (const cmd of [SEV_CMD.FACTORY_RESET, SEV_CMD.PEK_GEN, SEV_CMD.PDH_GEN]) t.is(s.issue(s.ro, cmd, null, 0x11).code, 'EPERM');
@@ -71,7 +76,7 @@ test('read-only fds: writable is false and commands that need write access answe
 });
 
 test("cmd >= SEV_MAX is EINVAL without copy-back; other requests on /dev/sev are EINVAL; the 2021 kernel's SEV_MAX is 9", (t) => {
-  const s = setup();
+  const s = setup(t);
   const r = s.issue(s.sev, 13, null, 0x77);
   t.is(r.code, 'EINVAL');
   t.is(r.error, 0x77);
@@ -81,12 +86,12 @@ test("cmd >= SEV_MAX is EINVAL without copy-back; other requests on /dev/sev are
   );
   t.is(s.issue(s.sev, SEV_CMD.SNP_PLATFORM_STATUS).code, 'EINVAL', 'data 0');
   t.is(s.issue(s.ro, SEV_CMD.SNP_SET_CONFIG, null).code, 'EINVAL');
-  const old = setup({ kernel: 'local-migration-2021' });
+  const old = setup(t, { kernel: 'local-migration-2021' });
   t.is(old.issue(old.sev, SEV_CMD.SNP_COMMIT, null, 5).code, 'EINVAL');
 });
 
 test('FACTORY_RESET: EBUSY in WORKING; in INIT it shuts the platform down first', (t) => {
-  const s = setup();
+  const s = setup(t);
   const vm = s.launchGuest();
   t.is(s.status().state, 2);
   t.is(s.issue(s.sev, SEV_CMD.FACTORY_RESET).code, 'EBUSY');
@@ -102,7 +107,7 @@ test('FACTORY_RESET: EBUSY in WORKING; in INIT it shuts the platform down first'
 });
 
 test('PEK_GEN on an UNINIT platform: a temporary INIT (with DF_FLUSH) and SHUTDOWN around it', (t) => {
-  const s = setup();
+  const s = setup(t);
   s.host.trace.clear();
   t.is(s.issue(s.sev, SEV_CMD.PEK_GEN).code, 'ok');
   t.deepEqual(
@@ -113,7 +118,7 @@ test('PEK_GEN on an UNINIT platform: a temporary INIT (with DF_FLUSH) and SHUTDO
 });
 
 test('PEK_CSR: a length query answers INVALID_LEN with the length; more than 16 KiB is EFAULT', (t) => {
-  const s = setup();
+  const s = setup(t);
   const q = sev_user_data_pek_csr.arg({});
   const r = s.issue(s.sev, SEV_CMD.PEK_CSR, q);
   t.is(r.code, 'EIO');
@@ -127,12 +132,12 @@ test('PEK_CSR: a length query answers INVALID_LEN with the length; more than 16 
 });
 
 test('GET_ID2: a query, then the ID; firmware API below 0.16 is ENOTSUPP (524)', (t) => {
-  const s = setup();
+  const s = setup(t);
   const q = sev_user_data_get_id2.arg({});
   t.is(s.issue(s.sev, SEV_CMD.GET_ID2, q).code, 'EIO');
   const len = sev_user_data_get_id2.decode(q.bytes).length;
   t.is(len, 64);
-  const old = setup({
+  const old = setup(t, {
     processor: { name: 'naples', apiMajor: 0, apiMinor: 14, build: 1, maxSevAsid: 15, minSevAsid: 1, cbitPosition: 47, sevEs: false },
   });
   const e = t.throws(() =>
@@ -142,7 +147,7 @@ test('GET_ID2: a query, then the ID; firmware API below 0.16 is ENOTSUPP (524)',
 });
 
 test('fault injection: the Nth firmware command fails with the chosen status (EIO, error = status)', (t) => {
-  const s = setup({ faults: { failCommand: { nth: 2, status: SEV_RET.HWSEV_RET_PLATFORM } } });
+  const s = setup(t, { faults: { failCommand: { nth: 2, status: SEV_RET.HWSEV_RET_PLATFORM } } });
   t.is(s.issue(s.sev, SEV_CMD.PLATFORM_STATUS, sev_user_data_status.arg({})).code, 'ok');
   const r = s.issue(s.sev, SEV_CMD.PLATFORM_STATUS, sev_user_data_status.arg({}));
   t.deepEqual(r, { code: 'EIO', error: SEV_RET.HWSEV_RET_PLATFORM });
@@ -150,12 +155,14 @@ test('fault injection: the Nth firmware command fails with the chosen status (EI
 });
 
 test('a PSP time-out: ETIMEDOUT with error 0 once, then EBUSY (error untouched) for every command, KVM ones too', (t) => {
-  const s = setup({ faults: { pspTimeoutAfter: 1 } });
+  const s = setup(t, { faults: { pspTimeoutAfter: 1 } });
   t.is(s.issue(s.sev, SEV_CMD.PLATFORM_STATUS, sev_user_data_status.arg({})).code, 'ok');
   t.deepEqual(s.issue(s.sev, SEV_CMD.PLATFORM_STATUS, sev_user_data_status.arg({}), 0x33), { code: 'ETIMEDOUT', error: 0 });
   t.deepEqual(s.issue(s.sev, SEV_CMD.PLATFORM_STATUS, sev_user_data_status.arg({}), 0x33), { code: 'EBUSY', error: 0x33 });
   const kvm = s.host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const vm = s.host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => vm.close());
   const cmd = kvm_sev_cmd.arg({ id: KVM_SEV.INIT, error: 0x44 });
   t.like(
     t.throws(() => s.host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, cmd)),
@@ -165,7 +172,7 @@ test('a PSP time-out: ETIMEDOUT with error 0 once, then EBUSY (error untouched) 
 });
 
 test('the trace is JSON: bigints as hex, the command decoded by id', (t) => {
-  const s = setup();
+  const s = setup(t);
   s.status();
   const json = JSON.parse(JSON.stringify(s.host.trace)) as {
     request: string;
@@ -184,6 +191,8 @@ test('the trace is JSON: bigints as hex, the command decoded by id', (t) => {
   t.deepEqual(e.firmware, [{ command: 'PLATFORM_STATUS', status: 0 }]);
   const seen: string[] = [];
   const sink = new MockHost({ trace: (x) => seen.push(x.request) });
-  sink.ioctl(sink.open('/dev/kvm'), ioc.KVM_GET_API_VERSION);
+  const sinkKvm = sink.open('/dev/kvm');
+  t.teardown(() => sinkKvm.close());
+  sink.ioctl(sinkKvm, ioc.KVM_GET_API_VERSION);
   t.deepEqual(seen, ['KVM_GET_API_VERSION']);
 });

@@ -3,7 +3,7 @@
  * (sev_vm_move_enc_context_from(), sev_vm_copy_enc_context_from()), dead VMs answering EIO, mirrors accepting only their four
  * commands, and VM destroy (sev_vm_destroy()): DEACTIVATE + DECOMMISSION, a mirror's owner alive until its last mirror.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { BackendFd } from '../../../../../lib/backend/contract.js';
 import { MockHost } from '../../../../../lib/backends/mock/index.js';
 import { KVM_SEV } from '../../../../../lib/uapi/constants.js';
@@ -18,11 +18,23 @@ import {
   kvm_sev_launch_start,
 } from '../../../../../lib/uapi/sev-structs.js';
 
-function setup() {
+/** A mock host with /dev/kvm and /dev/sev open; every fd opened through it here is closed at teardown. */
+function setup(t: ExecutionContext) {
   const host = new MockHost({ trace: true });
   const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const sev = host.open('/dev/sev');
-  const newVm = (type = 0) => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, type);
+  t.teardown(() => sev.close());
+  const newVm = (type = 0) => {
+    const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, type);
+    t.teardown(() => vm.close());
+    return vm;
+  };
+  const newVcpu = (vm: BackendFd, id = 0) => {
+    const vcpu = host.ioctlFd(vm, ioc.KVM_CREATE_VCPU, id);
+    t.teardown(() => vcpu.close());
+    return vcpu;
+  };
   const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) =>
     host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
   const code = (f: () => unknown) =>
@@ -44,11 +56,11 @@ function setup() {
     op(v, KVM_SEV.GUEST_STATUS, s);
     return kvm_sev_guest_status.decode(s.bytes);
   };
-  return { host, kvm, sev, newVm, op, code, cap, launch, status };
+  return { host, kvm, sev, newVm, newVcpu, op, code, cap, launch, status };
 }
 
 test('MOVE: the checks in order, then the context moves and the source is dead (EIO for everything)', (t) => {
-  const s = setup();
+  const s = setup(t);
   const src = s.newVm(2);
   const dst = s.newVm(2);
   const other = s.newVm(0);
@@ -110,10 +122,10 @@ test('MOVE: the checks in order, then the context moves and the source is dead (
 });
 
 test('MOVE of an SEV-ES context needs equal vCPU counts and every source VMSA encrypted; the protected state moves', (t) => {
-  const s = setup();
+  const s = setup(t);
   const src = s.newVm(3);
   s.op(src, KVM_SEV.INIT2, kvm_sev_init.arg({}));
-  const v0 = s.host.ioctlFd(src, ioc.KVM_CREATE_VCPU, 0);
+  const v0 = s.newVcpu(src);
   s.launch(src, 0x4); // policy ES
   const dst = s.newVm(3);
   t.is(
@@ -121,7 +133,7 @@ test('MOVE of an SEV-ES context needs equal vCPU counts and every source VMSA en
     'EINVAL',
     'vCPU counts differ',
   );
-  const d0 = s.host.ioctlFd(dst, ioc.KVM_CREATE_VCPU, 0);
+  const d0 = s.newVcpu(dst);
   t.is(
     s.code(() => s.cap(dst, 206, src)),
     'EINVAL',
@@ -151,7 +163,7 @@ test('MOVE of an SEV-ES context needs equal vCPU counts and every source VMSA en
 });
 
 test('COPY: checks, mirrors accept only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG_* (EINVAL first, before unknown ids)', (t) => {
-  const s = setup();
+  const s = setup(t);
   const owner = s.newVm(0);
   const mirror = s.newVm(0);
   t.is(
@@ -162,7 +174,7 @@ test('COPY: checks, mirrors accept only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG
   s.op(owner, KVM_SEV.INIT);
   s.launch(owner);
   const withVcpu = s.newVm(0);
-  s.host.ioctlFd(withVcpu, ioc.KVM_CREATE_VCPU, 0);
+  s.newVcpu(withVcpu);
   t.is(
     s.code(() => s.cap(withVcpu, 197, owner)),
     'EINVAL',
@@ -204,6 +216,7 @@ test('COPY: checks, mirrors accept only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG
     'allowed on mirrors, but this is no SEV-ES guest',
   );
   const m = s.host.mmapAnonymous(0x1000);
+  t.teardown(() => m.unmap());
   const region = kvm_enc_region.arg({ addr: { kind: 'mapping', mapping: m, offset: 0, length: 0x1000 }, size: 0x1000n });
   t.is(
     s.code(() => s.host.ioctl(mirror, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, region)),
@@ -213,15 +226,17 @@ test('COPY: checks, mirrors accept only LAUNCH_UPDATE_VMSA, GUEST_STATUS and DBG
     s.code(() => s.host.ioctl(mirror, ioc.KVM_MEMORY_ENCRYPT_UNREG_REGION, region)),
     'EINVAL',
   );
+  let late: BackendFd | undefined;
+  t.teardown(() => late?.close());
   t.is(
-    s.code(() => s.host.ioctlFd(mirror, ioc.KVM_CREATE_VCPU, 0)),
+    s.code(() => (late = s.host.ioctlFd(mirror, ioc.KVM_CREATE_VCPU, 0))),
     'ok',
     'vCPUs may come after mirroring',
   );
 });
 
 test('destroy: DEACTIVATE + DECOMMISSION, ASID to reclaim; the owner stays alive until its last mirror is gone', (t) => {
-  const s = setup();
+  const s = setup(t);
   const owner = s.newVm(0);
   s.op(owner, KVM_SEV.INIT);
   s.launch(owner);
@@ -250,10 +265,10 @@ test('destroy: DEACTIVATE + DECOMMISSION, ASID to reclaim; the owner stays alive
 });
 
 test('a vCPU fd keeps its VM alive; the VM goes when the last fd closes', (t) => {
-  const s = setup();
+  const s = setup(t);
   const vm = s.newVm(0);
   s.op(vm, KVM_SEV.INIT);
-  const vcpu = s.host.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
+  const vcpu = s.newVcpu(vm);
   vm.close();
   vm.close();
   t.is(s.host.sev.snapshot().vms.length, 1);

@@ -4,7 +4,7 @@
  * after a send, EEXIST for a second send, EPERM for SEV-ES, the target's preconditions, EFAULT for
  * unknown or used tokens, and what moves (ASID, handle, pages_locked, regions) and what is freed.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { BackendFd } from '../../../../../lib/backend/contract.js';
 import { MockHost } from '../../../../../lib/backends/mock/index.js';
 import { KVM_SEV } from '../../../../../lib/uapi/constants.js';
@@ -23,10 +23,19 @@ import {
 import { Kvm } from '../../../../../lib/kvm/kvm.js';
 import { SevGuestCommands, SevPlatform } from '../../../../../lib/sev/index.js';
 
-function setup(host = new MockHost({ kernel: 'local-migration-2021', trace: true })) {
+/** /dev/kvm, /dev/sev and 64 KiB of memory on a 2021-kernel mock; every fd opened through it here is closed at teardown. */
+function setup(t: ExecutionContext, host = new MockHost({ kernel: 'local-migration-2021', trace: true })) {
   const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const sev = host.open('/dev/sev');
+  t.teardown(() => sev.close());
   const mem = host.mmapAnonymous(0x10000);
+  t.teardown(() => mem.unmap()); // after the VMs (registered later, closed first)
+  const newVm = () => {
+    const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+    t.teardown(() => vm.close());
+    return vm;
+  };
   const code = (f: () => unknown) =>
     (() => {
       try {
@@ -54,7 +63,7 @@ function setup(host = new MockHost({ kernel: 'local-migration-2021', trace: true
   const region = (offset: number, length: number) =>
     kvm_enc_region.arg({ addr: { kind: 'mapping', mapping: mem, offset, length }, size: BigInt(length) });
   const guest = (es = false) => {
-    const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+    const vm = newVm();
     op(vm, es ? KVM_SEV.ES_INIT : KVM_SEV.INIT);
     return vm;
   };
@@ -72,11 +81,11 @@ function setup(host = new MockHost({ kernel: 'local-migration-2021', trace: true
     return vm;
   };
   const snap = () => host.sev.snapshot();
-  return { host, kvm, sev, mem, code, op, send, receive, region, guest, launched, snap };
+  return { host, kvm, sev, mem, newVm, code, op, send, receive, region, guest, launched, snap };
 }
 
 test('LOCAL_SEND: a random non-zero token; then only DBG_* works on the source (EPERM otherwise); a second send is EEXIST', (t) => {
-  const s = setup();
+  const s = setup(t);
   const other = s.send(s.launched());
   const src = s.launched(); // last to encrypt the shared test page
   const token = s.send(src);
@@ -102,7 +111,7 @@ test('LOCAL_SEND: a random non-zero token; then only DBG_* works on the source (
     'EEXIST',
   );
   t.is(
-    s.code(() => s.send(s.host.ioctlFd(s.kvm, ioc.KVM_CREATE_VM, 0))),
+    s.code(() => s.send(s.newVm())),
     'ENOTTY',
     'not an SEV guest',
   );
@@ -114,10 +123,10 @@ test('LOCAL_SEND: a random non-zero token; then only DBG_* works on the source (
 });
 
 test('LOCAL_RECEIVE: the target must be initialised (ENOTTY), not launched, without regions, not SEV-ES (EPERM)', (t) => {
-  const s = setup();
+  const s = setup(t);
   const token = s.send(s.launched());
   t.is(
-    s.code(() => s.receive(s.host.ioctlFd(s.kvm, ioc.KVM_CREATE_VM, 0), token)),
+    s.code(() => s.receive(s.newVm(), token)),
     'ENOTTY',
   );
   t.is(
@@ -151,7 +160,7 @@ test('LOCAL_RECEIVE: the target must be initialised (ENOTTY), not launched, with
 });
 
 test("ASID, handle, pages_locked and regions move; the target's own ASID is freed; the source dying afterwards leaves them", (t) => {
-  const s = setup();
+  const s = setup(t);
   const src = s.guest();
   s.host.ioctl(src, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, s.region(0, 0x4000));
   s.op(src, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
@@ -183,7 +192,7 @@ test("ASID, handle, pages_locked and regions move; the target's own ASID is free
 });
 
 test('destroying the source before the receive invalidates the token and tears the context down', (t) => {
-  const s = setup();
+  const s = setup(t);
   const src = s.guest();
   s.host.ioctl(src, ioc.KVM_MEMORY_ENCRYPT_REG_REGION, s.region(0, 0x2000));
   s.op(src, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
@@ -202,8 +211,8 @@ test('destroying the source before the receive invalidates the token and tears t
 });
 
 test('tokens are per host; in this profile INIT2 does not exist (22 is LOCAL_SEND) and there are no MOVE/COPY caps', async (t) => {
-  const a = setup();
-  const b = setup(new MockHost({ kernel: 'local-migration-2021' }));
+  const a = setup(t);
+  const b = setup(t, new MockHost({ kernel: 'local-migration-2021' }));
   const token = a.send(a.launched());
   t.is(
     b.code(() => b.receive(b.guest(), token)),
@@ -217,17 +226,23 @@ test('tokens are per host; in this profile INIT2 does not exist (22 is LOCAL_SEN
   );
   // The library above: with the opt-in, localSend/localReceive; without it, init2() reaches LOCAL_SEND.
   const kvm = Kvm.open({ backend: a.host });
+  t.teardown(() => kvm.close());
   const platform = SevPlatform.open(a.host);
+  t.teardown(() => platform.close());
   const vm = kvm.createVm();
+  t.teardown(() => vm.close());
   const c = new SevGuestCommands(vm, platform, { localMigration: { profile: 'local-migration-2021' } });
   await c.init();
   await c.launchStart({ policy: 0 });
   const tok = await c.localSend();
   const vm2 = kvm.createVm();
+  t.teardown(() => vm2.close());
   const c2 = new SevGuestCommands(vm2, platform, { localMigration: { profile: 'local-migration-2021' } });
   await c2.init();
   const { handle } = await c2.localReceive(tok);
   t.true(handle > 0);
-  const plain = new SevGuestCommands(kvm.createVm(), platform);
+  const vm3 = kvm.createVm();
+  t.teardown(() => vm3.close());
+  const plain = new SevGuestCommands(vm3, platform);
   await t.throwsAsync(plain.init2(), { code: 'ENOTTY' }, 'id 22 is LOCAL_SEND here: not an SEV guest');
 });

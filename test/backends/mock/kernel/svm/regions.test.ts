@@ -3,7 +3,7 @@
  * sev_mem_enc_register_region()), in both pinning modes (upfront: mainline; demand: seed 001), and ASID
  * allocation (sev_asid_new()).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { BackendFd } from '../../../../../lib/backend/contract.js';
 import { MockHost, type MockHostOptions } from '../../../../../lib/backends/mock/index.js';
 import { KVM_SEV } from '../../../../../lib/uapi/constants.js';
@@ -15,11 +15,25 @@ import type { GuestMapping } from '../../../../../lib/backend/contract.js';
 
 const MiB = 1n << 20n;
 
-function setup(opts: MockHostOptions = {}) {
+/** A mock host with /dev/kvm, /dev/sev and one VM open; every fd and mapping made through it here goes at teardown. */
+function setup(t: ExecutionContext, opts: MockHostOptions = {}) {
   const host = new MockHost(opts);
   const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const sev = host.open('/dev/sev');
+  t.teardown(() => sev.close());
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => vm.close());
+  const newVm = () => {
+    const v = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+    t.teardown(() => v.close());
+    return v;
+  };
+  const map = (size: number) => {
+    const m = host.mmapAnonymous(size);
+    t.teardown(() => m.unmap());
+    return m;
+  };
   const op = (v: BackendFd, id: number, data: IoctlStruct | null = null) =>
     host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
   const range = (m: GuestMapping, offset: number, length: number) => ({ kind: 'mapping' as const, mapping: m, offset, length });
@@ -28,12 +42,12 @@ function setup(opts: MockHostOptions = {}) {
   const unreg = (v: BackendFd, m: GuestMapping, offset: number, length: number) =>
     host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_UNREG_REGION, kvm_enc_region.arg({ addr: range(m, offset, length), size: BigInt(length) }));
   const locked = () => host.sev.snapshot().vms.map((v) => v.pagesLocked);
-  return { host, kvm, sev, vm, op, reg, unreg, range, locked };
+  return { host, kvm, sev, vm, newVm, map, op, reg, unreg, range, locked };
 }
 
 test('REG_REGION: ENOTTY before INIT, EINVAL for size 0; npages counts partial pages; overlapping registrations are fine', (t) => {
-  const s = setup({ memlock: { limit: 64n * MiB } });
-  const m = s.host.mmapAnonymous(0x10000);
+  const s = setup(t, { memlock: { limit: 64n * MiB } });
+  const m = s.map(0x10000);
   t.like(
     t.throws(() => s.reg(s.vm, m, 0, 0x1000)),
     { code: 'ENOTTY', request: 'KVM_MEMORY_ENCRYPT_REG_REGION' },
@@ -72,7 +86,7 @@ test('REG_REGION: ENOTTY before INIT, EINVAL for size 0; npages counts partial p
     { code: 'ENOMEM' },
   );
   // UNREG checks the mirror first, then ENOTTY.
-  const other = s.host.ioctlFd(s.kvm, ioc.KVM_CREATE_VM, 0);
+  const other = s.newVm();
   t.like(
     t.throws(() => s.unreg(other, m, 0, 0x1000)),
     { code: 'ENOTTY' },
@@ -80,8 +94,8 @@ test('REG_REGION: ENOTTY before INIT, EINVAL for size 0; npages counts partial p
 });
 
 test('upfront pinning: RLIMIT_MEMLOCK without CAP_IPC_LOCK is ENOMEM; CAP_IPC_LOCK lifts it; destroy unpins', (t) => {
-  const s = setup({ memlock: { limit: 16n * 4096n } });
-  const m = s.host.mmapAnonymous(0x40000);
+  const s = setup(t, { memlock: { limit: 16n * 4096n } });
+  const m = s.map(0x40000);
   s.op(s.vm, KVM_SEV.INIT);
   s.reg(s.vm, m, 0, 0x10000);
   t.like(
@@ -101,8 +115,8 @@ test('upfront pinning: RLIMIT_MEMLOCK without CAP_IPC_LOCK is ENOMEM; CAP_IPC_LO
   s.reg(s.vm, m, 0, 0x4000);
   s.vm.close();
   t.deepEqual(s.host.sev.snapshot().vms, [], 'destroyed');
-  const cap = setup({ memlock: { limit: 0n, capIpcLock: true } });
-  const m2 = cap.host.mmapAnonymous(0x40000);
+  const cap = setup(t, { memlock: { limit: 0n, capIpcLock: true } });
+  const m2 = cap.map(0x40000);
   cap.op(cap.vm, KVM_SEV.INIT);
   cap.reg(cap.vm, m2, 0, 0x40000);
   t.deepEqual(cap.locked(), [64]);
@@ -110,8 +124,8 @@ test('upfront pinning: RLIMIT_MEMLOCK without CAP_IPC_LOCK is ENOMEM; CAP_IPC_LO
 
 test('7.2 checks totalram; 6.12 does not', (t) => {
   const big = (kernel: '7.2' | '6.12') => {
-    const s = setup({ kernel, totalRam: 0x10000n });
-    const m = s.host.mmapAnonymous(0x20000);
+    const s = setup(t, { kernel, totalRam: 0x10000n });
+    const m = s.map(0x20000);
     s.op(s.vm, KVM_SEV.INIT);
     return () => s.reg(s.vm, m, 0, 0x20000);
   };
@@ -120,8 +134,8 @@ test('7.2 checks totalram; 6.12 does not', (t) => {
 });
 
 test('demand pinning: registration pins and charges nothing (even unmapped ranges); first use pins for good', (t) => {
-  const s = setup({ pinning: 'demand', memlock: { limit: 4n * 4096n } });
-  const m = s.host.mmapAnonymous(0x40000);
+  const s = setup(t, { pinning: 'demand', memlock: { limit: 4n * 4096n } });
+  const m = s.map(0x40000);
   s.op(s.vm, KVM_SEV.INIT);
   s.op(s.vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
   s.reg(s.vm, m, 0, 0x40000); // 64 pages > the 4-page limit: fine, nothing is pinned
@@ -142,8 +156,8 @@ test('demand pinning: registration pins and charges nothing (even unmapped range
 });
 
 test('DBG pins a page of each side while it works (ENOMEM at the limit)', (t) => {
-  const s = setup({ memlock: { limit: 1n * 4096n } });
-  const m = s.host.mmapAnonymous(0x4000);
+  const s = setup(t, { memlock: { limit: 1n * 4096n } });
+  const m = s.map(0x4000);
   s.op(s.vm, KVM_SEV.INIT);
   s.op(s.vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
   t.like(
@@ -156,7 +170,10 @@ test('ASIDs: lowest free of the class; freed ones wait for a flush; exhaustion i
   const naples = { processor: 'naples' as const }; // 15 SEV ASIDs, no SEV-ES
   const host = new MockHost(naples);
   const kvm = host.open('/dev/kvm');
-  const vms = Array.from({ length: 15 }, () => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0));
+  t.teardown(() => kvm.close());
+  const vms: BackendFd[] = [];
+  t.teardown(() => vms.forEach((v) => v.close()));
+  for (let i = 0; i < 15; i++) vms.push(host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0));
   const init = (v: BackendFd) => host.ioctl(v, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.INIT }));
   vms.forEach(init);
   t.deepEqual(
@@ -164,6 +181,7 @@ test('ASIDs: lowest free of the class; freed ones wait for a flush; exhaustion i
     Array.from({ length: 15 }, (_, i) => i + 1),
   );
   const extra = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => extra.close());
   t.like(
     t.throws(() => init(extra)),
     { code: 'EBUSY' },
@@ -182,9 +200,12 @@ test('ASIDs: lowest free of the class; freed ones wait for a flush; exhaustion i
   // SEV-ES uses [1, min_sev_asid - 1].
   const milan = new MockHost();
   const k2 = milan.open('/dev/kvm');
+  t.teardown(() => k2.close());
   const es = milan.ioctlFd(k2, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => es.close());
   milan.ioctl(es, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.ES_INIT }));
   const sv = milan.ioctlFd(k2, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => sv.close());
   milan.ioctl(sv, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.INIT }));
   t.deepEqual(milan.sev.snapshot().asidsHeld, [1, 100]);
 });
@@ -192,7 +213,9 @@ test('ASIDs: lowest free of the class; freed ones wait for a flush; exhaustion i
 test('a failed platform INIT rolls the ASID back (to the reclaim bitmap) and reports the firmware error', (t) => {
   const host = new MockHost({ faults: { failCommand: { nth: 1, status: 0x13 } }, trace: true });
   const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 2);
+  t.teardown(() => vm.close());
   const cmd = kvm_sev_cmd.arg({ id: 22, data: { flags: 0 }, error: 0x99 });
   t.like(
     t.throws(() => host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, cmd)),

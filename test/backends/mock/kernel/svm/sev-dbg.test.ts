@@ -4,7 +4,7 @@
  * kernel's own quirk on encrypt with an unaligned destination (only round_up(len, 16) bytes from the
  * rounded-down address are re-encrypted).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { MockHost } from '../../../../../lib/backends/mock/index.js';
 import { KVM_SEV } from '../../../../../lib/uapi/constants.js';
 import type { IoctlStruct } from '../../../../../lib/uapi/ioctl-arg.js';
@@ -14,11 +14,20 @@ import { kvm_sev_cmd, kvm_sev_dbg, kvm_sev_launch_start, kvm_sev_launch_update_d
 
 const SIZE = 0x4000;
 
-function launched() {
+/** A launched guest on a fresh mock host; its fds and memory are released at teardown. */
+function launched(t: ExecutionContext) {
   const host = new MockHost();
   const sev = host.open('/dev/sev');
-  const vm = host.ioctlFd(host.open('/dev/kvm'), ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => sev.close());
+  const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
+  const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => vm.close());
   const mem = host.mmapAnonymous(SIZE);
+  t.teardown(() => {
+    vm.close(); // first: the mapping backs the VM's memory slot
+    mem.unmap();
+  });
   host.ioctl(
     vm,
     ioc.KVM_SET_USER_MEMORY_REGION,
@@ -48,7 +57,7 @@ function launched() {
 }
 
 test('memory holds ciphertext, and DBG_DECRYPT is byte-exact at any offset and length', (t) => {
-  const g = launched();
+  const g = launched(t);
   t.notDeepEqual(new Uint8Array(g.mem.buffer).subarray(0, 64), g.plain.subarray(0, 64));
   const cases: [number, number][] = [
     [0, 16],
@@ -67,7 +76,7 @@ test('memory holds ciphertext, and DBG_DECRYPT is byte-exact at any offset and l
 });
 
 test('DBG_ENCRYPT: aligned and unaligned sources, destinations and lengths, across pages', (t) => {
-  const g = launched();
+  const g = launched(t);
   const model = g.plain.slice();
   const put = (data: Uint8Array, off: number) => {
     g.encrypt(data, off);
@@ -88,7 +97,7 @@ test('DBG_ENCRYPT: aligned and unaligned sources, destinations and lengths, acro
 });
 
 test('DBG argument checks: len 0, NULL src or dst are EINVAL; a lying length never reaches the kernel', (t) => {
-  const g = launched();
+  const g = launched(t);
   const code = (data: IoctlStruct) => {
     try {
       g.op(KVM_SEV.DBG_DECRYPT, data);

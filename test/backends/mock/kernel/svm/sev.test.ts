@@ -3,8 +3,8 @@
  * dispatch order, which errors copy the struct back and which echo the caller's `error`, length
  * queries, INIT/INIT2 checks, sev_fd handling, firmware statuses as EIO.
  */
-import test from 'ava';
-import type { BackendFd } from '../../../../../lib/backend/contract.js';
+import test, { type ExecutionContext } from 'ava';
+import type { BackendFd, VcpuRunHandle } from '../../../../../lib/backend/contract.js';
 import { MockHost, type MockHostOptions } from '../../../../../lib/backends/mock/index.js';
 import { KVM_SEV, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM } from '../../../../../lib/uapi/constants.js';
 import { ioctlStruct, type IoctlStruct } from '../../../../../lib/uapi/ioctl-arg.js';
@@ -24,11 +24,15 @@ import {
 } from '../../../../../lib/uapi/sev-structs.js';
 import { kvm_enable_cap } from '../../../../../lib/uapi/kvm-structs.js';
 
-function setup(opts: MockHostOptions = {}, type = KVM_X86_DEFAULT_VM) {
+/** A mock host with /dev/kvm, /dev/sev (where enabled) and a VM of `type` open; all closed at teardown. */
+function setup(t: ExecutionContext, opts: MockHostOptions = {}, type = KVM_X86_DEFAULT_VM) {
   const host = new MockHost(opts);
   const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const sev = opts.sev?.enabled === false ? undefined : host.open('/dev/sev');
+  t.teardown(() => sev?.close());
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, type);
+  t.teardown(() => vm.close());
   return { host, kvm, sev, vm };
 }
 
@@ -51,7 +55,7 @@ function op(host: MockHost, vm: BackendFd, id: number, data: IoctlStruct | null 
 }
 
 test('SEV disabled: ENOTTY for every command and for the NULL probe, /dev/sev absent', (t) => {
-  const { host, vm } = setup({ sev: { enabled: false } });
+  const { host, vm } = setup(t, { sev: { enabled: false } });
   const e = t.throws(() => host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP));
   t.like(e, { code: 'ENOTTY', errno: -25, syscall: 'ioctl', request: 'KVM_MEMORY_ENCRYPT_OP' });
   const r = op(host, vm, KVM_SEV.INIT, null, 0x1234);
@@ -64,13 +68,13 @@ test('SEV disabled: ENOTTY for every command and for the NULL probe, /dev/sev ab
 });
 
 test('NULL argument probe answers 0 with SEV enabled', (t) => {
-  const { host, vm } = setup();
+  const { host, vm } = setup(t);
   t.is(host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP), 0);
   t.is(host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, 0), 0);
 });
 
 test('unknown and unimplemented ids: EINVAL, struct not copied back', (t) => {
-  const { host, vm } = setup();
+  const { host, vm } = setup(t);
   for (const id of [10, 14, 19, 23, 50, 99, 104, 1000]) {
     const r = op(host, vm, id, null, 0xabcd);
     t.is(r.code, 'EINVAL', `id ${id}`);
@@ -79,7 +83,7 @@ test('unknown and unimplemented ids: EINVAL, struct not copied back', (t) => {
 });
 
 test("handlers failing before the firmware echo the caller's error; firmware failures write the status", (t) => {
-  const { host, vm, sev } = setup();
+  const { host, vm, sev } = setup(t);
   // !sev_guest: ENOTTY from the handler, struct copied back unchanged.
   const r = op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0x77, sev!.fd);
   t.is(r.code, 'ENOTTY');
@@ -101,7 +105,7 @@ test("handlers failing before the firmware echo the caller's error; firmware fai
 });
 
 test('LAUNCH_START: writes back the handle, uses cmd.sev_fd (EBADF for a non-/dev/sev fd)', (t) => {
-  const { host, kvm, vm, sev } = setup();
+  const { host, kvm, vm, sev } = setup(t);
   t.is(op(host, vm, KVM_SEV.INIT).r, 0);
   t.is(op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0, kvm.fd).code, 'EBADF');
   t.is(op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0, 999).code, 'EBADF');
@@ -118,7 +122,7 @@ test('LAUNCH_START: writes back the handle, uses cmd.sev_fd (EBADF for a non-/de
 });
 
 test('blobs: zero length or more than 16 KiB is EINVAL', (t) => {
-  const { host, vm, sev } = setup();
+  const { host, vm, sev } = setup(t);
   op(host, vm, KVM_SEV.INIT);
   const big = new Uint8Array(0x4001);
   t.is(op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0, session_uaddr: big }), 0, sev!.fd).code, 'EINVAL');
@@ -127,7 +131,7 @@ test('blobs: zero length or more than 16 KiB is EINVAL', (t) => {
 });
 
 test('LAUNCH_MEASURE: len 0 is a length query (EIO, INVALID_LEN, len 48); success writes 48; >16K EINVAL', (t) => {
-  const { host, vm, sev } = setup();
+  const { host, vm, sev } = setup(t);
   op(host, vm, KVM_SEV.INIT);
   op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0, sev!.fd);
   const q = kvm_sev_launch_measure.arg({});
@@ -152,7 +156,7 @@ test('LAUNCH_MEASURE: len 0 is a length query (EIO, INVALID_LEN, len 48); succes
 });
 
 test('GET_ATTESTATION_REPORT and SEND_START/SEND_UPDATE_DATA length queries write the lengths back', (t) => {
-  const { host, vm, sev } = setup();
+  const { host, vm, sev } = setup(t);
   op(host, vm, KVM_SEV.INIT);
   op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0, sev!.fd);
   t.is(op(host, vm, KVM_SEV.LAUNCH_MEASURE, kvm_sev_launch_measure.arg({ uaddr: new Uint8Array(48) })).r, 0);
@@ -175,8 +179,9 @@ test('GET_ATTESTATION_REPORT and SEND_START/SEND_UPDATE_DATA length queries writ
 });
 
 test('SEND/RECEIVE_UPDATE_DATA: a packet beyond one page is EINVAL', (t) => {
-  const { host, vm, sev } = setup();
+  const { host, vm, sev } = setup(t);
   const mem = host.mmapAnonymous(0x4000);
+  t.teardown(() => mem.unmap());
   op(host, vm, KVM_SEV.INIT);
   op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0, sev!.fd);
   const pkt = (offset: number, length: number) =>
@@ -191,17 +196,18 @@ test('SEND/RECEIVE_UPDATE_DATA: a packet beyond one page is EINVAL', (t) => {
 });
 
 test('INIT: only on DEFAULT VMs; a second INIT is EINVAL; vCPUs first is EINVAL; ES_INIT needs SEV-ES', (t) => {
-  const a = setup({}, KVM_X86_SEV_VM);
+  const a = setup(t, {}, KVM_X86_SEV_VM);
   t.is(op(a.host, a.vm, KVM_SEV.INIT).code, 'EINVAL');
-  const b = setup();
-  b.host.ioctlFd(b.vm, ioc.KVM_CREATE_VCPU, 0);
+  const b = setup(t);
+  const bv = b.host.ioctlFd(b.vm, ioc.KVM_CREATE_VCPU, 0);
+  t.teardown(() => bv.close());
   t.is(op(b.host, b.vm, KVM_SEV.INIT).code, 'EINVAL');
-  const c = setup();
+  const c = setup(t);
   t.is(op(c.host, c.vm, KVM_SEV.INIT).r, 0);
   t.is(op(c.host, c.vm, KVM_SEV.INIT).code, 'EINVAL');
-  const d = setup({ processor: 'naples' });
+  const d = setup(t, { processor: 'naples' });
   t.is(op(d.host, d.vm, KVM_SEV.ES_INIT).code, 'ENOTTY');
-  const e = setup({ sev: { es: false } });
+  const e = setup(t, { sev: { es: false } });
   t.is(op(e.host, e.vm, KVM_SEV.ES_INIT).code, 'ENOTTY');
   t.is(op(e.host, e.vm, KVM_SEV.INIT).r, 0);
 });
@@ -209,26 +215,26 @@ test('INIT: only on DEFAULT VMs; a second INIT is EINVAL; vCPUs first is EINVAL;
 test('INIT2: need_init, flags, vmsa_features, ghcb_version rules, and only on SEV VM types', (t) => {
   const i2 = (host: MockHost, vm: BackendFd, v: Parameters<typeof kvm_sev_init.arg>[0]) =>
     op(host, vm, KVM_SEV.INIT2, kvm_sev_init.arg(v)).code;
-  const d = setup();
+  const d = setup(t);
   t.is(i2(d.host, d.vm, {}), 'EINVAL', 'DEFAULT VM');
-  const s = setup({}, KVM_X86_SEV_VM);
+  const s = setup(t, {}, KVM_X86_SEV_VM);
   t.is(i2(s.host, s.vm, { flags: 1 }), 'EINVAL');
   t.is(i2(s.host, s.vm, { vmsa_features: 1n << 5n }), 'EINVAL', 'SEV takes no vmsa_features');
   t.is(i2(s.host, s.vm, { ghcb_version: 1 }), 'EINVAL', 'SEV takes ghcb_version 0');
   t.is(i2(s.host, s.vm, {}), undefined);
   t.is(i2(s.host, s.vm, {}), 'EINVAL', 'a second INIT2');
-  const es = setup({}, KVM_X86_SEV_ES_VM);
+  const es = setup(t, {}, KVM_X86_SEV_ES_VM);
   t.is(i2(es.host, es.vm, { ghcb_version: 3 }), 'EINVAL');
   t.is(i2(es.host, es.vm, { vmsa_features: 1n << 9n }), 'EINVAL', 'SECURE_TSC is SNP-only');
   t.is(i2(es.host, es.vm, { vmsa_features: 1n << 5n }), undefined, 'DEBUG_SWAP');
-  const old = setup({ kernel: 'local-migration-2021' });
+  const old = setup(t, { kernel: 'local-migration-2021' });
   const r = op(old.host, old.vm, KVM_SEV.INIT);
   t.is(r.r, 0);
   t.is(op(old.host, old.vm, KVM_SEV.INIT).code, 'EBUSY', 'the 2021 kernel answers a second INIT with EBUSY');
 });
 
 test('SNP guests: every id < 100 is EPERM (second INIT2, GUEST_STATUS, DBG); SNP_LAUNCH_START without SNP firmware is ENOTTY', (t) => {
-  const { host, vm } = setup({ sev: { snp: true } }, KVM_X86_SNP_VM);
+  const { host, vm } = setup(t, { sev: { snp: true } }, KVM_X86_SNP_VM);
   t.is(op(host, vm, KVM_SEV.INIT2, kvm_sev_init.arg({})).r, 0);
   for (const id of [KVM_SEV.INIT2, KVM_SEV.GUEST_STATUS, KVM_SEV.DBG_DECRYPT, 10, 99]) {
     t.is(op(host, vm, id, null, 0x42).code, 'EPERM', `id ${id}`);
@@ -238,7 +244,7 @@ test('SNP guests: every id < 100 is EPERM (second INIT2, GUEST_STATUS, DBG); SNP
   t.is(op(host, vm, KVM_SEV.SNP_LAUNCH_START, kvm_sev_snp_launch_start.arg({ policy: 1n << 17n })).code, 'ENOTTY');
   t.is(op(host, vm, KVM_SEV.SNP_LAUNCH_FINISH, null).code, 'EINVAL', 'no launch context');
   t.is(op(host, vm, KVM_SEV.SNP_ENABLE_REQ_CERTS).r, 0);
-  const on612 = setup({ kernel: '6.12', sev: { snp: true } }, KVM_X86_SNP_VM);
+  const on612 = setup(t, { kernel: '6.12', sev: { snp: true } }, KVM_X86_SNP_VM);
   op(on612.host, on612.vm, KVM_SEV.INIT2, kvm_sev_init.arg({}));
   t.is(op(on612.host, on612.vm, KVM_SEV.SNP_ENABLE_REQ_CERTS).code, 'EINVAL', 'absent in 6.12');
   t.is(
@@ -249,7 +255,7 @@ test('SNP guests: every id < 100 is EPERM (second INIT2, GUEST_STATUS, DBG); SNP
 });
 
 test('KVM_CAP_VM_TYPES and VM creation by profile; KVM_RUN before INIT2 is EINVAL', (t) => {
-  const { host, kvm } = setup();
+  const { host, kvm } = setup(t);
   t.is(host.ioctl(kvm, ioc.KVM_CHECK_EXTENSION, 235), 0b1101);
   t.like(
     t.throws(() => host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 4)),
@@ -260,8 +266,10 @@ test('KVM_CAP_VM_TYPES and VM creation by profile; KVM_RUN before INIT2 is EINVA
     { code: 'EINVAL' },
   );
   const naples = new MockHost({ processor: 'naples' });
-  t.is(naples.ioctl(naples.open('/dev/kvm'), ioc.KVM_CHECK_EXTENSION, 235), 0b101);
-  const old = setup({ kernel: 'local-migration-2021' });
+  const naplesKvm = naples.open('/dev/kvm');
+  t.teardown(() => naplesKvm.close());
+  t.is(naples.ioctl(naplesKvm, ioc.KVM_CHECK_EXTENSION, 235), 0b101);
+  const old = setup(t, { kernel: 'local-migration-2021' });
   t.is(old.host.ioctl(old.kvm, ioc.KVM_CHECK_EXTENSION, 235), 0);
   t.is(old.host.ioctl(old.kvm, ioc.KVM_CHECK_EXTENSION, 206), 0);
   t.is(old.host.ioctl(old.kvm, ioc.KVM_CHECK_EXTENSION, 197), 0);
@@ -271,25 +279,33 @@ test('KVM_CAP_VM_TYPES and VM creation by profile; KVM_RUN before INIT2 is EINVA
   );
   t.is(host.ioctl(kvm, ioc.KVM_CHECK_EXTENSION, 206), 1);
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, KVM_X86_SEV_VM);
+  t.teardown(() => vm.close());
   const vcpu = host.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
+  t.teardown(() => vcpu.close());
   const runner = host.createRunner(vcpu, 12288);
+  t.teardown(() => runner.close());
   t.like(
     t.throws(() => runner.runSync()),
     { code: 'EINVAL', request: 'KVM_RUN' },
   );
   const dvm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => dvm.close());
   const dv = host.ioctlFd(dvm, ioc.KVM_CREATE_VCPU, 0);
+  t.teardown(() => dv.close());
+  let r1: VcpuRunHandle | undefined;
+  t.teardown(() => r1?.close());
   t.like(
-    t.throws(() => host.createRunner(dv, 12288).runSync()),
+    t.throws(() => (r1 = host.createRunner(dv, 12288)).runSync()),
     { code: 'ERR_KVM_SEV_MOCK_NO_EXECUTION' },
   );
   const r2 = host.createRunner(dv, 12288);
+  t.teardown(() => r2.close());
   r2.kick();
   t.is(r2.runSync(), -4, 'a kick makes the next run return -EINTR');
 });
 
 test('ENABLE_CAP on the VM: flags must be 0; MOVE/COPY with a bad fd are EBADF', (t) => {
-  const { host, kvm, vm } = setup();
+  const { host, kvm, vm } = setup(t);
   const cap = (c: number, arg0: bigint, flags = 0) =>
     host.ioctl(vm, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap: c, flags, args: [arg0, 0n, 0n, 0n] }));
   t.like(
@@ -316,8 +332,9 @@ test('ENABLE_CAP on the VM: flags must be 0; MOVE/COPY with a bad fd are EBADF',
 });
 
 test("the firmware's status reaches userspace as EIO with error = status (LAUNCH_UPDATE_DATA on a bad length)", (t) => {
-  const { host, vm, sev } = setup();
+  const { host, vm, sev } = setup(t);
   const mem = host.mmapAnonymous(0x2000);
+  t.teardown(() => mem.unmap());
   op(host, vm, KVM_SEV.INIT);
   op(host, vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }), 0, sev!.fd);
   const r = op(
