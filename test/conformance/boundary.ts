@@ -147,7 +147,7 @@ export function boundarySuite(target: BackendTarget): void {
     target.req,
     `${target.name}: kvm_sev_cmd.data is laid out by the VM's KVM_SEV command-id table (upstream here); the table calls take open VM fds only`,
     (t) => {
-      const { b, kvm, vm, vcpu, close } = setup(target);
+      const { b, kvm, vm, vcpu, close } = setup(t, target);
       t.true(b.sevCommandTable(vm).equals(SevCommandTable.UPSTREAM));
       t.notThrows(() => b.setSevCommandTable(vm, SevCommandTable.UPSTREAM));
       // Upstream, id 22 is INIT2: the 8-byte LOCAL_SEND struct is too short, through the codec and past it.

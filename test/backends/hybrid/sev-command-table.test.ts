@@ -4,7 +4,6 @@
  * and a caller who says otherwise is refused.
  */
 import type { ExecutionContext } from 'ava';
-import type { BackendFd } from '../../../lib/backend/contract.js';
 import { HybridBackend } from '../../../lib/backends/hybrid/hybrid-backend.js';
 import { KVM_SEV } from '../../../lib/uapi/constants.js';
 import * as ioc from '../../../lib/uapi/ioctls.js';
@@ -22,12 +21,12 @@ function code(t: ExecutionContext, f: () => unknown, c: string): void {
 
 hwTest(req, "hybrid on 'local-migration-2021': id 22 is LOCAL_SEND with its 8-byte struct; another table is refused", (t) => {
   const b = new HybridBackend({ kernel: 'local-migration-2021' });
-  const fds: BackendFd[] = [];
-  t.teardown(() => fds.reverse().forEach((f) => f.close()));
   const kvm = b.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const sev = b.open('/dev/sev');
+  t.teardown(() => sev.close());
   const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  fds.push(kvm, sev, vm);
+  t.teardown(() => vm.close());
   const table = b.sevCommandTable(vm);
   t.is(table, SevCommandTable.LOCAL_MIGRATION_2021);
   const op = (id: number, data: Parameters<typeof table.kvm_sev_cmd.arg>[0]['data'] = null) =>

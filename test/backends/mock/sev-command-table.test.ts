@@ -20,21 +20,24 @@ function code(t: ExecutionContext, f: () => unknown, c: string): void {
 
 function setup(t: ExecutionContext, kernel: '7.2' | 'local-migration-2021') {
   const host = new MockHost({ kernel, trace: true });
-  const fds: BackendFd[] = [];
-  const own = (f: BackendFd) => (fds.push(f), f);
-  t.teardown(() => fds.reverse().forEach((f) => f.close()));
-  const kvm = own(host.open('/dev/kvm'));
-  const sev = own(host.open('/dev/sev'));
-  const createVm = (type = 0) => own(host.ioctlFd(kvm, ioc.KVM_CREATE_VM, type));
+  const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
+  const sev = host.open('/dev/sev');
+  t.teardown(() => sev.close());
+  const newVmFd = (type = 0) => {
+    const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, type);
+    t.teardown(() => vm.close());
+    return vm;
+  };
   /** KVM_MEMORY_ENCRYPT_OP laid out by the table of the kernel behind `vm`. */
   const op = (vm: BackendFd, id: number, data: IoctlStruct | Record<string, unknown> | null = null) =>
     host.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, host.sevCommandTable(vm).kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd }));
-  return { host, kvm, sev, createVm, op };
+  return { host, kvm, sev, newVmFd, op };
 }
 
 test('local-migration-2021: a raw KVM_MEMORY_ENCRYPT_OP with id 22 and the 8-byte kvm_sev_local_send works, and 23 redeems it', (t) => {
-  const { host, createVm, op } = setup(t, 'local-migration-2021');
-  const source = createVm();
+  const { host, newVmFd, op } = setup(t, 'local-migration-2021');
+  const source = newVmFd();
   t.is(host.sevCommandTable(source), SevCommandTable.LOCAL_MIGRATION_2021);
   op(source, KVM_SEV.INIT);
   op(source, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
@@ -43,7 +46,7 @@ test('local-migration-2021: a raw KVM_MEMORY_ENCRYPT_OP with id 22 and the 8-byt
   const token = kvm_sev_local_send.decode(send.bytes).info_token;
   t.not(token, 0n, 'LOCAL_SEND wrote its token back into the 8-byte struct');
 
-  const target = createVm();
+  const target = newVmFd();
   op(target, KVM_SEV.INIT);
   const recv = kvm_sev_local_receive.arg({ info_token: token });
   t.is(op(target, 23, recv), 0);
@@ -56,8 +59,8 @@ test('local-migration-2021: a raw KVM_MEMORY_ENCRYPT_OP with id 22 and the 8-byt
 });
 
 test('7.2: id 22 is KVM_SEV_INIT2 with the 48-byte kvm_sev_init; the 8-byte struct is refused by the codec and by the boundary', (t) => {
-  const { host, createVm, op } = setup(t, '7.2');
-  const vm = createVm(KVM_X86_SEV_VM);
+  const { host, newVmFd, op } = setup(t, '7.2');
+  const vm = newVmFd(KVM_X86_SEV_VM);
   const table = host.sevCommandTable(vm);
   t.is(table, SevCommandTable.UPSTREAM);
   code(t, () => op(vm, 22, kvm_sev_local_send.arg({})), 'ERR_OUT_OF_RANGE');
@@ -80,8 +83,8 @@ test('7.2: id 22 is KVM_SEV_INIT2 with the 48-byte kvm_sev_init; the 8-byte stru
 test('two kernels in one process: each VM speaks its own kernel profile; another table is refused, typed', (t) => {
   const old = setup(t, 'local-migration-2021');
   const cur = setup(t, '7.2');
-  const a = old.createVm();
-  const b = cur.createVm();
+  const a = old.newVmFd();
+  const b = cur.newVmFd();
   t.is(old.host.sevCommandTable(a), SevCommandTable.LOCAL_MIGRATION_2021);
   t.is(cur.host.sevCommandTable(b), SevCommandTable.UPSTREAM);
   t.notThrows(() => old.host.setSevCommandTable(a, SevCommandTable.LOCAL_MIGRATION_2021));
@@ -103,7 +106,7 @@ test('two kernels in one process: each VM speaks its own kernel profile; another
   code(t, () => cur.host.sevCommandTable(cur.sev), 'ERR_INVALID_ARG_VALUE');
   code(t, () => cur.host.sevCommandTable(a), 'ERR_INVALID_ARG_TYPE');
   code(t, () => cur.host.setSevCommandTable(b, { localMigration: undefined } as never), 'ERR_INVALID_ARG_TYPE');
-  const gone = cur.createVm();
+  const gone = cur.newVmFd();
   gone.close();
   code(t, () => cur.host.sevCommandTable(gone), 'EBADF');
 });

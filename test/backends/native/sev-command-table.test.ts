@@ -21,14 +21,19 @@ function sevOff(): Requirement {
   if (!kvmReq.ok) return kvmReq;
   const b = new NativeBackend();
   const kvm = b.open('/dev/kvm');
-  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
   try {
-    b.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP);
-    return { ok: false, reason: 'SEV is enabled on this host: a LOCAL_SEND struct must not reach a kernel that reads id 22 as INIT2' };
-  } catch (e) {
-    return (e as { code?: string }).code === 'ENOTTY' ? { ok: true, reason: '' } : { ok: false, reason: `the probe answered ${String(e)}` };
+    const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+    try {
+      b.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP);
+      return { ok: false, reason: 'SEV is enabled on this host: a LOCAL_SEND struct must not reach a kernel that reads id 22 as INIT2' };
+    } catch (e) {
+      return (e as { code?: string }).code === 'ENOTTY'
+        ? { ok: true, reason: '' }
+        : { ok: false, reason: `the probe answered ${String(e)}` };
+    } finally {
+      vm.close();
+    }
   } finally {
-    vm.close();
     kvm.close();
   }
 }
@@ -45,19 +50,17 @@ function raw(id: number, data: IoctlStruct): IoctlStruct {
 
 function setup(t: ExecutionContext) {
   const b = new NativeBackend();
-  const fds: BackendFd[] = [];
-  t.teardown(() => fds.reverse().forEach((f) => f.close()));
   const kvm = b.open('/dev/kvm');
-  fds.push(kvm);
+  t.teardown(() => kvm.close());
   const createVm = () => {
     const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-    fds.push(vm);
+    t.teardown(() => vm.close());
     return vm;
   };
   const patched = createVm();
   const plain = createVm();
   b.setSevCommandTable(patched, SevCommandTable.LOCAL_MIGRATION_2021);
-  return { b, kvm, patched, plain, createVm, own: (f: BackendFd) => fds.push(f) };
+  return { b, kvm, patched, plain, createVm };
 }
 
 hwTest(kvmReq, 'two VMs, one told its kernel has LOCAL_SEND/RECEIVE at 22/23: each marshals by its own table', (t) => {
@@ -97,13 +100,15 @@ hwTest(kvmReq, 'two VMs, one told its kernel has LOCAL_SEND/RECEIVE at 22/23: ea
 });
 
 hwTest(kvmReq, 'a VM fd received over a socket has its own table (upstream), whatever the sender told its fd', async (t) => {
-  const { b, patched, own } = setup(t);
+  const { b, patched } = setup(t);
   const [s1, s2] = b.socketPair();
-  own(s1);
-  own(s2);
+  t.teardown(() => {
+    s1.close();
+    s2.close();
+  });
   await b.sendFds(s1, new Uint8Array([1]), [patched]);
   const { fds } = await b.recvFds(s2, 1, 1);
-  fds.forEach(own);
+  t.teardown(() => fds.forEach((f) => f.close()));
   const received = fds[0]!;
   t.is(received.kind, 'vm');
   t.is(b.sevCommandTable(patched), SevCommandTable.LOCAL_MIGRATION_2021);
