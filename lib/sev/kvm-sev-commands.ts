@@ -17,12 +17,13 @@
  * await cmds.init();                                           // KVM_SEV_INIT
  * await cmds.launchStart({ policy: SEV_POLICY.NODBG });        // KVM_SEV_LAUNCH_START
  * await cmds.launchUpdateData(mem.range(0n, 0x1000));          // encrypts the page in place
- * const { measurement, mnonce } = await cmds.launchMeasure();  // hand these to the guest owner
+ * const measurement = await cmds.launchMeasure();              // { measure, mnonce }: hand it to the guest owner
  * await cmds.launchFinish();
  * ```
  */
 import type { BackendFd } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';
+import type { LaunchMeasurement } from '../crypto/measurement.js';
 import { Vm } from '../kvm/vm.js';
 import type { ArgInput, ValueOf } from '../uapi/codec.js';
 import {
@@ -119,13 +120,8 @@ export interface SevPacketOptions {
   trans: Uint8Array;
 }
 
-/** KVM_SEV_LAUNCH_MEASURE result. */
-export interface LaunchMeasurement {
-  /** HMAC-SHA256 over the launch digest (32 bytes). */
-  measurement: Uint8Array;
-  /** The firmware's nonce (16 bytes). */
-  mnonce: Uint8Array;
-}
+/** KVM_SEV_LAUNCH_MEASURE's result, the shape every guest-owner function takes (`kvm-sev/owner`). */
+export type { LaunchMeasurement } from '../crypto/measurement.js';
 
 /** KVM_SEV_GUEST_STATUS result. */
 export interface SevGuestStatus {
@@ -492,7 +488,7 @@ export class SevGuestCommands {
         `KVM_SEV_LAUNCH_MEASURE wrote ${written} bytes, expected ${SEV_MEASUREMENT_SIZE}`,
       );
     }
-    return { measurement: buf.slice(0, 32), mnonce: buf.slice(32, 48) };
+    return { measure: buf.slice(0, 32), mnonce: buf.slice(32, 48) };
   }
 
   /** KVM_SEV_LAUNCH_FINISH: the guest becomes runnable (RUNNING). */
