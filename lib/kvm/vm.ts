@@ -9,7 +9,7 @@
  * ```
  */
 import type { Backend, BackendFd } from '../backend/contract.js';
-import { KvmSevError } from '../backend/errors.js';
+import { explainKvmError, KvmSevError } from '../backend/errors.js';
 import { invalidArgType, outOfRange } from '../uapi/errors.js';
 import type { IoctlStruct, MappingRange } from '../uapi/ioctl-arg.js';
 import * as ioc from '../uapi/ioctls.js';
@@ -125,7 +125,20 @@ export class Vm implements Disposable, AsyncDisposable {
   /** KVM_CREATE_VCPU; ids count up from 0 by default. */
   createVcpu(id: number = this.nextVcpuId): Vcpu {
     if (!Number.isSafeInteger(id) || id < 0) throw outOfRange('id', 'an integer >= 0', id);
-    const fd = this.backend.ioctlFd(this.fd, ioc.KVM_CREATE_VCPU, id);
+    let fd: BackendFd;
+    try {
+      fd = this.backend.ioctlFd(this.fd, ioc.KVM_CREATE_VCPU, id);
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'EEXIST') throw e;
+      const here = this.vcpuList.some((v) => v.id === id);
+      throw explainKvmError(
+        e,
+        `vCPU id ${id} already exists in this VM`,
+        here
+          ? `vm.createVcpu(${id}) was called before: use that Vcpu, or createVcpu() with no id for the next free one`
+          : `another fd of this VM (one received from another process, or a Vm over the same VM fd) created vCPU ${id}; pick another id`,
+      );
+    }
     const v = new Vcpu(this, id, fd);
     this.vcpus.add(v);
     this.nextVcpuId = Math.max(this.nextVcpuId, id + 1);

@@ -120,6 +120,12 @@ export interface SevPacketOptions {
   trans: Uint8Array;
 }
 
+/**
+ * VMs that got their SEV context by MOVE, whichever SevGuestCommands did it: KVM leaves the /dev/sev
+ * fd of LAUNCH_START behind, so their EBADF hints say so.
+ */
+const moveDestinations = new WeakSet<Vm>();
+
 /** KVM_SEV_LAUNCH_MEASURE's result, the shape every guest-owner function takes (`kvm-sev/owner`). */
 export type { LaunchMeasurement } from '../crypto/measurement.js';
 
@@ -305,6 +311,7 @@ export class SevGuestCommands {
       ...(errorWord !== undefined ? { errorWord } : {}),
       vmType: this.vm.type,
       vmClosed: this.vm.closed,
+      ...(moveDestinations.has(this.vm) ? { movedIn: true } : {}),
       ...(sevFd !== undefined ? { sevFd } : {}),
       ...(sevEnabled !== undefined ? { sevEnabled } : {}),
       ...(native && sevEnabled === false ? { hostSev: hostSevFacts() } : {}),
@@ -739,6 +746,7 @@ export class SevGuestCommands {
     } catch (e) {
       throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
     }
+    moveDestinations.add(this.vm);
   }
 
   /**
@@ -754,6 +762,7 @@ export class SevGuestCommands {
     } catch (e) {
       throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
     }
+    moveDestinations.add(this.vm);
   }
 
   /**
