@@ -1,6 +1,15 @@
 // The old VMM: launches an SEV guest, runs it, then hands it to the new VMM over its Unix socket.
-import { Kvm, SevGuestCommands, SevLaunch, SevPlatform, counterProgram, handOff, loadProgram } from '../../lib/index.js';
-import { pickEncContextMethod, sevHandoff } from '../../lib/index.js';
+import {
+  Kvm,
+  SevGuestCommands,
+  SevLaunch,
+  SevPlatform,
+  counterProgram,
+  handOff,
+  loadProgram,
+  pickEncContextMethod,
+  sevHandoff,
+} from '../../lib/index.js';
 import { HybridBackend } from '../../lib/backends/hybrid/index.js';
 import { KVM_X86_SEV_VM } from '../../lib/uapi/index.js';
 

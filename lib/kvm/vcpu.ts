@@ -54,6 +54,26 @@ function wholeArea(name: string, v: unknown, size: number): void {
     );
 }
 
+/**
+ * A vCPU fd: one method per vCPU ioctl, and `run()`. Setters change what they name and keep the
+ * rest (`setRegs({ rip })` moves RIP only). `run()` issues KVM_RUN on the vCPU's own thread, so the
+ * event loop runs on while the guest does; `runSync()` blocks the calling thread instead.
+ *
+ * ```ts
+ * import { Asm16, Kvm, NativeBackend } from 'kvm-sev';
+ * using kvm = Kvm.open({ backend: new NativeBackend() }); // real KVM: the pure mock runs no guest code
+ * using vm = kvm.createVm();
+ * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+ * mem.write(0x1000n, new Asm16(0x1000).movImm16('dx', 0x3f8).movImm8('al', 0x41).outDxAl().hlt().assemble());
+ * using vcpu = vm.createVcpu(0);
+ * vcpu.setSregs({ cs: { base: 0n, selector: 0 } }); // real mode at 0:0x1000; the rest of the reset state stays
+ * vcpu.setRegs({ rip: 0x1000n, rsp: 0x8000n }); // only RIP and RSP change
+ * const out = await vcpu.run(); // OUT DX, AL
+ * if (out.reason === 'io') console.log(out.direction, out.port.toString(16), String.fromCharCode(out.data[0]!)); // out 3f8 A
+ * const hlt = await vcpu.run();
+ * console.log(hlt.reason, vcpu.getRegs().rsp); // hlt 32768n
+ * ```
+ */
 export class Vcpu implements Disposable, AsyncDisposable {
   readonly vm: Vm;
   readonly id: number;

@@ -1,13 +1,4 @@
-/**
- * A VM fd: memory slots, vCPUs, capabilities, and the raw SEV entry points (KVM_MEMORY_ENCRYPT_OP,
- * KVM_MEMORY_ENCRYPT_REG/UNREG_REGION) that the SEV layer builds on.
- *
- * ```ts
- * await using vm = kvm.createVm();
- * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
- * const vcpu = vm.createVcpu(0);
- * ```
- */
+/** A VM fd (see {@link Vm}). */
 import type { Backend, BackendFd } from '../backend/contract.js';
 import { explainKvmError, KvmSevError } from '../backend/errors.js';
 import { invalidArgType, outOfRange } from '../uapi/errors.js';
@@ -37,6 +28,22 @@ export interface AddMemoryOptions {
   flags?: number;
 }
 
+/**
+ * A VM fd: memory slots, vCPUs, capabilities, and the raw SEV entry points (KVM_MEMORY_ENCRYPT_OP,
+ * KVM_MEMORY_ENCRYPT_REG/UNREG_REGION) that the SEV layer builds on. Made by {@link Kvm.createVm};
+ * closing it closes its vCPUs and unmaps the memory it added.
+ *
+ * ```ts
+ * import { Kvm } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ * using kvm = Kvm.open({ backend: new MockHost() }); // runs anywhere; NativeBackend for the real /dev/kvm
+ * using vm = kvm.createVm();
+ * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 }); // anonymous memory in slot 0
+ * const fw = vm.addMemory({ guestPhysAddr: 0xfff0_0000n, size: 0x10_0000, memfd: true }); // memfd-backed, as a handoff needs
+ * const vcpu = vm.createVcpu(); // id 0; the next one is 1
+ * console.log(vm.memoryAt(0x1000n) === mem, vm.memoryAt(0xffff_fff0n) === fw, vcpu.id); // true true 0
+ * ```
+ */
 export class Vm implements Disposable, AsyncDisposable {
   readonly kvm: Kvm;
   readonly fd: BackendFd;

@@ -4,6 +4,8 @@
  * host's API returns goes into these functions as is, and back: `measured.measurement` (a
  * {@link LaunchMeasurement}) into verifyMeasurement and buildSecret, buildSecret's packet into
  * `measured.launchSecret`.
+ *
+ * @module kvm-sev/owner
  */
 export { verifyChain, parseCertBundle, parsePlatformCerts } from './chain.js';
 export type { OwnerChainInput, PlatformCertBundle } from './chain.js';

@@ -6,9 +6,9 @@
  * Node-style typed error before any ioctl.
  *
  * ```ts
- * import { Kvm, NativeBackend, SevGuestCommands, SevPlatform } from 'kvm-sev';
+ * import { Kvm, SevGuestCommands, SevPlatform, openHost } from 'kvm-sev';
  * import { SEV_POLICY } from 'kvm-sev/uapi';
- * using kvm = Kvm.open({ backend: new NativeBackend() });
+ * using kvm = Kvm.open({ backend: (await openHost()).backend }); // native on an SEV host; else hybrid or mock
  * using vm = kvm.createVm();
  * using sev = SevPlatform.open(kvm.backend);
  * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
@@ -19,6 +19,7 @@
  * await cmds.launchUpdateData(mem.range(0n, 0x1000));          // encrypts the page in place
  * const measurement = await cmds.launchMeasure();              // { measure, mnonce }: hand it to the guest owner
  * await cmds.launchFinish();
+ * console.log((await cmds.guestStatus()).stateName, measurement.measure.length); // RUNNING 32
  * ```
  */
 import type { BackendFd } from '../backend/contract.js';

@@ -4,8 +4,9 @@
  * out-of-order launch does not type-check (as in virtee/sev's `Launcher<State>`).
  *
  * ```ts
- * import { Kvm, SevLaunch, SevPlatform, KVM_X86_SEV_VM } from 'kvm-sev';
+ * import { Kvm, SevLaunch, SevPlatform } from 'kvm-sev';
  * import { MockHost } from 'kvm-sev/mock';
+ * import { KVM_X86_SEV_VM } from 'kvm-sev/uapi';
  * using kvm = Kvm.open({ backend: new MockHost() });
  * using vm = kvm.createVm(KVM_X86_SEV_VM);
  * using platform = SevPlatform.open(kvm.backend);
@@ -14,8 +15,8 @@
  * const launching = await guest.launchStart({ policy: 0 });                  // → LUPDATE
  * await launching.launchUpdateData(mem.range(0n, 0x10000));
  * const measured = await launching.launchMeasure();                          // → LSECRET
- * // @ts-expect-error: launchUpdateData is not a method of MeasuredGuest
- * measured.launchUpdateData(mem);
+ * // @ts-expect-error: launchUpdateData is not a method of MeasuredGuest (the build fails without this line's error)
+ * void measured.launchUpdateData;
  * const running = await measured.launchFinish();                             // → RUNNING
  * console.log((await running.status()).stateName);                          // RUNNING
  * ```

@@ -9,6 +9,8 @@
  * 6. run       the guest runs (where KVM runs guests) and prints, on its serial port, a digest of the
  *              secret it read from its own memory, which the owner checks;
  * 7. host-view the host's view of the guest's private memory is ciphertext.
+ *
+ * @module kvm-sev/demo
  */
 import { randomBytes } from 'node:crypto';
 import type { Backend } from '../../backend/contract.js';

@@ -59,9 +59,14 @@ export function mockAmdRoot(bits: RsaRootBits = 4096): MockAmdRoot {
  * chain ends in one of them, so a guest owner testing against the mock trusts them as extra roots:
  *
  * ```ts
- * import { verifyChain } from 'kvm-sev/owner';
- * import { mockAmdRoots } from 'kvm-sev/mock';
- * const chain = verifyChain({ ...platformCerts, extraRoots: mockAmdRoots() });
+ * import { Kvm, SevPlatform } from 'kvm-sev';
+ * import { MockHost, mockAmdRoots } from 'kvm-sev/mock';
+ * import { parsePlatformCerts, verifyChain } from 'kvm-sev/owner';
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * await using sev = SevPlatform.open(kvm.backend);
+ * const { pdh, certChain } = await sev.pdhCertExport();
+ * const chain = verifyChain({ pdh, ...parsePlatformCerts(certChain), extraRoots: mockAmdRoots() }); // tests only
+ * console.log(chain.generation); // undefined: not one of AMD's roots
  * ```
  *
  * Their private keys are in this package, so a chain that ends in them proves nothing about the
