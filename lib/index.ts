@@ -5,12 +5,16 @@
  * `openHost()` loads the mock or the hybrid only when it picks one.
  *
  * ```ts
- * import { Kvm, NativeBackend } from 'kvm-sev';
- * using kvm = Kvm.open({ backend: new NativeBackend() });
+ * import { Kvm, openHost } from 'kvm-sev';
+ * const host = await openHost(); // native, hybrid or mock, and why
+ * using kvm = Kvm.open({ backend: host.backend });
  * using vm = kvm.createVm();
  * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
  * const vcpu = vm.createVcpu();
+ * console.log(host.name, mem.size, vcpu.id);
  * ```
+ *
+ * @module kvm-sev
  */
 export * from './backend/index.js';
 export { SevCommandTable } from './uapi/sev-command-table.js';

@@ -1,12 +1,7 @@
 /**
  * Choosing a backend: native where /dev/kvm and SEV both work, hybrid (real KVM, mocked SEV) where
- * only /dev/kvm works, and the mock everywhere else; or the one you name. It says which, and why.
- *
- * ```ts
- * const host = await openHost();                   // or openHost({ backend: 'mock', mock: { processor: 'genoa' } })
- * console.log(host.name, '-', host.reason);        // e.g. "hybrid - /dev/kvm works, but KVM answers ENOTTY to SEV commands"
- * using kvm = Kvm.open({ backend: host.backend });
- * ```
+ * only /dev/kvm works, and the mock everywhere else; or the one you name. It says which, and why
+ * (see {@link openHost}).
  */
 import type { Backend, BackendName } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';
@@ -80,8 +75,17 @@ function probeNative(): Probe {
 }
 
 /**
- * Opens the best backend here, or the one named. The mock and the hybrid are loaded only when chosen,
- * so a host with SEV never loads them.
+ * Opens the best backend here, or the one named, and says which and why: native where /dev/kvm and
+ * SEV both work, hybrid (real KVM, mocked SEV) where only /dev/kvm works, the mock everywhere else.
+ * The mock and the hybrid are loaded only when chosen, so a host with SEV never loads them.
+ *
+ * ```ts
+ * import { Kvm, openHost } from 'kvm-sev';
+ * const host = await openHost(); // or openHost({ backend: 'mock', mock: { processor: 'genoa' } })
+ * console.log(host.name, '-', host.reason); // e.g. "hybrid - /dev/kvm works, but KVM answers ENOTTY to SEV commands (no SEV on this host)"
+ * using kvm = Kvm.open({ backend: host.backend });
+ * console.log(kvm.apiVersion()); // 12
+ * ```
  */
 export async function openHost(options: OpenHostOptions = {}): Promise<OpenedHost> {
   const want = options.backend;

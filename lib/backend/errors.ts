@@ -50,6 +50,21 @@ export function errnoError(errno: number, syscall: string, request?: string, pat
   return new KvmError(errno, syscall, request, path, detail);
 }
 
+/**
+ * Says what the errno alone does not: `detail` goes into the message (and the stack's first line)
+ * in parentheses, `hint` into `hint`. For a KvmError the backend raised; anything else is returned
+ * untouched.
+ */
+export function explainKvmError<E>(err: E, detail: string, hint?: string): E {
+  if (!(err instanceof KvmError)) return err;
+  const stack = err.stack; // V8 formats the stack on first read, from the message of that moment
+  const old = err.message;
+  err.message = `${old} (${detail})`;
+  if (typeof stack === 'string' && stack.includes(old)) err.stack = stack.replace(old, err.message);
+  if (hint !== undefined) err.hint = hint;
+  return err;
+}
+
 /** Errors of our own making, with a stable `code` ('ERR_KVM_SEV_…'). */
 export class KvmSevError extends Error {
   readonly code: string;

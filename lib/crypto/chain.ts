@@ -146,10 +146,12 @@ export function verifyCekChain(
 }
 
 /**
- * The whole chain, in the order ark-self, ask-by-ark, cek-by-ask, pek-by-cek, oca-self,
- * pek-by-oca, pdh-by-pek. Throws SevChainError at the first failing link.
+ * The whole chain with the ARK and ASK given, in the order ark-self, ask-by-ark, cek-by-ask,
+ * pek-by-cek, oca-self, pek-by-oca, pdh-by-pek. Throws SevChainError at the first failing link.
+ * (The guest owner's `verifyChain` in `kvm-sev/owner` builds on it: it finds the root among AMD's
+ * and the caller's.)
  */
-export function verifyChain(input: ChainInput, options: AmdRootsOptions = {}): VerifiedChain {
+export function verifyFullChain(input: ChainInput, options: AmdRootsOptions = {}): VerifiedChain {
   const roots = verifyAmdRoots(input.ark, input.ask, options);
   const cek = verifySevLink('cek-by-ask', input.cek, askSigner(roots.ask), SevUsage.CEK, isEcdsaAlgo);
   const pek = verifySevLink('pek-by-cek', input.pek, cek, SevUsage.PEK, isEcdsaAlgo);

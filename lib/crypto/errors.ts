@@ -97,12 +97,18 @@ export class SevChainError extends SevCryptoError {
   readonly link: ChainLink;
   readonly reason: CertFailureReason;
   readonly firmwareStatus: CertFirmwareStatus;
-  constructor(link: ChainLink, reason: CertFailureReason, detail: string) {
-    super('ERR_SEV_CHAIN', `certificate chain link ${link} failed (${reason}): ${detail}`);
+  /** What failed, in words (the message without the link and reason). */
+  readonly detail: string;
+  /** What to do about it, when known (e.g. the chain is signed by the kvm-sev mock root). */
+  declare hint?: string;
+  constructor(link: ChainLink, reason: CertFailureReason, detail: string, hint?: string) {
+    super('ERR_SEV_CHAIN', `certificate chain link ${link} failed (${reason}): ${detail}${hint ? `. ${hint}` : ''}`);
     this.name = 'SevChainError';
     this.link = link;
     this.reason = reason;
     this.firmwareStatus = firmwareStatusOf(reason);
+    this.detail = detail;
+    if (hint !== undefined) this.hint = hint;
   }
 }
 

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import { bytesEqual, checkBytes, checkObject, checkUint, copy, u32le } from './bytes.js';
-import { SevFormatError } from './errors.js';
+import { invalidArgType, SevFormatError } from './errors.js';
 import { hmacSha256 } from './hmac.js';
 import { ChannelContext } from './channel.js';
 
@@ -76,19 +76,49 @@ export function computeLaunchMeasurement(m: MeasurementInput): Buffer {
   return hmacSha256(checkBytes(m.tik, 'tik', 16), measurementMessage(m));
 }
 
-export interface LaunchMeasureBlob {
-  measure: Buffer;
-  mnonce: Buffer;
+/**
+ * What LAUNCH_MEASURE returns (SEV API, LAUNCH_MEASURE: MEASURE[32] ‖ MNONCE[16]; the fields of
+ * virtee/sev's `Measurement`). The host's `launchMeasure()` returns it, and every guest-owner
+ * function that needs the measurement takes it as is.
+ */
+export interface LaunchMeasurement {
+  /** HMAC-SHA256(TIK, 0x04 ‖ API ‖ BUILD ‖ POLICY ‖ launch digest ‖ MNONCE): 32 bytes. */
+  measure: Uint8Array;
+  /** The firmware's nonce: 16 bytes. */
+  mnonce: Uint8Array;
 }
 
-export function parseLaunchMeasureBlob(bytes: Uint8Array): LaunchMeasureBlob {
+/**
+ * The 48 bytes MEASURE ‖ MNONCE (QEMU's `query-sev-launch-measure`, base64-decoded; the buffer
+ * KVM_SEV_LAUNCH_MEASURE fills) as a {@link LaunchMeasurement}.
+ */
+export function parseLaunchMeasurement(bytes: Uint8Array): LaunchMeasurement {
   const b = checkBytes(bytes, 'bytes');
   if (b.length !== LAUNCH_MEASURE_SIZE) throw new SevFormatError(`LAUNCH_MEASURE output is ${LAUNCH_MEASURE_SIZE} bytes, got ${b.length}`);
   return { measure: copy(b.subarray(0, 32)), mnonce: copy(b.subarray(32)) };
 }
 
-export function serializeLaunchMeasureBlob(m: LaunchMeasureBlob): Buffer {
-  return Buffer.concat([checkBytes(m.measure, 'measure', 32), checkBytes(m.mnonce, 'mnonce', 16)]);
+/** MEASURE ‖ MNONCE, 48 bytes (what QEMU reports, base64-encoded). */
+export function serializeLaunchMeasurement(m: LaunchMeasurement): Buffer {
+  const v = checkLaunchMeasurementShape(m, 'measurement');
+  return Buffer.concat([v.measure, v.mnonce]);
+}
+
+/**
+ * Checks a {@link LaunchMeasurement} argument: an object with a 32-byte `measure` and a 16-byte
+ * `mnonce`. A bare byte string gets an error that says how to make one.
+ */
+export function checkLaunchMeasurementShape(m: unknown, name: string): LaunchMeasurement {
+  if (m instanceof Uint8Array) {
+    throw invalidArgType(
+      name,
+      'a LaunchMeasurement { measure, mnonce } (what launchMeasure() returns; parseLaunchMeasurement() makes one from the 48 bytes QEMU reports)',
+      m,
+    );
+  }
+  checkObject(m, name);
+  const o = m as Partial<LaunchMeasurement>;
+  return { measure: checkBytes(o.measure, `${name}.measure`, 32), mnonce: checkBytes(o.mnonce, `${name}.mnonce`, 16) };
 }
 
 /** Constant-time check of a reported MEASURE against the expected inputs. */

@@ -13,7 +13,7 @@ import { SevMacError } from './errors.js';
 /** Firmware limit of one LAUNCH_SECRET / transport packet (§5, §6). */
 export const MAX_PACKET_LENGTH = 0x5000;
 
-export interface BuildSecretOptions {
+export interface SealSecretOptions {
   tek: Uint8Array;
   tik: Uint8Array;
   /** The 32-byte MEASURE from LAUNCH_MEASURE. */
@@ -35,7 +35,12 @@ export interface SealedPacket {
   trans: Buffer;
 }
 
-export function buildSecret(opts: BuildSecretOptions): SealedPacket {
+/**
+ * The firmware-level packet: the caller gives the plaintext and the 32-byte MEASURE. (The guest
+ * owner's `buildSecret` in `kvm-sev/owner` builds on it: secret tables, length checks, and the
+ * shape `launchSecret` takes.)
+ */
+export function sealSecret(opts: SealSecretOptions): SealedPacket {
   checkObject(opts, 'options');
   const plaintext = checkBytes(opts.plaintext, 'options.plaintext');
   const iv = opts.iv === undefined ? randomBytes(16) : copy(checkBytes(opts.iv, 'options.iv', 16));

@@ -1,14 +1,4 @@
-/**
- * Guest memory: a backend mapping placed at a guest-physical address, with typed reads and writes
- * by guest-physical address. Views are over the mapping itself (no copies); a mapping larger than
- * 4 GiB is seen through 1 GiB windows (Node 20 caps one ArrayBuffer at 4 GiB).
- *
- * ```ts
- * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
- * mem.write(0x1000n, Uint8Array.of(0xf4));      // HLT at 0x1000
- * mem.readU8(0x1000n);                          // 0xf4
- * ```
- */
+/** Guest memory by guest-physical address (see {@link GuestMemory}). */
 import type { BackendFd, GuestMapping } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';
 import { invalidArgType, outOfRange } from '../uapi/errors.js';
@@ -29,6 +19,24 @@ export function toBigAddr(name: string, a: Address): bigint {
   return BigInt(a);
 }
 
+/**
+ * Guest memory: a backend mapping placed at a guest-physical address, with typed reads and writes
+ * by guest-physical address. Views are over the mapping itself (no copies); a mapping larger than
+ * 4 GiB is seen through 1 GiB windows (Node 20 caps one ArrayBuffer at 4 GiB). `range()` gives the
+ * form SEV commands and memory slots take.
+ *
+ * ```ts
+ * import { Kvm } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * using vm = kvm.createVm();
+ * const mem = vm.addMemory({ guestPhysAddr: 0x10_0000n, size: 0x10000 }); // 64 KiB at 1 MiB
+ * mem.write(0x10_1000n, Uint8Array.of(0xf4)); // HLT, by guest-physical address
+ * console.log(mem.readU8(0x10_1000n), mem.bytes[0x1000]); // 244 244: the same bytes, no copy
+ * const r = mem.range(0x10_1000n, 16); // a MappingRange: what SEV commands and memory slots take
+ * console.log(r.offset, r.length); // 4096 16
+ * ```
+ */
 export class GuestMemory {
   readonly mapping: GuestMapping;
   /** Where the memory sits in the guest's physical address space. */

@@ -1,13 +1,4 @@
-/**
- * The /dev/kvm system fd.
- *
- * ```ts
- * import { Kvm, NativeBackend } from 'kvm-sev';
- * using kvm = Kvm.open({ backend: new NativeBackend() }); // or the backend openHost() picked
- * kvm.apiVersion();                          // 12
- * const vm = kvm.createVm();                 // KVM_X86_DEFAULT_VM
- * ```
- */
+/** The /dev/kvm system fd (see {@link Kvm}). */
 import type { Backend, BackendFd } from '../backend/contract.js';
 import { KVM_CAP, KVM_X86_DEFAULT_VM } from '../uapi/constants.js';
 import * as ioc from '../uapi/ioctls.js';
@@ -27,6 +18,22 @@ export interface KvmOpenOptions {
   backend: Backend;
 }
 
+/**
+ * The /dev/kvm system fd: the API version, capabilities, the supported CPUID and MSRs, the VM types,
+ * and VMs. Which kernel answers is the backend's choice: the real one (`new NativeBackend()`), real
+ * KVM with a mocked SEV (`HybridBackend` of `kvm-sev/hybrid`), the mock (`MockHost` of
+ * `kvm-sev/mock`), or whichever {@link openHost} picks. `using` closes it (so does `close()`).
+ *
+ * ```ts
+ * import { Kvm, openHost } from 'kvm-sev';
+ * const host = await openHost(); // native, hybrid or mock: the best that works here
+ * using kvm = Kvm.open({ backend: host.backend });
+ * console.log(kvm.apiVersion()); // 12
+ * console.log(kvm.supportedVmTypes()); // KVM_X86_*_VM this kernel creates: [0, 2, 3] where SEV VM types exist
+ * using vm = kvm.createVm(); // KVM_X86_DEFAULT_VM
+ * console.log(vm.type); // 0
+ * ```
+ */
 export class Kvm implements Disposable, AsyncDisposable {
   readonly backend: Backend;
   readonly fd: BackendFd;

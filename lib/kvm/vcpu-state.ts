@@ -4,9 +4,19 @@
  * migration (QEMU's kvm_arch_get/put_registers, in the same order).
  *
  * ```ts
- * vcpu.completePendingIo();            // finish an I/O exit the guest is waiting on
- * const s = saveVcpuState(vcpu);        // regs, sregs, xsave, xcrs, msrs, lapic, events, ...
- * restoreVcpuState(newVcpu, s);         // on a vCPU of the new VM (CPUID first, then the rest)
+ * import { Kvm, saveVcpuState, restoreVcpuState, encodeVcpuState, decodeVcpuState } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * using a = kvm.createVm();
+ * using b = kvm.createVm();
+ * const vcpu = a.createVcpu(0);
+ * vcpu.setRegs({ rip: 0x1234n });
+ * // A VMM whose guest ran calls vcpu.completePendingIo() first: it finishes an I/O exit the guest waits on.
+ * const s = saveVcpuState(vcpu); // regs, sregs, xsave, xcrs, msrs, lapic, events, ...
+ * const wire = JSON.stringify(encodeVcpuState(s)); // what goes to another process
+ * const copy = b.createVcpu(0);
+ * restoreVcpuState(copy, decodeVcpuState(JSON.parse(wire))); // CPUID first, then the rest
+ * console.log(copy.getRegs().rip); // 4660n
  * ```
  */
 import { KvmSevError } from '../backend/errors.js';

@@ -1,13 +1,4 @@
-/**
- * A vCPU fd: one method per vCPU ioctl, and `run()`.
- *
- * ```ts
- * const vcpu = vm.createVcpu(0);
- * vcpu.setRegs({ ...vcpu.getRegs(), rip: 0x1000n, rflags: 2n });
- * const exit = await vcpu.run();           // KVM_RUN on the vCPU's own thread
- * if (exit.reason === 'io' && exit.direction === 'out') process.stdout.write(exit.data);
- * ```
- */
+/** A vCPU fd: one method per vCPU ioctl, and `run()` (see {@link Vcpu}). */
 import type { Backend, BackendFd, VcpuRunHandle } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';
 import type { ValueOf, EncodeInput } from '../uapi/codec.js';
@@ -32,7 +23,10 @@ import {
   type KvmMsrEntry,
   type KvmCpuidEntry2,
 } from '../uapi/kvm-structs.js';
+import { invalidArgType, invalidArgValue } from '../uapi/errors.js';
+import type { IoctlStruct } from '../uapi/ioctl-arg.js';
 import { decodeExit, type VcpuExit } from './exits.js';
+import { namesEveryField, overlay } from './partial-struct.js';
 import type { Vm } from './vm.js';
 
 export type KvmRegs = ValueOf<typeof kvm_regs>;
@@ -43,6 +37,43 @@ export type KvmVcpuEvents = ValueOf<typeof kvm_vcpu_events>;
 export type KvmMpState = ValueOf<typeof kvm_mp_state>;
 export type KvmDebugregs = ValueOf<typeof kvm_debugregs>;
 
+interface StructLike {
+  readonly name: string;
+  readonly size: number;
+  arg(v: object): IoctlStruct;
+  decode(b: Uint8Array): unknown;
+}
+
+function wholeArea(name: string, v: unknown, size: number): void {
+  if (!(v instanceof Uint8Array)) throw invalidArgType(name, 'an instance of Uint8Array', v);
+  if (v.byteLength !== size)
+    throw invalidArgValue(
+      name,
+      v,
+      `must be the whole ${size}-byte area (it is ${v.byteLength}); read it with the getter, change it, write it back`,
+    );
+}
+
+/**
+ * A vCPU fd: one method per vCPU ioctl, and `run()`. Setters change what they name and keep the
+ * rest (`setRegs({ rip })` moves RIP only). `run()` issues KVM_RUN on the vCPU's own thread, so the
+ * event loop runs on while the guest does; `runSync()` blocks the calling thread instead.
+ *
+ * ```ts
+ * import { Asm16, Kvm, NativeBackend } from 'kvm-sev';
+ * using kvm = Kvm.open({ backend: new NativeBackend() }); // real KVM: the pure mock runs no guest code
+ * using vm = kvm.createVm();
+ * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+ * mem.write(0x1000n, new Asm16(0x1000).movImm16('dx', 0x3f8).movImm8('al', 0x41).outDxAl().hlt().assemble());
+ * using vcpu = vm.createVcpu(0);
+ * vcpu.setSregs({ cs: { base: 0n, selector: 0 } }); // real mode at 0:0x1000; the rest of the reset state stays
+ * vcpu.setRegs({ rip: 0x1000n, rsp: 0x8000n }); // only RIP and RSP change
+ * const out = await vcpu.run(); // OUT DX, AL
+ * if (out.reason === 'io') console.log(out.direction, out.port.toString(16), String.fromCharCode(out.data[0]!)); // out 3f8 A
+ * const hlt = await vcpu.run();
+ * console.log(hlt.reason, vcpu.getRegs().rsp); // hlt 32768n
+ * ```
+ */
 export class Vcpu implements Disposable, AsyncDisposable {
   readonly vm: Vm;
   readonly id: number;
@@ -64,32 +95,43 @@ export class Vcpu implements Disposable, AsyncDisposable {
     return this.fd.closed;
   }
 
-  private get(
-    codec: { size: number; arg(v: object): import('../uapi/ioctl-arg.js').IoctlStruct; decode(b: Uint8Array): unknown },
-    req: number,
-  ): unknown {
+  private get(codec: StructLike, req: number): unknown {
     const a = codec.arg({});
     this.backend.ioctl(this.fd, req, a);
     return codec.decode(a.bytes);
   }
 
+  /**
+   * A partial update: KVM_SET_* takes the whole struct, so unless `value` names every field, the
+   * current struct is read first (KVM_GET_*) and the named fields are laid over it. Nothing the
+   * caller did not name changes.
+   */
+  private update<C extends StructLike>(codec: C, getReq: number, setReq: number, value: object): void {
+    if (typeof value !== 'object' || value === null) throw invalidArgType(codec.name, 'object', value);
+    const whole = namesEveryField(codec, value) ? value : overlay(this.get(codec, getReq), value);
+    this.backend.ioctl(this.fd, setReq, codec.arg(whole as object));
+  }
+
   getRegs(): KvmRegs {
     return this.get(kvm_regs, ioc.KVM_GET_REGS) as KvmRegs;
   }
+  /** KVM_SET_REGS. Registers not named keep their values (`setRegs({ rip: 0x1000n })` moves only RIP). */
   setRegs(regs: EncodeInput<typeof kvm_regs>): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_REGS, kvm_regs.arg(regs));
+    this.update(kvm_regs, ioc.KVM_GET_REGS, ioc.KVM_SET_REGS, regs);
   }
   getSregs(): KvmSregs {
     return this.get(kvm_sregs, ioc.KVM_GET_SREGS) as KvmSregs;
   }
+  /** KVM_SET_SREGS. Fields not named keep their values, inside segments too (`{ cs: { base: 0n } }`). */
   setSregs(sregs: EncodeInput<typeof kvm_sregs>): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_SREGS, kvm_sregs.arg(sregs));
+    this.update(kvm_sregs, ioc.KVM_GET_SREGS, ioc.KVM_SET_SREGS, sregs);
   }
   getFpu(): KvmFpu {
     return this.get(kvm_fpu, ioc.KVM_GET_FPU) as KvmFpu;
   }
+  /** KVM_SET_FPU. Fields not named keep their values. */
   setFpu(fpu: EncodeInput<typeof kvm_fpu>): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_FPU, kvm_fpu.arg(fpu));
+    this.update(kvm_fpu, ioc.KVM_GET_FPU, ioc.KVM_SET_FPU, fpu);
   }
   /** The raw 4 KiB XSAVE area (KVM_GET_XSAVE). */
   getXsave(): Uint8Array {
@@ -97,16 +139,19 @@ export class Vcpu implements Disposable, AsyncDisposable {
     this.backend.ioctl(this.fd, ioc.KVM_GET_XSAVE, a);
     return a.bytes;
   }
+  /** KVM_SET_XSAVE with a whole 4 KiB area (as getXsave() returns it): a shorter one would zero the rest. */
   setXsave(area: Uint8Array): void {
+    wholeArea('area', area, kvm_xsave.size);
     const a = kvm_xsave.arg({});
-    a.bytes.set(area.subarray(0, kvm_xsave.size));
+    a.bytes.set(area);
     this.backend.ioctl(this.fd, ioc.KVM_SET_XSAVE, a);
   }
   getXcrs(): KvmXcrs {
     return this.get(kvm_xcrs, ioc.KVM_GET_XCRS) as KvmXcrs;
   }
+  /** KVM_SET_XCRS. Fields not named keep their values (array entries are updated one by one). */
   setXcrs(xcrs: EncodeInput<typeof kvm_xcrs>): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_XCRS, kvm_xcrs.arg(xcrs));
+    this.update(kvm_xcrs, ioc.KVM_GET_XCRS, ioc.KVM_SET_XCRS, xcrs);
   }
   /** KVM_GET_MSRS for the given MSR indices; returns the entries KVM read (it stops at the first it cannot). */
   getMsrs(indices: readonly number[]): KvmMsrEntry[] {
@@ -131,29 +176,37 @@ export class Vcpu implements Disposable, AsyncDisposable {
     this.backend.ioctl(this.fd, ioc.KVM_GET_LAPIC, a);
     return a.bytes;
   }
+  /** KVM_SET_LAPIC with a whole 1 KiB register page (as getLapic() returns it): a shorter one would zero the rest. */
   setLapic(regs: Uint8Array): void {
+    wholeArea('regs', regs, kvm_lapic_state.size);
     const a = kvm_lapic_state.arg({});
-    a.bytes.set(regs.subarray(0, kvm_lapic_state.size));
+    a.bytes.set(regs);
     this.backend.ioctl(this.fd, ioc.KVM_SET_LAPIC, a);
   }
   getVcpuEvents(): KvmVcpuEvents {
     return this.get(kvm_vcpu_events, ioc.KVM_GET_VCPU_EVENTS) as KvmVcpuEvents;
   }
+  /** KVM_SET_VCPU_EVENTS. Fields not named keep their values (the KVM_VCPUEVENT_VALID_* flags KVM reported too). */
   setVcpuEvents(events: EncodeInput<typeof kvm_vcpu_events>): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_VCPU_EVENTS, kvm_vcpu_events.arg(events));
+    this.update(kvm_vcpu_events, ioc.KVM_GET_VCPU_EVENTS, ioc.KVM_SET_VCPU_EVENTS, events);
   }
   getMpState(): KvmMpState {
     return this.get(kvm_mp_state, ioc.KVM_GET_MP_STATE) as KvmMpState;
   }
   setMpState(state: EncodeInput<typeof kvm_mp_state>): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_MP_STATE, kvm_mp_state.arg(state));
+    this.update(kvm_mp_state, ioc.KVM_GET_MP_STATE, ioc.KVM_SET_MP_STATE, state);
   }
   getDebugregs(): KvmDebugregs {
     return this.get(kvm_debugregs, ioc.KVM_GET_DEBUGREGS) as KvmDebugregs;
   }
+  /** KVM_SET_DEBUGREGS. Registers not named keep their values. */
   setDebugregs(regs: EncodeInput<typeof kvm_debugregs>): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_DEBUGREGS, kvm_debugregs.arg(regs));
+    this.update(kvm_debugregs, ioc.KVM_GET_DEBUGREGS, ioc.KVM_SET_DEBUGREGS, regs);
   }
+  /**
+   * KVM_SET_GUEST_DEBUG. It has no KVM_GET counterpart: the struct is the whole request, and a field
+   * not named is 0 (no control bits, no breakpoints), as in the kernel's own API.
+   */
   setGuestDebug(dbg: EncodeInput<typeof kvm_guest_debug>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_GUEST_DEBUG, kvm_guest_debug.arg(dbg));
   }

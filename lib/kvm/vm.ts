@@ -1,15 +1,6 @@
-/**
- * A VM fd: memory slots, vCPUs, capabilities, and the raw SEV entry points (KVM_MEMORY_ENCRYPT_OP,
- * KVM_MEMORY_ENCRYPT_REG/UNREG_REGION) that the SEV layer builds on.
- *
- * ```ts
- * await using vm = kvm.createVm();
- * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
- * const vcpu = vm.createVcpu(0);
- * ```
- */
+/** A VM fd (see {@link Vm}). */
 import type { Backend, BackendFd } from '../backend/contract.js';
-import { KvmSevError } from '../backend/errors.js';
+import { explainKvmError, KvmSevError } from '../backend/errors.js';
 import { invalidArgType, outOfRange } from '../uapi/errors.js';
 import type { IoctlStruct, MappingRange } from '../uapi/ioctl-arg.js';
 import * as ioc from '../uapi/ioctls.js';
@@ -37,6 +28,22 @@ export interface AddMemoryOptions {
   flags?: number;
 }
 
+/**
+ * A VM fd: memory slots, vCPUs, capabilities, and the raw SEV entry points (KVM_MEMORY_ENCRYPT_OP,
+ * KVM_MEMORY_ENCRYPT_REG/UNREG_REGION) that the SEV layer builds on. Made by {@link Kvm.createVm};
+ * closing it closes its vCPUs and unmaps the memory it added.
+ *
+ * ```ts
+ * import { Kvm } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ * using kvm = Kvm.open({ backend: new MockHost() }); // runs anywhere; NativeBackend for the real /dev/kvm
+ * using vm = kvm.createVm();
+ * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 }); // anonymous memory in slot 0
+ * const fw = vm.addMemory({ guestPhysAddr: 0xfff0_0000n, size: 0x10_0000, memfd: true }); // memfd-backed, as a handoff needs
+ * const vcpu = vm.createVcpu(); // id 0; the next one is 1
+ * console.log(vm.memoryAt(0x1000n) === mem, vm.memoryAt(0xffff_fff0n) === fw, vcpu.id); // true true 0
+ * ```
+ */
 export class Vm implements Disposable, AsyncDisposable {
   readonly kvm: Kvm;
   readonly fd: BackendFd;
@@ -125,7 +132,20 @@ export class Vm implements Disposable, AsyncDisposable {
   /** KVM_CREATE_VCPU; ids count up from 0 by default. */
   createVcpu(id: number = this.nextVcpuId): Vcpu {
     if (!Number.isSafeInteger(id) || id < 0) throw outOfRange('id', 'an integer >= 0', id);
-    const fd = this.backend.ioctlFd(this.fd, ioc.KVM_CREATE_VCPU, id);
+    let fd: BackendFd;
+    try {
+      fd = this.backend.ioctlFd(this.fd, ioc.KVM_CREATE_VCPU, id);
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'EEXIST') throw e;
+      const here = this.vcpuList.some((v) => v.id === id);
+      throw explainKvmError(
+        e,
+        `vCPU id ${id} already exists in this VM`,
+        here
+          ? `vm.createVcpu(${id}) was called before: use that Vcpu, or createVcpu() with no id for the next free one`
+          : `another fd of this VM (one received from another process, or a Vm over the same VM fd) created vCPU ${id}; pick another id`,
+      );
+    }
     const v = new Vcpu(this, id, fd);
     this.vcpus.add(v);
     this.nextVcpuId = Math.max(this.nextVcpuId, id + 1);

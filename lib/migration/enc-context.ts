@@ -8,9 +8,22 @@
  * - `move`: upstream KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM (5.16+) on the destination, with the source VM's fd.
  *
  * ```ts
- * const how = pickEncContextMethod(kvm, { localMigration });   // { method: 'move', why: '…' }
- * const used = await transferEncContext(sourceCmds, targetCmds, how.method);
+ * import { Kvm, SevGuestCommands, SevLaunch, SevPlatform, pickEncContextMethod, transferEncContext } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ * import { KVM_X86_SEV_VM } from 'kvm-sev/uapi';
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * using platform = SevPlatform.open(kvm.backend);
+ * using source = kvm.createVm(KVM_X86_SEV_VM);
+ * const launching = await (await SevLaunch.init(source, { platform })).launchStart({ policy: 0 });
+ * await (await launching.launchMeasure()).launchFinish();
+ * using target = kvm.createVm(KVM_X86_SEV_VM);
+ * const how = pickEncContextMethod(kvm); // { method: 'move', why: 'KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM (…)' }
+ * const used = await transferEncContext(new SevGuestCommands(source, platform), new SevGuestCommands(target), how.method);
+ * console.log(used, how.why); // the source is dead now: its ioctls answer EIO
  * ```
+ *
+ * Between processes, {@link sevHandoff} gives handOff/takeOver the same choice
+ * (examples/local-migration/ is a complete pair of VMMs).
  */
 import type { BackendFd } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';

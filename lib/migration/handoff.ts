@@ -17,14 +17,9 @@
  * twice, and the pause (guest stopped in one process, not yet running in the other) holds only
  * constant-size work.
  *
- * ```ts
- * // old VMM (vCPUs stopped):
- * const r = await handOff({ vm, vcpus, memory, socket, devices: { serial: serial.saveState() } });
- * // r.owner === 'target' once the new VMM has the guest
- * // new VMM:
- * const g = await takeOver({ kvm, socket });
- * serial.restoreState(g.devices.serial); await g.vcpus[0].run();
- * ```
+ * examples/local-migration/ is a complete pair: the new VMM listens on a Unix socket
+ * (`backend.unixListen(path)`, `unixAccept`) and calls takeOver; the old one connects
+ * (`backend.unixConnect(path)`) and calls handOff with its stopped vCPUs; the README shows both.
  */
 import type { BackendFd } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';

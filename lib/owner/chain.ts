@@ -1,6 +1,7 @@
 /**
  * Guest owner: verify a platform's certificates against AMD's built-in roots (Naples..Turin),
- * or against extra roots the caller trusts (e.g. a mock platform's minted root).
+ * or against extra roots the caller trusts (e.g. kvm-sev's mock root, in tests). A chain that fails
+ * because it is signed by kvm-sev's mock root says so.
  */
 import { checkBytes } from '../crypto/bytes.js';
 import { parseSevCert, SEV_CERT_SIZE } from '../crypto/sev-cert.js';
@@ -9,9 +10,10 @@ import { splitAmdCerts, toAmdCert } from '../crypto/amd-cert.js';
 import type { AmdCertificate } from '../crypto/amd-cert.js';
 import type { AmdGeneration } from '../crypto/amd-root-certs.js';
 import { allBuiltinRoots, builtinRoots } from '../crypto/builtin-amd-roots.js';
-import { verifyChain as verifyFullChain } from '../crypto/chain.js';
+import { verifyFullChain } from '../crypto/chain.js';
 import type { AmdCertInput, SevCertInput, VerifiedChain } from '../crypto/chain.js';
 import { invalidArgValue, SevChainError, SevFormatError } from '../crypto/errors.js';
+import { cekSignedByMockRoot, isMockRootCert, MOCK_ROOT_NAME } from '../crypto/mock-root-fingerprints.js';
 
 export interface OwnerChainInput {
   cek: SevCertInput;
@@ -23,7 +25,10 @@ export interface OwnerChainInput {
   ask?: AmdCertInput;
   /** Only try this generation's built-in roots. */
   generation?: AmdGeneration;
-  /** Roots trusted besides AMD's (e.g. a mock platform's minted ARK/ASK). */
+  /**
+   * Roots trusted besides AMD's. In tests of a mock or hybrid platform: `mockAmdRoots()` from
+   * `kvm-sev/mock` (kvm-sev's mock root; never trust it outside tests).
+   */
   extraRoots?: ReadonlyArray<{ ark: AmdCertInput; ask: AmdCertInput }>;
 }
 
@@ -39,10 +44,16 @@ export function verifyChain(input: OwnerChainInput): VerifiedChain {
   const builtins = input.generation ? [builtinRoots(input.generation)] : allBuiltinRoots();
   const trustedArks: AmdCertificate[] = [...allBuiltinRoots().map((r) => r.ark), ...extra.map((r) => r.ark)];
   const certs = { cek: input.cek, oca: input.oca, pek: input.pek, pdh: input.pdh };
+  const mockTrusted = extra.some((r) => isMockRootCert(r.ark));
   if (input.ark !== undefined || input.ask !== undefined) {
     if (input.ark === undefined || input.ask === undefined)
       throw invalidArgValue('input', input.ark === undefined ? 'ask only' : 'ark only', 'must give both ark and ask, or neither');
-    return verifyFullChain({ ...certs, ark: input.ark, ask: input.ask }, { trustedArks });
+    const ark = toAmdCert(input.ark, 'input.ark');
+    try {
+      return verifyFullChain({ ...certs, ark, ask: input.ask }, { trustedArks });
+    } catch (e) {
+      throw mockRootHint(e, !mockTrusted && isMockRootCert(ark));
+    }
   }
   const candidates = [...builtins, ...extra];
   let best: SevChainError | undefined;
@@ -56,7 +67,20 @@ export function verifyChain(input: OwnerChainInput): VerifiedChain {
       if (!best || rank(e) > rank(best)) best = e;
     }
   }
-  throw best ?? new SevChainError('cek-by-ask', 'untrusted-root', 'no trusted root to try');
+  const e = best ?? new SevChainError('cek-by-ask', 'untrusted-root', 'no trusted root to try');
+  throw mockRootHint(e, !mockTrusted && e.link === 'cek-by-ask' && cekSignedByMockRoot(input.cek));
+}
+
+/** The same error, saying that the chain is signed by kvm-sev's mock root and how tests trust it. */
+function mockRootHint(e: unknown, signedByMock: boolean): unknown {
+  if (!signedByMock || !(e instanceof SevChainError)) return e;
+  return new SevChainError(
+    e.link,
+    e.reason,
+    e.detail,
+    `The chain is signed by ${MOCK_ROOT_NAME}: this platform is a kvm-sev mock (kvm-sev/mock, or the hybrid backend). ` +
+      "In tests, trust it with verifyChain({ ..., extraRoots: mockAmdRoots() }), mockAmdRoots from 'kvm-sev/mock'; never in production",
+  );
 }
 
 function rank(e: SevChainError): number {

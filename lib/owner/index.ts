@@ -1,16 +1,31 @@
 /**
  * The guest owner's API (public entry `kvm-sev/owner`): verify a platform's certificate chain,
- * open a launch session, check the launch measurement, and package a secret.
+ * open a launch session, predict and check the launch measurement, and package a secret. What the
+ * host's API returns goes into these functions as is, and back: `measured.measurement` (a
+ * {@link LaunchMeasurement}) into verifyMeasurement and buildSecret, buildSecret's packet into
+ * `measured.launchSecret`.
+ *
+ * @module kvm-sev/owner
  */
 export { verifyChain, parseCertBundle, parsePlatformCerts } from './chain.js';
 export type { OwnerChainInput, PlatformCertBundle } from './chain.js';
 export { createSession } from './session.js';
 export type { CreateSessionOptions, LaunchSession } from './session.js';
-export { verifyMeasurement, assertMeasurement, expectedLaunchDigest } from './measurement.js';
-export type { ExpectedDigestOptions } from './measurement.js';
+export { verifyMeasurement, assertMeasurement, expectedLaunchDigest, sevEsVmsas } from './measurement.js';
+export type { ExpectedDigestOptions, SevEsLaunchInput } from './measurement.js';
 /** The expected 32-byte launch measurement: HMAC-SHA256(TIK, 0x04 ‖ API_MAJOR ‖ API_MINOR ‖ BUILD ‖ POLICY ‖ DIGEST ‖ MNONCE). */
-export { computeLaunchMeasurement } from '../crypto/measurement.js';
-export type { MeasurementInput } from '../crypto/measurement.js';
+export { computeLaunchMeasurement, parseLaunchMeasurement, serializeLaunchMeasurement } from '../crypto/measurement.js';
+export type { MeasurementInput, LaunchMeasurement } from '../crypto/measurement.js';
+export { qemuResetVmsa, cpuSignature, toCpuSignature, QEMU_EPYC_CPUS, BSP_RESET_EIP, VMSA_SIZE } from './vmsa.js';
+export type { CpuIdentity, CpuInput, QemuVmsaOptions } from './vmsa.js';
+export {
+  ovmfFooterTable,
+  sevEsResetAddress,
+  sevHashesTableArea,
+  SEV_ES_RESET_BLOCK_GUID,
+  SEV_HASH_TABLE_RV_GUID,
+  OVMF_TABLE_FOOTER_GUID,
+} from './ovmf.js';
 export type { VerifyMeasurementOptions } from './measurement.js';
 export type { KernelHashesInput } from '../crypto/kernel-hashes.js';
 export { buildSecret } from './secret.js';

@@ -1,7 +1,8 @@
-/** Guest owner: package a LAUNCH_SECRET (docs/sev-reference.md §5). */
+/** Guest owner: package a LAUNCH_SECRET (SEV API, LAUNCH_SECRET). */
 import { checkBytes, checkObject } from '../crypto/bytes.js';
 import { invalidArgType, outOfRange } from '../crypto/errors.js';
-import { MAX_PACKET_LENGTH, buildSecret as sealSecret } from '../crypto/secret.js';
+import { checkLaunchMeasurementShape, type LaunchMeasurement } from '../crypto/measurement.js';
+import { MAX_PACKET_LENGTH, sealSecret } from '../crypto/secret.js';
 import { buildSecretTable } from '../crypto/secret-table.js';
 import type { SecretTableEntry } from '../crypto/secret-table.js';
 
@@ -10,10 +11,11 @@ export interface OwnerSecretOptions {
   tek: Uint8Array;
   tik: Uint8Array;
   /**
-   * LAUNCH_MEASURE's output: the 48-byte MEASURE ‖ MNONCE, or the 32-byte MEASURE alone.
-   * Verify it first (verifyMeasurement): the MAC binds the secret to this launch.
+   * What the host's `launchMeasure()` returned (`measured.measurement`), as is. Verify it first
+   * (verifyMeasurement): the packet's MAC binds the secret to this launch's MEASURE, the only part
+   * it uses (so `{ measure }` alone will do where the MNONCE is not at hand).
    */
-  measurement: Uint8Array;
+  measurement: Pick<LaunchMeasurement, 'measure'>;
   /**
    * Either GUID-keyed entries (made into the OVMF/efi_secret table, padded to 16 bytes), or raw
    * bytes whose length must already be a 16-byte multiple, 16..0x5000.
@@ -23,11 +25,15 @@ export interface OwnerSecretOptions {
   iv?: Uint8Array;
 }
 
+/**
+ * A LAUNCH_SECRET packet in the shape the host's `launchSecret` takes:
+ * `measured.launchSecret({ ...packet, guest: mem.range(gpa, packet.trans.length) })`.
+ */
 export interface OwnerSecret {
   /** 52 bytes: LAUNCH_SECRET hdr_uaddr (QMP sev-inject-launch-secret `packet-header`, base64). */
   header: Buffer;
   /** Ciphertext: trans_uaddr (QMP `secret`, base64); guest_len = trans_len = its length. */
-  secret: Buffer;
+  trans: Buffer;
   /** The plaintext that lands in guest memory. */
   plaintext: Buffer;
 }
@@ -38,8 +44,8 @@ export interface OwnerSecret {
  */
 export function buildSecret(opts: OwnerSecretOptions): OwnerSecret {
   checkObject(opts, 'options');
-  const m = checkBytes(opts.measurement, 'options.measurement');
-  if (m.length !== 32 && m.length !== 48) throw outOfRange('options.measurement.length', '32 or 48', m.length);
+  if (opts.measurement instanceof Uint8Array) checkLaunchMeasurementShape(opts.measurement, 'options.measurement'); // says how to make one
+  const measure = checkBytes(checkObject(opts.measurement, 'options.measurement')['measure'], 'options.measurement.measure', 32);
   let plaintext: Buffer;
   if (opts.secret instanceof Uint8Array) plaintext = Buffer.from(opts.secret);
   else if (Array.isArray(opts.secret)) plaintext = buildSecretTable(opts.secret as readonly SecretTableEntry[]);
@@ -47,6 +53,6 @@ export function buildSecret(opts: OwnerSecretOptions): OwnerSecret {
   if (plaintext.length === 0 || plaintext.length % 16 !== 0 || plaintext.length > MAX_PACKET_LENGTH) {
     throw outOfRange('options.secret length', `a multiple of 16 from 16 to ${MAX_PACKET_LENGTH}`, plaintext.length);
   }
-  const sealed = sealSecret({ tek: opts.tek, tik: opts.tik, measurement: m.subarray(0, 32), plaintext, iv: opts.iv });
-  return { header: sealed.headerBytes, secret: sealed.trans, plaintext };
+  const sealed = sealSecret({ tek: opts.tek, tik: opts.tik, measurement: measure, plaintext, iv: opts.iv });
+  return { header: sealed.headerBytes, trans: sealed.trans, plaintext };
 }

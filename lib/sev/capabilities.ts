@@ -3,6 +3,7 @@
  * one line per fact, each saying what it means and what to do about it.
  *
  * ```ts
+ * import { NativeBackend, probeCapabilities } from 'kvm-sev';
  * const report = await probeCapabilities(new NativeBackend(), { guestSize: 2n ** 30n });
  * for (const l of report.lines) console.log(l.status, l.title, l.value, l.meaning, l.action ?? '');
  * ```

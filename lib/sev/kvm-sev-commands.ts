@@ -6,9 +6,9 @@
  * Node-style typed error before any ioctl.
  *
  * ```ts
- * import { Kvm, NativeBackend, SevGuestCommands, SevPlatform } from 'kvm-sev';
+ * import { Kvm, SevGuestCommands, SevPlatform, openHost } from 'kvm-sev';
  * import { SEV_POLICY } from 'kvm-sev/uapi';
- * using kvm = Kvm.open({ backend: new NativeBackend() });
+ * using kvm = Kvm.open({ backend: (await openHost()).backend }); // native on an SEV host; else hybrid or mock
  * using vm = kvm.createVm();
  * using sev = SevPlatform.open(kvm.backend);
  * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
@@ -17,12 +17,14 @@
  * await cmds.init();                                           // KVM_SEV_INIT
  * await cmds.launchStart({ policy: SEV_POLICY.NODBG });        // KVM_SEV_LAUNCH_START
  * await cmds.launchUpdateData(mem.range(0n, 0x1000));          // encrypts the page in place
- * const { measurement, mnonce } = await cmds.launchMeasure();  // hand these to the guest owner
+ * const measurement = await cmds.launchMeasure();              // { measure, mnonce }: hand it to the guest owner
  * await cmds.launchFinish();
+ * console.log((await cmds.guestStatus()).stateName, measurement.measure.length); // RUNNING 32
  * ```
  */
 import type { BackendFd } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';
+import type { LaunchMeasurement } from '../crypto/measurement.js';
 import { Vm } from '../kvm/vm.js';
 import type { ArgInput, ValueOf } from '../uapi/codec.js';
 import {
@@ -121,13 +123,14 @@ export interface SevPacketOptions {
   trans: Uint8Array;
 }
 
-/** KVM_SEV_LAUNCH_MEASURE result. */
-export interface LaunchMeasurement {
-  /** HMAC-SHA256 over the launch digest (32 bytes). */
-  measurement: Uint8Array;
-  /** The firmware's nonce (16 bytes). */
-  mnonce: Uint8Array;
-}
+/**
+ * VMs that got their SEV context by MOVE, whichever SevGuestCommands did it: KVM leaves the /dev/sev
+ * fd of LAUNCH_START behind, so their EBADF hints say so.
+ */
+const moveDestinations = new WeakSet<Vm>();
+
+/** KVM_SEV_LAUNCH_MEASURE's result, the shape every guest-owner function takes (`kvm-sev/owner`). */
+export type { LaunchMeasurement } from '../crypto/measurement.js';
 
 /** KVM_SEV_GUEST_STATUS result. */
 export interface SevGuestStatus {
@@ -307,6 +310,7 @@ export class SevGuestCommands {
       ...(errorWord !== undefined ? { errorWord } : {}),
       vmType: this.vm.type,
       vmClosed: this.vm.closed,
+      ...(moveDestinations.has(this.vm) ? { movedIn: true } : {}),
       ...(sevFd !== undefined ? { sevFd } : {}),
       ...(sevEnabled !== undefined ? { sevEnabled } : {}),
       ...(sevEnabled === false ? { hostSev: hostSevFacts(system) } : {}),
@@ -490,7 +494,7 @@ export class SevGuestCommands {
         `KVM_SEV_LAUNCH_MEASURE wrote ${written} bytes, expected ${SEV_MEASUREMENT_SIZE}`,
       );
     }
-    return { measurement: buf.slice(0, 32), mnonce: buf.slice(32, 48) };
+    return { measure: buf.slice(0, 32), mnonce: buf.slice(32, 48) };
   }
 
   /** KVM_SEV_LAUNCH_FINISH: the guest becomes runnable (RUNNING). */
@@ -730,6 +734,7 @@ export class SevGuestCommands {
     } catch (e) {
       throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
     }
+    moveDestinations.add(this.vm);
   }
 
   /**
@@ -745,6 +750,7 @@ export class SevGuestCommands {
     } catch (e) {
       throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
     }
+    moveDestinations.add(this.vm);
   }
 
   /**

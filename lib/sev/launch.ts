@@ -4,13 +4,21 @@
  * out-of-order launch does not type-check (as in virtee/sev's `Launcher<State>`).
  *
  * ```ts
- * const guest = await SevLaunch.init(vm, { platform, es: false });          // INIT / INIT2
- * const launching = await guest.launchStart({ policy, dh: godh, session });  // → LUPDATE
- * await launching.launchUpdateData(mem.range(0n, 0x10000), { onProgress });
+ * import { Kvm, SevLaunch, SevPlatform } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ * import { KVM_X86_SEV_VM } from 'kvm-sev/uapi';
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * using vm = kvm.createVm(KVM_X86_SEV_VM);
+ * using platform = SevPlatform.open(kvm.backend);
+ * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+ * const guest = await SevLaunch.init(vm, { platform });                      // INIT2
+ * const launching = await guest.launchStart({ policy: 0 });                  // → LUPDATE
+ * await launching.launchUpdateData(mem.range(0n, 0x10000));
  * const measured = await launching.launchMeasure();                          // → LSECRET
- * await measured.launchSecret({ header, trans, guest: mem.range(0x9000n, 64) });
+ * // @ts-expect-error: launchUpdateData is not a method of MeasuredGuest (the build fails without this line's error)
+ * void measured.launchUpdateData;
  * const running = await measured.launchFinish();                             // → RUNNING
- * // measured.launchUpdateData(...)   <- does not compile: not a method of MeasuredGuest
+ * console.log((await running.status()).stateName);                          // RUNNING
  * ```
  *
  * At run time every step also checks the firmware's guest state first and explains an illegal order
@@ -284,7 +292,10 @@ export class LaunchingGuest<ES extends boolean = boolean> extends SevGuestState 
     await this.core.cmds.launchUpdateVmsa();
     return this;
   }
-  /** LAUNCH_MEASURE: the 32-byte measurement and the firmware's nonce. Moves the guest to LSECRET. */
+  /**
+   * LAUNCH_MEASURE: `{ measure, mnonce }`, the measurement every guest-owner function takes as is
+   * (`verifyMeasurement({ measurement: measured.measurement, … })`). Moves the guest to LSECRET.
+   */
   async launchMeasure(): Promise<MeasuredGuest<ES>> {
     await this.expect('launchMeasure', [GSTATE.LUPDATE], 'in LUPDATE');
     const m = await this.core.cmds.launchMeasure();
@@ -304,7 +315,11 @@ export class MeasuredGuest<ES extends boolean = boolean> extends SevGuestState {
     super(core, 2);
     this.measurement = m;
   }
-  /** LAUNCH_SECRET: a packet built by the guest owner (`buildSecret`), written into guest memory. */
+  /**
+   * LAUNCH_SECRET: a packet built by the guest owner, written into guest memory at `guest`. The
+   * owner's `buildSecret` returns `{ header, trans }`, so it goes in as is:
+   * `measured.launchSecret({ ...packet, guest: mem.range(gpa, packet.trans.length) })`.
+   */
   async launchSecret(packet: { header: Uint8Array; trans: Uint8Array; guest: Range }): Promise<this> {
     if (typeof packet !== 'object' || packet === null) throw invalidArgType('packet', 'object', packet);
     await this.expect('launchSecret', [GSTATE.LSECRET], 'in LSECRET (measured, not finished)');

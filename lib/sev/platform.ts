@@ -4,10 +4,11 @@
  * backend's KvmError enriched with `sev` and `hint` (see sev-error.ts).
  *
  * ```ts
- * import { NativeBackend, SevPlatform } from 'kvm-sev';
- * await using sev = SevPlatform.open(new NativeBackend());
- * const st = await sev.platformStatus();      // { apiMajor: 1, apiMinor: 55, state: 1, stateName: 'INIT', … }
+ * import { SevPlatform, openHost } from 'kvm-sev';
+ * await using sev = SevPlatform.open((await openHost()).backend); // native on an SEV host; else hybrid or mock
+ * const st = await sev.platformStatus(); // { apiMajor: 1, apiMinor: 55, build: 21, state: 0, stateName: 'UNINIT', … }
  * const { pdh, certChain } = await sev.pdhCertExport();
+ * console.log(st.stateName, pdh.length, certChain.length); // UNINIT 2084 6252: the PDH; PEK ‖ OCA ‖ CEK
  * ```
  */
 import type { Backend, BackendFd } from '../backend/contract.js';

@@ -53,6 +53,8 @@ export interface SevFailure {
   readonly sevFd?: number;
   /** The VM fd was already closed. */
   readonly vmClosed?: boolean;
+  /** The VM got its SEV context by KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM (which leaves the /dev/sev fd behind). */
+  readonly movedIn?: boolean;
   /** INIT2's arguments, to point at the wrong one. */
   readonly init2?: { readonly vmsaFeatures: bigint; readonly flags: number; readonly ghcbVersion: number };
   /** Facts about the host that help the reader, from the backend's system view: "kvm_amd sev=N", "RLIMIT_MEMLOCK is 8 MiB". */
@@ -256,6 +258,13 @@ export function sevHint(code: string, f: SevFailure): string | undefined {
           : `sev_fd ${f.sevFd} is not an open /dev/sev fd.`;
       }
       if (f.command.startsWith('VM_')) return 'args[0] is not the fd of a KVM VM (it must be an open VM fd of this process).';
+      if (f.via === 'kvm' && f.movedIn)
+        return (
+          `${name} uses the /dev/sev fd KVM recorded at LAUNCH_START/RECEIVE_START, and this VM got its SEV context by a MOVE ` +
+          '(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM), which leaves that fd behind (arch/x86/kvm/svm/sev.c: sev_migrate_from()): after a MOVE ' +
+          'the new VM needs its own /dev/sev fd, and only LAUNCH_START or RECEIVE_START records one, so the firmware commands that use it ' +
+          '(GUEST_STATUS, DBG_*, SEND_*) answer EBADF here. The guest itself runs on; the fd given to SevGuestCommands serves only LAUNCH_START/RECEIVE_START.'
+        );
       if (f.via === 'kvm')
         return `${name} uses the /dev/sev fd KVM recorded at LAUNCH_START/RECEIVE_START: the guest was not launched yet, or that fd was closed.`;
       return 'The /dev/sev fd is closed.';
@@ -419,9 +428,12 @@ export function enrichSevError<E>(err: E, f: SevFailure): E {
   if (f.errorWord === undefined) suffix = `[${display}]`;
   else if (fwError === 0) suffix = `[${display}, firmware status SUCCESS: the kernel refused the call, not the firmware]`;
   else suffix = `[${display}, firmware status ${fwErrorName} (${fwError < 0 ? fwError : hex(fwError)}): ${sevStatusDescription(fwError)}]`;
+  // V8 formats the stack on its first read, from the message of that moment: read it first, or a
+  // stack first read below would already hold the suffix, and get it a second time.
+  const stack = err.stack;
   const old = err.message;
   err.message = `${old} ${suffix}`;
-  if (typeof err.stack === 'string' && err.stack.includes(old)) err.stack = err.stack.replace(old, err.message);
+  if (typeof stack === 'string' && stack.includes(old)) err.stack = stack.replace(old, err.message);
   return err;
 }
 

@@ -590,9 +590,13 @@ function isPointerTarget(v: unknown): v is PointerTarget {
  * Declare a struct codec from its C field list (see the module comment).
  *
  * ```ts
- * const kvm_sev_launch_measure = defineStruct('kvm_sev_launch_measure', [
- *   ['uaddr', ptr({ len: 'len' })], ['len', u32], ['pad0', pad(4)],
- * ], { size: 16 });
+ * import { defineStruct, pad, ptr, u32 } from 'kvm-sev/uapi';
+ * const launch_measure = defineStruct(
+ *   'kvm_sev_launch_measure',
+ *   [['uaddr', ptr({ len: 'len' })], ['len', u32], ['pad0', pad(4)]],
+ *   { size: 16 },
+ * );
+ * console.log(launch_measure.offsetOf('len'), launch_measure.decode(new Uint8Array(16))); // 8 { uaddr: 0n, len: 0 }
  * ```
  */
 export function defineStruct<const Fs extends readonly FieldSpec[]>(

@@ -1,6 +1,8 @@
 /**
  * `kvm-sev/uapi`: the kernel's userspace ABI for KVM and SEV, byte for byte: constants, ioctl numbers,
  * errno and firmware-status tables, and struct codecs.
+ *
+ * @module kvm-sev/uapi
  */
 
 export * from './errors.js';

@@ -56,13 +56,6 @@ async function setup(t: ExecutionContext, b: Backend, type = KVM_X86_SEV_VM) {
   return { kvm, platform, api, pdh, certChain, vm, mem, close };
 }
 
-function blob(m: { measurement: Uint8Array; mnonce: Uint8Array }): Uint8Array {
-  const b = new Uint8Array(48);
-  b.set(m.measurement);
-  b.set(m.mnonce, 32);
-  return b;
-}
-
 // Compile-time checks of the type-state: each line must fail to type-check (or the build fails).
 export function typeStateChecks(launching: LaunchingGuest<false>, measured: MeasuredGuest, running: RunningGuest): void {
   // @ts-expect-error launchSecret is not a step of a launching guest (measure first)
@@ -94,7 +87,7 @@ export function lifecycleSuite(target: SevTarget): void {
     const measured = await launching.launchMeasure();
     t.true(
       verifyMeasurement({
-        measurement: blob(measured.measurement),
+        measurement: measured.measurement,
         tik: session.tik,
         ...s.api,
         policy,
@@ -102,8 +95,8 @@ export function lifecycleSuite(target: SevTarget): void {
       }),
     );
     const secret = new TextEncoder().encode('sixteen byte key'.repeat(2));
-    const pkt = buildSecret({ tek: session.tek, tik: session.tik, measurement: blob(measured.measurement), secret });
-    await measured.launchSecret({ header: pkt.header, trans: pkt.secret, guest: s.mem.range(0x9000n, 32) });
+    const pkt = buildSecret({ tek: session.tek, tik: session.tik, measurement: measured.measurement, secret });
+    await measured.launchSecret({ ...pkt, guest: s.mem.range(0x9000n, 32) });
     const running = await measured.launchFinish();
     t.like(await running.status(), { state: 3, stateName: 'RUNNING', policy });
     t.deepEqual(await running.dbgDecrypt(s.mem.range(0x9000n, 32)), secret, 'the secret is in the guest');
@@ -163,7 +156,7 @@ export function lifecycleSuite(target: SevTarget): void {
     wrongImage[0x1000]! ^= 0xff;
     t.false(
       verifyMeasurement({
-        measurement: blob(m.measurement),
+        measurement: m.measurement,
         tik: ok.tik,
         ...api,
         policy: 0,
@@ -172,7 +165,7 @@ export function lifecycleSuite(target: SevTarget): void {
     );
     t.true(
       verifyMeasurement({
-        measurement: blob(m.measurement),
+        measurement: m.measurement,
         tik: ok.tik,
         ...api,
         policy: 0,

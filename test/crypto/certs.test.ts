@@ -28,7 +28,7 @@ import {
   sevCertPoint,
   signSevCert,
   verifyAmdCert,
-  verifyChain,
+  verifyFullChain as verifyChain,
   verifyOcaChain,
   verifySevCert,
 } from '../../lib/crypto/index.js';

@@ -10,7 +10,7 @@ import {
   ATTESTATION_REPORT_SIZE,
   aes128Ctr,
   buildKernelHashesTable,
-  buildSecret,
+  sealSecret as buildSecret,
   buildSecretTable,
   computeLaunchMeasurement,
   createSevCert,

@@ -13,7 +13,7 @@ import {
   unwrapSession,
   wrapSession,
 } from '../../lib/crypto/index.js';
-import { verifyMeasurement } from '../../lib/owner/index.js';
+import { parseLaunchMeasurement, verifyMeasurement } from '../../lib/owner/index.js';
 import { hex } from '../helpers/cert-fixtures.js';
 
 const Z16 = Buffer.alloc(16);
@@ -88,10 +88,10 @@ test('V4 measurement', (t) => {
 });
 
 test('V4 through the owner API (48-byte LAUNCH_MEASURE blob)', (t) => {
-  const blob = Buffer.concat([hex(V4_MEASURE), V4.mnonce]);
-  t.true(verifyMeasurement({ ...V4, measurement: blob }));
-  t.false(verifyMeasurement({ ...V4, measurement: blob, build: 0x0e }));
-  t.false(verifyMeasurement({ ...V4, measurement: Buffer.concat([hex(V4_MEASURE), Buffer.alloc(16)]) }));
+  const measurement = parseLaunchMeasurement(Buffer.concat([hex(V4_MEASURE), V4.mnonce]));
+  t.true(verifyMeasurement({ ...V4, measurement }));
+  t.false(verifyMeasurement({ ...V4, measurement, build: 0x0e }));
+  t.false(verifyMeasurement({ ...V4, measurement: parseLaunchMeasurement(Buffer.concat([hex(V4_MEASURE), Buffer.alloc(16)])) }));
 });
 
 test('built-in AMD roots carry the sha256 the reference lists (§10 V8)', (t) => {

@@ -14,6 +14,7 @@ import {
   createSession,
   encodePolicy,
   launchDigest,
+  parseLaunchMeasurement,
   parseSecretTable,
   parseSevCert,
   verifyChain,
@@ -48,7 +49,7 @@ function firmwareLaunch(platform: MintedPlatform, session: Uint8Array, godhCert:
   const digest = launchDigest(updates);
   const mnonce = randomBytes(16);
   const measure = computeLaunchMeasurement({ ...FW, policy, digest, mnonce, tik });
-  return { tek, tik, blob: Buffer.concat([measure, mnonce]), measure };
+  return { tek, tik, blob: Buffer.concat([measure, mnonce]), measure, measurement: { measure, mnonce } };
 }
 
 test('owner ↔ platform: chain, session, measurement, secret', async (t) => {
@@ -72,18 +73,18 @@ test('owner ↔ platform: chain, session, measurement, secret', async (t) => {
   t.true(fw.tek.equals(s.tek) && fw.tik.equals(s.tik));
 
   const expected = { ...FW, policy, digest: launchDigest([ovmf]), tik: s.tik };
-  t.true(verifyMeasurement({ ...expected, measurement: fw.blob }));
-  t.notThrows(() => assertMeasurement({ ...expected, measurement: fw.blob }));
+  t.true(verifyMeasurement({ ...expected, measurement: fw.measurement }));
+  t.notThrows(() => assertMeasurement({ ...expected, measurement: fw.measurement }));
 
   const secret = buildSecret({
     tek: s.tek,
     tik: s.tik,
-    measurement: fw.blob,
+    measurement: fw.measurement,
     secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('hunter2') }],
   });
   t.is(secret.header.length, 52);
-  t.is(secret.secret.length % 16, 0);
-  const landed = openSecret({ tek: fw.tek, tik: fw.tik, measurement: fw.measure, header: secret.header, trans: secret.secret });
+  t.is(secret.trans.length % 16, 0);
+  const landed = openSecret({ tek: fw.tek, tik: fw.tik, measurement: fw.measure, header: secret.header, trans: secret.trans });
   t.true(landed.equals(secret.plaintext));
   const table = parseSecretTable(landed);
   t.is(table[0]!.guid, LUKS_KEY_GUID);
@@ -103,13 +104,13 @@ test('measurement mismatches: digest, policy, firmware version, build, TIK, nonc
     policy: number;
     digest: Uint8Array;
     tik: Uint8Array;
-    measurement: Uint8Array;
+    measurement: { measure: Uint8Array; mnonce: Uint8Array };
   } = {
     ...FW,
     policy,
     digest: launchDigest([image]),
     tik: s.tik,
-    measurement: fw.blob,
+    measurement: fw.measurement,
   };
   t.true(verifyMeasurement(good));
   const bad: Array<[string, Partial<typeof good>]> = [
@@ -118,8 +119,8 @@ test('measurement mismatches: digest, policy, firmware version, build, TIK, nonc
     ['other API minor', { apiMinor: 23 }],
     ['other build', { build: 16 }],
     ['other TIK', { tik: randomBytes(16) }],
-    ['other MNONCE', { measurement: flip(fw.blob, 40) }],
-    ['other MEASURE', { measurement: flip(fw.blob, 0) }],
+    ['other MNONCE', { measurement: parseLaunchMeasurement(flip(fw.blob, 40)) }],
+    ['other MEASURE', { measurement: parseLaunchMeasurement(flip(fw.blob, 0)) }],
   ];
   for (const [name, change] of bad) {
     t.false(verifyMeasurement({ ...good, ...change }), name);
@@ -160,24 +161,29 @@ test('secret: wrong key or measurement at the platform fails; lengths are checke
   const blob = Buffer.concat([measure, randomBytes(16)]);
   const raw = randomBytes(32);
   const iv = randomBytes(16);
-  const a = buildSecret({ tek, tik, measurement: blob, secret: raw, iv });
-  const b = buildSecret({ tek, tik, measurement: measure, secret: raw, iv });
-  t.true(a.header.equals(b.header) && a.secret.equals(b.secret)); // 48-byte blob ≡ its first 32 bytes
-  t.true(openSecret({ tek, tik, measurement: measure, header: a.header, trans: a.secret }).equals(raw));
-  t.throws(() => openSecret({ tek, tik: randomBytes(16), measurement: measure, header: a.header, trans: a.secret }), {
+  const a = buildSecret({ tek, tik, measurement: parseLaunchMeasurement(blob), secret: raw, iv });
+  const b = buildSecret({ tek, tik, measurement: { measure }, secret: raw, iv });
+  t.true(a.header.equals(b.header) && a.trans.equals(b.trans)); // the whole measurement ≡ its MEASURE
+  t.true(openSecret({ tek, tik, measurement: measure, header: a.header, trans: a.trans }).equals(raw));
+  t.throws(() => openSecret({ tek, tik: randomBytes(16), measurement: measure, header: a.header, trans: a.trans }), {
     instanceOf: SevMacError,
   });
-  t.throws(() => openSecret({ tek, tik, measurement: randomBytes(32), header: a.header, trans: a.secret }), { instanceOf: SevMacError });
-  t.false(openSecret({ tek: randomBytes(16), tik, measurement: measure, header: a.header, trans: a.secret }).equals(raw));
+  t.throws(() => openSecret({ tek, tik, measurement: randomBytes(32), header: a.header, trans: a.trans }), { instanceOf: SevMacError });
+  t.false(openSecret({ tek: randomBytes(16), tik, measurement: measure, header: a.header, trans: a.trans }).equals(raw));
   for (const len of [0, 15, 17, 0x5010]) {
     t.throws(
-      () => buildSecret({ tek, tik, measurement: measure, secret: Buffer.alloc(len) }),
+      () => buildSecret({ tek, tik, measurement: { measure }, secret: Buffer.alloc(len) }),
       { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE' },
       `length ${len}`,
     );
   }
-  t.throws(() => buildSecret({ tek, tik, measurement: randomBytes(40), secret: raw }), { code: 'ERR_OUT_OF_RANGE' });
-  t.throws(() => buildSecret({ tek, tik, measurement: measure, secret: 'x' as never }), {
+  t.throws(() => buildSecret({ tek, tik, measurement: { measure: randomBytes(40) }, secret: raw }), { code: 'ERR_INVALID_ARG_VALUE' });
+  // A bare byte string is not a LaunchMeasurement: the error says how to make one.
+  t.throws(() => buildSecret({ tek, tik, measurement: blob as never, secret: raw }), {
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: /parseLaunchMeasurement/,
+  });
+  t.throws(() => buildSecret({ tek, tik, measurement: { measure }, secret: 'x' as never }), {
     instanceOf: TypeError,
     code: 'ERR_INVALID_ARG_TYPE',
   });

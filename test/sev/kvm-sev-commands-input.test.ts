@@ -496,7 +496,7 @@ test('scripted: launchMeasure uses a 48-byte buffer, and queries the length only
   const r = await cmds.launchMeasure();
   t.is(calls, 3);
   t.deepEqual(
-    [...r.measurement],
+    [...r.measure],
     Array.from({ length: 32 }, (_, i) => i),
   );
   t.deepEqual(

@@ -43,12 +43,13 @@ export function secret(argv: string[]): number {
       return { guid: e.slice(0, i), data: readFileSync(e.slice(i + 1)) };
     });
   } else throw new UsageError('give --entry GUID=FILE or --raw FILE');
-  const s = buildSecret({ tek: key('tek'), tik: key('tik'), measurement: hex('measurement', values.measurement), secret: payload });
+  const m = hex('measurement', values.measurement);
+  const measure = m.length === 48 ? m.subarray(0, 32) : m; // MEASURE, or MEASURE ‖ MNONCE: the MAC covers MEASURE
+  const s = buildSecret({ tek: key('tek'), tik: key('tik'), measurement: { measure }, secret: payload });
   if (values['out-header']) writeFileSync(values['out-header'], s.header);
-  if (values['out-secret']) writeFileSync(values['out-secret'], s.secret);
-  if (values.json)
-    console.log(toJson({ header: s.header.toString('base64'), secret: s.secret.toString('base64'), length: s.secret.length }));
+  if (values['out-secret']) writeFileSync(values['out-secret'], s.trans);
+  if (values.json) console.log(toJson({ header: s.header.toString('base64'), secret: s.trans.toString('base64'), length: s.trans.length }));
   else if (!values['out-header'] && !values['out-secret'])
-    console.log(`header ${s.header.toString('base64')}\nsecret ${s.secret.toString('base64')}`);
+    console.log(`header ${s.header.toString('base64')}\nsecret ${s.trans.toString('base64')}`);
   return EXIT.OK;
 }

@@ -9,6 +9,8 @@
  * 6. run       the guest runs (where KVM runs guests) and prints, on its serial port, a digest of the
  *              secret it read from its own memory, which the owner checks;
  * 7. host-view the host's view of the guest's private memory is ciphertext.
+ *
+ * @module kvm-sev/demo
  */
 import { randomBytes } from 'node:crypto';
 import type { Backend } from '../../backend/contract.js';
@@ -164,21 +166,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         summary: `${init2 ? 'INIT2 on a KVM_X86_SEV_VM' : 'INIT on a default VM'}, LAUNCH_START, ${MEM_SIZE >= 1 << 20 ? `${MEM_SIZE / (1 << 20)} MiB` : `${MEM_SIZE / 1024} KiB`} measured and encrypted, LAUNCH_MEASURE`,
         detail: {
           init: init2 ? 'INIT2' : 'INIT',
-          measurement: hex(measured.measurement.measurement),
+          measurement: hex(measured.measurement.measure),
           mnonce: hex(measured.measurement.mnonce),
         },
       };
     });
 
-    const blob = () => {
-      const b = new Uint8Array(48);
-      b.set(measured.measurement.measurement);
-      b.set(measured.measurement.mnonce, 32);
-      return b;
-    };
     await step('measure', async () => {
       const digest = expectedLaunchDigest({ firmware: image });
-      const ok = verifyMeasurement({ measurement: blob(), tik: session.tik, ...api, policy, digest });
+      const ok = verifyMeasurement({ measurement: measured.measurement, tik: session.tik, ...api, policy, digest });
       if (!ok)
         throw new KvmSevError(
           'ERR_KVM_SEV_MEASUREMENT',
@@ -189,8 +185,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
 
     let running!: Awaited<ReturnType<typeof measured.launchFinish>>;
     await step('secret', async () => {
-      const pkt = buildSecret({ tek: session.tek, tik: session.tik, measurement: blob(), secret });
-      await measured.launchSecret({ header: pkt.header, trans: pkt.secret, guest: mem.range(BigInt(SECRET_GPA), SECRET_LEN) });
+      const packet = buildSecret({ tek: session.tek, tik: session.tik, measurement: measured.measurement, secret });
+      await measured.launchSecret({ ...packet, guest: mem.range(BigInt(SECRET_GPA), SECRET_LEN) });
       running = await measured.launchFinish();
       const st = await running.status();
       return {

@@ -3,9 +3,10 @@
  * programs use, with labels. Each method emits the documented encoding (Intel SDM vol. 2).
  *
  * ```ts
+ * import { Asm16 } from 'kvm-sev';
  * const a = new Asm16(0x1000);
  * a.movImm16('dx', 0x3f8).movImm8('al', 0x41).outDxAl().hlt();
- * a.assemble();   // Uint8Array [0xba,0xf8,0x03, 0xb0,0x41, 0xee, 0xf4]
+ * console.log(Buffer.from(a.assemble()).toString('hex')); // baf803 b041 ee f4
  * ```
  */
 const R16 = { ax: 0, cx: 1, dx: 2, bx: 3, sp: 4, bp: 5, si: 6, di: 7 } as const;

@@ -166,6 +166,29 @@ class HybridVm extends RealVmPort<HybridVcpu> {
   }
 }
 
+/**
+ * Real KVM with the mock's SEV kernel and firmware over the real guest memory, for Linux hosts with
+ * /dev/kvm and no SEV (see the module comment for where it differs from hardware). Guest code runs
+ * on the real CPU; SEV commands, /dev/sev and the VM types' rules are the mock's. With
+ * `{ shared: true }` the processes of one host share one mocked SEV kernel and firmware (a daemon
+ * started on demand), so an SEV guest's context can follow a VMM handoff from process to process.
+ *
+ * ```ts
+ * import { Kvm, SevLaunch, SevPlatform } from 'kvm-sev';
+ * import { HybridBackend } from 'kvm-sev/hybrid';
+ * import { KVM_X86_SEV_VM } from 'kvm-sev/uapi';
+ * const hybrid = new HybridBackend(); // real /dev/kvm, mocked SEV
+ * using kvm = Kvm.open({ backend: hybrid });
+ * using platform = SevPlatform.open(hybrid); // the mock's /dev/sev
+ * using vm = kvm.createVm(KVM_X86_SEV_VM);
+ * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+ * mem.write(0x1000n, new TextEncoder().encode('hello'));
+ * const launching = await (await SevLaunch.init(vm, { platform })).launchStart({ policy: 0 });
+ * await launching.launchUpdateData(mem); // measured and "encrypted"
+ * console.log(new TextDecoder().decode(mem.read(0x1000n, 5))); // hello: without SEV the CPU reads plaintext
+ * console.log(Buffer.from(hybrid.hostRead(vm.fd, 0x1000n, 5)).toString('hex')); // what a real host would read: ciphertext
+ * ```
+ */
 export class HybridBackend implements Backend {
   readonly name = 'hybrid' as const;
   readonly native: NativeBackend;

@@ -8,7 +8,18 @@
  * import { MockHost } from 'kvm-sev/mock';
  * const host = new MockHost({ kernel: '7.2', processor: 'milan', trace: true });
  * using kvm = Kvm.open({ backend: host });
+ * using vm = kvm.createVm();
+ * await using sev = SevPlatform.open(host);
+ * const cmds = new SevGuestCommands(vm, sev);
+ * await cmds.init(); // KVM_SEV_INIT, answered by the mock kernel and firmware
+ * console.log((await sev.platformStatus()).stateName); // INIT: KVM_SEV_INIT initialised the platform
  * ```
+ *
+ * **The mock AMD root, for tests.** Every mock (and hybrid) platform's certificate chain ends in
+ * kvm-sev's mock AMD root, a fixed test root whose private keys ship in this package. A guest owner
+ * testing against the mock trusts it with `verifyChain({ ..., extraRoots: mockAmdRoots() })`
+ * (`kvm-sev/owner`); without it, verifyChain's error says that the chain is signed by the kvm-sev
+ * mock root. Never trust it outside tests: it proves nothing about hardware.
  *
  * The hybrid seam. The SEV half works without the mock's own KVM: a backend that owns real VMs
  * attaches each one with `host.sev.attach(port)`, where `port` (a {@link SevVmPort}) tells the SEV
@@ -21,6 +32,8 @@
  * resolved the source fd, `touch()` for demand pinning, and `destroy()` when the VM's last reference
  * goes. /dev/sev fds come from `host.open('/dev/sev')` (their numbers are what `sev_fd` names), and
  * `new MockHost({ memory })` puts the firmware over the hybrid's plaintext memory controller.
+ *
+ * @module kvm-sev/mock
  */
 export { MockHost, type MockSevVm, type SevSnapshot } from './mock-host.js';
 export type { MockHostOptions, KernelProfile } from './options.js';

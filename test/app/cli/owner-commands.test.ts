@@ -137,8 +137,8 @@ test('secret builds a packet the firmware side opens, bound to the measurement',
   const lib = buildSecret({
     tek,
     tik,
-    measurement,
+    measurement: { measure: measurement },
     secret: [{ guid: '736869e5-84f0-4973-92ec-06879ce3da0b', data: Buffer.from('hunter2') }],
   });
-  t.is(lib.secret.length, Buffer.from(j.secret, 'base64').length);
+  t.is(lib.trans.length, Buffer.from(j.secret, 'base64').length);
 });

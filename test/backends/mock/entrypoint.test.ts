@@ -26,7 +26,7 @@ test('the mock runs a full launch where the addon cannot load (and dlopen throws
     await cmds.init();
     await cmds.launchStart({ policy: 0 });
     await cmds.launchUpdateData(mem.range(0x1000n, 0x1000));
-    const { measurement } = await cmds.launchMeasure();
+    const { measure } = await cmds.launchMeasure();
     await cmds.launchFinish();
     const out = new Uint8Array(16);
     await cmds.dbgDecrypt(mem.range(0x1000n, 16), out);
@@ -34,7 +34,7 @@ test('the mock runs a full launch where the addon cannot load (and dlopen throws
     (() => { for (let i = 0; i < 20; i++) host.open('/dev/kvm'); })();
     const held = host.openFds;
     for (let i = 0; i < 30 && host.openFds > fds0; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); }
-    process.stdout.write(JSON.stringify({ dlopens, text: new TextDecoder().decode(out), mlen: measurement.length,
+    process.stdout.write(JSON.stringify({ dlopens, text: new TextDecoder().decode(out), mlen: measure.length,
       held: held - fds0, left: host.openFds - fds0, state: (await cmds.guestStatus()).stateName }));`;
   const stdout = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
     encoding: 'utf8',

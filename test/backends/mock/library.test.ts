@@ -140,28 +140,27 @@ test('a full launch: owner verifies the chain and the measurement, injects a sec
   await cmds.launchStart({ policy, dh: session.godhCert, session: session.session });
   await cmds.launchUpdateData(mem.range(0x4000n, 0x2000));
   t.notDeepEqual(mem.read(0x4000n, 0x2000), image, 'memory holds ciphertext');
-  const { measurement, mnonce } = await cmds.launchMeasure();
+  const measurement = await cmds.launchMeasure();
   const st = await sev.platformStatus();
-  const blob = new Uint8Array([...measurement, ...mnonce]);
   const facts = { apiMajor: st.apiMajor, apiMinor: st.apiMinor, build: st.build, policy, digest: launchDigest([image]), tik: session.tik };
-  t.true(verifyMeasurement({ ...facts, measurement: blob }));
-  t.false(verifyMeasurement({ ...facts, digest: launchDigest([image.subarray(1)]), measurement: blob }));
+  t.true(verifyMeasurement({ ...facts, measurement }));
+  t.false(verifyMeasurement({ ...facts, digest: launchDigest([image.subarray(1)]), measurement }));
 
   const secret = buildSecret({
     tek: session.tek,
     tik: session.tik,
-    measurement: blob,
+    measurement,
     secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('hunter2') }],
   });
-  const secretRange = mem.range(0x8000n, secret.secret.length);
-  await cmds.launchSecret({ header: secret.header, guest: secretRange, trans: secret.secret });
+  const secretRange = mem.range(0x8000n, secret.trans.length);
+  await cmds.launchSecret({ ...secret, guest: secretRange });
   await cmds.launchFinish();
   t.like(await cmds.guestStatus(), { policy, stateName: 'RUNNING' });
 
   const out = new Uint8Array(0x2000);
   await cmds.dbgDecrypt(mem.range(0x4000n, 0x2000), out);
   t.deepEqual(out, image);
-  const landed = new Uint8Array(secret.secret.length);
+  const landed = new Uint8Array(secret.trans.length);
   await cmds.dbgDecrypt(secretRange, landed);
   const table = parseSecretTable(landed);
   t.is(Buffer.from(table[0]!.data).toString(), 'hunter2');

@@ -5,7 +5,7 @@ export type { MockFirmwareOptions } from './firmware.js';
 export { NAPLES, ROME, MILAN, GENOA, PROFILES, apiAtLeast } from './processor-profiles.js';
 export { memoryCipher, memoryCipherInto, memoryCounterBlock } from './memory-cipher.js';
 export { CiphertextMemory } from './ciphertext-memory.js';
-export { mockAmdRoot, mockAmdRootAsync, rootBitsFor } from './mock-amd-root.js';
+export { mockAmdRoot, mockAmdRoots, mockAmdRootAsync, rootBitsFor } from './mock-amd-root.js';
 export type { MockAmdRoot } from './mock-amd-root.js';
 export { PlatformIdentity, CHIP_ID_SIZE, p384KeyFromRandom } from './platform-keys.js';
 export type { RandomSource } from './platform-keys.js';

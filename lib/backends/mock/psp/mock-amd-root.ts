@@ -7,7 +7,7 @@
 import { createHash, createPrivateKey } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { SevUsage, createAmdCert, rsaComponents, signAmdCert } from '../../../crypto/index.js';
-import type { MintedAmdRoot, RsaRootBits } from '../../../crypto/index.js';
+import type { AmdCertificate, MintedAmdRoot, RsaRootBits } from '../../../crypto/index.js';
 import { invalidArgValue } from '../../../uapi/errors.js';
 import { MOCK_ARK_2048, MOCK_ARK_4096, MOCK_ASK_2048, MOCK_ASK_4096 } from './mock-amd-root-keys.js';
 import type { ProcessorProfile } from './api.js';
@@ -32,7 +32,10 @@ function keyId(key: KeyObject): Buffer {
   return createHash('sha256').update(rsaComponents(key).n).digest().subarray(0, 16);
 }
 
-/** The mock root of this size (its certificates are signed once per process; the keys are fixed). */
+/**
+ * The mock root of this size, with its private keys (the mock firmware signs its CEK with the ASK's):
+ * a test root, not AMD's. Its certificates are signed once per process; the keys are fixed.
+ */
 export function mockAmdRoot(bits: RsaRootBits = 4096): MockAmdRoot {
   const b = checkBits(bits);
   let root = roots.get(b);
@@ -48,6 +51,33 @@ export function mockAmdRoot(bits: RsaRootBits = 4096): MockAmdRoot {
     roots.set(b, root);
   }
   return root;
+}
+
+/**
+ * **A mock root, for tests only**: the ARK and ASK (certificates only, no keys) of kvm-sev's mock
+ * AMD root, both sizes (RSA-2048 as on Naples, RSA-4096 after). Every mock and hybrid platform's
+ * chain ends in one of them, so a guest owner testing against the mock trusts them as extra roots:
+ *
+ * ```ts
+ * import { Kvm, SevPlatform } from 'kvm-sev';
+ * import { MockHost, mockAmdRoots } from 'kvm-sev/mock';
+ * import { parsePlatformCerts, verifyChain } from 'kvm-sev/owner';
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * await using sev = SevPlatform.open(kvm.backend);
+ * const { pdh, certChain } = await sev.pdhCertExport();
+ * const chain = verifyChain({ pdh, ...parsePlatformCerts(certChain), extraRoots: mockAmdRoots() }); // tests only
+ * console.log(chain.generation); // undefined: not one of AMD's roots
+ * ```
+ *
+ * Their private keys are in this package, so a chain that ends in them proves nothing about the
+ * hardware: never trust them outside tests. Without them, verifyChain's error says that the chain
+ * is signed by the kvm-sev mock root.
+ */
+export function mockAmdRoots(): { ark: AmdCertificate; ask: AmdCertificate }[] {
+  return ([2048, 4096] as const).map((bits) => {
+    const r = mockAmdRoot(bits);
+    return { ark: r.ark, ask: r.ask };
+  });
 }
 
 /** The same root as {@link mockAmdRoot} (kept for callers written when generating it took seconds). */

@@ -9,6 +9,7 @@ import {
   buildSecret,
   createSession,
   launchDigest,
+  parseLaunchMeasurement,
   parseSecretTable,
   verifyAttestationReport,
   verifyChain,
@@ -17,7 +18,7 @@ import {
 import {
   SevAlgo,
   SevUsage,
-  buildSecret as sealSecret,
+  sealSecret,
   createSevCert,
   parseAttestationReport,
   parseSevCert,
@@ -55,11 +56,14 @@ test('an owner session is accepted; LAUNCH_MEASURE verifies with the owner TIK a
   const m = fw.launchMeasure(g.handle, 48);
   t.like(m, { status: 0, length: 48 });
   const expected = { ...FW, policy, digest: launchDigest([image]), tik: g.session!.tik };
-  t.true(verifyMeasurement({ ...expected, measurement: m.data! }));
-  t.false(verifyMeasurement({ ...expected, digest: launchDigest([image.subarray(1)]), measurement: m.data! }), 'other digest');
-  t.false(verifyMeasurement({ ...expected, tik: randomBytes(16), measurement: m.data! }), 'other TIK');
-  t.false(verifyMeasurement({ ...expected, build: 16, measurement: m.data! }), 'other firmware build');
-  t.false(verifyMeasurement({ ...expected, policy: 0, measurement: m.data! }), 'other policy');
+  t.true(verifyMeasurement({ ...expected, measurement: parseLaunchMeasurement(m.data!) }));
+  t.false(
+    verifyMeasurement({ ...expected, digest: launchDigest([image.subarray(1)]), measurement: parseLaunchMeasurement(m.data!) }),
+    'other digest',
+  );
+  t.false(verifyMeasurement({ ...expected, tik: randomBytes(16), measurement: parseLaunchMeasurement(m.data!) }), 'other TIK');
+  t.false(verifyMeasurement({ ...expected, build: 16, measurement: parseLaunchMeasurement(m.data!) }), 'other firmware build');
+  t.false(verifyMeasurement({ ...expected, policy: 0, measurement: parseLaunchMeasurement(m.data!) }), 'other policy');
 });
 
 test('LAUNCH_MEASURE: length query (INVALID_LEN with 48, state unchanged), fresh MNONCE per launch', (t) => {
@@ -115,11 +119,11 @@ test('LAUNCH_START without a session: TEK and TIK are zero (the measurement is k
   const g = launch(fw, SEV_POLICY.NOKS, { session: false });
   const data = randomBytes(64);
   t.is(fw.launchUpdateData(g.handle, range(0x2000n, Buffer.from(data))).status, 0);
-  const m = fw.launchMeasure(g.handle, 48).data!;
+  const m = parseLaunchMeasurement(fw.launchMeasure(g.handle, 48).data!);
   t.true(verifyMeasurement({ ...FW, policy: SEV_POLICY.NOKS, digest: launchDigest([data]), tik: Buffer.alloc(16), measurement: m }));
   const secret = buildSecret({ tek: Buffer.alloc(16), tik: Buffer.alloc(16), measurement: m, secret: Buffer.alloc(16, 0xab) });
   const dst = range(0x8000n, new Uint8Array(16));
-  t.is(fw.launchSecret(g.handle, { header: secret.header, guest: dst, trans: secret.secret }).status, 0);
+  t.is(fw.launchSecret(g.handle, { header: secret.header, guest: dst, trans: secret.trans }).status, 0);
   const out = range(0x9000n, new Uint8Array(16));
   t.is(fw.dbgDecrypt(g.handle, dst, out).status, 0);
   t.deepEqual(Buffer.from(out.bytes), Buffer.alloc(16, 0xab));
@@ -187,7 +191,7 @@ test('LAUNCH_START: lengths (INVALID_LEN) before the GODH check (INVALID_CERTIFI
 test('LAUNCH_SECRET: an owner secret lands in guest memory as private memory; readable by DBG_DECRYPT', (t) => {
   const fw = ready();
   const g = launch(fw, 0);
-  const m = fw.launchMeasure(g.handle, 48).data!;
+  const m = parseLaunchMeasurement(fw.launchMeasure(g.handle, 48).data!);
   const secret = buildSecret({
     tek: g.session!.tek,
     tik: g.session!.tik,
@@ -195,7 +199,7 @@ test('LAUNCH_SECRET: an owner secret lands in guest memory as private memory; re
     secret: [{ guid: LUKS_KEY_GUID, data: Buffer.from('correct horse battery staple') }],
   });
   const area = range(0x820000n, new Uint8Array(secret.plaintext.length));
-  t.is(fw.launchSecret(g.handle, { header: secret.header, guest: area, trans: secret.secret }).status, 0);
+  t.is(fw.launchSecret(g.handle, { header: secret.header, guest: area, trans: secret.trans }).status, 0);
   t.false(Buffer.from(area.bytes).equals(secret.plaintext), 'stored encrypted (pure mock)');
   const out = range(0x9000n, new Uint8Array(area.bytes.length));
   t.is(fw.dbgDecrypt(g.handle, area, out).status, 0);
@@ -203,32 +207,32 @@ test('LAUNCH_SECRET: an owner secret lands in guest memory as private memory; re
   t.is(parseSecretTable(Buffer.from(out.bytes))[0]!.data.toString(), 'correct horse battery staple');
   // LAUNCH_SECRET may be repeated in LSECRET; LAUNCH_FINISH wipes the keys.
   t.is(
-    fw.launchSecret(g.handle, { header: secret.header, guest: range(0x821000n, new Uint8Array(area.bytes.length)), trans: secret.secret })
+    fw.launchSecret(g.handle, { header: secret.header, guest: range(0x821000n, new Uint8Array(area.bytes.length)), trans: secret.trans })
       .status,
     0,
   );
   t.is(fw.launchFinish(g.handle).status, 0);
-  expectStatus(t, fw.launchSecret(g.handle, { header: secret.header, guest: area, trans: secret.secret }), SEV_RET.INVALID_GUEST_STATE);
+  expectStatus(t, fw.launchSecret(g.handle, { header: secret.header, guest: area, trans: secret.trans }), SEV_RET.INVALID_GUEST_STATE);
 });
 
 test('LAUNCH_SECRET: checks in order; tampering is BAD_MEASUREMENT; COMPRESSED is UNSUPPORTED after the MAC', (t) => {
   const fw = ready();
   const g = launch(fw, 0);
-  const m = fw.launchMeasure(g.handle, 48).data!;
+  const m = parseLaunchMeasurement(fw.launchMeasure(g.handle, 48).data!);
   const { tek, tik } = g.session!;
   const plaintext = randomBytes(64);
   const good = buildSecret({ tek, tik, measurement: m, secret: plaintext });
   const ls = (header: Uint8Array, paddr: bigint, len: number, trans: Uint8Array): { status: number } =>
     fw.launchSecret(g.handle, { header, guest: range(paddr, new Uint8Array(len)), trans });
-  expectStatus(t, ls(good.header.subarray(1), 0x1008n, 64, good.secret), SEV_RET.INVALID_ADDRESS, 'address before lengths');
-  expectStatus(t, ls(good.header.subarray(1), 0x1000n, 64, good.secret), SEV_RET.INVALID_LEN, 'header 51 bytes');
-  expectStatus(t, ls(good.header, 0x1000n, 48, good.secret), SEV_RET.INVALID_LEN, 'guest_len ≠ trans_len');
+  expectStatus(t, ls(good.header.subarray(1), 0x1008n, 64, good.trans), SEV_RET.INVALID_ADDRESS, 'address before lengths');
+  expectStatus(t, ls(good.header.subarray(1), 0x1000n, 64, good.trans), SEV_RET.INVALID_LEN, 'header 51 bytes');
+  expectStatus(t, ls(good.header, 0x1000n, 48, good.trans), SEV_RET.INVALID_LEN, 'guest_len ≠ trans_len');
   expectStatus(t, ls(good.header, 0x1000n, 0, new Uint8Array(0)), SEV_RET.INVALID_LEN, 'zero length');
   expectStatus(t, ls(good.header, 0x1000n, 24, new Uint8Array(24)), SEV_RET.INVALID_LEN, 'not a 16 multiple');
   expectStatus(t, ls(good.header, 0x1000n, 0x5010, new Uint8Array(0x5010)), SEV_RET.INVALID_LEN, '> 0x5000');
   const tampered = (f: (h: Buffer, c: Buffer) => void): { status: number } => {
     const h = Buffer.from(good.header);
-    const c = Buffer.from(good.secret);
+    const c = Buffer.from(good.trans);
     f(h, c);
     return ls(h, 0x1000n, 64, c);
   };
@@ -256,12 +260,12 @@ test('LAUNCH_SECRET: checks in order; tampering is BAD_MEASUREMENT; COMPRESSED i
     SEV_RET.BAD_MEASUREMENT,
     'COMPRESSED flag under the MAC',
   );
-  const other = buildSecret({ tek, tik, measurement: randomBytes(32), secret: plaintext });
-  expectStatus(t, ls(other.header, 0x1000n, 64, other.secret), SEV_RET.BAD_MEASUREMENT, 'bound to another measurement');
-  const compressed = sealSecret({ tek, tik, measurement: m.subarray(0, 32), plaintext, flags: 1 });
+  const other = buildSecret({ tek, tik, measurement: { measure: randomBytes(32) }, secret: plaintext });
+  expectStatus(t, ls(other.header, 0x1000n, 64, other.trans), SEV_RET.BAD_MEASUREMENT, 'bound to another measurement');
+  const compressed = sealSecret({ tek, tik, measurement: m.measure, plaintext, flags: 1 });
   expectStatus(t, ls(compressed.headerBytes, 0x1000n, 64, compressed.trans), SEV_RET.UNSUPPORTED);
   const area = range(0x1000n, new Uint8Array(64));
-  t.is(fw.launchSecret(g.handle, { header: good.header, guest: area, trans: good.secret }).status, 0);
+  t.is(fw.launchSecret(g.handle, { header: good.header, guest: area, trans: good.trans }).status, 0);
   t.false(Buffer.from(area.bytes).equals(plaintext));
   const out = range(0x3000n, new Uint8Array(64));
   t.is(fw.dbgDecrypt(g.handle, area, out).status, 0);
