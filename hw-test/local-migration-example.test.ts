@@ -4,18 +4,20 @@
  * guest's counter goes on where it stopped. Both on the hybrid backend with the shared mock SEV
  * service (a private one: TMPDIR points the default service socket into a fresh folder).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
 import { hwTest, kvmDevice } from '../test/helpers/hw.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const example = (name: string) => join(root, 'dist/examples/local-migration', `${name}.js`);
 
-function start(name: string, socket: string, env: NodeJS.ProcessEnv) {
+function start(t: ExecutionContext, name: string, socket: string, env: NodeJS.ProcessEnv) {
   const p = spawn(process.execPath, [example(name), socket], { env });
+  t.teardown(() => p.exitCode === null && p.kill('SIGKILL'));
   let out = '';
   let err = '';
   p.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -39,17 +41,11 @@ hwTest(
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-example-'));
     const env = { ...process.env, TMPDIR: dir };
-    const children: ChildProcessWithoutNullStreams[] = [];
-    t.teardown(() => {
-      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    });
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const socket = join(dir, 'vmm.sock');
-    const target = start('new-vmm', socket, env);
-    children.push(target.p);
+    const target = start(t, 'new-vmm', socket, env);
     await target.printed('new VMM: listening');
-    const source = start('old-vmm', socket, env);
-    children.push(source.p);
+    const source = start(t, 'old-vmm', socket, env);
     const [o, n] = await Promise.all([source.done, target.done]);
     t.is(o.code, 0, o.err);
     t.is(n.code, 0, n.err);

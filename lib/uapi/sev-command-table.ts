@@ -11,9 +11,15 @@
  * (which shadow whatever upstream has there): exactly what a backend can be told.
  *
  * ```ts
+ * import { MockHost } from 'kvm-sev/mock';
+ * import { KVM_CREATE_VM } from 'kvm-sev/uapi';
+ * const backend = new MockHost({ kernel: 'local-migration-2021' });
+ * const kvm = backend.open('/dev/kvm');
+ * const vmFd = backend.ioctlFd(kvm, KVM_CREATE_VM, 0);
  * const table = backend.sevCommandTable(vmFd); // the mock: its kernel profile's; native: what was set
- * const cmd = table.kvm_sev_cmd.arg({ id: 22, data: {} }); // 22 laid out as that kernel reads it
- * backend.ioctl(vmFd, KVM_MEMORY_ENCRYPT_OP, cmd);
+ * console.log(table.commandName(22), table.struct(22)?.size); // LOCAL_SEND 8 (KVM_SEV_INIT2, 48 bytes, upstream)
+ * vmFd.close();
+ * kvm.close();
  * ```
  */
 import type { AnyStructCodec } from './codec.js';

@@ -6,6 +6,7 @@
  * of the run. Released means one of:
  *   - a `using` / `await using` declaration;
  *   - a `t.teardown(…)` in the same function (or one around it) whose callback names the resource
+ *     (at module level, a `test.after.always(…)` that names it)
  *     (a callback given by name, `t.teardown(close)`, counts with the body of that local function);
  *   - a `try … finally` right after the declaration whose finally block names it;
  *   - closed in the same expression (`b.ioctlFd(…).close()`);
@@ -203,7 +204,12 @@ export function lintSource(file: string, text: string): Finding[] {
   const inTeardown = (scope: ts.Node, ref: string): boolean => {
     let found = false;
     descendants(scope, (x) => {
-      if (found || !ts.isCallExpression(x) || !ts.isPropertyAccessExpression(x.expression) || x.expression.name.text !== 'teardown') return;
+      if (found || !ts.isCallExpression(x) || !ts.isPropertyAccessExpression(x.expression)) return;
+      // t.teardown(…) in a test; test.after.always(…) for what a file opens once at module level.
+      const callee = x.expression;
+      const afterAlways =
+        callee.name.text === 'always' && ts.isPropertyAccessExpression(callee.expression) && callee.expression.name.text === 'after';
+      if (callee.name.text !== 'teardown' && !afterAlways) return;
       for (const a of x.arguments) {
         if (mentions(a, ref)) found = true;
         else if (ts.isIdentifier(a)) {
@@ -234,7 +240,8 @@ export function lintSource(file: string, text: string): Finding[] {
     if (decl && refs.some((r) => finallyAfter(decl, r))) return true;
     for (let s: ts.Node | undefined = enclosingFunction(n); s; s = enclosingFunction(s))
       if (refs.some((r) => inTeardown(s!, r))) return true;
-    return false;
+    // Opened at module level: released by the file's test.after.always(…).
+    return enclosingFunction(n) === undefined && refs.some((r) => inTeardown(sf, r));
   };
 
   const check = (n: ts.Node, what: string): void => {

@@ -6,7 +6,7 @@
  * other one everywhere. A README block marked ```ts example=PATH is that file of examples/, word for
  * word but for its imports of the package, and runs in that example's own test.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -118,11 +118,15 @@ function compileAll(): Promise<Map<string, string[]>> {
   return compiled;
 }
 
-function run(js: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(t: ExecutionContext, js: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [js], { cwd: root, timeout: 60_000, env: { ...process.env, NO_COLOR: '1' } }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    const child = execFile(
+      process.execPath,
+      [js],
+      { cwd: root, timeout: 60_000, env: { ...process.env, NO_COLOR: '1' } },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
+    t.teardown(() => child.exitCode === null && child.kill('SIGKILL'));
   });
 }
 
@@ -176,7 +180,7 @@ for (const b of blocks) {
   }
   test(`${title}: compiles and runs`, async (t) => {
     t.deepEqual((await compileAll()).get(b.file) ?? [], [], `${b.where} does not compile`);
-    const r = await slot(() => run(b.file.replace(/\.ts$/, '.js')));
+    const r = await slot(() => run(t, b.file.replace(/\.ts$/, '.js')));
     t.log(`${relative(root, b.file)}: ${r.stdout.trim()}`);
     t.is(r.code, 0, `${b.where} failed:\n${r.stderr}`);
   });

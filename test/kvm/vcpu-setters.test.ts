@@ -34,6 +34,7 @@ function setters(t: ExecutionContext, backend: Backend, count?: (req: number) =>
   const kvm = Kvm.open({ backend });
   t.teardown(() => kvm.close());
   const vm = kvm.createVm();
+  t.teardown(() => vm.close());
   const vcpu = vm.createVcpu(0);
 
   vcpu.setRegs({ rsp: 0x8000n, rax: 7n, rflags: 2n });

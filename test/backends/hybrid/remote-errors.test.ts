@@ -7,7 +7,7 @@
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { inspect } from 'node:util';
 import type { KvmError } from '../../../lib/backend/errors.js';
 import { HybridBackend } from '../../../lib/backends/hybrid/hybrid-backend.js';
@@ -25,7 +25,9 @@ const count = (s: string, sub: string) => s.split(sub).length - 1;
 hw(
   'an error through the shared service prints its firmware-status suffix once; after MOVE the EBADF hint names the missing /dev/sev fd',
   async (t) => {
-    const socket = join(mkdtempSync(join(tmpdir(), 'kvm-sev-daemon-')), 'sev.sock');
+    const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-daemon-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const socket = join(dir, 'sev.sock');
     const backend = new HybridBackend({ kernel: '7.2', sevService: { socket } });
     const kvm = Kvm.open({ backend });
     const platform = SevPlatform.open(backend);
@@ -33,9 +35,9 @@ hw(
       platform.close();
       kvm.close();
       backend.sevService!.close();
-      rmSync(dirname(socket), { recursive: true, force: true });
     });
     const vm = kvm.createVm(KVM_X86_SEV_VM);
+    t.teardown(() => vm.close());
     const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'remote-errors' });
     const launching = await (await SevLaunch.init(vm, { platform })).launchStart({ policy: 0 });
     const early = await t.throwsAsync<KvmError>(new SevGuestCommands(vm, platform).launchFinish(), { code: 'EIO' });
@@ -47,6 +49,7 @@ hw(
     await (await launching.launchMeasure()).launchFinish();
 
     const moved = kvm.createVm(KVM_X86_SEV_VM);
+    t.teardown(() => moved.close());
     new SevGuestCommands(moved).moveEncContextFromFd(vm.fd);
     const e = await t.throwsAsync<KvmError>(new SevGuestCommands(moved, platform).guestStatus(), { code: 'EBADF' });
     t.is(count(inspect(e), '[KVM_SEV_GUEST_STATUS, firmware status SUCCESS'), 1);
