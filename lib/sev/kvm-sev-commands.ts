@@ -28,9 +28,9 @@ import type { LaunchMeasurement } from '../crypto/measurement.js';
 import { Vm } from '../kvm/vm.js';
 import type { ArgInput, ValueOf } from '../uapi/codec.js';
 import {
-  KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
-  KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM,
+  KVM_CAP,
   KVM_SEV,
+  PAGE_SIZE,
   SEV_FW_BLOB_MAX_SIZE,
   SEV_MEASUREMENT_SIZE,
   guestStateName,
@@ -158,7 +158,6 @@ const SEV_FD_IDS: ReadonlySet<number> = new Set([
 ]);
 const OFF_ERROR = kvm_sev_cmd.offsetOf('error');
 const NO_FD = 0xffffffff;
-const PAGE = 4096;
 
 function errorWordOf(cmd: IoctlStruct): number {
   return new DataView(cmd.bytes.buffer, cmd.bytes.byteOffset, cmd.bytes.byteLength).getUint32(OFF_ERROR, true);
@@ -718,7 +717,7 @@ export class SevGuestCommands {
   moveEncContextFrom(source: Vm): void {
     const src = this.checkPeer('source', source);
     try {
-      this.vm.enableCap(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, [BigInt(src.fd.fd)]);
+      this.vm.enableCap(KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM, [BigInt(src.fd.fd)]);
     } catch (e) {
       throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
     }
@@ -734,7 +733,7 @@ export class SevGuestCommands {
       throw invalidArgType('source', 'a VM fd (BackendFd)', source);
     if (source.kind !== 'vm') throw invalidArgValue('source', source.kind, 'must be a VM fd');
     try {
-      this.vm.enableCap(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, [BigInt(source.fd)]);
+      this.vm.enableCap(KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM, [BigInt(source.fd)]);
     } catch (e) {
       throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
     }
@@ -748,7 +747,7 @@ export class SevGuestCommands {
   copyEncContextFrom(owner: Vm): void {
     const src = this.checkPeer('owner', owner);
     try {
-      this.vm.enableCap(KVM_CAP_VM_COPY_ENC_CONTEXT_FROM, [BigInt(src.fd.fd)]);
+      this.vm.enableCap(KVM_CAP.VM_COPY_ENC_CONTEXT_FROM, [BigInt(src.fd.fd)]);
     } catch (e) {
       throw this.failSync(e, 'VM_COPY_ENC_CONTEXT_FROM');
     }
@@ -757,8 +756,8 @@ export class SevGuestCommands {
 
 /** A guest range KVM accepts for one SEND/RECEIVE_UPDATE_DATA packet: 1..4096 bytes within one page. */
 function checkPageRange(name: string, v: unknown): MappingRange {
-  const r = checkRange(name, v, PAGE);
-  if ((r.offset % PAGE) + r.length > PAGE) {
+  const r = checkRange(name, v, PAGE_SIZE);
+  if ((r.offset % PAGE_SIZE) + r.length > PAGE_SIZE) {
     throw invalidArgValue(name, r, 'must lie within one 4 KiB page (KVM moves one page per packet)');
   }
   return r;
