@@ -4,7 +4,8 @@
  * 2048-bit signer, SHA-384 for a 4096-bit one; salt = hash length.
  */
 import type { KeyObject } from 'node:crypto';
-import { bytesEqual, checkBytes, checkObject, checkUint, copy, reversed } from './bytes.js';
+import { bytesEqual, copy, reversed } from './bytes.js';
+import { checkBytes, checkObject, checkU32 } from '../uapi/args.js';
 import { SevAlgo, SevUsage } from './cert-codes.js';
 import { invalidArgType, invalidArgValue, SevCertError, SevFormatError } from './errors.js';
 import type { CertCheck } from './errors.js';
@@ -39,7 +40,7 @@ export function isAmdCertificate(x: unknown): x is AmdCertificate {
 
 /** Total size a certificate starting at `bytes` declares (needs the 0x40-byte header). */
 export function amdCertLength(bytes: Uint8Array): number {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length < AMD_CERT_HEADER_SIZE)
     throw new SevFormatError(`an AMD certificate header is ${AMD_CERT_HEADER_SIZE} bytes, got ${b.length}`);
   const pe = b.readUInt32LE(0x38);
@@ -51,7 +52,7 @@ export function amdCertLength(bytes: Uint8Array): number {
 }
 
 export function parseAmdCert(bytes: Uint8Array): AmdCertificate {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   const len = amdCertLength(b);
   if (b.length !== len) throw new SevFormatError(`this AMD certificate is ${len} bytes, got ${b.length}`);
   const pe = b.readUInt32LE(0x38) / 8;
@@ -74,7 +75,7 @@ export function parseAmdCert(bytes: Uint8Array): AmdCertificate {
 
 /** Split concatenated AMD certificates (e.g. SEND_START's ASK ‖ ARK). */
 export function splitAmdCerts(bytes: Uint8Array): AmdCertificate[] {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   const out: AmdCertificate[] = [];
   for (let off = 0; off < b.length;) {
     const len = amdCertLength(b.subarray(off));
@@ -86,24 +87,24 @@ export function splitAmdCerts(bytes: Uint8Array): AmdCertificate[] {
 }
 
 export function serializeAmdCert(cert: AmdCertificate): Buffer {
-  checkObject(cert, 'cert');
-  const peBits = checkUint(cert.pubExpBits, 'cert.pubExpBits', 32);
-  const mBits = checkUint(cert.modulusBits, 'cert.modulusBits', 32);
+  checkObject('cert', cert);
+  const peBits = checkU32('cert.pubExpBits', cert.pubExpBits);
+  const mBits = checkU32('cert.modulusBits', cert.modulusBits);
   if (peBits % 8 !== 0 || mBits % 8 !== 0)
     throw invalidArgValue('cert', `${peBits}/${mBits} bits`, 'key sizes must be multiples of 8 bits');
   const pe = peBits / 8;
   const m = mBits / 8;
   const out = Buffer.alloc(AMD_CERT_HEADER_SIZE + pe + 2 * m);
-  out.writeUInt32LE(checkUint(cert.version, 'cert.version', 32), 0);
-  checkBytes(cert.keyId, 'cert.keyId', AMD_KEY_ID_SIZE).copy(out, 0x04);
-  checkBytes(cert.certifyingId, 'cert.certifyingId', AMD_KEY_ID_SIZE).copy(out, 0x14);
-  out.writeUInt32LE(checkUint(cert.keyUsage, 'cert.keyUsage', 32), 0x24);
-  checkBytes(cert.reserved, 'cert.reserved', 16).copy(out, 0x28);
+  out.writeUInt32LE(checkU32('cert.version', cert.version), 0);
+  checkBytes('cert.keyId', cert.keyId, AMD_KEY_ID_SIZE).copy(out, 0x04);
+  checkBytes('cert.certifyingId', cert.certifyingId, AMD_KEY_ID_SIZE).copy(out, 0x14);
+  out.writeUInt32LE(checkU32('cert.keyUsage', cert.keyUsage), 0x24);
+  checkBytes('cert.reserved', cert.reserved, 16).copy(out, 0x28);
   out.writeUInt32LE(peBits, 0x38);
   out.writeUInt32LE(mBits, 0x3c);
-  checkBytes(cert.pubExp, 'cert.pubExp', pe).copy(out, AMD_CERT_HEADER_SIZE);
-  checkBytes(cert.modulus, 'cert.modulus', m).copy(out, AMD_CERT_HEADER_SIZE + pe);
-  checkBytes(cert.signature, 'cert.signature', m).copy(out, AMD_CERT_HEADER_SIZE + pe + m);
+  checkBytes('cert.pubExp', cert.pubExp, pe).copy(out, AMD_CERT_HEADER_SIZE);
+  checkBytes('cert.modulus', cert.modulus, m).copy(out, AMD_CERT_HEADER_SIZE + pe);
+  checkBytes('cert.signature', cert.signature, m).copy(out, AMD_CERT_HEADER_SIZE + pe + m);
   return out;
 }
 
@@ -157,7 +158,7 @@ export interface CreateAmdCertOptions {
 
 /** An unsigned AMD certificate (zero signature); exponent field as wide as the modulus, as AMD's. */
 export function createAmdCert(opts: CreateAmdCertOptions): AmdCertificate {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   const { n, e, bits } = rsaComponents(opts.publicKey);
   if (bits !== 2048 && bits !== 4096) throw invalidArgValue('options.publicKey', bits, 'must be a 2048- or 4096-bit RSA key');
   const m = bits / 8;
@@ -165,14 +166,14 @@ export function createAmdCert(opts: CreateAmdCertOptions): AmdCertificate {
   reversed(n).copy(modulus);
   const pubExp = Buffer.alloc(m);
   reversed(e).copy(pubExp);
-  const keyId = copy(checkBytes(opts.keyId, 'options.keyId', AMD_KEY_ID_SIZE));
+  const keyId = copy(checkBytes('options.keyId', opts.keyId, AMD_KEY_ID_SIZE));
   return {
     format: 'amd',
     version: 1,
     keyId,
     certifyingId:
-      opts.certifyingId === undefined ? copy(keyId) : copy(checkBytes(opts.certifyingId, 'options.certifyingId', AMD_KEY_ID_SIZE)),
-    keyUsage: checkUint(opts.keyUsage, 'options.keyUsage', 32),
+      opts.certifyingId === undefined ? copy(keyId) : copy(checkBytes('options.certifyingId', opts.certifyingId, AMD_KEY_ID_SIZE)),
+    keyUsage: checkU32('options.keyUsage', opts.keyUsage),
     reserved: Buffer.alloc(16),
     pubExpBits: bits,
     modulusBits: bits,

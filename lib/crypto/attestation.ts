@@ -3,7 +3,8 @@
  * ECDSA P-384 by the PEK over SHA-256 of bytes 0x00..0x33 (mnonce ‖ launch digest ‖ policy).
  */
 import type { KeyObject } from 'node:crypto';
-import { bigIntToLe, checkBytes, checkObject, checkUint, copy, leToBigInt, u32le } from './bytes.js';
+import { bigIntToLe, copy, leToBigInt, u32le } from './bytes.js';
+import { checkBytes, checkObject, checkU32 } from '../uapi/args.js';
 import { SevAlgo, SevUsage } from './cert-codes.js';
 import { ecdsaSignP384, ecdsaVerifyP384, isP384Key } from './ecc.js';
 import { invalidArgValue, SevCertError, SevFormatError } from './errors.js';
@@ -25,7 +26,7 @@ export interface AttestationReport {
 }
 
 export function parseAttestationReport(bytes: Uint8Array): AttestationReport {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length !== ATTESTATION_REPORT_SIZE)
     throw new SevFormatError(`an attestation report is ${ATTESTATION_REPORT_SIZE} bytes, got ${b.length}`);
   return {
@@ -40,15 +41,15 @@ export function parseAttestationReport(bytes: Uint8Array): AttestationReport {
 }
 
 export function serializeAttestationReport(r: AttestationReport): Buffer {
-  checkObject(r, 'report');
+  checkObject('report', r);
   return Buffer.concat([
-    checkBytes(r.mnonce, 'report.mnonce', 16),
-    checkBytes(r.launchDigest, 'report.launchDigest', 32),
-    u32le(checkUint(r.policy, 'report.policy', 32)),
-    u32le(checkUint(r.sigUsage, 'report.sigUsage', 32)),
-    u32le(checkUint(r.sigAlgo, 'report.sigAlgo', 32)),
-    u32le(checkUint(r.reserved, 'report.reserved', 32)),
-    checkBytes(r.sig, 'report.sig', 2 * SEV_ECC_FIELD),
+    checkBytes('report.mnonce', r.mnonce, 16),
+    checkBytes('report.launchDigest', r.launchDigest, 32),
+    u32le(checkU32('report.policy', r.policy)),
+    u32le(checkU32('report.sigUsage', r.sigUsage)),
+    u32le(checkU32('report.sigAlgo', r.sigAlgo)),
+    u32le(checkU32('report.reserved', r.reserved)),
+    checkBytes('report.sig', r.sig, 2 * SEV_ECC_FIELD),
   ]);
 }
 
@@ -60,9 +61,9 @@ export function signAttestationReport(
   if (!isP384Key(pekPrivateKey) || pekPrivateKey.type !== 'private')
     throw invalidArgValue('pekPrivateKey', pekPrivateKey?.asymmetricKeyType, 'must be a P-384 private key');
   const unsigned: AttestationReport = {
-    mnonce: copy(checkBytes(fields.mnonce, 'mnonce', 16)),
-    launchDigest: copy(checkBytes(fields.launchDigest, 'launchDigest', 32)),
-    policy: checkUint(fields.policy, 'policy', 32),
+    mnonce: copy(checkBytes('mnonce', fields.mnonce, 16)),
+    launchDigest: copy(checkBytes('launchDigest', fields.launchDigest, 32)),
+    policy: checkU32('policy', fields.policy),
     sigUsage: SevUsage.PEK,
     sigAlgo: SevAlgo.ECDSA_SHA256,
     reserved: 0,

@@ -1,6 +1,6 @@
-/** Byte helpers and argument checks. All SEV integers are little-endian (§0). */
+/** Byte helpers. All SEV integers are little-endian (§0). Argument checks are in lib/uapi/args.ts. */
 import { timingSafeEqual } from 'node:crypto';
-import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
+import { outOfRange } from './errors.js';
 
 /** A Buffer view of `u8` (no copy). */
 export function view(u8: Uint8Array): Buffer {
@@ -59,28 +59,4 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 export function isAllZero(u8: Uint8Array): boolean {
   for (const b of u8) if (b !== 0) return false;
   return true;
-}
-
-// ---- argument checks -------------------------------------------------------------------------
-
-export function checkBytes(value: unknown, name: string, length?: number): Buffer {
-  if (!(value instanceof Uint8Array)) throw invalidArgType(name, 'an instance of Buffer or Uint8Array', value);
-  if (length !== undefined && value.length !== length) {
-    throw invalidArgValue(name, value, `must be exactly ${length} bytes long`);
-  }
-  return view(value);
-}
-
-export function checkUint(value: unknown, name: string, bits: 8 | 16 | 32): number {
-  if (typeof value !== 'number') throw invalidArgType(name, 'number', value);
-  const max = bits === 32 ? 0xffffffff : (1 << bits) - 1;
-  if (!Number.isInteger(value) || value < 0 || value > max) {
-    throw outOfRange(name, `an integer >= 0 and <= ${max}`, value);
-  }
-  return value;
-}
-
-export function checkObject(value: unknown, name: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) throw invalidArgType(name, 'object', value);
-  return value as Record<string, unknown>;
 }

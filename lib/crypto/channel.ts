@@ -3,7 +3,8 @@
  * (§5, §6): header = FLAGS u32 ‖ IV[16] ‖ MAC[32] (52 bytes), and
  *   MAC = HMAC-SHA256(TIK, CTX ‖ LE32(FLAGS) ‖ IV ‖ LE32(GUEST_LEN) ‖ LE32(TRANS_LEN) ‖ TRANS [‖ MEASURE])
  */
-import { checkBytes, checkObject, checkUint, copy, u32le } from './bytes.js';
+import { copy, u32le } from './bytes.js';
+import { checkBytes, checkObject, checkU8, checkU32 } from '../uapi/args.js';
 import { SevFormatError } from './errors.js';
 import { hmacSha256 } from './hmac.js';
 
@@ -29,18 +30,14 @@ export interface PacketHeader {
 }
 
 export function parsePacketHeader(bytes: Uint8Array): PacketHeader {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length !== PACKET_HEADER_SIZE) throw new SevFormatError(`a packet header is ${PACKET_HEADER_SIZE} bytes, got ${b.length}`);
   return { flags: b.readUInt32LE(0), iv: copy(b.subarray(4, 20)), mac: copy(b.subarray(20, 52)) };
 }
 
 export function serializePacketHeader(h: PacketHeader): Buffer {
-  checkObject(h, 'header');
-  return Buffer.concat([
-    u32le(checkUint(h.flags, 'header.flags', 32)),
-    checkBytes(h.iv, 'header.iv', 16),
-    checkBytes(h.mac, 'header.mac', 32),
-  ]);
+  checkObject('header', h);
+  return Buffer.concat([u32le(checkU32('header.flags', h.flags)), checkBytes('header.iv', h.iv, 16), checkBytes('header.mac', h.mac, 32)]);
 }
 
 export function toPacketHeader(h: PacketHeader | Uint8Array): PacketHeader {
@@ -60,15 +57,15 @@ export interface ChannelMacInput {
 }
 
 export function channelMac(m: ChannelMacInput): Buffer {
-  const trans = checkBytes(m.trans, 'trans');
+  const trans = checkBytes('trans', m.trans);
   const parts: Buffer[] = [
-    Buffer.from([checkUint(m.context, 'context', 8)]),
-    u32le(checkUint(m.flags, 'flags', 32)),
-    checkBytes(m.iv, 'iv', 16),
-    u32le(checkUint(m.guestLength, 'guestLength', 32)),
+    Buffer.from([checkU8('context', m.context)]),
+    u32le(checkU32('flags', m.flags)),
+    checkBytes('iv', m.iv, 16),
+    u32le(checkU32('guestLength', m.guestLength)),
     u32le(trans.length),
     trans,
   ];
-  if (m.trailer !== undefined) parts.push(checkBytes(m.trailer, 'trailer'));
-  return hmacSha256(checkBytes(m.tik, 'tik', 16), ...parts);
+  if (m.trailer !== undefined) parts.push(checkBytes('trailer', m.trailer));
+  return hmacSha256(checkBytes('tik', m.tik, 16), ...parts);
 }

@@ -1,5 +1,5 @@
 /** GUIDs in the EFI/Microsoft byte order (`bytes_le`): first three fields little-endian. */
-import { checkBytes } from './bytes.js';
+import { checkBytes } from '../uapi/args.js';
 import { invalidArgType, invalidArgValue } from './errors.js';
 
 const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -17,7 +17,7 @@ export function guidToBytes(guid: string): Buffer {
 
 /** Lower-case canonical form. */
 export function guidFromBytes(bytes: Uint8Array): string {
-  const b = checkBytes(bytes, 'bytes', 16);
+  const b = checkBytes('bytes', bytes, 16);
   const h = (x: Buffer): string => x.toString('hex');
   return [
     h(Buffer.from(b.subarray(0, 4)).reverse()),

@@ -4,7 +4,7 @@
  * source of each fact (the AMD SEV API spec, pub. 55766; AMD's sev-tool; virtee/sev).
  */
 export * from './errors.js';
-export { checkBytes, bytesEqual } from './bytes.js';
+export { bytesEqual } from './bytes.js';
 export * from './cert-codes.js';
 export * from './ecc.js';
 export * from './rsa.js';

@@ -4,7 +4,8 @@
  *   K(i) = HMAC-SHA256(keyIn, LE32(i) ‖ label ‖ 0x00 ‖ context ‖ LE32(L bits))
  */
 import { createHmac } from 'node:crypto';
-import { checkBytes, u32le } from './bytes.js';
+import { u32le } from './bytes.js';
+import { checkBytes } from '../uapi/args.js';
 import { invalidArgType, outOfRange } from './errors.js';
 
 export const KDF_LABEL = {
@@ -15,9 +16,9 @@ export const KDF_LABEL = {
 } as const;
 
 export function kdfSp800108(keyIn: Uint8Array, label: string, context: Uint8Array, lengthBits: number): Buffer {
-  const key = checkBytes(keyIn, 'keyIn');
+  const key = checkBytes('keyIn', keyIn);
   if (typeof label !== 'string') throw invalidArgType('label', 'string', label);
-  const ctx = checkBytes(context, 'context');
+  const ctx = checkBytes('context', context);
   if (!Number.isInteger(lengthBits) || lengthBits <= 0 || lengthBits % 8 !== 0 || lengthBits > 0xffffffff) {
     throw outOfRange('lengthBits', 'a positive multiple of 8', lengthBits);
   }
@@ -39,7 +40,7 @@ export interface SessionKeys {
 
 /** §3.3 steps 4–5: master secret from Z and NONCE, then KEK and KIK from it. */
 export function deriveSessionKeys(sharedSecret: Uint8Array, nonce: Uint8Array): SessionKeys {
-  const masterSecret = kdfSp800108(sharedSecret, KDF_LABEL.MASTER_SECRET, checkBytes(nonce, 'nonce', 16), 128);
+  const masterSecret = kdfSp800108(sharedSecret, KDF_LABEL.MASTER_SECRET, checkBytes('nonce', nonce, 16), 128);
   return {
     masterSecret,
     kek: kdfSp800108(masterSecret, KDF_LABEL.KEK, Buffer.alloc(0), 128),

@@ -5,7 +5,7 @@
  * SHA-256(OVMF ‖ this table) (SEV-ES adds the VMSAs).
  */
 import { createHash } from 'node:crypto';
-import { checkBytes, checkObject } from './bytes.js';
+import { checkBytes, checkObject } from '../uapi/args.js';
 import { invalidArgType } from './errors.js';
 import { guidToBytes } from './guid.js';
 
@@ -29,9 +29,9 @@ function entry(guid: string, data: Uint8Array): Buffer {
 }
 
 export function buildKernelHashesTable(input: KernelHashesInput): Buffer {
-  checkObject(input, 'input');
-  const kernel = checkBytes(input.kernel, 'input.kernel');
-  const initrd = input.initrd === undefined ? Buffer.alloc(0) : checkBytes(input.initrd, 'input.initrd');
+  checkObject('input', input);
+  const kernel = checkBytes('input.kernel', input.kernel);
+  const initrd = input.initrd === undefined ? Buffer.alloc(0) : checkBytes('input.initrd', input.initrd);
   let cmd: Buffer;
   if (input.cmdline === undefined || typeof input.cmdline === 'string') cmd = Buffer.from(input.cmdline ?? '', 'utf8');
   else if (input.cmdline instanceof Uint8Array) cmd = Buffer.from(input.cmdline);

@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
-import { bytesEqual, checkBytes, checkObject, checkUint, copy, u32le } from './bytes.js';
+import { bytesEqual, copy, u32le } from './bytes.js';
+import { checkBytes, checkObject, checkU8, checkU32 } from '../uapi/args.js';
 import { invalidArgType, SevFormatError } from './errors.js';
 import { hmacSha256 } from './hmac.js';
 import { ChannelContext } from './channel.js';
@@ -20,7 +21,7 @@ export class LaunchDigest {
 
   update(data: Uint8Array): this {
     if (this.#final) throw new Error('LaunchDigest already finalised');
-    this.#hash.update(checkBytes(data, 'data'));
+    this.#hash.update(checkBytes('data', data));
     return this;
   }
 
@@ -58,22 +59,17 @@ export interface MeasurementInput {
 
 /** The 56-byte message the MEASURE HMAC covers. */
 export function measurementMessage(m: Omit<MeasurementInput, 'tik'>): Buffer {
-  checkObject(m, 'input');
+  checkObject('input', m);
   return Buffer.concat([
-    Buffer.from([
-      ChannelContext.MEASURE,
-      checkUint(m.apiMajor, 'apiMajor', 8),
-      checkUint(m.apiMinor, 'apiMinor', 8),
-      checkUint(m.build, 'build', 8),
-    ]),
-    u32le(checkUint(m.policy, 'policy', 32)),
-    checkBytes(m.digest, 'digest', 32),
-    checkBytes(m.mnonce, 'mnonce', 16),
+    Buffer.from([ChannelContext.MEASURE, checkU8('apiMajor', m.apiMajor), checkU8('apiMinor', m.apiMinor), checkU8('build', m.build)]),
+    u32le(checkU32('policy', m.policy)),
+    checkBytes('digest', m.digest, 32),
+    checkBytes('mnonce', m.mnonce, 16),
   ]);
 }
 
 export function computeLaunchMeasurement(m: MeasurementInput): Buffer {
-  return hmacSha256(checkBytes(m.tik, 'tik', 16), measurementMessage(m));
+  return hmacSha256(checkBytes('tik', m.tik, 16), measurementMessage(m));
 }
 
 /**
@@ -93,7 +89,7 @@ export interface LaunchMeasurement {
  * KVM_SEV_LAUNCH_MEASURE fills) as a {@link LaunchMeasurement}.
  */
 export function parseLaunchMeasurement(bytes: Uint8Array): LaunchMeasurement {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length !== LAUNCH_MEASURE_SIZE) throw new SevFormatError(`LAUNCH_MEASURE output is ${LAUNCH_MEASURE_SIZE} bytes, got ${b.length}`);
   return { measure: copy(b.subarray(0, 32)), mnonce: copy(b.subarray(32)) };
 }
@@ -116,12 +112,12 @@ export function checkLaunchMeasurementShape(m: unknown, name: string): LaunchMea
       m,
     );
   }
-  checkObject(m, name);
+  checkObject(name, m);
   const o = m as Partial<LaunchMeasurement>;
-  return { measure: checkBytes(o.measure, `${name}.measure`, 32), mnonce: checkBytes(o.mnonce, `${name}.mnonce`, 16) };
+  return { measure: checkBytes(`${name}.measure`, o.measure, 32), mnonce: checkBytes(`${name}.mnonce`, o.mnonce, 16) };
 }
 
 /** Constant-time check of a reported MEASURE against the expected inputs. */
 export function checkLaunchMeasurement(measure: Uint8Array, expected: MeasurementInput): boolean {
-  return bytesEqual(checkBytes(measure, 'measure', 32), computeLaunchMeasurement(expected));
+  return bytesEqual(checkBytes('measure', measure, 32), computeLaunchMeasurement(expected));
 }

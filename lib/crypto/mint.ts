@@ -5,7 +5,8 @@
  */
 import { createHash, generateKeyPair } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { checkBytes, checkObject, leToBigInt } from './bytes.js';
+import { leToBigInt } from './bytes.js';
+import { checkBytes, checkObject } from '../uapi/args.js';
 import { createAmdCert, signAmdCert } from './amd-cert.js';
 import type { AmdCertificate } from './amd-cert.js';
 import { SevAlgo, SevUsage } from './cert-codes.js';
@@ -62,7 +63,7 @@ export interface MintedAmdRoot {
 }
 
 export async function mintAmdRoot(options: MintAmdRootOptions = {}): Promise<MintedAmdRoot> {
-  checkObject(options, 'options');
+  checkObject('options', options);
   const bits = options.bits ?? 4096;
   if (bits !== 2048 && bits !== 4096) throw invalidArgValue('options.bits', bits, 'must be 2048 or 4096');
   const name = options.cacheName ?? 'default';
@@ -70,8 +71,8 @@ export async function mintAmdRoot(options: MintAmdRootOptions = {}): Promise<Min
     options.arkKey ?? cachedRsaKey(bits, `${name}/ark`),
     options.askKey ?? cachedRsaKey(bits, `${name}/ask`),
   ]);
-  const arkId = options.arkKeyId ? checkBytes(options.arkKeyId, 'options.arkKeyId', 16) : keyIdOf(arkKey);
-  const askId = options.askKeyId ? checkBytes(options.askKeyId, 'options.askKeyId', 16) : keyIdOf(askKey);
+  const arkId = options.arkKeyId ? checkBytes('options.arkKeyId', options.arkKeyId, 16) : keyIdOf(arkKey);
+  const askId = options.askKeyId ? checkBytes('options.askKeyId', options.askKeyId, 16) : keyIdOf(askKey);
   const ark = signAmdCert(createAmdCert({ keyId: arkId, keyUsage: SevUsage.ARK, publicKey: arkKey }), arkKey);
   const ask = signAmdCert(createAmdCert({ keyId: askId, certifyingId: arkId, keyUsage: SevUsage.ASK, publicKey: askKey }), arkKey);
   return { ark, ask, arkKey, askKey };
@@ -83,7 +84,7 @@ export async function mintAmdRoot(options: MintAmdRootOptions = {}): Promise<Min
  * d = (LE-int(rdata) mod (n − 1)) + 1.
  */
 export function deriveCekKey(chipUniqueKey: Uint8Array): KeyObject {
-  const seed = createHash('sha256').update(checkBytes(chipUniqueKey, 'chipUniqueKey')).digest();
+  const seed = createHash('sha256').update(checkBytes('chipUniqueKey', chipUniqueKey)).digest();
   const rdata = kdfSp800108(seed, KDF_LABEL.CEK, Buffer.alloc(0), 448);
   return p384PrivateKeyFromScalar((leToBigInt(rdata) % (P384.n - 1n)) + 1n);
 }
@@ -159,7 +160,7 @@ export interface MintedPlatform {
 }
 
 export function mintPlatformChain(opts: MintPlatformOptions): MintedPlatform {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   const api = { apiMajor: opts.apiMajor ?? 0, apiMinor: opts.apiMinor ?? 24 };
   const cekKey = opts.chipUniqueKey !== undefined ? deriveCekKey(opts.chipUniqueKey) : p384Key(opts.cekKey, 'options.cekKey');
   const keys = {

@@ -1,6 +1,6 @@
 /** The legacy SEV guest policy, a u32 (SEV API spec ch. 3; §1). */
 import { SEV_POLICY, SEV_POLICY_RESERVED_MASK } from '../uapi/constants.js';
-import { checkObject, checkUint } from './bytes.js';
+import { checkObject, checkU8, checkU32 } from '../uapi/args.js';
 
 /** The policy bits (the uapi's SEV_POLICY, under the name this module has always used). */
 export const SevPolicyBit = SEV_POLICY;
@@ -20,7 +20,7 @@ export interface SevPolicyFields {
 }
 
 export function encodePolicy(f: SevPolicyFields): number {
-  checkObject(f, 'fields');
+  checkObject('fields', f);
   let p = 0;
   if (f.nodbg) p |= SevPolicyBit.NODBG;
   if (f.noks) p |= SevPolicyBit.NOKS;
@@ -28,13 +28,13 @@ export function encodePolicy(f: SevPolicyFields): number {
   if (f.nosend) p |= SevPolicyBit.NOSEND;
   if (f.domain) p |= SevPolicyBit.DOMAIN;
   if (f.sev) p |= SevPolicyBit.SEV;
-  p |= checkUint(f.apiMajor ?? 0, 'fields.apiMajor', 8) << 16;
-  p |= checkUint(f.apiMinor ?? 0, 'fields.apiMinor', 8) << 24;
+  p |= checkU8('fields.apiMajor', f.apiMajor ?? 0) << 16;
+  p |= checkU8('fields.apiMinor', f.apiMinor ?? 0) << 24;
   return p >>> 0;
 }
 
 export function decodePolicy(policy: number): Required<SevPolicyFields> & { reserved: number } {
-  const p = checkUint(policy, 'policy', 32);
+  const p = checkU32('policy', policy);
   return {
     nodbg: (p & SevPolicyBit.NODBG) !== 0,
     noks: (p & SevPolicyBit.NOKS) !== 0,

@@ -5,7 +5,8 @@
  *   entries: GUID ‖ LE32(20 + payload length) ‖ payload
  * zero-padded to a 16-byte multiple, since LAUNCH_SECRET lengths must be 16-byte multiples.
  */
-import { checkBytes, copy } from './bytes.js';
+import { copy } from './bytes.js';
+import { checkBytes } from '../uapi/args.js';
 import { invalidArgType, invalidArgValue, SevFormatError } from './errors.js';
 import { guidFromBytes, guidToBytes, isGuid } from './guid.js';
 
@@ -35,7 +36,7 @@ export function buildSecretTable(entries: Iterable<SecretTableEntry>): Buffer {
     const guid = e.guid.toLowerCase();
     if (seen.has(guid)) throw invalidArgValue('entries[].guid', e.guid, 'appears twice');
     seen.add(guid);
-    const data = checkBytes(e.data, 'entries[].data');
+    const data = checkBytes('entries[].data', e.data);
     const len = Buffer.alloc(4);
     len.writeUInt32LE(HEADER + data.length);
     parts.push(guidToBytes(guid), len, data);
@@ -51,7 +52,7 @@ export function buildSecretTable(entries: Iterable<SecretTableEntry>): Buffer {
 
 /** Parse a table; bytes after the declared length (padding) are ignored. */
 export function parseSecretTable(bytes: Uint8Array): SecretTableEntry[] {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length < HEADER) throw new SevFormatError(`a secret table is at least ${HEADER} bytes`);
   if (guidFromBytes(b.subarray(0, 16)) !== SECRET_TABLE_GUID) throw new SevFormatError('secret table header GUID missing');
   const total = b.readUInt32LE(16);

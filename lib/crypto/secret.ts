@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { aes128Ctr } from './aes-ctr.js';
-import { bytesEqual, checkBytes, checkObject, checkUint, copy } from './bytes.js';
+import { bytesEqual, copy } from './bytes.js';
+import { checkBytes, checkObject, checkU32 } from '../uapi/args.js';
 import { ChannelContext, channelMac, serializePacketHeader, toPacketHeader } from './channel.js';
 import type { PacketHeader } from './channel.js';
 import { SevMacError } from './errors.js';
@@ -41,10 +42,10 @@ export interface SealedPacket {
  * shape `launchSecret` takes.)
  */
 export function sealSecret(opts: SealSecretOptions): SealedPacket {
-  checkObject(opts, 'options');
-  const plaintext = checkBytes(opts.plaintext, 'options.plaintext');
-  const iv = opts.iv === undefined ? randomBytes(16) : copy(checkBytes(opts.iv, 'options.iv', 16));
-  const flags = checkUint(opts.flags ?? 0, 'options.flags', 32);
+  checkObject('options', opts);
+  const plaintext = checkBytes('options.plaintext', opts.plaintext);
+  const iv = opts.iv === undefined ? randomBytes(16) : copy(checkBytes('options.iv', opts.iv, 16));
+  const flags = checkU32('options.flags', opts.flags ?? 0);
   const trans = aes128Ctr(opts.tek, iv, plaintext);
   const mac = channelMac({
     tik: opts.tik,
@@ -53,7 +54,7 @@ export function sealSecret(opts: SealSecretOptions): SealedPacket {
     iv,
     guestLength: opts.guestLength ?? plaintext.length,
     trans,
-    trailer: checkBytes(opts.measurement, 'options.measurement', 32),
+    trailer: checkBytes('options.measurement', opts.measurement, 32),
   });
   const header = { flags, iv, mac };
   return { header, headerBytes: serializePacketHeader(header), trans };
@@ -71,9 +72,9 @@ export interface OpenSecretOptions {
 
 /** Platform side: MAC first (SevMacError 'secret' ⇒ BAD_MEASUREMENT), then decrypt. */
 export function openSecret(opts: OpenSecretOptions): Buffer {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   const h = toPacketHeader(opts.header);
-  const trans = checkBytes(opts.trans, 'options.trans');
+  const trans = checkBytes('options.trans', opts.trans);
   const mac = channelMac({
     tik: opts.tik,
     context: ChannelContext.SECRET,
@@ -81,9 +82,9 @@ export function openSecret(opts: OpenSecretOptions): Buffer {
     iv: h.iv,
     guestLength: opts.guestLength ?? trans.length,
     trans,
-    trailer: checkBytes(opts.measurement, 'options.measurement', 32),
+    trailer: checkBytes('options.measurement', opts.measurement, 32),
   });
-  if (!bytesEqual(mac, checkBytes(h.mac, 'header.mac', 32))) {
+  if (!bytesEqual(mac, checkBytes('header.mac', h.mac, 32))) {
     throw new SevMacError('secret', 'LAUNCH_SECRET packet MAC does not match (wrong TIK, measurement, header or ciphertext)');
   }
   return aes128Ctr(opts.tek, h.iv, trans);

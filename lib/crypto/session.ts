@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { aes128Ctr } from './aes-ctr.js';
-import { bytesEqual, checkBytes, checkObject, checkUint, copy, u32le } from './bytes.js';
+import { bytesEqual, copy, u32le } from './bytes.js';
+import { checkBytes, checkObject, checkU32 } from '../uapi/args.js';
 import { ecdhP384 } from './ecc.js';
 import { SevCertError, SevFormatError, SevMacError } from './errors.js';
 import { hmacSha256 } from './hmac.js';
@@ -32,7 +33,7 @@ export interface SevSession {
 }
 
 export function parseSession(bytes: Uint8Array): SevSession {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length !== SESSION_SIZE) throw new SevFormatError(`a session blob is ${SESSION_SIZE} bytes, got ${b.length}`);
   return {
     nonce: copy(b.subarray(OFF.nonce, OFF.wrapTk)),
@@ -44,19 +45,19 @@ export function parseSession(bytes: Uint8Array): SevSession {
 }
 
 export function serializeSession(s: SevSession): Buffer {
-  checkObject(s, 'session');
+  checkObject('session', s);
   return Buffer.concat([
-    checkBytes(s.nonce, 'session.nonce', 16),
-    checkBytes(s.wrapTk, 'session.wrapTk', 32),
-    checkBytes(s.wrapIv, 'session.wrapIv', 16),
-    checkBytes(s.wrapMac, 'session.wrapMac', 32),
-    checkBytes(s.policyMac, 'session.policyMac', 32),
+    checkBytes('session.nonce', s.nonce, 16),
+    checkBytes('session.wrapTk', s.wrapTk, 32),
+    checkBytes('session.wrapIv', s.wrapIv, 16),
+    checkBytes('session.wrapMac', s.wrapMac, 32),
+    checkBytes('session.policyMac', s.policyMac, 32),
   ]);
 }
 
 /** POLICY_MAC = HMAC-SHA256(TIK, policy as u32 LE) (§3.2; keyed with TIK, not KIK: §11.3). */
 export function computePolicyMac(tik: Uint8Array, policy: number): Buffer {
-  return hmacSha256(checkBytes(tik, 'tik', 16), u32le(checkUint(policy, 'policy', 32)));
+  return hmacSha256(checkBytes('tik', tik, 16), u32le(checkU32('policy', policy)));
 }
 
 export interface WrapSessionOptions {
@@ -73,12 +74,12 @@ export interface WrapSessionOptions {
 
 /** Guest-owner side (also SEND_START's firmware side): build the session. */
 export function wrapSession(opts: WrapSessionOptions): SevSession & { keys: SessionKeys } {
-  checkObject(opts, 'options');
-  const tek = checkBytes(opts.tek, 'options.tek', 16);
-  const tik = checkBytes(opts.tik, 'options.tik', 16);
-  const nonce = opts.nonce === undefined ? randomBytes(16) : copy(checkBytes(opts.nonce, 'options.nonce', 16));
-  const wrapIv = opts.wrapIv === undefined ? randomBytes(16) : copy(checkBytes(opts.wrapIv, 'options.wrapIv', 16));
-  const keys = deriveSessionKeys(checkBytes(opts.sharedSecret, 'options.sharedSecret'), nonce);
+  checkObject('options', opts);
+  const tek = checkBytes('options.tek', opts.tek, 16);
+  const tik = checkBytes('options.tik', opts.tik, 16);
+  const nonce = opts.nonce === undefined ? randomBytes(16) : copy(checkBytes('options.nonce', opts.nonce, 16));
+  const wrapIv = opts.wrapIv === undefined ? randomBytes(16) : copy(checkBytes('options.wrapIv', opts.wrapIv, 16));
+  const keys = deriveSessionKeys(checkBytes('options.sharedSecret', opts.sharedSecret), nonce);
   const wrapTk = aes128Ctr(keys.kek, wrapIv, Buffer.concat([tek, tik]));
   return {
     nonce,
@@ -102,18 +103,18 @@ export interface UnwrapSessionOptions {
  * TIK. A mismatch throws SevMacError with `mac` 'wrap' or 'policy' (firmware: BAD_MEASUREMENT).
  */
 export function unwrapSession(opts: UnwrapSessionOptions): { tek: Buffer; tik: Buffer; keys: SessionKeys } {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   const s = opts.session instanceof Uint8Array ? parseSession(opts.session) : opts.session;
-  checkObject(s, 'options.session');
-  const policy = checkUint(opts.policy, 'options.policy', 32);
-  const keys = deriveSessionKeys(checkBytes(opts.sharedSecret, 'options.sharedSecret'), checkBytes(s.nonce, 'session.nonce', 16));
-  if (!bytesEqual(hmacSha256(keys.kik, checkBytes(s.wrapTk, 'session.wrapTk', 32)), checkBytes(s.wrapMac, 'session.wrapMac', 32))) {
+  checkObject('options.session', s);
+  const policy = checkU32('options.policy', opts.policy);
+  const keys = deriveSessionKeys(checkBytes('options.sharedSecret', opts.sharedSecret), checkBytes('session.nonce', s.nonce, 16));
+  if (!bytesEqual(hmacSha256(keys.kik, checkBytes('session.wrapTk', s.wrapTk, 32)), checkBytes('session.wrapMac', s.wrapMac, 32))) {
     throw new SevMacError('wrap', 'session WRAP_MAC does not match (wrong key agreement, nonce or wrapped keys)');
   }
-  const tk = aes128Ctr(keys.kek, checkBytes(s.wrapIv, 'session.wrapIv', 16), s.wrapTk);
+  const tk = aes128Ctr(keys.kek, checkBytes('session.wrapIv', s.wrapIv, 16), s.wrapTk);
   const tek = tk.subarray(0, 16);
   const tik = tk.subarray(16, 32);
-  if (!bytesEqual(computePolicyMac(tik, policy), checkBytes(s.policyMac, 'session.policyMac', 32))) {
+  if (!bytesEqual(computePolicyMac(tik, policy), checkBytes('session.policyMac', s.policyMac, 32))) {
     throw new SevMacError('policy', `session POLICY_MAC does not match policy 0x${policy.toString(16)}`);
   }
   return { tek, tik, keys };
@@ -133,7 +134,7 @@ export interface OpenLaunchSessionOptions {
  * the PDH key, then {@link unwrapSession} (SevMacError ⇒ BAD_MEASUREMENT).
  */
 export function openLaunchSession(opts: OpenLaunchSessionOptions): { tek: Buffer; tik: Buffer; keys: SessionKeys } {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   const godh = toSevCert(opts.godhCert, 'options.godhCert');
   const check = checkGodhCert(godh);
   if (!check.ok) throw new SevCertError(check.reason, `GODH certificate rejected: ${check.detail}`);

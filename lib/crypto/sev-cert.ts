@@ -5,7 +5,8 @@
  * RSA signatures are PSS, stored little-endian.
  */
 import type { KeyObject } from 'node:crypto';
-import { bigIntToLe, checkBytes, checkObject, checkUint, copy, isAllZero, leToBigInt, reversed, view } from './bytes.js';
+import { bigIntToLe, copy, isAllZero, leToBigInt, reversed, view } from './bytes.js';
+import { checkBytes, checkObject, checkU8, checkU16, checkU32 } from '../uapi/args.js';
 import {
   SevAlgo,
   SevCurve,
@@ -107,7 +108,7 @@ export function isSevCertificate(x: unknown): x is SevCertificate {
 // ---- codec ------------------------------------------------------------------------------------
 
 export function parseSevCert(bytes: Uint8Array): SevCertificate {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length !== SEV_CERT_SIZE) throw new SevFormatError(`a SEV certificate is ${SEV_CERT_SIZE} bytes, got ${b.length}`);
   const algo = b.readUInt32LE(OFF.algo);
   return {
@@ -146,14 +147,14 @@ function parseSlot(s: Buffer): SevSignatureSlot {
 }
 
 export function serializeSevCert(cert: SevCertificate): Buffer {
-  checkObject(cert, 'cert');
+  checkObject('cert', cert);
   const out = Buffer.alloc(SEV_CERT_SIZE);
-  out.writeUInt32LE(checkUint(cert.version, 'cert.version', 32), OFF.version);
-  out[OFF.apiMajor] = checkUint(cert.apiMajor, 'cert.apiMajor', 8);
-  out[OFF.apiMinor] = checkUint(cert.apiMinor, 'cert.apiMinor', 8);
-  out.writeUInt16LE(checkUint(cert.reserved, 'cert.reserved', 16), OFF.reserved);
-  out.writeUInt32LE(checkUint(cert.pubKeyUsage, 'cert.pubKeyUsage', 32), OFF.usage);
-  out.writeUInt32LE(checkUint(cert.pubKeyAlgo, 'cert.pubKeyAlgo', 32), OFF.algo);
+  out.writeUInt32LE(checkU32('cert.version', cert.version), OFF.version);
+  out[OFF.apiMajor] = checkU8('cert.apiMajor', cert.apiMajor);
+  out[OFF.apiMinor] = checkU8('cert.apiMinor', cert.apiMinor);
+  out.writeUInt16LE(checkU16('cert.reserved', cert.reserved), OFF.reserved);
+  out.writeUInt32LE(checkU32('cert.pubKeyUsage', cert.pubKeyUsage), OFF.usage);
+  out.writeUInt32LE(checkU32('cert.pubKeyAlgo', cert.pubKeyAlgo), OFF.algo);
   writePubKey(out.subarray(OFF.pubKey, OFF.pubKey + SEV_PUBKEY_SIZE), cert.pubKey);
   writeSlot(out.subarray(OFF.sig1, OFF.sig1 + SLOT_SIZE), cert.sig1, 'cert.sig1');
   writeSlot(out.subarray(OFF.sig2, OFF.sig2 + SLOT_SIZE), cert.sig2, 'cert.sig2');
@@ -161,21 +162,21 @@ export function serializeSevCert(cert: SevCertificate): Buffer {
 }
 
 function writePubKey(k: Buffer, pk: SevPublicKey): void {
-  checkObject(pk, 'cert.pubKey');
+  checkObject('cert.pubKey', pk);
   switch (pk.kind) {
     case 'ecc':
-      k.writeUInt32LE(checkUint(pk.curve, 'cert.pubKey.curve', 32), 0);
-      checkBytes(pk.qx, 'cert.pubKey.qx', SEV_ECC_FIELD).copy(k, 4);
-      checkBytes(pk.qy, 'cert.pubKey.qy', SEV_ECC_FIELD).copy(k, 4 + SEV_ECC_FIELD);
-      checkBytes(pk.reserved, 'cert.pubKey.reserved', SEV_PUBKEY_SIZE - 4 - 2 * SEV_ECC_FIELD).copy(k, 4 + 2 * SEV_ECC_FIELD);
+      k.writeUInt32LE(checkU32('cert.pubKey.curve', pk.curve), 0);
+      checkBytes('cert.pubKey.qx', pk.qx, SEV_ECC_FIELD).copy(k, 4);
+      checkBytes('cert.pubKey.qy', pk.qy, SEV_ECC_FIELD).copy(k, 4 + SEV_ECC_FIELD);
+      checkBytes('cert.pubKey.reserved', pk.reserved, SEV_PUBKEY_SIZE - 4 - 2 * SEV_ECC_FIELD).copy(k, 4 + 2 * SEV_ECC_FIELD);
       return;
     case 'rsa':
-      k.writeUInt32LE(checkUint(pk.modulusBits, 'cert.pubKey.modulusBits', 32), 0);
-      checkBytes(pk.pubExp, 'cert.pubKey.pubExp', 512).copy(k, 4);
-      checkBytes(pk.modulus, 'cert.pubKey.modulus', 512).copy(k, 516);
+      k.writeUInt32LE(checkU32('cert.pubKey.modulusBits', pk.modulusBits), 0);
+      checkBytes('cert.pubKey.pubExp', pk.pubExp, 512).copy(k, 4);
+      checkBytes('cert.pubKey.modulus', pk.modulus, 512).copy(k, 516);
       return;
     case 'raw':
-      checkBytes(pk.bytes, 'cert.pubKey.bytes', SEV_PUBKEY_SIZE).copy(k);
+      checkBytes('cert.pubKey.bytes', pk.bytes, SEV_PUBKEY_SIZE).copy(k);
       return;
     default:
       throw invalidArgValue('cert.pubKey.kind', (pk as { kind: unknown }).kind, "must be 'ecc', 'rsa' or 'raw'");
@@ -183,15 +184,15 @@ function writePubKey(k: Buffer, pk: SevPublicKey): void {
 }
 
 function writeSlot(s: Buffer, slot: SevSignatureSlot, name: string): void {
-  checkObject(slot, name);
-  s.writeUInt32LE(checkUint(slot.usage, `${name}.usage`, 32), 0);
-  s.writeUInt32LE(checkUint(slot.algo, `${name}.algo`, 32), 4);
-  checkBytes(slot.sig, `${name}.sig`, SEV_SIG_SIZE).copy(s, 8);
+  checkObject(name, slot);
+  s.writeUInt32LE(checkU32(`${name}.usage`, slot.usage), 0);
+  s.writeUInt32LE(checkU32(`${name}.algo`, slot.algo), 4);
+  checkBytes(`${name}.sig`, slot.sig, SEV_SIG_SIZE).copy(s, 8);
 }
 
 /** Bytes the signatures cover (§7.1). */
 export function sevCertBody(cert: SevCertificate | Uint8Array): Buffer {
-  const bytes = cert instanceof Uint8Array ? checkBytes(cert, 'cert', SEV_CERT_SIZE) : serializeSevCert(cert);
+  const bytes = cert instanceof Uint8Array ? checkBytes('cert', cert, SEV_CERT_SIZE) : serializeSevCert(cert);
   return bytes.subarray(0, SEV_CERT_BODY_SIZE);
 }
 
@@ -293,10 +294,10 @@ function defaultAlgo(key: KeyObject, usage: number): number {
 
 /** An unsigned certificate (both slots empty) holding `publicKey`. */
 export function createSevCert(opts: CreateSevCertOptions): SevCertificate {
-  checkObject(opts, 'options');
-  const usage = checkUint(opts.usage, 'options.usage', 32);
+  checkObject('options', opts);
+  const usage = checkU32('options.usage', opts.usage);
   const key = opts.publicKey;
-  const algo = opts.algo === undefined ? defaultAlgo(key, usage) : checkUint(opts.algo, 'options.algo', 32);
+  const algo = opts.algo === undefined ? defaultAlgo(key, usage) : checkU32('options.algo', opts.algo);
   let pubKey: SevPublicKey;
   if (isEccAlgo(algo)) {
     if (!isP384Key(key)) throw invalidArgValue('options.publicKey', key.asymmetricKeyType, `must be a P-384 key for ${algoName(algo)}`);
@@ -321,8 +322,8 @@ export function createSevCert(opts: CreateSevCertOptions): SevCertificate {
   return {
     format: 'sev',
     version: 1,
-    apiMajor: checkUint(opts.apiMajor ?? 0, 'options.apiMajor', 8),
-    apiMinor: checkUint(opts.apiMinor ?? 0, 'options.apiMinor', 8),
+    apiMajor: checkU8('options.apiMajor', opts.apiMajor ?? 0),
+    apiMinor: checkU8('options.apiMinor', opts.apiMinor ?? 0),
     reserved: 0,
     pubKeyUsage: usage,
     pubKeyAlgo: algo,
@@ -350,9 +351,9 @@ export function signSevCert(
   options: SignSevCertOptions = {},
 ): SevCertificate {
   const c = toSevCert(cert);
-  checkUint(usage, 'usage', 32);
+  checkU32('usage', usage);
   if (signerPrivateKey?.type !== 'private') throw invalidArgType('signerPrivateKey', 'a private KeyObject', signerPrivateKey);
-  const algo = options.algo === undefined ? defaultAlgo(signerPrivateKey, SevUsage.INVALID) : checkUint(options.algo, 'options.algo', 32);
+  const algo = options.algo === undefined ? defaultAlgo(signerPrivateKey, SevUsage.INVALID) : checkU32('options.algo', options.algo);
   if (isEcdhAlgo(algo)) throw invalidArgValue('options.algo', algo, 'must be a signature algorithm (ECDH keys do not sign)');
   const slotNo = options.slot ?? pickSlot(c, usage, algo);
   const body = sevCertBody(c);
@@ -411,7 +412,7 @@ export function verifierOf(signer: SevSigner): SevVerifier {
     return { usage: signer.pubKeyUsage, algo: signer.pubKeyAlgo, publicKey: sevCertPublicKey(signer) };
   }
   if (isAmdCertificate(signer)) return amdCertVerifier(signer);
-  checkObject(signer, 'signer');
+  checkObject('signer', signer);
   return signer;
 }
 

@@ -5,7 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { aes128Ctr } from './aes-ctr.js';
-import { bytesEqual, checkBytes, checkObject, checkUint, copy } from './bytes.js';
+import { bytesEqual, copy } from './bytes.js';
+import { checkBytes, checkObject, checkU32 } from '../uapi/args.js';
 import { ChannelContext, channelMac, serializePacketHeader, toPacketHeader } from './channel.js';
 import type { PacketHeader } from './channel.js';
 import { SevMacError } from './errors.js';
@@ -23,10 +24,10 @@ export interface SealTransportOptions {
 }
 
 export function sealTransportPacket(opts: SealTransportOptions): SealedPacket {
-  checkObject(opts, 'options');
-  const plaintext = checkBytes(opts.plaintext, 'options.plaintext');
-  const iv = opts.iv === undefined ? randomBytes(16) : copy(checkBytes(opts.iv, 'options.iv', 16));
-  const flags = checkUint(opts.flags ?? 0, 'options.flags', 32);
+  checkObject('options', opts);
+  const plaintext = checkBytes('options.plaintext', opts.plaintext);
+  const iv = opts.iv === undefined ? randomBytes(16) : copy(checkBytes('options.iv', opts.iv, 16));
+  const flags = checkU32('options.flags', opts.flags ?? 0);
   const trans = aes128Ctr(opts.tek, iv, plaintext);
   const mac = channelMac({ tik: opts.tik, context: opts.context ?? ChannelContext.DATA, flags, iv, guestLength: plaintext.length, trans });
   const header = { flags, iv, mac };
@@ -44,9 +45,9 @@ export interface OpenTransportOptions {
 
 /** Receiver side: MAC first (SevMacError 'transport' ⇒ BAD_MEASUREMENT), then decrypt. */
 export function openTransportPacket(opts: OpenTransportOptions): Buffer {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   const h = toPacketHeader(opts.header);
-  const trans = checkBytes(opts.trans, 'options.trans');
+  const trans = checkBytes('options.trans', opts.trans);
   const mac = channelMac({
     tik: opts.tik,
     context: opts.context ?? ChannelContext.DATA,
@@ -55,7 +56,7 @@ export function openTransportPacket(opts: OpenTransportOptions): Buffer {
     guestLength: opts.guestLength ?? trans.length,
     trans,
   });
-  if (!bytesEqual(mac, checkBytes(h.mac, 'header.mac', 32))) {
+  if (!bytesEqual(mac, checkBytes('header.mac', h.mac, 32))) {
     throw new SevMacError('transport', 'transport packet MAC does not match');
   }
   return aes128Ctr(opts.tek, h.iv, trans);

@@ -3,7 +3,7 @@
  * or against extra roots the caller trusts (e.g. kvm-sev's mock root, in tests). A chain that fails
  * because it is signed by kvm-sev's mock root says so.
  */
-import { checkBytes } from '../crypto/bytes.js';
+import { checkBytes } from '../uapi/args.js';
 import { parseSevCert, SEV_CERT_SIZE } from '../crypto/sev-cert.js';
 import type { SevCertificate } from '../crypto/sev-cert.js';
 import { splitAmdCerts, toAmdCert } from '../crypto/amd-cert.js';
@@ -104,7 +104,7 @@ export interface PlatformCertBundle {
  * PDH_CERT_EXPORT's second buffer alone (PEK ‖ OCA ‖ CEK) goes through {@link parsePlatformCerts}.
  */
 export function parseCertBundle(bytes: Uint8Array): PlatformCertBundle {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length < 4 * SEV_CERT_SIZE)
     throw new SevFormatError(`a certificate bundle holds at least 4 × ${SEV_CERT_SIZE} bytes, got ${b.length}`);
   const at = (i: number): SevCertificate => parseSevCert(b.subarray(i * SEV_CERT_SIZE, (i + 1) * SEV_CERT_SIZE));
@@ -120,7 +120,7 @@ export function parseCertBundle(bytes: Uint8Array): PlatformCertBundle {
 
 /** PDH_CERT_EXPORT's chain buffer: PEK ‖ OCA ‖ CEK (3 × 0x824). */
 export function parsePlatformCerts(bytes: Uint8Array): { pek: SevCertificate; oca: SevCertificate; cek: SevCertificate } {
-  const b = checkBytes(bytes, 'bytes');
+  const b = checkBytes('bytes', bytes);
   if (b.length !== 3 * SEV_CERT_SIZE) throw new SevFormatError(`PEK ‖ OCA ‖ CEK is ${3 * SEV_CERT_SIZE} bytes, got ${b.length}`);
   const at = (i: number): SevCertificate => parseSevCert(b.subarray(i * SEV_CERT_SIZE, (i + 1) * SEV_CERT_SIZE));
   return { pek: at(0), oca: at(1), cek: at(2) };

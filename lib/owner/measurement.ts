@@ -1,5 +1,6 @@
 /** Guest owner: predict the launch digest and check LAUNCH_MEASURE's output (SEV API, LAUNCH_MEASURE). */
-import { bytesEqual, checkBytes, checkObject } from '../crypto/bytes.js';
+import { bytesEqual } from '../crypto/bytes.js';
+import { checkBytes, checkObject } from '../uapi/args.js';
 import { invalidArgValue, outOfRange, SevFormatError, SevMacError } from '../crypto/errors.js';
 import { checkLaunchMeasurementShape, computeLaunchMeasurement, launchDigest, type LaunchMeasurement } from '../crypto/measurement.js';
 import { buildKernelHashesTable, type KernelHashesInput } from '../crypto/kernel-hashes.js';
@@ -22,7 +23,7 @@ export interface VerifyMeasurementOptions {
 
 /** True iff MEASURE equals HMAC(TIK, 0x04 ‖ api ‖ build ‖ policy ‖ digest ‖ MNONCE). Constant-time. */
 export function verifyMeasurement(opts: VerifyMeasurementOptions): boolean {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   const { measure, mnonce } = checkLaunchMeasurementShape(opts.measurement, 'options.measurement');
   const expected = computeLaunchMeasurement({
     apiMajor: opts.apiMajor,
@@ -77,11 +78,11 @@ const PADDED_HASHES_TABLE = 176;
  * the others at the OVMF's SEV-ES reset address (see lib/owner/vmsa.ts for every field).
  */
 export function sevEsVmsas(firmware: Uint8Array, input: SevEsLaunchInput): Buffer[] {
-  checkObject(input, 'sevEs');
+  checkObject('sevEs', input);
   const vcpus = input.vcpus;
   if (!Number.isSafeInteger(vcpus) || vcpus < 1 || vcpus > 512) throw outOfRange('sevEs.vcpus', 'an integer from 1 to 512', vcpus);
   const cpuSignature = toCpuSignature(input.cpu, 'sevEs.cpu');
-  const ap = sevEsResetAddress(checkBytes(firmware, 'firmware'));
+  const ap = sevEsResetAddress(checkBytes('firmware', firmware));
   if (ap === undefined) {
     throw new SevFormatError(
       `the firmware has no SEV-ES reset block (footer table GUID ${SEV_ES_RESET_BLOCK_GUID}): QEMU cannot start its vCPUs under SEV-ES, ` +
@@ -104,8 +105,8 @@ export function sevEsVmsas(firmware: Uint8Array, input: SevEsLaunchInput): Buffe
  * hashes table (zero-padded to 16 bytes), then, for SEV-ES, the VMSAs.
  */
 export function expectedLaunchDigest(opts: ExpectedDigestOptions): Buffer {
-  checkObject(opts, 'options');
-  const firmware = checkBytes(opts.firmware, 'options.firmware');
+  checkObject('options', opts);
+  const firmware = checkBytes('options.firmware', opts.firmware);
   const parts: Uint8Array[] = [firmware];
   if (opts.kernelHashes !== undefined) {
     const area = sevHashesTableArea(firmware);
@@ -126,6 +127,6 @@ export function expectedLaunchDigest(opts: ExpectedDigestOptions): Buffer {
   if (opts.sevEs !== undefined && opts.vmsas !== undefined)
     throw invalidArgValue('options', 'sevEs and vmsas', 'give one of sevEs and vmsas');
   if (opts.sevEs !== undefined) parts.push(...sevEsVmsas(firmware, opts.sevEs));
-  for (const [i, v] of (opts.vmsas ?? []).entries()) parts.push(checkBytes(v, `options.vmsas[${i}]`, VMSA_SIZE));
+  for (const [i, v] of (opts.vmsas ?? []).entries()) parts.push(checkBytes(`options.vmsas[${i}]`, v, VMSA_SIZE));
   return launchDigest(parts);
 }

@@ -10,7 +10,7 @@
  * SEV hashes table area (where QEMU puts the kernel/initrd/cmdline hashes for direct kernel boot,
  * target/i386/sev.c: sev_add_kernel_loader_hashes(), which refuses a kernel without it).
  */
-import { checkBytes } from '../crypto/bytes.js';
+import { checkBytes } from '../uapi/args.js';
 import { SevFormatError } from '../crypto/errors.js';
 import { guidFromBytes } from '../crypto/guid.js';
 
@@ -30,7 +30,7 @@ const FOOTER_FROM_END = 48;
  * result is empty, as QEMU treats it. A table whose lengths do not fit throws SevFormatError.
  */
 export function ovmfFooterTable(image: Uint8Array): Map<string, Buffer> {
-  const b = checkBytes(image, 'firmware');
+  const b = checkBytes('firmware', image);
   const out = new Map<string, Buffer>();
   if (b.length < FOOTER_FROM_END + 2) return out;
   const footer = b.length - FOOTER_FROM_END;

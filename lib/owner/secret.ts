@@ -1,5 +1,5 @@
 /** Guest owner: package a LAUNCH_SECRET (SEV API, LAUNCH_SECRET). */
-import { checkBytes, checkObject } from '../crypto/bytes.js';
+import { checkBytes, checkObject } from '../uapi/args.js';
 import { invalidArgType, outOfRange } from '../crypto/errors.js';
 import { checkLaunchMeasurementShape, type LaunchMeasurement } from '../crypto/measurement.js';
 import { MAX_PACKET_LENGTH, sealSecret } from '../crypto/secret.js';
@@ -43,9 +43,9 @@ export interface OwnerSecret {
  * ciphertext ‖ MEASURE). Throws ERR_OUT_OF_RANGE for lengths the firmware would reject.
  */
 export function buildSecret(opts: OwnerSecretOptions): OwnerSecret {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   if (opts.measurement instanceof Uint8Array) checkLaunchMeasurementShape(opts.measurement, 'options.measurement'); // says how to make one
-  const measure = checkBytes(checkObject(opts.measurement, 'options.measurement')['measure'], 'options.measurement.measure', 32);
+  const measure = checkBytes('options.measurement.measure', checkObject('options.measurement', opts.measurement)['measure'], 32);
   let plaintext: Buffer;
   if (opts.secret instanceof Uint8Array) plaintext = Buffer.from(opts.secret);
   else if (Array.isArray(opts.secret)) plaintext = buildSecretTable(opts.secret as readonly SecretTableEntry[]);

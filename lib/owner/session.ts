@@ -4,7 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { checkBytes, checkObject, checkUint, copy } from '../crypto/bytes.js';
+import { copy } from '../crypto/bytes.js';
+import { checkBytes, checkObject, checkU32 } from '../uapi/args.js';
 import { SevAlgo, SevUsage, isEcdhAlgo } from '../crypto/cert-codes.js';
 import { ecdhP384, generateP384, isP384Key } from '../crypto/ecc.js';
 import { invalidArgValue, SevCertError } from '../crypto/errors.js';
@@ -40,9 +41,9 @@ export interface LaunchSession {
 }
 
 export function createSession(opts: CreateSessionOptions): LaunchSession {
-  checkObject(opts, 'options');
+  checkObject('options', opts);
   const pdh = toSevCert(opts.pdh, 'options.pdh');
-  const policy = checkUint(opts.policy, 'options.policy', 32);
+  const policy = checkU32('options.policy', opts.policy);
   // The firmware would refuse it with POLICY_FAILURE (docs/sev-reference.md §1): fail here rather than at launch.
   if ((policy & SEV_POLICY_RESERVED_MASK) !== 0) throw invalidArgValue('options.policy', policy, 'sets reserved bits 6-15');
   if (pdh.pubKeyUsage !== SevUsage.PDH || !isEcdhAlgo(pdh.pubKeyAlgo)) {
@@ -52,8 +53,8 @@ export function createSession(opts: CreateSessionOptions): LaunchSession {
   const godhKey = opts.godhKey ?? generateP384().privateKey;
   if (!isP384Key(godhKey) || godhKey.type !== 'private')
     throw invalidArgValue('options.godhKey', godhKey?.asymmetricKeyType, 'must be a P-384 private key');
-  const tek = opts.tek === undefined ? randomBytes(16) : copy(checkBytes(opts.tek, 'options.tek', 16));
-  const tik = opts.tik === undefined ? randomBytes(16) : copy(checkBytes(opts.tik, 'options.tik', 16));
+  const tek = opts.tek === undefined ? randomBytes(16) : copy(checkBytes('options.tek', opts.tek, 16));
+  const tik = opts.tik === undefined ? randomBytes(16) : copy(checkBytes('options.tik', opts.tik, 16));
   const s = wrapSession({ sharedSecret: ecdhP384(godhKey, pdhKey), tek, tik, policy, nonce: opts.nonce, wrapIv: opts.wrapIv });
   const godh = createSevCert({
     usage: SevUsage.PDH,

@@ -19,7 +19,7 @@
  *   KVM_SEV_ES_INIT leaves them zero.
  * - SEV_FEATURES: the VMSA features given to INIT2 (0 by default for SEV-ES).
  */
-import { checkObject, checkUint } from '../crypto/bytes.js';
+import { checkObject, checkU8, checkU32 } from '../uapi/args.js';
 import { invalidArgType, invalidArgValue, outOfRange } from '../crypto/errors.js';
 
 export const VMSA_SIZE = 4096;
@@ -84,10 +84,10 @@ export const QEMU_EPYC_CPUS: Readonly<Record<string, CpuIdentity>> = {
  * a family above 0xf is 0xf plus the extended family; the model's upper nibble is the extended model.
  */
 export function cpuSignature(cpu: CpuIdentity): number {
-  checkObject(cpu, 'cpu');
-  const family = checkUint(cpu.family, 'cpu.family', 8);
-  const model = checkUint(cpu.model, 'cpu.model', 8);
-  const stepping = checkUint(cpu.stepping, 'cpu.stepping', 8);
+  checkObject('cpu', cpu);
+  const family = checkU8('cpu.family', cpu.family);
+  const model = checkU8('cpu.model', cpu.model);
+  const stepping = checkU8('cpu.stepping', cpu.stepping);
   if (family > 0xf + 0xff) throw outOfRange('cpu.family', 'an integer <= 270', family);
   if (stepping > 0xf) throw outOfRange('cpu.stepping', 'an integer <= 15', stepping);
   const [famLow, famExt] = family > 0xf ? [0xf, family - 0xf] : [family, 0];
@@ -99,7 +99,7 @@ export type CpuInput = number | string | CpuIdentity;
 
 /** The CPUID signature of a {@link CpuInput}. */
 export function toCpuSignature(cpu: CpuInput, name = 'cpu'): number {
-  if (typeof cpu === 'number') return checkUint(cpu, name, 32);
+  if (typeof cpu === 'number') return checkU32(name, cpu);
   if (typeof cpu === 'string') {
     const known = QEMU_EPYC_CPUS[cpu.replace(/-v\d+$/, '')];
     if (!known)
@@ -134,9 +134,9 @@ function seg(dv: DataView, off: number, selector: number, attrib: number, limit:
 
 /** One VMSA page as QEMU's reset state gives it (see the module comment). */
 export function qemuResetVmsa(opts: QemuVmsaOptions): Buffer {
-  checkObject(opts, 'options');
-  const eip = checkUint(opts.eip, 'options.eip', 32);
-  const sig = checkUint(opts.cpuSignature, 'options.cpuSignature', 32);
+  checkObject('options', opts);
+  const eip = checkU32('options.eip', opts.eip);
+  const sig = checkU32('options.cpuSignature', opts.cpuSignature);
   const features = opts.sevFeatures ?? 0n;
   if (typeof features !== 'bigint' || features < 0n || features >= 1n << 64n)
     throw invalidArgType('options.sevFeatures', 'a u64 bigint', opts.sevFeatures);

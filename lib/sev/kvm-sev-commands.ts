@@ -28,9 +28,9 @@ import type { LaunchMeasurement } from '../crypto/measurement.js';
 import { Vm } from '../kvm/vm.js';
 import type { ArgInput, ValueOf } from '../uapi/codec.js';
 import {
-  KVM_CAP_VM_COPY_ENC_CONTEXT_FROM,
-  KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM,
+  KVM_CAP,
   KVM_SEV,
+  PAGE_SIZE,
   SEV_FW_BLOB_MAX_SIZE,
   SEV_MEASUREMENT_SIZE,
   guestStateName,
@@ -67,20 +67,8 @@ import {
   kvm_sev_snp_launch_update,
 } from '../uapi/sev-structs.js';
 import { SevPlatform } from './platform.js';
-import {
-  checkBytes,
-  checkInt,
-  checkObject,
-  checkRange,
-  checkU32,
-  checkU64,
-  enrichSevError,
-  firmwareStatus,
-  hostSevFacts,
-  isKernelError,
-  memlockFacts,
-  type SevFailure,
-} from './sev-error.js';
+import { checkBlob, checkBytes, checkInt, checkObject, checkRange, checkU32, checkU64 } from '../uapi/args.js';
+import { enrichSevError, firmwareStatus, hostSevFacts, isKernelError, memlockFacts, type SevFailure } from './sev-error.js';
 
 /** Options of the {@link SevGuestCommands} constructor. */
 export interface SevGuestCommandsOptions {
@@ -170,7 +158,6 @@ const SEV_FD_IDS: ReadonlySet<number> = new Set([
 ]);
 const OFF_ERROR = kvm_sev_cmd.offsetOf('error');
 const NO_FD = 0xffffffff;
-const PAGE = 4096;
 
 function errorWordOf(cmd: IoctlStruct): number {
   return new DataView(cmd.bytes.buffer, cmd.bytes.byteOffset, cmd.bytes.byteLength).getUint32(OFF_ERROR, true);
@@ -441,8 +428,8 @@ export class SevGuestCommands {
     const o = checkObject<LaunchStartOptions>('options', options);
     const policy = checkU32('options.policy', o.policy);
     const handle = checkU32('options.handle', o.handle ?? 0);
-    const dh = o.dh === undefined ? null : checkBytes('options.dh', o.dh);
-    const session = o.session === undefined ? null : checkBytes('options.session', o.session);
+    const dh = o.dh === undefined ? null : checkBlob('options.dh', o.dh);
+    const session = o.session === undefined ? null : checkBlob('options.session', o.session);
     const data = kvm_sev_launch_start.arg({ handle, policy, dh_uaddr: dh, session_uaddr: session });
     await this.issue(KVM_SEV.LAUNCH_START, data);
     return { handle: kvm_sev_launch_start.decode(data.bytes).handle };
@@ -462,9 +449,9 @@ export class SevGuestCommands {
   /** KVM_SEV_LAUNCH_SECRET: inject the owner's secret packet into guest memory. */
   async launchSecret(options: SevPacketOptions): Promise<void> {
     const o = checkObject<SevPacketOptions>('options', options);
-    const header = checkBytes('options.header', o.header);
+    const header = checkBlob('options.header', o.header);
     const guest = checkRange('options.guest', o.guest);
-    const trans = checkBytes('options.trans', o.trans);
+    const trans = checkBlob('options.trans', o.trans);
     await this.issue(KVM_SEV.LAUNCH_SECRET, kvm_sev_launch_secret.arg({ hdr_uaddr: header, guest_uaddr: guest, trans_uaddr: trans }));
   }
 
@@ -516,14 +503,14 @@ export class SevGuestCommands {
   /** KVM_SEV_DBG_DECRYPT: decrypt `src.length` bytes of guest memory into `dst` (refused under policy NODBG). */
   async dbgDecrypt(src: MappingRange, dst: Uint8Array): Promise<void> {
     checkRange('src', src);
-    checkBytes('dst', dst, { max: 0xffffffff });
+    checkBlob('dst', dst, 0xffffffff);
     if (dst.byteLength < src.length) throw outOfRange('dst.byteLength', `>= ${src.length} (src.length)`, dst.byteLength);
     await this.issue(KVM_SEV.DBG_DECRYPT, kvm_sev_dbg.arg({ src_uaddr: src, dst_uaddr: dst, len: src.length }));
   }
 
   /** KVM_SEV_DBG_ENCRYPT: encrypt `src` into guest memory at `dst` (refused under policy NODBG). */
   async dbgEncrypt(src: Uint8Array, dst: MappingRange): Promise<void> {
-    checkBytes('src', src, { max: 0xffffffff });
+    checkBlob('src', src, 0xffffffff);
     checkRange('dst', dst);
     if (dst.length < src.byteLength) throw outOfRange('dst.length', `>= ${src.byteLength} (src.byteLength)`, dst.length);
     await this.issue(KVM_SEV.DBG_ENCRYPT, kvm_sev_dbg.arg({ src_uaddr: src, dst_uaddr: dst, len: src.byteLength }));
@@ -531,7 +518,7 @@ export class SevGuestCommands {
 
   /** KVM_SEV_GET_ATTESTATION_REPORT (firmware API >= 0.23): length query, then the report. */
   async getAttestationReport(mnonce: Uint8Array): Promise<Uint8Array> {
-    checkBytes('mnonce', mnonce, { exact: 16 });
+    checkBytes('mnonce', mnonce, 16);
     const q = kvm_sev_attestation_report.arg({ mnonce });
     const [len] = await this.query(KVM_SEV.GET_ATTESTATION_REPORT, q, () => [kvm_sev_attestation_report.decode(q.bytes).len]);
     const buf = new Uint8Array(len!);
@@ -548,9 +535,9 @@ export class SevGuestCommands {
   async sendStart(options: SendStartOptions): Promise<{ session: Uint8Array; policy: number }> {
     const o = checkObject<SendStartOptions>('options', options);
     const policy = checkU32('options.policy', o.policy ?? 0);
-    const pdhCert = checkBytes('options.pdhCert', o.pdhCert);
-    const platCerts = checkBytes('options.platCerts', o.platCerts);
-    const amdCerts = checkBytes('options.amdCerts', o.amdCerts);
+    const pdhCert = checkBlob('options.pdhCert', o.pdhCert);
+    const platCerts = checkBlob('options.platCerts', o.platCerts);
+    const amdCerts = checkBlob('options.amdCerts', o.amdCerts);
     const q = kvm_sev_send_start.arg({ policy });
     const [len] = await this.query(KVM_SEV.SEND_START, q, () => [kvm_sev_send_start.decode(q.bytes).session_len]);
     const session = new Uint8Array(len!);
@@ -593,8 +580,8 @@ export class SevGuestCommands {
     const o = checkObject<ReceiveStartOptions>('options', options);
     const policy = checkU32('options.policy', o.policy);
     const handle = checkU32('options.handle', o.handle ?? 0);
-    const pdh = checkBytes('options.pdh', o.pdh);
-    const session = checkBytes('options.session', o.session);
+    const pdh = checkBlob('options.pdh', o.pdh);
+    const session = checkBlob('options.session', o.session);
     const data = kvm_sev_receive_start.arg({ handle, policy, pdh_uaddr: pdh, session_uaddr: session });
     await this.issue(KVM_SEV.RECEIVE_START, data);
     return { handle: kvm_sev_receive_start.decode(data.bytes).handle };
@@ -603,9 +590,9 @@ export class SevGuestCommands {
   /** KVM_SEV_RECEIVE_UPDATE_DATA: one packet into guest memory (at most one page). */
   async receiveUpdateData(options: SevPacketOptions): Promise<void> {
     const o = checkObject<SevPacketOptions>('options', options);
-    const header = checkBytes('options.header', o.header);
+    const header = checkBlob('options.header', o.header);
     const guest = checkPageRange('options.guest', o.guest);
-    const trans = checkBytes('options.trans', o.trans);
+    const trans = checkBlob('options.trans', o.trans);
     await this.issue(
       KVM_SEV.RECEIVE_UPDATE_DATA,
       kvm_sev_receive_update_data.arg({ hdr_uaddr: header, guest_uaddr: guest, trans_uaddr: trans }),
@@ -730,7 +717,7 @@ export class SevGuestCommands {
   moveEncContextFrom(source: Vm): void {
     const src = this.checkPeer('source', source);
     try {
-      this.vm.enableCap(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, [BigInt(src.fd.fd)]);
+      this.vm.enableCap(KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM, [BigInt(src.fd.fd)]);
     } catch (e) {
       throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
     }
@@ -746,7 +733,7 @@ export class SevGuestCommands {
       throw invalidArgType('source', 'a VM fd (BackendFd)', source);
     if (source.kind !== 'vm') throw invalidArgValue('source', source.kind, 'must be a VM fd');
     try {
-      this.vm.enableCap(KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, [BigInt(source.fd)]);
+      this.vm.enableCap(KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM, [BigInt(source.fd)]);
     } catch (e) {
       throw this.failSync(e, 'VM_MOVE_ENC_CONTEXT_FROM');
     }
@@ -760,7 +747,7 @@ export class SevGuestCommands {
   copyEncContextFrom(owner: Vm): void {
     const src = this.checkPeer('owner', owner);
     try {
-      this.vm.enableCap(KVM_CAP_VM_COPY_ENC_CONTEXT_FROM, [BigInt(src.fd.fd)]);
+      this.vm.enableCap(KVM_CAP.VM_COPY_ENC_CONTEXT_FROM, [BigInt(src.fd.fd)]);
     } catch (e) {
       throw this.failSync(e, 'VM_COPY_ENC_CONTEXT_FROM');
     }
@@ -769,8 +756,8 @@ export class SevGuestCommands {
 
 /** A guest range KVM accepts for one SEND/RECEIVE_UPDATE_DATA packet: 1..4096 bytes within one page. */
 function checkPageRange(name: string, v: unknown): MappingRange {
-  const r = checkRange(name, v, PAGE);
-  if ((r.offset % PAGE) + r.length > PAGE) {
+  const r = checkRange(name, v, PAGE_SIZE);
+  if ((r.offset % PAGE_SIZE) + r.length > PAGE_SIZE) {
     throw invalidArgValue(name, r, 'must lie within one 4 KiB page (KVM moves one page per packet)');
   }
   return r;

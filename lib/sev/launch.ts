@@ -27,7 +27,7 @@
 import { KvmSevError } from '../backend/errors.js';
 import type { GuestMemory } from '../kvm/guest-memory.js';
 import type { Vm } from '../kvm/vm.js';
-import { GSTATE, guestStateName, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, SEV_POLICY } from '../uapi/constants.js';
+import { GSTATE, guestStateName, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, PAGE_SIZE, SEV_POLICY } from '../uapi/constants.js';
 import { invalidArgType, invalidArgValue } from '../uapi/errors.js';
 import type { MappingRange } from '../uapi/ioctl-arg.js';
 import { isMappingRange } from '../uapi/ioctl-arg.js';
@@ -188,7 +188,7 @@ function explainState(s: number): string {
   }
 }
 
-const pages = (r: MappingRange): number => Math.ceil(((r.offset % 4096) + r.length) / 4096);
+const pages = (r: MappingRange): number => Math.ceil(((r.offset % PAGE_SIZE) + r.length) / PAGE_SIZE);
 
 function toRange(r: Range, length?: number): MappingRange {
   if (isMappingRange(r)) return length === undefined ? r : { ...r, length };
@@ -217,7 +217,7 @@ class LaunchCore {
     if (sys.capIpcLock()) return;
     const limit = sys.memlockLimit();
     if (limit === 'unlimited') return;
-    const need = BigInt((this.pinned + Math.ceil(bytes / 4096)) * 4096);
+    const need = BigInt((this.pinned + Math.ceil(bytes / PAGE_SIZE)) * PAGE_SIZE);
     if (need > limit) {
       throw new KvmSevError(
         'ERR_KVM_SEV_MEMLOCK',
@@ -275,7 +275,7 @@ export class LaunchingGuest<ES extends boolean = boolean> extends SevGuestState 
     await this.expect('launchUpdateData', [GSTATE.LUPDATE], 'in LUPDATE (after launchStart, before launchMeasure)');
     const r = toRange(range);
     const chunk = options.chunkSize ?? 16 << 20;
-    if (!Number.isSafeInteger(chunk) || chunk <= 0 || chunk % 4096 !== 0)
+    if (!Number.isSafeInteger(chunk) || chunk <= 0 || chunk % PAGE_SIZE !== 0)
       throw invalidArgValue('options.chunkSize', chunk, 'must be a positive multiple of 4096');
     for (let done = 0; done < r.length;) {
       const n = Math.min(chunk, r.length - done);

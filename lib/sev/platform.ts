@@ -38,7 +38,8 @@ import {
   sev_user_data_snp_vlek_load,
   sev_user_data_status,
 } from '../uapi/psp-structs.js';
-import { checkBytes, checkObject, enrichSevError, firmwareStatus, isKernelError, type SevFailure } from './sev-error.js';
+import { checkBlob, checkBytes, checkObject } from '../uapi/args.js';
+import { enrichSevError, firmwareStatus, isKernelError, type SevFailure } from './sev-error.js';
 
 /** SEV_PLATFORM_STATUS, decoded. */
 export interface SevPlatformStatus {
@@ -230,8 +231,8 @@ export class SevPlatform implements Disposable, AsyncDisposable {
 
   /** SEV_PEK_CERT_IMPORT: take ownership with an OCA-signed PEK (needs write access, platform INIT). */
   async pekCertImport(pek: Uint8Array, oca: Uint8Array): Promise<void> {
-    checkBytes('pek', pek);
-    checkBytes('oca', oca);
+    checkBlob('pek', pek);
+    checkBlob('oca', oca);
     await this.issue(SEV_CMD.PEK_CERT_IMPORT, sev_user_data_pek_cert_import.arg({ pek_cert_address: pek, oca_cert_address: oca }));
   }
 
@@ -277,7 +278,7 @@ export class SevPlatform implements Disposable, AsyncDisposable {
 
   /** SNP_VLEK_LOAD (6.11+): load a wrapped VLEK hashstick (exactly 432 bytes). Needs write access. */
   async snpVlekLoad(wrappedHashstick: Uint8Array): Promise<void> {
-    checkBytes('wrappedHashstick', wrappedHashstick, { exact: SEV_SNP_WRAPPED_VLEK_HASHSTICK_SIZE });
+    checkBytes('wrappedHashstick', wrappedHashstick, SEV_SNP_WRAPPED_VLEK_HASHSTICK_SIZE);
     const data = sev_user_data_snp_vlek_load.arg({
       len: sev_user_data_snp_vlek_load.size,
       vlek_wrapped_version: 0,

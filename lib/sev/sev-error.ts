@@ -9,13 +9,12 @@
  * kernel's own, not the firmware's. 0xFFFFFFFF reads as -1 (SEV_RET_NO_FW_CALL). Calls without an
  * `error` field (REG_REGION, UNREG_REGION, VM_MOVE/COPY_ENC_CONTEXT_FROM) report -1.
  *
- * Also here: the argument checks the SEV classes run before any ioctl (Node-style typed errors).
+ * Facts about the host that a hint quotes (kvm_amd's parameters, RLIMIT_MEMLOCK) come from the backend's
+ * {@link SystemView} only. Argument checks are lib/uapi/args.ts.
  */
 import { KvmError } from '../backend/errors.js';
 import type { SystemView } from '../backend/system-view.js';
 import { GSTATE, PSTATE, SEV_FW_BLOB_MAX_SIZE, guestStateName, platformStateName, vmTypeName } from '../uapi/constants.js';
-import { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
-import { isMappingRange, type MappingRange } from '../uapi/ioctl-arg.js';
 import { SEV_RET, sevStatusDescription, sevStatusName } from '../uapi/sev-status.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -459,71 +458,4 @@ export function memlockFacts(system: SystemView): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-// ------------------------------------------------------------------------------------------------
-// Argument checks: typed errors before any ioctl
-
-/** An integer in [min, max]. */
-export function checkInt(name: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== 'number') throw invalidArgType(name, 'number', v);
-  if (!Number.isInteger(v) || v < min || v > max) throw outOfRange(name, `an integer >= ${min} && <= ${max}`, v);
-  return v;
-}
-
-/** A u32. */
-export function checkU32(name: string, v: unknown): number {
-  return checkInt(name, v, 0, 0xffffffff);
-}
-
-/** A u64 given as a bigint or a non-negative safe integer; returned as bigint. */
-export function checkU64(name: string, v: unknown): bigint {
-  if (typeof v === 'bigint') {
-    if (v < 0n || v > 0xffffffffffffffffn) throw outOfRange(name, 'an integer >= 0 && <= 2^64-1', v);
-    return v;
-  }
-  if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v) || v < 0) throw outOfRange(name, 'a safe integer >= 0 (use a bigint beyond 2^53)', v);
-    return BigInt(v);
-  }
-  throw invalidArgType(name, 'bigint or number', v);
-}
-
-/** A Uint8Array, of exactly `exact` bytes, or of 1..`max` bytes. */
-export function checkBytes(name: string, v: unknown, o: { exact?: number; max?: number } = {}): Uint8Array {
-  if (!(v instanceof Uint8Array)) throw invalidArgType(name, 'an instance of Uint8Array', v);
-  if (o.exact !== undefined) {
-    if (v.byteLength !== o.exact) throw invalidArgValue(name, v, `must be exactly ${o.exact} bytes long (it is ${v.byteLength})`);
-    return v;
-  }
-  if (v.byteLength === 0) throw invalidArgValue(name, v, 'must not be empty');
-  const max = o.max ?? SEV_FW_BLOB_MAX_SIZE;
-  if (v.byteLength > max)
-    throw outOfRange(`${name}.byteLength`, `<= ${max}${max === SEV_FW_BLOB_MAX_SIZE ? ' (SEV_FW_BLOB_MAX_SIZE)' : ''}`, v.byteLength);
-  return v;
-}
-
-/** A non-empty, open guest-memory range of at most `max` bytes (u32 lengths by default). */
-export function checkRange(name: string, v: unknown, max = 0xffffffff): MappingRange {
-  if (!isMappingRange(v)) throw invalidArgType(name, 'a MappingRange of guest memory (GuestMemory.range())', v);
-  if (v.mapping.closed) throw invalidArgValue(name, v, 'refers to guest memory that was unmapped');
-  if (
-    !Number.isSafeInteger(v.offset) ||
-    !Number.isSafeInteger(v.length) ||
-    v.offset < 0 ||
-    v.length < 0 ||
-    v.offset + v.length > v.mapping.size
-  ) {
-    throw outOfRange(name, `a range inside its mapping (size ${v.mapping.size})`, `{ offset: ${v.offset}, length: ${v.length} }`);
-  }
-  if (v.length === 0) throw invalidArgValue(name, v, 'must not be empty');
-  if (v.length > max) throw outOfRange(`${name}.length`, `<= ${max}`, v.length);
-  return v;
-}
-
-/** An options object (undefined allowed when `optional`). */
-export function checkObject<T extends object>(name: string, v: unknown, optional = false): T {
-  if (v === undefined && optional) return {} as T;
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgType(name, 'object', v);
-  return v as T;
 }

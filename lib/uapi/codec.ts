@@ -569,7 +569,8 @@ function dataView(u8: Uint8Array): DataView {
   return new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
 }
 
-function checkBytes(name: string, b: unknown, at: unknown, size: number): asserts b is Uint8Array {
+/** `b` is a Uint8Array with `size` bytes from offset `at` (what decode() and encode(into) read or write). */
+function checkBufferAt(name: string, b: unknown, at: unknown, size: number): asserts b is Uint8Array {
   if (!(b instanceof Uint8Array)) throw invalidArgType(name, 'an instance of Uint8Array', b);
   if (typeof at !== 'number') throw invalidArgType('at', 'number', at);
   if (!Number.isSafeInteger(at) || at < 0) throw outOfRange('at', 'an integer >= 0', at);
@@ -844,7 +845,7 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
         out = new Uint8Array(size);
         at = 0;
       } else {
-        checkBytes('into', into, at, size);
+        checkBufferAt('into', into, at, size);
         out = into;
         out.fill(0, at, at + size);
       }
@@ -852,7 +853,7 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
       return out;
     },
     decode(b: Uint8Array, at = 0): unknown {
-      checkBytes('bytes', b, at, size);
+      checkBufferAt('bytes', b, at, size);
       return readAt(dataView(b), b, at);
     },
     arg(value: unknown): IoctlStruct {
@@ -881,10 +882,10 @@ export function encodeArray<T, E, A>(codec: StructCodec<T, E, A>, values: readon
 /** Decode `count` structs starting at `at` (default: as many as fit). */
 export function decodeArray<T, E, A>(codec: StructCodec<T, E, A>, b: Uint8Array, at = 0, count?: number): T[] {
   const c = codecImpl(codec);
-  checkBytes('bytes', b, at, 0);
+  checkBufferAt('bytes', b, at, 0);
   const n = count ?? Math.floor((b.byteLength - at) / c.size);
   checkCount('count', n, 0);
-  checkBytes('bytes', b, at, n * c.size);
+  checkBufferAt('bytes', b, at, n * c.size);
   const dv = dataView(b);
   const out = new Array<T>(n);
   for (let i = 0; i < n; i++) out[i] = c.readAt(dv, b, at + i * c.size) as T;

@@ -187,8 +187,6 @@ export function sevFirmwareCommandName(id: number): SevFirmwareCommandName | und
 
 /** Platform state (`sev_user_data_status.state`, PSTATE). */
 export const PSTATE = Object.freeze({ UNINIT: 0, INIT: 1, WORKING: 2 } as const);
-/** Alias of {@link PSTATE}. */
-export const SEV_PLATFORM_STATE = PSTATE;
 
 /**
  * Firmware guest state (`kvm_sev_guest_status.state`, GSTATE), per the SEV API spec and QEMU's SevState.
@@ -203,8 +201,6 @@ export const GSTATE = Object.freeze({
   RUPDATE: 5,
   SENT: 6,
 } as const);
-/** Alias of {@link GSTATE}. */
-export const SEV_GUEST_STATE = GSTATE;
 
 const pstateNames = reverse(PSTATE);
 const gstateNames = reverse(GSTATE);
@@ -497,13 +493,16 @@ export const KVM_CAP = Object.freeze({
   X86_BUS_LOCK_EXIT: 193,
   SET_GUEST_DEBUG2: 195,
   SGX_ATTRIBUTE: 196,
+  /** Make this VM a mirror of another SEV VM (args[0] = source fd). */
   VM_COPY_ENC_CONTEXT_FROM: 197,
   PTP_KVM: 198,
   HYPERV_ENFORCE_CPUID: 199,
   SREGS2: 200,
+  /** args[0] = mask of hypercalls that exit to userspace (`1 << KVM_HC_MAP_GPA_RANGE`). */
   EXIT_HYPERCALL: 201,
   BINARY_STATS_FD: 203,
   EXIT_ON_EMULATION_FAILURE: 204,
+  /** Move the SEV context of another VM into this one (args[0] = source fd). */
   VM_MOVE_ENC_CONTEXT_FROM: 206,
   VM_GPA_BITS: 207,
   XSAVE2: 208,
@@ -538,18 +537,6 @@ const capNames = reverse(KVM_CAP);
 export function capName(cap: number): KvmCapName | undefined {
   return lookup(capNames, 'cap', cap);
 }
-
-/** `KVM_CAP_VM_COPY_ENC_CONTEXT_FROM`: make this VM a mirror of another SEV VM (args[0] = source fd). */
-export const KVM_CAP_VM_COPY_ENC_CONTEXT_FROM = KVM_CAP.VM_COPY_ENC_CONTEXT_FROM;
-/** `KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM`: move the SEV context of another VM into this one (args[0] = source fd). */
-export const KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM = KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM;
-/** `KVM_CAP_EXIT_HYPERCALL`: args[0] = mask of hypercalls that exit to userspace (`1 << KVM_HC_MAP_GPA_RANGE`). */
-export const KVM_CAP_EXIT_HYPERCALL = KVM_CAP.EXIT_HYPERCALL;
-export const KVM_CAP_USER_MEMORY2 = KVM_CAP.USER_MEMORY2;
-export const KVM_CAP_MEMORY_ATTRIBUTES = KVM_CAP.MEMORY_ATTRIBUTES;
-export const KVM_CAP_GUEST_MEMFD = KVM_CAP.GUEST_MEMFD;
-export const KVM_CAP_VM_TYPES = KVM_CAP.VM_TYPES;
-export const KVM_CAP_PRE_FAULT_MEMORY = KVM_CAP.PRE_FAULT_MEMORY;
 
 // ------------------------------------------------------------------------------------------------
 // kvm_run
@@ -649,6 +636,9 @@ export const KVM_SYNC_X86 = Object.freeze({ REGS: 1 << 0, SREGS: 1 << 1, EVENTS:
 // ------------------------------------------------------------------------------------------------
 // Memory slots, vCPU state
 
+/** `PAGE_SIZE` of x86_64 (arch/x86/include/asm/page_types.h): the unit KVM pins, maps and moves memory in. */
+export const PAGE_SIZE = 4096;
+
 /** `KVM_MEM_*`: `kvm_userspace_memory_region.flags`. */
 export const KVM_MEM = Object.freeze({
   LOG_DIRTY_PAGES: 1 << 0,
@@ -656,9 +646,6 @@ export const KVM_MEM = Object.freeze({
   /** (6.8+) region2 only. */
   GUEST_MEMFD: 1 << 2,
 } as const);
-export const KVM_MEM_LOG_DIRTY_PAGES = KVM_MEM.LOG_DIRTY_PAGES;
-export const KVM_MEM_READONLY = KVM_MEM.READONLY;
-export const KVM_MEM_GUEST_MEMFD = KVM_MEM.GUEST_MEMFD;
 
 /** `KVM_MEMORY_ATTRIBUTE_PRIVATE` (6.8+): kvm_memory_attributes.attributes bit (u64). */
 export const KVM_MEMORY_ATTRIBUTE_PRIVATE = 1n << 3n;

@@ -20,7 +20,9 @@ export interface ErrnoInfo {
   readonly kernelInternal: boolean;
 }
 
-const TABLE: readonly (readonly [name: string, errno: number, message: string, aliases?: readonly string[]])[] = [
+type Row = readonly [name: string, errno: number, message: string, aliases?: readonly string[]];
+
+const TABLE = [
   ['EPERM', 1, 'Operation not permitted'],
   ['ENOENT', 2, 'No such file or directory'],
   ['ESRCH', 3, 'No such process'],
@@ -152,10 +154,10 @@ const TABLE: readonly (readonly [name: string, errno: number, message: string, a
   ['ENOTRECOVERABLE', 131, 'State not recoverable'],
   ['ERFKILL', 132, 'Operation not possible due to RF-kill'],
   ['EHWPOISON', 133, 'Memory page has hardware error'],
-];
+] as const satisfies readonly Row[];
 
 /** Kernel-internal values (`include/linux/errno.h`): never meant for userspace, but some leak. */
-const KERNEL_INTERNAL: readonly (readonly [name: string, errno: number, description: string])[] = [
+const KERNEL_INTERNAL = [
   ['ERESTARTSYS', 512, 'Restart the system call (signal pending)'],
   ['ERESTARTNOINTR', 513, 'Restart the system call unconditionally'],
   ['ERESTARTNOHAND', 514, 'Restart the system call if there is no signal handler'],
@@ -175,11 +177,17 @@ const KERNEL_INTERNAL: readonly (readonly [name: string, errno: number, descript
   ['EIOCBQUEUED', 529, 'iocb queued, will get completion event'],
   ['ERECALLCONFLICT', 530, 'Conflict with recalled state'],
   ['ENOGRACE', 531, 'NFS file lock reclaim refused'],
-];
+] as const satisfies readonly (readonly [name: string, errno: number, description: string])[];
+
+/** Every errno name the table knows: primary names, aliases (EWOULDBLOCK …) and kernel-internal ones. */
+export type ErrnoName =
+  | (typeof TABLE)[number][0]
+  | Extract<(typeof TABLE)[number], readonly [string, number, string, readonly string[]]>[3][number]
+  | (typeof KERNEL_INTERNAL)[number][0];
 
 const byNumber = new Map<number, ErrnoInfo>();
 const errnoEntries: [string, number][] = [];
-for (const [name, errno, message, aliases = []] of TABLE) {
+for (const [name, errno, message, aliases = []] of TABLE as readonly Row[]) {
   byNumber.set(errno, Object.freeze({ name, errno, message, aliases: Object.freeze([...aliases]), kernelInternal: false }));
   errnoEntries.push([name, errno]);
   for (const a of aliases) errnoEntries.push([a, errno]);
@@ -194,7 +202,8 @@ for (const [name, errno, description] of KERNEL_INTERNAL) {
 }
 
 /** errno name → number (x86_64 Linux), aliases included: `ERRNO.EINVAL === 22`, `ERRNO.ENOTSUPP === 524`. */
-export const ERRNO: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(errnoEntries));
+export const ERRNO = Object.freeze(Object.fromEntries(errnoEntries)) as Readonly<Record<ErrnoName, number>> &
+  Readonly<Record<string, number>>;
 
 /** The table entry for `n`, or undefined. */
 export function errnoInfo(n: number): (ErrnoInfo & { readonly description?: string }) | undefined {

@@ -775,10 +775,10 @@ test('constants: command ids, states, policy bits, VM types (reference spot valu
   t.is(uapi.SEV_FW_BLOB_MAX_SIZE, 0x4000);
   t.is(uapi.SEV_STATUS_FLAGS_CONFIG_ES, 0x100);
   t.is(uapi.KVM_API_VERSION, 12);
-  t.is(uapi.KVM_CAP_VM_TYPES, 235);
-  t.is(uapi.KVM_CAP_VM_COPY_ENC_CONTEXT_FROM, 197);
-  t.is(uapi.KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, 206);
-  t.is(uapi.KVM_CAP_EXIT_HYPERCALL, 201);
+  t.is(uapi.KVM_CAP.VM_TYPES, 235);
+  t.is(uapi.KVM_CAP.VM_COPY_ENC_CONTEXT_FROM, 197);
+  t.is(uapi.KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM, 206);
+  t.is(uapi.KVM_CAP.EXIT_HYPERCALL, 201);
   t.is(uapi.capName(236), 'PRE_FAULT_MEMORY');
   t.is(uapi.exitReasonName(24), 'SYSTEM_EVENT');
   t.is(uapi.exitReasonName(39), 'MEMORY_FAULT');
@@ -791,7 +791,7 @@ test('constants: command ids, states, policy bits, VM types (reference spot valu
   t.is(uapi.KVM_MAP_GPA_RANGE_ENC_STAT(1), uapi.KVM_MAP_GPA_RANGE.ENCRYPTED);
   t.is(uapi.MSR_KVM_MIGRATION_CONTROL, 0x4b564d08);
   t.is(uapi.KVM_X86_GRP_SEV, 1);
-  t.is(uapi.KVM_MEM_READONLY, 2);
+  t.is(uapi.KVM_MEM.READONLY, 2);
 });
 
 test('sevCommandStruct / sevPlatformCommandStruct follow the reference', (t) => {

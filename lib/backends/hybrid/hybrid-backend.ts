@@ -24,6 +24,7 @@ import { RealVmPort } from './common/real-vm-port.js';
 import type { SystemView } from '../../backend/system-view.js';
 import { HostSystemView } from '../native/host-system-view.js';
 import { KVM_CAP, KVM_X86_DEFAULT_VM, KVM_X86_GRP_SEV, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM } from '../../uapi/constants.js';
+import { ERRNO } from '../../uapi/errno.js';
 import { invalidArgType, invalidArgValue } from '../../uapi/errors.js';
 import { ioctlStruct, isIoctlStruct, isMappingRange, type IoctlArg, type IoctlStruct } from '../../uapi/ioctl-arg.js';
 import * as ioc from '../../uapi/ioctls.js';
@@ -47,8 +48,7 @@ import { kvm_sev_cmd } from '../../uapi/sev-structs.js';
 import { RemoteSev, RemoteSevFd, RemoteSevVm, type DaemonStatus } from './remote-sev.js';
 import { MockHost, ExternalVcpuPort, type SevSnapshot, type MockHostOptions, type VcpuRegisterState } from '../mock/seam.js';
 
-const EIO = 5;
-const EINVAL = 22;
+const { EBADF, EFAULT, EINVAL, EIO, ENOENT } = ERRNO;
 /** The MSRs a VMSA holds (what LAUNCH_UPDATE_VMSA reads from the vCPU). */
 const VMSA_MSRS = [0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, 0x174, 0x175, 0x176, 0x277];
 /** vCPU ioctls that fail on a VM type with protected state once the VMSA is encrypted. */
@@ -237,7 +237,7 @@ export class HybridBackend implements Backend {
 
   open(path: DevicePath, options: { write?: boolean } = {}): BackendFd {
     if (path === '/dev/sev' && this.sevService) {
-      if (!this.mock.system.device('/dev/sev').exists) throw errnoError(2, 'open', undefined, path);
+      if (!this.mock.system.device('/dev/sev').exists) throw errnoError(ENOENT, 'open', undefined, path);
       return new HybridFd(this.sevService.openSev(options.write ?? true));
     }
     if (path === '/dev/sev') {
@@ -255,7 +255,7 @@ export class HybridBackend implements Backend {
 
   ioctl(fd: BackendFd, request: number, arg?: IoctlArg): number {
     const inner = this.unwrap(fd);
-    if (inner.closed) throw errnoError(9, 'ioctl', ioc.ioctlByRequest(request)?.name); // EBADF, as the kernel
+    if (inner.closed) throw errnoError(EBADF, 'ioctl', ioc.ioctlByRequest(request)?.name); // EBADF, as the kernel
     if (this.mockFds.has(inner)) return this.mock.ioctl(inner, request, arg);
     if (inner instanceof RemoteSevFd) return inner.service.sevIoctl(inner, request, arg);
     const vm = this.vmOf.get(inner);
@@ -386,7 +386,7 @@ export class HybridBackend implements Backend {
   ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number> {
     try {
       const inner = this.unwrap(fd);
-      if (inner.closed) throw errnoError(9, 'ioctl', ioc.ioctlByRequest(request)?.name);
+      if (inner.closed) throw errnoError(EBADF, 'ioctl', ioc.ioctlByRequest(request)?.name);
       if (this.mockFds.has(inner)) return this.mock.ioctlAsync(inner, request, arg);
       if (inner instanceof RemoteSevFd) return Promise.resolve(inner.service.sevIoctl(inner, request, arg));
       const vm = this.vmOf.get(inner);
@@ -401,7 +401,7 @@ export class HybridBackend implements Backend {
   // The SEV half is the mock's kernel (in shared mode the service runs the same profile): it decides.
   sevCommandTable(vm: BackendFd): SevCommandTable {
     if (!(vm instanceof HybridFd)) throw invalidArgType('vm', 'an fd of this hybrid backend', vm);
-    if (vm.closed) throw errnoError(9, 'ioctl');
+    if (vm.closed) throw errnoError(EBADF, 'ioctl');
     if (vm.kind !== 'vm') throw invalidArgValue('vm', vm.kind, 'must be a VM fd (KVM_SEV commands go to a VM)');
     return this.mock.sevCommands;
   }
@@ -412,7 +412,7 @@ export class HybridBackend implements Backend {
 
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     const inner = this.unwrap(fd);
-    if (inner.closed) throw errnoError(9, 'ioctl', ioc.ioctlByRequest(request)?.name);
+    if (inner.closed) throw errnoError(EBADF, 'ioctl', ioc.ioctlByRequest(request)?.name);
     if (this.mockFds.has(inner)) return this.mock.ioctlFd(inner, request, arg);
     if (request === ioc.KVM_CREATE_VM) {
       const type = typeof arg === 'number' ? arg : 0;
@@ -563,7 +563,7 @@ export class HybridBackend implements Backend {
       }
       return out;
     }
-    throw errnoError(14, 'read', undefined, undefined, `[0x${gpa.toString(16)}, +${length}) is not in a memory slot`);
+    throw errnoError(EFAULT, 'read', undefined, undefined, `[0x${gpa.toString(16)}, +${length}) is not in a memory slot`);
   }
 
   /** For tests and invariants: the mocked SEV's state. */

@@ -17,6 +17,7 @@ import type { BackendFd, FdKind } from '../../backend/contract.js';
 import { errnoError, KvmSevError } from '../../backend/errors.js';
 import type { NativeBackend } from '../native/native-backend.js';
 import { encodeArg, errorFromWire, fromWire, toWire, writeBack, type WireError } from './daemon/wire.js';
+import { ERRNO } from '../../uapi/errno.js';
 import type { IoctlArg, MappingHandle } from '../../uapi/ioctl-arg.js';
 import { type MockSevVm, type SevSnapshot, type VcpuRegisterState } from '../mock/seam.js';
 
@@ -323,7 +324,7 @@ export class RemoteSev {
   }
 
   sevIoctl(fd: RemoteSevFd, request: number, arg?: IoctlArg): number {
-    if (fd.closed) throw errnoError(9, 'ioctl');
+    if (fd.closed) throw errnoError(ERRNO.EBADF, 'ioctl');
     const mem = this.newMemfds();
     const { wire, back } = encodeArg(arg, (m) => this.memOf(m, mem.add));
     const r = this.request({ op: 'sevIoctl', fd: fd.fd, request, arg: wire, memKeys: mem.keys }, mem.fds);

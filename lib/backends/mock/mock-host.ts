@@ -11,7 +11,7 @@
 import type { Backend, BackendFd, DevicePath, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
 import { KvmSevError, errnoError } from '../../backend/errors.js';
 import type { AnyStructCodec } from '../../uapi/codec.js';
-import { sevPlatformCommandName } from '../../uapi/constants.js';
+import { PAGE_SIZE, sevPlatformCommandName } from '../../uapi/constants.js';
 import { invalidArgType, invalidArgValue } from '../../uapi/errors.js';
 import type { IoctlArg } from '../../uapi/ioctl-arg.js';
 import { ioctlByRequest, type IoctlDef } from '../../uapi/ioctls.js';
@@ -27,7 +27,7 @@ import { SevMemory } from './kernel/svm/sev-memory.js';
 import type { SevVm, SevVmPort } from './kernel/svm/sev-types.js';
 import { supportedCpuid } from './kernel/kvm/tables.js';
 import { argSize, argU32, codedError, Marshalled, rangeErr, typeErr, valueErr } from './syscall/marshal.js';
-import { MockMapping, pageAlignedSize, PAGE } from './kernel/common/mapping.js';
+import { MockMapping, pageAlignedSize } from './kernel/common/mapping.js';
 import { resolveOptions, type MockHostOptions, type ResolvedOptions } from './options.js';
 import { CiphertextMemory } from './psp/ciphertext-memory.js';
 import { MockFirmware } from './psp/firmware.js';
@@ -388,7 +388,7 @@ export class MockHost implements Backend {
     if (!(f instanceof MemfdFile)) throw valueErr('The "fd" argument must be a memfd');
     const n = pageAlignedSize(size);
     const off = Number(argSize(offset, 'offset'));
-    if (off % PAGE !== 0) throw rangeErr('The value of "offset" is out of range. It must be a multiple of 4096');
+    if (off % PAGE_SIZE !== 0) throw rangeErr('The value of "offset" is out of range. It must be a multiple of 4096');
     if (off + n > f.backing.size)
       throw rangeErr(`The mapping [${off}, +${n}) runs past the memfd's ${f.backing.size} bytes (the mock cannot map beyond a memfd)`);
     return new MockMapping(f.backing, off, n, () => {});

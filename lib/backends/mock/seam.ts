@@ -11,4 +11,4 @@ export type { ProcessorName } from './processor-option.js';
 export { ExternalVcpuPort, type SevMemslot, type SevVcpuPort, type SevVmPort, type VcpuRegisterState } from './kernel/svm/sev-types.js';
 export type { MemoryController, PhysRange } from './psp/api.js';
 export { memoryCipher } from './psp/memory-cipher.js';
-export { checkRange } from './psp/phys-range.js';
+export { checkPhysRange } from './psp/phys-range.js';

@@ -11,7 +11,7 @@
  */
 import { invalidArgType, invalidArgValue } from '../../../uapi/errors.js';
 import { PrivateRuns } from './private-runs.js';
-import { memoryCipher, checkRange, type MemoryController, type PhysRange } from '../../mock/seam.js';
+import { memoryCipher, checkPhysRange, type MemoryController, type PhysRange } from '../../mock/seam.js';
 
 export class PlaintextMemory implements MemoryController {
   readonly storesCiphertext = false;
@@ -41,7 +41,7 @@ export class PlaintextMemory implements MemoryController {
 
   /** Keeps `plaintext` in memory (no copy when it is the range itself) and marks the bytes private. */
   writePrivate(range: PhysRange, vek: Uint8Array, plaintext: Uint8Array): void {
-    const r = checkRange(range, 'range');
+    const r = checkPhysRange('range', range);
     if (!(plaintext instanceof Uint8Array) || plaintext.length !== r.bytes.length) {
       throw invalidArgValue('plaintext', plaintext?.length, `must be a Uint8Array as long as the range (${r.bytes.length} bytes)`);
     }
@@ -56,7 +56,7 @@ export class PlaintextMemory implements MemoryController {
    * `vek` at this address; elsewhere the decryption of what the DRAM would hold (garbage).
    */
   readPrivate(range: PhysRange, vek: Uint8Array): Uint8Array {
-    const r = checkRange(range, 'range');
+    const r = checkPhysRange('range', range);
     const key = this.#keyCopy(vek);
     const off = r.bytes.byteOffset;
     const base = r.paddr - BigInt(off);
@@ -74,7 +74,7 @@ export class PlaintextMemory implements MemoryController {
 
   /** Writes `data` and marks the bytes shared. */
   writeShared(range: PhysRange, data: Uint8Array): void {
-    const r = checkRange(range, 'range');
+    const r = checkPhysRange('range', range);
     if (!(data instanceof Uint8Array) || data.length !== r.bytes.length) {
       throw invalidArgValue('data', data?.length, `must be a Uint8Array as long as the range (${r.bytes.length} bytes)`);
     }
@@ -84,7 +84,7 @@ export class PlaintextMemory implements MemoryController {
 
   /** Marks the bytes of `range` shared without writing them (e.g. the guest converted or freed them). */
   forget(range: PhysRange): void {
-    const r = checkRange(range, 'range');
+    const r = checkPhysRange('range', range);
     const off = r.bytes.byteOffset;
     this.#runsOf(r.bytes, false)?.set(off, off + r.bytes.length, null, 0n);
   }
@@ -95,7 +95,7 @@ export class PlaintextMemory implements MemoryController {
    * they are. A copy.
    */
   hostView(range: PhysRange): Uint8Array {
-    const r = checkRange(range, 'range');
+    const r = checkPhysRange('range', range);
     const out = Buffer.from(r.bytes);
     const runs = this.#runsOf(r.bytes, false);
     if (!runs) return out;
@@ -130,7 +130,7 @@ export class PlaintextMemory implements MemoryController {
       return false;
     }
     if (typeof where !== 'object' || where === null) throw invalidArgType('where', 'a bigint or a PhysRange', where);
-    const r = checkRange(where, 'where');
+    const r = checkPhysRange('where', where);
     const off = r.bytes.byteOffset;
     const seg = this.#runsOf(r.bytes, false)?.segments(off, off + 1)[0];
     return seg?.run != null;

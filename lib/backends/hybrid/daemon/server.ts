@@ -27,6 +27,7 @@ import type { BackendFd, GuestMapping } from '../../../backend/contract.js';
 import { KvmSevError } from '../../../backend/errors.js';
 import { NativeBackend } from '../../native/native-backend.js';
 import { MessageReader, sendMessage } from '../../../backend/framing.js';
+import { ERRNO } from '../../../uapi/errno.js';
 import { PlaintextMemory } from '../common/plaintext-memory.js';
 import { RealVmPort, type RealMemslot } from '../common/real-vm-port.js';
 import { decodeArg, encodeBack, errorToWire, fromWire, toWire, type WireArg } from './wire.js';
@@ -331,7 +332,7 @@ export class MockSevServer {
       case 'sevIoctl': {
         const f = c.sevFds.get(Number(m['fd']));
         this.newMemfds(c, m, fds);
-        if (!f) return { failed: { errno: -9, syscall: 'ioctl', name: 'KvmError', message: 'EBADF' }, back: [] };
+        if (!f) return { failed: { errno: -ERRNO.EBADF, syscall: 'ioctl', name: 'KvmError', message: 'EBADF' }, back: [] };
         const { arg, back } = decodeArg(m['arg'] as WireArg, (k) => this.memfd(c, k, undefined).mapping);
         try {
           return { result: await this.host.ioctlAsync(f, Number(m['request']), arg), back: encodeBack(back) };

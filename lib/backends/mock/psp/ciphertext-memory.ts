@@ -6,14 +6,14 @@
 import { invalidArgValue } from '../../../uapi/errors.js';
 import type { MemoryController, PhysRange } from './api.js';
 import { memoryCipher, memoryCipherInto } from './memory-cipher.js';
-import { checkRange } from './phys-range.js';
+import { checkPhysRange } from './phys-range.js';
 
 export class CiphertextMemory implements MemoryController {
   readonly storesCiphertext = true;
 
   /** Encrypts `plaintext` for `range.paddr` and stores it (one AES pass, one copy; `plaintext` may alias the range). */
   writePrivate(range: PhysRange, vek: Uint8Array, plaintext: Uint8Array): void {
-    const r = checkRange(range, 'range');
+    const r = checkPhysRange('range', range);
     if (!(plaintext instanceof Uint8Array) || plaintext.length !== r.bytes.length) {
       throw invalidArgValue('plaintext', plaintext?.length, `must be a Uint8Array as long as the range (${r.bytes.length} bytes)`);
     }
@@ -22,12 +22,12 @@ export class CiphertextMemory implements MemoryController {
 
   /** What a guest holding `vek` reads: the stored bytes decrypted at their address. */
   readPrivate(range: PhysRange, vek: Uint8Array): Uint8Array {
-    const r = checkRange(range, 'range');
+    const r = checkPhysRange('range', range);
     return memoryCipher(vek, r.paddr, r.bytes);
   }
 
   writeShared(range: PhysRange, data: Uint8Array): void {
-    const r = checkRange(range, 'range');
+    const r = checkPhysRange('range', range);
     if (!(data instanceof Uint8Array) || data.length !== r.bytes.length) {
       throw invalidArgValue('data', data?.length, `must be a Uint8Array as long as the range (${r.bytes.length} bytes)`);
     }
@@ -36,6 +36,6 @@ export class CiphertextMemory implements MemoryController {
 
   /** What the host reads at `range`: the stored bytes as they are (a copy). */
   hostView(range: PhysRange): Uint8Array {
-    return Buffer.from(checkRange(range, 'range').bytes);
+    return Buffer.from(checkPhysRange('range', range).bytes);
   }
 }

@@ -10,11 +10,11 @@ import { SEV_RET } from '../../../uapi/sev-status.js';
 import type { FwResult, PhysRange } from './api.js';
 import { FirmwareCore, OK, fail } from './firmware-core.js';
 import { noDebug } from './guest-management-commands.js';
-import { checkRange, isAligned16 } from './phys-range.js';
+import { checkPhysRange, isAligned16 } from './phys-range.js';
 
 export function debugCrypt(fw: FirmwareCore, handle: number, srcIn: PhysRange, dstIn: PhysRange, encrypt: boolean): FwResult {
-  const src = checkRange(srcIn, 'src');
-  const dst = checkRange(dstIn, 'dst');
+  const src = checkPhysRange('src', srcIn);
+  const dst = checkPhysRange('dst', dstIn);
   if (dst.bytes.length !== src.bytes.length)
     throw invalidArgValue('dst.bytes.length', dst.bytes.length, `must equal src.bytes.length (${src.bytes.length})`);
   if (fw.pstate !== PSTATE.WORKING) return fail(SEV_RET.INVALID_PLATFORM_STATE);

@@ -29,7 +29,7 @@ import type { FwResult, PhysRange, SizedOut } from './api.js';
 import { FirmwareCore, OK, certStatus, fail } from './firmware-core.js';
 import { completePendingActivation } from './guest-management-commands.js';
 import { GuestContext } from './guest-context.js';
-import { checkRange, isAligned16 } from './phys-range.js';
+import { checkPhysRange, isAligned16 } from './phys-range.js';
 import { apiAtLeast } from './processor-profiles.js';
 
 /** One VMSA page. */
@@ -101,7 +101,7 @@ export function startGuest(fw: FirmwareCore, a: StartArgs): FwResult & { handle:
  * cipher pass; the VMSA page is measured unmodified — the mock does no SEV-ES VMSA fix-ups).
  */
 export function launchUpdate(fw: FirmwareCore, handle: number, rangeIn: PhysRange, vmsa: boolean): FwResult {
-  const range = checkRange(rangeIn, 'range');
+  const range = checkPhysRange('range', rangeIn);
   const len = range.bytes.length;
   if (vmsa && len !== VMSA_SIZE) return fail(SEV_RET.INVALID_LEN);
   if (fw.pstate !== PSTATE.WORKING) return fail(SEV_RET.INVALID_PLATFORM_STATE);
@@ -149,7 +149,7 @@ export function launchSecret(
   handle: number,
   args: { header: Uint8Array; guest: PhysRange; trans: Uint8Array },
 ): FwResult {
-  const guest = checkRange(args.guest, 'args.guest');
+  const guest = checkPhysRange('args.guest', args.guest);
   if (fw.pstate !== PSTATE.WORKING) return fail(SEV_RET.INVALID_PLATFORM_STATE);
   const g = fw.guest(handle);
   if (!g) return fail(SEV_RET.INVALID_GUEST);

@@ -33,7 +33,7 @@ import type { FwResult, PhysRange } from './api.js';
 import { FirmwareCore, OK, certStatus, fail, isCertError } from './firmware-core.js';
 import { completePendingActivation } from './guest-management-commands.js';
 import { startGuest } from './launch-commands.js';
-import { checkRange, isAligned16 } from './phys-range.js';
+import { checkPhysRange, isAligned16 } from './phys-range.js';
 
 /** AMD certificate sizes: RSA-2048 (Naples) and RSA-4096 (Rome and later) (§7.2). */
 const AMD_CERT_SIZES = [0x340, 0x640];
@@ -131,7 +131,7 @@ export type SendUpdateOut = FwResult & { hdrLength: number; transLength: number;
  * required lengths (52, guest length). The packet: VEK-decrypt, fresh IV, TEK-encrypt, TIK-MAC.
  */
 export function sendUpdate(fw: FirmwareCore, handle: number, a: SendUpdateArgs, vmsa: boolean): SendUpdateOut {
-  const guest = checkRange(a.guest, 'args.guest');
+  const guest = checkPhysRange('args.guest', a.guest);
   const glen = guest.bytes.length;
   const no = (status: number): SendUpdateOut => ({ status, hdrLength: a.hdrCapacity, transLength: a.transCapacity });
   const short = (): SendUpdateOut => ({ status: SEV_RET.INVALID_LEN, hdrLength: PACKET_HEADER_SIZE, transLength: glen });
@@ -182,7 +182,7 @@ export function receiveUpdate(
   a: { header: Uint8Array; guest: PhysRange; trans: Uint8Array },
   vmsa: boolean,
 ): FwResult {
-  const guest = checkRange(a.guest, 'args.guest');
+  const guest = checkPhysRange('args.guest', a.guest);
   if (fw.pstate !== PSTATE.WORKING) return fail(SEV_RET.INVALID_PLATFORM_STATE);
   const g = fw.guest(handle);
   if (!g) return fail(SEV_RET.INVALID_GUEST);

@@ -1,14 +1,15 @@
 /** Argument checks and slicing for {@link PhysRange}s (api.ts). */
-import { invalidArgType, invalidArgValue } from '../../../uapi/errors.js';
+import { checkBytes, checkObject, checkU64 } from '../../../uapi/args.js';
+import { invalidArgType } from '../../../uapi/errors.js';
 import type { PhysRange } from './api.js';
 
-/** Throws a Node-style argument error unless `range` is a PhysRange; returns it. */
-export function checkRange(range: unknown, name: string): PhysRange {
-  if (typeof range !== 'object' || range === null) throw invalidArgType(name, 'object', range);
-  const r = range as { paddr?: unknown; bytes?: unknown };
+/** Throws a Node-style argument error unless `range` is a PhysRange (a u64 bigint paddr, a Uint8Array); returns it. */
+export function checkPhysRange(name: string, range: unknown): PhysRange {
+  const r = checkObject<{ paddr?: unknown; bytes?: unknown }>(name, range);
+  // A bigint only: the firmware's addresses are u64, and a number would lose bits above 2^53.
   if (typeof r.paddr !== 'bigint') throw invalidArgType(`${name}.paddr`, 'bigint', r.paddr);
-  if (r.paddr < 0n || r.paddr >= 1n << 64n) throw invalidArgValue(`${name}.paddr`, r.paddr, 'must be a 64-bit physical address');
-  if (!(r.bytes instanceof Uint8Array)) throw invalidArgType(`${name}.bytes`, 'an instance of Uint8Array', r.bytes);
+  checkU64(`${name}.paddr`, r.paddr);
+  checkBytes(`${name}.bytes`, r.bytes);
   return range as PhysRange;
 }
 

@@ -11,9 +11,9 @@
  */
 import type { GuestMapping } from '../../../../backend/contract.js';
 import { KvmSevError, errnoError } from '../../../../backend/errors.js';
+import { PAGE_SIZE } from '../../../../uapi/constants.js';
 import { invalidArgType, outOfRange } from '../../../../uapi/errors.js';
 
-export const PAGE = 4096;
 const GIB = 2 ** 30;
 const FOUR_GIB = 2 ** 32;
 
@@ -80,7 +80,7 @@ function checkSize(name: string, v: unknown): number {
 /** Like native: a non-zero multiple of 4096. */
 export function pageAlignedSize(v: unknown): number {
   const n = checkSize('size', v);
-  if (n === 0 || n % PAGE !== 0) throw outOfRange('size', 'a non-zero multiple of 4096', v);
+  if (n === 0 || n % PAGE_SIZE !== 0) throw outOfRange('size', 'a non-zero multiple of 4096', v);
   return n;
 }
 

@@ -18,7 +18,8 @@
 import { errnoError } from '../../../../backend/errors.js';
 import { invalidArgType } from '../../../../uapi/errors.js';
 import { E, fail } from './errno.js';
-import { Backing, MockMapping, PAGE } from './mapping.js';
+import { PAGE_SIZE } from '../../../../uapi/constants.js';
+import { Backing, MockMapping } from './mapping.js';
 
 /** What the mock accepts as a mapping: its own, or a native GuestMapping. */
 export interface AnyMapping {
@@ -154,11 +155,11 @@ export class UserMemory {
 
   /** Per-call bounce regions: place a copy of a JS buffer; returns its address and its storage. */
   addBounce(data: Uint8Array): { addr: bigint; store: Uint8Array } {
-    const mapped = Math.max(PAGE, Math.ceil(data.byteLength / PAGE) * PAGE);
+    const mapped = Math.max(PAGE_SIZE, Math.ceil(data.byteLength / PAGE_SIZE) * PAGE_SIZE);
     const store = new Uint8Array(mapped);
     store.set(data);
     const base = this.bounceCursor;
-    this.bounceCursor = roundUp(base + BigInt(mapped), BigInt(PAGE)) + BigInt(PAGE);
+    this.bounceCursor = roundUp(base + BigInt(mapped), BigInt(PAGE_SIZE)) + BigInt(PAGE_SIZE);
     const id = this.nextBacking++;
     const physBase = BigInt(id) << 40n;
     this.bounces.push({
@@ -251,9 +252,9 @@ export class UserMemory {
   }
 
   /** Zeroed kernel memory with a stable physical address (pages of backing 1). */
-  kernelPage(size = PAGE): KernelPage {
+  kernelPage(size = PAGE_SIZE): KernelPage {
     const paddr = (1n << 40n) + this.kernelNext;
-    this.kernelNext += BigInt(Math.ceil(size / PAGE) * PAGE);
+    this.kernelNext += BigInt(Math.ceil(size / PAGE_SIZE) * PAGE_SIZE);
     return { paddr, bytes: new Uint8Array(size) };
   }
 }

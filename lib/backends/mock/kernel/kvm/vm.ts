@@ -4,6 +4,7 @@
  * destroyed (SEV context torn down, memory slots released) when the last one goes. It is the SEV
  * layer's {@link SevVmPort}.
  */
+import { KVM_MEM } from '../../../../uapi/constants.js';
 import { E, fail } from '../common/errno.js';
 import { MockMapping } from '../common/mapping.js';
 import type { AnyMapping } from '../common/user-memory.js';
@@ -18,8 +19,6 @@ export interface Memslot extends SevMemslot {
 }
 
 const KVM_USER_MEM_SLOTS = 32764;
-const KVM_MEM_LOG_DIRTY_PAGES = 1;
-const KVM_MEM_READONLY = 2;
 
 class VcpuPort implements SevVcpuPort {
   readonly index: number;
@@ -116,8 +115,8 @@ export class MockVm implements SevVmPort {
 
   /** KVM_SET_USER_MEMORY_REGION (kvm_set_memory_region). */
   setMemoryRegion(r: { slot: number; flags: number; gpa: bigint; size: bigint; uaddr: bigint; mapping: AnyMapping | undefined }): void {
-    let valid = KVM_MEM_LOG_DIRTY_PAGES;
-    if (!this.hasProtectedState) valid |= KVM_MEM_READONLY;
+    let valid = KVM_MEM.LOG_DIRTY_PAGES;
+    if (!this.hasProtectedState) valid |= KVM_MEM.READONLY;
     if (r.flags & ~valid) fail(E.EINVAL, 'invalid flags');
     const asId = r.slot >>> 16;
     const id = r.slot & 0xffff;
@@ -134,7 +133,7 @@ export class MockVm implements SevVmPort {
       return;
     }
     if (old) {
-      if (r.uaddr !== old.uaddr || Number(r.size) !== old.size || (r.flags ^ old.flags) & KVM_MEM_READONLY)
+      if (r.uaddr !== old.uaddr || Number(r.size) !== old.size || (r.flags ^ old.flags) & KVM_MEM.READONLY)
         fail(E.EINVAL, 'a slot can only move or change flags');
       if (r.gpa === old.gpa && r.flags === old.flags) return;
     }

@@ -8,13 +8,13 @@
  * for round_up(len, 16) bytes from the rounded-down address, so bytes past that are not written.
  * "Physically next" bytes are the next bytes of the same backing store (user-memory.ts).
  */
+import { PAGE_SIZE } from '../../../../uapi/constants.js';
 import { E, fail } from '../common/errno.js';
 import type { PhysRange } from '../../psp/api.js';
 import type { UserMemory } from '../common/user-memory.js';
 import type { SevMemory } from './sev-memory.js';
 import type { SevVm } from './sev-types.js';
 
-const PAGE = 4096;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 export interface DbgContext {
@@ -49,7 +49,7 @@ function userPhys(ctx: DbgContext, uaddr: bigint): PhysMem {
 }
 
 function kernelPhys(ctx: DbgContext, pages = 2): PhysMem & { bytes: Uint8Array } {
-  const kp = ctx.mem.kernelPage(PAGE * pages);
+  const kp = ctx.mem.kernelPage(PAGE_SIZE * pages);
   return {
     paddr: kp.paddr,
     bytes: kp.bytes,
@@ -73,17 +73,17 @@ export function sevDbg(ctx: DbgContext, srcUaddr: bigint, dstUaddr: bigint, len:
   let dst = dstUaddr;
   let size = len;
   while (vaddr < end) {
-    const srcPin = memory.pin(vm, vaddr & ~0xfffn, BigInt(PAGE));
+    const srcPin = memory.pin(vm, vaddr & ~0xfffn, BigInt(PAGE_SIZE));
     let dstPin;
     try {
-      dstPin = memory.pin(vm, dst & ~0xfffn, BigInt(PAGE));
+      dstPin = memory.pin(vm, dst & ~0xfffn, BigInt(PAGE_SIZE));
     } catch (e) {
       memory.unpin(vm, srcPin);
       throw e;
     }
     try {
       const sOff = Number(vaddr & 0xfffn);
-      const n = Math.min(PAGE - sOff, size);
+      const n = Math.min(PAGE_SIZE - sOff, size);
       const srcMem = userPhys(ctx, vaddr & ~0xfffn);
       const dstMem = userPhys(ctx, dst & ~0xfffn);
       const dOff = Number(dst & 0xfffn);

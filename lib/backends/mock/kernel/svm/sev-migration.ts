@@ -7,7 +7,7 @@
  * SEND_START with `session_len` 0 and SEND_UPDATE_DATA with `hdr_len` or `trans_len` 0 only ask the
  * firmware for the lengths, which are written back even when it fails.
  */
-import { SEV_FW_BLOB_MAX_SIZE } from '../../../../uapi/constants.js';
+import { PAGE_SIZE, SEV_FW_BLOB_MAX_SIZE } from '../../../../uapi/constants.js';
 import {
   kvm_sev_receive_start,
   kvm_sev_receive_update_data,
@@ -16,7 +16,6 @@ import {
 } from '../../../../uapi/sev-structs.js';
 import { copyUserBlob, padTo } from '../ccp/sev-dev.js';
 import { E, fail } from '../common/errno.js';
-import { PAGE } from '../common/mapping.js';
 import type { SevCmd, SevCmdHelpers } from './sev-cmd.js';
 import type { SevVm } from './sev-types.js';
 
@@ -73,9 +72,9 @@ export function sevSendUpdateData(k: SevCmdHelpers, vm: SevVm, cmd: SevCmd): voi
   }
   if (!p.trans_uaddr || !p.guest_uaddr || !p.guest_len || !p.hdr_uaddr) fail(E.EINVAL);
   const offset = Number(p.guest_uaddr & 0xfffn);
-  if (p.guest_len > PAGE || p.guest_len + offset > PAGE) fail(E.EINVAL, 'the packet crosses a page');
+  if (p.guest_len > PAGE_SIZE || p.guest_len + offset > PAGE_SIZE) fail(E.EINVAL, 'the packet crosses a page');
   const sm = k.cfg.memory;
-  const pin = sm.pin(vm, p.guest_uaddr & ~0xfffn, BigInt(PAGE));
+  const pin = sm.pin(vm, p.guest_uaddr & ~0xfffn, BigInt(PAGE_SIZE));
   try {
     if (p.hdr_len > SEND_BUFFER_MAX || p.trans_len > SEND_BUFFER_MAX) fail(E.ENOMEM);
     const guest = sm.physRanges(vm.port.memslots(), pin.segments, p.guest_uaddr, p.guest_len)[0]!;
@@ -120,11 +119,11 @@ export function sevReceiveUpdateData(k: SevCmdHelpers, vm: SevVm, cmd: SevCmd): 
   const p = k.read(kvm_sev_receive_update_data, cmd.data);
   if (!p.hdr_uaddr || !p.hdr_len || !p.guest_uaddr || !p.guest_len || !p.trans_uaddr || !p.trans_len) fail(E.EINVAL);
   const offset = Number(p.guest_uaddr & 0xfffn);
-  if (p.guest_len > PAGE || p.guest_len + offset > PAGE) fail(E.EINVAL, 'the packet crosses a page');
+  if (p.guest_len > PAGE_SIZE || p.guest_len + offset > PAGE_SIZE) fail(E.EINVAL, 'the packet crosses a page');
   const header = copyUserBlob(k.cfg.mem, p.hdr_uaddr, p.hdr_len);
   const trans = copyUserBlob(k.cfg.mem, p.trans_uaddr, p.trans_len);
   const sm = k.cfg.memory;
-  const pin = sm.pin(vm, p.guest_uaddr & ~0xfffn, BigInt(PAGE));
+  const pin = sm.pin(vm, p.guest_uaddr & ~0xfffn, BigInt(PAGE_SIZE));
   try {
     const guest = sm.physRanges(vm.port.memslots(), pin.segments, p.guest_uaddr, p.guest_len)[0]!;
     k.fwVm(vm, cmd, 'RECEIVE_UPDATE_DATA', (fw) => fw.receiveUpdateData(vm.info.handle, { header, guest, trans }), p.guest_len);

@@ -19,10 +19,12 @@ import {
   KVM_X86_SEV_ES_VM,
   KVM_X86_SEV_VM,
   KVM_X86_SNP_VM,
+  PAGE_SIZE,
   SEV_FW_BLOB_MAX_SIZE,
   type SevFirmwareCommandName,
 } from '../../../../uapi/constants.js';
 import { kvm_enc_region } from '../../../../uapi/kvm-structs.js';
+import { localMigrationIds } from '../../../../uapi/local-migration-structs.js';
 import {
   kvm_sev_attestation_report,
   kvm_sev_cmd,
@@ -62,12 +64,10 @@ const MIRROR_OK: ReadonlySet<number> = new Set([
   KVM_SEV.DBG_DECRYPT,
   KVM_SEV.DBG_ENCRYPT,
 ]);
-/** 2021 patch: LOCAL_SEND / LOCAL_RECEIVE. */
-export const LOCAL_SEND = 22;
-export const LOCAL_RECEIVE = 23;
+/** The 2021 patch's LOCAL_SEND / LOCAL_RECEIVE ids (22, 23) on the 'local-migration-2021' kernel. */
+const { LOCAL_SEND, LOCAL_RECEIVE } = localMigrationIds({ profile: 'local-migration-2021' });
 /** SNP policy bits KVM accepts (KVM_SNP_POLICY_MASK_VALID). */
 const SNP_POLICY_VALID = 0xffffn | (1n << 16n) | (1n << 17n) | (1n << 18n) | (1n << 19n) | (1n << 20n);
-const PAGE = 4096;
 
 export class MockSevKernel implements SevCmdHelpers {
   readonly cfg: SevKernelConfig;
@@ -213,9 +213,9 @@ export class MockSevKernel implements SevCmdHelpers {
         return (vm, cmd) => this.attestation(vm, cmd);
       case KVM_SEV.SEND_CANCEL:
         return (vm, cmd) => sevSendCancel(this, vm, cmd);
-      case 22:
+      case KVM_SEV.INIT2: // also the 2021 kernel's LOCAL_SEND
         return legacy ? (vm, cmd) => this.localMigration.send(vm, cmd) : (vm, cmd) => this.init2(vm, cmd);
-      case 23:
+      case LOCAL_RECEIVE:
         return legacy ? (vm, cmd) => this.localMigration.receive(vm, cmd) : undefined;
       case KVM_SEV.SNP_LAUNCH_START:
         return legacy ? undefined : (vm, cmd) => this.snpLaunchStart(vm, cmd);
@@ -387,7 +387,13 @@ export class MockSevKernel implements SevCmdHelpers {
       const page = buildVmsa(st, vm.port.vmType, vm.info.vmsaFeatures);
       const kp = this.cfg.mem.kernelPage();
       kp.bytes.set(page);
-      this.fwVm(vm, cmd, 'LAUNCH_UPDATE_VMSA', (fw) => fw.launchUpdateVmsa(vm.info.handle, { paddr: kp.paddr, bytes: kp.bytes }), PAGE);
+      this.fwVm(
+        vm,
+        cmd,
+        'LAUNCH_UPDATE_VMSA',
+        (fw) => fw.launchUpdateVmsa(vm.info.handle, { paddr: kp.paddr, bytes: kp.bytes }),
+        PAGE_SIZE,
+      );
       v.setProtected(true, kp.bytes);
     }
   }
