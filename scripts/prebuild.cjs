@@ -6,7 +6,8 @@
 // Only linux-x64: the addon drives the x86 KVM API (kvm_regs, kvm_sregs, kvm_lapic_state,
 // kvm_debugregs, kvm_xcrs, MSRs) and AMD SEV, which exist only on x86-64; arm64's <linux/kvm.h> has
 // none of them, so an arm64 build does not compile, cross or native.
-// prebuilds/ is a build output and is not tracked by git; a git clone compiles at install instead.
+// prebuilds/ is a build output: git does not track it, and `postpack` removes it after packing; a git
+// clone compiles at install instead.
 // The build runs in a scratch copy of the sources so that it leaves the checkout's build/ alone.
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -16,6 +17,13 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const out = path.join(root, 'prebuilds');
+
+// `--clean` (postpack): remove them again, so that a checkout never keeps binaries of older sources,
+// which its next install would take for a fitting prebuild.
+if (process.argv.includes('--clean')) {
+  fs.rmSync(out, { recursive: true, force: true });
+  process.exit(0);
+}
 
 if (process.platform !== 'linux' || process.arch !== 'x64') {
   console.warn(`kvm-sev prebuild: skipped on ${process.platform}-${process.arch}: the prebuilt addon is built on linux-x64.`);

@@ -177,7 +177,7 @@ hwTest(sourceBuild, 'a prebuild that does not load is passed over, and the messa
   t.regex(r.stdout, /no prebuilt addon fits: prebuilds\/linux-x64\/kvm-sev\.glibc\.node does not load here: .+kvm-sev\.glibc\.node: /);
 });
 
-test('package.json runs the script at install, builds the prebuilds at pack time, and ships them', (t) => {
+test('package.json runs the script at install, builds the prebuilds at pack time (and removes them after), and ships them', (t) => {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
     scripts: Record<string, string>;
     files: string[];
@@ -185,6 +185,7 @@ test('package.json runs the script at install, builds the prebuilds at pack time
   };
   t.is(pkg.scripts['install'], 'node scripts/install.cjs');
   t.is(pkg.scripts['prepack'], 'node scripts/prebuild.cjs');
+  t.is(pkg.scripts['postpack'], 'node scripts/prebuild.cjs --clean');
   t.true(pkg.files.includes('prebuilds/'));
   t.truthy(pkg.dependencies['node-gyp-build'], 'node-gyp-build loads the addon at run time');
 });
