@@ -76,7 +76,13 @@ interface Run {
 }
 
 /** Runs the scratch package's install script as `npm <command>` would, with `path` as PATH. */
-function install(dir: string, path: string, command: 'install' | 'rebuild', extra: Record<string, string> = {}): Promise<Run> {
+function install(
+  t: ExecutionContext,
+  dir: string,
+  path: string,
+  command: 'install' | 'rebuild',
+  extra: Record<string, string> = {},
+): Promise<Run> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     // Nothing of this run's own npm, build or kvm-sev settings leaks into the child.
@@ -86,6 +92,7 @@ function install(dir: string, path: string, command: 'install' | 'rebuild', extr
   Object.assign(env, { PATH: path, npm_command: command, npm_config_node_gyp: gyp ?? '' }, extra);
   // Asynchronous, so that the cases (each a node-gyp run) overlap.
   const child = spawn(process.execPath, [join(dir, 'scripts', 'install.cjs')], { cwd: dir, env, timeout: 120_000 });
+  t.teardown(() => child.kill()); // a no-op once it has exited
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -107,7 +114,7 @@ function addPrebuild(dir: string): string {
 
 hwTest(sourceBuild, '`npm rebuild` with no C++ compiler on PATH: exit status 1, says the build failed and what is missing', async (t) => {
   const dir = scratchPackage(t);
-  const r = await install(dir, strippedPath(t, 'all-but-compilers'), 'rebuild');
+  const r = await install(t, dir, strippedPath(t, 'all-but-compilers'), 'rebuild');
   t.is(r.status, 1, r.stdout + r.stderr);
   t.regex(r.stderr, /kvm-sev: ERROR: native addon not built: node-gyp rebuild exited with \d+/);
   t.regex(r.stderr, /g\+\+: (command not found|not found|No such file or directory)/, 'the build got as far as the compiler');
@@ -118,13 +125,13 @@ hwTest(sourceBuild, '`npm rebuild` with no C++ compiler on PATH: exit status 1, 
 });
 
 hwTest(sourceBuild, '`npm rebuild` with only node on PATH (no python3, make or compiler): exit status 1, naming all three', async (t) => {
-  const r = await install(scratchPackage(t), strippedPath(t, 'node'), 'rebuild');
+  const r = await install(t, scratchPackage(t), strippedPath(t, 'node'), 'rebuild');
   t.is(r.status, 1, r.stdout + r.stderr);
   t.regex(r.stderr, /Not found on PATH: python3 or python, make, g\+\+ or c\+\+ or clang\+\+\./);
 });
 
 hwTest(sourceBuild, '`npm install` with no compiler and no prebuild: exit status 0, a warning that only the mock will work', async (t) => {
-  const r = await install(scratchPackage(t), strippedPath(t, 'all-but-compilers'), 'install');
+  const r = await install(t, scratchPackage(t), strippedPath(t, 'all-but-compilers'), 'install');
   t.is(r.status, 0, r.stdout + r.stderr);
   t.regex(
     r.stderr,
@@ -135,7 +142,7 @@ hwTest(sourceBuild, '`npm install` with no compiler and no prebuild: exit status
 });
 
 hwTest(sourceBuild, '`npm install` with KVM_SEV_REQUIRE_NATIVE=1 and no compiler: exit status 1', async (t) => {
-  const r = await install(scratchPackage(t), strippedPath(t, 'all-but-compilers'), 'install', { KVM_SEV_REQUIRE_NATIVE: '1' });
+  const r = await install(t, scratchPackage(t), strippedPath(t, 'all-but-compilers'), 'install', { KVM_SEV_REQUIRE_NATIVE: '1' });
   t.is(r.status, 1, r.stdout + r.stderr);
   t.regex(r.stderr, /Failing because KVM_SEV_REQUIRE_NATIVE=1\./);
 });
@@ -143,7 +150,7 @@ hwTest(sourceBuild, '`npm install` with KVM_SEV_REQUIRE_NATIVE=1 and no compiler
 hwTest(withAddon, '`npm rebuild` with a prebuild that loads and no compiler: exit status 0, says the prebuild is used', async (t) => {
   const dir = scratchPackage(t);
   const rel = addPrebuild(dir);
-  const r = await install(dir, strippedPath(t, 'node'), 'rebuild');
+  const r = await install(t, dir, strippedPath(t, 'node'), 'rebuild');
   t.is(r.status, 0, r.stdout + r.stderr);
   t.is(
     r.stdout,
@@ -161,7 +168,7 @@ hwTest(
     const path = strippedPath(t, 'all-but-compilers');
     const asks: Record<string, string>[] = [{ npm_config_build_from_source: 'true' }, { KVM_SEV_BUILD_FROM_SOURCE: '1' }];
     for (const extra of asks) {
-      const r = await install(dir, path, 'rebuild', extra);
+      const r = await install(t, dir, path, 'rebuild', extra);
       t.is(r.status, 1, r.stdout + r.stderr);
       t.regex(r.stderr, /Failing because a build from source was asked for\./);
     }
@@ -172,7 +179,7 @@ hwTest(sourceBuild, 'a prebuild that does not load is passed over, and the messa
   const dir = scratchPackage(t);
   mkdirSync(join(dir, 'prebuilds', 'linux-x64'), { recursive: true });
   writeFileSync(join(dir, 'prebuilds', 'linux-x64', 'kvm-sev.glibc.node'), 'not an ELF file');
-  const r = await install(dir, strippedPath(t, 'all-but-compilers'), 'install');
+  const r = await install(t, dir, strippedPath(t, 'all-but-compilers'), 'install');
   t.is(r.status, 0, r.stdout + r.stderr);
   t.regex(r.stdout, /no prebuilt addon fits: prebuilds\/linux-x64\/kvm-sev\.glibc\.node does not load here: .+kvm-sev\.glibc\.node: /);
 });
