@@ -92,15 +92,25 @@ export function packageRoot(): string {
   }
 }
 
-/** Where the loader looks, in order. KVM_SEV_ADDON (a path to kvm_sev.node) overrides. */
+/** node-gyp-build's resolver (CommonJS, untyped): the first of build/Release, build/Debug, prebuilds/<platform>-<arch>/. */
+interface NodeGypBuild {
+  path(dir: string): string;
+}
+
+/**
+ * Where the loader looks, in order. KVM_SEV_ADDON (a path to a kvm_sev.node) overrides; otherwise
+ * node-gyp-build's order: a local build (build/Release, build/Debug, from `npm rebuild
+ * --build-from-source` or a git clone's install), then the prebuilt binary the npm package ships.
+ */
 export function addonCandidates(): string[] {
   const env = process.env['KVM_SEV_ADDON'];
   if (env) return [resolve(env)];
   const root = packageRoot();
-  return [join(root, 'build', 'Release', 'kvm_sev.node'), join(root, 'build', 'Debug', 'kvm_sev.node')];
+  return [join(root, 'build', 'Release'), join(root, 'build', 'Debug'), join(root, 'prebuilds', `${process.platform}-${process.arch}`)];
 }
 
 let cached: NativeAddon | undefined;
+let cachedFile: string | undefined;
 let failure: KvmSevError | undefined;
 
 /** The native addon is unavailable: says what was tried and what to do. */
@@ -108,12 +118,27 @@ export class NativeUnavailableError extends KvmSevError {
   readonly tried: string[];
   constructor(reason: string, tried: string[]) {
     const help =
-      process.platform !== 'linux'
-        ? `kvm-sev's native backend needs Linux (/dev/kvm); on ${process.platform} use the mock backend: openHost({ backend: 'mock' }).`
-        : 'Build it with `npm rebuild kvm-sev` (needs python3, make and a C++17 compiler: apt-get install python3 make g++), ' +
+      process.platform !== 'linux' || process.arch !== 'x64'
+        ? `kvm-sev's native backend needs x86-64 Linux (/dev/kvm, AMD SEV); on ${process.platform}-${process.arch} use the mock backend: openHost({ backend: 'mock' }).`
+        : 'Build it with `npm rebuild kvm-sev --build-from-source` (needs python3, make and a C++17 compiler: apt-get install python3 make g++), ' +
           'or point KVM_SEV_ADDON at a built kvm_sev.node. The mock backend works without it.';
     super('ERR_KVM_SEV_NATIVE_UNAVAILABLE', `kvm-sev native addon unavailable: ${reason}. ${help}`);
     this.tried = tried;
+  }
+}
+
+/** The addon file to load: KVM_SEV_ADDON's, else node-gyp-build's pick; a string says why there is none. */
+function locate(require: NodeJS.Require): { file: string } | { why: string } {
+  const env = process.env['KVM_SEV_ADDON'];
+  if (env) {
+    const file = resolve(env);
+    return existsSync(file) ? { file } : { why: `${file} (KVM_SEV_ADDON): not found` };
+  }
+  try {
+    return { file: (require('node-gyp-build') as NodeGypBuild).path(packageRoot()) };
+  } catch (e) {
+    // "No native build was found for platform=linux arch=x64 runtime=node abi=… libc=glibc …"
+    return { why: (e as Error).message.split('\n')[0]!.trim() };
   }
 }
 
@@ -122,28 +147,31 @@ export function loadAddon(): NativeAddon {
   if (cached) return cached;
   if (failure) throw failure;
   const tried = addonCandidates();
-  const reasons: string[] = [];
-  if (process.platform !== 'linux') {
-    failure = new NativeUnavailableError(`platform ${process.platform}`, tried);
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    failure = new NativeUnavailableError(`platform ${process.platform}-${process.arch}`, tried);
     throw failure;
   }
   const require = createRequire(import.meta.url);
-  for (const p of tried) {
-    if (!existsSync(p)) {
-      reasons.push(`${p}: not found`);
-      continue;
-    }
-    try {
-      const a = require(p) as NativeAddon;
-      a.setErrorFactory((errno, syscall, request, path) => errnoError(errno, syscall, request, path));
-      cached = a;
-      return a;
-    } catch (e) {
-      reasons.push(`${p}: ${(e as Error).message}`);
-    }
+  const where = locate(require);
+  if ('why' in where) {
+    failure = new NativeUnavailableError(where.why, tried);
+    throw failure;
   }
-  failure = new NativeUnavailableError(reasons.join('; '), tried);
-  throw failure;
+  try {
+    const a = require(where.file) as NativeAddon;
+    a.setErrorFactory((errno, syscall, request, path) => errnoError(errno, syscall, request, path));
+    cached = a;
+    cachedFile = where.file;
+    return a;
+  } catch (e) {
+    failure = new NativeUnavailableError(`${where.file}: ${(e as Error).message}`, tried);
+    throw failure;
+  }
+}
+
+/** The file the addon was loaded from (a local build, a prebuild, or KVM_SEV_ADDON's), once loaded. */
+export function addonFile(): string | undefined {
+  return cachedFile;
 }
 
 /** True if the addon loads (never throws). */
