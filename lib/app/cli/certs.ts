@@ -1,14 +1,14 @@
 /** `kvm-sev certs verify`: check a platform's SEV certificate chain against AMD's roots. */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parseAmdCert, parseCertBundle, parseSevCert, verifyChain, type AmdGeneration } from '../../owner/index.js';
-import { SevChainError } from '../../crypto/errors.js';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { AMD_GENERATIONS, parseAmdCert, parseCertBundle, parseSevCert, verifyChain, type AmdGeneration } from '../../owner/index.js';
+import { SevChainError, SevCryptoError } from '../../crypto/errors.js';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { mockAmdRoot } from '../mock-behind.js';
 import { SevPlatform } from '../../sev/platform.js';
 import { SEV_CERT_SIZE } from '../../crypto/sev-cert.js';
 import { BACKEND_OPTION, hostFrom } from './backend-option.js';
+import { readInput, writeOutput } from './files.js';
 import { EXIT, green, red, toJson, UsageError } from './output.js';
 
 export const CERTS_HELP = `Usage: kvm-sev certs verify (--bundle FILE | --pdh F --pek F --oca F --cek F) [--ask F --ark F]
@@ -20,6 +20,17 @@ verify: checks ARK → ASK → CEK → PEK → PDH and OCA → PEK against AMD's
         \`sevctl export\` file: PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK].
 export: writes the platform's pdh.cert, pek.cert, oca.cert, cek.cert from /dev/sev (PDH_CERT_EXPORT).
 Exit status: 0 the chain verifies, 1 it does not, 2 usage error.`;
+
+/** Parses the file a flag names, turning a format error into a usage error that names both. */
+function parsed<T>(flag: string, path: string, what: string, parse: (b: Buffer) => T): T {
+  const bytes = readInput(flag, path);
+  try {
+    return parse(bytes);
+  } catch (e) {
+    if (e instanceof SevCryptoError) throw new UsageError(`${flag}: '${path}' is not ${what} (${e.message})`);
+    throw e;
+  }
+}
 
 export function certsVerify(argv: string[]): number {
   const { values } = parseArgs({
@@ -43,26 +54,37 @@ export function certsVerify(argv: string[]): number {
     console.log(CERTS_HELP);
     return EXIT.OK;
   }
-  const read = (f: string) => readFileSync(f);
-  let input;
-  if (values.bundle) {
-    const b = parseCertBundle(read(values.bundle));
-    input = { pdh: b.pdh, pek: b.pek, oca: b.oca, cek: b.cek, ...(b.ark && b.ask ? { ark: b.ark, ask: b.ask } : {}) };
-  } else {
-    for (const k of ['pdh', 'pek', 'oca', 'cek'] as const) if (!values[k]) throw new UsageError(`--${k} (or --bundle) is required`);
-    input = {
-      pdh: parseSevCert(read(values.pdh!)),
-      pek: parseSevCert(read(values.pek!)),
-      oca: parseSevCert(read(values.oca!)),
-      cek: parseSevCert(read(values.cek!)),
-      ...(values.ark && values.ask ? { ark: parseAmdCert(read(values.ark)), ask: parseAmdCert(read(values.ask)) } : {}),
-    };
-  }
+  const generation = values.generation;
+  if (generation !== undefined && !(AMD_GENERATIONS as readonly string[]).includes(generation))
+    throw new UsageError(`--generation must be one of ${AMD_GENERATIONS.join(', ')}, got '${generation}'`);
+  if ((values.ark === undefined) !== (values.ask === undefined)) throw new UsageError('--ark and --ask go together');
   if ((values['root-ark'] === undefined) !== (values['root-ask'] === undefined))
     throw new UsageError('--root-ark and --root-ask go together');
-  const extraRoots = values['root-ark'] ? [{ ark: read(values['root-ark']), ask: read(values['root-ask']!) }] : [];
+  const sev = (flag: string, path: string) => parsed(flag, path, 'an SEV certificate', parseSevCert);
+  const amd = (flag: string, path: string) => parsed(flag, path, 'an AMD (ARK/ASK) certificate', parseAmdCert);
+  let input;
+  if (values.bundle !== undefined) {
+    for (const k of ['pdh', 'pek', 'oca', 'cek', 'ark', 'ask'] as const)
+      if (values[k] !== undefined) throw new UsageError(`give --bundle or the certificates one by one, not both (--${k})`);
+    const b = parsed('--bundle', values.bundle, 'a certificate bundle (PDH ‖ PEK ‖ OCA ‖ CEK [‖ ASK ‖ ARK])', parseCertBundle);
+    input = { pdh: b.pdh, pek: b.pek, oca: b.oca, cek: b.cek, ...(b.ark && b.ask ? { ark: b.ark, ask: b.ask } : {}) };
+  } else {
+    for (const k of ['pdh', 'pek', 'oca', 'cek'] as const)
+      if (values[k] === undefined) throw new UsageError(`--${k} (or --bundle) is required`);
+    input = {
+      pdh: sev('--pdh', values.pdh!),
+      pek: sev('--pek', values.pek!),
+      oca: sev('--oca', values.oca!),
+      cek: sev('--cek', values.cek!),
+      ...(values.ark !== undefined && values.ask !== undefined ? { ark: amd('--ark', values.ark), ask: amd('--ask', values.ask) } : {}),
+    };
+  }
+  const extraRoots =
+    values['root-ark'] !== undefined && values['root-ask'] !== undefined
+      ? [{ ark: amd('--root-ark', values['root-ark']), ask: amd('--root-ask', values['root-ask']) }]
+      : [];
   try {
-    const v = verifyChain({ ...input, extraRoots, ...(values.generation ? { generation: values.generation as AmdGeneration } : {}) });
+    const v = verifyChain({ ...input, extraRoots, ...(generation ? { generation: generation as AmdGeneration } : {}) });
     const gen = (v as { generation?: string }).generation;
     if (values.json) console.log(toJson({ ok: true, generation: gen ?? null }));
     else console.log(`${green('verified')}: ARK → ASK → CEK → PEK → PDH, OCA → PEK${gen ? ` (${gen} root)` : ''}`);
@@ -89,7 +111,13 @@ export async function certsExport(argv: string[]): Promise<number> {
   const host = await hostFrom(values);
   using p = SevPlatform.open(host.backend);
   const { pdh, certChain } = await p.pdhCertExport();
-  mkdirSync(values.out, { recursive: true });
+  try {
+    mkdirSync(values.out, { recursive: true });
+  } catch (e) {
+    throw new UsageError(
+      `--out: cannot create the directory '${values.out}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
+  }
   const files: Record<string, Uint8Array> = {
     'pdh.cert': pdh,
     'pek.cert': certChain.subarray(0, SEV_CERT_SIZE),
@@ -101,7 +129,7 @@ export async function certsExport(argv: string[]): Promise<number> {
     files['ask.cert'] = root.ask;
     files['ark.cert'] = root.ark;
   }
-  for (const [name, bytes] of Object.entries(files)) writeFileSync(join(values.out, name), bytes);
+  for (const [name, bytes] of Object.entries(files)) writeOutput('--out', join(values.out, name), bytes);
   if (values.json) console.log(toJson({ backend: host.name, out: values.out, files: Object.keys(files) }));
   else
     console.log(

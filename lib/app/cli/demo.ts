@@ -1,9 +1,9 @@
 /** `kvm-sev demo`: the whole attested launch, one line per step with its time. */
-import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { mockBehind } from '../mock-behind.js';
 import { runDemo, type DemoStep } from '../demo/attested-launch.js';
 import { BACKEND_HELP, BACKEND_OPTION, hostFrom } from './backend-option.js';
+import { writeOutput } from './files.js';
 import { bold, dim, EXIT, green, parseSize, progressBar, red, toJson, UsageError, yellow } from './output.js';
 
 export const DEMO_HELP = `Usage: kvm-sev demo [--backend native|hybrid|mock] [--guest-size 64K|256M|1G] [--json] [--trace FILE]
@@ -71,7 +71,7 @@ export async function demo(argv: string[]): Promise<number> {
   });
   if (values.trace) {
     const mock = mockBehind(host.backend);
-    writeFileSync(values.trace, mock ? JSON.stringify(mock.trace.entries.map((e) => jsonSafeEntry(e))) : '[]');
+    writeOutput('--trace', values.trace, mock ? JSON.stringify(mock.trace.entries.map((e) => jsonSafeEntry(e))) : '[]');
   }
   if (values.json) console.log(toJson({ ...report, reason: host.reason }));
   else console.log(report.ok ? green('attested launch complete') : red('the demo failed at the step above'));

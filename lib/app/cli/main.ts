@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 /** The `kvm-sev` command line: one file per command, dispatched here. */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { certsExport, certsVerify, CERTS_HELP } from './certs.js';
 import { demo, DEMO_HELP } from './demo.js';
 import { doctor, DOCTOR_HELP } from './doctor.js';
@@ -22,7 +25,19 @@ Commands:
   trace                 decode a recorded ioctl trace of the mock backend
   hello                 boot a real-mode guest on /dev/kvm and print its serial output
 
-Exit status: 0 success, 1 a failed check or step, 2 a usage error.`;
+Options: --help, --version
+Exit status: 0 success, 1 a failed check or step, 2 a usage error; 141 (as for SIGPIPE) when the reader
+of the output went away, e.g. \`kvm-sev demo | head -3\`.`;
+
+/** 128 + SIGPIPE: what a shell reports for a writer whose reader went away. */
+const EXIT_PIPE = 141;
+
+/** package.json's version (dist/lib/app/cli/main.js → the package root). */
+function version(): string {
+  const file = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'package.json');
+  const pkg = JSON.parse(readFileSync(file, 'utf8')) as { version: string };
+  return pkg.version;
+}
 
 type Command = { run: (argv: string[]) => number | Promise<number>; help: string };
 
@@ -44,7 +59,8 @@ const COMMANDS: Record<string, Command> = {
         console.log(CERTS_HELP);
         return EXIT.OK;
       }
-      throw new UsageError(`unknown 'certs' subcommand '${sub ?? ''}'`);
+      if (sub === undefined) throw new UsageError('give a subcommand: export or verify');
+      throw new UsageError(`unknown 'certs' subcommand '${sub}' (export or verify)`);
     },
   },
 };
@@ -54,6 +70,10 @@ async function main(argv: string[]): Promise<number> {
   if (!cmd || cmd === '-h' || cmd === '--help') {
     console.log(USAGE);
     return cmd ? EXIT.OK : EXIT.USAGE;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    console.log(`kvm-sev ${version()}`);
+    return EXIT.OK;
   }
   const c = COMMANDS[cmd];
   if (!c) {
@@ -75,6 +95,15 @@ async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
+}
+
+// A reader that went away (`kvm-sev demo | head -3`) is not an error: stop quietly, as a process
+// killed by SIGPIPE would (Node ignores SIGPIPE, so the write fails with EPIPE instead).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(EXIT_PIPE);
+    throw e;
+  });
 }
 
 main(process.argv.slice(2)).then(

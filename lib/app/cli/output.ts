@@ -51,37 +51,50 @@ export function progressBar(label: string): { update(done: number, total: number
 /** A usage error: printed with the command's help, exit code 2. */
 export class UsageError extends Error {}
 
-export function hex(name: string, s: string | undefined, bytes?: number): Buffer {
+/**
+ * Hex bytes from --NAME; `bytes` is the length it must have (one, or a list of lengths it may have).
+ * Whitespace and colons between bytes are allowed, as tools print them.
+ */
+export function hex(name: string, s: string | undefined, bytes?: number | readonly number[]): Buffer {
   if (s === undefined) throw new UsageError(`--${name} is required`);
-  const clean = s.replace(/^0x/i, '');
-  if (!/^([0-9a-f]{2})*$/i.test(clean)) throw new UsageError(`--${name} must be hex`);
+  const clean = s.replace(/^0x/i, '').replace(/[\s:]/g, '');
+  if (!/^([0-9a-f]{2})*$/i.test(clean)) throw new UsageError(`--${name} must be hex bytes, got '${s}'`);
   const b = Buffer.from(clean, 'hex');
-  if (bytes !== undefined && b.length !== bytes)
-    throw new UsageError(`--${name} must be ${bytes} bytes (${bytes * 2} hex digits), got ${b.length}`);
+  const lengths = bytes === undefined ? undefined : typeof bytes === 'number' ? [bytes] : bytes;
+  if (lengths && !lengths.includes(b.length)) {
+    const want = lengths.map((n) => `${n} bytes (${n * 2} hex digits)`).join(' or ');
+    throw new UsageError(`--${name} must be ${want}, got ${b.length} byte${b.length === 1 ? '' : 's'}`);
+  }
   return b;
 }
 
-export function int(name: string, s: string | undefined, dflt?: number): number {
+/** An unsigned integer from --NAME, decimal or 0x hex, at most `max` (the width of the field it fills). */
+export function int(name: string, s: string | undefined, max: number, dflt?: number): number {
   if (s === undefined) {
     if (dflt === undefined) throw new UsageError(`--${name} is required`);
     return dflt;
   }
-  const n = Number(s);
-  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} must be a non-negative integer (decimal or 0x hex), got '${s}'`);
+  const n = /^(0x[0-9a-f]+|\d+)$/i.test(s.trim()) ? Number(s.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n > max)
+    throw new UsageError(`--${name} must be an integer from 0 to ${max} (decimal or 0x hex), got '${s}'`);
   return n;
 }
 
-/** "1.55" → [1, 55] */
+/** "1.55" → [1, 55]; each part is a byte, as PLATFORM_STATUS reports it. */
 export function apiVersion(s: string | undefined): [number, number] {
   const m = /^(\d+)\.(\d+)$/.exec(s ?? '');
   if (!m) throw new UsageError(`--api must look like MAJOR.MINOR (e.g. 1.55), got '${s ?? ''}'`);
-  return [Number(m[1]), Number(m[2])];
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  if (major > 255 || minor > 255)
+    throw new UsageError(`--api: the firmware's major and minor versions are each 0 to 255 (PLATFORM_STATUS), got '${s ?? ''}'`);
+  return [major, minor];
 }
 
-/** "512M", "2G", "64K" or bytes → bytes. */
+const UNITS = { '': 0n, K: 10n, M: 20n, G: 30n, T: 40n, P: 50n } as const;
+
+/** "512M", "2G", "10T", "64KiB" or bytes → bytes (binary units). */
 export function parseSize(name: string, s: string): bigint {
-  const m = /^(\d+)([KMG]?)$/i.exec(s);
-  if (!m) throw new UsageError(`--${name} takes bytes or a size like 64K, 512M or 2G, got '${s}'`);
-  const mult = { '': 1n, K: 1n << 10n, M: 1n << 20n, G: 1n << 30n }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
-  return BigInt(m[1]!) * mult;
+  const m = /^(\d+)\s*(?:([KMGTP])(?:i?B)?|B)?$/i.exec(s.trim());
+  if (!m) throw new UsageError(`--${name} takes bytes or a size like 64K, 512M, 2G or 1T, got '${s}'`);
+  return BigInt(m[1]!) << UNITS[(m[2] ?? '').toUpperCase() as keyof typeof UNITS];
 }

@@ -1,7 +1,7 @@
 /** `kvm-sev trace`: decode a recorded ioctl trace (the mock's `host.trace`, saved as JSON) into lines. */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { sevStatusName } from '../../uapi/sev-status.js';
+import { readInput } from './files.js';
 import { dim, EXIT, red, toJson, UsageError } from './output.js';
 
 export const TRACE_HELP = `Usage: kvm-sev trace FILE [--sev] [--json]
@@ -25,14 +25,51 @@ interface Entry {
   firmware?: { command: string; status: number }[];
 }
 
-function parse(text: string): Entry[] {
+function parseJson(text: string): unknown {
   const t = text.trim();
-  if (t.startsWith('[')) return JSON.parse(t) as Entry[];
-  if (t.startsWith('{') && t.includes('"entries"')) return (JSON.parse(t) as { entries: Entry[] }).entries;
+  if (t.startsWith('[') || t.startsWith('{')) {
+    try {
+      return JSON.parse(t);
+    } catch (e) {
+      if (!t.startsWith('{')) throw e;
+    }
+  }
+  // One entry per line (NDJSON).
   return t
     .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Entry);
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as unknown);
+}
+
+/** Why `e` is not a trace entry, or undefined when it is one. */
+function notAnEntry(e: unknown): string | undefined {
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) return 'is not an object';
+  const r = e as Record<string, unknown>;
+  for (const k of ['seq', 'fd'] as const) if (typeof r[k] !== 'number') return `has no numeric "${k}"`;
+  for (const k of ['fdKind', 'request'] as const) if (typeof r[k] !== 'string') return `has no "${k}" string`;
+  return undefined;
+}
+
+/** The entries of a saved trace: a JSON array, `{ "entries": [...] }`, or one JSON entry per line. */
+function parse(file: string, text: string): Entry[] {
+  let v: unknown;
+  try {
+    v = parseJson(text);
+  } catch (e) {
+    throw new UsageError(`'${file}' is not a kvm-sev trace: it is not JSON (${(e as Error).message})`);
+  }
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && Array.isArray((v as { entries?: unknown }).entries))
+    v = (v as { entries: unknown[] }).entries;
+  else if (!Array.isArray(v) && notAnEntry(v) === undefined) v = [v]; // a one-line NDJSON trace
+  if (!Array.isArray(v))
+    throw new UsageError(
+      `'${file}' is not a kvm-sev trace: it holds a JSON ${typeof v === 'object' ? (v === null ? 'null' : 'object') : typeof v}, not an array of ioctl entries`,
+    );
+  v.forEach((e, i) => {
+    const why = notAnEntry(e);
+    if (why) throw new UsageError(`'${file}' is not a kvm-sev trace: entry ${i} ${why}`);
+  });
+  return v as Entry[];
 }
 
 export function trace(argv: string[]): number {
@@ -46,12 +83,8 @@ export function trace(argv: string[]): number {
     return EXIT.OK;
   }
   if (positionals.length !== 1) throw new UsageError('give one trace FILE');
-  let entries: Entry[];
-  try {
-    entries = parse(readFileSync(positionals[0]!, 'utf8'));
-  } catch (e) {
-    throw new UsageError(`cannot read a trace from ${positionals[0]}: ${(e as Error).message}`);
-  }
+  const file = positionals[0]!;
+  let entries = parse(file, readInput('FILE', file).toString('utf8'));
   if (values.sev)
     entries = entries.filter((e) => e.command !== undefined || e.request.startsWith('KVM_MEMORY_ENCRYPT') || e.request === 'SEV_ISSUE_CMD');
   if (values.json) {
@@ -66,8 +99,11 @@ export function trace(argv: string[]): number {
     const fw = e.firmware?.length
       ? dim(`  fw: ${e.firmware.map((f) => `${f.command}${f.status ? `→${sevStatusName(f.status)}` : ''}`).join(', ')}`)
       : '';
-    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a trace's arg is a number or a string
-    const arg = e.arg !== undefined ? ` (${String(e.arg)})` : '';
+    const a = e.arg;
+    const arg =
+      a === undefined
+        ? ''
+        : ` (${typeof a === 'string' || typeof a === 'number' || typeof a === 'bigint' ? String(a) : JSON.stringify(a)})`;
     console.log(`${String(e.seq).padStart(4)} ${`${e.fdKind}:${e.fd}`.padEnd(9)} ${what}${arg} ${res}${fw}`);
   }
   return EXIT.OK;

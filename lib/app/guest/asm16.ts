@@ -178,9 +178,9 @@ export class Asm16 {
   data(bytes: ArrayLike<number>): this {
     return this.b(...Array.from(bytes));
   }
-  /** A NUL-terminated ASCII string. */
-  asciz(s: string): this {
-    return this.data([...Buffer.from(s, 'latin1'), 0]);
+  /** A NUL-terminated string: a JS string as Latin-1 bytes, or the bytes given (e.g. UTF-8). */
+  asciz(s: string | Uint8Array): this {
+    return this.data([...(typeof s === 'string' ? Buffer.from(s, 'latin1') : s), 0]);
   }
 
   /** Resolves labels and returns the machine code. */

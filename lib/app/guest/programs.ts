@@ -39,7 +39,7 @@ export interface GuestProgram {
  * msg:    db message, 0
  * ```
  */
-export function helloProgram(message = 'Hello from a kvm-sev guest!\n', origin = 0x1000): GuestProgram {
+export function helloProgram(message: string | Uint8Array = 'Hello from a kvm-sev guest!\n', origin = 0x1000): GuestProgram {
   const a = new Asm16(origin);
   a.movLabel('si', 'msg')
     .label('next')
