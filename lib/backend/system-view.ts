@@ -15,6 +15,18 @@ export interface DeviceAccess {
   gid?: number;
 }
 
+/** The processor, as /proc/cpuinfo names it (CPUID Fn0000_0001_EAX and the brand string). */
+export interface CpuInfo {
+  /** 'AuthenticAMD', 'GenuineIntel' */
+  vendor: string;
+  /** Family, model and stepping with the extended fields folded in (AMD CPUID spec, pub. 25481, Fn0000_0001_EAX). */
+  family: number;
+  model: number;
+  stepping: number;
+  /** e.g. 'AMD EPYC 7763 64-Core Processor' */
+  modelName: string;
+}
+
 export interface SystemView {
   /** /sys/module/kvm_amd/parameters/<name> ('Y', 'N', a number), or undefined if absent. */
   kvmAmdParam(name: string): string | undefined;
@@ -25,6 +37,10 @@ export interface SystemView {
   /** Whether the process has CAP_IPC_LOCK (which lifts the memlock limit for pinning). */
   capIpcLock(): boolean;
   device(path: string): DeviceAccess;
-  /** CPU feature flags from /proc/cpuinfo (first CPU). */
+  /** CPU feature flags from /proc/cpuinfo (first CPU): the kernel's view of CPUID ('svm', 'sev', 'hypervisor', ...). */
   cpuFlags(): Set<string>;
+  /** The first CPU's identity from /proc/cpuinfo, or undefined where there is none. */
+  cpuInfo(): CpuInfo | undefined;
+  /** The running kernel's release (uname -r). */
+  kernelRelease(): string;
 }

@@ -25,4 +25,17 @@ export {
   type SevInitOptions,
   type ProgressOptions,
 } from './launch.js';
-export { probeCapabilities, type CapabilityLine, type CapabilityReport, type CapabilityStatus, type ProbeOptions } from './capabilities.js';
+export {
+  probeCapabilities,
+  checkRequirement,
+  REQUIREMENTS,
+  type CapabilityLine,
+  type CapabilityReport,
+  type CapabilityStatus,
+  type ProbeOptions,
+  type SystemOnlyTarget,
+  type Requirement,
+  type KvmKind,
+  type KvmFlavour,
+  type HostCpu,
+} from './capabilities.js';

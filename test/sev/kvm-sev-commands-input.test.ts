@@ -89,6 +89,8 @@ function fakeBackend(t: ExecutionContext): Fake {
       capIpcLock: () => refuse('system.capIpcLock'),
       device: () => refuse('system.device'),
       cpuFlags: () => refuse('system.cpuFlags'),
+      cpuInfo: () => refuse('system.cpuInfo'),
+      kernelRelease: () => refuse('system.kernelRelease'),
     },
     open(path) {
       if (armed) return refuse('open');

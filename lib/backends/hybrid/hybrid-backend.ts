@@ -228,6 +228,8 @@ export class HybridBackend implements Backend {
       capIpcLock: () => (mockSys ? mockSys.capIpcLock() : host.capIpcLock()),
       device: (p) => (p === '/dev/sev' && mockSys ? mockSys.device(p) : host.device(p)),
       cpuFlags: () => host.cpuFlags(),
+      cpuInfo: () => host.cpuInfo(),
+      kernelRelease: () => host.kernelRelease(),
     };
   }
 

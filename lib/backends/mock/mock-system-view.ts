@@ -4,8 +4,17 @@
  * tells the same story on the mock. kvm_amd rewrites its sev / sev_es / sev_snp parameters at setup to
  * what is really usable (arch/x86/kvm/svm/sev.c: sev_hardware_setup()), and so does this view.
  */
-import type { DeviceAccess, SystemView } from '../../backend/system-view.js';
+import type { CpuInfo, DeviceAccess, SystemView } from '../../backend/system-view.js';
 import type { ResolvedOptions } from './options.js';
+import { SIGNATURE } from './kernel/kvm/tables.js';
+
+/** Family, model and stepping from a CPUID Fn0000_0001_EAX signature (AMD CPUID spec, pub. 25481). */
+function decodeSignature(sig: number): Pick<CpuInfo, 'family' | 'model' | 'stepping'> {
+  const base = (sig >> 8) & 0xf;
+  const family = base === 0xf ? base + ((sig >> 20) & 0xff) : base;
+  const model = base === 0xf ? (((sig >> 16) & 0xf) << 4) | ((sig >> 4) & 0xf) : (sig >> 4) & 0xf;
+  return { family, model, stepping: sig & 0xf };
+}
 
 export class MockSystemView implements SystemView {
   private readonly o: Readonly<ResolvedOptions>;
@@ -62,5 +71,16 @@ export class MockSystemView implements SystemView {
     if (this.usable.es) f.push('sev_es');
     if (this.usable.snp) f.push('sev_snp');
     return new Set(f);
+  }
+
+  cpuInfo(): CpuInfo {
+    // The same signature as the mock KVM's CPUID leaf 1, and its brand string (leaf 0x80000002).
+    const name = this.o.processor.name;
+    return { vendor: 'AuthenticAMD', ...decodeSignature(SIGNATURE[name]), modelName: `AMD EPYC-MOCK (kvm-sev mock, ${name} profile)` };
+  }
+
+  /** The kernel profile the mock models, marked as such. */
+  kernelRelease(): string {
+    return `${this.o.kernel} (kvm-sev mock kernel profile)`;
   }
 }

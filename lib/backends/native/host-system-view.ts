@@ -2,7 +2,28 @@
  * The real host's {@link SystemView}: /sys/module, /proc/self and the device nodes.
  */
 import { accessSync, constants, readdirSync, readFileSync, statSync } from 'node:fs';
-import type { DeviceAccess, SystemView } from '../../backend/system-view.js';
+import { release } from 'node:os';
+import type { CpuInfo, DeviceAccess, SystemView } from '../../backend/system-view.js';
+
+/** The first CPU's "key : value" lines of /proc/cpuinfo. */
+function firstCpu(): Map<string, string> {
+  const fields = new Map<string, string>();
+  let text: string;
+  try {
+    text = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return fields;
+  }
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') {
+      if (fields.size) break; // the blank line after the first CPU
+      continue;
+    }
+    const i = line.indexOf(':');
+    if (i > 0) fields.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
+  }
+  return fields;
+}
 
 function modeString(mode: number): string {
   const t = (mode & 0o170000) === 0o020000 ? 'c' : (mode & 0o170000) === 0o040000 ? 'd' : '-';
@@ -69,13 +90,23 @@ export class HostSystemView implements SystemView {
     }
   }
   cpuFlags(): Set<string> {
-    try {
-      const line = readFileSync('/proc/cpuinfo', 'utf8')
-        .split('\n')
-        .find((l) => l.startsWith('flags'));
-      return new Set(line ? line.split(':')[1]!.trim().split(/\s+/) : []);
-    } catch {
-      return new Set();
-    }
+    const flags = firstCpu().get('flags');
+    return new Set(flags ? flags.split(/\s+/) : []);
+  }
+  cpuInfo(): CpuInfo | undefined {
+    const f = firstCpu();
+    const num = (k: string) => {
+      const v = f.get(k);
+      return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+    };
+    const family = num('cpu family');
+    const model = num('model');
+    const stepping = num('stepping');
+    const vendor = f.get('vendor_id');
+    if (vendor === undefined || family === undefined || model === undefined || stepping === undefined) return undefined;
+    return { vendor, family, model, stepping, modelName: f.get('model name') ?? '' };
+  }
+  kernelRelease(): string {
+    return release();
   }
 }

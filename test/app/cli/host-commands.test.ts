@@ -75,21 +75,29 @@ test('demo text output: one line per step with its time; the trace it saves deco
   t.is(run('trace', join(dir, 'missing.json')).status, 2);
 });
 
-test('doctor --json on the mock: SEV, SEV-ES, INIT2 and a memlock line with the planned size', (t) => {
+test('doctor --backend mock --json: what the mock emulates (SEV, SEV-ES, INIT2, memlock for the planned size) is under "emulated"', (t) => {
   const r = run('doctor', '--backend', 'mock', '--guest-size', '2G', '--json');
-  t.is(r.status, 0, r.stderr);
   const rep = JSON.parse(r.stdout) as {
-    sev: boolean;
-    sevEs: boolean;
-    init2: boolean;
-    lines: { id: string; status: string; meaning: string }[];
+    ok: boolean;
+    lines: { id: string; meaning: string }[];
+    emulated: {
+      backend: string;
+      sev: boolean;
+      sevEs: boolean;
+      init2: boolean;
+      lines: { id: string; status: string; meaning: string; emulated: boolean }[];
+    };
   };
-  t.true(rep.sev);
-  t.true(rep.sevEs);
-  t.true(rep.init2);
-  const memlock = rep.lines.find((l) => l.id === 'memlock')!;
+  t.is(r.status, rep.ok ? 0 : 1, r.stderr);
+  const emu = rep.emulated;
+  t.is(emu.backend, 'mock');
+  t.true(emu.sev);
+  t.true(emu.sevEs);
+  t.true(emu.init2);
+  const memlock = emu.lines.find((l) => l.id === 'memlock')!;
   t.regex(memlock.meaning, /2 GiB/);
-  t.true(rep.lines.every((l) => ['ok', 'warn', 'fail', 'info'].includes(l.status) && l.meaning.length > 0));
+  t.regex(rep.lines.find((l) => l.id === 'memlock')!.meaning, /2 GiB/, "the host's memlock line checks the same size");
+  t.true(emu.lines.every((l) => ['ok', 'warn', 'fail', 'info'].includes(l.status) && l.meaning.length > 0 && l.emulated));
   t.is(run('doctor', '--guest-size', 'lots').status, 2);
 });
 

@@ -170,7 +170,8 @@ export interface CpuidEntry {
   edx: number;
 }
 
-const SIGNATURE: Readonly<Record<ProcessorProfile['name'], number>> = {
+/** CPUID Fn0000_0001_EAX (family, model, stepping) of each generation; the system view's /proc/cpuinfo agrees. */
+export const SIGNATURE: Readonly<Record<ProcessorProfile['name'], number>> = {
   naples: 0x00800f12,
   rome: 0x00830f10,
   milan: 0x00a00f11,
