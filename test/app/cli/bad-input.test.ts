@@ -3,21 +3,25 @@
  * library error about an internal parameter; and the cases where input was silently lost or misread.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { openSecret } from '../../../lib/crypto/secret.js';
 import { assertUsageError, cliPath, repoRoot, runCli as run } from '../../helpers/cli.js';
 import { hwTest, kvmDevice } from '../../helpers/hw.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-cli-bad-'));
-const file = (name: string, data: string | Uint8Array): string => {
-  const p = join(dir, name);
-  writeFileSync(p, data);
-  return p;
-};
-const missing = join(dir, 'does-not-exist');
+/** A scratch folder for one test, removed at its teardown: `file` writes into it, `missing` names nothing. */
+function scratch(t: ExecutionContext) {
+  const dir = mkdtempSync(join(tmpdir(), 'kvm-sev-cli-bad-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, data: string | Uint8Array): string => {
+    const p = join(dir, name);
+    writeFileSync(p, data);
+    return p;
+  };
+  return { dir, file, missing: join(dir, 'does-not-exist') };
+}
 
 // An SEV launch measurement test vector (API 0.18, build 15, policy 0, the empty image's digest).
 const MEASURE = ['--api', '0.18', '--build', '15', '--policy', '0'];
@@ -81,6 +85,7 @@ test('measure --expected MEASURE‖MNONCE: the MNONCE half counts', (t) => {
 });
 
 test('measure: a missing file is named with its flag, for every file it reads', (t) => {
+  const { file, missing } = scratch(t);
   const base = ['measure', ...MEASURE, '--mnonce', MNONCE];
   const fw = file('empty.fd', '');
   assertUsageError(t, run([...base, '--tik-file', missing, '--digest', DIGEST]), /--tik-file/, /does-not-exist/, /no such file/);
@@ -94,6 +99,7 @@ test('measure: a missing file is named with its flag, for every file it reads', 
 });
 
 test('secret --measurement 1234, --entry notaguid=F, a 7-byte --raw file: the flag is named, exit 2', (t) => {
+  const { file } = scratch(t);
   const key = file('key', 'hunter2');
   const keys = ['--tek', TEK.toString('hex'), '--tik', TIK2.toString('hex')];
   assertUsageError(t, run(['secret', ...keys, '--measurement', '1234', '--raw', key]), /--measurement/, /32 bytes/, /48 bytes/);
@@ -104,6 +110,7 @@ test('secret --measurement 1234, --entry notaguid=F, a 7-byte --raw file: the fl
 });
 
 test('secret: a missing file is named with its flag, for every file it reads', (t) => {
+  const { file, missing } = scratch(t);
   assertUsageError(t, run(secretArgs('--raw', missing)), /--raw/, /does-not-exist/, /no such file/);
   assertUsageError(t, run(secretArgs('--entry', `${LUKS}=${missing}`)), new RegExp(`--entry ${LUKS}`), /does-not-exist/);
   const noKeys = ['secret', '--measurement', MEASUREMENT.toString('hex'), '--raw', file('raw16', Buffer.alloc(16))];
@@ -112,6 +119,7 @@ test('secret: a missing file is named with its flag, for every file it reads', (
 });
 
 test('secret --out-header without --out-secret loses nothing: refused before writing; both together write both', (t) => {
+  const { dir, file, missing } = scratch(t);
   const key = file('key2', 'hunter2');
   const header = join(dir, 'header.bin');
   const sec = join(dir, 'secret.bin');
@@ -133,6 +141,7 @@ test('secret --out-header without --out-secret loses nothing: refused before wri
 });
 
 test('certs verify --generation zen, unreadable and malformed certificate files: named, exit 2', (t) => {
+  const { dir, file, missing } = scratch(t);
   const out = join(dir, 'mock-certs');
   const e = run(['certs', 'export', '--backend', 'mock', '--out', out]);
   t.is(e.status, 0, e.stderr);
@@ -166,6 +175,7 @@ test('certs verify --generation zen, unreadable and malformed certificate files:
 });
 
 test('trace: a missing file, a file that is not JSON, JSON that is not a trace: named, exit 2', (t) => {
+  const { file, missing } = scratch(t);
   assertUsageError(t, run(['trace', missing]), /does-not-exist/, /no such file/);
   assertUsageError(t, run(['trace', file('bytes.bin', Buffer.from([0, 1, 2, 3]))]), /bytes\.bin/, /not a kvm-sev trace/, /not JSON/);
   const obj = run(['trace', file('object.json', '{"a":1}')]);
@@ -182,6 +192,7 @@ test('trace: a missing file, a file that is not JSON, JSON that is not a trace: 
 });
 
 test('demo --trace into a directory that does not exist: named, exit 2', (t) => {
+  const { missing } = scratch(t);
   assertUsageError(t, run(['demo', '--backend', 'mock', '--trace', join(missing, 'trace.json')]), /--trace/, /does-not-exist/);
 });
 
@@ -199,6 +210,7 @@ test('`kvm-sev demo | head -3` prints three lines and stops quietly: no EPIPE st
 
 test('a reader that closes at once: exit status 141 (as for SIGPIPE), nothing on stderr', async (t) => {
   const child = spawn(process.execPath, [cliPath, 'demo', '--backend', 'mock'], { env: { ...process.env, NO_COLOR: '1' } });
+  t.teardown(() => void child.kill('SIGKILL'));
   child.stdout.destroy(); // the read end goes away before the child writes its first line
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
