@@ -1,10 +1,11 @@
 /** Running the built `kvm-sev` CLI (dist/lib/app/cli/main.js) as a user would, without colour. */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 
-export const repoRoot = fileURLToPath(new URL('../../..', import.meta.url));
+/** dist/test/helpers/cli.js → the repository's root. */
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const cliPath = join(repoRoot, 'dist/lib/app/cli/main.js');
 
 export function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
