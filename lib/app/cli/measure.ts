@@ -84,7 +84,7 @@ function checkFirmware(path: string, firmware: Buffer, kernelHashes: KernelHashe
       const area = sevHashesTableArea(firmware);
       if (area === undefined)
         throw new UsageError(
-          `--kernel: the --firmware '${path}' has no SEV hashes table (footer GUID ${SEV_HASH_TABLE_RV_GUID}), so QEMU refuses a ` +
+          `--kernel: the --firmware '${path}' has no SEV hashes table (no footer table GUID ${SEV_HASH_TABLE_RV_GUID}), so QEMU refuses a ` +
             'direct kernel boot under SEV with it and the firmware would not check the hashes; use an OVMF built for measured direct boot (OvmfPkg/AmdSev)',
         );
       const need = buildKernelHashesTable(kernelHashes).length;
@@ -95,7 +95,7 @@ function checkFirmware(path: string, firmware: Buffer, kernelHashes: KernelHashe
     }
     if (sevEs && sevEsResetAddress(firmware) === undefined)
       throw new UsageError(
-        `--vcpus: the --firmware '${path}' has no SEV-ES reset block (footer GUID ${SEV_ES_RESET_BLOCK_GUID}), so QEMU cannot start its vCPUs under SEV-ES`,
+        `--vcpus: the --firmware '${path}' has no SEV-ES reset block (footer table GUID ${SEV_ES_RESET_BLOCK_GUID}), so QEMU cannot start its vCPUs under SEV-ES`,
       );
   } catch (e) {
     if (e instanceof SevFormatError) throw new UsageError(`--firmware '${path}': ${e.message}`);

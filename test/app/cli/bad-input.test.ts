@@ -98,6 +98,23 @@ test('measure: a missing file is named with its flag, for every file it reads', 
   assertUsageError(t, run([...base, '--tik', TIK, '--digest', DIGEST, '--cmdline', 'x']), /--cmdline/);
 });
 
+test('measure, SEV-ES and direct boot: a bad CPU or vCPU count, or a firmware that cannot do what is asked, names the flag', (t) => {
+  const { file } = scratch(t);
+  const fw = file('plain.fd', Buffer.alloc(4096)); // no OVMF footer table: no hashes table, no SEV-ES reset block
+  const kernel = file('vmlinuz', Buffer.alloc(64));
+  const base = ['measure', ...MEASURE, '--tik', TIK, '--mnonce', MNONCE, '--firmware', fw];
+  assertUsageError(t, run([...base, '--vcpus', '2', '--vcpu-type', 'zen']), /--vcpu-type/, /'zen'/, /EPYC-Milan/);
+  assertUsageError(t, run([...base, '--vcpus', '2', '--vcpu-type', 'toString']), /--vcpu-type/);
+  assertUsageError(t, run([...base, '--vcpus', '0', '--vcpu-type', 'EPYC']), /--vcpus/, /1 to 512/);
+  assertUsageError(t, run([...base, '--vcpus', '600', '--vcpu-type', 'EPYC']), /--vcpus/);
+  const fms = ['--vcpu-family', '25', '--vcpu-model', '1', '--vcpu-stepping'];
+  assertUsageError(t, run([...base, '--vcpus', '1', ...fms, '16']), /--vcpu-stepping/);
+  assertUsageError(t, run([...base, '--vcpus', '1', '--vcpu-sig', '0x100000000']), /--vcpu-sig/);
+  assertUsageError(t, run([...base, '--vcpu-type', 'EPYC']), /--vcpu-type goes with --vcpus/);
+  assertUsageError(t, run([...base, '--kernel', kernel]), /--kernel/, /plain\.fd/, /no SEV hashes table/);
+  assertUsageError(t, run([...base, '--vcpus', '1', '--vcpu-type', 'EPYC']), /--vcpus/, /plain\.fd/, /no SEV-ES reset block/);
+});
+
 test('secret --measurement 1234, --entry notaguid=F, a 7-byte --raw file: the flag is named, exit 2', (t) => {
   const { file } = scratch(t);
   const key = file('key', 'hunter2');
