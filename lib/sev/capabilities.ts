@@ -3,10 +3,11 @@
  * one line per fact, each saying what it means and what to do about it.
  *
  * ```ts
- * import { NativeBackend, probeCapabilities } from 'kvm-sev';
+ * import { checkRequirement, NativeBackend, probeCapabilities } from 'kvm-sev';
  * const report = await probeCapabilities(new NativeBackend(), { guestSize: 2n ** 30n });
  * for (const l of report.lines) console.log(l.status, l.title, l.value, l.meaning, l.action ?? '');
- * if (!checkRequirement(report, 'sev').met) process.exitCode = 1;
+ * const sev = checkRequirement(report, 'sev'); // { met, why }: what `kvm-sev doctor --require sev` exits on
+ * console.log(sev.met ? 'SEV here' : `no SEV here: ${sev.why}`);
  * ```
  *
  * Every fact comes from what is probed: the backend's SystemView (sysfs, procfs, the device nodes)
