@@ -24,6 +24,8 @@ function view(facts: { params?: Record<string, string>; memlock?: bigint | 'unli
     capIpcLock: () => false,
     device: (path) => ({ path, exists: false, readable: false, writable: false }),
     cpuFlags: () => new Set(),
+    cpuInfo: () => undefined,
+    kernelRelease: () => '6.12.0-test',
   };
 }
 
