@@ -12,7 +12,7 @@ namespace kvmsev {
 struct Layout;
 
 // Chooses the struct a pointer points at from a selector field (kvm_sev_cmd.id, sev_issue_cmd.cmd).
-// Returns nullptr for "this command takes no data" (the pointer must then be NULL).
+// Returns nullptr for "this command takes no data" (a pointer given is passed as plain memory).
 using LayoutSelector = const Layout* (*)(uint32_t selector);
 
 struct PtrField {
