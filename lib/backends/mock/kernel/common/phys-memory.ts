@@ -79,8 +79,12 @@ export class PhysicalMemory {
   private readonly stores = new Map<number, FrameStore>();
   /** Frames no live store owns: "other memory". */
   private readonly stray = new Map<bigint, Uint8Array>();
-  /** Kernel allocations by each of their frames; each allocation is followed by an unowned frame. */
-  private readonly kernel = new Map<number, { first: number; bytes: Uint8Array }>();
+  /**
+   * Kernel allocations by each of their frames; each allocation is followed by an unowned frame. An
+   * allocation the kernel keeps (a VMSA) goes with its last JS reference.
+   */
+  private readonly kernel = new Map<number, { first: number; bytes: WeakRef<Uint8Array> }>();
+  private readonly kernelGone = new FinalizationRegistry<{ first: number; frames: number }>((a) => this.dropKernel(a.first, a.frames));
   private readonly kernelFree = new Map<number, number[]>();
   private kernelNext = 0;
 
@@ -112,22 +116,33 @@ export class PhysicalMemory {
       first = this.kernelNext;
       this.kernelNext += frames + 1; // an unowned frame after each allocation
     }
-    const bytes = new Uint8Array(frames * FRAME);
-    for (let f = 0; f < frames; f++) this.kernel.set(first + f, { first, bytes });
+    // The caller holds the view it gets; its buffer is the whole allocation.
+    const bytes = new Uint8Array(frames * FRAME).subarray(0, size);
+    const entry = { first, bytes: new WeakRef(bytes) };
+    for (let f = 0; f < frames; f++) this.kernel.set(first + f, entry);
     const start = first;
+    const token = {};
+    this.kernelGone.register(bytes, { first, frames }, token);
     let freed = false;
     return {
       paddr: (BigInt(KERNEL_STORE) << STORE_SHIFT) + (BigInt(start) << FRAME_SHIFT),
-      bytes: bytes.subarray(0, size),
+      bytes,
       free: () => {
         if (freed) return;
         freed = true;
-        for (let f = 0; f < frames; f++) this.kernel.delete(start + f);
+        this.kernelGone.unregister(token);
+        this.dropKernel(start, frames);
         const list = this.kernelFree.get(frames) ?? [];
         list.push(start);
         this.kernelFree.set(frames, list);
       },
     };
+  }
+
+  private dropKernel(first: number, frames: number): void {
+    const entry = this.kernel.get(first);
+    if (!entry || entry.first !== first) return;
+    for (let f = 0; f < frames; f++) if (this.kernel.get(first + f) === entry) this.kernel.delete(first + f);
   }
 
   /** Live bytes of [paddr, paddr + length), which must lie in one frame. */
@@ -137,9 +152,10 @@ export class PhysicalMemory {
     const at = Number(paddr & BigInt(FRAME - 1));
     if (id === KERNEL_STORE) {
       const a = this.kernel.get(frame);
-      if (a) {
+      const view = a?.bytes.deref();
+      if (a && view) {
         const off = (frame - a.first) * FRAME + at;
-        return a.bytes.subarray(off, off + length);
+        return new Uint8Array(view.buffer, off, length);
       }
     } else {
       const s = this.stores.get(id);

@@ -187,10 +187,10 @@ export class UserMemory {
 
   /**
    * Per-call bounce regions: place a copy of a JS buffer, at the offset in a page its JS view has in
-   * its ArrayBuffer (`pageOffset`, 0..4095); returns its address and its storage. The region joins
-   * `set` (released with {@link endCall}).
+   * its ArrayBuffer (`pageOffset`, low 12 bits used); returns its address and its storage. The region
+   * joins the call's `set` (released with {@link endCall}).
    */
-  addBounce(data: Uint8Array, set?: BounceSet, pageOffset = 0): { addr: bigint; store: Uint8Array } {
+  addBounce(data: Uint8Array, set: BounceSet, pageOffset = 0): { addr: bigint; store: Uint8Array } {
     const at = pageOffset & (PAGE - 1);
     const mapped = Math.max(PAGE, Math.ceil((at + data.byteLength) / PAGE) * PAGE);
     const backing = new Uint8Array(mapped);
@@ -219,18 +219,17 @@ export class UserMemory {
       this.phys.unregister(id);
     });
     this.bounces.push(r);
-    set?.regions.push(r);
+    set.regions.push(r);
     return { addr: base + BigInt(at), store };
   }
 
-  /** Forget the bounce regions of a call that ended (all of them without `set`). */
-  endCall(set?: BounceSet): void {
-    const gone = set ? set.regions.splice(0) : this.bounces.splice(0);
-    for (const r of gone) {
+  /** Forget the bounce regions of a call that ended. */
+  endCall(set: BounceSet): void {
+    for (const r of set.regions.splice(0)) {
       this.releasers.get(r)?.();
       this.releasers.delete(r);
     }
-    if (set) this.bounces = this.bounces.filter((r) => r.live());
+    this.bounces = this.bounces.filter((r) => r.live());
   }
 
   private find(addr: bigint): Region | undefined {

@@ -1,6 +1,6 @@
 /**
- * Pinning, memlock accounting and encrypted regions (kernel-sev-uapi.md §3.3, §3.4), and the
- * physical ranges the firmware gets.
+ * Pinning, memlock accounting and encrypted regions (arch/x86/kvm/svm/sev.c: sev_pin_memory(),
+ * sev_mem_enc_register_region()), and the physical ranges the firmware gets.
  *
  * sev_pin_memory: size 0 or overflow → EINVAL; more than INT_MAX pages → EINVAL; (7.2) more than
  * totalram → EINVAL; `pages_locked + npages > RLIMIT_MEMLOCK >> 12` without CAP_IPC_LOCK → ENOMEM;
