@@ -147,8 +147,9 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
       uint32_t sel;
       memcpy(&sel, level->native.data() + pf.selectorOffset, 4);
       nested = pf.select(sel, sevIds_);
-      if (!nested)
-        throw ArgValueError(env, field + " must be NULL: command " + std::to_string(sel) + " takes no data");
+      // A command that takes no data (or an id the kernel does not know): the kernel ignores the
+      // pointer or refuses the id (EINVAL), so the memory given is passed as it is.
+      if (!nested) return ResolveOpaque(target, pf, level, field, what);
     }
     Level* child = BuildLevel(target, nested, nullptr, what);
     return reinterpret_cast<uint64_t>(child->native.data());
@@ -195,6 +196,37 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
   uint64_t addr = reinterpret_cast<uint64_t>(b->data.data());
   bounces_.push_back(std::move(b));
   return addr;
+}
+
+// The data pointer of a command without a struct: bytes (an IoctlStruct without fix-ups, a Buffer,
+// an ArrayBuffer) are copied, a guest-memory range is used in place. Fix-ups cannot be placed: no
+// pointer field is known in memory without a layout.
+uint64_t Marshal::ResolveOpaque(const Napi::Value& target, const PtrField& pf, Level* level, const std::string& field,
+                                const char* what) {
+  Napi::Env env = env_;
+  Napi::Value mem = target;
+  if (target.IsObject() && !target.IsTypedArray() && !target.IsArrayBuffer() && !target.IsDataView()) {
+    Napi::Object t = target.As<Napi::Object>();
+    Napi::Value kind = t.Get("kind");
+    if (kind.IsString() && kind.As<Napi::String>().Utf8Value() == "struct") {
+      Napi::Value bytes = t.Get("bytes");
+      if (!bytes.IsTypedArray() || bytes.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+        throw ArgTypeError(env, std::string(what) + ": \"bytes\" must be a Uint8Array");
+      Napi::Value fx = t.Get("fixups");
+      if (!fx.IsUndefined() && !fx.IsNull() && (!fx.IsArray() || fx.As<Napi::Array>().Length() > 0))
+        throw ArgValueError(env, field + ": the command has no data struct here, so its memory has no pointer fields to fix up");
+      mem = bytes;
+    }
+  }
+  PtrField plain = pf;
+  plain.lenOffset = -1;
+  plain.lenSize = 0;
+  plain.fixedLen = 0;
+  plain.nested = nullptr;
+  plain.selectorOffset = -1;
+  plain.select = nullptr;
+  plain.retained = false;
+  return ResolveTarget(mem, plain, level, 0, what);
 }
 
 void Marshal::CopyBack() {

@@ -48,6 +48,8 @@ class Marshal {
   void CheckRetained(Level* L, const std::vector<bool>& seen, const std::string& w);
   uint64_t ResolveTarget(const Napi::Value& target, const PtrField& pf, Level* level, uint64_t pairedLen,
                          const char* what);
+  uint64_t ResolveOpaque(const Napi::Value& target, const PtrField& pf, Level* level, const std::string& field,
+                         const char* what);
 
   Napi::Env env_;
   SevCommandIds sevIds_;

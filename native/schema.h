@@ -25,7 +25,7 @@ bool ValidSevCommandIds(const SevCommandIds& ids);
 
 // Chooses the struct a pointer points at from a selector field (kvm_sev_cmd.id, sev_issue_cmd.cmd),
 // by the VM's command-id table where the selector is a KVM_SEV id. Returns nullptr for "this command
-// takes no data" (the pointer must then be NULL).
+// takes no data" (a pointer given is passed as plain memory).
 using LayoutSelector = const Layout* (*)(uint32_t selector, const SevCommandIds& ids);
 
 struct PtrField {

@@ -17,8 +17,9 @@ import type { IoctlArg } from '../../uapi/ioctl-arg.js';
 import { ioctlByRequest, type IoctlDef } from '../../uapi/ioctls.js';
 import { sevPlatformCommandStruct } from '../../uapi/psp-structs.js';
 import { SevCommandTable } from '../../uapi/sev-command-table.js';
-import { FdTable, MockFd, type KernelFile } from './kernel/common/files.js';
-import { DevKvmFile, DevSevFile, MemfdFile, MockKernel, VcpuFile, VmFile } from './kernel/kernel.js';
+import { FdTable, KernelFile, MockFd } from './kernel/common/files.js';
+import { DevKvmFile, DevSevFile, MemfdFile, MockKernel, VcpuFile, VmFile, type KernelCall } from './kernel/kernel.js';
+import { AsyncCall, runSync, sleepSync, type CallOutcome, type CallSteps } from './syscall/call-runner.js';
 import { KernelErrno } from './kernel/common/errno.js';
 import { AsidSpace } from './kernel/svm/asid.js';
 import { MockRunner } from './syscall/runner.js';
@@ -191,7 +192,7 @@ export class MockHost implements Backend {
 
   ioctl(fd: BackendFd, request: number, arg?: IoctlArg): number {
     const call = this.prepare(fd, request, arg, false, false);
-    return call.finish(call.execute());
+    return call.finish(call.runSync());
   }
 
   ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number> {
@@ -201,25 +202,14 @@ export class MockHost implements Backend {
     } catch (e) {
       return Promise.reject(e);
     }
-    const out = call.execute();
-    return new Promise((resolve, reject) => {
-      const settle = (): void => {
-        try {
-          resolve(call.finish(out));
-        } catch (e) {
-          reject(e);
-        }
-      };
-      if (out.delayMs > 0) setTimeout(settle, out.delayMs);
-      else setImmediate(settle);
-    });
+    return call.runAsync();
   }
 
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     const call = this.prepare(fd, request, arg, true, false);
-    const out = call.execute();
+    const out = call.runSync();
     call.finish(out);
-    return this.fds.install(out.file!);
+    return this.fds.install(out.result as KernelFile);
   }
 
   private prepare(fd: BackendFd, request: number, arg: IoctlArg, wantFd: boolean, async: boolean): Prepared {
@@ -241,9 +231,7 @@ export class MockHost implements Backend {
     if (def.returnsFd && !wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} returns a new fd: use ioctlFd()`);
     if (!def.returnsFd && wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} does not return an fd: use ioctl()`);
     const m = this.marshal(def, arg);
-    return new Prepared(this, (fd as MockFd).fd, file, def, m, async, (k) =>
-      wantFd ? this.kernel.ioctlFile(file, def, k) : this.kernel.ioctl(file, def, k),
-    );
+    return new Prepared(this, (fd as MockFd).fd, file, def, m, async, (k) => this.kernel.begin(file, def, k, wantFd));
   }
 
   /** Validates the argument as the native shim does. */
@@ -261,7 +249,6 @@ export class MockHost implements Backend {
           m.buildRoot(arg, def.struct!, def.variable);
         } catch (e) {
           m.release();
-          this.memory.endCall();
           throw e;
         }
         return { m, int: 0n };
@@ -269,8 +256,8 @@ export class MockHost implements Backend {
     }
   }
 
-  /** @internal one step of Prepared: run the kernel and record the trace. */
-  runKernel(p: Prepared): Outcome {
+  /** @internal one step of Prepared: run the kernel handler and record the trace. */
+  runKernel(p: Prepared, exec: () => number | KernelFile): Outcome {
     const entry = this.trace.enabled ? this.trace.begin(p.fdNum, p.file.kind, p.def.name, p.async) : undefined;
     if (entry) this.traceIn(entry, p);
     this.current = entry;
@@ -278,13 +265,9 @@ export class MockHost implements Backend {
     let result: number | KernelFile = 0;
     let errno = 0;
     try {
-      result = p.exec({ int: p.int, addr: p.m?.rootAddr ?? 0n });
+      result = exec();
     } catch (e) {
-      if (!(e instanceof KernelErrno)) {
-        p.m?.release();
-        this.memory.endCall();
-        throw e;
-      }
+      if (!(e instanceof KernelErrno)) throw e;
       errno = e.errno;
     } finally {
       this.current = undefined;
@@ -301,7 +284,6 @@ export class MockHost implements Backend {
       this.traceOut(entry, p, errno, typeof result === 'number' ? result : 0);
       this.trace.commit(entry);
     }
-    this.memory.endCall();
     return { errno, result, delayMs };
   }
 
@@ -477,9 +459,16 @@ export class MockHost implements Backend {
       const m = host.marshal(def, arg);
       return new Prepared(host, -1, { kind: 'vm' } as KernelFile, def, m, async, (k) => {
         if (vm.dead) throw new KernelErrno(5);
-        if (def.name === 'KVM_MEMORY_ENCRYPT_OP') return host.sevKernel.memEncOp(vm, k.addr);
-        if (def.name === 'KVM_MEMORY_ENCRYPT_REG_REGION') return host.sevKernel.regRegion(vm, k.addr);
-        return host.sevKernel.unregRegion(vm, k.addr);
+        return {
+          mutexes: [vm.lock],
+          yields: false,
+          run: () => {
+            if (def.name === 'KVM_MEMORY_ENCRYPT_OP') return host.sevKernel.memEncOp(vm, k.addr);
+            if (def.name === 'KVM_MEMORY_ENCRYPT_REG_REGION') return host.sevKernel.regRegion(vm, k.addr);
+            return host.sevKernel.unregRegion(vm, k.addr);
+          },
+          done: () => {},
+        };
       });
     };
     const handles = this.sevHandles;
@@ -497,7 +486,7 @@ export class MockHost implements Backend {
       },
       ioctl(request, arg) {
         const p = exec(request, arg, false);
-        return p.finish(p.execute());
+        return p.finish(p.runSync());
       },
       ioctlAsync(request, arg) {
         let p: Prepared;
@@ -506,16 +495,7 @@ export class MockHost implements Backend {
         } catch (e) {
           return Promise.reject(e);
         }
-        const out = p.execute();
-        return new Promise((resolve, reject) =>
-          setTimeout(() => {
-            try {
-              resolve(p.finish(out));
-            } catch (e) {
-              reject(e);
-            }
-          }, out.delayMs),
-        );
+        return p.runAsync();
       },
       moveEncContextFrom(source) {
         cap(() => host.sevKernel.moveFromVm(vm, source ? handles.get(source) : undefined));
@@ -561,13 +541,9 @@ export class MockHost implements Backend {
   }
 }
 
-interface Outcome {
-  errno: number;
-  result: number | KernelFile;
-  delayMs: number;
-}
+type Outcome = CallOutcome;
 
-/** One validated call: execute once, then finish (write-back, error) when it settles. */
+/** One validated call: run it (synchronously, or interleaved with others), then finish (write-back, error). */
 class Prepared {
   readonly host: MockHost;
   readonly fdNum: number;
@@ -576,7 +552,8 @@ class Prepared {
   readonly m: Marshalled | undefined;
   readonly int: bigint;
   readonly async: boolean;
-  readonly exec: (k: { int: bigint; addr: bigint }) => number | KernelFile;
+  /** The kernel's entry for this call's argument. */
+  private readonly enter: (k: { int: bigint; addr: bigint }) => KernelCall;
 
   constructor(
     host: MockHost,
@@ -585,7 +562,7 @@ class Prepared {
     def: IoctlDef,
     mi: { m: Marshalled | undefined; int: bigint },
     async: boolean,
-    exec: (k: { int: bigint; addr: bigint }) => number | KernelFile,
+    enter: (k: { int: bigint; addr: bigint }) => KernelCall,
   ) {
     this.host = host;
     this.fdNum = fdNum;
@@ -594,12 +571,45 @@ class Prepared {
     this.m = mi.m;
     this.int = mi.int;
     this.async = async;
-    this.exec = exec;
+    this.enter = enter;
   }
 
-  execute(): Outcome & { file?: KernelFile } {
-    const o = this.host.runKernel(this);
-    return typeof o.result === 'number' ? o : { ...o, file: o.result };
+  private steps(): CallSteps {
+    const k = { int: this.int, addr: this.m?.rootAddr ?? 0n };
+    return {
+      begin: () => this.enter(k),
+      execute: (exec) => this.host.runKernel(this, exec),
+    };
+  }
+
+  runSync(): Outcome {
+    try {
+      return runSync(this.steps());
+    } catch (e) {
+      this.m?.release();
+      throw e;
+    }
+  }
+
+  /** The kernel holds the file for the call (close() of its fd takes effect when the call ends). */
+  runAsync(): Promise<number> {
+    const ref = this.file instanceof KernelFile ? this.file : undefined;
+    ref?.get();
+    return new Promise((resolve, reject) => {
+      const call = new AsyncCall(this.steps(), (out, error) => {
+        try {
+          if (!out) {
+            this.m?.release();
+            reject(error);
+          } else resolve(this.finish(out));
+        } catch (e) {
+          reject(e);
+        } finally {
+          ref?.put();
+        }
+      });
+      call.start();
+    });
   }
 
   finish(o: Outcome): number {
@@ -611,10 +621,6 @@ class Prepared {
     if (o.errno) throw errnoError(o.errno, 'ioctl', this.def.name);
     return typeof o.result === 'number' ? o.result : 0;
   }
-}
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 export { KvmSevError };

@@ -93,6 +93,10 @@ hw('the token becomes invalid once its source is destroyed before the receive (E
   const handle = a.backend.sevSnapshot.vms.find((v) => v.active)!.handle;
   const token = await src.cmds.localSend();
   a.backend.sevService!.close(); // A's process "dies": the daemon drops its references
+  // The daemon learns of A's end from its socket, asynchronously: B asks only once it has (as on a host,
+  // where the VM is gone once the dead process's fds are).
+  for (let i = 0; i < 500 && b.backend.sevServiceStatus().snapshot.vms.some((v) => v.handle === handle); i++)
+    await new Promise((r) => setTimeout(r, 10));
   const vm = b.kvm.createVm(KVM_X86_DEFAULT_VM);
   t.teardown(() => vm.close());
   vm.addMemory({ guestPhysAddr: 0n, size: 0x10000, memfd: 'daemon-test-b' });

@@ -1,11 +1,14 @@
 /**
  * What only the mock's boundary has beyond the shared conformance suite (test/conformance/boundary.ts,
  * run against the mock too): argument types at the MockHost entry points, fd numbering, memfd page
- * sharing, SCM_RIGHTS within one host.
+ * sharing, SCM_RIGHTS within one host, and what the kernel (not JS) decides for a command's data.
  */
 import test, { type ExecutionContext } from 'ava';
 import { MockHost } from '../../../lib/backends/mock/index.js';
+import { KVM_SEV } from '../../../lib/uapi/constants.js';
+import { ioctlStruct, type IoctlStruct, type MappingRange } from '../../../lib/uapi/ioctl-arg.js';
 import * as ioc from '../../../lib/uapi/ioctls.js';
+import { kvm_sev_cmd, kvm_sev_launch_measure, kvm_sev_launch_start } from '../../../lib/uapi/sev-structs.js';
 
 /** A mock host with /dev/kvm, a VM and a vCPU open; closed at teardown. */
 function setup(t: ExecutionContext) {
@@ -93,4 +96,40 @@ test('memfd mappings share pages; two hosts share nothing; SCM_RIGHTS hands over
   t.deepEqual([...got.data], [1, 2]);
   t.is(got.fds[0]!.kind, 'vm');
   t.not(got.fds[0]!.fd, vm.fd);
+});
+
+test('a command that takes no data gets the pointer given; the kernel decides: LAUNCH_FINISH ignores it, an unknown id is EINVAL', (t) => {
+  const b = new MockHost();
+  const kvm = b.open('/dev/kvm');
+  const sev = b.open('/dev/sev');
+  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => [vm, sev, kvm].forEach((f) => f.close()));
+  const op = (id: number, data: IoctlStruct | Uint8Array | MappingRange | null, error = 0) => {
+    const cmd = kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd, error });
+    try {
+      b.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, cmd);
+      return { code: 'ok', error: kvm_sev_cmd.decode(cmd.bytes).error };
+    } catch (e) {
+      return { code: (e as { code: string }).code, error: kvm_sev_cmd.decode(cmd.bytes).error };
+    }
+  };
+  const junk = new Uint8Array(64).fill(0xa5);
+  t.like(op(KVM_SEV.INIT, junk), { code: 'ok' }, 'INIT reads no data');
+  op(KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
+  // Unknown ids are refused before the data is looked at, without a write-back (error as given).
+  t.deepEqual(op(30, junk, 7), { code: 'EINVAL', error: 7 });
+  t.deepEqual(op(23, ioctlStruct(junk), 7), { code: 'EINVAL', error: 7 });
+  const m = b.mmapAnonymous(0x1000);
+  t.deepEqual(op(KVM_SEV.SEND_UPDATE_VMSA, { kind: 'mapping', mapping: m, offset: 8, length: 8 }, 7), { code: 'EINVAL', error: 7 });
+  // Fix-ups in memory without a layout have no pointer field to land in: JS cannot express them.
+  const withFixup = ioctlStruct(junk, [{ offset: 0, target: new Uint8Array(8) }]);
+  code(
+    t,
+    () => b.ioctl(vm, ioc.KVM_MEMORY_ENCRYPT_OP, kvm_sev_cmd.arg({ id: KVM_SEV.LAUNCH_FINISH, data: withFixup, sev_fd: sev.fd })),
+    'ERR_INVALID_ARG_VALUE',
+    'TypeError',
+  );
+  op(KVM_SEV.LAUNCH_MEASURE, kvm_sev_launch_measure.arg({ uaddr: new Uint8Array(48) }));
+  t.deepEqual(op(KVM_SEV.LAUNCH_FINISH, ioctlStruct(junk)), { code: 'ok', error: 0 });
+  t.deepEqual(junk, new Uint8Array(64).fill(0xa5), 'the kernel wrote nothing there');
 });

@@ -36,6 +36,7 @@ import type { MockVcpu } from './kvm/vcpu.js';
 import { MockVm } from './kvm/vm.js';
 import type { SevDriver } from './ccp/sev-dev.js';
 import type { UserMemory } from './common/user-memory.js';
+import type { KvmMutex } from './common/kvm-mutex.js';
 
 export class DevKvmFile extends KernelFile {
   readonly kind = 'kvm' as const;
@@ -120,6 +121,22 @@ export interface KernelConfig {
   readonly onDestroy: (what: () => void) => void;
 }
 
+/**
+ * One ioctl as the kernel runs it: what it did on entry (checks that never sleep), the kvm->lock
+ * mutexes it then takes in order, and the rest. The host runs it synchronously (ioctl) or lets other
+ * calls interleave while it waits for the mutexes and while the firmware works (ioctlAsync).
+ */
+export interface KernelCall {
+  /** kvm->lock of the VMs involved, in the order the kernel takes them. */
+  readonly mutexes: readonly KvmMutex[];
+  /** An async call lets other calls run before it takes its mutexes (MOVE/COPY after sev_lock_two_vms() marked both VMs). */
+  readonly yields: boolean;
+  /** The handler, with the mutexes held (throws KernelErrno). */
+  run(): number | KernelFile;
+  /** After the mutexes are released (sev_unlock_two_vms()). */
+  done(): void;
+}
+
 /** The int / pointer argument of one ioctl. */
 export interface KArg {
   /** The integer argument (KVM_CREATE_VM's type, KVM_CHECK_EXTENSION's cap). */
@@ -154,13 +171,58 @@ export class MockKernel {
     this.cfg.mem.copyToUser(addr, b);
   }
 
-  /** An ioctl that returns an int. */
-  ioctl(file: KernelFile, def: IoctlDef, a: KArg): number {
+  /**
+   * The entry of an ioctl (throws KernelErrno for what fails before any lock): a dead VM answers EIO
+   * at once (kvm_vm_ioctl()); KVM_MEMORY_ENCRYPT_OP, the region ioctls and KVM_CREATE_VCPU take the
+   * VM's kvm->lock; MOVE and COPY (KVM_ENABLE_CAP 206 / 197) resolve the source fd and mark both VMs
+   * (sev_lock_two_vms(): EBADF, EINVAL, EBUSY), then take the destination's and the source's.
+   */
+  begin(file: KernelFile, def: IoctlDef, a: KArg, wantFd: boolean): KernelCall {
+    // kvm_vm_ioctl() checks kvm->vm_dead once, on entry: a call that then waits for kvm->lock while a
+    // MOVE takes the VM's context runs on (and finds no SEV guest).
+    const entered = file.kind === 'vm';
+    const plain = (mutexes: KvmMutex[]): KernelCall => ({
+      mutexes,
+      yields: false,
+      run: () => (wantFd ? this.ioctlFile(file, def, a, entered) : this.ioctl(file, def, a, entered)),
+      done: () => {},
+    });
+    if (file.kind !== 'vm') return plain([]);
+    const vm = (file as VmFile).vm;
+    if (vm.dead) fail(E.EIO, 'the VM is dead (its encryption context moved away)');
+    switch (def.name) {
+      case 'KVM_MEMORY_ENCRYPT_OP':
+      case 'KVM_MEMORY_ENCRYPT_REG_REGION':
+      case 'KVM_MEMORY_ENCRYPT_UNREG_REGION':
+      case 'KVM_CREATE_VCPU':
+        return plain([vm.sev.lock]);
+      case 'KVM_ENABLE_CAP': {
+        if (this.legacy) break;
+        const c = this.read(kvm_enable_cap, a.addr);
+        if (c.flags !== 0 || (c.cap !== KVM_CAP.VM_COPY_ENC_CONTEXT_FROM && c.cap !== KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM)) break;
+        const srcFd = c.args[0]! > 0x7fffffffn ? -1 : Number(c.args[0]!);
+        const two = this.cfg.sev.beginEncContext(vm.sev, srcFd, c.cap === KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM);
+        return {
+          mutexes: [vm.sev.lock, two.src.lock],
+          yields: true,
+          run: () => {
+            two.run();
+            return 0;
+          },
+          done: () => two.done(),
+        };
+      }
+    }
+    return plain([]);
+  }
+
+  /** An ioctl that returns an int (`entered`: the VM fd's dead check is done). */
+  ioctl(file: KernelFile, def: IoctlDef, a: KArg, entered = false): number {
     switch (file.kind) {
       case 'kvm':
         return this.sys(def.name, a);
       case 'vm':
-        return this.vmIoctl((file as VmFile).vm, def.name, a);
+        return this.vmIoctl((file as VmFile).vm, def.name, a, entered);
       case 'vcpu':
         return this.vcpuIoctl(file as VcpuFile, def.name, a);
       case 'sev':
@@ -172,14 +234,14 @@ export class MockKernel {
   }
 
   /** KVM_CREATE_VM / KVM_CREATE_VCPU: the new file. */
-  ioctlFile(file: KernelFile, def: IoctlDef, a: KArg): KernelFile {
+  ioctlFile(file: KernelFile, def: IoctlDef, a: KArg, entered = false): KernelFile {
     if (def.name === 'KVM_CREATE_VM') {
       if (file.kind !== 'kvm') fail(file.kind === 'vm' ? E.ENOTTY : E.EINVAL);
       return this.createVm(a.int);
     }
     if (file.kind === 'vm') {
       const vm = (file as VmFile).vm;
-      if (vm.dead) fail(E.EIO, 'the VM is dead');
+      if (vm.dead && !entered) fail(E.EIO, 'the VM is dead');
       if (a.int > 0xffffffffn) fail(E.EINVAL);
       return new VcpuFile(vm, vm.createVcpu(Number(a.int)));
     }
@@ -263,8 +325,8 @@ export class MockKernel {
 
   // ---- VM fds ----
 
-  private vmIoctl(vm: MockVm, name: string, a: KArg): number {
-    if (vm.dead) fail(E.EIO, 'the VM is dead (its encryption context moved away)');
+  private vmIoctl(vm: MockVm, name: string, a: KArg, entered: boolean): number {
+    if (vm.dead && !entered) fail(E.EIO, 'the VM is dead (its encryption context moved away)');
     const sev = this.cfg.sev;
     switch (name) {
       case 'KVM_CHECK_EXTENSION':

@@ -14,8 +14,9 @@
 
 /** A pinned, physically contiguous range of memory, as the firmware sees it. */
 export interface PhysRange {
-  /** The address the memory encryption tweak uses: the guest-physical address of the first byte when
-   * the range lies in one of the guest's memory slots, else a stable per-backing-store address. */
+  /** The address the memory encryption tweak uses: the system-physical address of the first byte (the
+   * mock's 4 KiB frames, kernel/common/phys-memory.ts); for a foreign (native) mapping, whose frames the
+   * mock cannot see, the guest-physical address when the range lies in a memory slot. */
   readonly paddr: bigint;
   /** A live view of the bytes (writes land in the user's memory, as DMA by the PSP would). */
   readonly bytes: Uint8Array;

@@ -8,7 +8,7 @@
 import { KvmSevError } from '../../../backend/errors.js';
 import type { AnyStructCodec } from '../../../uapi/codec.js';
 import type { IoctlDef } from '../../../uapi/ioctls.js';
-import { isAnyMapping, unmappedTarget, type UserMemory } from '../kernel/common/user-memory.js';
+import { isAnyMapping, unmappedTarget, type BounceSet, type UserMemory } from '../kernel/common/user-memory.js';
 import { MockMapping } from '../kernel/common/mapping.js';
 
 type Selector = (key: number) => AnyStructCodec | null | undefined;
@@ -98,6 +98,8 @@ export class Marshalled {
   private readonly levels: Level[] = [];
   private readonly bounces: Bounce[] = [];
   private readonly held: MockMapping[] = [];
+  /** This call's bounce regions in user memory (they live until the call ends). */
+  private readonly bounceSet: BounceSet = { regions: [] };
   private readonly mem: UserMemory;
   private readonly selectors: ReadonlyMap<string, Selector>;
   private readonly what: string;
@@ -133,7 +135,7 @@ export class Marshalled {
     }
     if (len < need) throw rangeErr(`${w}: ${codec.name} needs ${need} bytes, got ${len}`);
 
-    const { addr, store } = this.mem.addBounce(bytes.subarray(0, need));
+    const { addr, store } = this.mem.addBounce(bytes.subarray(0, need), this.bounceSet, bytes.byteOffset);
     const ptrs = ptrSpecs(codec);
     const dv = new DataView(store.buffer, store.byteOffset, store.byteLength);
     for (const pf of ptrs) {
@@ -189,10 +191,35 @@ export class Marshalled {
       if (pf.selectorOffset >= 0) {
         const sel = new DataView(store.buffer, store.byteOffset).getUint32(pf.selectorOffset, true);
         nested = select?.(sel) ?? null;
-        if (!nested) throw valueErr(`${field} must be NULL: command ${sel} takes no data`);
+        // A command that takes no data (or an id the kernel does not know): the kernel ignores the
+        // pointer or refuses the id (EINVAL), so the memory given is passed as it is.
+        if (!nested) return this.opaqueTarget(target, field);
       }
       return this.buildLevel(target, nested!);
     }
+    return this.memoryTarget(target, pf, field, paired);
+  }
+
+  /**
+   * The data pointer of a command without a struct: bytes (an IoctlStruct without fix-ups, a Buffer,
+   * an ArrayBuffer) are placed in user memory, a guest-memory range is used in place. Fix-ups cannot
+   * be placed: no pointer field is known in memory without a layout.
+   */
+  private opaqueTarget(target: unknown, field: string): bigint {
+    const o = target as { kind?: unknown; bytes?: unknown; fixups?: unknown } | null;
+    if (typeof o === 'object' && o !== null && o.kind === 'struct') {
+      if (!(o.bytes instanceof Uint8Array)) throw typeErr(`${this.what}: "bytes" must be a Uint8Array`);
+      if (o.fixups !== undefined && o.fixups !== null && (!Array.isArray(o.fixups) || o.fixups.length > 0)) {
+        throw valueErr(`${field}: the command has no data struct here, so its memory has no pointer fields to fix up`);
+      }
+      target = o.bytes;
+    }
+    const none: PtrSpec = { name: 'data', offset: 0, lenOffset: -1, lenSize: 0, fixedLen: 0, retained: false, selectorOffset: -1 };
+    return this.memoryTarget(target, none, field, 0n);
+  }
+
+  /** A pointer at memory: a guest-memory range in place, or JS bytes copied to a bounce region. */
+  private memoryTarget(target: unknown, pf: PtrSpec, field: string, paired: bigint): bigint {
     const isBytes = ArrayBuffer.isView(target) || target instanceof ArrayBuffer;
     if (typeof target === 'object' && target !== null && !isBytes) {
       const t = target as { kind?: unknown; mapping?: unknown; offset?: unknown; length?: unknown };
@@ -226,7 +253,7 @@ export class Marshalled {
       throw rangeErr(`${field}: the paired length ${paired} exceeds the buffer's ${len} bytes`);
     if (pf.fixedLen > len) throw rangeErr(`${field}: the buffer must hold ${pf.fixedLen} bytes`);
     if (len === 0) throw rangeErr(`${field}: the buffer is empty or detached; pass null for a NULL pointer`);
-    const { addr, store: b } = this.mem.addBounce(data);
+    const { addr, store: b } = this.mem.addBounce(data, this.bounceSet, data.byteOffset);
     this.bounces.push({ target, len, store: b });
     return addr;
   }
@@ -250,10 +277,11 @@ export class Marshalled {
     }
   }
 
-  /** The call is over: its mappings may be unmapped again. */
+  /** The call is over: its mappings may be unmapped again, its bounce regions go. */
   release(): void {
     for (const m of this.held) m.inflight--;
     this.held.length = 0;
+    this.mem.endCall(this.bounceSet);
   }
 }
 

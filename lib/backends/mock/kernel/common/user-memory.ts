@@ -8,18 +8,24 @@
  * "bounce" regions, as the native shim copies them into C++ vectors, and the kernel model reaches all
  * of it through {@link UserMemory.copyFromUser}, {@link UserMemory.copyToUser} (EFAULT on anything
  * unmapped) and {@link UserMemory.pin} (ENOMEM, the kernel's short pin), which return live bytes.
+ * A bounce copy keeps the low 12 bits of its JS view's byteOffset, so a test places a buffer at any
+ * offset in a page, and across a page boundary, as a C program's buffers are. A call's bounce regions
+ * live until that call ends (calls may be in flight together).
  *
- * "Physical" addresses: each backing store (an anonymous mapping, a memfd, a native mapping, a bounce
- * buffer) owns the range `id << 40` upward, so pages are physically contiguous exactly within one
- * backing and memfd mappings of the same memfd share pages. The SEV layer hands the firmware the
- * guest-physical address instead when a range lies in one of the VM's memory slots (kvm/sev-memory.ts).
- * Kernel pages (VMSAs, DBG bounce pages) come from {@link UserMemory.kernelPage}, in backing 1.
+ * Physical addresses (phys-memory.ts): the pages of a backing store (an anonymous mapping, a memfd,
+ * a bounce region) are 4 KiB frames scattered in the store's physical range, so pages are never
+ * physically contiguous and every mapping of one memfd shows the same frames. A native mapping (the
+ * hybrid's real guest memory) is foreign: the mock cannot see its frames, so it stays one contiguous
+ * range, and the SEV layer gives the firmware the guest-physical address for ranges in a memory slot
+ * (kernel/svm/sev-memory.ts). Kernel memory (VMSAs, DBG bounce buffers) comes from
+ * {@link UserMemory.kernelPage}.
  */
 import { errnoError } from '../../../../backend/errors.js';
 import { invalidArgType } from '../../../../uapi/errors.js';
 import { E, fail } from './errno.js';
 import { PAGE_SIZE } from '../../../../uapi/constants.js';
 import { Backing, MockMapping } from './mapping.js';
+import { PhysicalMemory, type FrameStore, type KernelAllocation } from './phys-memory.js';
 
 /** What the mock accepts as a mapping: its own, or a native GuestMapping. */
 export interface AnyMapping {
@@ -52,6 +58,12 @@ export interface Region {
   bytes(offset: number, length: number): Uint8Array;
   /** The physical address of byte `offset`. */
   phys(offset: number): bigint;
+  /**
+   * True when the mock knows its frames (its own mappings and bounce regions: scattered 4 KiB
+   * frames); false for a foreign (native) mapping, one contiguous range whose frames are the real
+   * kernel's.
+   */
+  readonly framed: boolean;
   /** Physically contiguous runs never cross a backing: its id. */
   readonly backingId: number;
 }
@@ -65,10 +77,12 @@ export interface Segment {
   readonly addr: bigint;
 }
 
-/** A kernel page (or pages): stable physical address, its bytes. */
-export interface KernelPage {
-  readonly paddr: bigint;
-  readonly bytes: Uint8Array;
+/** A kernel allocation: stable physical address, its bytes; free() when the kernel would. */
+export type KernelPage = KernelAllocation;
+
+/** One call's bounce regions (released together when the call ends). */
+export interface BounceSet {
+  readonly regions: Region[];
 }
 
 function roundUp(n: bigint, a: bigint): bigint {
@@ -76,17 +90,33 @@ function roundUp(n: bigint, a: bigint): bigint {
 }
 
 export class UserMemory {
+  /** Physical memory: frames of every store, kernel allocations, and memory nobody owns. */
+  readonly phys = new PhysicalMemory();
   private readonly regions: Region[] = []; // mappings, sorted by base
   private bounces: Region[] = [];
+  private readonly releasers = new Map<Region, () => void>();
   private readonly byMapping = new WeakMap<object, Region>();
   private cursor = MAP_BASE;
   private bounceCursor = BOUNCE_BASE;
-  private nextBacking = 2; // 1: kernel pages
-  private kernelNext = 0n;
+  private nextBacking = 2; // 1: kernel memory
+  private registered = 0;
 
-  /** A new backing store with its own physical range. */
+  /** A new backing store with its own physical frames. */
   newBacking(size: number): Backing {
-    return new Backing(this.nextBacking++, size);
+    const b = new Backing(this.nextBacking++, size);
+    this.registerStore({
+      id: b.id,
+      size: b.size,
+      scattered: true,
+      bytes: (off, len) => b.bytes(off, len),
+      live: () => b.mappings > 0 || b.fileRefs > 0,
+    });
+    return b;
+  }
+
+  private registerStore(s: FrameStore): void {
+    if (++this.registered % 256 === 0) this.phys.prune();
+    this.phys.register(s);
   }
 
   /** The fake user address of a mapping (stable; assigned on first sight). */
@@ -113,6 +143,7 @@ export class UserMemory {
 
   private mockRegion(m: MockMapping): Region {
     const b = m.backing;
+    const store = { id: b.id, scattered: true };
     return {
       base: this.place(m.size),
       size: m.size,
@@ -120,9 +151,10 @@ export class UserMemory {
       mapping: m,
       backingId: b.id,
       chunk: b.chunkSize,
+      framed: true,
       live: () => !m.closed,
       bytes: (off, len) => b.bytes(m.offset + off, len),
-      phys: (off) => b.physBase + BigInt(m.offset + off),
+      phys: (off) => this.phys.addressOf(store, m.offset + off),
     };
   }
 
@@ -138,6 +170,7 @@ export class UserMemory {
       mapping: m,
       backingId: id,
       chunk: big ? GIB : Math.max(m.size, 1),
+      framed: false,
       live: () => !m.closed,
       bytes: (off, len) => {
         if (big) return new Uint8Array(m.view(off, len));
@@ -153,32 +186,51 @@ export class UserMemory {
     for (let i = this.regions.length - 1; i >= 0; i--) if (!this.regions[i]!.live()) this.regions.splice(i, 1);
   }
 
-  /** Per-call bounce regions: place a copy of a JS buffer; returns its address and its storage. */
-  addBounce(data: Uint8Array): { addr: bigint; store: Uint8Array } {
-    const mapped = Math.max(PAGE_SIZE, Math.ceil(data.byteLength / PAGE_SIZE) * PAGE_SIZE);
-    const store = new Uint8Array(mapped);
+  /**
+   * Per-call bounce regions: place a copy of a JS buffer, at the offset in a page its JS view has in
+   * its ArrayBuffer (`pageOffset`, low 12 bits used); returns its address and its storage. The region
+   * joins the call's `set` (released with {@link endCall}).
+   */
+  addBounce(data: Uint8Array, set: BounceSet, pageOffset = 0): { addr: bigint; store: Uint8Array } {
+    const at = pageOffset & (PAGE_SIZE - 1);
+    const mapped = Math.max(PAGE_SIZE, Math.ceil((at + data.byteLength) / PAGE_SIZE) * PAGE_SIZE);
+    const backing = new Uint8Array(mapped);
+    const store = backing.subarray(at, at + data.byteLength);
     store.set(data);
+    if (this.bounces.length === 0) this.bounceCursor = BOUNCE_BASE;
     const base = this.bounceCursor;
     this.bounceCursor = roundUp(base + BigInt(mapped), BigInt(PAGE_SIZE)) + BigInt(PAGE_SIZE);
     const id = this.nextBacking++;
-    const physBase = BigInt(id) << 40n;
-    this.bounces.push({
+    let live = true;
+    const frames: FrameStore = { id, size: mapped, scattered: true, bytes: (o, l) => backing.subarray(o, o + l), live: () => live };
+    this.phys.register(frames);
+    const r: Region = {
       base,
       size: mapped,
       kind: 'bounce',
       backingId: id,
       chunk: mapped,
-      live: () => true,
-      bytes: (off, len) => store.subarray(off, off + len),
-      phys: (off) => physBase + BigInt(off),
+      framed: true,
+      live: () => live,
+      bytes: (off, len) => backing.subarray(off, off + len),
+      phys: (off) => this.phys.addressOf(frames, off),
+    };
+    this.releasers.set(r, () => {
+      live = false;
+      this.phys.unregister(id);
     });
-    return { addr: base, store };
+    this.bounces.push(r);
+    set.regions.push(r);
+    return { addr: base + BigInt(at), store };
   }
 
-  /** Forget the bounce regions of the call that ended. */
-  endCall(): void {
-    this.bounces = [];
-    this.bounceCursor = BOUNCE_BASE;
+  /** Forget the bounce regions of a call that ended. */
+  endCall(set: BounceSet): void {
+    for (const r of set.regions.splice(0)) {
+      this.releasers.get(r)?.();
+      this.releasers.delete(r);
+    }
+    this.bounces = this.bounces.filter((r) => r.live());
   }
 
   private find(addr: bigint): Region | undefined {
@@ -251,11 +303,9 @@ export class UserMemory {
     return this.trySegments(addr, len) ?? fail(E.EFAULT);
   }
 
-  /** Zeroed kernel memory with a stable physical address (pages of backing 1). */
+  /** Zeroed, physically contiguous kernel memory (alloc_page, kzalloc); free() it when the kernel does. */
   kernelPage(size = PAGE_SIZE): KernelPage {
-    const paddr = (1n << 40n) + this.kernelNext;
-    this.kernelNext += BigInt(Math.ceil(size / PAGE_SIZE) * PAGE_SIZE);
-    return { paddr, bytes: new Uint8Array(size) };
+    return this.phys.allocKernel(size);
   }
 }
 

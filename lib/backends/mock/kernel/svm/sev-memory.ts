@@ -131,8 +131,11 @@ export class SevMemory {
   }
 
   /**
-   * The firmware's view of pinned segments: physically contiguous ranges, with the guest-physical
-   * address as `paddr` where the range lies in a memory slot (split at slot boundaries).
+   * The firmware's view of pinned segments: physically contiguous ranges, as the kernel merges
+   * pinned pages (get_num_contig_pages()). Pages the mock owns are scattered 4 KiB frames, so each
+   * page is a range of its own unless its frame follows the previous one. A foreign (native) mapping
+   * is one contiguous range, with the guest-physical address as `paddr` where it lies in a memory
+   * slot (split at slot boundaries): the mock cannot see the real frames.
    */
   physRanges(slots: Iterable<SevMemslot>, segments: readonly Segment[], from?: bigint, length?: number): PhysRange[] {
     const list = [...slots];
@@ -143,6 +146,10 @@ export class SevMemory {
       let a = s.addr > start ? s.addr : start;
       const segEnd = s.addr + BigInt(s.length);
       const stop = end !== undefined && end < segEnd ? end : segEnd;
+      if (s.region.framed) {
+        framedRuns(s, a, stop, out);
+        continue;
+      }
       while (a < stop) {
         const slot = list.find((m) => a >= m.uaddr && a < m.uaddr + BigInt(m.size));
         let b: bigint;
@@ -162,4 +169,30 @@ export class SevMemory {
     }
     return out;
   }
+}
+
+/** [a, stop) of a framed segment as physically contiguous runs (page by page, merged where frames are adjacent). */
+function framedRuns(s: Segment, a: bigint, stop: bigint, out: PhysRange[]): void {
+  let runOff = -1;
+  let runLen = 0;
+  let runPaddr = 0n;
+  const flush = (): void => {
+    if (runLen > 0) out.push({ paddr: runPaddr, bytes: s.region.bytes(runOff, runLen) });
+    runLen = 0;
+  };
+  while (a < stop) {
+    const next = (a | 0xfffn) + 1n;
+    const b = next < stop ? next : stop;
+    const off = s.offset + Number(a - s.addr);
+    const paddr = s.region.phys(off);
+    if (runLen > 0 && runPaddr + BigInt(runLen) === paddr && runOff + runLen === off) runLen += Number(b - a);
+    else {
+      flush();
+      runOff = off;
+      runLen = Number(b - a);
+      runPaddr = paddr;
+    }
+    a = b;
+  }
+  flush();
 }

@@ -4,6 +4,8 @@
  * The mock's own KVM implements the port (kvm/vm.ts); the hybrid backend implements it over a real
  * KVM VM. {@link SevInfo} is `struct kvm_sev_info`.
  */
+import { KvmMutex } from '../common/kvm-mutex.js';
+
 /** The register state the VMSA is built from. */
 export interface VcpuRegisterState {
   readonly regs: Uint8Array;
@@ -108,6 +110,8 @@ export class SevInfo {
   readonly mirrors = new Set<SevVm>();
   /** The 2021 patch's info_token. */
   infoToken = 0n;
+  /** migration_in_progress: set by sev_lock_two_vms() for a MOVE or COPY in flight (another one is EBUSY). */
+  migrationInProgress = false;
   /** SNP: a launch context exists / REQ_CERTS enabled. */
   snpContext = false;
   snpCerts = false;
@@ -125,6 +129,8 @@ export class SevInfo {
 export class SevVm {
   readonly port: SevVmPort;
   readonly info: SevInfo;
+  /** kvm->lock: KVM_MEMORY_ENCRYPT_OP, the region ioctls, MOVE/COPY (both VMs) and vCPU creation take it. */
+  readonly lock = new KvmMutex();
   /** A handle for diagnostics. */
   readonly id: number;
   dead = false;

@@ -44,7 +44,15 @@ import type { FwResult, SevFirmware } from '../../psp/api.js';
 import { copyUserBlob, padTo, type FwCall } from '../ccp/sev-dev.js';
 import type { SevCmd, SevCmdHelpers, SevKernelConfig, StructCodec } from './sev-cmd.js';
 import { sevDbg } from './sev-dbg.js';
-import { sevVmCopyEncContextFrom, sevVmMoveEncContextFrom, sourceVm } from './sev-enc-context.js';
+import {
+  sevCopyLocked,
+  sevLockTwoVms,
+  sevMoveLocked,
+  sevUnlockTwoVms,
+  sevVmCopyEncContextFrom,
+  sevVmMoveEncContextFrom,
+  sourceVm,
+} from './sev-enc-context.js';
 import { SevLocalMigration } from './sev-local-migration.js';
 import {
   sevReceiveFinish,
@@ -489,6 +497,7 @@ export class MockSevKernel implements SevCmdHelpers {
     const p = this.read(kvm_sev_dbg, cmd.data);
     sevDbg(
       {
+        kernel: this.cfg.kernel,
         mem: this.cfg.mem,
         memory: this.cfg.memory,
         vm,
@@ -571,6 +580,20 @@ export class MockSevKernel implements SevCmdHelpers {
 
   copyFrom(dst: SevVm, srcFd: number): void {
     sevVmCopyEncContextFrom(this, dst, sourceVm(this, srcFd));
+  }
+
+  /**
+   * The first half of MOVE / COPY for a call that may wait: resolve the source fd and mark both VMs
+   * (sev_lock_two_vms() up to its mutexes); `run` is the rest, with both VMs' kvm->lock held; `done`
+   * unmarks them.
+   */
+  beginEncContext(dst: SevVm, srcFd: number, move: boolean): { src: SevVm; run(): void; done(): void } {
+    const src = sevLockTwoVms(dst, sourceVm(this, srcFd));
+    return {
+      src,
+      run: () => (move ? sevMoveLocked(this, dst, src) : sevCopyLocked(this, dst, src)),
+      done: () => sevUnlockTwoVms(dst, src),
+    };
   }
 
   /** MOVE once the source fd is resolved (undefined: not a VM fd → EBADF). */
