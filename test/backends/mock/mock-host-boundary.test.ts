@@ -120,6 +120,7 @@ test('a command that takes no data gets the pointer given; the kernel decides: L
   t.deepEqual(op(30, junk, 7), { code: 'EINVAL', error: 7 });
   t.deepEqual(op(23, ioctlStruct(junk), 7), { code: 'EINVAL', error: 7 });
   const m = b.mmapAnonymous(0x1000);
+  t.teardown(() => m.unmap());
   t.deepEqual(op(KVM_SEV.SEND_UPDATE_VMSA, { kind: 'mapping', mapping: m, offset: 8, length: 8 }, 7), { code: 'EINVAL', error: 7 });
   // Fix-ups in memory without a layout have no pointer field to land in: JS cannot express them.
   const withFixup = ioctlStruct(junk, [{ offset: 0, target: new Uint8Array(8) }]);

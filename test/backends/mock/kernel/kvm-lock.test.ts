@@ -16,14 +16,13 @@ import { kvm_sev_cmd, kvm_sev_guest_status, kvm_sev_launch_start, kvm_sev_launch
 function setup(t: ExecutionContext, options: MockHostOptions = {}) {
   const host = new MockHost(options);
   const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const sev = host.open('/dev/sev');
-  const fds: BackendFd[] = [];
-  t.teardown(() => {
-    for (const f of [...fds, sev, kvm]) f.close();
-  });
+  t.teardown(() => sev.close());
+  // Teardowns run last-registered first: each VM is closed before /dev/sev and /dev/kvm.
   const newVm = () => {
     const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-    fds.push(vm);
+    t.teardown(() => vm.close());
     return vm;
   };
   const cmd = (id: number, data: IoctlStruct | null = null) => kvm_sev_cmd.arg({ id, data, sev_fd: sev.fd });
@@ -34,6 +33,7 @@ function setup(t: ExecutionContext, options: MockHostOptions = {}) {
     op(vm, KVM_SEV.INIT);
     op(vm, KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
     const mem = host.mmapAnonymous(0x10000);
+    t.teardown(() => mem.unmap());
     return { vm, mem };
   };
   const capArg = (cap: number, src: BackendFd) => kvm_enable_cap.arg({ cap, args: [BigInt(src.fd), 0n, 0n, 0n] });

@@ -5,7 +5,7 @@
  * (get_num_contig_pages(): LAUNCH_UPDATE_DATA page by page, LAUNCH_SECRET across pages EINVAL); a JS
  * buffer's copy keeps its offset in the page, as a C program's buffer has one.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { MockHost } from '../../../../../lib/backends/mock/index.js';
 import { FRAME, PhysicalMemory, scatterFrame, unscatterFrame } from '../../../../../lib/backends/mock/kernel/common/phys-memory.js';
 import { KVM_SEV } from '../../../../../lib/uapi/constants.js';
@@ -57,6 +57,7 @@ test("a mapping's pages are scattered frames; every mapping of one memfd shows t
 test('a physical range within a frame is live; one across frames is gathered from the physically next frame and scattered back', (t) => {
   const host = new MockHost();
   const m = host.mmapAnonymous(2 * FRAME);
+  t.teardown(() => m.unmap());
   const bytes = new Uint8Array(m.buffer);
   bytes.fill(0x11, 0, FRAME);
   bytes.fill(0x22, FRAME);
@@ -92,12 +93,21 @@ test('kernel allocations are physically contiguous, with a frame of nobody after
   t.is(phys.allocKernel(2 * FRAME).paddr, a.paddr, 'freed frames are handed out again');
 });
 
-function launching() {
+/** A VM in LAUNCH_UPDATE with 4 frames of memory in slot 0; what it opens is released in t.teardown. */
+function launching(t: ExecutionContext) {
   const host = new MockHost({ trace: true });
   const kvm = host.open('/dev/kvm');
+  t.teardown(() => kvm.close());
   const sev = host.open('/dev/sev');
+  t.teardown(() => sev.close());
   const vm = host.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
+  t.teardown(() => vm.close()); // if the mmap below fails
   const mem = host.mmapAnonymous(4 * FRAME);
+  // The slot keeps the mapping busy while the VM lives: the VM goes first.
+  t.teardown(() => {
+    vm.close();
+    mem.unmap();
+  });
   host.ioctl(
     vm,
     ioc.KVM_SET_USER_MEMORY_REGION,
@@ -119,12 +129,11 @@ function launching() {
   };
   op(KVM_SEV.INIT);
   op(KVM_SEV.LAUNCH_START, kvm_sev_launch_start.arg({ policy: 0 }));
-  return { host, vm, mem, op, code, close: () => [vm, sev, kvm].forEach((f) => f.close()) };
+  return { host, vm, mem, op, code };
 }
 
 test('LAUNCH_UPDATE_DATA issues one firmware command per page; LAUNCH_SECRET refuses pages that are not physically contiguous', (t) => {
-  const g = launching();
-  t.teardown(g.close);
+  const g = launching(t);
   g.host.trace.clear();
   g.op(
     KVM_SEV.LAUNCH_UPDATE_DATA,
@@ -150,8 +159,7 @@ test('LAUNCH_UPDATE_DATA issues one firmware command per page; LAUNCH_SECRET ref
 });
 
 test("a JS buffer's copy keeps its offset in the page: the kernel sees the low bits a C buffer would have", (t) => {
-  const g = launching();
-  t.teardown(g.close);
+  const g = launching(t);
   const plain = new Uint8Array(g.mem.buffer).map((_, i) => (i * 7 + 3) & 0xff);
   new Uint8Array(g.mem.buffer).set(plain);
   g.op(

@@ -51,19 +51,27 @@ function codeOf(f: () => unknown): string {
   }
 }
 
-/** A mock host and /dev/kvm, closed in t.teardown (with every VM made from it). */
+/**
+ * A mock host and /dev/kvm, with the /dev/sev fds and VMs made from it: [Symbol.dispose]() releases
+ * them all, and the constructor registers it as a t.teardown of the test.
+ */
 export class SelftestHost {
   readonly host: MockHost;
   readonly kvm: BackendFd;
-  private readonly fds: { close(): void }[] = [];
+  private readonly sevFds: BackendFd[] = [];
+  private readonly vms: SelftestVm[] = [];
 
   constructor(t: ExecutionContext, options: MockHostOptions = {}) {
     this.host = new MockHost(options);
     this.kvm = this.host.open('/dev/kvm');
-    t.teardown(() => {
-      for (const f of this.fds.reverse()) f.close();
-      this.kvm.close();
-    });
+    t.teardown(() => this[Symbol.dispose]());
+  }
+
+  /** The VMs, newest first (a mirror before its source), then the /dev/sev fds, then /dev/kvm. */
+  [Symbol.dispose](): void {
+    for (const vm of [...this.vms].reverse()) vm[Symbol.dispose]();
+    for (const f of this.sevFds) f.close();
+    this.kvm.close();
   }
 
   get backend(): Backend {
@@ -72,9 +80,8 @@ export class SelftestHost {
 
   /** open_sev_dev_path_or_exit() */
   openSev(): BackendFd {
-    const f = this.host.open('/dev/sev');
-    this.fds.push(f);
-    return f;
+    this.sevFds.push(this.host.open('/dev/sev'));
+    return this.sevFds.at(-1)!;
   }
 
   /** kvm_check_cap() */
@@ -101,25 +108,30 @@ export class SelftestHost {
 
   /** vm_create_barebones() / vm_create_barebones_type(): a VM without vCPUs or memory. */
   vmCreateBarebones(type = 0): SelftestVm {
-    const vm = new SelftestVm(this, this.host.ioctlFd(this.kvm, ioc.KVM_CREATE_VM, type), type);
-    this.fds.push(vm);
-    return vm;
+    this.vms.push(new SelftestVm(this, type));
+    return this.vms.at(-1)!;
   }
 }
 
 /** A selftest `struct kvm_vm`: its fd, vCPUs, memory, and the /dev/sev fd its SEV commands carry. */
 export class SelftestVm {
+  readonly fd: BackendFd;
   readonly vcpus: BackendFd[] = [];
+  /** The memory slots registered. */
   readonly memory: { mapping: GuestMapping; gpa: bigint }[] = [];
   /** vm->arch.sev_fd */
   sevFd: BackendFd | undefined;
+  /** Every mapping made for a slot (also one whose KVM_SET_USER_MEMORY_REGION failed). */
+  private readonly mappings: GuestMapping[] = [];
   private closed = false;
 
+  /** vm_create_barebones_type(): KVM_CREATE_VM of `type` on the host's /dev/kvm. */
   constructor(
     readonly h: SelftestHost,
-    readonly fd: BackendFd,
     readonly type: number,
-  ) {}
+  ) {
+    this.fd = h.host.ioctlFd(h.kvm, ioc.KVM_CREATE_VM, type);
+  }
 
   private get host(): MockHost {
     return this.h.host;
@@ -127,14 +139,14 @@ export class SelftestVm {
 
   /** __vm_vcpu_add() */
   vcpuAdd(id: number): BackendFd {
-    const v = this.host.ioctlFd(this.fd, ioc.KVM_CREATE_VCPU, id);
-    this.vcpus.push(v);
-    return v;
+    this.vcpus.push(this.host.ioctlFd(this.fd, ioc.KVM_CREATE_VCPU, id));
+    return this.vcpus.at(-1)!;
   }
 
   /** A memory slot of `size` bytes at `gpa` (vm_userspace_mem_region_add()). */
   addMemory(slot: number, gpa: bigint, size: number): GuestMapping {
-    const mapping = this.host.mmapAnonymous(size);
+    this.mappings.push(this.host.mmapAnonymous(size));
+    const mapping = this.mappings.at(-1)!;
     this.host.ioctl(
       this.fd,
       ioc.KVM_SET_USER_MEMORY_REGION,
@@ -228,12 +240,20 @@ export class SelftestVm {
 
   /** kvm_vm_free(): the vCPU fds, then the VM fd (the kernel destroys the VM with its last reference). */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const v of this.vcpus) v.close();
-    this.fd.close();
-    // munmap(); a mirror may still hold this VM (and its memory slots) alive, as it would in the kernel.
-    for (const m of this.memory) if (!m.mapping.closed && !(m.mapping as { bindings?: number }).bindings) m.mapping.unmap();
+    this[Symbol.dispose]();
+  }
+
+  /**
+   * close(); again (the host's teardown does) it only munmap()s what a mirror kept bound before: a
+   * mirror may hold this VM (and its memory slots) alive, as it would in the kernel.
+   */
+  [Symbol.dispose](): void {
+    if (!this.closed) {
+      this.closed = true;
+      for (const v of this.vcpus) v.close();
+      this.fd.close();
+    }
+    for (const m of this.mappings) if (!m.closed && !(m as { bindings?: number }).bindings) m.unmap();
   }
 }
 

@@ -119,6 +119,7 @@ test('6.12: an aligned DBG_DECRYPT whose destination offset exceeds the source o
     const g = launched(t, kernel);
     // A plain process buffer (not guest memory): 16 bytes into a page, 4096 bytes from a page-aligned source.
     const buf = g.host.mmapAnonymous(0x2000);
+    t.teardown(() => buf.unmap());
     const view = new Uint8Array(buf.buffer);
     view.fill(0xee);
     g.op(
@@ -134,7 +135,6 @@ test('6.12: an aligned DBG_DECRYPT whose destination offset exceeds the source o
         new Uint8Array(16).fill(0xee),
         '6.12: the next page keeps its bytes (the firmware wrote the next frame)',
       );
-    buf.unmap();
   }
 });
 
