@@ -49,6 +49,24 @@ export {
 } from './migration/handoff.js';
 export { pickEncContextMethod, sevHandoff, transferEncContext, type MethodChoice } from './migration/enc-context.js';
 export { openHost, type OpenHostOptions, type OpenedHost } from './app/open-host.js';
+export {
+  Asm,
+  mem,
+  byte,
+  word,
+  dword,
+  qword,
+  ref,
+  span,
+  type AsmOptions,
+  type AssembledProgram,
+  type BranchSize,
+  type Condition,
+  type Mem,
+  type MemSpec,
+  type Mode,
+  type Ref,
+} from './app/guest/asm.js';
 export { Asm16 } from './app/guest/asm16.js';
 export {
   helloProgram,
@@ -56,6 +74,7 @@ export {
   counterProgram,
   secretDemoProgram,
   secretDigest,
+  longModeEntryProgram,
   COM1,
   type GuestProgram,
 } from './app/guest/programs.js';

@@ -1,6 +1,7 @@
 /**
- * A tiny 16-bit x86 assembler for the real-mode test and demo guests: just the instructions those
- * programs use, with labels. Each method emits the documented encoding (Intel SDM vol. 2).
+ * The 16-bit assembler of the real-mode test and demo guests: {@link Asm} in 16-bit code, plus the
+ * instruction-named helpers those programs were first written with (each is the generic method
+ * with fixed operands, and encodes as its comment says).
  *
  * ```ts
  * import { Asm16 } from 'kvm-sev';
@@ -9,218 +10,110 @@
  * console.log(Buffer.from(a.assemble()).toString('hex')); // baf803 b041 ee f4
  * ```
  */
-const R16 = { ax: 0, cx: 1, dx: 2, bx: 3, sp: 4, bp: 5, si: 6, di: 7 } as const;
-const R8 = { al: 0, cl: 1, dl: 2, bl: 3, ah: 4, ch: 5, dh: 6, bh: 7 } as const;
-export type Reg16 = keyof typeof R16;
-export type Reg8 = keyof typeof R8;
+import { Asm, mem, dword, ref } from './asm.js';
 
-type Item =
-  { bytes: number[] } | { rel8: string; op: number } | { rel16: string; op: number } | { abs16: string; op: number[] } | { label: string };
+export type Reg16 = 'ax' | 'cx' | 'dx' | 'bx' | 'sp' | 'bp' | 'si' | 'di';
+export type Reg8 = 'al' | 'cl' | 'dl' | 'bl' | 'ah' | 'ch' | 'dh' | 'bh';
 
-export class Asm16 {
-  /** Where the code will be loaded (the `org`), for absolute addresses. */
-  readonly origin: number;
-  private items: Item[] = [];
-
+export class Asm16 extends Asm {
   constructor(origin: number) {
-    this.origin = origin;
+    super({ bits: 16, origin });
   }
 
-  private b(...bytes: number[]): this {
-    this.items.push({ bytes });
-    return this;
-  }
-
-  label(name: string): this {
-    this.items.push({ label: name });
-    return this;
-  }
   /** MOV r16, imm16 (B8+r iw) */
   movImm16(r: Reg16, v: number): this {
-    return this.b(0xb8 + R16[r], v & 0xff, (v >> 8) & 0xff);
+    return this.mov(r, v);
   }
   /** MOV r16, offset of a label (B8+r iw) */
   movLabel(r: Reg16, label: string): this {
-    this.items.push({ abs16: label, op: [0xb8 + R16[r]] });
-    return this;
+    return this.mov(r, ref(label));
   }
   /** MOV r8, imm8 (B0+r ib) */
   movImm8(r: Reg8, v: number): this {
-    return this.b(0xb0 + R8[r], v & 0xff);
+    return this.mov(r, v);
   }
   /** MOV r8, r8 (88 /r) */
   movR8(dst: Reg8, src: Reg8): this {
-    return this.b(0x88, 0xc0 | (R8[src] << 3) | R8[dst]);
+    return this.mov(dst, src);
   }
   /** OUT DX, AL (EE) */
   outDxAl(): this {
-    return this.b(0xee);
+    return this.out('dx', 'al');
   }
   /** OUT DX, EAX (66 EF) */
   outDxEax(): this {
-    return this.b(0x66, 0xef);
+    return this.out('dx', 'eax');
   }
   /** IN AL, DX (EC) */
   inAlDx(): this {
-    return this.b(0xec);
+    return this.in('al', 'dx');
   }
   /** LODSB (AC): AL = [DS:SI], SI += 1 */
   lodsb(): this {
-    return this.b(0xac);
+    return this.lods(8);
   }
   /** TEST AL, AL (84 C0) */
   testAlAl(): this {
-    return this.b(0x84, 0xc0);
+    return this.test('al', 'al');
   }
   /** TEST AL, imm8 (A8 ib) */
   testAlImm(v: number): this {
-    return this.b(0xa8, v & 0xff);
+    return this.test('al', v);
   }
   /** INC DWORD [moffs16] (66 FF /0 with a disp16) */
   incDwordAt(addr: number): this {
-    return this.b(0x66, 0xff, 0x06, addr & 0xff, (addr >> 8) & 0xff);
+    return this.inc(dword(addr));
   }
   /** MOV EAX, [moffs16] (66 A1) */
   movEaxFrom(addr: number): this {
-    return this.b(0x66, 0xa1, addr & 0xff, (addr >> 8) & 0xff);
+    return this.mov('eax', mem(addr));
   }
   /** MOV AL, [moffs16] (A0) */
   movAlFrom(addr: number): this {
-    return this.b(0xa0, addr & 0xff, (addr >> 8) & 0xff);
+    return this.mov('al', mem(addr));
   }
   /** INC AL (FE C0) */
   incAl(): this {
-    return this.b(0xfe, 0xc0);
+    return this.inc('al');
   }
   /** XOR AL, imm8 (34 ib) */
   xorAlImm(v: number): this {
-    return this.b(0x34, v & 0xff);
-  }
-  /** ADD AL, [SI] ... kept out: not needed. JZ rel8 (74 cb) */
-  jz(label: string): this {
-    this.items.push({ rel8: label, op: 0x74 });
-    return this;
-  }
-  /** JNZ rel8 (75 cb) */
-  jnz(label: string): this {
-    this.items.push({ rel8: label, op: 0x75 });
-    return this;
-  }
-  /** JMP rel8 (EB cb) */
-  jmp(label: string): this {
-    this.items.push({ rel8: label, op: 0xeb });
-    return this;
-  }
-  /** LOOP rel8 (E2 cb): CX -= 1, jump if CX != 0 */
-  loop(label: string): this {
-    this.items.push({ rel8: label, op: 0xe2 });
-    return this;
-  }
-  /** CALL rel16 (E8 cw) */
-  call(label: string): this {
-    this.items.push({ rel16: label, op: 0xe8 });
-    return this;
-  }
-  /** RET (C3) */
-  ret(): this {
-    return this.b(0xc3);
+    return this.xor('al', v);
   }
   /** PUSH AX (50) */
   pushAx(): this {
-    return this.b(0x50);
+    return this.push('ax');
   }
   /** POP AX (58) */
   popAx(): this {
-    return this.b(0x58);
+    return this.pop('ax');
   }
   /** XOR r16, r16 (31 /r) */
   xorR16(dst: Reg16, src: Reg16): this {
-    return this.b(0x31, 0xc0 | (R16[src] << 3) | R16[dst]);
+    return this.xor(dst, src);
   }
   /** MOV r16, r16 (89 /r) */
   movR16(dst: Reg16, src: Reg16): this {
-    return this.b(0x89, 0xc0 | (R16[src] << 3) | R16[dst]);
+    return this.mov(dst, src);
   }
-  /** ROL r16, imm8 (C1 /0 ib) */
+  /** ROL r16, imm8 (C1 /0 ib; D1 /0 for a count of one) */
   rolImm(r: Reg16, n: number): this {
-    return this.b(0xc1, 0xc0 | R16[r], n & 0xff);
+    return this.rol(r, n);
   }
   /** XOR AH, AH (30 E4) */
   zeroAh(): this {
-    return this.b(0x30, 0xe4);
+    return this.xor('ah', 'ah');
   }
   /** AND AL, imm8 (24 ib) */
   andAlImm(v: number): this {
-    return this.b(0x24, v & 0xff);
+    return this.and('al', v);
   }
   /** ADD AL, imm8 (04 ib) */
   addAlImm(v: number): this {
-    return this.b(0x04, v & 0xff);
+    return this.add('al', v);
   }
   /** CMP AL, imm8 (3C ib) */
   cmpAlImm(v: number): this {
-    return this.b(0x3c, v & 0xff);
-  }
-  /** JBE rel8 (76 cb) */
-  jbe(label: string): this {
-    this.items.push({ rel8: label, op: 0x76 });
-    return this;
-  }
-  /** CLI (FA) */
-  cli(): this {
-    return this.b(0xfa);
-  }
-  /** HLT (F4) */
-  hlt(): this {
-    return this.b(0xf4);
-  }
-  /** Raw data bytes. */
-  data(bytes: ArrayLike<number>): this {
-    return this.b(...Array.from(bytes));
-  }
-  /** A NUL-terminated string: a JS string as Latin-1 bytes, or the bytes given (e.g. UTF-8). */
-  asciz(s: string | Uint8Array): this {
-    return this.data([...(typeof s === 'string' ? Buffer.from(s, 'latin1') : s), 0]);
-  }
-
-  /** Resolves labels and returns the machine code. */
-  assemble(): Uint8Array {
-    const labels = new Map<string, number>();
-    let pc = this.origin;
-    for (const it of this.items) {
-      if ('label' in it) labels.set(it.label, pc);
-      else if ('bytes' in it) pc += it.bytes.length;
-      else if ('rel8' in it) pc += 2;
-      else if ('rel16' in it) pc += 3;
-      else pc += it.op.length + 2;
-    }
-    const out: number[] = [];
-    pc = this.origin;
-    const find = (l: string): number => {
-      const v = labels.get(l);
-      if (v === undefined) throw new Error(`asm16: unknown label '${l}'`);
-      return v;
-    };
-    for (const it of this.items) {
-      if ('label' in it) continue;
-      if ('bytes' in it) {
-        out.push(...it.bytes);
-        pc += it.bytes.length;
-      } else if ('rel8' in it) {
-        const rel = find(it.rel8) - (pc + 2);
-        if (rel < -128 || rel > 127) throw new Error(`asm16: jump to '${it.rel8}' is out of rel8 range (${rel})`);
-        out.push(it.op, rel & 0xff);
-        pc += 2;
-      } else if ('rel16' in it) {
-        const rel = find(it.rel16) - (pc + 3);
-        out.push(it.op, rel & 0xff, (rel >> 8) & 0xff);
-        pc += 3;
-      } else {
-        const a = find(it.abs16);
-        out.push(...it.op, a & 0xff, (a >> 8) & 0xff);
-        pc += it.op.length + 2;
-      }
-    }
-    return Uint8Array.from(out);
+    return this.cmp('al', v);
   }
 }

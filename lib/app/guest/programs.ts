@@ -2,6 +2,7 @@
  * Small real-mode guest programs (flat, CS = DS = 0, loaded at `origin`), used by the hardware
  * tests, the benchmarks and the demo. Each is documented by the assembly that builds it.
  */
+import { Asm, dword, mem, ref, span } from './asm.js';
 import { Asm16 } from './asm16.js';
 
 /** COM1: the data port, and the line status register whose bit 5 says "ready to send". */
@@ -195,4 +196,134 @@ export function secretDigest(secret: Uint8Array): string {
   let d = 0;
   for (const b of secret) d = (((d << 5) | (d >>> 11)) & 0xffff) ^ b;
   return d.toString(16).toUpperCase().padStart(4, '0');
+}
+
+/**
+ * Enters long mode from reset the way a boot loader does, reporting each stage with OUT 0x80
+ * (16, 32, then 64): loads its own GDT, sets CR0.PE and far-jumps into 32-bit code, clears three
+ * pages at `pageTables` and fills them as a PML4, a PDPT and a page directory identity-mapping the
+ * first GiB in 2 MiB pages, sets CR3, CR4.PAE, EFER.LME (WRMSR) and CR0.PG, far-jumps into 64-bit
+ * code, stores RAX = 0x1122334455667788 RIP-relative at its label `result` and halts.
+ * The vCPU needs a CPUID with long mode (KVM refuses EFER.LME otherwise: arch/x86/kvm/x86.c, kvm_valid_efer()).
+ *
+ * ```
+ * .code16
+ *         cli
+ *         mov al, 16
+ *         out 0x80, al
+ *         lgdt [gdtr]
+ *         mov eax, cr0
+ *         or eax, 1                  ; CR0.PE
+ *         mov cr0, eax
+ *         jmp 0x18:pm32              ; the 32-bit code segment
+ * .code32
+ * pm32:   mov eax, 0x10
+ *         mov ds, eax / mov es, eax / mov ss, eax
+ *         mov al, 32
+ *         out 0x80, al
+ *         mov edi, pageTables
+ *         xor eax, eax
+ *         mov ecx, 3 * 4096 / 4
+ *         rep stosd
+ *         mov dword [pageTables], pageTables + 0x1003           ; PML4[0] -> PDPT, present, writable
+ *         mov dword [pageTables + 0x1000], pageTables + 0x2003  ; PDPT[0] -> PD
+ *         mov ebx, pageTables + 0x2000
+ *         mov eax, 0x83              ; present, writable, 2 MiB page
+ *         mov ecx, 512
+ * fill:   mov [ebx], eax
+ *         add eax, 0x200000
+ *         add ebx, 8
+ *         loop fill
+ *         mov eax, pageTables
+ *         mov cr3, eax
+ *         mov eax, cr4
+ *         or eax, 0x20               ; CR4.PAE
+ *         mov cr4, eax
+ *         mov ecx, 0xc0000080        ; EFER
+ *         rdmsr
+ *         or eax, 0x100              ; EFER.LME
+ *         wrmsr
+ *         mov eax, cr0
+ *         or eax, 0x80000000         ; CR0.PG: long mode is active (EFER.LMA)
+ *         mov cr0, eax
+ *         jmp 0x08:lm64              ; the 64-bit code segment
+ * .code64
+ * lm64:   mov al, 64
+ *         out 0x80, al
+ *         mov rax, 0x1122334455667788
+ *         mov [rel result], rax
+ *         hlt
+ *         align 8
+ * gdt:    dq 0, 0x00af9b000000ffff, 0x00cf93000000ffff, 0x00cf9b000000ffff
+ * gdtr:   dw gdt_end - gdt - 1
+ *         dd gdt
+ * result: dq 0
+ * ```
+ */
+export function longModeEntryProgram(pageTables = 0x3000, origin = 0x1000): GuestProgram & { resultAddr: number } {
+  if (!Number.isInteger(pageTables) || pageTables % 0x1000 !== 0 || pageTables < 0 || pageTables > 0xffffd000)
+    throw new RangeError('pageTables must be a 4 KiB-aligned address below 4 GiB');
+  const a = new Asm({ bits: 16, origin });
+  a.cli()
+    .mov('al', 16)
+    .out(0x80, 'al')
+    .lgdt(mem('gdtr'))
+    .mov('eax', 'cr0')
+    .or('eax', 1)
+    .mov('cr0', 'eax')
+    .jmpFar(0x18, 'pm32')
+    .code(32)
+    .label('pm32')
+    .mov('eax', 0x10)
+    .mov('ds', 'eax')
+    .mov('es', 'eax')
+    .mov('ss', 'eax')
+    .mov('al', 32)
+    .out(0x80, 'al')
+    .mov('edi', pageTables)
+    .xor('eax', 'eax')
+    .mov('ecx', (3 * 4096) / 4)
+    .rep()
+    .stos(32)
+    .mov(dword(pageTables), pageTables + 0x1003)
+    .mov(dword(pageTables + 0x1000), pageTables + 0x2003)
+    .mov('ebx', pageTables + 0x2000)
+    .mov('eax', 0x83)
+    .mov('ecx', 512)
+    .label('fill')
+    .mov(mem('ebx'), 'eax')
+    .add('eax', 0x200000)
+    .add('ebx', 8)
+    .loop('fill')
+    .mov('eax', pageTables)
+    .mov('cr3', 'eax')
+    .mov('eax', 'cr4')
+    .or('eax', 0x20)
+    .mov('cr4', 'eax')
+    .mov('ecx', 0xc0000080)
+    .rdmsr()
+    .or('eax', 0x100)
+    .wrmsr()
+    .mov('eax', 'cr0')
+    .or('eax', 0x80000000)
+    .mov('cr0', 'eax')
+    .jmpFar(0x08, 'lm64')
+    .code(64)
+    .label('lm64')
+    .mov('al', 64)
+    .out(0x80, 'al')
+    .mov('rax', 0x1122334455667788n)
+    .mov(mem('result'), 'rax')
+    .hlt()
+    .align(8)
+    .label('gdt')
+    .dq(0, 0x00af9b000000ffffn, 0x00cf93000000ffffn, 0x00cf9b000000ffffn)
+    .label('gdt_end')
+    .label('gdtr')
+    .dw(span('gdt', 'gdt_end', -1))
+    .dd(ref('gdt'))
+    .label('result')
+    .dq(0);
+  const p = a.program();
+  return { origin, code: p.code, resultAddr: p.labels.get('result')! };
 }
