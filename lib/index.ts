@@ -79,4 +79,13 @@ export {
   type GuestProgram,
 } from './app/guest/programs.js';
 export { SerialPort } from './app/guest/serial.js';
-export { setupRealMode, loadProgram } from './app/guest/setup.js';
+export {
+  setupRealMode,
+  loadProgram,
+  setupProtectedMode,
+  setupLongMode,
+  type ModeLayout,
+  type ModeSetupOptions,
+  type ProtectedModeOptions,
+  type LongModeOptions,
+} from './app/guest/setup.js';

@@ -2,11 +2,13 @@
 import { NativeBackend } from '../../lib/backends/native/native-backend.js';
 import { openHost } from '../../lib/app/open-host.js';
 import { boundarySuite } from './boundary.js';
+import { cpuModesSuite } from './cpu-modes.js';
 import { lifecycleSuite } from './lifecycle.js';
 import { kvmDevice, type Requirement } from '../helpers/hw.js';
 
 const kvm = kvmDevice();
 boundarySuite({ name: 'native', req: kvm, make: () => new NativeBackend() });
+cpuModesSuite({ name: 'native', req: kvm, make: () => new NativeBackend() });
 
 // The lifecycle needs real SEV: pending with the reason where the host lacks it.
 async function sevHost(): Promise<Requirement> {

@@ -32,6 +32,7 @@ import type { Backing } from './common/mapping.js';
 import { MockSevKernel } from './svm/sev.js';
 import { checkExtension, MSR_FEATURE_LIST, MSR_INDEX_LIST, SUPPORTED_XCR0, supportedCpuid, type CpuidEntry } from './kvm/tables.js';
 import type { KernelProfile } from './common/kernel-profile.js';
+import { validSregs } from './kvm/sregs.js';
 import type { MockVcpu } from './kvm/vcpu.js';
 import { MockVm } from './kvm/vm.js';
 import type { SevDriver } from './ccp/sev-dev.js';
@@ -407,7 +408,7 @@ export class MockKernel {
         return 0;
       case 'KVM_SET_SREGS':
         guard();
-        v.sregs = this.bytes(a.addr, kvm_sregs.size);
+        v.sregs = validSregs(this.bytes(a.addr, kvm_sregs.size), v.cpuid);
         return 0;
       case 'KVM_GET_FPU':
         guard();
