@@ -78,7 +78,7 @@ export {
   COM1,
   type GuestProgram,
 } from './app/guest/programs.js';
-export { SerialPort } from './app/guest/serial.js';
+export { SerialPort, type SerialPortOptions, type SerialState } from './app/guest/serial.js';
 export {
   setupRealMode,
   loadProgram,
