@@ -11,9 +11,19 @@
  * interrupt controller, e.g. KVM_IRQ_LINE on IRQ 4 for COM1.
  *
  * ```ts
- * const serial = new SerialPort({ irq: (level) => vm.irqLine(4, level) });
+ * import { Kvm, NativeBackend, SerialPort, helloProgram, loadProgram, type VcpuExit } from 'kvm-sev';
+ *
+ * using kvm = Kvm.open({ backend: new NativeBackend() });
+ * using vm = kvm.createVm();
+ * const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+ * const vcpu = vm.createVcpu(0);
+ * loadProgram(mem, vcpu, helloProgram('hi\n'));
+ * // A VMM with an interrupt controller raises and lowers COM1's IRQ 4 here (KVM_IRQ_LINE).
+ * const serial = new SerialPort({ irq: (level) => console.log('IRQ 4', level ? 'raised' : 'lowered') });
+ * let exit: VcpuExit;
  * while (serial.handle((exit = await vcpu.run())));
- * serial.receive('input for the guest\n');
+ * serial.receive('input for the guest\n'); // what the guest's next RBR reads return
+ * console.log(JSON.stringify(serial.output), exit.reason); // "hi\n" hlt
  * ```
  */
 import type { VcpuExit } from '../../kvm/exits.js';
