@@ -55,8 +55,8 @@ struct OwnedFd {
   int fd;
   FdKind kind;
   bool writable;
-  std::string path;                 // for error messages ("/dev/sev")
-  std::shared_ptr<VmState> vm;      // VM and vCPU fds
+  std::string path;             // for error messages ("/dev/sev")
+  std::shared_ptr<VmState> vm;  // VM and vCPU fds
   // vCPU fds: KVM holds the vCPU's lock for as long as the guest runs, so another ioctl on it (or a
   // second runner) would block until the guest exits: refused instead.
   std::atomic<bool> running{false};
@@ -93,9 +93,9 @@ AddonData* GetData(Napi::Env env);
 // Errors (errors.cc). Node-shaped: code, errno (negative, as in libuv), syscall, plus request/path.
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const char* request = nullptr,
                        const char* path = nullptr);
-Napi::Error ArgTypeError(Napi::Env env, const std::string& msg);          // ERR_INVALID_ARG_TYPE
-Napi::Error ArgValueError(Napi::Env env, const std::string& msg);         // ERR_INVALID_ARG_VALUE
-Napi::Error ArgRangeError(Napi::Env env, const std::string& msg);         // ERR_OUT_OF_RANGE
+Napi::Error ArgTypeError(Napi::Env env, const std::string& msg);   // ERR_INVALID_ARG_TYPE
+Napi::Error ArgValueError(Napi::Env env, const std::string& msg);  // ERR_INVALID_ARG_VALUE
+Napi::Error ArgRangeError(Napi::Env env, const std::string& msg);  // ERR_OUT_OF_RANGE
 Napi::Error CodedError(Napi::Env env, const char* code, const std::string& msg);
 const char* ErrnoName(int err);
 
@@ -106,10 +106,10 @@ uint64_t ArgSize(const Napi::Value& v, const char* name);  // non-negative safe 
 // Accessors get no V8 signature check (methods do): a getter called on another object
 // (`Object.getOwnPropertyDescriptor(Mapping.prototype, 'buffer').get.call(fdHandle)`) must check
 // the type tag before touching a member.
-#define KVMSEV_CHECK_THIS(info, tag)                                                              \
-  do {                                                                                           \
-    Napi::Value self_ = (info).This();                                                           \
-    if (!self_.IsObject() || !self_.As<Napi::Object>().CheckTypeTag(&(tag)))                     \
+#define KVMSEV_CHECK_THIS(info, tag)                                                                        \
+  do {                                                                                                      \
+    Napi::Value self_ = (info).This();                                                                      \
+    if (!self_.IsObject() || !self_.As<Napi::Object>().CheckTypeTag(&(tag)))                                \
       throw CodedError((info).Env(), "ERR_INVALID_THIS", "Value of \"this\" is not of this kvm-sev class"); \
   } while (0)
 

@@ -60,7 +60,8 @@ uint32_t ArgU32(const Napi::Value& v, const char* name) {
   if (!v.IsNumber()) throw ArgTypeError(env, std::string("The \"") + name + "\" argument must be of type number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint64_t>(d)))
-    throw ArgRangeError(env, std::string("The value of \"") + name + "\" is out of range. It must be an integer >= 0 and <= 4294967295");
+    throw ArgRangeError(env, std::string("The value of \"") + name +
+                                 "\" is out of range. It must be an integer >= 0 and <= 4294967295");
   return static_cast<uint32_t>(d);
 }
 
@@ -72,10 +73,12 @@ uint64_t ArgSize(const Napi::Value& v, const char* name) {
     if (!lossless) throw ArgRangeError(env, std::string("The value of \"") + name + "\" is out of range of u64");
     return x;
   }
-  if (!v.IsNumber()) throw ArgTypeError(env, std::string("The \"") + name + "\" argument must be of type number or bigint");
+  if (!v.IsNumber())
+    throw ArgTypeError(env, std::string("The \"") + name + "\" argument must be of type number or bigint");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<uint64_t>(d)))
-    throw ArgRangeError(env, std::string("The value of \"") + name + "\" is out of range. It must be a safe integer >= 0");
+    throw ArgRangeError(env,
+                        std::string("The value of \"") + name + "\" is out of range. It must be a safe integer >= 0");
   return static_cast<uint64_t>(d);
 }
 

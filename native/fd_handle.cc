@@ -15,13 +15,20 @@ const napi_type_tag kFdHandleTag = {0x6b766d7365764664ULL, 0x48616e646c650001ULL
 
 const char* FdKindName(FdKind k) {
   switch (k) {
-    case FdKind::Kvm: return "kvm";
-    case FdKind::Sev: return "sev";
-    case FdKind::Vm: return "vm";
-    case FdKind::Vcpu: return "vcpu";
-    case FdKind::Memfd: return "memfd";
-    case FdKind::Socket: return "socket";
-    default: return "other";
+    case FdKind::Kvm:
+      return "kvm";
+    case FdKind::Sev:
+      return "sev";
+    case FdKind::Vm:
+      return "vm";
+    case FdKind::Vcpu:
+      return "vcpu";
+    case FdKind::Memfd:
+      return "memfd";
+    case FdKind::Socket:
+      return "socket";
+    default:
+      return "other";
   }
 }
 
@@ -50,12 +57,11 @@ FdKind ClassifyFd(int fd, std::string* path) {
 class FdHandle : public Napi::ObjectWrap<FdHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "FdHandle",
-                       {InstanceMethod<&FdHandle::Close>("close"),
-                        InstanceAccessor<&FdHandle::GetKind>("kind"),
-                        InstanceAccessor<&FdHandle::GetClosed>("closed"),
-                        InstanceAccessor<&FdHandle::GetWritable>("writable"),
-                        InstanceAccessor<&FdHandle::GetPath>("path")});
+    return DefineClass(
+        env, "FdHandle",
+        {InstanceMethod<&FdHandle::Close>("close"), InstanceAccessor<&FdHandle::GetKind>("kind"),
+         InstanceAccessor<&FdHandle::GetClosed>("closed"), InstanceAccessor<&FdHandle::GetWritable>("writable"),
+         InstanceAccessor<&FdHandle::GetPath>("path")});
   }
 
   explicit FdHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdHandle>(info) {
@@ -68,8 +74,9 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
     self.TypeTag(&kFdHandleTag);
     // `fd` is a plain read-only data property: the hot ioctl path looks the number up in the
     // env's table of live fds instead of unwrapping the object (which costs more than the ioctl).
-    self.DefineProperty(Napi::PropertyDescriptor::Value("fd", Napi::Number::New(info.Env(), fd_->fd),
-                                                        static_cast<napi_property_attributes>(napi_enumerable | napi_configurable)));
+    self.DefineProperty(
+        Napi::PropertyDescriptor::Value("fd", Napi::Number::New(info.Env(), fd_->fd),
+                                        static_cast<napi_property_attributes>(napi_enumerable | napi_configurable)));
     data_ = GetData(info.Env());
     data_->fds.insert(this);
     data_->live[fd_->fd] = fd_;
@@ -97,8 +104,9 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
  private:
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Forget();
-    info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value(
-        "fd", Napi::Number::New(info.Env(), -1), static_cast<napi_property_attributes>(napi_enumerable | napi_configurable)));
+    info.This().As<Napi::Object>().DefineProperty(
+        Napi::PropertyDescriptor::Value("fd", Napi::Number::New(info.Env(), -1),
+                                        static_cast<napi_property_attributes>(napi_enumerable | napi_configurable)));
     return info.Env().Undefined();
   }
   Napi::Value GetKind(const Napi::CallbackInfo& info) {
@@ -106,9 +114,13 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
     return Napi::String::New(info.Env(), fd_ ? FdKindName(fd_->kind) : "closed");
   }
   Napi::Value GetClosed(const Napi::CallbackInfo& info) {
-    KVMSEV_CHECK_THIS(info, kFdHandleTag); return Napi::Boolean::New(info.Env(), !fd_); }
+    KVMSEV_CHECK_THIS(info, kFdHandleTag);
+    return Napi::Boolean::New(info.Env(), !fd_);
+  }
   Napi::Value GetWritable(const Napi::CallbackInfo& info) {
-    KVMSEV_CHECK_THIS(info, kFdHandleTag); return Napi::Boolean::New(info.Env(), fd_ && fd_->writable); }
+    KVMSEV_CHECK_THIS(info, kFdHandleTag);
+    return Napi::Boolean::New(info.Env(), fd_ && fd_->writable);
+  }
   Napi::Value GetPath(const Napi::CallbackInfo& info) {
     KVMSEV_CHECK_THIS(info, kFdHandleTag);
     return fd_ ? Napi::String::New(info.Env(), fd_->path) : info.Env().Undefined();
@@ -141,9 +153,12 @@ static Napi::Value Open(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>();
   bool writable = info[1].IsUndefined() ? true : info[1].ToBoolean().Value();
   FdKind kind;
-  if (path == "/dev/kvm") kind = FdKind::Kvm;
-  else if (path == "/dev/sev") kind = FdKind::Sev;
-  else throw ArgValueError(env, "The \"path\" argument must be '/dev/kvm' or '/dev/sev'. Received '" + path + "'");
+  if (path == "/dev/kvm")
+    kind = FdKind::Kvm;
+  else if (path == "/dev/sev")
+    kind = FdKind::Sev;
+  else
+    throw ArgValueError(env, "The \"path\" argument must be '/dev/kvm' or '/dev/sev'. Received '" + path + "'");
   int fd = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) throw ErrnoError(env, errno, "open", nullptr, path.c_str());
   return NewFdHandle(env, std::make_shared<OwnedFd>(fd, kind, writable, path));

@@ -50,10 +50,12 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
                      "ioctl request " + Hex(request) + " is not in kvm-sev's allowlist of known KVM and SEV requests");
   const RequestDef& d = *p.def;
   if (!(static_cast<uint32_t>(p.fd->kind) & (static_cast<uint32_t>(FdKind::Kvm) | static_cast<uint32_t>(FdKind::Sev) |
-                                                static_cast<uint32_t>(FdKind::Vm) | static_cast<uint32_t>(FdKind::Vcpu))))
+                                             static_cast<uint32_t>(FdKind::Vm) | static_cast<uint32_t>(FdKind::Vcpu))))
     throw ArgValueError(env, std::string(d.name) + " cannot be issued on a " + FdKindName(p.fd->kind) + " fd");
   if (p.fd->kind == FdKind::Vcpu && p.fd->running)
-    throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", std::string(d.name) + ": the vCPU is running (KVM holds it until the guest exits); kick() it first");
+    throw CodedError(
+        env, "ERR_KVM_SEV_VCPU_BUSY",
+        std::string(d.name) + ": the vCPU is running (KVM holds it until the guest exits); kick() it first");
   if (request == static_cast<uint32_t>(KVM_RUN))
     throw CodedError(env, "ERR_KVM_SEV_USE_RUNNER",
                      "KVM_RUN runs on the vCPU's own thread: use a VcpuRunner (run() or runSync()), not ioctl()");
@@ -74,7 +76,8 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
       break;
     }
     case ArgKind::Struct:
-      if (d.nullArg && (arg.IsUndefined() || arg.IsNull() || (arg.IsNumber() && arg.As<Napi::Number>().DoubleValue() == 0)))
+      if (d.nullArg &&
+          (arg.IsUndefined() || arg.IsNull() || (arg.IsNumber() && arg.As<Napi::Number>().DoubleValue() == 0)))
         break;  // NULL: the "is SEV enabled?" probe
       p.marshal = std::make_unique<Marshal>(env, SevIdsOf(p));
       p.marshal->BuildRoot(arg, d.layout, d.var, d.name);
@@ -100,7 +103,7 @@ void HoldNamedFds(Napi::Env env, Prepared& p) {
     uint32_t cap;
     uint64_t a0;
     memcpy(&cap, b.data(), 4);
-    memcpy(&a0, b.data() + 8, 8);  // args[0]
+    memcpy(&a0, b.data() + 8, 8);                                  // args[0]
     if (cap == 197 || cap == 206) hold(static_cast<int64_t>(a0));  // COPY/MOVE_ENC_CONTEXT_FROM
   }
 }
@@ -125,7 +128,6 @@ void AfterSuccess(Prepared& p) {
     p.fd->vm->Bind(slot, m);
   }
 }
-
 
 }  // namespace
 
@@ -213,9 +215,12 @@ static Napi::Value IoctlAsync(const Napi::CallbackInfo& info) {
 
 static const char* ArgKindName(ArgKind k) {
   switch (k) {
-    case ArgKind::None: return "none";
-    case ArgKind::Int: return "int";
-    default: return "struct";
+    case ArgKind::None:
+      return "none";
+    case ArgKind::Int:
+      return "int";
+    default:
+      return "struct";
   }
 }
 

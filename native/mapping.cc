@@ -44,13 +44,11 @@ VmState::~VmState() {
 class Mapping : public Napi::ObjectWrap<Mapping> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Mapping",
-                       {InstanceMethod<&Mapping::UnmapJs>("unmap"),
-                        InstanceMethod<&Mapping::ViewJs>("view"),
-                        InstanceAccessor<&Mapping::GetBuffer>("buffer"),
-                        InstanceAccessor<&Mapping::GetSize>("size"),
-                        InstanceAccessor<&Mapping::GetClosed>("closed"),
-                        InstanceAccessor<&Mapping::GetBindings>("bindings")});
+    return DefineClass(
+        env, "Mapping",
+        {InstanceMethod<&Mapping::UnmapJs>("unmap"), InstanceMethod<&Mapping::ViewJs>("view"),
+         InstanceAccessor<&Mapping::GetBuffer>("buffer"), InstanceAccessor<&Mapping::GetSize>("size"),
+         InstanceAccessor<&Mapping::GetClosed>("closed"), InstanceAccessor<&Mapping::GetBindings>("bindings")});
   }
 
   explicit Mapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapping>(info) {
@@ -76,7 +74,8 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     for (auto& ref : views_) {
       if (ref.IsEmpty()) continue;
       Napi::Value v = ref.Value();
-      if (!v.IsEmpty() && v.IsArrayBuffer() && !v.As<Napi::ArrayBuffer>().IsDetached()) v.As<Napi::ArrayBuffer>().Detach();
+      if (!v.IsEmpty() && v.IsArrayBuffer() && !v.As<Napi::ArrayBuffer>().IsDetached())
+        v.As<Napi::ArrayBuffer>().Detach();
     }
     views_.clear();
     st_->Unmap();
@@ -92,7 +91,9 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
       throw ArgRangeError(env, "The view [" + std::to_string(offset) + ", +" + std::to_string(length) +
                                    ") is outside the mapping of " + std::to_string(st_->size) + " bytes");
     if (length > kMaxView)
-      throw ArgRangeError(env, "The value of \"length\" is out of range. It must be <= 4 GiB (Node 20's ArrayBuffer limit); use several views");
+      throw ArgRangeError(env,
+                          "The value of \"length\" is out of range. It must be <= 4 GiB (Node 20's ArrayBuffer limit); "
+                          "use several views");
     auto* keep = new std::shared_ptr<MapState>(st_);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
         env, static_cast<uint8_t*>(st_->addr) + offset, static_cast<size_t>(length),
@@ -119,9 +120,11 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     Napi::Env env = info.Env();
     if (!TryUnmap(env)) {
       Napi::Error e = ErrnoError(env, EBUSY, "munmap");
-      e.Set("message", Napi::String::New(env, st_->bindings > 0
-          ? "EBUSY: the mapping backs a memory slot of a live VM; delete the slot or close the VM first"
-          : "EBUSY: the mapping is used by an ioctl in flight"));
+      e.Set("message",
+            Napi::String::New(
+                env, st_->bindings > 0
+                         ? "EBUSY: the mapping backs a memory slot of a live VM; delete the slot or close the VM first"
+                         : "EBUSY: the mapping is used by an ioctl in flight"));
       throw e;
     }
     return env.Undefined();
@@ -135,7 +138,8 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     }
     if (st_->unmapped) return Napi::ArrayBuffer::New(env, 0);  // detached, as after unmap()
     if (st_->size > kMaxView)
-      throw ArgRangeError(env, "The mapping is larger than 4 GiB, Node 20's ArrayBuffer limit: use mapping.view(offset, length)");
+      throw ArgRangeError(
+          env, "The mapping is larger than 4 GiB, Node 20's ArrayBuffer limit: use mapping.view(offset, length)");
     Napi::Value ab = MakeView(env, 0, st_->size);
     whole_ = Napi::Persistent(ab.As<Napi::ArrayBuffer>());
     return ab;
@@ -146,11 +150,17 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
     return MakeView(info.Env(), off, len);
   }
   Napi::Value GetSize(const Napi::CallbackInfo& info) {
-    KVMSEV_CHECK_THIS(info, kMappingTag); return Napi::Number::New(info.Env(), static_cast<double>(st_->size)); }
+    KVMSEV_CHECK_THIS(info, kMappingTag);
+    return Napi::Number::New(info.Env(), static_cast<double>(st_->size));
+  }
   Napi::Value GetClosed(const Napi::CallbackInfo& info) {
-    KVMSEV_CHECK_THIS(info, kMappingTag); return Napi::Boolean::New(info.Env(), st_->unmapped.load()); }
+    KVMSEV_CHECK_THIS(info, kMappingTag);
+    return Napi::Boolean::New(info.Env(), st_->unmapped.load());
+  }
   Napi::Value GetBindings(const Napi::CallbackInfo& info) {
-    KVMSEV_CHECK_THIS(info, kMappingTag); return Napi::Number::New(info.Env(), st_->bindings.load()); }
+    KVMSEV_CHECK_THIS(info, kMappingTag);
+    return Napi::Number::New(info.Env(), st_->bindings.load());
+  }
 
   static constexpr uint64_t kMaxView = 1ull << 32;
   std::shared_ptr<MapState> st_;
@@ -218,8 +228,8 @@ static Napi::Value MmapShared(const Napi::CallbackInfo& info) {
   struct stat st {};
   if (fstat(fd->fd, &st) < 0) throw ErrnoError(env, errno, "fstat");
   if (off > static_cast<uint64_t>(st.st_size) || size > static_cast<uint64_t>(st.st_size) - off)
-    throw ArgRangeError(env, "The mapping [" + std::to_string(off) + ", +" + std::to_string(size) + ") is beyond the memfd's " +
-                                 std::to_string(st.st_size) + " bytes");
+    throw ArgRangeError(env, "The mapping [" + std::to_string(off) + ", +" + std::to_string(size) +
+                                 ") is beyond the memfd's " + std::to_string(st.st_size) + " bytes");
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd->fd, static_cast<off_t>(off));
   if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap");
   return NewMapping(env, p, size);

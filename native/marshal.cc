@@ -52,7 +52,8 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
                                     const char* what) {
   Napi::Env env = env_;
   std::string w(what);
-  if (!arg.IsObject()) throw ArgTypeError(env, w + ": the argument must be an IoctlStruct ({kind:'struct', bytes, fixups})");
+  if (!arg.IsObject())
+    throw ArgTypeError(env, w + ": the argument must be an IoctlStruct ({kind:'struct', bytes, fixups})");
   Napi::Object o = arg.As<Napi::Object>();
   Napi::Value kind = o.Get("kind");
   if (!kind.IsString() || kind.As<Napi::String>().Utf8Value() != "struct")
@@ -70,10 +71,12 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
     uint32_t count;
     memcpy(&count, src + var->countOffset, 4);
     need = static_cast<size_t>(var->headerSize) + static_cast<size_t>(count) * var->elementSize;
-    if (count > (1u << 20)) throw ArgRangeError(env, w + ": " + layout->name + " count " + std::to_string(count) + " is too large");
+    if (count > (1u << 20))
+      throw ArgRangeError(env, w + ": " + layout->name + " count " + std::to_string(count) + " is too large");
   }
   if (len < need)
-    throw ArgRangeError(env, w + ": " + layout->name + " needs " + std::to_string(need) + " bytes, got " + std::to_string(len));
+    throw ArgRangeError(
+        env, w + ": " + layout->name + " needs " + std::to_string(need) + " bytes, got " + std::to_string(len));
 
   auto level = std::make_unique<Level>();
   Level* L = level.get();
@@ -109,7 +112,8 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
     for (size_t k = 0; k < layout->ptrs.size(); k++)
       if (layout->ptrs[k].offset == off) idx = k;
     if (idx == layout->ptrs.size())
-      throw ArgValueError(env, w + ": offset " + std::to_string(off) + " of " + layout->name + " is not a pointer field");
+      throw ArgValueError(env,
+                          w + ": offset " + std::to_string(off) + " of " + layout->name + " is not a pointer field");
     if (seen[idx]) throw ArgValueError(env, w + ": two fix-ups for " + layout->name + "." + layout->ptrs[idx].name);
     seen[idx] = true;
     const PtrField& pf = layout->ptrs[idx];
@@ -131,7 +135,8 @@ void Marshal::CheckRetained(Level* L, const std::vector<bool>& seen, const std::
     if (!pf.retained || seen[k] || pf.lenOffset < 0) continue;
     if (ReadLen(L->native, static_cast<uint32_t>(pf.lenOffset), pf.lenSize) != 0)
       throw ArgValueError(env_, w + ": " + L->layout->name + "." + pf.name +
-                                    " is NULL but its length is not 0: the kernel keeps this address, so it must point into guest memory (a mapping)");
+                                    " is NULL but its length is not 0: the kernel keeps this address, so it must point "
+                                    "into guest memory (a mapping)");
   }
 }
 
@@ -171,7 +176,8 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
     if (pf.lenOffset >= 0 && pairedLen > len)
       throw ArgRangeError(env, field + ": the paired length " + std::to_string(pairedLen) + " exceeds the target's " +
                                    std::to_string(len) + " bytes");
-    if (pf.fixedLen > len) throw ArgRangeError(env, field + ": the target must hold " + std::to_string(pf.fixedLen) + " bytes");
+    if (pf.fixedLen > len)
+      throw ArgRangeError(env, field + ": the target must hold " + std::to_string(pf.fixedLen) + " bytes");
     m->inflight++;  // unmap() now fails with EBUSY until the call ends
     pins_.push_back(m);
     level->mappings.emplace_back(pf.offset, m);
@@ -179,8 +185,9 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
   }
 
   if (pf.retained)
-    throw ArgTypeError(env, field + ": the kernel keeps this address after the call, so it must point into guest memory "
-                                    "(a mapping), not a JS buffer");
+    throw ArgTypeError(env, field +
+                                ": the kernel keeps this address after the call, so it must point into guest memory "
+                                "(a mapping), not a JS buffer");
   uint8_t* data;
   size_t len;
   if (!GetBytes(target, &data, &len))
@@ -188,7 +195,8 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
   if (pf.lenOffset >= 0 && pairedLen > len)
     throw ArgRangeError(env, field + ": the paired length " + std::to_string(pairedLen) + " exceeds the buffer's " +
                                  std::to_string(len) + " bytes");
-  if (pf.fixedLen > len) throw ArgRangeError(env, field + ": the buffer must hold " + std::to_string(pf.fixedLen) + " bytes");
+  if (pf.fixedLen > len)
+    throw ArgRangeError(env, field + ": the buffer must hold " + std::to_string(pf.fixedLen) + " bytes");
   if (len == 0) throw ArgRangeError(env, field + ": the buffer is empty or detached; pass null for a NULL pointer");
   auto b = std::make_unique<Bounce>();
   b->js = Napi::Persistent(target);
@@ -214,7 +222,8 @@ uint64_t Marshal::ResolveOpaque(const Napi::Value& target, const PtrField& pf, L
         throw ArgTypeError(env, std::string(what) + ": \"bytes\" must be a Uint8Array");
       Napi::Value fx = t.Get("fixups");
       if (!fx.IsUndefined() && !fx.IsNull() && (!fx.IsArray() || fx.As<Napi::Array>().Length() > 0))
-        throw ArgValueError(env, field + ": the command has no data struct here, so its memory has no pointer fields to fix up");
+        throw ArgValueError(
+            env, field + ": the command has no data struct here, so its memory has no pointer fields to fix up");
       mem = bytes;
     }
   }

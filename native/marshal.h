@@ -38,7 +38,7 @@ class Marshal {
   };
   struct Level {
     const Layout* layout;
-    Napi::Reference<Napi::Value> jsBytes;     // Uint8Array of the struct
+    Napi::Reference<Napi::Value> jsBytes;  // Uint8Array of the struct
     size_t jsLen = 0;
     std::vector<uint8_t> native;
     std::vector<std::pair<uint32_t, std::shared_ptr<MapState>>> mappings;  // offset -> mapping

@@ -60,28 +60,35 @@ static PtrField Selected(const char* name, uint32_t off, int32_t selOff, LayoutS
 
 // ---- kvm_sev_* (x86_64 layouts, arch/x86/include/uapi/asm/kvm.h) ------------------------------
 static const Layout L_sev_init{"kvm_sev_init", 48, {}};
-static const Layout L_launch_start{"kvm_sev_launch_start", 40,
-                                   {Data("dh_uaddr", 8, 16, 4), Data("session_uaddr", 24, 32, 4)}};
+static const Layout L_launch_start{
+    "kvm_sev_launch_start", 40, {Data("dh_uaddr", 8, 16, 4), Data("session_uaddr", 24, 32, 4)}};
 static const Layout L_launch_update_data{"kvm_sev_launch_update_data", 16, {Data("uaddr", 0, 8, 4)}};
-static const Layout L_launch_secret{"kvm_sev_launch_secret", 48,
-                                    {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
+static const Layout L_launch_secret{
+    "kvm_sev_launch_secret",
+    48,
+    {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
 static const Layout L_launch_measure{"kvm_sev_launch_measure", 16, {Data("uaddr", 0, 8, 4)}};
 static const Layout L_guest_status{"kvm_sev_guest_status", 12, {}};
 static const Layout L_dbg{"kvm_sev_dbg", 24, {Data("src_uaddr", 0, 16, 4), Data("dst_uaddr", 8, 16, 4)}};
 static const Layout L_attestation{"kvm_sev_attestation_report", 32, {Data("uaddr", 16, 24, 4)}};
-static const Layout L_send_start{"kvm_sev_send_start", 72,
+static const Layout L_send_start{"kvm_sev_send_start",
+                                 72,
                                  {Data("pdh_cert_uaddr", 8, 16, 4), Data("plat_certs_uaddr", 24, 32, 4),
                                   Data("amd_certs_uaddr", 40, 48, 4), Data("session_uaddr", 56, 64, 4)}};
-static const Layout L_send_update_data{"kvm_sev_send_update_data", 48,
-                                       {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
-static const Layout L_receive_start{"kvm_sev_receive_start", 40,
-                                    {Data("pdh_uaddr", 8, 16, 4), Data("session_uaddr", 24, 32, 4)}};
-static const Layout L_receive_update_data{"kvm_sev_receive_update_data", 48,
-                                          {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
+static const Layout L_send_update_data{
+    "kvm_sev_send_update_data",
+    48,
+    {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
+static const Layout L_receive_start{
+    "kvm_sev_receive_start", 40, {Data("pdh_uaddr", 8, 16, 4), Data("session_uaddr", 24, 32, 4)}};
+static const Layout L_receive_update_data{
+    "kvm_sev_receive_update_data",
+    48,
+    {Data("hdr_uaddr", 0, 8, 4), Data("guest_uaddr", 16, 24, 4), Data("trans_uaddr", 32, 40, 4)}};
 static const Layout L_snp_launch_start{"kvm_sev_snp_launch_start", 64, {}};
 static const Layout L_snp_launch_update{"kvm_sev_snp_launch_update", 64, {Data("uaddr", 8, 16, 8)}};
-static const Layout L_snp_launch_finish{"kvm_sev_snp_launch_finish", 88,
-                                        {Fixed("id_block_uaddr", 0, 96), Fixed("id_auth_uaddr", 8, 4096)}};
+static const Layout L_snp_launch_finish{
+    "kvm_sev_snp_launch_finish", 88, {Fixed("id_block_uaddr", 0, 96), Fixed("id_auth_uaddr", 8, 4096)}};
 static const Layout L_local_send{"kvm_sev_local_send", 8, {}};
 static const Layout L_local_receive{"kvm_sev_local_receive", 16, {}};
 
@@ -98,23 +105,39 @@ const Layout* SevCommandLayout(uint32_t id, const SevCommandIds& ids) {
   if (ids.localSend != 0 && id == ids.localSend) return &L_local_send;
   if (ids.localReceive != 0 && id == ids.localReceive) return &L_local_receive;
   switch (id) {
-    case KVM_SEV_LAUNCH_START: return &L_launch_start;
-    case KVM_SEV_LAUNCH_UPDATE_DATA: return &L_launch_update_data;
-    case KVM_SEV_LAUNCH_SECRET: return &L_launch_secret;
-    case KVM_SEV_LAUNCH_MEASURE: return &L_launch_measure;
-    case KVM_SEV_SEND_START: return &L_send_start;
-    case KVM_SEV_SEND_UPDATE_DATA: return &L_send_update_data;
-    case KVM_SEV_RECEIVE_START: return &L_receive_start;
-    case KVM_SEV_RECEIVE_UPDATE_DATA: return &L_receive_update_data;
-    case KVM_SEV_GUEST_STATUS: return &L_guest_status;
+    case KVM_SEV_LAUNCH_START:
+      return &L_launch_start;
+    case KVM_SEV_LAUNCH_UPDATE_DATA:
+      return &L_launch_update_data;
+    case KVM_SEV_LAUNCH_SECRET:
+      return &L_launch_secret;
+    case KVM_SEV_LAUNCH_MEASURE:
+      return &L_launch_measure;
+    case KVM_SEV_SEND_START:
+      return &L_send_start;
+    case KVM_SEV_SEND_UPDATE_DATA:
+      return &L_send_update_data;
+    case KVM_SEV_RECEIVE_START:
+      return &L_receive_start;
+    case KVM_SEV_RECEIVE_UPDATE_DATA:
+      return &L_receive_update_data;
+    case KVM_SEV_GUEST_STATUS:
+      return &L_guest_status;
     case KVM_SEV_DBG_DECRYPT:
-    case KVM_SEV_DBG_ENCRYPT: return &L_dbg;
-    case KVM_SEV_GET_ATTESTATION_REPORT: return &L_attestation;
-    case KVM_SEV_INIT2: return &L_sev_init;
-    case KVM_SEV_SNP_LAUNCH_START: return &L_snp_launch_start;
-    case KVM_SEV_SNP_LAUNCH_UPDATE: return &L_snp_launch_update;
-    case KVM_SEV_SNP_LAUNCH_FINISH: return &L_snp_launch_finish;
-    default: return nullptr;  // INIT, ES_INIT, UPDATE_VMSA, *_FINISH, SEND_CANCEL, unknown ids
+    case KVM_SEV_DBG_ENCRYPT:
+      return &L_dbg;
+    case KVM_SEV_GET_ATTESTATION_REPORT:
+      return &L_attestation;
+    case KVM_SEV_INIT2:
+      return &L_sev_init;
+    case KVM_SEV_SNP_LAUNCH_START:
+      return &L_snp_launch_start;
+    case KVM_SEV_SNP_LAUNCH_UPDATE:
+      return &L_snp_launch_update;
+    case KVM_SEV_SNP_LAUNCH_FINISH:
+      return &L_snp_launch_finish;
+    default:
+      return nullptr;  // INIT, ES_INIT, UPDATE_VMSA, *_FINISH, SEND_CANCEL, unknown ids
   }
 }
 
@@ -123,10 +146,10 @@ static const Layout L_sev_cmd{"kvm_sev_cmd", 24, {Selected("data", 8, 0, SevComm
 // ---- /dev/sev (packed structs, include/uapi/linux/psp-sev.h) -----------------------------------
 static const Layout L_status{"sev_user_data_status", 12, {}};
 static const Layout L_pek_csr{"sev_user_data_pek_csr", 12, {Data("address", 0, 8, 4)}};
-static const Layout L_pek_cert_import{"sev_user_data_pek_cert_import", 24,
-                                      {Data("pek_cert_address", 0, 8, 4), Data("oca_cert_address", 12, 20, 4)}};
-static const Layout L_pdh_cert_export{"sev_user_data_pdh_cert_export", 24,
-                                      {Data("pdh_cert_address", 0, 8, 4), Data("cert_chain_address", 12, 20, 4)}};
+static const Layout L_pek_cert_import{
+    "sev_user_data_pek_cert_import", 24, {Data("pek_cert_address", 0, 8, 4), Data("oca_cert_address", 12, 20, 4)}};
+static const Layout L_pdh_cert_export{
+    "sev_user_data_pdh_cert_export", 24, {Data("pdh_cert_address", 0, 8, 4), Data("cert_chain_address", 12, 20, 4)}};
 static const Layout L_get_id{"sev_user_data_get_id", 128, {}};
 static const Layout L_get_id2{"sev_user_data_get_id2", 12, {Data("address", 0, 8, 4)}};
 static const Layout L_snp_status{"sev_user_data_snp_status", 32, {}};
@@ -136,16 +159,26 @@ static const Layout L_snp_vlek_load{"sev_user_data_snp_vlek_load", 16, {Fixed("v
 // /dev/sev has one table: a VM's `ids` do not apply.
 static const Layout* SevPlatformLayout(uint32_t cmd, const SevCommandIds&) {
   switch (cmd) {
-    case 1: return &L_status;           // SEV_PLATFORM_STATUS
-    case 3: return &L_pek_csr;          // SEV_PEK_CSR
-    case 5: return &L_pdh_cert_export;  // SEV_PDH_CERT_EXPORT
-    case 6: return &L_pek_cert_import;  // SEV_PEK_CERT_IMPORT
-    case 7: return &L_get_id;           // SEV_GET_ID
-    case 8: return &L_get_id2;          // SEV_GET_ID2
-    case 9: return &L_snp_status;       // SNP_PLATFORM_STATUS
-    case 11: return &L_snp_config;      // SNP_SET_CONFIG
-    case 12: return &L_snp_vlek_load;   // SNP_VLEK_LOAD
-    default: return nullptr;            // FACTORY_RESET, PEK_GEN, PDH_GEN, SNP_COMMIT, unknown
+    case 1:
+      return &L_status;  // SEV_PLATFORM_STATUS
+    case 3:
+      return &L_pek_csr;  // SEV_PEK_CSR
+    case 5:
+      return &L_pdh_cert_export;  // SEV_PDH_CERT_EXPORT
+    case 6:
+      return &L_pek_cert_import;  // SEV_PEK_CERT_IMPORT
+    case 7:
+      return &L_get_id;  // SEV_GET_ID
+    case 8:
+      return &L_get_id2;  // SEV_GET_ID2
+    case 9:
+      return &L_snp_status;  // SNP_PLATFORM_STATUS
+    case 11:
+      return &L_snp_config;  // SNP_SET_CONFIG
+    case 12:
+      return &L_snp_vlek_load;  // SNP_VLEK_LOAD
+    default:
+      return nullptr;  // FACTORY_RESET, PEK_GEN, PDH_GEN, SNP_COMMIT, unknown
   }
 }
 
@@ -175,13 +208,30 @@ static const VarSpec V_msrs{0, kSizeofKvmMsrs, sizeof(struct kvm_msr_entry)};
 static const VarSpec V_cpuid2{0, kSizeofKvmCpuid2, sizeof(struct kvm_cpuid_entry2)};
 static const VarSpec V_msr_list{0, kSizeofKvmMsrList, sizeof(__u32)};
 
-#define REQ_NONE(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::None, nullptr, nullptr, kinds, false, false}
-#define REQ_INT(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Int, nullptr, nullptr, kinds, false, false}
-#define REQ_FD(name, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Int, nullptr, nullptr, kinds, true, false}
-#define REQ_S(name, layout, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Struct, &layout, nullptr, kinds, false, false}
-#define REQ_SN(str, num, layout, kinds) RequestDef{str, static_cast<uint32_t>(num), ArgKind::Struct, &layout, nullptr, kinds, false, false}
-#define REQ_VN(str, num, layout, var, kinds) RequestDef{str, static_cast<uint32_t>(num), ArgKind::Struct, &layout, &var, kinds, false, false}
-#define REQ_V(name, layout, var, kinds) RequestDef{#name, static_cast<uint32_t>(name), ArgKind::Struct, &layout, &var, kinds, false, false}
+#define REQ_NONE(name, kinds)                                                                  \
+  RequestDef {                                                                                 \
+#name, static_cast < uint32_t>(name), ArgKind::None, nullptr, nullptr, kinds, false, false \
+  }
+#define REQ_INT(name, kinds)                                                                  \
+  RequestDef {                                                                                \
+#name, static_cast < uint32_t>(name), ArgKind::Int, nullptr, nullptr, kinds, false, false \
+  }
+#define REQ_FD(name, kinds)                                                                  \
+  RequestDef {                                                                               \
+#name, static_cast < uint32_t>(name), ArgKind::Int, nullptr, nullptr, kinds, true, false \
+  }
+#define REQ_S(name, layout, kinds)                                                               \
+  RequestDef {                                                                                   \
+#name, static_cast < uint32_t>(name), ArgKind::Struct, &layout, nullptr, kinds, false, false \
+  }
+#define REQ_SN(str, num, layout, kinds) \
+  RequestDef { str, static_cast<uint32_t>(num), ArgKind::Struct, &layout, nullptr, kinds, false, false }
+#define REQ_VN(str, num, layout, var, kinds) \
+  RequestDef { str, static_cast<uint32_t>(num), ArgKind::Struct, &layout, &var, kinds, false, false }
+#define REQ_V(name, layout, var, kinds)                                                       \
+  RequestDef {                                                                                \
+#name, static_cast < uint32_t>(name), ArgKind::Struct, &layout, &var, kinds, false, false \
+  }
 
 static const std::vector<RequestDef>& Table() {
   static const std::vector<RequestDef> t = {
@@ -249,14 +299,51 @@ const RequestDef* FindRequest(uint32_t request) {
 }
 
 const std::vector<const Layout*>& AllLayouts() {
-  static const std::vector<const Layout*> all = {
-      &L_sev_cmd, &L_sev_init, &L_launch_start, &L_launch_update_data, &L_launch_secret, &L_launch_measure,
-      &L_guest_status, &L_dbg, &L_attestation, &L_send_start, &L_send_update_data, &L_receive_start,
-      &L_receive_update_data, &L_snp_launch_start, &L_snp_launch_update, &L_snp_launch_finish, &L_local_send,
-      &L_local_receive, &L_issue_cmd, &L_status, &L_pek_csr, &L_pek_cert_import, &L_pdh_cert_export, &L_get_id,
-      &L_get_id2, &L_snp_status, &L_snp_config, &L_snp_vlek_load, &L_memory_region, &L_enc_region,
-      &L_enable_cap, &L_regs, &L_sregs, &L_fpu, &L_xsave, &L_xcrs, &L_lapic, &L_events, &L_mp_state,
-      &L_debugregs, &L_guest_debug, &L_device_attr, &L_msrs, &L_cpuid2, &L_msr_list};
+  static const std::vector<const Layout*> all = {&L_sev_cmd,
+                                                 &L_sev_init,
+                                                 &L_launch_start,
+                                                 &L_launch_update_data,
+                                                 &L_launch_secret,
+                                                 &L_launch_measure,
+                                                 &L_guest_status,
+                                                 &L_dbg,
+                                                 &L_attestation,
+                                                 &L_send_start,
+                                                 &L_send_update_data,
+                                                 &L_receive_start,
+                                                 &L_receive_update_data,
+                                                 &L_snp_launch_start,
+                                                 &L_snp_launch_update,
+                                                 &L_snp_launch_finish,
+                                                 &L_local_send,
+                                                 &L_local_receive,
+                                                 &L_issue_cmd,
+                                                 &L_status,
+                                                 &L_pek_csr,
+                                                 &L_pek_cert_import,
+                                                 &L_pdh_cert_export,
+                                                 &L_get_id,
+                                                 &L_get_id2,
+                                                 &L_snp_status,
+                                                 &L_snp_config,
+                                                 &L_snp_vlek_load,
+                                                 &L_memory_region,
+                                                 &L_enc_region,
+                                                 &L_enable_cap,
+                                                 &L_regs,
+                                                 &L_sregs,
+                                                 &L_fpu,
+                                                 &L_xsave,
+                                                 &L_xcrs,
+                                                 &L_lapic,
+                                                 &L_events,
+                                                 &L_mp_state,
+                                                 &L_debugregs,
+                                                 &L_guest_debug,
+                                                 &L_device_attr,
+                                                 &L_msrs,
+                                                 &L_cpuid2,
+                                                 &L_msr_list};
   return all;
 }
 

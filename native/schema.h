@@ -30,14 +30,14 @@ using LayoutSelector = const Layout* (*)(uint32_t selector, const SevCommandIds&
 
 struct PtrField {
   const char* name;
-  uint32_t offset;           // of the 8-byte pointer
-  int32_t lenOffset;         // paired length field, -1 if none
-  uint8_t lenSize;           // 4 or 8
-  uint32_t fixedLen;         // target must hold at least this many bytes (0: none)
-  const Layout* nested;      // points at a struct of this layout
-  int32_t selectorOffset;    // nested struct chosen by the u32 at this offset (-1: none)
+  uint32_t offset;         // of the 8-byte pointer
+  int32_t lenOffset;       // paired length field, -1 if none
+  uint8_t lenSize;         // 4 or 8
+  uint32_t fixedLen;       // target must hold at least this many bytes (0: none)
+  const Layout* nested;    // points at a struct of this layout
+  int32_t selectorOffset;  // nested struct chosen by the u32 at this offset (-1: none)
   LayoutSelector select;
-  bool retained;             // the kernel keeps the address after the call: only mappings allowed
+  bool retained;  // the kernel keeps the address after the call: only mappings allowed
 };
 
 struct Layout {
@@ -59,11 +59,11 @@ struct RequestDef {
   const char* name;
   uint32_t request;
   ArgKind arg;
-  const Layout* layout;   // Struct: what the argument points at
-  const VarSpec* var;     // variable-length struct, or nullptr
-  uint32_t fdKinds;       // FdKind bit mask
+  const Layout* layout;  // Struct: what the argument points at
+  const VarSpec* var;    // variable-length struct, or nullptr
+  uint32_t fdKinds;      // FdKind bit mask
   bool returnsFd;
-  bool nullArg;           // a NULL pointer argument is legal (KVM_MEMORY_ENCRYPT_OP probe)
+  bool nullArg;  // a NULL pointer argument is legal (KVM_MEMORY_ENCRYPT_OP probe)
 };
 
 const RequestDef* FindRequest(uint32_t request);

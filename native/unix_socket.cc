@@ -146,8 +146,10 @@ struct SendCtx {
 
 static void SendCallJs(Napi::Env env, Napi::Function, SendCtx* ctx, SendResult* r) {
   if (env != nullptr) {
-    if (r->err) ctx->deferred.Reject(ErrnoError(env, r->err, "sendmsg").Value());
-    else ctx->deferred.Resolve(Napi::Number::New(env, static_cast<double>(r->sent)));
+    if (r->err)
+      ctx->deferred.Reject(ErrnoError(env, r->err, "sendmsg").Value());
+    else
+      ctx->deferred.Resolve(Napi::Number::New(env, static_cast<double>(r->sent)));
   }
   delete r;
 }
@@ -171,7 +173,8 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
     // The bytes only now: reading `fds` may run JS (getters) that detaches the data's buffer.
     uint8_t* d;
     size_t n;
-    if (!GetBytes(info[1], &d, &n) || n == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
+    if (!GetBytes(info[1], &d, &n) || n == 0)
+      throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
     bytes.assign(d, d + n);  // the call outlives this JS turn
   } catch (const Napi::Error& e) {
     ctx->deferred.Reject(e.Value());
@@ -182,20 +185,22 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
   AddonData* adata = GetData(env);
   auto done = std::make_shared<std::atomic<bool>>(false);
   TrackThread(adata, done, std::thread([sock, keep, bytes = std::move(bytes), tsfn, adata, done]() mutable {
-    auto* r = new SendResult();
-    std::vector<int> fds;
-    for (auto& k : keep) fds.push_back(k->fd);
-    r->err = PollUntil(adata, *sock, POLLOUT, [&]() -> int {
-      ssize_t k = SendSome(sock->fd, bytes.data(), bytes.size(), r->sent, fds, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (k < 0) return errno;
-      r->sent += static_cast<size_t>(k);
-      return r->sent < bytes.size() ? kPollAgain : 0;
-    });
-    // napi_closing: the env is going away and the function must not be released any more.
-    if (tsfn.BlockingCall(r) != napi_ok) delete r;
-    else tsfn.Release();
-    done->store(true);
-  }));
+                auto* r = new SendResult();
+                std::vector<int> fds;
+                for (auto& k : keep) fds.push_back(k->fd);
+                r->err = PollUntil(adata, *sock, POLLOUT, [&]() -> int {
+                  ssize_t k = SendSome(sock->fd, bytes.data(), bytes.size(), r->sent, fds, MSG_NOSIGNAL | MSG_DONTWAIT);
+                  if (k < 0) return errno;
+                  r->sent += static_cast<size_t>(k);
+                  return r->sent < bytes.size() ? kPollAgain : 0;
+                });
+                // napi_closing: the env is going away and the function must not be released any more.
+                if (tsfn.BlockingCall(r) != napi_ok)
+                  delete r;
+                else
+                  tsfn.Release();
+                done->store(true);
+              }));
   return promise;
 }
 
@@ -236,7 +241,8 @@ struct WaitCtx {
 };
 
 static void WaitCallJs(Napi::Env env, Napi::Function, WaitCtx* ctx, RecvResult* r) {
-  if (env != nullptr) Settle(env, &ctx->deferred, r, ctx->accept);
+  if (env != nullptr)
+    Settle(env, &ctx->deferred, r, ctx->accept);
   else {
     if (r->acceptedFd >= 0) close(r->acceptedFd);
     for (int fd : r->fds) close(fd);
@@ -256,7 +262,8 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
     if (!accept) {
       maxBytes = static_cast<size_t>(ArgSize(info[1], "maxBytes"));
       maxFds = info[2].IsUndefined() ? kMaxFds : static_cast<size_t>(ArgSize(info[2], "maxFds"));
-      if (maxBytes == 0 || maxBytes > (1u << 26)) throw ArgRangeError(env, "The value of \"maxBytes\" is out of range (1..64 MiB)");
+      if (maxBytes == 0 || maxBytes > (1u << 26))
+        throw ArgRangeError(env, "The value of \"maxBytes\" is out of range (1..64 MiB)");
       if (maxFds > kMaxFds) throw ArgRangeError(env, "The value of \"maxFds\" is out of range (0..253)");
     }
   } catch (const Napi::Error& e) {
@@ -269,50 +276,50 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
   AddonData* data = ctx->data;
   auto done = std::make_shared<std::atomic<bool>>(false);
   TrackThread(data, done, std::thread([sock, maxBytes, maxFds, accept, tsfn, data, done]() mutable {
-    auto* r = new RecvResult();
-    r->err = PollUntil(data, *sock, POLLIN, [&]() -> int {
-      if (accept) {
-        int fd = accept4(sock->fd, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) return errno;
-        r->acceptedFd = fd;
-        return 0;
-      }
-      r->data.resize(maxBytes);
-      iovec iov{r->data.data(), maxBytes};
-      std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (maxFds ? maxFds : 1)));
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = ctl.data();
-      msg.msg_controllen = ctl.size();
-      ssize_t got = recvmsg(sock->fd, &msg, MSG_CMSG_CLOEXEC);
-      if (got < 0) return errno;
-      r->data.resize(static_cast<size_t>(got));
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < n; i++) {
-          int fd;
-          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          r->fds.push_back(fd);
-        }
-      }
-      if (msg.msg_flags & MSG_CTRUNC) {  // fds beyond maxFds were dropped by the kernel: say so
-        for (int fd : r->fds) close(fd);
-        r->fds.clear();
-        return EMSGSIZE;
-      }
-      return 0;
-    });
-    napi_status st = tsfn.BlockingCall(r);
-    if (st != napi_ok) {
-      if (r->acceptedFd >= 0) close(r->acceptedFd);
-      for (int fd : r->fds) close(fd);
-      delete r;
-    }
-    if (st == napi_ok) tsfn.Release();
-    done->store(true);
-  }));
+                auto* r = new RecvResult();
+                r->err = PollUntil(data, *sock, POLLIN, [&]() -> int {
+                  if (accept) {
+                    int fd = accept4(sock->fd, nullptr, nullptr, SOCK_CLOEXEC);
+                    if (fd < 0) return errno;
+                    r->acceptedFd = fd;
+                    return 0;
+                  }
+                  r->data.resize(maxBytes);
+                  iovec iov{r->data.data(), maxBytes};
+                  std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (maxFds ? maxFds : 1)));
+                  msghdr msg{};
+                  msg.msg_iov = &iov;
+                  msg.msg_iovlen = 1;
+                  msg.msg_control = ctl.data();
+                  msg.msg_controllen = ctl.size();
+                  ssize_t got = recvmsg(sock->fd, &msg, MSG_CMSG_CLOEXEC);
+                  if (got < 0) return errno;
+                  r->data.resize(static_cast<size_t>(got));
+                  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+                    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                    for (size_t i = 0; i < n; i++) {
+                      int fd;
+                      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                      r->fds.push_back(fd);
+                    }
+                  }
+                  if (msg.msg_flags & MSG_CTRUNC) {  // fds beyond maxFds were dropped by the kernel: say so
+                    for (int fd : r->fds) close(fd);
+                    r->fds.clear();
+                    return EMSGSIZE;
+                  }
+                  return 0;
+                });
+                napi_status st = tsfn.BlockingCall(r);
+                if (st != napi_ok) {
+                  if (r->acceptedFd >= 0) close(r->acceptedFd);
+                  for (int fd : r->fds) close(fd);
+                  delete r;
+                }
+                if (st == napi_ok) tsfn.Release();
+                done->store(true);
+              }));
   return promise;
 }
 
@@ -340,7 +347,8 @@ static Napi::Value SendFdsSync(const Napi::CallbackInfo& info) {
   // on no JS runs until the send returns, so they are used in place.
   uint8_t* bytes;
   size_t size, sent = 0;
-  if (!GetBytes(info[1], &bytes, &size) || size == 0) throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
+  if (!GetBytes(info[1], &bytes, &size) || size == 0)
+    throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
   while (sent < size) {
     ssize_t k = SendSome(sock->fd, bytes, size, sent, fds, MSG_NOSIGNAL);
     if (k < 0 && errno == EINTR) continue;

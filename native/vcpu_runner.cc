@@ -69,14 +69,12 @@ using RunTsfn = Napi::TypedThreadSafeFunction<VcpuRunner, RunResult, CallJs>;
 class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "VcpuRunner",
-                       {InstanceMethod<&VcpuRunner::RunSync>("runSync"),
-                        InstanceMethod<&VcpuRunner::Run>("run"),
-                        InstanceMethod<&VcpuRunner::Kick>("kick"),
-                        InstanceMethod<&VcpuRunner::CloseJs>("close"),
-                        InstanceAccessor<&VcpuRunner::GetRunArea>("runArea"),
-                        InstanceAccessor<&VcpuRunner::GetRunning>("running"),
-                        InstanceAccessor<&VcpuRunner::GetClosed>("closed")});
+    return DefineClass(
+        env, "VcpuRunner",
+        {InstanceMethod<&VcpuRunner::RunSync>("runSync"), InstanceMethod<&VcpuRunner::Run>("run"),
+         InstanceMethod<&VcpuRunner::Kick>("kick"), InstanceMethod<&VcpuRunner::CloseJs>("close"),
+         InstanceAccessor<&VcpuRunner::GetRunArea>("runArea"), InstanceAccessor<&VcpuRunner::GetRunning>("running"),
+         InstanceAccessor<&VcpuRunner::GetClosed>("closed")});
   }
 
   // new VcpuRunner(vcpuFd, mmapSize)
@@ -91,9 +89,11 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     int real = kvm >= 0 ? ::ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0) : -1;
     if (kvm >= 0) ::close(kvm);
     if (size < sizeof(struct kvm_run) || (real > 0 && size > static_cast<uint64_t>(real)) || size > (1u << 24))
-      throw ArgRangeError(env, "The value of \"mmapSize\" is out of range: at most KVM_GET_VCPU_MMAP_SIZE (" + std::to_string(real) + ")");
+      throw ArgRangeError(env, "The value of \"mmapSize\" is out of range: at most KVM_GET_VCPU_MMAP_SIZE (" +
+                                   std::to_string(real) + ")");
     if (fd->hasRunner.exchange(true))
-      throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", "this vCPU already has a runner (close it first): two could not both run it");
+      throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY",
+                       "this vCPU already has a runner (close it first): two could not both run it");
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd->fd, 0);
     if (p == MAP_FAILED) {
       fd->hasRunner = false;
@@ -246,8 +246,10 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     st_->phase = RunState::kIdle;
     busy_ = false;
     RunResult res{st_->resR, st_->resErr};
-    if (res.r < 0 && res.err != EINTR) deferred.Reject(ErrnoError(env, res.err, "ioctl", "KVM_RUN").Value());
-    else deferred.Resolve(Napi::Number::New(env, res.r < 0 ? -res.err : res.r));
+    if (res.r < 0 && res.err != EINTR)
+      deferred.Reject(ErrnoError(env, res.err, "ioctl", "KVM_RUN").Value());
+    else
+      deferred.Resolve(Napi::Number::New(env, res.r < 0 ? -res.err : res.r));
     return deferred.Promise();
   }
 
@@ -261,8 +263,10 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
     Unref();
     if (!d) return;
-    if (res->r < 0 && res->err != EINTR) d->Reject(ErrnoError(env, res->err, "ioctl", "KVM_RUN").Value());
-    else d->Resolve(Napi::Number::New(env, res->r < 0 ? -res->err : res->r));
+    if (res->r < 0 && res->err != EINTR)
+      d->Reject(ErrnoError(env, res->err, "ioctl", "KVM_RUN").Value());
+    else
+      d->Resolve(Napi::Number::New(env, res->r < 0 ? -res->err : res->r));
   }
 
   Napi::Value Kick(const Napi::CallbackInfo& info) {
@@ -289,11 +293,17 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
   }
 
   Napi::Value GetRunArea(const Napi::CallbackInfo& info) {
-    KVMSEV_CHECK_THIS(info, kRunnerTag); return ab_.Value(); }
+    KVMSEV_CHECK_THIS(info, kRunnerTag);
+    return ab_.Value();
+  }
   Napi::Value GetRunning(const Napi::CallbackInfo& info) {
-    KVMSEV_CHECK_THIS(info, kRunnerTag); return Napi::Boolean::New(info.Env(), busy_); }
+    KVMSEV_CHECK_THIS(info, kRunnerTag);
+    return Napi::Boolean::New(info.Env(), busy_);
+  }
   Napi::Value GetClosed(const Napi::CallbackInfo& info) {
-    KVMSEV_CHECK_THIS(info, kRunnerTag); return Napi::Boolean::New(info.Env(), !st_); }
+    KVMSEV_CHECK_THIS(info, kRunnerTag);
+    return Napi::Boolean::New(info.Env(), !st_);
+  }
 
   std::shared_ptr<RunState> st_;
   Napi::Reference<Napi::ArrayBuffer> ab_;
