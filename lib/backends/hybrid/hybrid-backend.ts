@@ -475,6 +475,26 @@ export class HybridBackend implements Backend {
     };
   }
 
+  // eventfds and stats fds are the real kernel's (irqfd/ioeventfd go to the real KVM).
+  eventfd(options?: { initval?: number; semaphore?: boolean }): BackendFd {
+    return new HybridFd(this.native.eventfd(options));
+  }
+  eventfdWrite(fd: BackendFd, value?: bigint): void {
+    this.native.eventfdWrite(this.unwrap(fd), value);
+  }
+  eventfdRead(fd: BackendFd): bigint {
+    return this.native.eventfdRead(this.unwrap(fd));
+  }
+  eventfdWait(fd: BackendFd): Promise<bigint> {
+    return this.native.eventfdWait(this.unwrap(fd));
+  }
+  eventfdCancel(fd: BackendFd): void {
+    this.native.eventfdCancel(this.unwrap(fd));
+  }
+  pread(fd: BackendFd, into: Uint8Array, position: number): number {
+    return this.native.pread(this.unwrap(fd), into, position);
+  }
+
   socketPair(): [BackendFd, BackendFd] {
     const [a, b] = this.native.socketPair();
     return [new HybridFd(a), new HybridFd(b)];
