@@ -169,6 +169,80 @@ export class Asm16 {
   cli(): this {
     return this.b(0xfa);
   }
+  /** STI (FB) */
+  sti(): this {
+    return this.b(0xfb);
+  }
+  /** IRET (CF): return from an interrupt handler (real mode: pops IP, CS, FLAGS). */
+  iret(): this {
+    return this.b(0xcf);
+  }
+  /** MOV r32, imm32 (66 B8+r id): `movImm32('cx', 0x4b564d08)` loads ECX. */
+  movImm32(r: Reg16, v: number): this {
+    const u = v >>> 0;
+    return this.b(0x66, 0xb8 + R16[r], u & 0xff, (u >>> 8) & 0xff, (u >>> 16) & 0xff, u >>> 24);
+  }
+  /** MOV r32, r32 (66 89 /r): `movR32('ax', 'dx')` is MOV EAX, EDX. */
+  movR32(dst: Reg16, src: Reg16): this {
+    return this.b(0x66, 0x89, 0xc0 | (R16[src] << 3) | R16[dst]);
+  }
+  /** RDMSR (0F 32): EDX:EAX = MSR[ECX]. */
+  rdmsr(): this {
+    return this.b(0x0f, 0x32);
+  }
+  /** WRMSR (0F 30): MSR[ECX] = EDX:EAX. */
+  wrmsr(): this {
+    return this.b(0x0f, 0x30);
+  }
+  /** VMMCALL (0F 01 D9): AMD's hypercall (KVM: nr in RAX, arguments in RBX, RCX, RDX, RSI; result in RAX). */
+  vmmcall(): this {
+    return this.b(0x0f, 0x01, 0xd9);
+  }
+  /** VMCALL (0F 01 C1): Intel's hypercall (KVM patches one into the other where needed). */
+  vmcall(): this {
+    return this.b(0x0f, 0x01, 0xc1);
+  }
+  /** MOV [moffs16], AL (A2) */
+  movToAl(addr: number): this {
+    return this.b(0xa2, addr & 0xff, (addr >> 8) & 0xff);
+  }
+  /** MOV [moffs16], EAX (66 A3) */
+  movToEax(addr: number): this {
+    return this.b(0x66, 0xa3, addr & 0xff, (addr >> 8) & 0xff);
+  }
+  /** MOV WORD [disp16], imm16 (C7 06) */
+  movWordImm(addr: number, v: number): this {
+    return this.b(0xc7, 0x06, addr & 0xff, (addr >> 8) & 0xff, v & 0xff, (v >> 8) & 0xff);
+  }
+  /** INC WORD [disp16] (FF 06) */
+  incWordAt(addr: number): this {
+    return this.b(0xff, 0x06, addr & 0xff, (addr >> 8) & 0xff);
+  }
+  /** MOV AX, [moffs16] (A1) */
+  movAxFrom(addr: number): this {
+    return this.b(0xa1, addr & 0xff, (addr >> 8) & 0xff);
+  }
+  /** MOV ES, AX (8E C0) */
+  movEsAx(): this {
+    return this.b(0x8e, 0xc0);
+  }
+  /** MOV BYTE [ES:BX], AL (26 88 07) */
+  movEsBxAl(): this {
+    return this.b(0x26, 0x88, 0x07);
+  }
+  /** SHL r8, imm8 (C0 /4 ib) */
+  shlR8(r: Reg8, n: number): this {
+    return this.b(0xc0, 0xe0 | R8[r], n & 0xff);
+  }
+  /** JB rel8 (72 cb) */
+  jb(label: string): this {
+    this.items.push({ rel8: label, op: 0x72 });
+    return this;
+  }
+  /** CMP AX, imm16 (3D iw) */
+  cmpAxImm(v: number): this {
+    return this.b(0x3d, v & 0xff, (v >> 8) & 0xff);
+  }
   /** HLT (F4) */
   hlt(): this {
     return this.b(0xf4);
