@@ -33,6 +33,9 @@ import {
   type KvmCpuidEntry2,
 } from '../uapi/kvm-structs.js';
 import { decodeExit, type VcpuExit } from './exits.js';
+import { kvm_interrupt } from '../uapi/vmm-structs.js';
+import { getDeviceAttr, hasDeviceAttr, setDeviceAttr } from './device.js';
+import { KvmStats } from './stats.js';
 import type { Vm } from './vm.js';
 
 export type KvmRegs = ValueOf<typeof kvm_regs>;
@@ -118,10 +121,22 @@ export class Vcpu implements Disposable, AsyncDisposable {
   setMsrs(entries: readonly EncodeInput<typeof kvm_msr_entry>[]): number {
     return this.backend.ioctl(this.fd, ioc.KVM_SET_MSRS, msrsArg(entries));
   }
-  /** KVM_SET_CPUID2 (remembered in {@link cpuid}, so a saved state carries it). */
+  /**
+   * See KVM_SET_CPUID2 (remembered in {@link cpuid}, so a saved state carries it). Register values
+   * may be what JS bit operations give (`ecx | (1 << 31)` is negative): they are taken as u32.
+   * `vcpu.setCpuid2(kvm.supportedCpuid())`.
+   */
   setCpuid2(entries: readonly EncodeInput<typeof kvm_cpuid_entry2>[]): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_CPUID2, cpuid2Arg(entries));
-    this.cpuid = entries.map((e) => ({ function: 0, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0, ...e }));
+    const norm = entries.map((e) => {
+      const o: Record<string, unknown> = { ...e };
+      for (const k of ['function', 'index', 'flags', 'eax', 'ebx', 'ecx', 'edx']) {
+        const v = o[k];
+        if (typeof v === 'number' && Number.isInteger(v) && v < 0 && v >= -0x80000000) o[k] = v >>> 0;
+      }
+      return o;
+    });
+    this.backend.ioctl(this.fd, ioc.KVM_SET_CPUID2, cpuid2Arg(norm));
+    this.cpuid = norm.map((e) => ({ function: 0, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0, ...e }));
   }
   /** The CPUID last set with {@link setCpuid2}. */
   cpuid: KvmCpuidEntry2[] | undefined;
@@ -161,9 +176,47 @@ export class Vcpu implements Disposable, AsyncDisposable {
   enableCap(cap: number, args: readonly bigint[] = [], flags = 0): void {
     this.backend.ioctl(this.fd, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap, flags, args: [0, 1, 2, 3].map((i) => args[i] ?? 0n) }));
   }
-  /** The guest TSC frequency in kHz. */
+  /** See KVM_GET_TSC_KHZ: the guest TSC frequency in kHz. */
   tscKhz(): number {
     return this.backend.ioctl(this.fd, ioc.KVM_GET_TSC_KHZ);
+  }
+  /** See KVM_SET_TSC_KHZ on the vCPU (needs TSC scaling, KVM_CAP_TSC_CONTROL, to differ from the host's): `vcpu.setTscKhz(1_000_000)`. */
+  setTscKhz(khz: number): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_TSC_KHZ, khz);
+  }
+  /** See KVM_INTERRUPT: queue external interrupt `vector` (only without an in-kernel LAPIC, or with a split irqchip): `vcpu.interrupt(0x20)`. */
+  interrupt(vector: number): void {
+    this.backend.ioctl(this.fd, ioc.KVM_INTERRUPT, kvm_interrupt.arg({ irq: vector }));
+  }
+  /** See KVM_NMI: queue an NMI: `vcpu.nmi()`. */
+  nmi(): void {
+    this.backend.ioctl(this.fd, ioc.KVM_NMI);
+  }
+  /** See KVM_KVMCLOCK_CTRL: tell the guest's kvmclock the vCPU was paused (EINVAL unless the guest enabled kvmclock). */
+  kvmclockCtrl(): void {
+    this.backend.ioctl(this.fd, ioc.KVM_KVMCLOCK_CTRL);
+  }
+  /** See KVM_SET_DEVICE_ATTR on the vCPU fd (e.g. KVM_VCPU_TSC_CTRL / KVM_VCPU_TSC_OFFSET). */
+  setDeviceAttr(group: number, attr: bigint | number, value: bigint | number): void {
+    setDeviceAttr(this.backend, this.fd, group, attr, value);
+  }
+  /** See KVM_GET_DEVICE_ATTR on the vCPU fd: `vcpu.getDeviceAttr(0, 0)` (the TSC offset). */
+  getDeviceAttr(group: number, attr: bigint | number): bigint {
+    return getDeviceAttr(this.backend, this.fd, group, attr);
+  }
+  /** See KVM_HAS_DEVICE_ATTR on the vCPU fd. */
+  hasDeviceAttr(group: number, attr: bigint | number): boolean {
+    return hasDeviceAttr(this.backend, this.fd, group, attr);
+  }
+  /** See KVM_GET_STATS_FD on the vCPU: `using s = vcpu.statsFd(); s.read().get('exits')`. */
+  statsFd(): KvmStats {
+    const fd = this.backend.ioctlFd(this.fd, ioc.KVM_GET_STATS_FD);
+    try {
+      return new KvmStats(this.backend, fd);
+    } catch (e) {
+      fd.close();
+      throw e;
+    }
   }
 
   private ensureRunner(): VcpuRunHandle {

@@ -202,6 +202,14 @@ export class Asm16 {
   vmcall(): this {
     return this.b(0x0f, 0x01, 0xc1);
   }
+  /** OUT imm8, AL (E6 ib): a port below 0x100 without touching DX. */
+  outImmAl(port: number): this {
+    return this.b(0xe6, port & 0xff);
+  }
+  /** MOV [moffs16], AX (A3) */
+  movToAx(addr: number): this {
+    return this.b(0xa3, addr & 0xff, (addr >> 8) & 0xff);
+  }
   /** MOV [moffs16], AL (A2) */
   movToAl(addr: number): this {
     return this.b(0xa2, addr & 0xff, (addr >> 8) & 0xff);
@@ -229,6 +237,14 @@ export class Asm16 {
   /** MOV BYTE [ES:BX], AL (26 88 07) */
   movEsBxAl(): this {
     return this.b(0x26, 0x88, 0x07);
+  }
+  /** MOV AL, BYTE [ES:BX] (26 8A 07) */
+  movAlEsBx(): this {
+    return this.b(0x26, 0x8a, 0x07);
+  }
+  /** POPCNT AX, AX (F3 0F B8 C0) */
+  popcntAx(): this {
+    return this.b(0xf3, 0x0f, 0xb8, 0xc0);
   }
   /** SHL r8, imm8 (C0 /4 ib) */
   shlR8(r: Reg8, n: number): this {
