@@ -76,48 +76,57 @@ export class Vcpu implements Disposable, AsyncDisposable {
     return codec.decode(a.bytes);
   }
 
+  /** See KVM_GET_REGS: `vcpu.getRegs().rip`. */
   getRegs(): KvmRegs {
     return this.get(kvm_regs, ioc.KVM_GET_REGS) as KvmRegs;
   }
+  /** See KVM_SET_REGS: `vcpu.setRegs({ ...vcpu.getRegs(), rip: 0x1000n })`. */
   setRegs(regs: EncodeInput<typeof kvm_regs>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_REGS, kvm_regs.arg(regs));
   }
+  /** See KVM_GET_SREGS: `vcpu.getSregs().cr0`. */
   getSregs(): KvmSregs {
     return this.get(kvm_sregs, ioc.KVM_GET_SREGS) as KvmSregs;
   }
+  /** See KVM_SET_SREGS: `vcpu.setSregs({ ...s, cr0: s.cr0 | 1n })`. */
   setSregs(sregs: EncodeInput<typeof kvm_sregs>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_SREGS, kvm_sregs.arg(sregs));
   }
+  /** See KVM_GET_FPU: `vcpu.getFpu().fcw`. */
   getFpu(): KvmFpu {
     return this.get(kvm_fpu, ioc.KVM_GET_FPU) as KvmFpu;
   }
+  /** See KVM_SET_FPU: `vcpu.setFpu({ ...vcpu.getFpu(), fcw: 0x37f })`. */
   setFpu(fpu: EncodeInput<typeof kvm_fpu>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_FPU, kvm_fpu.arg(fpu));
   }
-  /** The raw 4 KiB XSAVE area (KVM_GET_XSAVE). */
+  /** See KVM_GET_XSAVE: the raw 4 KiB XSAVE area: `const saved = vcpu.getXsave()`. */
   getXsave(): Uint8Array {
     const a = kvm_xsave.arg({});
     this.backend.ioctl(this.fd, ioc.KVM_GET_XSAVE, a);
     return a.bytes;
   }
+  /** See KVM_SET_XSAVE: `vcpu.setXsave(saved)` (the 4 KiB area from getXsave). */
   setXsave(area: Uint8Array): void {
     const a = kvm_xsave.arg({});
     a.bytes.set(area.subarray(0, kvm_xsave.size));
     this.backend.ioctl(this.fd, ioc.KVM_SET_XSAVE, a);
   }
+  /** See KVM_GET_XCRS: `vcpu.getXcrs().xcrs[0].value` (XCR0). */
   getXcrs(): KvmXcrs {
     return this.get(kvm_xcrs, ioc.KVM_GET_XCRS) as KvmXcrs;
   }
+  /** See KVM_SET_XCRS: `vcpu.setXcrs({ nr_xcrs: 1, xcrs: [{ xcr: 0, value: 7n }] })`. */
   setXcrs(xcrs: EncodeInput<typeof kvm_xcrs>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_XCRS, kvm_xcrs.arg(xcrs));
   }
-  /** KVM_GET_MSRS for the given MSR indices; returns the entries KVM read (it stops at the first it cannot). */
+  /** See KVM_GET_MSRS: for the given MSR indices (`vcpu.getMsrs([0x1b])`); returns the entries KVM read (it stops at the first it cannot). */
   getMsrs(indices: readonly number[]): KvmMsrEntry[] {
     const a = msrsArg(indices.map((index) => ({ index, data: 0n })));
     const n = this.backend.ioctl(this.fd, ioc.KVM_GET_MSRS, a);
     return decodeMsrs(a.bytes).entries.slice(0, n);
   }
-  /** KVM_SET_MSRS; returns how many entries KVM set. */
+  /** See KVM_SET_MSRS: returns how many entries KVM set: `vcpu.setMsrs([{ index: 0x1b, data }])`. */
   setMsrs(entries: readonly EncodeInput<typeof kvm_msr_entry>[]): number {
     return this.backend.ioctl(this.fd, ioc.KVM_SET_MSRS, msrsArg(entries));
   }
@@ -140,39 +149,47 @@ export class Vcpu implements Disposable, AsyncDisposable {
   }
   /** The CPUID last set with {@link setCpuid2}. */
   cpuid: KvmCpuidEntry2[] | undefined;
-  /** The raw 1 KiB local APIC register page (KVM_GET_LAPIC). */
+  /** See KVM_GET_LAPIC: the raw 1 KiB local APIC register page: `vcpu.getLapic()`. */
   getLapic(): Uint8Array {
     const a = kvm_lapic_state.arg({});
     this.backend.ioctl(this.fd, ioc.KVM_GET_LAPIC, a);
     return a.bytes;
   }
+  /** See KVM_SET_LAPIC: `vcpu.setLapic(page)` (the 1 KiB page from getLapic). */
   setLapic(regs: Uint8Array): void {
     const a = kvm_lapic_state.arg({});
     a.bytes.set(regs.subarray(0, kvm_lapic_state.size));
     this.backend.ioctl(this.fd, ioc.KVM_SET_LAPIC, a);
   }
+  /** See KVM_GET_VCPU_EVENTS: `vcpu.getVcpuEvents().nmi.pending`. */
   getVcpuEvents(): KvmVcpuEvents {
     return this.get(kvm_vcpu_events, ioc.KVM_GET_VCPU_EVENTS) as KvmVcpuEvents;
   }
+  /** See KVM_SET_VCPU_EVENTS: `vcpu.setVcpuEvents(saved)`. */
   setVcpuEvents(events: EncodeInput<typeof kvm_vcpu_events>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_VCPU_EVENTS, kvm_vcpu_events.arg(events));
   }
+  /** See KVM_GET_MP_STATE: `vcpu.getMpState().mp_state` (KVM_MP_STATE_*). */
   getMpState(): KvmMpState {
     return this.get(kvm_mp_state, ioc.KVM_GET_MP_STATE) as KvmMpState;
   }
+  /** See KVM_SET_MP_STATE: `vcpu.setMpState({ mp_state: KVM_MP_STATE.RUNNABLE })`. */
   setMpState(state: EncodeInput<typeof kvm_mp_state>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_MP_STATE, kvm_mp_state.arg(state));
   }
+  /** See KVM_GET_DEBUGREGS: `vcpu.getDebugregs().dr7`. */
   getDebugregs(): KvmDebugregs {
     return this.get(kvm_debugregs, ioc.KVM_GET_DEBUGREGS) as KvmDebugregs;
   }
+  /** See KVM_SET_DEBUGREGS: `vcpu.setDebugregs({ ...d, dr7: 0x400n })`. */
   setDebugregs(regs: EncodeInput<typeof kvm_debugregs>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_DEBUGREGS, kvm_debugregs.arg(regs));
   }
+  /** See KVM_SET_GUEST_DEBUG: `vcpu.setGuestDebug({ control: KVM_GUESTDBG.ENABLE | KVM_GUESTDBG.SINGLESTEP })`. */
   setGuestDebug(dbg: EncodeInput<typeof kvm_guest_debug>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_GUEST_DEBUG, kvm_guest_debug.arg(dbg));
   }
-  /** KVM_ENABLE_CAP on the vCPU. */
+  /** See KVM_ENABLE_CAP on the vCPU: `vcpu.enableCap(cap, [arg0])`. */
   enableCap(cap: number, args: readonly bigint[] = [], flags = 0): void {
     this.backend.ioctl(this.fd, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap, flags, args: [0, 1, 2, 3].map((i) => args[i] ?? 0n) }));
   }
