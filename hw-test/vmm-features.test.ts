@@ -483,3 +483,29 @@ hwTest(kvm, 'KVM_CREATE_DEVICE: the VFIO device where the host has it, with its 
 test('the hypercall probe ran and said why where it is pending', (t) => {
   t.true(hypercall.ok || hypercall.reason.length > 0);
 });
+
+hwTest(
+  kvm,
+  'the hybrid passes them to the real KVM: irqchip/PIT state, an irqfd interrupt, ioeventfd doorbells, the dirty log, stats',
+  async (t) => {
+    const backend = new HybridBackend();
+    const { vm, mem, vcpu } = boot(t, picIrqProgram(5), { irqchip: 'kernel', pit: true, backend });
+    t.is(vm.getPit2().channels[2]!.gate, 0);
+    using ev = vm.eventfd();
+    t.is(ev.fd.kind, 'eventfd');
+    t.true(isPort(await runFor(vcpu), VMM_PORT.READY));
+    vm.irqfd(ev, 5);
+    const exit = await afterPoke(vcpu, () => ev.signal());
+    t.true(isPort(exit, VMM_PORT.TICK));
+    const pic = vm.getIrqchip(KVM_IRQCHIP.PIC_MASTER);
+    if (pic.chip_id !== 2) t.is(pic.pic.imr, 0xdf, 'the guest unmasked IRQ 5 only');
+    vm.enableManualDirtyLogProtect(KVM_DIRTY_LOG.MANUAL_PROTECT_ENABLE);
+    vm.addMemory({ guestPhysAddr: 0x20000n, size: 0x10000, slot: 1, flags: KVM_MEM.LOG_DIRTY_PAGES });
+    mem.write(BigInt(VMM_DATA + 0x100), Uint8Array.from([4, 9, 0xff]));
+    loadProgram(mem, vcpu, dirtyPagesProgram(0x2000));
+    t.true(isPort(await runFor(vcpu), VMM_PORT.DONE));
+    t.deepEqual(dirtyPages(vm.getDirtyLog(1)), [4, 9]);
+    using stats = vcpu.statsFd();
+    t.true((stats.read().get('exits') as bigint) > 0n);
+  },
+);

@@ -40,6 +40,7 @@ import { MockTrace, type TraceEntry } from './trace.js';
 import { UserMemory } from './kernel/common/user-memory.js';
 import { EventfdFile } from './kernel/common/eventfd.js';
 import { StatsFile } from './kernel/kvm/stats.js';
+import type { GuestOp } from './kernel/kvm/guest-ops.js';
 
 const KVM_RUN_SIZE = 2352; // sizeof(struct kvm_run) on x86_64
 const SEV_VM_REQUESTS: ReadonlySet<string> = new Set([
@@ -156,6 +157,7 @@ export class MockHost implements Backend {
       vmTypesMask: legacy ? 1 : mask,
       sevAttrs: { vmsaFeatures: this.sevEnabled ? vmsaFeatures : 0n, snpPolicyBits: snp ? 0x1fffffn : 0n, snp },
       onDestroy: (f) => this.traced('VM_DESTROY', f),
+      fileOf: (n) => this.fds.lookup(n),
     });
     this.sockets = new SocketLayer(this.fds);
     this.sevCommands = legacy ? SevCommandTable.LOCAL_MIGRATION_2021 : SevCommandTable.UPSTREAM;
@@ -221,8 +223,15 @@ export class MockHost implements Backend {
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     const call = this.prepare(fd, request, arg, true, false);
     const out = call.execute();
+    if (out.errno || !out.file) {
+      call.finish(out);
+      throw codedError('ERR_KVM_SEV_RETURNS_FD', `${call.def.name} made no fd`);
+    }
+    const nfd = this.fds.install(out.file);
+    // KVM_CREATE_DEVICE: the kernel writes the fd into the struct (fd_install, then copy_to_user).
+    if (call.def.fdOut !== undefined) call.m?.writeRootU32(call.def.fdOut, nfd.fd);
     call.finish(out);
-    return this.fds.install(out.file!);
+    return nfd;
   }
 
   private prepare(fd: BackendFd, request: number, arg: IoctlArg, wantFd: boolean, async: boolean): Prepared {
@@ -235,17 +244,30 @@ export class MockHost implements Backend {
         `ioctl request 0x${req.toString(16).toUpperCase().padStart(8, '0')} is not in kvm-sev's allowlist of known KVM and SEV requests`,
       );
     }
-    if (!['kvm', 'sev', 'vm', 'vcpu'].includes(file.kind)) throw valueErr(`${def.name} cannot be issued on a ${file.kind} fd`);
+    if (!['kvm', 'sev', 'vm', 'vcpu', 'device'].includes(file.kind)) throw valueErr(`${def.name} cannot be issued on a ${file.kind} fd`);
     if (def.name === 'KVM_RUN')
       throw codedError(
         'ERR_KVM_SEV_USE_RUNNER',
         "KVM_RUN runs on the vCPU's own thread: use a VcpuRunner (run() or runSync()), not ioctl()",
       );
-    if (def.returnsFd && !wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} returns a new fd: use ioctlFd()`);
+    // KVM_CREATE_DEVICE with KVM_CREATE_DEVICE_TEST only asks whether the type exists: ioctl(), no fd.
+    if (def.returnsFd && !wantFd && def.name !== 'KVM_CREATE_DEVICE')
+      throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} returns a new fd: use ioctlFd()`);
     if (!def.returnsFd && wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} does not return an fd: use ioctl()`);
     const m = this.marshal(def, arg, file instanceof VmFile ? file.vm : undefined);
+    if (def.name === 'KVM_CREATE_DEVICE' && m.m) {
+      const test = (m.m.readRootU32(8) & 1) !== 0; // kvm_create_device.flags & KVM_CREATE_DEVICE_TEST
+      let bad: Error | undefined;
+      if (test && wantFd) bad = valueErr('KVM_CREATE_DEVICE with KVM_CREATE_DEVICE_TEST creates no fd: use ioctl()');
+      if (!test && !wantFd) bad = codedError('ERR_KVM_SEV_RETURNS_FD', 'KVM_CREATE_DEVICE returns a new fd: use ioctlFd()');
+      if (bad) {
+        m.m.release();
+        this.memory.endCall();
+        throw bad;
+      }
+    }
     return new Prepared(this, (fd as MockFd).fd, file, def, m, async, (k) =>
-      wantFd ? this.kernel.ioctlFile(file, def, k) : this.kernel.ioctl(file, def, k),
+      def.returnsFd ? (this.kernel.ioctlFile(file, def, k) ?? 0) : this.kernel.ioctl(file, def, k),
     );
   }
 
@@ -406,7 +428,19 @@ export class MockHost implements Backend {
     if (!(f instanceof VcpuFile)) throw valueErr('The "vcpu" argument must be a vCPU fd');
     const size = argSize(mmapSize, 'mmapSize');
     if (size < BigInt(KVM_RUN_SIZE) || size > 1n << 24n) throw rangeErr('The value of "mmapSize" is out of range (KVM_GET_VCPU_MMAP_SIZE)');
-    return new MockRunner(vcpu as MockFd, f.vm, f.vcpu, Number(size));
+    return new MockRunner(vcpu as MockFd, f.vm, f.vcpu, Number(size), this.memory);
+  }
+
+  /**
+   * Test seam: the next instructions the guest of `vcpu` executes, as effects KVM handles (VMMCALL,
+   * RDMSR/WRMSR, OUT, stores; see kernel/kvm/guest-ops.ts). KVM_RUN then exits where the kernel
+   * would, and completes each exit from the VMM's reply, so the code above a backend runs as on a
+   * CPU. The pure mock still runs no guest code: with the queue empty, KVM_RUN fails as before.
+   */
+  queueGuestOps(vcpu: BackendFd, ops: readonly GuestOp[]): void {
+    const f = this.file(vcpu, 'vcpu');
+    if (!(f instanceof VcpuFile)) throw valueErr('The "vcpu" argument must be a vCPU fd');
+    f.vcpu.guestOps.push(...ops);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -275,6 +275,17 @@ export class Marshalled {
     return addr;
   }
 
+  /** The u32 at `offset` of the root struct as the kernel sees it. */
+  readRootU32(offset: number): number {
+    const s = this.levels[0]!.store;
+    return new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(offset, true);
+  }
+  /** What the kernel writes into the root struct after the call proper (KVM_CREATE_DEVICE's fd). */
+  writeRootU32(offset: number, v: number): void {
+    const s = this.levels[0]!.store;
+    new DataView(s.buffer, s.byteOffset, s.byteLength).setUint32(offset, v, true);
+  }
+
   /** CopyBack: every struct level without its pointer fields, every buffer whole. */
   copyBack(): void {
     for (const L of this.levels) {
