@@ -229,6 +229,24 @@ hwTest(kvm, 'a split irqchip: KVM_SIGNAL_MSI and an MSI route behind an irqfd re
   t.is(tickCount(exit), 3);
 });
 
+hwTest(
+  kvm,
+  "split irqchip: the guest's EOI of a level-triggered MSI route comes back as KVM_EXIT_IOAPIC_EOI with its vector",
+  async (t) => {
+    const { k, vm, vcpu } = boot(t, undefined, { irqchip: 'split' });
+    vcpu.setCpuid2(k.supportedCpuid());
+    vcpu.setMsrs([{ index: 0x1b, data: 0xfee00000n | 0x900n | 0x400n }]);
+    // A reserved IOAPIC GSI routed as a level-triggered MSI (data bit 15: level, bit 14: assert): KVM
+    // intercepts the EOI of its vector for the VMM's IOAPIC (kvm_scan_ioapic_routes()).
+    vm.setGsiRouting([{ gsi: 5, type: 'msi', addressLo: 0xfee00000, data: 0xc042 }]);
+    loadProgram(vm.memory[0]!, vcpu, x2apicIrqProgram([0x42]));
+    t.true(isPort(await runFor(vcpu), VMM_PORT.READY));
+    const tick = await afterPoke(vcpu, () => vm.signalMsi({ address_lo: 0xfee00000, data: 0xc042 }));
+    t.true(isPort(tick, VMM_PORT.TICK));
+    t.deepEqual(await runFor(vcpu), { reason: 'ioapic_eoi', vector: 0x42 });
+  },
+);
+
 hwTest(kvm, 'ioeventfd: 100 PIO writes complete without an exit and wake wait(); datamatch and MMIO doorbells', async (t) => {
   const { vm, vcpu } = boot(t, doorbellProgram(100, 0x600, 0xd000));
   using e1 = vm.eventfd();
