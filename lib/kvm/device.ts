@@ -3,9 +3,15 @@
  * KVM_CREATE_DEVICE returns (on x86: KVM_DEV_TYPE_VFIO).
  *
  * ```ts
+ * import { Kvm } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ * import { KVM_DEV_TYPE, KVM_DEV_VFIO } from 'kvm-sev/uapi';
+ *
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * using vm = kvm.createVm();
  * if (vm.testDevice(KVM_DEV_TYPE.VFIO)) {
  *   using vfio = vm.createDevice(KVM_DEV_TYPE.VFIO);
- *   vfio.hasAttr(KVM_DEV_VFIO.GROUP, KVM_DEV_VFIO.GROUP_ADD);   // true
+ *   console.log(vfio.hasAttr(KVM_DEV_VFIO.GROUP, KVM_DEV_VFIO.GROUP_ADD)); // true
  * }
  * ```
  */

@@ -1,12 +1,25 @@
 /**
  * An eventfd as an owned object: what KVM_IRQFD (write it to inject an interrupt) and KVM_IOEVENTFD
  * (KVM writes it when the guest touches a port or an address) take. `wait()` settles on the event
- * loop, without a thread per eventfd.
+ * loop, without a thread per eventfd. On the mock, queued guest ops stand in for the guest's OUTs:
  *
  * ```ts
+ * import { Kvm } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ *
+ * const host = new MockHost();
+ * using kvm = Kvm.open({ backend: host });
+ * using vm = kvm.createVm();
+ * vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+ * const vcpu = vm.createVcpu(0);
  * using doorbell = vm.eventfd();
  * vm.ioeventfd({ eventfd: doorbell, addr: 0x600, len: 1, pio: true });
- * const count = await doorbell.wait();      // the guest wrote port 0x600 `count` times, no exit to JS
+ * host.queueGuestOps(vcpu.fd, [
+ *   { op: 'out', port: 0x600, size: 1, value: 1 }, // the doorbell: no exit to JS
+ *   { op: 'out', port: 0x500, size: 1, value: 0 },
+ * ]);
+ * const exit = await vcpu.run();
+ * console.log(exit.reason === 'io' && exit.port, await doorbell.wait()); // 1280 1n
  * ```
  */
 import type { Backend, BackendFd } from '../backend/contract.js';

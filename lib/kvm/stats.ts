@@ -4,8 +4,14 @@
  * (Documentation/virt/kvm/api.rst, "KVM_GET_STATS_FD"); values are read fresh on every `read()`.
  *
  * ```ts
+ * import { Kvm } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ *
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * using vm = kvm.createVm();
+ * const vcpu = vm.createVcpu(0);
  * using stats = vcpu.statsFd();
- * stats.read().get('exits');               // 1234n
+ * console.log(stats.id, stats.read().get('exits')); // kvm-<pid>/vcpu-0 0n
  * ```
  */
 import type { Backend, BackendFd } from '../backend/contract.js';
