@@ -13,7 +13,8 @@
             "native/marshal.cc",
             "native/ioctl.cc",
             "native/vcpu_runner.cc",
-            "native/unix_socket.cc"
+            "native/unix_socket.cc",
+            "native/eventfd.cc"
           ],
           "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
           "defines": ["NAPI_VERSION=8", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],

@@ -21,7 +21,19 @@ export { SevCommandTable } from './uapi/sev-command-table.js';
 export { NativeBackend } from './backends/native/native-backend.js';
 export { loadAddon, addonAvailable, NativeUnavailableError, packageRoot } from './backends/native/addon.js';
 export { Kvm, type KvmOpenOptions } from './kvm/kvm.js';
-export { Vm, type AddMemoryOptions, type MemoryRegionOptions } from './kvm/vm.js';
+export {
+  Vm,
+  type AddMemoryOptions,
+  type MemoryRegionOptions,
+  type MemoryRegion2Options,
+  type IoeventfdOptions,
+  type IrqchipState,
+  type KvmClockData,
+  type KvmPitState2,
+} from './kvm/vm.js';
+export { EventFd } from './kvm/eventfd.js';
+export { KvmDevice } from './kvm/device.js';
+export { KvmStats, type KvmStatDesc } from './kvm/stats.js';
 export {
   Vcpu,
   type KvmRegs,
@@ -89,3 +101,4 @@ export {
   type ProtectedModeOptions,
   type LongModeOptions,
 } from './app/guest/setup.js';
+export * as vmmPrograms from './app/guest/vmm-programs.js';

@@ -37,6 +37,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIoctl(env, exports);
   InitVcpuRunner(env, exports, data);
   InitUnixSocket(env, exports);
+  InitEventfd(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

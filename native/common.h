@@ -43,12 +43,27 @@ struct VmState {
   std::mutex mu;
   std::map<uint32_t, std::shared_ptr<MapState>> slots;
   SevCommandIds sevIds;  // under mu; set by setSevCommandIds
+  // Bytes of each memory slot this process set (under mu): KVM_GET_DIRTY_LOG writes one bit per
+  // page of a slot, so the shim sizes the caller's bitmap against it.
+  std::map<uint32_t, uint64_t> slotBytes;
   void Bind(uint32_t slot, std::shared_ptr<MapState> m);
   void Unbind(uint32_t slot);
   ~VmState();
 };
 
-enum class FdKind : uint32_t { Kvm = 1, Sev = 2, Vm = 4, Vcpu = 8, Memfd = 16, Socket = 32, Other = 64 };
+enum class FdKind : uint32_t {
+  Kvm = 1,
+  Sev = 2,
+  Vm = 4,
+  Vcpu = 8,
+  Memfd = 16,
+  Socket = 32,
+  Other = 64,
+  Eventfd = 128,     // eventfd(2): irqfd/ioeventfd signalling (eventfd.cc)
+  Device = 256,      // KVM_CREATE_DEVICE
+  Stats = 512,       // KVM_GET_STATS_FD (read with pread)
+  GuestMemfd = 1024  // KVM_CREATE_GUEST_MEMFD
+};
 const char* FdKindName(FdKind k);
 
 struct OwnedFd {
@@ -134,5 +149,6 @@ void InitMapping(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitIoctl(Napi::Env env, Napi::Object exports);
 void InitVcpuRunner(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitUnixSocket(Napi::Env env, Napi::Object exports);
+void InitEventfd(Napi::Env env, Napi::Object exports);
 
 }  // namespace kvmsev

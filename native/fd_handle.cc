@@ -27,6 +27,14 @@ const char* FdKindName(FdKind k) {
       return "memfd";
     case FdKind::Socket:
       return "socket";
+    case FdKind::Eventfd:
+      return "eventfd";
+    case FdKind::Device:
+      return "device";
+    case FdKind::Stats:
+      return "stats";
+    case FdKind::GuestMemfd:
+      return "guest_memfd";
     default:
       return "other";
   }
@@ -51,6 +59,7 @@ FdKind ClassifyFd(int fd, std::string* path) {
   if (t.rfind("anon_inode:kvm-vcpu", 0) == 0) return FdKind::Vcpu;
   if (t.rfind("/memfd:", 0) == 0) return FdKind::Memfd;
   if (t.rfind("socket:", 0) == 0) return FdKind::Socket;
+  if (t == "anon_inode:[eventfd]") return FdKind::Eventfd;
   return FdKind::Other;
 }
 

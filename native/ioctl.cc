@@ -9,6 +9,16 @@
 #include "marshal.h"
 #include "schema.h"
 
+#ifndef KVM_CREATE_GUEST_MEMFD
+#define KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, char[64])  // 6.8+: struct kvm_create_guest_memfd
+#endif
+#ifndef KVM_SET_USER_MEMORY_REGION2
+#define KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, char[160])  // 6.8+: struct kvm_userspace_memory_region2
+#endif
+#ifndef KVM_MEM_GUEST_MEMFD
+#define KVM_MEM_GUEST_MEMFD (1UL << 2)
+#endif
+
 namespace kvmsev {
 
 namespace {
@@ -49,8 +59,9 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
     throw CodedError(env, "ERR_KVM_SEV_UNKNOWN_IOCTL",
                      "ioctl request " + Hex(request) + " is not in kvm-sev's allowlist of known KVM and SEV requests");
   const RequestDef& d = *p.def;
-  if (!(static_cast<uint32_t>(p.fd->kind) & (static_cast<uint32_t>(FdKind::Kvm) | static_cast<uint32_t>(FdKind::Sev) |
-                                             static_cast<uint32_t>(FdKind::Vm) | static_cast<uint32_t>(FdKind::Vcpu))))
+  if (!(static_cast<uint32_t>(p.fd->kind) &
+        (static_cast<uint32_t>(FdKind::Kvm) | static_cast<uint32_t>(FdKind::Sev) | static_cast<uint32_t>(FdKind::Vm) |
+         static_cast<uint32_t>(FdKind::Vcpu) | static_cast<uint32_t>(FdKind::Device))))
     throw ArgValueError(env, std::string(d.name) + " cannot be issued on a " + FdKindName(p.fd->kind) + " fd");
   if (p.fd->kind == FdKind::Vcpu && p.fd->running)
     throw CodedError(
@@ -59,7 +70,8 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
   if (request == static_cast<uint32_t>(KVM_RUN))
     throw CodedError(env, "ERR_KVM_SEV_USE_RUNNER",
                      "KVM_RUN runs on the vCPU's own thread: use a VcpuRunner (run() or runSync()), not ioctl()");
-  if (d.returnsFd && !wantFd)
+  // KVM_CREATE_DEVICE with KVM_CREATE_DEVICE_TEST only asks whether the type exists: no fd (ioctl()).
+  if (d.returnsFd && !wantFd && request != static_cast<uint32_t>(KVM_CREATE_DEVICE))
     throw CodedError(env, "ERR_KVM_SEV_RETURNS_FD", std::string(d.name) + " returns a new fd: use ioctlFd()");
   if (!d.returnsFd && wantFd)
     throw CodedError(env, "ERR_KVM_SEV_RETURNS_FD", std::string(d.name) + " does not return an fd: use ioctl()");
@@ -80,9 +92,19 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
           (arg.IsUndefined() || arg.IsNull() || (arg.IsNumber() && arg.As<Napi::Number>().DoubleValue() == 0)))
         break;  // NULL: the "is SEV enabled?" probe
       p.marshal = std::make_unique<Marshal>(env, SevIdsOf(p));
+      p.marshal->SetVm(p.fd->vm);
       p.marshal->BuildRoot(arg, d.layout, d.var, d.name);
       HoldNamedFds(env, p);
       break;
+  }
+  if (request == static_cast<uint32_t>(KVM_CREATE_DEVICE) && p.marshal) {
+    uint32_t flags;
+    memcpy(&flags, p.marshal->RootBytes().data() + 8, 4);
+    bool test = flags & KVM_CREATE_DEVICE_TEST;
+    if (test && wantFd)
+      throw ArgValueError(env, "KVM_CREATE_DEVICE with KVM_CREATE_DEVICE_TEST creates no fd: use ioctl()");
+    if (!test && !wantFd)
+      throw CodedError(env, "ERR_KVM_SEV_RETURNS_FD", "KVM_CREATE_DEVICE returns a new fd: use ioctlFd()");
   }
   return p;
 }
@@ -105,6 +127,22 @@ void HoldNamedFds(Napi::Env env, Prepared& p) {
     memcpy(&cap, b.data(), 4);
     memcpy(&a0, b.data() + 8, 8);                                  // args[0]
     if (cap == 197 || cap == 206) hold(static_cast<int64_t>(a0));  // COPY/MOVE_ENC_CONTEXT_FROM
+  } else if (p.def->request == static_cast<uint32_t>(KVM_IRQFD)) {
+    uint32_t fd, flags, resample;
+    memcpy(&fd, b.data(), 4);
+    memcpy(&flags, b.data() + 8, 4);
+    memcpy(&resample, b.data() + 12, 4);
+    hold(fd);
+    if (flags & KVM_IRQFD_FLAG_RESAMPLE) hold(resample);
+  } else if (p.def->request == static_cast<uint32_t>(KVM_IOEVENTFD)) {
+    int32_t fd;
+    memcpy(&fd, b.data() + 20, 4);  // kvm_ioeventfd.fd
+    hold(fd);
+  } else if (p.def->request == static_cast<uint32_t>(KVM_SET_USER_MEMORY_REGION2)) {
+    uint32_t flags, gmem;
+    memcpy(&flags, b.data() + 4, 4);
+    memcpy(&gmem, b.data() + 40, 4);  // guest_memfd
+    if (flags & KVM_MEM_GUEST_MEMFD) hold(gmem);
   }
 }
 
@@ -114,8 +152,12 @@ unsigned long ArgValue(Prepared& p) {
 }
 
 // Memory slots keep the mapping alive for as long as the VM has them (see VmState).
+// (Both region structs start with slot, flags, guest_phys_addr, memory_size, userspace_addr.)
 void AfterSuccess(Prepared& p) {
-  if (p.def->request != static_cast<uint32_t>(KVM_SET_USER_MEMORY_REGION) || !p.fd->vm || !p.marshal) return;
+  if ((p.def->request != static_cast<uint32_t>(KVM_SET_USER_MEMORY_REGION) &&
+       p.def->request != static_cast<uint32_t>(KVM_SET_USER_MEMORY_REGION2)) ||
+      !p.fd->vm || !p.marshal)
+    return;
   const auto& b = p.marshal->RootBytes();
   uint32_t slot;
   uint64_t size;
@@ -124,9 +166,14 @@ void AfterSuccess(Prepared& p) {
   if (size == 0) {
     std::lock_guard<std::mutex> g(p.fd->vm->mu);
     p.fd->vm->Unbind(slot);
-  } else if (auto m = p.marshal->RootMappingAt(24)) {
-    p.fd->vm->Bind(slot, m);
+    p.fd->vm->slotBytes.erase(slot);
+    return;
   }
+  {
+    std::lock_guard<std::mutex> g(p.fd->vm->mu);
+    p.fd->vm->slotBytes[slot] = size;
+  }
+  if (auto m = p.marshal->RootMappingAt(24)) p.fd->vm->Bind(slot, m);
 }
 
 }  // namespace
@@ -155,14 +202,27 @@ static Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Prepared p = Prepare(info, true);
   int r = IoctlRetry(p.fd->fd, p.def->request, ArgValue(p));
-  if (r < 0) throw ErrnoError(env, errno, "ioctl", p.def->name);
+  int err = errno;
+  if (p.marshal) p.marshal->CopyBack();
+  if (r < 0) throw ErrnoError(env, err, "ioctl", p.def->name);
   std::shared_ptr<OwnedFd> nfd;
-  if (p.def->request == static_cast<uint32_t>(KVM_CREATE_VM)) {
+  uint32_t req = p.def->request;
+  if (req == static_cast<uint32_t>(KVM_CREATE_VM)) {
     nfd = std::make_shared<OwnedFd>(r, FdKind::Vm, true, "anon_inode:kvm-vm");
     nfd->vm = std::make_shared<VmState>();
-  } else {
+  } else if (req == static_cast<uint32_t>(KVM_CREATE_VCPU)) {
     nfd = std::make_shared<OwnedFd>(r, FdKind::Vcpu, true, "anon_inode:kvm-vcpu");
     nfd->vm = p.fd->vm;  // a vCPU keeps its VM (and so its memory slots) alive
+  } else if (p.def->fdOut >= 0) {
+    int32_t dfd;  // KVM_CREATE_DEVICE: kvm_create_device.fd
+    memcpy(&dfd, p.marshal->RootBytes().data() + p.def->fdOut, 4);
+    nfd = std::make_shared<OwnedFd>(dfd, FdKind::Device, true, "anon_inode:kvm-device");
+    nfd->vm = p.fd->vm;  // the device holds a reference on its VM in the kernel too
+  } else if (req == static_cast<uint32_t>(KVM_GET_STATS_FD)) {
+    nfd = std::make_shared<OwnedFd>(r, FdKind::Stats, false,
+                                    p.fd->kind == FdKind::Vm ? "anon_inode:kvm-vm-stats" : "anon_inode:kvm-vcpu-stats");
+  } else {
+    nfd = std::make_shared<OwnedFd>(r, FdKind::GuestMemfd, true, "anon_inode:[kvm-gmem]");
   }
   return NewFdHandle(env, nfd);
 }
@@ -239,6 +299,8 @@ static Napi::Object LayoutObject(Napi::Env env, const Layout* l) {
     po.Set("fixedLen", pf.fixedLen);
     po.Set("retained", pf.retained);
     po.Set("selected", pf.select != nullptr);
+    po.Set("lenBits", pf.lenBits);
+    po.Set("slotOffset", pf.slotOffset);
     ptrs.Set(static_cast<uint32_t>(i), po);
   }
   o.Set("pointers", ptrs);
@@ -261,9 +323,10 @@ static Napi::Value Describe(const Napi::CallbackInfo& info) {
     o.Set("variable", d.var != nullptr);
     o.Set("returnsFd", d.returnsFd);
     o.Set("nullArg", d.nullArg);
+    o.Set("fdOut", d.fdOut);
     Napi::Array kinds = Napi::Array::New(env);
     uint32_t n = 0;
-    for (uint32_t bit = 1; bit <= 64; bit <<= 1)
+    for (uint32_t bit = 1; bit <= 1024; bit <<= 1)
       if (d.fdKinds & bit) kinds.Set(n++, FdKindName(static_cast<FdKind>(bit)));
     o.Set("fds", kinds);
     ra.Set(static_cast<uint32_t>(i), o);

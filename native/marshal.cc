@@ -140,6 +140,26 @@ void Marshal::CheckRetained(Level* L, const std::vector<bool>& seen, const std::
   }
 }
 
+uint64_t Marshal::KernelBytes(const PtrField& pf, Level* level, uint64_t pairedLen, const std::string& field) {
+  if (pf.lenBits) return (pairedLen + 63) / 64 * 8;  // BITS_TO_LONGS(len) * sizeof(long)
+  if (pf.slotOffset < 0) return 0;
+  uint32_t slot;
+  memcpy(&slot, level->native.data() + pf.slotOffset, 4);
+  uint64_t bytes = 0;
+  bool known = false;
+  if (vm_) {
+    std::lock_guard<std::mutex> g(vm_->mu);
+    auto it = vm_->slotBytes.find(slot);
+    if (it != vm_->slotBytes.end()) known = true, bytes = it->second;
+  }
+  if (!known)
+    throw ArgValueError(
+        env_, field + ": memory slot " + std::to_string(slot) +
+                  " was not set by this process, so the shim cannot size its dirty bitmap (one bit per page)");
+  uint64_t pages = bytes / 4096;
+  return (pages + 63) / 64 * 8;  // kvm_dirty_bitmap_bytes()
+}
+
 uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, Level* level, uint64_t pairedLen,
                                 const char* what) {
   Napi::Env env = env_;
@@ -173,7 +193,11 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
     if (off > m->size || len > m->size - off)
       throw ArgRangeError(env, field + ": range [" + std::to_string(off) + ", +" + std::to_string(len) +
                                    ") is outside the mapping of " + std::to_string(m->size) + " bytes");
-    if (pf.lenOffset >= 0 && pairedLen > len)
+    uint64_t kernelBytes = KernelBytes(pf, level, pairedLen, field);
+    if (kernelBytes > len)
+      throw ArgRangeError(env, field + ": the kernel accesses " + std::to_string(kernelBytes) +
+                                   " bytes here, the target has " + std::to_string(len));
+    if (pf.lenOffset >= 0 && !pf.lenBits && pairedLen > len)
       throw ArgRangeError(env, field + ": the paired length " + std::to_string(pairedLen) + " exceeds the target's " +
                                    std::to_string(len) + " bytes");
     if (pf.fixedLen > len)
@@ -192,7 +216,11 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
   size_t len;
   if (!GetBytes(target, &data, &len))
     throw ArgTypeError(env, field + ": the target must be a Buffer, an ArrayBuffer or a guest-memory range");
-  if (pf.lenOffset >= 0 && pairedLen > len)
+  uint64_t kernelBytes = KernelBytes(pf, level, pairedLen, field);
+  if (kernelBytes > len)
+    throw ArgRangeError(env, field + ": the kernel accesses " + std::to_string(kernelBytes) +
+                                 " bytes here, the buffer has " + std::to_string(len));
+  if (pf.lenOffset >= 0 && !pf.lenBits && pairedLen > len)
     throw ArgRangeError(env, field + ": the paired length " + std::to_string(pairedLen) + " exceeds the buffer's " +
                                  std::to_string(len) + " bytes");
   if (pf.fixedLen > len)

@@ -28,6 +28,9 @@ class Marshal {
   // Copies every struct level and bounce buffer back into JS memory (pointer fields stay zero).
   void CopyBack();
 
+  // The VM the call goes to: sizes dirty bitmaps from the memory slots it knows (schema.h slotOffset).
+  void SetVm(std::shared_ptr<VmState> vm) { vm_ = std::move(vm); }
+
   // The mapping a retained pointer (memslot userspace_addr) resolved to at this root offset, or null.
   std::shared_ptr<MapState> RootMappingAt(uint32_t offset) const;
 
@@ -50,6 +53,8 @@ class Marshal {
                          const char* what);
   uint64_t ResolveOpaque(const Napi::Value& target, const PtrField& pf, Level* level, const std::string& field,
                          const char* what);
+  // How many bytes the kernel accesses through pf, beyond the plain paired length (0: no such rule).
+  uint64_t KernelBytes(const PtrField& pf, Level* level, uint64_t pairedLen, const std::string& field);
 
   Napi::Env env_;
   SevCommandIds sevIds_;
@@ -57,6 +62,7 @@ class Marshal {
   std::vector<std::unique_ptr<Level>> levels_;
   std::vector<std::unique_ptr<Bounce>> bounces_;
   std::vector<std::shared_ptr<MapState>> pins_;
+  std::shared_ptr<VmState> vm_;
 };
 
 // Views onto JS memory.

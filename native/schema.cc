@@ -37,6 +37,16 @@ static constexpr uint32_t kSizeofKvmXsave = 4096;  // region[1024]
 #define C_KVM_SET_CPUID2 _IOC(_IOC_WRITE, KVMIO, 0x90, kSizeofKvmCpuid2)
 #define C_KVM_GET_XSAVE _IOC(_IOC_READ, KVMIO, 0xa4, kSizeofKvmXsave)
 #define C_KVM_SET_XSAVE _IOC(_IOC_WRITE, KVMIO, 0xa5, kSizeofKvmXsave)
+static constexpr uint32_t kSizeofKvmIrqRouting = 8;  // nr, flags
+#define C_KVM_SET_GSI_ROUTING _IOC(_IOC_WRITE, KVMIO, 0x6a, kSizeofKvmIrqRouting)
+
+// Newer than the 6.1 headers (include/uapi/linux/kvm.h of 6.8+): guest_memfd and memory attributes.
+static constexpr uint32_t kSizeofRegion2 = 160;          // struct kvm_userspace_memory_region2
+static constexpr uint32_t kSizeofCreateGuestMemfd = 64;  // struct kvm_create_guest_memfd
+static constexpr uint32_t kSizeofMemoryAttributes = 32;  // struct kvm_memory_attributes
+#define C_KVM_SET_USER_MEMORY_REGION2 _IOC(_IOC_WRITE, KVMIO, 0x49, kSizeofRegion2)
+#define C_KVM_CREATE_GUEST_MEMFD _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0xd4, kSizeofCreateGuestMemfd)
+#define C_KVM_SET_MEMORY_ATTRIBUTES _IOC(_IOC_WRITE, KVMIO, 0xd2, kSizeofMemoryAttributes)
 
 namespace kvmsev {
 
@@ -53,6 +63,18 @@ static PtrField Fixed(const char* name, uint32_t off, uint32_t len) {
 }
 static PtrField Retained(const char* name, uint32_t off, int32_t lenOff, uint8_t lenSize) {
   return PtrField{name, off, lenOff, lenSize, 0, nullptr, -1, nullptr, true};
+}
+// A bitmap whose paired length counts bits (the kernel reads BITS_TO_LONGS(len) * 8 bytes).
+static PtrField Bits(const char* name, uint32_t off, int32_t lenOff) {
+  PtrField f{name, off, lenOff, 4, 0, nullptr, -1, nullptr, false};
+  f.lenBits = true;
+  return f;
+}
+// A dirty bitmap of the memory slot named at slotOff (KVM_GET_DIRTY_LOG).
+static PtrField SlotBitmap(const char* name, uint32_t off, int32_t slotOff) {
+  PtrField f{name, off, -1, 0, 0, nullptr, -1, nullptr, false};
+  f.slotOffset = slotOff;
+  return f;
 }
 static PtrField Selected(const char* name, uint32_t off, int32_t selOff, LayoutSelector sel) {
   return PtrField{name, off, -1, 0, 0, nullptr, selOff, sel, false};
@@ -204,6 +226,42 @@ static const Layout L_msrs{"kvm_msrs", kSizeofKvmMsrs, {}};
 static const Layout L_cpuid2{"kvm_cpuid2", kSizeofKvmCpuid2, {}};
 static const Layout L_msr_list{"kvm_msr_list", kSizeofKvmMsrList, {}};
 
+// Interrupt controllers, timers, MSIs, event fds (include/uapi/linux/kvm.h, asm/kvm.h).
+static const Layout L_irq_level{"kvm_irq_level", sizeof(struct kvm_irq_level), {}};
+static const Layout L_irqchip{"kvm_irqchip", sizeof(struct kvm_irqchip), {}};
+static const Layout L_pit_config{"kvm_pit_config", sizeof(struct kvm_pit_config), {}};
+static const Layout L_pit_state2{"kvm_pit_state2", sizeof(struct kvm_pit_state2), {}};
+static const Layout L_msi{"kvm_msi", sizeof(struct kvm_msi), {}};
+static const Layout L_irq_routing{"kvm_irq_routing", kSizeofKvmIrqRouting, {}};
+static const Layout L_irqfd{"kvm_irqfd", sizeof(struct kvm_irqfd), {}};
+static const Layout L_ioeventfd{"kvm_ioeventfd", sizeof(struct kvm_ioeventfd), {}};
+static const Layout L_interrupt{"kvm_interrupt", sizeof(struct kvm_interrupt), {}};
+static const Layout L_clock_data{"kvm_clock_data", sizeof(struct kvm_clock_data), {}};
+static const Layout L_create_device{"kvm_create_device", sizeof(struct kvm_create_device), {}};
+// Memory: dirty logging, guest_memfd, attributes.
+static const Layout L_dirty_log{"kvm_dirty_log", sizeof(struct kvm_dirty_log), {SlotBitmap("dirty_bitmap", 8, 0)}};
+static const Layout L_clear_dirty_log{
+    "kvm_clear_dirty_log", sizeof(struct kvm_clear_dirty_log), {Bits("dirty_bitmap", 16, 4)}};
+static const Layout L_memory_region2{
+    "kvm_userspace_memory_region2", kSizeofRegion2, {Retained("userspace_addr", 24, 16, 8)}};
+static const Layout L_create_guest_memfd{"kvm_create_guest_memfd", kSizeofCreateGuestMemfd, {}};
+static const Layout L_memory_attributes{"kvm_memory_attributes", kSizeofMemoryAttributes, {}};
+// kvm_msr_filter: flags, then 16 ranges {flags, nmsrs, base, bitmap} of 24 bytes from offset 8;
+// each bitmap holds nmsrs bits (arch/x86/kvm/x86.c: kvm_add_msr_filter() memdups BITS_TO_LONGS(nmsrs) longs).
+static std::vector<PtrField> MsrFilterPtrs() {
+  static const char* names[16] = {"ranges[0].bitmap",  "ranges[1].bitmap",  "ranges[2].bitmap",  "ranges[3].bitmap",
+                                  "ranges[4].bitmap",  "ranges[5].bitmap",  "ranges[6].bitmap",  "ranges[7].bitmap",
+                                  "ranges[8].bitmap",  "ranges[9].bitmap",  "ranges[10].bitmap", "ranges[11].bitmap",
+                                  "ranges[12].bitmap", "ranges[13].bitmap", "ranges[14].bitmap", "ranges[15].bitmap"};
+  std::vector<PtrField> v;
+  for (uint32_t i = 0; i < 16; i++) v.push_back(Bits(names[i], 8 + 24 * i + 16, static_cast<int32_t>(8 + 24 * i + 4)));
+  return v;
+}
+static const Layout L_msr_filter{"kvm_msr_filter", sizeof(struct kvm_msr_filter), MsrFilterPtrs()};
+static_assert(sizeof(struct kvm_msr_filter) == 392, "kvm_msr_filter layout");
+static_assert(sizeof(struct kvm_msr_filter_range) == 24, "kvm_msr_filter_range layout");
+
+static const VarSpec V_irq_routing{0, kSizeofKvmIrqRouting, sizeof(struct kvm_irq_routing_entry)};
 static const VarSpec V_msrs{0, kSizeofKvmMsrs, sizeof(struct kvm_msr_entry)};
 static const VarSpec V_cpuid2{0, kSizeofKvmCpuid2, sizeof(struct kvm_cpuid_entry2)};
 static const VarSpec V_msr_list{0, kSizeofKvmMsrList, sizeof(__u32)};
@@ -232,6 +290,15 @@ static const VarSpec V_msr_list{0, kSizeofKvmMsrList, sizeof(__u32)};
   RequestDef {                                                                                \
 #name, static_cast < uint32_t>(name), ArgKind::Struct, &layout, &var, kinds, false, false \
   }
+#define REQ_SFD(name, layout, kinds)                                                            \
+  RequestDef {                                                                                  \
+#name, static_cast < uint32_t>(name), ArgKind::Struct, &layout, nullptr, kinds, true, false \
+  }
+#define REQ_NFD(name, kinds)                                                                  \
+  RequestDef {                                                                                \
+#name, static_cast < uint32_t>(name), ArgKind::None, nullptr, nullptr, kinds, true, false \
+  }
+static constexpr uint32_t K_DEV = static_cast<uint32_t>(FdKind::Device);
 
 static const std::vector<RequestDef>& Table() {
   static const std::vector<RequestDef> t = {
@@ -242,13 +309,39 @@ static const std::vector<RequestDef>& Table() {
       REQ_VN("KVM_GET_SUPPORTED_CPUID", C_KVM_GET_SUPPORTED_CPUID, L_cpuid2, V_cpuid2, K_SYS),
       REQ_VN("KVM_GET_MSR_INDEX_LIST", C_KVM_GET_MSR_INDEX_LIST, L_msr_list, V_msr_list, K_SYS),
       REQ_VN("KVM_GET_MSR_FEATURE_INDEX_LIST", C_KVM_GET_MSR_FEATURE_INDEX_LIST, L_msr_list, V_msr_list, K_SYS),
-      REQ_S(KVM_GET_DEVICE_ATTR, L_device_attr, K_SYS | K_VM | K_VCPU),
-      REQ_S(KVM_HAS_DEVICE_ATTR, L_device_attr, K_SYS | K_VM | K_VCPU),
+      REQ_S(KVM_GET_DEVICE_ATTR, L_device_attr, K_SYS | K_VM | K_VCPU | K_DEV),
+      REQ_S(KVM_HAS_DEVICE_ATTR, L_device_attr, K_SYS | K_VM | K_VCPU | K_DEV),
+      REQ_S(KVM_SET_DEVICE_ATTR, L_device_attr, K_VM | K_VCPU | K_DEV),
       REQ_FD(KVM_CREATE_VCPU, K_VM),
       REQ_S(KVM_SET_USER_MEMORY_REGION, L_memory_region, K_VM),
       REQ_INT(KVM_SET_TSS_ADDR, K_VM),
       REQ_S(KVM_SET_IDENTITY_MAP_ADDR, L_u64, K_VM),
       REQ_NONE(KVM_CREATE_IRQCHIP, K_VM),
+      REQ_S(KVM_GET_IRQCHIP, L_irqchip, K_VM),
+      REQ_S(KVM_SET_IRQCHIP, L_irqchip, K_VM),
+      REQ_S(KVM_IRQ_LINE, L_irq_level, K_VM),
+      REQ_S(KVM_IRQ_LINE_STATUS, L_irq_level, K_VM),
+      REQ_VN("KVM_SET_GSI_ROUTING", C_KVM_SET_GSI_ROUTING, L_irq_routing, V_irq_routing, K_VM),
+      REQ_S(KVM_SIGNAL_MSI, L_msi, K_VM),
+      REQ_S(KVM_IRQFD, L_irqfd, K_VM),
+      REQ_S(KVM_IOEVENTFD, L_ioeventfd, K_VM),
+      REQ_S(KVM_CREATE_PIT2, L_pit_config, K_VM),
+      REQ_S(KVM_GET_PIT2, L_pit_state2, K_VM),
+      REQ_S(KVM_SET_PIT2, L_pit_state2, K_VM),
+      REQ_S(KVM_GET_DIRTY_LOG, L_dirty_log, K_VM),
+      REQ_S(KVM_CLEAR_DIRTY_LOG, L_clear_dirty_log, K_VM),
+      REQ_SN("KVM_SET_USER_MEMORY_REGION2", C_KVM_SET_USER_MEMORY_REGION2, L_memory_region2, K_VM),
+      RequestDef{"KVM_CREATE_GUEST_MEMFD", static_cast<uint32_t>(C_KVM_CREATE_GUEST_MEMFD), ArgKind::Struct,
+                 &L_create_guest_memfd, nullptr, K_VM, true, false},
+      REQ_SN("KVM_SET_MEMORY_ATTRIBUTES", C_KVM_SET_MEMORY_ATTRIBUTES, L_memory_attributes, K_VM),
+      REQ_S(KVM_X86_SET_MSR_FILTER, L_msr_filter, K_VM),
+      REQ_S(KVM_GET_CLOCK, L_clock_data, K_VM),
+      REQ_S(KVM_SET_CLOCK, L_clock_data, K_VM),
+      REQ_INT(KVM_SET_TSC_KHZ, K_VM | K_VCPU),
+      REQ_INT(KVM_SET_BOOT_CPU_ID, K_VM),
+      RequestDef{"KVM_CREATE_DEVICE", static_cast<uint32_t>(KVM_CREATE_DEVICE), ArgKind::Struct, &L_create_device,
+                 nullptr, K_VM, true, false, 4},
+      REQ_NFD(KVM_GET_STATS_FD, K_VM | K_VCPU),
       REQ_S(KVM_ENABLE_CAP, L_enable_cap, K_VM | K_VCPU),
       RequestDef{"KVM_MEMORY_ENCRYPT_OP", static_cast<uint32_t>(KVM_MEMORY_ENCRYPT_OP), ArgKind::Struct, &L_sev_cmd,
                  nullptr, K_VM, false, true},
@@ -277,7 +370,10 @@ static const std::vector<RequestDef>& Table() {
       REQ_S(KVM_GET_DEBUGREGS, L_debugregs, K_VCPU),
       REQ_S(KVM_SET_DEBUGREGS, L_debugregs, K_VCPU),
       REQ_S(KVM_SET_GUEST_DEBUG, L_guest_debug, K_VCPU),
-      REQ_NONE(KVM_GET_TSC_KHZ, K_VCPU),
+      REQ_NONE(KVM_GET_TSC_KHZ, K_VM | K_VCPU),
+      REQ_S(KVM_INTERRUPT, L_interrupt, K_VCPU),
+      REQ_NONE(KVM_NMI, K_VCPU),
+      REQ_NONE(KVM_KVMCLOCK_CTRL, K_VCPU),
       REQ_S(SEV_ISSUE_CMD, L_issue_cmd, K_SEV),
   };
   return t;
@@ -285,7 +381,7 @@ static const std::vector<RequestDef>& Table() {
 
 const std::vector<RequestDef>& AllRequests() { return Table(); }
 
-bool IsMemslotLayout(const Layout* l) { return l == &L_memory_region; }
+bool IsMemslotLayout(const Layout* l) { return l == &L_memory_region || l == &L_memory_region2; }
 
 const RequestDef* FindRequest(uint32_t request) {
   // Hot path (every ioctl): a hash lookup built once.
@@ -343,7 +439,24 @@ const std::vector<const Layout*>& AllLayouts() {
                                                  &L_device_attr,
                                                  &L_msrs,
                                                  &L_cpuid2,
-                                                 &L_msr_list};
+                                                 &L_msr_list,
+                                                 &L_irq_level,
+                                                 &L_irqchip,
+                                                 &L_pit_config,
+                                                 &L_pit_state2,
+                                                 &L_msi,
+                                                 &L_irq_routing,
+                                                 &L_irqfd,
+                                                 &L_ioeventfd,
+                                                 &L_interrupt,
+                                                 &L_clock_data,
+                                                 &L_create_device,
+                                                 &L_dirty_log,
+                                                 &L_clear_dirty_log,
+                                                 &L_memory_region2,
+                                                 &L_create_guest_memfd,
+                                                 &L_memory_attributes,
+                                                 &L_msr_filter};
   return all;
 }
 

@@ -38,6 +38,11 @@ struct PtrField {
   int32_t selectorOffset;  // nested struct chosen by the u32 at this offset (-1: none)
   LayoutSelector select;
   bool retained;  // the kernel keeps the address after the call: only mappings allowed
+  // The paired length counts bits (pages, MSRs): the kernel reads BITS_TO_LONGS(len) * 8 bytes.
+  bool lenBits = false;
+  // A dirty bitmap of the memory slot whose number is the u32 at this offset (-1: not one): the
+  // kernel writes ALIGN(pages, 64) / 8 bytes, checked against the slot the process set.
+  int32_t slotOffset = -1;
 };
 
 struct Layout {
@@ -63,7 +68,8 @@ struct RequestDef {
   const VarSpec* var;    // variable-length struct, or nullptr
   uint32_t fdKinds;      // FdKind bit mask
   bool returnsFd;
-  bool nullArg;  // a NULL pointer argument is legal (KVM_MEMORY_ENCRYPT_OP probe)
+  bool nullArg;        // a NULL pointer argument is legal (KVM_MEMORY_ENCRYPT_OP probe)
+  int32_t fdOut = -1;  // returnsFd through the struct: KVM writes the fd at this offset (KVM_CREATE_DEVICE)
 };
 
 const RequestDef* FindRequest(uint32_t request);

@@ -26,6 +26,9 @@
  *   once with -EINTR (resolved, not rejected). `close()` kicks, then waits for the vCPU thread.
  * - **Memory.** A guest-memory mapping that backs a memory slot of a live VM, or that an async call is
  *   using, refuses `unmap()` with EBUSY. After `unmap()` its `buffer` is detached (byteLength 0).
+ * - **Event fds.** An eventfd is an owned fd (kind 'eventfd') that KVM_IRQFD / KVM_IOEVENTFD take by
+ *   number. `eventfdWait` settles on the event loop (no thread per fd); one wait per eventfd at a
+ *   time (a second rejects with ERR_KVM_SEV_EVENTFD_BUSY); `eventfdCancel` rejects it with ABORT_ERR.
  * - **KVM_SEV command ids.** `kvm_sev_cmd.data` is laid out by the command-id table of the kernel
  *   behind the VM fd ({@link SevCommandTable}), which is a property of that VM, never of the process.
  */
@@ -35,7 +38,11 @@ import type { SystemView } from './system-view.js';
 
 export type BackendName = 'native' | 'mock' | 'hybrid';
 export type DevicePath = '/dev/kvm' | '/dev/sev';
-export type FdKind = 'kvm' | 'sev' | 'vm' | 'vcpu' | 'memfd' | 'socket' | 'other';
+/**
+ * 'eventfd' ({@link Backend.eventfd}), 'device' (KVM_CREATE_DEVICE), 'stats' (KVM_GET_STATS_FD),
+ * 'guest_memfd' (KVM_CREATE_GUEST_MEMFD) besides the device, VM, vCPU, memfd and socket fds.
+ */
+export type FdKind = 'kvm' | 'sev' | 'vm' | 'vcpu' | 'memfd' | 'socket' | 'eventfd' | 'device' | 'stats' | 'guest_memfd' | 'other';
 
 /** An owned file descriptor. */
 export interface BackendFd {
@@ -117,6 +124,22 @@ export interface Backend {
 
   /** Maps `kvm_run` of a vCPU fd and prepares its run thread. */
   createRunner(vcpu: BackendFd, mmapSize: number): VcpuRunHandle;
+
+  /**
+   * eventfd(2), non-blocking and close-on-exec (`semaphore`: EFD_SEMAPHORE), for KVM_IRQFD and
+   * KVM_IOEVENTFD. The counter is read and written with the eventfd* methods.
+   */
+  eventfd(options?: { initval?: number; semaphore?: boolean }): BackendFd;
+  /** write(2) to an eventfd: adds `value` (default 1) to its counter; EAGAIN if it would overflow. */
+  eventfdWrite(fd: BackendFd, value?: bigint): void;
+  /** read(2) of an eventfd without blocking: the counter (then 0; 1 per read in semaphore mode), or 0n. */
+  eventfdRead(fd: BackendFd): bigint;
+  /** Resolves with the counter (read, so reset) once it is non-zero; on the event loop. */
+  eventfdWait(fd: BackendFd): Promise<bigint>;
+  /** Rejects a wait in flight on this eventfd with ABORT_ERR (before closing it). */
+  eventfdCancel(fd: BackendFd): void;
+  /** pread(2) of a binary-stats fd (KVM_GET_STATS_FD): bytes read into `into` from `position`. */
+  pread(fd: BackendFd, into: Uint8Array, position: number): number;
 
   /** Unix sockets and SCM_RIGHTS, for handing fds to another VMM process. */
   socketPair(): [BackendFd, BackendFd];

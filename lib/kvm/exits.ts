@@ -1,6 +1,12 @@
 /**
- * Why KVM_RUN returned, decoded from the shared `kvm_run` page. Port-I/O data is a view into that
- * page: for an IN, write the value there before the next run.
+ * Why KVM_RUN returned, decoded from the shared `kvm_run` page, and how a VMM answers before the
+ * next KVM_RUN (KVM completes the guest's instruction from what the page holds then):
+ * - port-I/O IN: write the value into `data` (a view into the page);
+ * - MMIO read (`isWrite` false): write `len` bytes into `data` (kvm_run.mmio.data); KVM loads them
+ *   into the guest's register when the next KVM_RUN completes the instruction;
+ * - hypercall: `reply(ret)` writes kvm_run.hypercall.ret, which KVM puts in RAX (complete_hypercall_exit);
+ * - RDMSR/WRMSR: `reply({ data })` (RDMSR: EDX:EAX), or `reply({ error: true })` to inject #GP;
+ * - IOAPIC EOI (split irqchip): the VMM's IOAPIC clears remote IRR of the pins with `vector`.
  */
 import { KVM_EXIT, KVM_EXIT_IO_OUT, exitReasonName } from '../uapi/constants.js';
 
@@ -15,6 +21,9 @@ const {
   SYSTEM_EVENT: KVM_EXIT_SYSTEM_EVENT,
   FAIL_ENTRY: KVM_EXIT_FAIL_ENTRY,
   INTERNAL_ERROR: KVM_EXIT_INTERNAL_ERROR,
+  X86_RDMSR: KVM_EXIT_X86_RDMSR,
+  X86_WRMSR: KVM_EXIT_X86_WRMSR,
+  IOAPIC_EOI: KVM_EXIT_IOAPIC_EOI,
 } = KVM_EXIT;
 
 export type VcpuExit =
@@ -24,7 +33,17 @@ export type VcpuExit =
   | { reason: 'shutdown' }
   | { reason: 'intr' }
   | { reason: 'debug' }
-  | { reason: 'hypercall'; nr: bigint; args: bigint[]; flags: bigint }
+  | { reason: 'hypercall'; nr: bigint; args: bigint[]; flags: bigint; reply(ret: bigint): void }
+  | {
+      reason: 'rdmsr' | 'wrmsr';
+      /** KVM_MSR_EXIT_REASON_* (FILTER: the MSR filter denied it; UNKNOWN; INVAL). */
+      msrReason: number;
+      index: number;
+      /** WRMSR: the value written. */
+      data: bigint;
+      reply(r: { data?: bigint; error?: boolean }): void;
+    }
+  | { reason: 'ioapic_eoi'; vector: number }
   | { reason: 'system_event'; type: number; data: bigint[] }
   | { reason: 'fail_entry'; hardwareEntryFailureReason: bigint; cpu: number }
   | { reason: 'internal_error'; suberror: number; data: bigint[] }
@@ -66,8 +85,28 @@ export function decodeExit(run: DataView, page: Uint8Array): VcpuExit {
     case KVM_EXIT_HYPERCALL: {
       const args: bigint[] = [];
       for (let i = 0; i < 6; i++) args.push(run.getBigUint64(40 + 8 * i, true));
-      return { reason: 'hypercall', nr: run.getBigUint64(32, true), args, flags: run.getBigUint64(96, true) };
+      return {
+        reason: 'hypercall',
+        nr: run.getBigUint64(32, true),
+        args,
+        flags: run.getBigUint64(96, true),
+        reply: (ret) => run.setBigUint64(88, BigInt.asUintN(64, ret), true), // kvm_run.hypercall.ret
+      };
     }
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR:
+      return {
+        reason: reason === KVM_EXIT_X86_RDMSR ? 'rdmsr' : 'wrmsr',
+        msrReason: run.getUint32(40, true),
+        index: run.getUint32(44, true),
+        data: run.getBigUint64(48, true),
+        reply: (r: { data?: bigint; error?: boolean }) => {
+          run.setUint8(32, r.error ? 1 : 0); // kvm_run.msr.error: 1 injects #GP
+          if (r.data !== undefined) run.setBigUint64(48, BigInt.asUintN(64, r.data), true);
+        },
+      };
+    case KVM_EXIT_IOAPIC_EOI:
+      return { reason: 'ioapic_eoi', vector: run.getUint8(32) };
     case KVM_EXIT_SYSTEM_EVENT: {
       const n = Math.min(run.getUint32(36, true), 16);
       const data: bigint[] = [];

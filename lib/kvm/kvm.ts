@@ -12,6 +12,7 @@ import {
   type KvmCpuidEntry2,
 } from '../uapi/kvm-structs.js';
 import { Vm } from './vm.js';
+import { hasDeviceAttr } from './device.js';
 
 export interface KvmOpenOptions {
   /** Which kernel: a backend chosen by `openHost()`, or `new NativeBackend()` for the real /dev/kvm. */
@@ -102,6 +103,24 @@ export class Kvm implements Disposable, AsyncDisposable {
         if ((e as { code?: string }).code !== 'E2BIG' || cap >= 16384) throw e;
       }
     }
+  }
+
+  /** See KVM_GET_MSR_FEATURE_INDEX_LIST: the MSRs that describe the host's features (ARCH_CAPABILITIES, …). */
+  msrFeatureIndexList(): number[] {
+    for (let cap = 64; ; cap *= 2) {
+      const a = msrListArg(cap);
+      try {
+        this.backend.ioctl(this.fd, ioc.KVM_GET_MSR_FEATURE_INDEX_LIST, a);
+        return decodeMsrList(a.bytes).indices;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'E2BIG' || cap >= 16384) throw e;
+      }
+    }
+  }
+
+  /** See KVM_HAS_DEVICE_ATTR on /dev/kvm: `kvm.hasDeviceAttr(KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES)`. */
+  hasDeviceAttr(group: number, attr: bigint | number): boolean {
+    return hasDeviceAttr(this.backend, this.fd, group, attr);
   }
 
   /** KVM_GET_DEVICE_ATTR on /dev/kvm (e.g. group KVM_X86_GRP_SEV, attr KVM_X86_SEV_VMSA_FEATURES). */

@@ -27,6 +27,9 @@ import { invalidArgType, invalidArgValue } from '../uapi/errors.js';
 import type { IoctlStruct } from '../uapi/ioctl-arg.js';
 import { decodeExit, type VcpuExit } from './exits.js';
 import { namesEveryField, overlay } from './partial-struct.js';
+import { kvm_interrupt } from '../uapi/vmm-structs.js';
+import { getDeviceAttr, hasDeviceAttr, setDeviceAttr } from './device.js';
+import { KvmStats } from './stats.js';
 import type { Vm } from './vm.js';
 
 export type KvmRegs = ValueOf<typeof kvm_regs>;
@@ -112,6 +115,7 @@ export class Vcpu implements Disposable, AsyncDisposable {
     this.backend.ioctl(this.fd, setReq, codec.arg(whole as object));
   }
 
+  /** KVM_GET_REGS: `vcpu.getRegs().rip`. */
   getRegs(): KvmRegs {
     return this.get(kvm_regs, ioc.KVM_GET_REGS) as KvmRegs;
   }
@@ -119,6 +123,7 @@ export class Vcpu implements Disposable, AsyncDisposable {
   setRegs(regs: EncodeInput<typeof kvm_regs>): void {
     this.update(kvm_regs, ioc.KVM_GET_REGS, ioc.KVM_SET_REGS, regs);
   }
+  /** See KVM_GET_SREGS: `vcpu.getSregs().cr0`. */
   getSregs(): KvmSregs {
     return this.get(kvm_sregs, ioc.KVM_GET_SREGS) as KvmSregs;
   }
@@ -126,6 +131,7 @@ export class Vcpu implements Disposable, AsyncDisposable {
   setSregs(sregs: EncodeInput<typeof kvm_sregs>): void {
     this.update(kvm_sregs, ioc.KVM_GET_SREGS, ioc.KVM_SET_SREGS, sregs);
   }
+  /** See KVM_GET_FPU: `vcpu.getFpu().fcw`. */
   getFpu(): KvmFpu {
     return this.get(kvm_fpu, ioc.KVM_GET_FPU) as KvmFpu;
   }
@@ -133,7 +139,7 @@ export class Vcpu implements Disposable, AsyncDisposable {
   setFpu(fpu: EncodeInput<typeof kvm_fpu>): void {
     this.update(kvm_fpu, ioc.KVM_GET_FPU, ioc.KVM_SET_FPU, fpu);
   }
-  /** The raw 4 KiB XSAVE area (KVM_GET_XSAVE). */
+  /** See KVM_GET_XSAVE: the raw 4 KiB XSAVE area: `const saved = vcpu.getXsave()`. */
   getXsave(): Uint8Array {
     const a = kvm_xsave.arg({});
     this.backend.ioctl(this.fd, ioc.KVM_GET_XSAVE, a);
@@ -146,6 +152,7 @@ export class Vcpu implements Disposable, AsyncDisposable {
     a.bytes.set(area);
     this.backend.ioctl(this.fd, ioc.KVM_SET_XSAVE, a);
   }
+  /** See KVM_GET_XCRS: `vcpu.getXcrs().xcrs[0].value` (XCR0). */
   getXcrs(): KvmXcrs {
     return this.get(kvm_xcrs, ioc.KVM_GET_XCRS) as KvmXcrs;
   }
@@ -153,24 +160,36 @@ export class Vcpu implements Disposable, AsyncDisposable {
   setXcrs(xcrs: EncodeInput<typeof kvm_xcrs>): void {
     this.update(kvm_xcrs, ioc.KVM_GET_XCRS, ioc.KVM_SET_XCRS, xcrs);
   }
-  /** KVM_GET_MSRS for the given MSR indices; returns the entries KVM read (it stops at the first it cannot). */
+  /** See KVM_GET_MSRS: for the given MSR indices (`vcpu.getMsrs([0x1b])`); returns the entries KVM read (it stops at the first it cannot). */
   getMsrs(indices: readonly number[]): KvmMsrEntry[] {
     const a = msrsArg(indices.map((index) => ({ index, data: 0n })));
     const n = this.backend.ioctl(this.fd, ioc.KVM_GET_MSRS, a);
     return decodeMsrs(a.bytes).entries.slice(0, n);
   }
-  /** KVM_SET_MSRS; returns how many entries KVM set. */
+  /** See KVM_SET_MSRS: returns how many entries KVM set: `vcpu.setMsrs([{ index: 0x1b, data }])`. */
   setMsrs(entries: readonly EncodeInput<typeof kvm_msr_entry>[]): number {
     return this.backend.ioctl(this.fd, ioc.KVM_SET_MSRS, msrsArg(entries));
   }
-  /** KVM_SET_CPUID2 (remembered in {@link cpuid}, so a saved state carries it). */
+  /**
+   * See KVM_SET_CPUID2 (remembered in {@link cpuid}, so a saved state carries it). Register values
+   * may be what JS bit operations give (`ecx | (1 << 31)` is negative): they are taken as u32.
+   * `vcpu.setCpuid2(kvm.supportedCpuid())`.
+   */
   setCpuid2(entries: readonly EncodeInput<typeof kvm_cpuid_entry2>[]): void {
-    this.backend.ioctl(this.fd, ioc.KVM_SET_CPUID2, cpuid2Arg(entries));
-    this.cpuid = entries.map((e) => ({ function: 0, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0, ...e }));
+    const norm = entries.map((e) => {
+      const o: Record<string, unknown> = { ...e };
+      for (const k of ['function', 'index', 'flags', 'eax', 'ebx', 'ecx', 'edx']) {
+        const v = o[k];
+        if (typeof v === 'number' && Number.isInteger(v) && v < 0 && v >= -0x80000000) o[k] = v >>> 0;
+      }
+      return o;
+    });
+    this.backend.ioctl(this.fd, ioc.KVM_SET_CPUID2, cpuid2Arg(norm));
+    this.cpuid = norm.map((e) => ({ function: 0, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0, ...e }));
   }
   /** The CPUID last set with {@link setCpuid2}. */
   cpuid: KvmCpuidEntry2[] | undefined;
-  /** The raw 1 KiB local APIC register page (KVM_GET_LAPIC). */
+  /** See KVM_GET_LAPIC: the raw 1 KiB local APIC register page: `vcpu.getLapic()`. */
   getLapic(): Uint8Array {
     const a = kvm_lapic_state.arg({});
     this.backend.ioctl(this.fd, ioc.KVM_GET_LAPIC, a);
@@ -183,6 +202,7 @@ export class Vcpu implements Disposable, AsyncDisposable {
     a.bytes.set(regs);
     this.backend.ioctl(this.fd, ioc.KVM_SET_LAPIC, a);
   }
+  /** See KVM_GET_VCPU_EVENTS: `vcpu.getVcpuEvents().nmi.pending`. */
   getVcpuEvents(): KvmVcpuEvents {
     return this.get(kvm_vcpu_events, ioc.KVM_GET_VCPU_EVENTS) as KvmVcpuEvents;
   }
@@ -190,12 +210,15 @@ export class Vcpu implements Disposable, AsyncDisposable {
   setVcpuEvents(events: EncodeInput<typeof kvm_vcpu_events>): void {
     this.update(kvm_vcpu_events, ioc.KVM_GET_VCPU_EVENTS, ioc.KVM_SET_VCPU_EVENTS, events);
   }
+  /** See KVM_GET_MP_STATE: `vcpu.getMpState().mp_state` (KVM_MP_STATE_*). */
   getMpState(): KvmMpState {
     return this.get(kvm_mp_state, ioc.KVM_GET_MP_STATE) as KvmMpState;
   }
+  /** See KVM_SET_MP_STATE: `vcpu.setMpState({ mp_state: KVM_MP_STATE.RUNNABLE })`. */
   setMpState(state: EncodeInput<typeof kvm_mp_state>): void {
     this.update(kvm_mp_state, ioc.KVM_GET_MP_STATE, ioc.KVM_SET_MP_STATE, state);
   }
+  /** See KVM_GET_DEBUGREGS: `vcpu.getDebugregs().dr7`. */
   getDebugregs(): KvmDebugregs {
     return this.get(kvm_debugregs, ioc.KVM_GET_DEBUGREGS) as KvmDebugregs;
   }
@@ -210,13 +233,51 @@ export class Vcpu implements Disposable, AsyncDisposable {
   setGuestDebug(dbg: EncodeInput<typeof kvm_guest_debug>): void {
     this.backend.ioctl(this.fd, ioc.KVM_SET_GUEST_DEBUG, kvm_guest_debug.arg(dbg));
   }
-  /** KVM_ENABLE_CAP on the vCPU. */
+  /** See KVM_ENABLE_CAP on the vCPU: `vcpu.enableCap(cap, [arg0])`. */
   enableCap(cap: number, args: readonly bigint[] = [], flags = 0): void {
     this.backend.ioctl(this.fd, ioc.KVM_ENABLE_CAP, kvm_enable_cap.arg({ cap, flags, args: [0, 1, 2, 3].map((i) => args[i] ?? 0n) }));
   }
-  /** The guest TSC frequency in kHz. */
+  /** See KVM_GET_TSC_KHZ: the guest TSC frequency in kHz. */
   tscKhz(): number {
     return this.backend.ioctl(this.fd, ioc.KVM_GET_TSC_KHZ);
+  }
+  /** See KVM_SET_TSC_KHZ on the vCPU (needs TSC scaling, KVM_CAP_TSC_CONTROL, to differ from the host's): `vcpu.setTscKhz(1_000_000)`. */
+  setTscKhz(khz: number): void {
+    this.backend.ioctl(this.fd, ioc.KVM_SET_TSC_KHZ, khz);
+  }
+  /** See KVM_INTERRUPT: queue external interrupt `vector` (only without an in-kernel LAPIC, or with a split irqchip): `vcpu.interrupt(0x20)`. */
+  interrupt(vector: number): void {
+    this.backend.ioctl(this.fd, ioc.KVM_INTERRUPT, kvm_interrupt.arg({ irq: vector }));
+  }
+  /** See KVM_NMI: queue an NMI: `vcpu.nmi()`. */
+  nmi(): void {
+    this.backend.ioctl(this.fd, ioc.KVM_NMI);
+  }
+  /** See KVM_KVMCLOCK_CTRL: tell the guest's kvmclock the vCPU was paused (EINVAL unless the guest enabled kvmclock). */
+  kvmclockCtrl(): void {
+    this.backend.ioctl(this.fd, ioc.KVM_KVMCLOCK_CTRL);
+  }
+  /** See KVM_SET_DEVICE_ATTR on the vCPU fd (e.g. KVM_VCPU_TSC_CTRL / KVM_VCPU_TSC_OFFSET). */
+  setDeviceAttr(group: number, attr: bigint | number, value: bigint | number): void {
+    setDeviceAttr(this.backend, this.fd, group, attr, value);
+  }
+  /** See KVM_GET_DEVICE_ATTR on the vCPU fd: `vcpu.getDeviceAttr(0, 0)` (the TSC offset). */
+  getDeviceAttr(group: number, attr: bigint | number): bigint {
+    return getDeviceAttr(this.backend, this.fd, group, attr);
+  }
+  /** See KVM_HAS_DEVICE_ATTR on the vCPU fd. */
+  hasDeviceAttr(group: number, attr: bigint | number): boolean {
+    return hasDeviceAttr(this.backend, this.fd, group, attr);
+  }
+  /** See KVM_GET_STATS_FD on the vCPU: `using s = vcpu.statsFd(); s.read().get('exits')`. */
+  statsFd(): KvmStats {
+    const fd = this.backend.ioctlFd(this.fd, ioc.KVM_GET_STATS_FD);
+    try {
+      return new KvmStats(this.backend, fd);
+    } catch (e) {
+      fd.close();
+      throw e;
+    }
   }
 
   private ensureRunner(): VcpuRunHandle {

@@ -67,6 +67,8 @@ interface FieldImpl {
   read(dv: DataView, u8: Uint8Array, off: number): unknown;
   /** Append the fix-ups of an arg-mode prepared value at byte `base`. */
   fixups?(p: unknown, base: number, out: Fixup[]): void;
+  /** A nested struct (count 1) or an array of structs: its codec, for layout walks. */
+  nested?: { readonly codec: AnyStructCodec; readonly count: number };
 }
 
 /** `a.b` for a field name, `a[3]` for an array index. */
@@ -278,6 +280,7 @@ export function array<D, E, A>(
       return out;
     },
   };
+  if (el.nested?.count === 1) f.nested = { codec: el.nested.codec, count: n };
   if (el.fixups) {
     const elFix = el.fixups.bind(el);
     f.fixups = (p, base, out) => {
@@ -306,6 +309,7 @@ export function struct<T, E, A>(codec: StructCodec<T, E, A>): FieldType<T, Parti
     read(dv, u8a, off) {
       return c.readAt(dv, u8a, off);
     },
+    nested: { codec: codec as unknown as AnyStructCodec, count: 1 },
   };
   if (c.pointers.length > 0 || c.hasNestedPointers) {
     f.fixups = (p, base, out) => {
@@ -346,6 +350,17 @@ export interface PtrOptions<C extends AnyStructCodec | undefined = undefined> {
   readonly len?: string;
   /** The kernel accesses exactly this many bytes: the target must be at least that long. */
   readonly fixedLen?: number;
+  /**
+   * `'bits'`: the paired `len` counts bits (pages of a dirty bitmap, MSRs of a filter range) and the
+   * kernel accesses `BITS_TO_LONGS(len) * 8` bytes. `arg()` never fills such a length in (it means
+   * something): a given one is checked against the target.
+   */
+  readonly lenUnit?: 'bits';
+  /**
+   * The kernel writes one bit per page of the memory slot named by this u32 field, rounded up to
+   * 64 bits (KVM_GET_DIRTY_LOG): only the backend knows the slot's size, so it checks the target.
+   */
+  readonly memslotBitmap?: string;
   /** The pointer points at a struct of this type (a plain object is encoded with it). */
   readonly struct?: C;
   /**
@@ -388,6 +403,8 @@ export function ptr<const O extends PtrOptions<AnyStructCodec | undefined> = Ptr
   opts: O = {} as O,
 ): FieldType<bigint, bigint | number | null, PtrArgValue<O>> {
   if (opts.fixedLen !== undefined) checkCount('opts.fixedLen', opts.fixedLen, 1);
+  if (opts.lenUnit !== undefined && (opts.lenUnit !== 'bits' || opts.len === undefined))
+    throw invalidArgValue('opts.lenUnit', opts.lenUnit, "must be 'bits', with a paired len");
   if (opts.select !== undefined && opts.selectBy === undefined) throw invalidArgValue('opts.select', 'function', 'needs opts.selectBy');
   const f: PtrImpl = {
     kind: 'ptr',
@@ -442,6 +459,8 @@ export interface FieldInfo {
   readonly kind: FieldKind;
   /** Only for `ptr` fields. */
   readonly pointer?: PointerInfo;
+  /** A nested struct (count 1) or an array of `count` structs (stride `codec.size`), e.g. kvm_msr_filter.ranges. */
+  readonly nested?: { readonly codec: AnyStructCodec; readonly count: number };
 }
 
 /** A named sibling field (a pointer's length or selector). */
@@ -455,6 +474,10 @@ export interface FieldRef {
 export interface PointerInfo {
   readonly len?: FieldRef;
   readonly fixedLen?: number;
+  /** The paired length counts bits: the target holds `BITS_TO_LONGS(len) * 8` bytes. */
+  readonly lenBits?: true;
+  /** The kernel writes a bitmap of the memory slot named by this field (KVM_GET_DIRTY_LOG). */
+  readonly memslotBitmap?: FieldRef;
   readonly retained?: true;
   readonly selectBy?: FieldRef;
   readonly struct?: AnyStructCodec;
@@ -662,9 +685,12 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
       const len = ref('len', o.len, s.name, true);
       if (len && len.size < 4) throw invalidArgValue(`${name}.${s.name}.len`, o.len, 'must name a u32 or u64 field');
       const selectBy = ref('selectBy', o.selectBy, s.name, true);
+      const memslot = ref('memslotBitmap', o.memslotBitmap, s.name, true);
       pointer = Object.freeze({
         ...(len ? { len } : {}),
         ...(o.fixedLen !== undefined ? { fixedLen: o.fixedLen } : {}),
+        ...(o.lenUnit === 'bits' ? { lenBits: true as const } : {}),
+        ...(memslot ? { memslotBitmap: memslot } : {}),
         ...(o.retained ? { retained: true as const } : {}),
         ...(selectBy ? { selectBy } : {}),
         ...(o.struct ? { struct: o.struct } : {}),
@@ -684,6 +710,7 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
       type: s.type.typeName,
       kind: s.type.kind,
       ...(pointer ? { pointer } : {}),
+      ...(s.type.nested ? { nested: s.type.nested } : {}),
     });
   });
   const pointers = infos.filter((f) => f.kind === 'ptr');
@@ -758,7 +785,14 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
       if (plan.opts.fixedLen !== undefined && tlen < plan.opts.fixedLen) {
         throw outOfRange(`${ppath}`, `a target of at least ${plan.opts.fixedLen} bytes`, tlen);
       }
-      if (plan.lenIndex >= 0) {
+      if (plan.lenIndex >= 0 && plan.opts.lenUnit === 'bits') {
+        const lenSlot = slots[plan.lenIndex]!;
+        const bits = BigInt((p[plan.lenIndex] as number | bigint | undefined) ?? 0);
+        const need = ((bits + 63n) / 64n) * 8n;
+        if (need > BigInt(tlen)) {
+          throw outOfRange(`${path}.${lenSlot.name}`, `<= ${tlen * 8} (bits; the ${plan.name} target holds ${tlen} bytes)`, bits);
+        }
+      } else if (plan.lenIndex >= 0) {
         const lenSlot = slots[plan.lenIndex]!;
         const given = p[plan.lenIndex] as number | bigint | undefined;
         if (obj[lenSlot.name] === undefined) {

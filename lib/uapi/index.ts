@@ -18,6 +18,8 @@ export * from './psp-structs.js';
 export * from './kvm-run.js';
 export * from './local-migration-structs.js';
 export * from './sev-command-table.js';
+export * from './vmm-constants.js';
+export * from './vmm-structs.js';
 export * from './ioctls.js';
 
 import * as kvm from './kvm-structs.js';
@@ -25,6 +27,7 @@ import * as sev from './sev-structs.js';
 import * as psp from './psp-structs.js';
 import * as run from './kvm-run.js';
 import * as lm from './local-migration-structs.js';
+import * as vmm from './vmm-structs.js';
 
 /**
  * Every codec keyed by its kernel struct name (`structs.kvm_sev_cmd`, `structs['kvm_run.io']`; the bare
@@ -102,5 +105,27 @@ export const structs = Object.freeze({
   'kvm_run.system_event': run.kvm_run_system_event,
   'kvm_run.internal': run.kvm_run_internal,
   'kvm_run.memory_fault': run.kvm_run_memory_fault,
+  'kvm_run.msr': run.kvm_run_msr,
+  'kvm_run.eoi': run.kvm_run_eoi,
+  kvm_irq_level: vmm.kvm_irq_level,
+  kvm_pic_state: vmm.kvm_pic_state,
+  kvm_ioapic_state: vmm.kvm_ioapic_state,
+  kvm_irqchip: vmm.kvm_irqchip,
+  kvm_pit_config: vmm.kvm_pit_config,
+  kvm_pit_channel_state: vmm.kvm_pit_channel_state,
+  kvm_pit_state2: vmm.kvm_pit_state2,
+  kvm_interrupt: vmm.kvm_interrupt,
+  kvm_msi: vmm.kvm_msi,
+  kvm_irq_routing_entry: vmm.kvm_irq_routing_entry,
+  kvm_irq_routing: vmm.kvm_irq_routing,
+  kvm_irqfd: vmm.kvm_irqfd,
+  kvm_ioeventfd: vmm.kvm_ioeventfd,
+  kvm_dirty_log: vmm.kvm_dirty_log,
+  kvm_clear_dirty_log: vmm.kvm_clear_dirty_log,
+  kvm_msr_filter_range: vmm.kvm_msr_filter_range,
+  kvm_msr_filter: vmm.kvm_msr_filter,
+  kvm_create_device: vmm.kvm_create_device,
+  kvm_stats_header: vmm.kvm_stats_header,
+  kvm_stats_desc: vmm.kvm_stats_desc,
   'kvm_run.sync_flags': run.kvm_run_sync_flags,
 } as const);

@@ -67,6 +67,13 @@ export const KVM_RUN_SYSTEM_EVENT_DATA_OFFSET = 40;
 export const KVM_RUN_INTERNAL_SUBERROR_OFFSET = 32;
 export const KVM_RUN_INTERNAL_NDATA_OFFSET = 36;
 export const KVM_RUN_INTERNAL_DATA_OFFSET = 40;
+/** `kvm_run.msr.*` (KVM_EXIT_X86_RDMSR/WRMSR; absolute offsets). `error` and, for RDMSR, `data` are the VMM's reply. */
+export const KVM_RUN_MSR_ERROR_OFFSET = 32;
+export const KVM_RUN_MSR_REASON_OFFSET = 40;
+export const KVM_RUN_MSR_INDEX_OFFSET = 44;
+export const KVM_RUN_MSR_DATA_OFFSET = 48;
+/** `kvm_run.eoi.vector` (KVM_EXIT_IOAPIC_EOI; absolute offset). */
+export const KVM_RUN_EOI_VECTOR_OFFSET = 32;
 /** `kvm_run.fail_entry.*` (absolute offsets). */
 export const KVM_RUN_FAIL_ENTRY_REASON_OFFSET = 32;
 export const KVM_RUN_FAIL_ENTRY_CPU_OFFSET = 40;
@@ -173,6 +180,25 @@ export const kvm_run_internal = defineStruct(
   { size: 136 },
 );
 
+/**
+ * `kvm_run.msr` (KVM_EXIT_X86_RDMSR / KVM_EXIT_X86_WRMSR): `reason` is a KVM_MSR_EXIT_REASON_*;
+ * the VMM writes `error` (1: inject #GP) and, for RDMSR, `data` before the next KVM_RUN.
+ */
+export const kvm_run_msr = defineStruct(
+  'kvm_run.msr',
+  [
+    ['error', u8],
+    ['pad', pad(7)],
+    ['reason', u32],
+    ['index', u32],
+    ['data', u64],
+  ],
+  { size: 24 },
+);
+
+/** `kvm_run.eoi` (KVM_EXIT_IOAPIC_EOI, split irqchip): the vector the guest's LAPIC EOI'd. */
+export const kvm_run_eoi = defineStruct('kvm_run.eoi', [['vector', u8]], { size: 1 });
+
 /** `kvm_run.memory_fault` (6.8+, KVM_EXIT_MEMORY_FAULT): e.g. a private/shared mismatch of a guest_memfd VM. */
 export const kvm_run_memory_fault = defineStruct(
   'kvm_run.memory_fault',
@@ -216,6 +242,11 @@ export function kvmRunExitStruct(exitReason: number): AnyStructCodec | null {
       return kvm_run_system_event;
     case KVM_EXIT.MEMORY_FAULT:
       return kvm_run_memory_fault;
+    case KVM_EXIT.X86_RDMSR:
+    case KVM_EXIT.X86_WRMSR:
+      return kvm_run_msr;
+    case KVM_EXIT.IOAPIC_EOI:
+      return kvm_run_eoi;
     default:
       return null;
   }

@@ -40,6 +40,11 @@ const OPENING_METHODS = new Set([
   'unixConnect',
   'unixAccept',
   'recvFds',
+  // eventfds, device, stats and guest_memfd fds (a VM's close() does not close them)
+  'eventfd',
+  'createDevice',
+  'statsFd',
+  'createGuestMemfd',
 ]);
 /** Functions of node:child_process and node:fs that leave a process or a folder behind. */
 const OPENING_FUNCTIONS = new Set(['spawn', 'fork', 'execFile', 'mkdtempSync']);

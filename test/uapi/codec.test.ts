@@ -608,6 +608,34 @@ test('IOCTLS is exactly the allowlist, with fd kinds and argument shapes', (t) =
     'KVM_SET_GUEST_DEBUG',
     'KVM_GET_TSC_KHZ',
     'SEV_ISSUE_CMD',
+    // issue 12: what a kvmtool- or Firecracker-class VMM needs
+    'KVM_SET_DEVICE_ATTR',
+    'KVM_GET_IRQCHIP',
+    'KVM_SET_IRQCHIP',
+    'KVM_IRQ_LINE',
+    'KVM_IRQ_LINE_STATUS',
+    'KVM_SET_GSI_ROUTING',
+    'KVM_SIGNAL_MSI',
+    'KVM_IRQFD',
+    'KVM_IOEVENTFD',
+    'KVM_CREATE_PIT2',
+    'KVM_GET_PIT2',
+    'KVM_SET_PIT2',
+    'KVM_GET_DIRTY_LOG',
+    'KVM_CLEAR_DIRTY_LOG',
+    'KVM_SET_USER_MEMORY_REGION2',
+    'KVM_CREATE_GUEST_MEMFD',
+    'KVM_SET_MEMORY_ATTRIBUTES',
+    'KVM_X86_SET_MSR_FILTER',
+    'KVM_GET_CLOCK',
+    'KVM_SET_CLOCK',
+    'KVM_SET_TSC_KHZ',
+    'KVM_SET_BOOT_CPU_ID',
+    'KVM_CREATE_DEVICE',
+    'KVM_GET_STATS_FD',
+    'KVM_INTERRUPT',
+    'KVM_NMI',
+    'KVM_KVMCLOCK_CTRL',
   ];
   t.deepEqual([...IOCTLS.map((d) => d.name)].sort(), [...names].sort());
   t.is(new Set(IOCTLS.map((d) => d.request)).size, IOCTLS.length, 'requests are unique');
@@ -628,16 +656,19 @@ test('IOCTLS is exactly the allowlist, with fd kinds and argument shapes', (t) =
     IOCTLS.filter((d) => d.returnsFd)
       .map((d) => d.name)
       .sort(),
-    ['KVM_CREATE_VCPU', 'KVM_CREATE_VM'],
+    ['KVM_CREATE_DEVICE', 'KVM_CREATE_GUEST_MEMFD', 'KVM_CREATE_VCPU', 'KVM_CREATE_VM', 'KVM_GET_STATS_FD'],
   );
+  t.is(uapi.ioctlByName('KVM_CREATE_DEVICE')!.fdOut, structs.kvm_create_device.offsetOf('fd'));
   t.deepEqual(uapi.ioctlByName('KVM_CHECK_EXTENSION')!.fds, ['kvm', 'vm']);
-  t.deepEqual(uapi.ioctlByName('KVM_GET_DEVICE_ATTR')!.fds, ['kvm', 'vm', 'vcpu']);
+  t.deepEqual(uapi.ioctlByName('KVM_GET_DEVICE_ATTR')!.fds, ['kvm', 'vm', 'vcpu', 'device']);
+  t.deepEqual(uapi.ioctlByName('KVM_SET_DEVICE_ATTR')!.fds, ['vm', 'vcpu', 'device']);
+  t.deepEqual(uapi.ioctlByName('KVM_SET_GSI_ROUTING')!.variable, { countOffset: 0, countSize: 4, headerSize: 8, elementSize: 48 });
   t.deepEqual(uapi.ioctlByName('KVM_ENABLE_CAP')!.fds, ['vm', 'vcpu']);
   t.deepEqual(uapi.ioctlByName('SEV_ISSUE_CMD')!.fds, ['sev']);
   t.deepEqual(uapi.ioctlByName('KVM_GET_MSRS')!.variable, { countOffset: 0, countSize: 4, headerSize: 8, elementSize: 16 });
   t.deepEqual(uapi.ioctlByName('KVM_SET_CPUID2')!.variable, { countOffset: 0, countSize: 4, headerSize: 8, elementSize: 40 });
   t.deepEqual(uapi.ioctlByName('KVM_GET_MSR_INDEX_LIST')!.variable, { countOffset: 0, countSize: 4, headerSize: 4, elementSize: 4 });
-  t.is(IOCTLS.filter((d) => d.variable).length, 6);
+  t.is(IOCTLS.filter((d) => d.variable).length, 7);
   t.is(uapi.ioctlByName('KVM_SET_IDENTITY_MAP_ADDR')!.struct?.size, 8);
   t.is(uapi.ioctlByName('KVM_NOPE'), undefined);
   t.is(uapi.ioctlByRequest(0xdeadbeef), undefined);

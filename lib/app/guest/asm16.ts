@@ -10,7 +10,7 @@
  * console.log(Buffer.from(a.assemble()).toString('hex')); // baf803 b041 ee f4
  * ```
  */
-import { Asm, mem, dword, ref } from './asm.js';
+import { Asm, mem, dword, ref, word, type Reg32 } from './asm.js';
 
 export type Reg16 = 'ax' | 'cx' | 'dx' | 'bx' | 'sp' | 'bp' | 'si' | 'di';
 export type Reg8 = 'al' | 'cl' | 'dl' | 'bl' | 'ah' | 'ch' | 'dh' | 'bh';
@@ -115,5 +115,65 @@ export class Asm16 extends Asm {
   /** CMP AL, imm8 (3C ib) */
   cmpAlImm(v: number): this {
     return this.cmp('al', v);
+  }
+  /** MOV r32, imm32 (66 B8+r id): `movImm32('cx', 0x4b564d08)` loads ECX. */
+  movImm32(r: Reg16, v: number): this {
+    return this.mov(`e${r}` as Reg32, v >>> 0);
+  }
+  /** MOV r32, r32 (66 89 /r): `movR32('ax', 'dx')` is MOV EAX, EDX. */
+  movR32(dst: Reg16, src: Reg16): this {
+    return this.mov(`e${dst}` as Reg32, `e${src}` as Reg32);
+  }
+  /** OUT imm8, AL (E6 ib): a port below 0x100 without touching DX. */
+  outImmAl(port: number): this {
+    return this.out(port & 0xff, 'al');
+  }
+  /** MOV [moffs16], AX */
+  movToAx(addr: number): this {
+    return this.mov(mem(addr), 'ax');
+  }
+  /** MOV [moffs16], AL */
+  movToAl(addr: number): this {
+    return this.mov(mem(addr), 'al');
+  }
+  /** MOV [moffs16], EAX (66 prefix) */
+  movToEax(addr: number): this {
+    return this.mov(mem(addr), 'eax');
+  }
+  /** MOV WORD [disp16], imm16 (C7 /0) */
+  movWordImm(addr: number, v: number): this {
+    return this.mov(word(addr), v & 0xffff);
+  }
+  /** INC WORD [disp16] (FF /0) */
+  incWordAt(addr: number): this {
+    return this.inc(word(addr));
+  }
+  /** MOV AX, [moffs16] */
+  movAxFrom(addr: number): this {
+    return this.mov('ax', mem(addr));
+  }
+  /** MOV ES, AX (8E C0) */
+  movEsAx(): this {
+    return this.mov('es', 'ax');
+  }
+  /** MOV BYTE [ES:BX], AL (26 88 07): Asm has no segment overrides, so the bytes are given. */
+  movEsBxAl(): this {
+    return this.db(0x26, 0x88, 0x07);
+  }
+  /** MOV AL, BYTE [ES:BX] (26 8A 07) */
+  movAlEsBx(): this {
+    return this.db(0x26, 0x8a, 0x07);
+  }
+  /** POPCNT AX, AX (F3 0F B8 C0): not in Asm, so the bytes are given. */
+  popcntAx(): this {
+    return this.db(0xf3, 0x0f, 0xb8, 0xc0);
+  }
+  /** SHL r8, imm8 (C0 /4 ib; D0 /4 for a count of one) */
+  shlR8(r: Reg8, n: number): this {
+    return this.shl(r, n);
+  }
+  /** CMP AX, imm (83 /7 ib for a signed byte, else 3D iw) */
+  cmpAxImm(v: number): this {
+    return this.cmp('ax', v & 0xffff);
   }
 }

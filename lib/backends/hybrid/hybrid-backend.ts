@@ -46,6 +46,7 @@ import {
 import type { SevCommandTable } from '../../uapi/sev-command-table.js';
 import { kvm_sev_cmd } from '../../uapi/sev-structs.js';
 import { RemoteSev, RemoteSevFd, RemoteSevVm, type DaemonStatus } from './remote-sev.js';
+import { HypercallDoorbell } from './common/hypercall-doorbell.js';
 import { MockHost, ExternalVcpuPort, type SevSnapshot, type MockHostOptions, type VcpuRegisterState } from '../mock/seam.js';
 
 const { EBADF, EFAULT, EINVAL, EIO, ENOENT } = ERRNO;
@@ -80,6 +81,11 @@ export interface HybridOptions extends Omit<MockHostOptions, 'memory' | 'firmwar
   shared?: boolean;
   /** The shared service's socket (implies `shared`); default `${tmpdir}/kvm-sev-mock-<uid>-<kernel>-<processor>.sock`. */
   sevService?: { socket?: string; spawn?: boolean };
+  /**
+   * EMULATED hypercalls, for hosts whose KVM never returns a guest's VMMCALL to user space (kvm_pvm):
+   * an OUT to `port` becomes the KVM_EXIT_HYPERCALL the kernel would give (see common/hypercall-doorbell.ts).
+   */
+  emulateHypercalls?: { port: number };
 }
 
 /** A hybrid fd: wraps the native (or mock, for /dev/sev) fd so that closes are seen. */
@@ -150,6 +156,8 @@ class HybridVm extends RealVmPort<HybridVcpu> {
   needInit: boolean;
   /** Shared mode: why the daemon cannot see this VM's memory (an anonymous slot), if so. */
   unshareable: string | undefined;
+  /** KVM_CAP_EXIT_HYPERCALL's mask as enabled on the real VM (for the doorbell emulation). */
+  hypercallExitMask = 0n;
   constructor(
     readonly backend: HybridBackend,
     fd: BackendFd,
@@ -205,10 +213,13 @@ export class HybridBackend implements Backend {
   readonly sevService: RemoteSev | undefined;
   /** Shared mode: VM fds received from another process, held at the service. */
   private readonly adopted = new WeakMap<BackendFd, RemoteSevVm>();
+  /** The EMULATED hypercall doorbell, if enabled ({@link HybridOptions.emulateHypercalls}). */
+  readonly hypercallDoorbell: HypercallDoorbell | undefined;
 
   constructor(options: HybridOptions = {}) {
-    const { native, shared, sevService, ...mockOptions } = options;
+    const { native, shared, sevService, emulateHypercalls, ...mockOptions } = options;
     this.native = native ?? new NativeBackend();
+    this.hypercallDoorbell = emulateHypercalls ? new HypercallDoorbell(this.native, emulateHypercalls.port) : undefined;
     this.mock = new MockHost({ ...mockOptions, memory: this.memory });
     if (shared || sevService) {
       this.sevService = new RemoteSev(this.native, {
@@ -349,8 +360,16 @@ export class HybridBackend implements Backend {
         if (typeof arg === 'number' && MOCK_CAPS.has(arg)) return this.mock.ioctl(this.mockSystemFd(), request, arg);
         break;
     }
+    if (request === ioc.KVM_ENABLE_CAP && isIoctlStruct(arg) && !async) {
+      const c = kvm_enable_cap.decode(arg.bytes);
+      const r = this.native.ioctl(inner, request, arg);
+      if (c.cap === KVM_CAP.EXIT_HYPERCALL) vm.hypercallExitMask = c.args[0]!;
+      return r;
+    }
     const r = async ? this.native.ioctlAsync(inner, request, arg) : this.native.ioctl(inner, request, arg);
-    if (request === ioc.KVM_SET_USER_MEMORY_REGION && isIoctlStruct(arg)) this.recordSlot(vm, arg);
+    // region2 starts with region's fields (slot, flags, gpa, size, userspace_addr).
+    if ((request === ioc.KVM_SET_USER_MEMORY_REGION || request === ioc.KVM_SET_USER_MEMORY_REGION2) && isIoctlStruct(arg))
+      this.recordSlot(vm, arg);
     return r;
   }
 
@@ -465,8 +484,9 @@ export class HybridBackend implements Backend {
 
   createRunner(vcpuFd: BackendFd, mmapSize: number): VcpuRunHandle {
     const inner = this.unwrap(vcpuFd);
-    const r = this.native.createRunner(inner, mmapSize);
     const v = this.vcpuOf.get(inner);
+    const real = this.native.createRunner(inner, mmapSize);
+    const r = this.hypercallDoorbell && v ? this.hypercallDoorbell.wrap(real, inner, () => v.vm.hypercallExitMask) : real;
     if (!v) return r;
     // The kernel's rules for SEV VM types, which the real (default) VM does not know.
     const check = () => {
@@ -498,6 +518,26 @@ export class HybridBackend implements Backend {
       kick: () => r.kick(),
       close: () => r.close(),
     };
+  }
+
+  // eventfds and stats fds are the real kernel's (irqfd/ioeventfd go to the real KVM).
+  eventfd(options?: { initval?: number; semaphore?: boolean }): BackendFd {
+    return new HybridFd(this.native.eventfd(options));
+  }
+  eventfdWrite(fd: BackendFd, value?: bigint): void {
+    this.native.eventfdWrite(this.unwrap(fd), value);
+  }
+  eventfdRead(fd: BackendFd): bigint {
+    return this.native.eventfdRead(this.unwrap(fd));
+  }
+  eventfdWait(fd: BackendFd): Promise<bigint> {
+    return this.native.eventfdWait(this.unwrap(fd));
+  }
+  eventfdCancel(fd: BackendFd): void {
+    this.native.eventfdCancel(this.unwrap(fd));
+  }
+  pread(fd: BackendFd, into: Uint8Array, position: number): number {
+    return this.native.pread(this.unwrap(fd), into, position);
   }
 
   socketPair(): [BackendFd, BackendFd] {

@@ -40,6 +40,7 @@ export type { MockHostOptions, KernelProfile } from './options.js';
 export type { TraceEntry, TraceFirmwareCall } from './trace.js';
 export { MockTrace, jsonSafe } from './trace.js';
 export type { SevVmPort, SevVcpuPort, SevMemslot } from './kernel/svm/sev-types.js';
+export type { GuestOp } from './kernel/kvm/guest-ops.js';
 export type { VcpuRegisterState } from './kernel/svm/sev-types.js';
 export { buildVmsa } from './kernel/svm/vmsa.js';
 export { UserMemory, type AnyMapping } from './kernel/common/user-memory.js';

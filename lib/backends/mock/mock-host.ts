@@ -19,6 +19,7 @@ import { sevPlatformCommandStruct } from '../../uapi/psp-structs.js';
 import { SevCommandTable } from '../../uapi/sev-command-table.js';
 import { FdTable, KernelFile, MockFd } from './kernel/common/files.js';
 import { DevKvmFile, DevSevFile, MemfdFile, MockKernel, VcpuFile, VmFile, type KernelCall } from './kernel/kernel.js';
+import type { MockVm } from './kernel/kvm/vm.js';
 import { AsyncCall, runSync, sleepSync, type CallOutcome, type CallSteps } from './syscall/call-runner.js';
 import { KernelErrno } from './kernel/common/errno.js';
 import { AsidSpace } from './kernel/svm/asid.js';
@@ -38,6 +39,9 @@ import { SocketFile, SocketLayer } from './kernel/common/unix-sockets.js';
 import { MockSystemView } from './mock-system-view.js';
 import { MockTrace, type TraceEntry } from './trace.js';
 import { UserMemory } from './kernel/common/user-memory.js';
+import { EventfdFile } from './kernel/common/eventfd.js';
+import { StatsFile } from './kernel/kvm/stats.js';
+import type { GuestOp } from './kernel/kvm/guest-ops.js';
 
 const KVM_RUN_SIZE = 2352; // sizeof(struct kvm_run) on x86_64
 const SEV_VM_REQUESTS: ReadonlySet<string> = new Set([
@@ -154,6 +158,7 @@ export class MockHost implements Backend {
       vmTypesMask: legacy ? 1 : mask,
       sevAttrs: { vmsaFeatures: this.sevEnabled ? vmsaFeatures : 0n, snpPolicyBits: snp ? 0x1fffffn : 0n, snp },
       onDestroy: (f) => this.traced('VM_DESTROY', f),
+      fileOf: (n) => this.fds.lookup(n),
     });
     this.sockets = new SocketLayer(this.fds);
     this.sevCommands = legacy ? SevCommandTable.LOCAL_MIGRATION_2021 : SevCommandTable.UPSTREAM;
@@ -208,8 +213,15 @@ export class MockHost implements Backend {
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     const call = this.prepare(fd, request, arg, true, false);
     const out = call.runSync();
+    if (out.errno || typeof out.result === 'number') {
+      call.finish(out);
+      throw codedError('ERR_KVM_SEV_RETURNS_FD', `${call.def.name} made no fd`);
+    }
+    const nfd = this.fds.install(out.result);
+    // KVM_CREATE_DEVICE: the kernel writes the fd into the struct (fd_install, then copy_to_user).
+    if (call.def.fdOut !== undefined) call.m?.writeRootU32(call.def.fdOut, nfd.fd);
     call.finish(out);
-    return this.fds.install(out.result as KernelFile);
+    return nfd;
   }
 
   private prepare(fd: BackendFd, request: number, arg: IoctlArg, wantFd: boolean, async: boolean): Prepared {
@@ -222,20 +234,32 @@ export class MockHost implements Backend {
         `ioctl request 0x${req.toString(16).toUpperCase().padStart(8, '0')} is not in kvm-sev's allowlist of known KVM and SEV requests`,
       );
     }
-    if (!['kvm', 'sev', 'vm', 'vcpu'].includes(file.kind)) throw valueErr(`${def.name} cannot be issued on a ${file.kind} fd`);
+    if (!['kvm', 'sev', 'vm', 'vcpu', 'device'].includes(file.kind)) throw valueErr(`${def.name} cannot be issued on a ${file.kind} fd`);
     if (def.name === 'KVM_RUN')
       throw codedError(
         'ERR_KVM_SEV_USE_RUNNER',
         "KVM_RUN runs on the vCPU's own thread: use a VcpuRunner (run() or runSync()), not ioctl()",
       );
-    if (def.returnsFd && !wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} returns a new fd: use ioctlFd()`);
+    // KVM_CREATE_DEVICE with KVM_CREATE_DEVICE_TEST only asks whether the type exists: ioctl(), no fd.
+    if (def.returnsFd && !wantFd && def.name !== 'KVM_CREATE_DEVICE')
+      throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} returns a new fd: use ioctlFd()`);
     if (!def.returnsFd && wantFd) throw codedError('ERR_KVM_SEV_RETURNS_FD', `${def.name} does not return an fd: use ioctl()`);
-    const m = this.marshal(def, arg);
+    const m = this.marshal(def, arg, file instanceof VmFile ? file.vm : undefined);
+    if (def.name === 'KVM_CREATE_DEVICE' && m.m) {
+      const test = (m.m.readRootU32(8) & 1) !== 0; // kvm_create_device.flags & KVM_CREATE_DEVICE_TEST
+      let bad: Error | undefined;
+      if (test && wantFd) bad = valueErr('KVM_CREATE_DEVICE with KVM_CREATE_DEVICE_TEST creates no fd: use ioctl()');
+      if (!test && !wantFd) bad = codedError('ERR_KVM_SEV_RETURNS_FD', 'KVM_CREATE_DEVICE returns a new fd: use ioctlFd()');
+      if (bad) {
+        m.m.release();
+        throw bad;
+      }
+    }
     return new Prepared(this, (fd as MockFd).fd, file, def, m, async, (k) => this.kernel.begin(file, def, k, wantFd));
   }
 
   /** Validates the argument as the native shim does. */
-  private marshal(def: IoctlDef, arg: unknown): { m: Marshalled | undefined; int: bigint } {
+  private marshal(def: IoctlDef, arg: unknown, vm?: MockVm): { m: Marshalled | undefined; int: bigint } {
     switch (def.arg) {
       case 'none':
         if (arg !== undefined && arg !== 0) throw typeErr(`${def.name} takes no argument`);
@@ -244,7 +268,11 @@ export class MockHost implements Backend {
         return { m: undefined, int: arg === undefined ? 0n : argSize(arg, 'arg') };
       default: {
         if (def.nullArg && (arg === undefined || arg === null || arg === 0)) return { m: undefined, int: 0n };
-        const m = new Marshalled(this.memory, this.selectors, def.name);
+        const slotBytes = (slot: number) => {
+          const s = vm?.slots.get(slot);
+          return s ? BigInt(s.size) : undefined;
+        };
+        const m = new Marshalled(this.memory, this.selectors, def.name, slotBytes);
         try {
           m.buildRoot(arg, def.struct!, def.variable);
         } catch (e) {
@@ -381,7 +409,99 @@ export class MockHost implements Backend {
     if (!(f instanceof VcpuFile)) throw valueErr('The "vcpu" argument must be a vCPU fd');
     const size = argSize(mmapSize, 'mmapSize');
     if (size < BigInt(KVM_RUN_SIZE) || size > 1n << 24n) throw rangeErr('The value of "mmapSize" is out of range (KVM_GET_VCPU_MMAP_SIZE)');
-    return new MockRunner(vcpu as MockFd, f.vm, f.vcpu, Number(size));
+    return new MockRunner(vcpu as MockFd, f.vm, f.vcpu, Number(size), this.memory);
+  }
+
+  /**
+   * Test seam: the next instructions the guest of `vcpu` executes, as effects KVM handles (VMMCALL,
+   * RDMSR/WRMSR, OUT, stores; see kernel/kvm/guest-ops.ts). KVM_RUN then exits where the kernel
+   * would, and completes each exit from the VMM's reply, so the code above a backend runs as on a
+   * CPU. The pure mock still runs no guest code: with the queue empty, KVM_RUN fails as before.
+   */
+  queueGuestOps(vcpu: BackendFd, ops: readonly GuestOp[]): void {
+    const f = this.file(vcpu, 'vcpu');
+    if (!(f instanceof VcpuFile)) throw valueErr('The "vcpu" argument must be a vCPU fd');
+    f.vcpu.guestOps.push(...ops);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // eventfds and stats fds (the same checks and errors as native/eventfd.cc)
+
+  eventfd(options: { initval?: number; semaphore?: boolean } = {}): BackendFd {
+    if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'object', options);
+    const init = options.initval === undefined ? 0 : argU32(options.initval, 'initval');
+    return this.fds.install(new EventfdFile(init, options.semaphore === true));
+  }
+
+  private eventfdFile(fd: BackendFd): EventfdFile {
+    const f = this.file(fd, 'fd');
+    if (!(f instanceof EventfdFile)) throw valueErr(`The "fd" argument must be an eventfd; got a ${f.kind} fd`);
+    return f;
+  }
+
+  eventfdWrite(fd: BackendFd, value: bigint = 1n): void {
+    const f = this.eventfdFile(fd);
+    const v = argSize(value, 'value');
+    if (v === 0n || v === 0xffff_ffff_ffff_ffffn) throw rangeErr('The value of "value" is out of range. It must be >= 1 and < 2^64 - 1');
+    try {
+      f.write(v);
+    } catch (e) {
+      if (e instanceof KernelErrno) throw errnoError(e.errno, 'write');
+      throw e;
+    }
+  }
+
+  eventfdRead(fd: BackendFd): bigint {
+    return this.eventfdFile(fd).read();
+  }
+
+  private readonly eventfdWaits = new Map<EventfdFile, { cancel: () => void }>();
+
+  eventfdWait(fd: BackendFd): Promise<bigint> {
+    let f: EventfdFile;
+    try {
+      f = this.eventfdFile(fd);
+      if (this.eventfdWaits.has(f))
+        throw codedError('ERR_KVM_SEV_EVENTFD_BUSY', 'this eventfd already has a wait() in flight (one at a time)');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const now = f.read();
+    if (now !== 0n) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const wake = () => {
+        const v = f.read();
+        if (v === 0n) return void f.waiters.push(wake); // a kernel consumer (irqfd) took it: keep waiting
+        this.eventfdWaits.delete(f);
+        resolve(v);
+      };
+      f.waiters.push(wake);
+      this.eventfdWaits.set(f, {
+        cancel: () => {
+          const i = f.waiters.indexOf(wake);
+          if (i >= 0) f.waiters.splice(i, 1);
+          this.eventfdWaits.delete(f);
+          reject(
+            Object.assign(new Error('The operation was aborted: the eventfd wait was cancelled'), {
+              code: 'ABORT_ERR',
+              name: 'AbortError',
+            }),
+          );
+        },
+      });
+    });
+  }
+
+  eventfdCancel(fd: BackendFd): void {
+    if (fd.closed) return;
+    this.eventfdWaits.get(this.eventfdFile(fd))?.cancel();
+  }
+
+  pread(fd: BackendFd, into: Uint8Array, position: number): number {
+    const f = this.file(fd, 'fd');
+    if (!(f instanceof StatsFile)) throw valueErr(`pread() reads stats fds (KVM_GET_STATS_FD); got a ${f.kind} fd`);
+    if (!(into instanceof Uint8Array)) throw typeErr('The "buffer" argument must be a Uint8Array');
+    return f.pread(into, Number(argSize(position, 'position')));
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ export interface NativeRequestInfo {
   variable: boolean;
   returnsFd: boolean;
   nullArg: boolean;
+  /** KVM writes the new fd into the struct at this offset (KVM_CREATE_DEVICE), -1 otherwise. */
+  fdOut: number;
   fds: string[];
 }
 
@@ -29,6 +31,10 @@ export interface NativePointerInfo {
   fixedLen: number;
   retained: boolean;
   selected: boolean;
+  /** The paired length counts bits (BITS_TO_LONGS(len) * 8 bytes). */
+  lenBits: boolean;
+  /** A dirty bitmap of the memory slot named by the u32 at this offset (-1: not one). */
+  slotOffset: number;
 }
 
 export interface NativeLayoutInfo {
@@ -72,6 +78,13 @@ export interface NativeAddon {
   describeSevCommands(send: number, receive: number): (string | null)[];
   describe(): { requests: NativeRequestInfo[]; layouts: NativeLayoutInfo[] };
   liveHandleCount(): number;
+  eventfd(initval: number, semaphore: boolean): BackendFd;
+  /** The eventfd entry points take the fd number, like ioctl. */
+  eventfdWrite(fd: number, value: bigint): void;
+  eventfdRead(fd: number): bigint;
+  eventfdWait(fd: number): Promise<bigint>;
+  eventfdCancel(fd: number): void;
+  pread(fd: number, into: Uint8Array, position: number): number;
 }
 
 /** The package root: the nearest folder above this file with kvm-sev's package.json. */

@@ -63,6 +63,30 @@ export class NativeBackend implements Backend {
   mmapShared(memfd: BackendFd, size: number, offset = 0): GuestMapping {
     return this.addon.mmapShared(memfd, size, offset);
   }
+  eventfd(options: { initval?: number; semaphore?: boolean } = {}): BackendFd {
+    if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'object', options);
+    return this.addon.eventfd(options.initval ?? 0, options.semaphore === true);
+  }
+  eventfdWrite(fd: BackendFd, value = 1n): void {
+    if (!(fd instanceof this.FdHandle)) throw invalidArgType('fd', 'an instance of FdHandle', fd);
+    this.addon.eventfdWrite(fd.fd, value);
+  }
+  eventfdRead(fd: BackendFd): bigint {
+    if (!(fd instanceof this.FdHandle)) throw invalidArgType('fd', 'an instance of FdHandle', fd);
+    return this.addon.eventfdRead(fd.fd);
+  }
+  eventfdWait(fd: BackendFd): Promise<bigint> {
+    if (!(fd instanceof this.FdHandle)) return Promise.reject(invalidArgType('fd', 'an instance of FdHandle', fd));
+    return this.addon.eventfdWait(fd.fd);
+  }
+  eventfdCancel(fd: BackendFd): void {
+    if (!(fd instanceof this.FdHandle)) throw invalidArgType('fd', 'an instance of FdHandle', fd);
+    if (!fd.closed) this.addon.eventfdCancel(fd.fd);
+  }
+  pread(fd: BackendFd, into: Uint8Array, position: number): number {
+    if (!(fd instanceof this.FdHandle)) throw invalidArgType('fd', 'an instance of FdHandle', fd);
+    return this.addon.pread(fd.fd, into, position);
+  }
   createRunner(vcpu: BackendFd, mmapSize: number): VcpuRunHandle {
     return new this.addon.VcpuRunner(vcpu, mmapSize);
   }

@@ -8,6 +8,7 @@ import { IOCTLS } from '../../../lib/uapi/ioctls.js';
 import { structs } from '../../../lib/uapi/index.js';
 import type { AnyStructCodec } from '../../../lib/uapi/codec.js';
 import { SevCommandTable } from '../../../lib/uapi/sev-command-table.js';
+import { flatPointers } from '../../../lib/backends/mock/syscall/marshal.js';
 import { hwTest, nativeAddon } from '../../helpers/hw.js';
 
 const req = nativeAddon();
@@ -28,6 +29,7 @@ hwTest(req, 'every allowlisted request has the same number, argument kind and fd
     t.is(n.returnsFd, d.returnsFd === true, `${d.name} returnsFd`);
     t.deepEqual([...n.fds].sort(), [...d.fds].sort(), `${d.name} fd kinds`);
     if (d.struct) t.is(n.struct, d.struct.name, `${d.name} struct`);
+    t.is(n.fdOut, d.fdOut ?? -1, `${d.name} fd written into the struct`);
   }
 });
 
@@ -39,13 +41,22 @@ hwTest(req, 'every native layout matches its codec: size, pointer offsets, paire
     t.truthy(c, `no codec for ${l.name}`);
     if (!c) continue;
     t.is(l.size, c.size, `${l.name} size`);
-    t.is(l.pointers.length, c.pointers.length, `${l.name} pointer count`);
+    // Pointers of nested structs (kvm_msr_filter.ranges[i].bitmap) are flattened, as the shim lists them.
+    const flat = flatPointers(c);
+    t.is(l.pointers.length, flat.length, `${l.name} pointer count`);
     for (const p of l.pointers) {
-      const f = c.pointers.find((x) => x.name === p.name);
-      t.truthy(f, `${l.name}.${p.name} is not a ptr in the codec`);
-      if (!f?.pointer) continue;
+      const fp = flat.find((x) => x.name === p.name);
+      t.truthy(fp, `${l.name}.${p.name} is not a ptr in the codec`);
+      const f = fp && { ...fp.info, offset: fp.offset };
+      if (!f?.pointer || !fp) continue;
       t.is(p.offset, f.offset, `${l.name}.${p.name} offset`);
-      t.is(p.lenOffset, f.pointer.len ? f.pointer.len.offset : -1, `${l.name}.${p.name} paired length`);
+      t.is(p.lenOffset, f.pointer.len ? fp.baseOffset + f.pointer.len.offset : -1, `${l.name}.${p.name} paired length`);
+      t.is(p.lenBits, f.pointer.lenBits === true, `${l.name}.${p.name} length counts bits`);
+      t.is(
+        p.slotOffset,
+        f.pointer.memslotBitmap ? fp.baseOffset + f.pointer.memslotBitmap.offset : -1,
+        `${l.name}.${p.name} memslot bitmap`,
+      );
       if (f.pointer.len) t.is(p.lenSize, f.pointer.len.size, `${l.name}.${p.name} length size`);
       t.is(p.fixedLen, f.pointer.fixedLen ?? 0, `${l.name}.${p.name} fixed length`);
       t.is(p.retained, f.pointer.retained === true, `${l.name}.${p.name} retained`);

@@ -38,6 +38,17 @@ import { MockVm } from './kvm/vm.js';
 import type { SevDriver } from './ccp/sev-dev.js';
 import type { UserMemory } from './common/user-memory.js';
 import type { KvmMutex } from './common/kvm-mutex.js';
+import { kvm_userspace_memory_region2 } from '../../../uapi/kvm-structs.js';
+import {
+  DeviceFile,
+  deviceIoctl,
+  vcpuStatsFile,
+  vmmEnableCap,
+  vmmVcpuIoctl,
+  vmmVmFile,
+  vmmVmIoctl,
+  type IoctlContext,
+} from './kvm/vmm-ioctls.js';
 
 export class DevKvmFile extends KernelFile {
   readonly kind = 'kvm' as const;
@@ -120,6 +131,8 @@ export interface KernelConfig {
   readonly sevAttrs: SevAttrs;
   /** Runs a VM's destruction (the host traces the firmware commands it issues). */
   readonly onDestroy: (what: () => void) => void;
+  /** The open file behind an fd number (irqfd, ioeventfd and VFIO attributes name fds). */
+  readonly fileOf: (fd: number) => KernelFile | undefined;
 }
 
 /**
@@ -152,8 +165,18 @@ const KVM_RUN_MMAP_SIZE = 3 * 4096;
 export class MockKernel {
   readonly cfg: KernelConfig;
 
+  /** What the VMM-family handlers (kvm/vmm-ioctls.ts) use of this kernel. */
+  private readonly ctx: IoctlContext;
+
   constructor(cfg: KernelConfig) {
     this.cfg = cfg;
+    this.ctx = {
+      bytes: (addr, size) => this.bytes(addr, size),
+      write: (addr, b) => this.write(addr, b),
+      fileOf: (fd) => cfg.fileOf(fd),
+      nowNs: () => process.hrtime.bigint(),
+      hostTscKhz: TSC_KHZ,
+    };
   }
 
   private get legacy(): boolean {
@@ -185,7 +208,8 @@ export class MockKernel {
     const plain = (mutexes: KvmMutex[]): KernelCall => ({
       mutexes,
       yields: false,
-      run: () => (wantFd ? this.ioctlFile(file, def, a, entered) : this.ioctl(file, def, a, entered)),
+      run: () =>
+        wantFd || def.name === 'KVM_CREATE_DEVICE' ? (this.ioctlFile(file, def, a, entered) ?? 0) : this.ioctl(file, def, a, entered),
       done: () => {},
     });
     if (file.kind !== 'vm') return plain([]);
@@ -229,13 +253,22 @@ export class MockKernel {
       case 'sev':
         if (def.name !== 'SEV_ISSUE_CMD') fail(E.EINVAL, 'not SEV_ISSUE_CMD');
         return this.cfg.driver.ioctl(this.cfg.mem, file.writable, a.addr);
+      case 'device':
+        return deviceIoctl(this.ctx, file as DeviceFile, def.name, a);
       default:
         return fail(E.ENOTTY);
     }
   }
 
-  /** KVM_CREATE_VM / KVM_CREATE_VCPU: the new file. */
-  ioctlFile(file: KernelFile, def: IoctlDef, a: KArg, entered = false): KernelFile {
+  /** KVM_CREATE_VM / KVM_CREATE_VCPU / KVM_CREATE_DEVICE / KVM_CREATE_GUEST_MEMFD / KVM_GET_STATS_FD: the new file (null: none made). */
+  ioctlFile(file: KernelFile, def: IoctlDef, a: KArg, entered = false): KernelFile | null {
+    if (def.name === 'KVM_GET_STATS_FD' && file.kind === 'vcpu') return vcpuStatsFile((file as VcpuFile).vcpu);
+    if (file.kind === 'vm' && ['KVM_CREATE_DEVICE', 'KVM_CREATE_GUEST_MEMFD', 'KVM_GET_STATS_FD'].includes(def.name)) {
+      const vm = (file as VmFile).vm;
+      if (vm.dead && !entered) fail(E.EIO, 'the VM is dead');
+      if (this.legacy && def.name === 'KVM_CREATE_GUEST_MEMFD') fail(E.ENOTTY);
+      return vmmVmFile(this.ctx, vm, def.name, a)!;
+    }
     if (def.name === 'KVM_CREATE_VM') {
       if (file.kind !== 'kvm') fail(file.kind === 'vm' ? E.ENOTTY : E.EINVAL);
       return this.createVm(a.int);
@@ -357,17 +390,30 @@ export class MockKernel {
       case 'KVM_CREATE_IRQCHIP':
         if (vm.irqchip) fail(E.EEXIST);
         if (vm.created > 0) fail(E.EINVAL, 'vCPUs exist');
-        vm.irqchip = true;
+        vm.makeIrqchip(false);
         return 0;
+      case 'KVM_SET_USER_MEMORY_REGION2': {
+        if (this.legacy) fail(E.ENOTTY);
+        const r = this.read(kvm_userspace_memory_region2, a.addr);
+        if (r.flags & 4) fail(E.EINVAL, 'KVM_MEM_GUEST_MEMFD: the mock models no private memory'); // no guest_memfd binding
+        const seg = r.userspace_addr ? this.cfg.mem.trySegments(r.userspace_addr, 1)?.[0] : undefined;
+        vm.setMemoryRegion({
+          slot: r.slot,
+          flags: r.flags,
+          gpa: r.guest_phys_addr,
+          size: r.memory_size,
+          uaddr: r.userspace_addr,
+          mapping: seg?.region.mapping,
+        });
+        return 0;
+      }
       case 'KVM_ENABLE_CAP': {
         const c = this.read(kvm_enable_cap, a.addr);
         if (c.flags !== 0) fail(E.EINVAL, 'flags must be 0');
         const srcFd = c.args[0]! > 0x7fffffffn ? -1 : Number(c.args[0]!);
         if (!this.legacy && c.cap === KVM_CAP.VM_COPY_ENC_CONTEXT_FROM) sev.copyFrom(vm.sev, srcFd);
         else if (!this.legacy && c.cap === KVM_CAP.VM_MOVE_ENC_CONTEXT_FROM) sev.moveFrom(vm.sev, srcFd);
-        else if (!this.legacy && c.cap === KVM_CAP.EXIT_HYPERCALL) {
-          if (c.args[0]! & ~0x1000n) fail(E.EINVAL);
-        } else fail(E.EINVAL, `cap ${c.cap} cannot be enabled`);
+        else if (vmmEnableCap(vm, c, this.legacy) === undefined) fail(E.EINVAL, `cap ${c.cap} cannot be enabled`);
         return 0;
       }
       case 'KVM_MEMORY_ENCRYPT_OP':
@@ -377,7 +423,7 @@ export class MockKernel {
       case 'KVM_MEMORY_ENCRYPT_UNREG_REGION':
         return sev.unregRegion(vm.sev, a.addr);
       default:
-        return fail(E.ENOTTY);
+        return vmmVmIoctl(this.ctx, vm, name, a, this.legacy) ?? fail(E.ENOTTY);
     }
   }
 
@@ -481,21 +527,12 @@ export class MockKernel {
       case 'KVM_SET_GUEST_DEBUG':
         v.setGuestDebug(this.read(kvm_guest_debug, a.addr).control);
         return 0;
-      case 'KVM_GET_TSC_KHZ':
-        return TSC_KHZ;
       case 'KVM_ENABLE_CAP': {
         const c = this.read(kvm_enable_cap, a.addr);
         return fail(E.EINVAL, c.flags ? 'flags must be 0' : `vCPU cap ${c.cap} cannot be enabled`);
       }
-      case 'KVM_GET_DEVICE_ATTR':
-      case 'KVM_HAS_DEVICE_ATTR': {
-        const attr = this.read(kvm_device_attr, a.addr);
-        if (attr.group !== 0 || attr.attr !== 0n) fail(E.ENXIO); // only KVM_VCPU_TSC_CTRL/OFFSET
-        if (name === 'KVM_GET_DEVICE_ATTR') this.write(attr.addr, u64_value.encode({ value: 0n }));
-        return 0;
-      }
       default:
-        return fail(E.EINVAL);
+        return vmmVcpuIoctl(this.ctx, vm, v, name, a) ?? fail(E.EINVAL);
     }
   }
 }

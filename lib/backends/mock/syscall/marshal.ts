@@ -6,7 +6,7 @@
  * 0 in JS), each buffer whole. Guest-memory targets are used in place.
  */
 import { KvmSevError } from '../../../backend/errors.js';
-import type { AnyStructCodec } from '../../../uapi/codec.js';
+import type { AnyStructCodec, FieldInfo } from '../../../uapi/codec.js';
 import type { IoctlDef } from '../../../uapi/ioctls.js';
 import { isAnyMapping, unmappedTarget, type BounceSet, type UserMemory } from '../kernel/common/user-memory.js';
 import { MockMapping } from '../kernel/common/mapping.js';
@@ -22,6 +22,8 @@ interface PtrSpec {
   readonly retained: boolean;
   readonly selectorOffset: number;
   readonly nested?: AnyStructCodec;
+  readonly lenBits: boolean;
+  readonly slotOffset: number;
 }
 
 function coded<E extends Error>(e: E, code: string): E {
@@ -54,16 +56,37 @@ export function argSize(v: unknown, name: string): bigint {
   return BigInt(v);
 }
 
+/** Every pointer of a struct, those of nested structs and arrays of structs too (kvm_msr_filter.ranges[i].bitmap), flattened. */
+export function flatPointers(
+  codec: AnyStructCodec,
+  base = 0,
+  prefix = '',
+): { name: string; offset: number; info: FieldInfo; baseOffset: number }[] {
+  const out: { name: string; offset: number; info: FieldInfo; baseOffset: number }[] = [];
+  for (const f of codec.fields) {
+    if (f.kind === 'ptr') out.push({ name: prefix + f.name, offset: base + f.offset, info: f, baseOffset: base });
+    else if (f.nested) {
+      for (let i = 0; i < f.nested.count; i++) {
+        const name = f.kind === 'array' ? `${prefix}${f.name}[${i}].` : `${prefix}${f.name}.`;
+        out.push(...flatPointers(f.nested.codec, base + f.offset + i * f.nested.codec.size, name));
+      }
+    }
+  }
+  return out;
+}
+
 function ptrSpecs(codec: AnyStructCodec): PtrSpec[] {
-  return codec.pointers.map((f) => ({
-    name: f.name,
-    offset: f.offset,
-    lenOffset: f.pointer?.len?.offset ?? -1,
+  return flatPointers(codec).map(({ name, offset, info: f, baseOffset }) => ({
+    name,
+    offset,
+    lenOffset: f.pointer?.len ? baseOffset + f.pointer.len.offset : -1,
     lenSize: f.pointer?.len?.size ?? 0,
     fixedLen: f.pointer?.fixedLen ?? 0,
     retained: f.pointer?.retained === true,
-    selectorOffset: f.pointer?.selectBy?.offset ?? -1,
+    selectorOffset: f.pointer?.selectBy ? baseOffset + f.pointer.selectBy.offset : -1,
     ...(f.pointer?.struct ? { nested: f.pointer.struct } : {}),
+    lenBits: f.pointer?.lenBits === true,
+    slotOffset: f.pointer?.memslotBitmap ? baseOffset + f.pointer.memslotBitmap.offset : -1,
   }));
 }
 
@@ -103,11 +126,27 @@ export class Marshalled {
   private readonly mem: UserMemory;
   private readonly selectors: ReadonlyMap<string, Selector>;
   private readonly what: string;
+  private readonly slotBytes: ((slot: number) => bigint | undefined) | undefined;
 
-  constructor(mem: UserMemory, selectors: ReadonlyMap<string, Selector>, what: string) {
+  /** `slotBytes`: the sizes of the memory slots of the VM the call goes to (dirty bitmaps are sized by them). */
+  constructor(mem: UserMemory, selectors: ReadonlyMap<string, Selector>, what: string, slotBytes?: (slot: number) => bigint | undefined) {
     this.mem = mem;
     this.selectors = selectors;
     this.what = what;
+    this.slotBytes = slotBytes;
+  }
+
+  /** KernelBytes of native/marshal.cc: what the kernel accesses beyond a plain paired length (0n: no rule). */
+  private kernelBytes(pf: PtrSpec, store: Uint8Array, paired: bigint, field: string): bigint {
+    if (pf.lenBits) return ((paired + 63n) / 64n) * 8n;
+    if (pf.slotOffset < 0) return 0n;
+    const slot = new DataView(store.buffer, store.byteOffset, store.byteLength).getUint32(pf.slotOffset, true);
+    const bytes = this.slotBytes?.(slot);
+    if (bytes === undefined)
+      throw valueErr(
+        `${field}: memory slot ${slot} was not set by this process, so the shim cannot size its dirty bitmap (one bit per page)`,
+      );
+    return ((bytes / 4096n + 63n) / 64n) * 8n;
   }
 
   /** Build the root struct (BuildRoot). */
@@ -150,7 +189,7 @@ export class Marshalled {
     const seen = new Set<number>();
     // As the native shim: a memory slot's userspace_addr may not be NULL with a size (the guest would see this process's memory).
     const checkRetained = () => {
-      if (codec.name !== 'kvm_userspace_memory_region') return;
+      if (codec.name !== 'kvm_userspace_memory_region' && codec.name !== 'kvm_userspace_memory_region2') return;
       for (const [k, pf] of ptrs.entries()) {
         if (!pf.retained || seen.has(k) || pf.lenOffset < 0) continue;
         const len = pf.lenSize === 4 ? BigInt(dv.getUint32(pf.lenOffset, true)) : dv.getBigUint64(pf.lenOffset, true);
@@ -197,7 +236,7 @@ export class Marshalled {
       }
       return this.buildLevel(target, nested!);
     }
-    return this.memoryTarget(target, pf, field, paired);
+    return this.memoryTarget(target, pf, field, paired, store);
   }
 
   /**
@@ -214,12 +253,22 @@ export class Marshalled {
       }
       target = o.bytes;
     }
-    const none: PtrSpec = { name: 'data', offset: 0, lenOffset: -1, lenSize: 0, fixedLen: 0, retained: false, selectorOffset: -1 };
-    return this.memoryTarget(target, none, field, 0n);
+    const none: PtrSpec = {
+      name: 'data',
+      offset: 0,
+      lenOffset: -1,
+      lenSize: 0,
+      fixedLen: 0,
+      retained: false,
+      selectorOffset: -1,
+      lenBits: false,
+      slotOffset: -1,
+    };
+    return this.memoryTarget(target, none, field, 0n, new Uint8Array(0));
   }
 
   /** A pointer at memory: a guest-memory range in place, or JS bytes copied to a bounce region. */
-  private memoryTarget(target: unknown, pf: PtrSpec, field: string, paired: bigint): bigint {
+  private memoryTarget(target: unknown, pf: PtrSpec, field: string, paired: bigint, store: Uint8Array): bigint {
     const isBytes = ArrayBuffer.isView(target) || target instanceof ArrayBuffer;
     if (typeof target === 'object' && target !== null && !isBytes) {
       const t = target as { kind?: unknown; mapping?: unknown; offset?: unknown; length?: unknown };
@@ -233,7 +282,10 @@ export class Marshalled {
       if (off > size || len > size - off) {
         throw rangeErr(`${field}: range [${off}, +${len}) is outside the mapping of ${m.size} bytes`);
       }
-      if (pf.lenOffset >= 0 && paired > len) throw rangeErr(`${field}: the paired length ${paired} exceeds the target's ${len} bytes`);
+      const kb = this.kernelBytes(pf, store, paired, field);
+      if (kb > len) throw rangeErr(`${field}: the kernel accesses ${kb} bytes here, the target has ${len}`);
+      if (pf.lenOffset >= 0 && !pf.lenBits && paired > len)
+        throw rangeErr(`${field}: the paired length ${paired} exceeds the target's ${len} bytes`);
       if (BigInt(pf.fixedLen) > len) throw rangeErr(`${field}: the target must hold ${pf.fixedLen} bytes`);
       if (m instanceof MockMapping) {
         m.inflight++;
@@ -249,13 +301,26 @@ export class Marshalled {
     const data = getBytes(target);
     if (!data) throw typeErr(`${field}: the target must be a Buffer, an ArrayBuffer or a guest-memory range`);
     const len = data.byteLength;
-    if (pf.lenOffset >= 0 && paired > BigInt(len))
+    const kb = this.kernelBytes(pf, store, paired, field);
+    if (kb > BigInt(len)) throw rangeErr(`${field}: the kernel accesses ${kb} bytes here, the buffer has ${len}`);
+    if (pf.lenOffset >= 0 && !pf.lenBits && paired > BigInt(len))
       throw rangeErr(`${field}: the paired length ${paired} exceeds the buffer's ${len} bytes`);
     if (pf.fixedLen > len) throw rangeErr(`${field}: the buffer must hold ${pf.fixedLen} bytes`);
     if (len === 0) throw rangeErr(`${field}: the buffer is empty or detached; pass null for a NULL pointer`);
     const { addr, store: b } = this.mem.addBounce(data, this.bounceSet, data.byteOffset);
     this.bounces.push({ target, len, store: b });
     return addr;
+  }
+
+  /** The u32 at `offset` of the root struct as the kernel sees it. */
+  readRootU32(offset: number): number {
+    const s = this.levels[0]!.store;
+    return new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(offset, true);
+  }
+  /** What the kernel writes into the root struct after the call proper (KVM_CREATE_DEVICE's fd). */
+  writeRootU32(offset: number, v: number): void {
+    const s = this.levels[0]!.store;
+    new DataView(s.buffer, s.byteOffset, s.byteLength).setUint32(offset, v, true);
   }
 
   /** CopyBack: every struct level without its pointer fields, every buffer whole. */

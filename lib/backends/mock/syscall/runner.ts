@@ -10,6 +10,8 @@ import { E } from '../kernel/common/errno.js';
 import type { MockFd } from '../kernel/common/files.js';
 import type { MockVcpu } from '../kernel/kvm/vcpu.js';
 import type { MockVm } from '../kernel/kvm/vm.js';
+import type { UserMemory } from '../kernel/common/user-memory.js';
+import { completePending, step } from '../kernel/kvm/guest-ops.js';
 
 export class MockRunner implements VcpuRunHandle {
   readonly runArea: ArrayBuffer;
@@ -19,10 +21,13 @@ export class MockRunner implements VcpuRunHandle {
   private kicked = false;
   private isClosed = false;
 
-  constructor(fd: MockFd, vm: MockVm, vcpu: MockVcpu, mmapSize: number) {
+  private readonly mem: UserMemory;
+
+  constructor(fd: MockFd, vm: MockVm, vcpu: MockVcpu, mmapSize: number, mem: UserMemory) {
     this.fd = fd;
     this.vm = vm;
     this.vcpu = vcpu;
+    this.mem = mem;
     this.runArea = new ArrayBuffer(mmapSize);
   }
 
@@ -37,9 +42,21 @@ export class MockRunner implements VcpuRunHandle {
     if (this.isClosed || this.fd.closed) throw errnoError(E.EBADF, 'ioctl', 'KVM_RUN');
     if (this.vm.dead) throw errnoError(E.EIO, 'ioctl', 'KVM_RUN');
     if (this.vm.sev.info.needInit) throw errnoError(E.EINVAL, 'ioctl', 'KVM_RUN');
-    if (this.kicked) {
+    const run = new DataView(this.runArea);
+    // immediate_exit, or a kick: -EINTR before entering the guest, after completing the last exit.
+    if (this.kicked || run.getUint8(1)) {
+      completePending(this.vcpu, run);
       this.kicked = false;
+      run.setUint8(1, 0); // the runner clears immediate_exit after each KVM_RUN, as the native one does
       return -E.EINTR;
+    }
+    completePending(this.vcpu, run);
+    const page = new Uint8Array(this.runArea);
+    for (let o = this.vcpu.guestOps.shift(); o; o = this.vcpu.guestOps.shift()) {
+      if (step(this.vm, this.vcpu, this.mem, run, page, o)) {
+        this.vcpu.counters.exits++;
+        return 0;
+      }
     }
     throw new KvmSevError(
       'ERR_KVM_SEV_MOCK_NO_EXECUTION',

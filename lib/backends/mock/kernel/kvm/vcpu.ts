@@ -11,6 +11,7 @@ import { kvm_debugregs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs } from '.
 import { E, fail } from '../common/errno.js';
 import { MSR_INDEX_LIST, resetMsrs, SUPPORTED_XCR0, type CpuidEntry } from './tables.js';
 import type { VcpuRegisterState } from '../svm/sev-types.js';
+import type { GuestOp, Pending } from './guest-ops.js';
 
 export const DR6_RESET = 0xffff0ff0n;
 export const DR7_RESET = 0x400n;
@@ -60,7 +61,7 @@ export class MockVcpu {
   xcr0 = 1n;
   msrs: Map<number, bigint>;
   lapic: Uint8Array | undefined;
-  events = new Uint8Array(kvm_vcpu_events.size);
+  events: Uint8Array = new Uint8Array(kvm_vcpu_events.size);
   mpState: number;
   db: bigint[] = [0n, 0n, 0n, 0n];
   dr6 = DR6_RESET;
@@ -72,10 +73,21 @@ export class MockVcpu {
   /** The VMSA page once encrypted (kernel memory). */
   vmsa: Uint8Array | undefined;
 
-  constructor(id: number, index: number, irqchip: boolean) {
+  /** Instructions a test says the guest executes next (guest-ops.ts), and what the last exit left to complete. */
+  readonly guestOps: GuestOp[] = [];
+  pendingExit: Pending;
+  /** KVM_INTERRUPT with a split irqchip: the vector waiting for the interrupt window (-1: none). */
+  pendingExternalVector = -1;
+  /** KVM_VCPU_TSC_OFFSET (vCPU device attribute). */
+  tscOffset = 0n;
+  /** The guest TSC frequency (KVM_GET/SET_TSC_KHZ). */
+  tscKhz = 2_450_000;
+  /** Exit counters for the binary stats (the mock's runner counts the exits it produces). */
+  readonly counters = { exits: 0n, io_exits: 0n, mmio_exits: 0n, hypercalls: 0n, halt_exits: 0n, nmi_injections: 0n, irq_injections: 0n };
+
+  constructor(id: number, index: number, irqchip: boolean, bsp = id === 0) {
     this.id = id;
     this.index = index;
-    const bsp = id === 0;
     const apicBase = irqchip ? 0xfee00800n | (bsp ? 0x100n : 0n) : 0n;
     const r = new DataView(this.regs.buffer);
     r.setBigUint64(kvm_regs.offsetOf('rdx'), 0x600n, true); // no CPUID set yet: KVM's default signature
@@ -168,6 +180,39 @@ export class MockVcpu {
       else dv.setBigUint64(16 * i + 8, this.msrs.get(index) ?? 0n, true);
     }
     return n;
+  }
+
+  /** KVM_INTERRUPT on a vCPU without an in-kernel LAPIC: kvm_queue_interrupt() (a second one replaces the first). */
+  queueInterrupt(vector: number): void {
+    const e = kvm_vcpu_events.decode(this.events);
+    e.interrupt = { injected: 1, nr: vector, soft: 0, shadow: e.interrupt.shadow };
+    this.events = kvm_vcpu_events.encode(e);
+    this.counters.irq_injections++;
+  }
+
+  /** KVM_NMI: kvm_inject_nmi() (nmi_queued; at most one pending is reported). */
+  queueNmi(): void {
+    const e = kvm_vcpu_events.decode(this.events);
+    e.nmi = { ...e.nmi, pending: 1 };
+    this.events = kvm_vcpu_events.encode(e);
+    this.counters.nmi_injections++;
+  }
+
+  /** The LAPIC is software-enabled (SVR bit 8) and so accepts interrupts (__apic_accept_irq()). */
+  lapicEnabled(): boolean {
+    return !!this.lapic && (new DataView(this.lapic.buffer, this.lapic.byteOffset).getUint32(0xf0, true) & 0x100) !== 0;
+  }
+
+  /** APIC ID as an MSI destination sees it (xAPIC: ID register bits 24-31). */
+  apicId(): number {
+    return this.lapic ? new DataView(this.lapic.buffer, this.lapic.byteOffset).getUint32(0x20, true) >>> 24 : this.id;
+  }
+
+  /** Sets the IRR bit of `vector` in the LAPIC page (a fixed interrupt accepted). */
+  acceptInterrupt(vector: number): void {
+    const dv = new DataView(this.lapic!.buffer, this.lapic!.byteOffset);
+    const reg = 0x200 + (vector >>> 5) * 0x10;
+    dv.setUint32(reg, dv.getUint32(reg, true) | (1 << (vector & 31)), true);
   }
 
   getEvents(): Uint8Array {

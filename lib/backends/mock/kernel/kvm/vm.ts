@@ -10,12 +10,25 @@ import { MockMapping } from '../common/mapping.js';
 import type { AnyMapping } from '../common/user-memory.js';
 import type { SevMemslot, SevVcpuPort, SevVm, SevVmPort } from '../svm/sev-types.js';
 import { MockVcpu } from './vcpu.js';
+import type { EventfdFile } from '../common/eventfd.js';
+import { MockIrqchip, type MockPit } from './irqchip.js';
 import type { VcpuRegisterState } from '../svm/sev-types.js';
 
 export interface Memslot extends SevMemslot {
   readonly slot: number;
   readonly flags: number;
   readonly mapping: AnyMapping | undefined;
+  /** One bit per page while KVM_MEM_LOG_DIRTY_PAGES is set (kvm_alloc_dirty_bitmap()). */
+  dirty: Uint8Array | undefined;
+}
+
+/** An assigned ioeventfd (virt/kvm/eventfd.c: struct _ioeventfd). */
+export interface Ioeventfd {
+  readonly addr: bigint;
+  readonly len: number;
+  readonly pio: boolean;
+  readonly datamatch: bigint | undefined;
+  readonly eventfd: EventfdFile;
 }
 
 const KVM_USER_MEM_SLOTS = 32764;
@@ -53,7 +66,22 @@ export class MockVm implements SevVmPort {
   readonly vcpuList: MockVcpu[] = [];
   private readonly ports: VcpuPort[] = [];
   created = 0;
+  /** KVM_CREATE_IRQCHIP (full) or KVM_CAP_SPLIT_IRQCHIP. */
   irqchip = false;
+  chip: MockIrqchip | undefined;
+  pit: MockPit | undefined;
+  readonly irqfds = new Map<EventfdFile, { gsi: number; resample: EventfdFile | undefined }>();
+  readonly ioeventfds: Ioeventfd[] = [];
+  /** KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2's flags (kvm->manual_dirty_log_protect). */
+  manualDirtyLogProtect = 0;
+  /** KVM_CAP_X86_USER_SPACE_MSR's reasons, the MSR filter, KVM_CAP_EXIT_HYPERCALL's mask. */
+  userSpaceMsr = 0;
+  msrFilter: { defaultDeny: boolean; ranges: { flags: number; base: number; nmsrs: number; bitmap: Uint8Array }[] } | undefined;
+  hypercallExitMask = 0n;
+  /** kvmclock: the offset so that KVM_GET_CLOCK = mock clock + offset (kvm->arch.kvmclock_offset). */
+  kvmclockOffset = 0n;
+  defaultTscKhz = 0;
+  bspId = 0;
   identityMapSet = false;
   tssAddr = 0n;
   dead = false;
@@ -106,7 +134,8 @@ export class MockVm implements SevVmPort {
     if (id >= this.maxVcpuIds) fail(E.EINVAL, 'vCPU id too large');
     if (this.created >= this.maxVcpus) fail(E.EINVAL, 'too many vCPUs');
     if (this.vcpuList.some((v) => v.id === id)) fail(E.EEXIST, `vCPU ${id} exists`);
-    const v = new MockVcpu(id, this.vcpuList.length, this.irqchip);
+    const v = new MockVcpu(id, this.vcpuList.length, this.irqchip, id === this.bspId);
+    if (this.defaultTscKhz) v.tscKhz = this.defaultTscKhz;
     this.created++;
     this.vcpuList.push(v);
     this.ports.push(new VcpuPort(v));
@@ -145,6 +174,64 @@ export class MockVm implements SevVmPort {
     }
     const mapping = old ? old.mapping : r.mapping;
     if (!old && mapping instanceof MockMapping) mapping.bindings++;
-    this.slots.set(r.slot, { slot: r.slot, flags: r.flags, gpa: r.gpa, size: Number(r.size), uaddr: r.uaddr, mapping });
+    // kvm_prepare_memory_region(): a bitmap while LOG_DIRTY_PAGES is set, all ones with KVM_DIRTY_LOG_INITIALLY_SET.
+    let dirty: Uint8Array | undefined;
+    if (r.flags & KVM_MEM.LOG_DIRTY_PAGES) {
+      dirty = old?.dirty ?? new Uint8Array(Math.ceil(Number(r.size) / 4096 / 64) * 8);
+      if (!old?.dirty && this.manualDirtyLogProtect & 2) markAll(dirty, Number(r.size) / 4096);
+    }
+    this.slots.set(r.slot, { slot: r.slot, flags: r.flags, gpa: r.gpa, size: Number(r.size), uaddr: r.uaddr, mapping, dirty });
   }
+
+  /** The slot holding guest-physical page `gfn` (address space 0). */
+  slotOfGpa(gpa: bigint): Memslot | undefined {
+    for (const s of this.slots.values()) if (s.slot >>> 16 === 0 && gpa >= s.gpa && gpa < s.gpa + BigInt(s.size)) return s;
+    return undefined;
+  }
+
+  /** mark_page_dirty_in_slot(). */
+  markDirty(gpa: bigint): void {
+    const s = this.slotOfGpa(gpa);
+    if (!s?.dirty) return;
+    const page = Number((gpa - s.gpa) >> 12n);
+    s.dirty[page >> 3]! |= 1 << (page & 7);
+  }
+
+  /** KVM_GET_DIRTY_LOG (kvm_get_dirty_log_protect()): the bitmap; reset unless manual protect. */
+  getDirtyLog(slot: number): Uint8Array {
+    const id = slot & 0xffff;
+    if (slot >>> 16 >= (this.hasProtectedState ? 1 : 2) || id >= KVM_USER_MEM_SLOTS) fail(E.EINVAL, 'bad slot');
+    const s = this.slots.get(slot);
+    if (!s?.dirty) fail(E.ENOENT, 'no such slot, or it does not log dirty pages');
+    const out = s.dirty.slice();
+    if (!(this.manualDirtyLogProtect & 1)) s.dirty.fill(0);
+    return out;
+  }
+
+  /** KVM_CLEAR_DIRTY_LOG (kvm_clear_dirty_log_protect()): clears the given bits of [first, first+num). */
+  clearDirtyLog(slot: number, first: bigint, num: number, bits: Uint8Array): void {
+    const id = slot & 0xffff;
+    if (slot >>> 16 >= (this.hasProtectedState ? 1 : 2) || id >= KVM_USER_MEM_SLOTS) fail(E.EINVAL, 'bad slot');
+    if (first & 63n) fail(E.EINVAL, 'first_page is not a multiple of 64');
+    const s = this.slots.get(slot);
+    if (!s?.dirty) fail(E.ENOENT, 'no such slot, or it does not log dirty pages');
+    const npages = BigInt(s.size / 4096);
+    if (first > npages || BigInt(num) > npages - first || (BigInt(num) < npages - first && num & 63))
+      fail(E.EINVAL, 'range outside the slot, or not a multiple of 64 pages');
+    for (let i = 0; i < num; i++) {
+      if (!(bits[i >> 3]! & (1 << (i & 7)))) continue;
+      const page = Number(first) + i;
+      s.dirty[page >> 3]! &= ~(1 << (page & 7));
+    }
+  }
+
+  /** Creates the in-kernel irqchip (full or split). */
+  makeIrqchip(split: boolean): void {
+    this.irqchip = true;
+    this.chip = new MockIrqchip(split);
+  }
+}
+
+function markAll(bitmap: Uint8Array, pages: number): void {
+  for (let p = 0; p < pages; p++) bitmap[p >> 3]! |= 1 << (p & 7);
 }

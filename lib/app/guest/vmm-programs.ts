@@ -1,0 +1,184 @@
+/**
+ * Real-mode guests that prove a VMM's KVM features end to end (flat, CS = DS = 0, loaded at
+ * `origin`): interrupts from the in-kernel PIT and PIC, MSIs to an x2APIC, ioeventfd doorbells, a
+ * dirty-page writer, MSR accesses and a hypercall. Each reports through port I/O at
+ * {@link VMM_PORT}: `DONE` when finished, `TICK` with the interrupt count in AL, `READY` once its
+ * interrupt controller is set up. Data lives at {@link VMM_DATA}.
+ */
+import { Asm16 } from './asm16.js';
+import type { GuestProgram } from './programs.js';
+
+/** The ports the guests report on. */
+export const VMM_PORT = Object.freeze({ DONE: 0x500, TICK: 0x501, READY: 0x502 } as const);
+/** Where the guests keep their data: the interrupt count (word) at +0, results from +0x10, a table at +0x100. */
+export const VMM_DATA = 0x7000;
+const COUNT = VMM_DATA;
+/** The port the hybrid backend's hypercall emulation listens on (an OUT imm8, so DX stays an argument). */
+export const HYPERCALL_DOORBELL_PORT = 0xe8;
+
+function out(a: Asm16, port: number): Asm16 {
+  return a.movImm16('dx', port).outDxAl();
+}
+
+/** IVT entry `vector` = handler (segment 0). */
+function setVector(a: Asm16, vector: number, handler: string): Asm16 {
+  return a
+    .movLabel('ax', handler)
+    .movToAx(vector * 4)
+    .movWordImm(vector * 4 + 2, 0);
+}
+
+/** 8259A pair: ICW1-4 with vector bases 0x20 / 0x28, then mask all but `irq` (< 8). */
+function initPic(a: Asm16, irq: number): Asm16 {
+  out(a.movImm8('al', 0x11), 0x20);
+  out(a, 0xa0);
+  out(a.movImm8('al', 0x20), 0x21);
+  out(a.movImm8('al', 0x28), 0xa1);
+  out(a.movImm8('al', 0x04), 0x21);
+  out(a.movImm8('al', 0x02), 0xa1);
+  out(a.movImm8('al', 0x01), 0x21);
+  out(a, 0xa1);
+  out(a.movImm8('al', ~(1 << irq) & 0xff), 0x21);
+  return out(a.movImm8('al', 0xff), 0xa1);
+}
+
+/**
+ * Counts `ticks` interrupts of the in-kernel PIT (channel 0, mode 2, `divisor`) through the in-kernel
+ * PIC (IRQ 0 → vector 0x20), halting between them (HLT stays in the kernel with an in-kernel irqchip),
+ * then reports DONE.
+ */
+export function pitTicksProgram(ticks: number, divisor = 11932, origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  setVector(a, 0x20, 'handler');
+  a.movWordImm(COUNT, 0);
+  initPic(a, 0);
+  out(a.movImm8('al', 0x34), 0x43); // channel 0, lobyte/hibyte, mode 2 (rate generator)
+  out(a.movImm8('al', divisor & 0xff), 0x40);
+  out(a.movImm8('al', (divisor >> 8) & 0xff), 0x40);
+  a.sti().label('wait').hlt().movAxFrom(COUNT).cmpAxImm(ticks).jb('wait').cli();
+  out(a, VMM_PORT.DONE).hlt();
+  a.label('handler').incWordAt(COUNT).pushAx().movImm8('al', 0x20).outImmAl(0x20).popAx().iret();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * Waits for interrupts on PIC line `irq` (vector 0x20 + irq): reports READY, then TICK with the
+ * count after each one (the handler sends the PIC its EOI).
+ */
+export function picIrqProgram(irq: number, origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  setVector(a, 0x20 + irq, 'handler');
+  a.movWordImm(COUNT, 0);
+  initPic(a, irq);
+  a.sti();
+  out(a, VMM_PORT.READY);
+  a.label('idle').hlt().jmp('idle');
+  a.label('handler').incWordAt(COUNT).movAxFrom(COUNT);
+  out(a, VMM_PORT.TICK);
+  a.movImm8('al', 0x20).outImmAl(0x20).iret();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * For a split irqchip with the vCPU's LAPIC in x2APIC mode: enables the LAPIC (SVR = 0x1ff through
+ * WRMSR 0x80f), reports READY, and counts interrupts on each vector of `vectors` (TICK with the
+ * count; EOI through WRMSR 0x80b).
+ */
+export function x2apicIrqProgram(vectors: readonly number[], origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  for (const v of vectors) setVector(a, v, 'handler');
+  a.movWordImm(COUNT, 0);
+  a.movImm32('cx', 0x80f).movImm32('ax', 0x1ff).movImm32('dx', 0).wrmsr();
+  a.sti();
+  out(a, VMM_PORT.READY);
+  a.label('idle').hlt().jmp('idle');
+  a.label('handler').incWordAt(COUNT).movAxFrom(COUNT);
+  out(a, VMM_PORT.TICK);
+  a.movImm32('cx', 0x80b).movImm32('ax', 0).movImm32('dx', 0).wrmsr().iret();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * Doorbells: `n` OUTs to `port` (AL = 0, 1, …), then OUT 7 and OUT 8 to `port + 2`, then a byte
+ * store to MMIO address `mmioSegment`:0, then DONE.
+ */
+export function doorbellProgram(n: number, port: number, mmioSegment: number, origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  a.movImm16('cx', n).movImm16('dx', port).movImm8('al', 0);
+  a.label('again').outDxAl().incAl().loop('again');
+  a.movImm16('dx', port + 2)
+    .movImm8('al', 7)
+    .outDxAl()
+    .movImm8('al', 8)
+    .outDxAl();
+  a.movImm16('ax', mmioSegment).movEsAx().movImm16('bx', 0).movImm8('al', 0x5a).movEsBxAl();
+  out(a, VMM_PORT.DONE).hlt();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * Writes one byte into each page listed at `table` (page numbers of the 64 KiB at `segment`:0,
+ * 0xff-terminated), then DONE. Run it again with a new table for another round.
+ */
+export function dirtyPagesProgram(segment: number, table = VMM_DATA + 0x100, origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  a.movImm16('ax', segment).movEsAx().movImm16('si', table);
+  a.label('next').lodsb().cmpAlImm(0xff).jz('done');
+  a.movR8('bh', 'al').shlR8('bh', 4).movImm8('bl', 0).movEsBxAl().jmp('next');
+  a.label('done');
+  out(a, VMM_PORT.DONE).hlt();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * RDMSR `index` (EAX to VMM_DATA+0x10, EDX to +0x14), then WRMSR `index` with EDX:EAX = 0:`value`,
+ * then DONE.
+ */
+export function msrProgram(index: number, value: number, origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  a.movImm32('cx', index)
+    .rdmsr()
+    .movToEax(VMM_DATA + 0x10)
+    .movR32('ax', 'dx')
+    .movToEax(VMM_DATA + 0x14);
+  a.movImm32('cx', index).movImm32('ax', value).movImm32('dx', 0).wrmsr();
+  out(a, VMM_PORT.DONE).hlt();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * A KVM hypercall: RAX = `nr`, RBX, RCX, RDX = `args` (KVM_HC_MAP_GPA_RANGE: gpa, pages, attributes),
+ * then VMMCALL (or, `doorbell`, an OUT to {@link HYPERCALL_DOORBELL_PORT} for the hybrid's
+ * emulation); the result (EAX) goes to VMM_DATA+0x10, then DONE.
+ */
+export function hypercallProgram(nr: number, args: readonly [number, number, number], doorbell = false, origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  a.movImm32('ax', nr).movImm32('bx', args[0]).movImm32('cx', args[1]).movImm32('dx', args[2]);
+  if (doorbell) a.outImmAl(HYPERCALL_DOORBELL_PORT);
+  else a.vmmcall();
+  a.movToEax(VMM_DATA + 0x10);
+  out(a, VMM_PORT.DONE).hlt();
+  return { origin, code: a.assemble() };
+}
+
+/** Loads a byte from MMIO address `segment`:0 (the VMM answers the read), stores it at VMM_DATA+0x10, then DONE. */
+export function mmioReadProgram(segment: number, origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  a.movImm16('ax', segment)
+    .movEsAx()
+    .movImm16('bx', 0)
+    .movAlEsBx()
+    .movToAl(VMM_DATA + 0x10);
+  out(a, VMM_PORT.DONE).hlt();
+  return { origin, code: a.assemble() };
+}
+
+/** POPCNT AX, AX on AX = 0xf0f0 (the count, 8, to VMM_DATA+0x10), then DONE. */
+export function popcntProgram(origin = 0x1000): GuestProgram {
+  const a = new Asm16(origin);
+  a.movImm16('ax', 0xf0f0)
+    .popcntAx()
+    .movToAx(VMM_DATA + 0x10);
+  out(a, VMM_PORT.DONE).hlt();
+  return { origin, code: a.assemble() };
+}

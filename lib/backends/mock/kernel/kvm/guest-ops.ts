@@ -1,0 +1,183 @@
+/**
+ * What KVM does when a guest executes certain instructions, for guests the mock cannot run: a test
+ * queues the instructions' effects (`MockHost.queueGuestOps`) and KVM_RUN handles each as the kernel
+ * would, exiting to user space where the kernel does and completing the instruction on the next
+ * KVM_RUN from what the VMM wrote into kvm_run:
+ * - VMMCALL (arch/x86/kvm/x86.c: kvm_emulate_hypercall()): KVM_HC_MAP_GPA_RANGE exits when enabled
+ *   with KVM_CAP_EXIT_HYPERCALL (after its argument checks); otherwise RAX = -KVM_ENOSYS / -KVM_EINVAL.
+ *   complete_hypercall_exit() puts kvm_run.hypercall.ret in RAX.
+ * - RDMSR/WRMSR (kvm_msr_allowed(), kvm_msr_user_space()): a filtered MSR exits with
+ *   KVM_MSR_EXIT_REASON_FILTER when that reason is enabled, else #GP; an unknown one exits with
+ *   KVM_MSR_EXIT_REASON_UNKNOWN when enabled, else #GP. The reply's `error` injects #GP;
+ *   RDMSR's `data` goes to EDX:EAX (complete_fast_rdmsr()).
+ * - OUT (kernel_pio(), ioeventfd_write()): a matching ioeventfd is signalled without an exit;
+ *   otherwise KVM_EXIT_IO with the data at the PIO page (offset 4096).
+ * - a store to guest memory (mark_page_dirty_in_slot()): dirty-logged slots record the page;
+ *   a read-only slot or no slot gives KVM_EXIT_MMIO (or signals a matching MMIO ioeventfd).
+ * When the queue is empty the next KVM_RUN needs a CPU: the runner says so (ERR_KVM_SEV_MOCK_NO_EXECUTION).
+ */
+import { KVM_EXIT } from '../../../../uapi/constants.js';
+import { kvm_regs, kvm_vcpu_events } from '../../../../uapi/kvm-structs.js';
+import type { UserMemory } from '../common/user-memory.js';
+import type { MockVcpu } from './vcpu.js';
+import type { MockVm } from './vm.js';
+
+export type GuestOp =
+  | { op: 'vmmcall'; nr: bigint; args: readonly [bigint, bigint, bigint] }
+  | { op: 'rdmsr'; index: number }
+  | { op: 'wrmsr'; index: number; value: bigint }
+  | { op: 'out'; port: number; size: 1 | 2 | 4; value: number }
+  | { op: 'store'; gpa: bigint; bytes: Uint8Array };
+
+const KVM_ENOSYS = 1000n;
+const KVM_EINVAL = 22n;
+const PIO_DATA_OFFSET = 4096; // KVM_PIO_PAGE_OFFSET * PAGE_SIZE
+const MSR_EXIT_FILTER = 4;
+const MSR_EXIT_UNKNOWN = 2;
+
+/** What the next KVM_RUN must complete before it goes on. */
+export type Pending = 'hypercall' | 'rdmsr' | 'wrmsr' | undefined;
+
+function setReg(v: MockVcpu, name: 'rax' | 'rbx' | 'rcx' | 'rdx', value: bigint): void {
+  new DataView(v.regs.buffer).setBigUint64(kvm_regs.offsetOf(name), BigInt.asUintN(64, value), true);
+}
+
+function injectGp(v: MockVcpu): void {
+  const e = kvm_vcpu_events.decode(v.events);
+  e.exception = { injected: 1, nr: 13, has_error_code: 1, pending: 0, error_code: 0 };
+  v.events = kvm_vcpu_events.encode(e);
+}
+
+/** kvm_msr_allowed(): the filter's answer for an access (`write`) to `index`. */
+function msrAllowed(vm: MockVm, index: number, write: boolean): boolean {
+  const f = vm.msrFilter;
+  if (!f) return true;
+  const flag = write ? 2 : 1;
+  for (const r of f.ranges) {
+    if (!(r.flags & flag) || index < r.base || index >= r.base + r.nmsrs) continue;
+    const bit = index - r.base;
+    return (r.bitmap[bit >> 3]! & (1 << (bit & 7))) !== 0;
+  }
+  return !f.defaultDeny;
+}
+
+/** The start of KVM_RUN: completes what the previous exit left (from the VMM's reply in kvm_run). */
+export function completePending(v: MockVcpu, run: DataView): void {
+  const p = v.pendingExit;
+  v.pendingExit = undefined;
+  if (p === 'hypercall') setReg(v, 'rax', run.getBigUint64(88, true));
+  else if (p === 'rdmsr' || p === 'wrmsr') {
+    if (run.getUint8(32)) return injectGp(v); // kvm_run.msr.error
+    if (p === 'rdmsr') {
+      const data = run.getBigUint64(48, true);
+      setReg(v, 'rax', data & 0xffffffffn);
+      setReg(v, 'rdx', data >> 32n);
+    }
+  }
+}
+
+function exitMsr(v: MockVcpu, run: DataView, write: boolean, reason: number, index: number, data: bigint): true {
+  run.setUint32(8, write ? KVM_EXIT.X86_WRMSR : KVM_EXIT.X86_RDMSR, true);
+  run.setUint8(32, 0);
+  run.setUint32(40, reason, true);
+  run.setUint32(44, index, true);
+  run.setBigUint64(48, write ? data : 0n, true);
+  v.pendingExit = write ? 'wrmsr' : 'rdmsr';
+  return true;
+}
+
+/** Handles one op; true if it exits to user space (kvm_run filled in). */
+export function step(vm: MockVm, v: MockVcpu, mem: UserMemory, run: DataView, page: Uint8Array, o: GuestOp): boolean {
+  switch (o.op) {
+    case 'vmmcall': {
+      const [a0, a1, a2] = o.args;
+      setReg(v, 'rax', o.nr);
+      setReg(v, 'rbx', a0);
+      setReg(v, 'rcx', a1);
+      setReg(v, 'rdx', a2);
+      v.counters.hypercalls++;
+      if (o.nr !== 12n || !((vm.hypercallExitMask >> 12n) & 1n)) {
+        setReg(v, 'rax', -KVM_ENOSYS);
+        return false;
+      }
+      if (a0 & 0xfffn || a1 === 0n) {
+        setReg(v, 'rax', -KVM_EINVAL);
+        return false;
+      }
+      run.setUint32(8, KVM_EXIT.HYPERCALL, true);
+      run.setBigUint64(32, o.nr, true);
+      [a0, a1, a2].forEach((x, i) => run.setBigUint64(40 + 8 * i, x, true));
+      run.setBigUint64(88, 0n, true);
+      run.setBigUint64(96, 1n, true); // KVM_EXIT_HYPERCALL_LONG_MODE: the mock's guests are 64-bit
+      v.pendingExit = 'hypercall';
+      return true;
+    }
+    case 'rdmsr':
+    case 'wrmsr': {
+      const write = o.op === 'wrmsr';
+      const value = o.op === 'wrmsr' ? o.value : 0n;
+      if (!msrAllowed(vm, o.index, write)) {
+        if (vm.userSpaceMsr & MSR_EXIT_FILTER) return exitMsr(v, run, write, MSR_EXIT_FILTER, o.index, value);
+        injectGp(v);
+        return false;
+      }
+      if (!v.msrs.has(o.index)) {
+        if (vm.userSpaceMsr & MSR_EXIT_UNKNOWN) return exitMsr(v, run, write, MSR_EXIT_UNKNOWN, o.index, value);
+        injectGp(v);
+        return false;
+      }
+      if (write) v.msrs.set(o.index, value);
+      else {
+        const d = v.msrs.get(o.index)!;
+        setReg(v, 'rax', d & 0xffffffffn);
+        setReg(v, 'rdx', d >> 32n);
+      }
+      return false;
+    }
+    case 'out': {
+      const io = vm.ioeventfds.find(
+        (x) =>
+          x.pio &&
+          x.addr === BigInt(o.port) &&
+          (x.len === 0 || x.len === o.size) &&
+          (x.datamatch === undefined || x.datamatch === BigInt(o.value)),
+      );
+      if (io) {
+        io.eventfd.write(1n);
+        return false;
+      }
+      run.setUint32(8, KVM_EXIT.IO, true);
+      run.setUint8(32, 1); // KVM_EXIT_IO_OUT
+      run.setUint8(33, o.size);
+      run.setUint16(34, o.port, true);
+      run.setUint32(36, 1, true);
+      run.setBigUint64(40, BigInt(PIO_DATA_OFFSET), true);
+      new DataView(page.buffer, page.byteOffset + PIO_DATA_OFFSET).setUint32(0, o.value >>> 0, true);
+      v.counters.io_exits++;
+      return true;
+    }
+    case 'store': {
+      const s = vm.slotOfGpa(o.gpa);
+      if (s && !(s.flags & 2) && o.gpa + BigInt(o.bytes.byteLength) <= s.gpa + BigInt(s.size)) {
+        mem.copyToUser(s.uaddr + (o.gpa - s.gpa), o.bytes);
+        vm.markDirty(o.gpa);
+        return false;
+      }
+      const io = vm.ioeventfds.find(
+        (x) => !x.pio && x.addr === o.gpa && (x.len === 0 || x.len === o.bytes.byteLength) && x.datamatch === undefined,
+      );
+      if (io) {
+        io.eventfd.write(1n);
+        return false;
+      }
+      run.setUint32(8, KVM_EXIT.MMIO, true);
+      run.setBigUint64(32, o.gpa, true);
+      page.fill(0, 40, 48);
+      page.set(o.bytes.subarray(0, 8), 40);
+      run.setUint32(48, Math.min(o.bytes.byteLength, 8), true);
+      run.setUint8(52, 1);
+      v.counters.mmio_exits++;
+      return true;
+    }
+  }
+}
