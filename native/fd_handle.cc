@@ -26,6 +26,7 @@ const char* FdKindName(FdKind k) {
 }
 
 OwnedFd::~OwnedFd() {
+  UnregisterFile(this);  // before the number can be reused
   if (fd >= 0) ::close(fd);
 }
 
@@ -96,6 +97,9 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
 
  private:
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    // A guest this handle runs (a runner keeps the file open) leaves the kernel: closing a vCPU
+    // never leaves it running out of sight.
+    if (fd_ && fd_->vcpu) fd_->vcpu->Kick();
     Forget();
     info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value(
         "fd", Napi::Number::New(info.Env(), -1), static_cast<napi_property_attributes>(napi_enumerable | napi_configurable)));

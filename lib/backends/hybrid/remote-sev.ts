@@ -9,14 +9,14 @@
  * and no VM is left.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readSync, writeSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BackendFd, FdKind } from '../../backend/contract.js';
 import { errnoError, KvmSevError } from '../../backend/errors.js';
 import type { NativeBackend } from '../native/native-backend.js';
-import { encodeArg, errorFromWire, fromWire, toWire, writeBack, type WireError } from './daemon/wire.js';
+import { encodeArg, errorFromWire, fromWire, MAX_FRAME, toWire, writeBack, type WireError } from './daemon/wire.js';
 import type { IoctlArg, MappingHandle } from '../../uapi/ioctl-arg.js';
 import { type MockSevVm, type SevSnapshot, type VcpuRegisterState } from '../mock/seam.js';
 
@@ -228,23 +228,29 @@ export class RemoteSev {
     const frame = Buffer.alloc(4 + json.length);
     frame.writeUInt32LE(json.length, 0);
     json.copy(frame, 4);
-    if (fds.length > 0) this.native.addon.sendFdsSync(this.sock, frame, fds);
-    else for (let at = 0; at < frame.length;) at += writeSync(this.sock.fd, frame, at);
+    this.native.addon.sendFdsSync(this.sock, frame, fds);
     const head = this.readExactly(4);
     const reply = fromWire(JSON.parse(this.readExactly(head.readUInt32LE(0)).toString('utf8'))) as Record<string, unknown>;
     if (reply['ok'] !== true) throw errorFromWire(reply['error'] as WireError);
     return reply;
   }
 
+  // The socket is non-blocking (as every kvm-sev socket): the shim's recvSync waits for data. The
+  // service sends no fds, and a frame may not exceed what it sends (MAX_FRAME).
   private readExactly(n: number): Buffer {
+    if (n > MAX_FRAME) {
+      this.close();
+      throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `the mock SEV service sent a frame of ${n} bytes (at most ${MAX_FRAME})`);
+    }
     const b = Buffer.alloc(n);
     for (let at = 0; at < n;) {
-      const k = readSync(this.sock.fd, b, at, n - at, null);
-      if (k === 0) {
+      const { data } = this.native.addon.recvSync(this.sock, n - at, 0);
+      if (data.length === 0) {
         this.isClosed = true;
         throw new KvmSevError('ERR_KVM_SEV_NO_SERVICE', 'the mock SEV service went away');
       }
-      at += k;
+      b.set(data, at);
+      at += data.length;
     }
     return b;
   }
