@@ -140,6 +140,7 @@ static int PollUntil(const AddonData* data, const OwnedFd& sock, short events, S
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno;
     if (n == 0) continue;
+    if (data->closing || sock.released) return ECANCELED;  // closed while it waited: take nothing
     int r = step();
     if (r == kPollAgain || r == EINTR || r == EAGAIN) continue;
     return r;
