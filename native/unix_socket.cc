@@ -227,6 +227,9 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
       r->sent += static_cast<size_t>(k);
       return r->sent < bytes.size() ? kPollAgain : 0;
     });
+    // The fds go before the promise settles: whoever awaits it may close a VM and unmap its memory.
+    keep.clear();
+    sock.reset();
     // napi_closing: the env is going away and the function must not be released any more.
     if (tsfn.BlockingCall(r) != napi_ok) delete r;
     else tsfn.Release();
@@ -359,6 +362,7 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
         }
         return RecvOnce(sock->fd, maxBytes, maxFds, r);
       });
+      sock.reset();  // before the promise settles (see SendFds)
       // Not delivered (the env is going away): the result's fds close with it.
       if (tsfn.BlockingCall(r) != napi_ok) delete r;
       else tsfn.Release();

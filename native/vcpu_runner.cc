@@ -296,8 +296,8 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     st_ ? st_->phase = RunState::kIdle : 0;
     if (tsfnStarted_) tsfn_.Unref(env);
     std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
+    if (!d) return;  // close() settled it already
     Unref();
-    if (!d) return;
     if (res->r < 0 && res->err != EINTR) d->Reject(ErrnoError(env, res->err, "ioctl", "KVM_RUN").Value());
     else d->Resolve(Napi::Number::New(env, res->r < 0 ? -res->err : res->r));
   }
@@ -315,6 +315,14 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     }
     std::shared_ptr<RunState> st = st_;
     Shutdown();
+    // A run() whose thread stopped before it entered (or reported) KVM_RUN: settled here, as a kick
+    // would have ended it, so no promise is left pending forever.
+    if (pending_) {
+      std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
+      busy_ = false;
+      Unref();
+      d->Resolve(Napi::Number::New(env, -EINTR));
+    }
     // The page is detached and the thread joined: the kvm_run mapping goes now (until it does the
     // vCPU file, and so the whole VM, stays alive in the kernel, and tearing down guest memory under
     // a live VM is slow). Its range stays reserved until no view of it can be reached.
