@@ -163,31 +163,45 @@ class World {
   readonly opened: { close?: () => void }[] = [];
   readonly mappings: GuestMapping[] = [];
   readonly pending: Promise<unknown>[] = [];
+  readonly kvm: BackendFd;
+  readonly vm: BackendFd;
+  readonly vcpu: BackendFd;
+  readonly memfd: BackendFd;
+  readonly pair: [BackendFd, BackendFd];
+  readonly listener: BackendFd;
+  readonly closedFd: BackendFd;
   readonly mem: GuestMapping;
   readonly anon: GuestMapping;
   runner: VcpuRunHandle | undefined;
+  /** Promises still pending 5 s after everything was closed (a hang), filled in by disposal. */
+  hung: string[] = [];
   private paths = 0;
 
   constructor() {
     const a = this.a;
-    const kvm = a.open('/dev/kvm', true);
-    this.fds.set('kvm', kvm);
-    const vm = a.ioctlFd(kvm.fd, ioc.KVM_CREATE_VM, 0);
-    this.fds.set('vm', vm);
-    this.fds.set('vcpu', a.ioctlFd(vm.fd, ioc.KVM_CREATE_VCPU, 0));
-    const memfd = a.memfdCreate('fuzz', 0x10000);
-    this.fds.set('memfd', memfd);
-    this.mem = a.mmapShared(memfd, 0x10000, 0);
+    this.kvm = a.open('/dev/kvm', true);
+    this.vm = a.ioctlFd(this.kvm.fd, ioc.KVM_CREATE_VM, 0);
+    this.vcpu = a.ioctlFd(this.vm.fd, ioc.KVM_CREATE_VCPU, 0);
+    this.memfd = a.memfdCreate('fuzz', 0x10000);
+    this.mem = a.mmapShared(this.memfd, 0x10000, 0);
     this.anon = a.mmapAnonymous(0x10000);
-    const [s1, s2] = a.socketPair();
-    this.fds.set('sockA', s1);
-    this.fds.set('sockB', s2);
-    this.fds.set('listener', a.unixListen(join(this.dir, 'l.sock')));
-    const closed = a.memfdCreate('fuzz-closed', 4096);
-    closed.close();
-    this.fds.set('closed', closed);
+    this.pair = a.socketPair();
+    this.listener = a.unixListen(join(this.dir, 'l.sock'));
+    this.closedFd = a.memfdCreate('fuzz-closed', 4096);
+    this.closedFd.close();
+    const named: [FdName, BackendFd][] = [
+      ['kvm', this.kvm],
+      ['vm', this.vm],
+      ['vcpu', this.vcpu],
+      ['memfd', this.memfd],
+      ['sockA', this.pair[0]],
+      ['sockB', this.pair[1]],
+      ['listener', this.listener],
+      ['closed', this.closedFd],
+    ];
+    for (const [k, f] of named) this.fds.set(k, f);
     a.ioctl(
-      vm.fd,
+      this.vm.fd,
       ioc.KVM_SET_USER_MEMORY_REGION,
       structs.kvm_userspace_memory_region.arg({
         slot: 0,
@@ -354,7 +368,7 @@ class World {
   }
 
   /** Closes everything, then waits (bounded) for every promise: one that never settles is a hang. */
-  async close(): Promise<string[]> {
+  async [Symbol.asyncDispose](): Promise<void> {
     this.runner?.close();
     for (const o of this.opened.splice(0)) {
       try {
@@ -363,8 +377,8 @@ class World {
         /* closed already */
       }
     }
-    for (const f of this.fds.values()) f.close();
-    const hung: string[] = [];
+    for (const f of [this.vcpu, this.vm, this.kvm, this.memfd, ...this.pair, this.listener, this.closedFd]) f.close();
+    const hung = this.hung;
     await Promise.all(
       this.pending.map((p, i) =>
         Promise.race([
@@ -390,7 +404,6 @@ class World {
       }
     }
     rmSync(this.dir, { recursive: true, force: true });
-    return hung;
   }
 }
 
@@ -415,9 +428,10 @@ hwTest(
   async (t) => {
     await fc.assert(
       fc.asyncProperty(fc.array(call, { minLength: 1, maxLength: 10 }), async (calls) => {
-        const w = (current = new World());
         const bad: string[] = [];
+        const w = new World();
         try {
+          current = w;
           for (const c of calls) {
             try {
               const r = w.track(w.invoke(c));
@@ -441,7 +455,8 @@ hwTest(
             }
           }
         } finally {
-          bad.push(...(await w.close()).map((h) => `hang: ${h}`));
+          await w[Symbol.asyncDispose]();
+          bad.push(...w.hung.map((h) => `hang: ${h}`));
           current = undefined;
         }
         if (bad.length > 0) throw new Error(bad.join('; '));

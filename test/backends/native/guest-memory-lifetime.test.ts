@@ -53,7 +53,9 @@ function setup(t: ExecutionContext) {
   slot(b, vm, 0, mem);
   const roundTrip = async (fd: BackendFd) => {
     await b.sendFds(s1, Uint8Array.of(1), [fd]);
-    return (await b.recvFds(s2, 1, 1)).fds[0]!;
+    const got = await b.recvFds(s2, 1, 1);
+    t.teardown(() => got.fds.forEach((f) => f.close()));
+    return got.fds[0]!;
   };
   return { b, kvm, vm, mem, s1, s2, roundTrip };
 }
