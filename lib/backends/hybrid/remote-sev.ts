@@ -16,9 +16,10 @@ import { fileURLToPath } from 'node:url';
 import type { BackendFd, FdKind } from '../../backend/contract.js';
 import { errnoError, KvmSevError } from '../../backend/errors.js';
 import type { NativeBackend } from '../native/native-backend.js';
-import { encodeArg, errorFromWire, fromWire, MAX_FRAME, toWire, writeBack, type WireError } from './daemon/wire.js';
+import { encodeArg, errorFromWire, fromWire, toWire, writeBack, type WireError } from './daemon/wire.js';
 import type { IoctlArg, MappingHandle } from '../../uapi/ioctl-arg.js';
 import { type MockSevVm, type SevSnapshot, type VcpuRegisterState } from '../mock/seam.js';
+import { MAX_FRAME } from './daemon/wire.js';
 
 const uid = (): number => process.getuid?.() ?? 0;
 
