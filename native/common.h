@@ -73,6 +73,7 @@ struct VcpuState {
   bool running = false;   // a run was started (run() or runSync()) and has not returned
   int ioctls = 0;         // other ioctls issued and not returned
   bool hasRunner = false; // one runner per vCPU, whichever handle made it
+  const void* runnerFd = nullptr;  // the OwnedFd the runner runs through (closing it kicks)
   // The thread in (or about to enter) KVM_RUN and its kvm_run page, for Kick().
   bool inKvmRun = false;
   pthread_t runThread{};

@@ -97,9 +97,16 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
 
  private:
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    // A guest this handle runs (a runner keeps the file open) leaves the kernel: closing a vCPU
-    // never leaves it running out of sight.
-    if (fd_ && fd_->vcpu) fd_->vcpu->Kick();
+    // A guest run through this handle (its runner keeps the file open) leaves the kernel: closing a
+    // vCPU never leaves it running out of sight. Closing another copy of the vCPU does not stop it.
+    if (fd_ && fd_->vcpu) {
+      bool runs;
+      {
+        std::lock_guard<std::mutex> g(fd_->vcpu->mu);
+        runs = fd_->vcpu->runnerFd == fd_.get();
+      }
+      if (runs) fd_->vcpu->Kick();
+    }
     Forget();
     info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value(
         "fd", Napi::Number::New(info.Env(), -1), static_cast<napi_property_attributes>(napi_enumerable | napi_configurable)));

@@ -107,12 +107,14 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       if (vs.hasRunner)
         throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", "this vCPU already has a runner (close it first): two could not both run it");
       vs.hasRunner = true;
+      vs.runnerFd = fd.get();
     }
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd->fd, 0);
     if (p == MAP_FAILED) {
       int err = errno;
       std::lock_guard<std::mutex> g(vs.mu);
       vs.hasRunner = false;
+      vs.runnerFd = nullptr;
       throw ErrnoError(env, err, "mmap");
     }
     st_ = std::make_shared<RunState>();
@@ -162,6 +164,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       // A run that was asked for but never entered (the thread stopped first) is over too.
       if (!vs.inKvmRun) vs.running = false;
       vs.hasRunner = false;
+      vs.runnerFd = nullptr;
     }
     st_->fd.reset();
     st_.reset();

@@ -91,17 +91,26 @@ hwTest(req, 'case 13: a running vCPU refuses ioctls through a second handle too 
   t.deepEqual(r.out, { sync: 'ERR_KVM_SEV_VCPU_BUSY', async: 'ERR_KVM_SEV_VCPU_BUSY', run: 'resolved -4', after: 'resolved 0' });
 });
 
-hwTest(req, 'case 13: closing a vCPU kicks its running guest out of the kernel; the runner then refuses to run it', (t) => {
-  const r = runChild(
-    `${SPINNER}
+hwTest(
+  req,
+  'case 13: closing a vCPU kicks its running guest out of the kernel (closing a copy does not); the runner then refuses to run it',
+  (t) => {
+    const r = runChild(
+      `${SPINNER}
+    const [a, c] = b.socketPair();
+    await b.sendFds(a, Uint8Array.of(1), [vcpu]);
+    const copy = (await b.recvFds(c, 1, 1)).fds[0];
     const running = settle(runner.run());
     await sleep(100);
+    copy.close();
+    out.afterCopy = await within(running, 300);
     vcpu.close();
     out.run = await within(running, 5000);
     out.again = await within(settle(runner.run()), 3000);
     runner.close();`,
-    { timeoutMs: 30_000 },
-  );
-  t.is(r.status, 0, describeChild(r));
-  t.deepEqual(r.out, { run: 'resolved -4', again: 'EBADF' });
-});
+      { timeoutMs: 30_000 },
+    );
+    t.is(r.status, 0, describeChild(r));
+    t.deepEqual(r.out, { afterCopy: 'stuck', run: 'resolved -4', again: 'EBADF' });
+  },
+);
