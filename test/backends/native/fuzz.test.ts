@@ -508,7 +508,8 @@ hwTest(req, 'fuzz: workers running the addon and terminated at seeded random mom
        await new Promise((res) => setTimeout(res, 20 + rnd(80)));
        await w.terminate();
      }
-     await new Promise((res) => setTimeout(res, 200));
+     // A terminated worker's env closes what it held as it goes: wait (bounded) for the count to settle.
+     for (let i = 0; i < 40 && kvmFds() > fds0; i++) await new Promise((res) => setTimeout(res, 50));
      out.leaked = kvmFds() - fds0;`,
     { timeoutMs: 120_000 },
   );
