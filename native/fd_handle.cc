@@ -41,6 +41,7 @@ const char* FdKindName(FdKind k) {
 }
 
 OwnedFd::~OwnedFd() {
+  UnregisterFile(this);  // before the number can be reused
   if (fd >= 0) ::close(fd);
 }
 
@@ -112,6 +113,16 @@ class FdHandle : public Napi::ObjectWrap<FdHandle> {
 
  private:
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    // A guest run through this handle (its runner keeps the file open) leaves the kernel: closing a
+    // vCPU never leaves it running out of sight. Closing another copy of the vCPU does not stop it.
+    if (fd_ && fd_->vcpu) {
+      bool runs;
+      {
+        std::lock_guard<std::mutex> g(fd_->vcpu->mu);
+        runs = fd_->vcpu->runnerFd == fd_.get();
+      }
+      if (runs) fd_->vcpu->Kick();
+    }
     Forget();
     info.This().As<Napi::Object>().DefineProperty(
         Napi::PropertyDescriptor::Value("fd", Napi::Number::New(info.Env(), -1),

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "enable_cap.h"
 #include "marshal.h"
 #include "schema.h"
 
@@ -43,10 +44,36 @@ void HoldNamedFds(Napi::Env env, Prepared& p);
 
 // The command-id table of the VM a KVM_MEMORY_ENCRYPT_OP goes to (upstream for anything else).
 SevCommandIds SevIdsOf(const Prepared& p) {
-  if (p.def->request != static_cast<uint32_t>(KVM_MEMORY_ENCRYPT_OP) || !p.fd->vm) return {};
-  std::lock_guard<std::mutex> g(p.fd->vm->mu);
-  return p.fd->vm->sevIds;
+  if (p.def->request != static_cast<uint32_t>(KVM_MEMORY_ENCRYPT_OP) || p.fd->kind != FdKind::Vm) return {};
+  return p.fd->sevIds;
 }
+
+std::string KindList(uint32_t kinds) {
+  std::string s;
+  for (uint32_t bit = 1; bit <= 64; bit <<= 1)
+    if (kinds & bit) s += (s.empty() ? "" : "/") + std::string(FdKindName(static_cast<FdKind>(bit)));
+  return s;
+}
+
+// KVM_ENABLE_CAP: only capabilities whose arguments are numbers, on the fd kind that takes them.
+void CheckEnableCap(Napi::Env env, const Prepared& p) {
+  const auto& b = p.marshal->RootBytes();
+  uint32_t cap;
+  memcpy(&cap, b.data(), 4);
+  const EnableCapDef* c = FindEnableCap(cap);
+  if (!c)
+    throw CodedError(env, "ERR_KVM_SEV_UNKNOWN_CAP",
+                     "KVM_ENABLE_CAP: capability " + std::to_string(cap) +
+                         " is not in kvm-sev's allowlist (only capabilities whose arguments are plain numbers pass; " +
+                         (cap == 163 ? "KVM_CAP_HYPERV_ENLIGHTENED_VMCS takes a user address in args[0])"
+                                     : "see native/enable_cap.cc)"));
+  if (!(c->fdKinds & static_cast<uint32_t>(p.fd->kind)))
+    throw ArgValueError(env, std::string("KVM_ENABLE_CAP: ") + c->name + " is enabled on a " + KindList(c->fdKinds) +
+                                 " fd, not a " + FdKindName(p.fd->kind) + " fd");
+}
+
+// The kernel's KVM_GET_VCPU_MMAP_SIZE, once anyone in this process asked (run areas are sized by it).
+std::atomic<int> gVcpuMmapSize{0};
 
 // Validates everything before the kernel sees anything.
 Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
@@ -59,11 +86,18 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
     throw CodedError(env, "ERR_KVM_SEV_UNKNOWN_IOCTL",
                      "ioctl request " + Hex(request) + " is not in kvm-sev's allowlist of known KVM and SEV requests");
   const RequestDef& d = *p.def;
-  if (!(static_cast<uint32_t>(p.fd->kind) &
-        (static_cast<uint32_t>(FdKind::Kvm) | static_cast<uint32_t>(FdKind::Sev) | static_cast<uint32_t>(FdKind::Vm) |
-         static_cast<uint32_t>(FdKind::Vcpu) | static_cast<uint32_t>(FdKind::Device))))
-    throw ArgValueError(env, std::string(d.name) + " cannot be issued on a " + FdKindName(p.fd->kind) + " fd");
-  if (p.fd->kind == FdKind::Vcpu && p.fd->running)
+  // The fd kind each request belongs to: the same number can mean another struct on another kind.
+  if (!(static_cast<uint32_t>(p.fd->kind) & d.fdKinds))
+    throw ArgValueError(env, std::string(d.name) + " is a " + KindList(d.fdKinds) +
+                                 " ioctl: it cannot be issued on a " + FdKindName(p.fd->kind) + " fd");
+  if (p.fd->orphan)
+    throw CodedError(
+        env, "ERR_KVM_SEV_ORPHAN_FD",
+        std::string(d.name) + ": this " + FdKindName(p.fd->kind) +
+            " fd is of this process's own VM, but came back after every handle to it was closed: the memory its slots "
+            "point at may be gone, so nothing is issued on it (keep a handle open while a copy is away)");
+  // A first look, before any JS (getters) runs; the check that counts is at issue time (BeginIoctl).
+  if (p.fd->vcpu && p.fd->vcpu->running)
     throw CodedError(
         env, "ERR_KVM_SEV_VCPU_BUSY",
         std::string(d.name) + ": the vCPU is running (KVM holds it until the guest exits); kick() it first");
@@ -94,6 +128,7 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
       p.marshal = std::make_unique<Marshal>(env, SevIdsOf(p));
       p.marshal->SetVm(p.fd->vm);
       p.marshal->BuildRoot(arg, d.layout, d.var, d.name);
+      if (request == static_cast<uint32_t>(KVM_ENABLE_CAP)) CheckEnableCap(env, p);
       HoldNamedFds(env, p);
       break;
   }
@@ -187,11 +222,39 @@ static int IoctlRetry(int fd, uint32_t request, unsigned long arg) {
   return r;
 }
 
+// A vCPU ioctl is issued only if no run is in progress, checked and counted in one step (VcpuState):
+// issued while the guest runs, it would wait in the kernel for the guest to exit. -1 with `busy` set
+// if refused.
+static int IssueIoctl(Prepared& p, bool* busy) {
+  *busy = false;
+  VcpuState* v = p.fd->vcpu.get();
+  if (v && !v->BeginIoctl()) {
+    *busy = true;
+    return -1;
+  }
+  int r = IoctlRetry(p.fd->fd, p.def->request, ArgValue(p));
+  int err = errno;
+  if (v) v->EndIoctl();
+  if (r >= 0 && p.def->request == static_cast<uint32_t>(KVM_GET_VCPU_MMAP_SIZE)) gVcpuMmapSize = r;
+  errno = err;
+  return r;
+}
+
+static Napi::Error BusyError(Napi::Env env, const Prepared& p) {
+  return CodedError(
+      env, "ERR_KVM_SEV_VCPU_BUSY",
+      std::string(p.def->name) + ": the vCPU is running (KVM holds it until the guest exits); kick() it first");
+}
+
+int KnownVcpuMmapSize() { return gVcpuMmapSize.load(); }
+
 static Napi::Value IoctlSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Prepared p = Prepare(info, false);
-  int r = IoctlRetry(p.fd->fd, p.def->request, ArgValue(p));
+  bool busy;
+  int r = IssueIoctl(p, &busy);
   int err = errno;
+  if (busy) throw BusyError(env, p);
   if (p.marshal) p.marshal->CopyBack();  // the kernel writes back even on failure (kvm_sev_cmd.error)
   if (r < 0) throw ErrnoError(env, err, "ioctl", p.def->name);
   AfterSuccess(p);
@@ -201,7 +264,9 @@ static Napi::Value IoctlSync(const Napi::CallbackInfo& info) {
 static Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Prepared p = Prepare(info, true);
-  int r = IoctlRetry(p.fd->fd, p.def->request, ArgValue(p));
+  bool busy;
+  int r = IssueIoctl(p, &busy);
+  if (busy) throw BusyError(env, p);
   int err = errno;
   if (p.marshal) p.marshal->CopyBack();
   if (r < 0) throw ErrnoError(env, err, "ioctl", p.def->name);
@@ -212,7 +277,9 @@ static Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
     nfd->vm = std::make_shared<VmState>();
   } else if (req == static_cast<uint32_t>(KVM_CREATE_VCPU)) {
     nfd = std::make_shared<OwnedFd>(r, FdKind::Vcpu, true, "anon_inode:kvm-vcpu");
-    nfd->vm = p.fd->vm;  // a vCPU keeps its VM (and so its memory slots) alive
+    nfd->vcpu = std::make_shared<VcpuState>();
+    nfd->vcpu->vm = p.fd->vm;  // a vCPU keeps its VM (and so its memory slots) alive
+    nfd->vm = p.fd->vm;
   } else if (p.def->fdOut >= 0) {
     int32_t dfd;  // KVM_CREATE_DEVICE: kvm_create_device.fd
     memcpy(&dfd, p.marshal->RootBytes().data() + p.def->fdOut, 4);
@@ -224,6 +291,7 @@ static Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
   } else {
     nfd = std::make_shared<OwnedFd>(r, FdKind::GuestMemfd, true, "anon_inode:[kvm-gmem]");
   }
+  RegisterFile(nfd.get());
   return NewFdHandle(env, nfd);
 }
 
@@ -236,11 +304,15 @@ class IoctlWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    r_ = IoctlRetry(p_.fd->fd, p_.def->request, ArgValue(p_));
+    r_ = IssueIoctl(p_, &busy_);
     err_ = r_ < 0 ? errno : 0;
   }
   void OnOK() override {
     Napi::Env env = Env();
+    if (busy_) {
+      deferred_.Reject(BusyError(env, p_).Value());
+      return;
+    }
     if (p_.marshal) p_.marshal->CopyBack();
     if (r_ < 0) {
       deferred_.Reject(ErrnoError(env, err_, "ioctl", p_.def->name).Value());
@@ -255,6 +327,7 @@ class IoctlWorker : public Napi::AsyncWorker {
   Prepared p_;
   Napi::Promise::Deferred deferred_;
   int r_ = 0, err_ = 0;
+  bool busy_ = false;
 };
 
 static Napi::Value IoctlAsync(const Napi::CallbackInfo& info) {
@@ -336,17 +409,27 @@ static Napi::Value Describe(const Napi::CallbackInfo& info) {
   Napi::Array la = Napi::Array::New(env, ls.size());
   for (size_t i = 0; i < ls.size(); i++) la.Set(static_cast<uint32_t>(i), LayoutObject(env, ls[i]));
   out.Set("layouts", la);
+  Napi::Array ca = Napi::Array::New(env);
+  uint32_t ci = 0;
+  for (const EnableCapDef& c : AllEnableCaps()) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("cap", c.cap);
+    o.Set("name", c.name);
+    o.Set("fds", KindList(c.fdKinds));
+    ca.Set(ci++, o);
+  }
+  out.Set("enableCaps", ca);
   return out;
 }
 
-// The VM state of a live VM fd, by number (EBADF if closed).
-static std::shared_ptr<VmState> VmOf(const Napi::CallbackInfo& info) {
+// A live VM fd, by number (EBADF if closed).
+static std::shared_ptr<OwnedFd> VmOf(const Napi::CallbackInfo& info) {
   auto fd = LookupFd(info.Env(), info[0]);
-  if (fd->kind != FdKind::Vm || !fd->vm)
+  if (fd->kind != FdKind::Vm)
     throw ArgValueError(info.Env(),
                         std::string("The \"vm\" argument must be a VM fd (KVM_SEV commands go to a VM); got a ") +
                             FdKindName(fd->kind) + " fd");
-  return fd->vm;
+  return fd;
 }
 
 // setSevCommandIds(vmFd, send, receive): the KVM_SEV command-id table the kernel behind this VM fd
@@ -358,7 +441,6 @@ static Napi::Value SetSevIds(const Napi::CallbackInfo& info) {
     throw ArgRangeError(
         info.Env(),
         "local-migration ids must be 22 or an unassigned id (23..99, > 103), distinct; 0, 0 is the upstream table");
-  std::lock_guard<std::mutex> g(vm->mu);
   vm->sevIds = ids;
   return info.Env().Undefined();
 }
@@ -366,11 +448,7 @@ static Napi::Value SetSevIds(const Napi::CallbackInfo& info) {
 // sevCommandIds(vmFd) → [send, receive] ([0, 0]: upstream).
 static Napi::Value GetSevIds(const Napi::CallbackInfo& info) {
   auto vm = VmOf(info);
-  SevCommandIds ids;
-  {
-    std::lock_guard<std::mutex> g(vm->mu);
-    ids = vm->sevIds;
-  }
+  SevCommandIds ids = vm->sevIds;
   Napi::Array a = Napi::Array::New(info.Env(), 2);
   a.Set(0u, ids.localSend);
   a.Set(1u, ids.localReceive);

@@ -1,7 +1,8 @@
 // Guest memory: anonymous or memfd-backed mmap, seen from JS as an external ArrayBuffer (no copies).
-// unmap() detaches the ArrayBuffer first, so JS can never touch freed memory, and refuses while a
-// VM memory slot or an in-flight call still uses the mapping.
+// unmap() retires the range (its views read zeros from then on, and it is unmapped when the last
+// holder goes, see MapState), and refuses while a VM memory slot or an in-flight call still uses it.
 #define _GNU_SOURCE 1
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,11 +17,23 @@ namespace kvmsev {
 
 const napi_type_tag kMappingTag = {0x6b766d7365764d61ULL, 0x7070696e67000002ULL};
 
-MapState::~MapState() { Unmap(); }
+bool CoverWithInertMemory(void* addr, size_t size) {
+  void* p = mmap(addr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  return p != MAP_FAILED;
+}
 
-void MapState::Unmap() {
+// The last holder is gone: nothing (JS, a view's backing store, native code that keeps one alive,
+// a memory slot) can reach the range any more.
+MapState::~MapState() {
+  if (addr) munmap(addr, size);
+}
+
+void MapState::Retire() {
   bool expected = false;
-  if (unmapped.compare_exchange_strong(expected, true) && addr) munmap(addr, size);
+  if (!unmapped.compare_exchange_strong(expected, true) || !addr) return;
+  // Where the kernel cannot replace the mapping (out of map entries), the memory simply stays
+  // until the last holder goes: still never someone else's.
+  CoverWithInertMemory(addr, size);
 }
 
 void VmState::Bind(uint32_t slot, std::shared_ptr<MapState> m) {
@@ -67,24 +80,21 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 
   std::shared_ptr<MapState> state() const { return st_; }
 
-  // Detach and unmap unless in use. Returns false (and leaves everything as it was) if busy.
+  // Retires the range unless in use. Returns false (and leaves everything as it was) if busy. The
+  // views stay attached and read zeros from now on: detaching them would not stop native code that
+  // already holds their address (zlib re-checks the buffer between chunks and aborts on a detached
+  // one), and the range is only unmapped once no view can be reached.
   bool TryUnmap(Napi::Env env) {
     if (st_->unmapped) return true;
     if (st_->bindings > 0 || st_->inflight > 0) return false;
-    for (auto& ref : views_) {
-      if (ref.IsEmpty()) continue;
-      Napi::Value v = ref.Value();
-      if (!v.IsEmpty() && v.IsArrayBuffer() && !v.As<Napi::ArrayBuffer>().IsDetached())
-        v.As<Napi::ArrayBuffer>().Detach();
-    }
-    views_.clear();
-    st_->Unmap();
+    whole_.Reset();
+    st_->Retire();
     return true;
   }
 
   // An external ArrayBuffer over [offset, offset+length). Node 20 cannot hold one larger than 4 GiB,
-  // so bigger guests are seen through several views. Each view's finalizer owns a reference to the
-  // mapping (memory stays mapped while JS can see it); unmap() detaches every view first.
+  // so bigger guests are seen through several views. Each view holds the mapping (see MapState): the
+  // range stays reserved while JS or native code can reach it.
   Napi::Value MakeView(Napi::Env env, uint64_t offset, uint64_t length) {
     if (st_->unmapped) throw ErrnoError(env, EFAULT, "mmap", nullptr, "the mapping was unmapped");
     if (offset > st_->size || length > st_->size - offset)
@@ -94,25 +104,27 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
       throw ArgRangeError(env,
                           "The value of \"length\" is out of range. It must be <= 4 GiB (Node 20's ArrayBuffer limit); "
                           "use several views");
+    // Two references keep the range: the backing store's (it may outlive the object: transfer(),
+    // postMessage) and the object's (native code that keeps the object while it uses the address,
+    // as zlib and crypto do, may outlive the backing store, which detach() frees).
     auto* keep = new std::shared_ptr<MapState>(st_);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
         env, static_cast<uint8_t*>(st_->addr) + offset, static_cast<size_t>(length),
         [](Napi::Env, void*, std::shared_ptr<MapState>* k) { delete k; }, keep);
-    // Forget views that were collected, so a long-lived mapping does not accumulate references.
-    if (views_.size() >= 64) {
-      std::vector<Napi::Reference<Napi::ArrayBuffer>> live;
-      for (auto& r : views_)
-        if (!r.IsEmpty() && !r.Value().IsEmpty()) live.push_back(std::move(r));
-      views_ = std::move(live);
+    auto* keepObj = new std::shared_ptr<MapState>(st_);
+    if (napi_add_finalizer(
+            env, ab, keepObj, [](napi_env, void* k, void*) { delete static_cast<std::shared_ptr<MapState>*>(k); },
+            nullptr, nullptr) != napi_ok) {
+      delete keepObj;
+      throw Napi::Error::New(env, "napi_add_finalizer failed");
     }
-    views_.push_back(Napi::Weak(ab));
     return ab;
   }
 
   void ForceUnmap() {
     // Env teardown: JS is gone, nothing can read the buffer any more. Memory still bound to a VM
     // slot stays mapped until the VM goes (the kernel may still touch it).
-    if (st_->bindings == 0 && st_->inflight == 0) st_->Unmap();
+    if (st_->bindings == 0 && st_->inflight == 0) st_->Retire();
   }
 
  private:
@@ -132,11 +144,11 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   Napi::Value GetBuffer(const Napi::CallbackInfo& info) {
     KVMSEV_CHECK_THIS(info, kMappingTag);
     Napi::Env env = info.Env();
+    if (st_->unmapped) return Napi::ArrayBuffer::New(env, 0);  // no new view of an unmapped mapping
     if (!whole_.IsEmpty()) {
       Napi::Value v = whole_.Value();
       if (!v.IsEmpty()) return v;
     }
-    if (st_->unmapped) return Napi::ArrayBuffer::New(env, 0);  // detached, as after unmap()
     if (st_->size > kMaxView)
       throw ArgRangeError(
           env, "The mapping is larger than 4 GiB, Node 20's ArrayBuffer limit: use mapping.view(offset, length)");
@@ -164,8 +176,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
 
   static constexpr uint64_t kMaxView = 1ull << 32;
   std::shared_ptr<MapState> st_;
-  Napi::Reference<Napi::ArrayBuffer> whole_;               // `buffer`, made on first use
-  std::vector<Napi::Reference<Napi::ArrayBuffer>> views_;  // weak: to detach on unmap
+  Napi::Reference<Napi::ArrayBuffer> whole_;  // `buffer`, made on first use
   AddonData* data_ = nullptr;
 };
 
@@ -200,20 +211,35 @@ static Napi::Value MmapAnonymous(const Napi::CallbackInfo& info) {
   return NewMapping(env, p, size);
 }
 
-// memfdCreate(name, size): a memfd that another process can map too (local migration passes it).
+// memfdCreate(name, size, seals = F_SEAL_SHRINK): a memfd that another process can map too (local
+// migration passes it), sealed against shrinking by default: whoever maps it (the new VMM of a
+// handoff, the shared mock SEV service) can trust its size, where a shrunk file would SIGBUS them.
 static Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw ArgTypeError(env, "The \"name\" argument must be of type string");
   std::string name = info[0].As<Napi::String>();
   size_t size = PageAlignedSize(info[1]);
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+  uint32_t seals = info[2].IsUndefined() ? F_SEAL_SHRINK : ArgU32(info[2], "seals");
+  if (seals & ~static_cast<uint32_t>(F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW))
+    throw ArgRangeError(env, "The value of \"seals\" is out of range: F_SEAL_SEAL, F_SEAL_SHRINK and F_SEAL_GROW only");
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) throw ErrnoError(env, errno, "memfd_create");
-  if (ftruncate(fd, static_cast<off_t>(size)) < 0) {
+  if (ftruncate(fd, static_cast<off_t>(size)) < 0 || (seals && fcntl(fd, F_ADD_SEALS, seals) < 0)) {
     int e = errno;
     close(fd);
     throw ErrnoError(env, e, "ftruncate");
   }
   return NewFdHandle(env, std::make_shared<OwnedFd>(fd, FdKind::Memfd, true, "/memfd:" + name));
+}
+
+// memfdSeals(fd) → the F_SEAL_* bits of a memfd (F_GET_SEALS).
+static Napi::Value MemfdSeals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto fd = UnwrapFd(info[0], "fd");
+  if (fd->kind != FdKind::Memfd) throw ArgValueError(env, "The \"fd\" argument must be a memfd");
+  int s = fcntl(fd->fd, F_GET_SEALS);
+  if (s < 0) throw ErrnoError(env, errno, "fcntl");
+  return Napi::Number::New(env, s);
 }
 
 // mmapShared(fdHandle, size, offset): MAP_SHARED view of a memfd.
@@ -246,6 +272,7 @@ void InitMapping(Napi::Env env, Napi::Object exports, AddonData* data) {
   exports.Set("Mapping", ctor);
   exports.Set("mmapAnonymous", Napi::Function::New(env, MmapAnonymous, "mmapAnonymous"));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
+  exports.Set("memfdSeals", Napi::Function::New(env, MemfdSeals, "memfdSeals"));
   exports.Set("mmapShared", Napi::Function::New(env, MmapShared, "mmapShared"));
 }
 

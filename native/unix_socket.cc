@@ -1,6 +1,11 @@
 // Unix sockets with SCM_RIGHTS, so a VMM can hand VM, vCPU and memfd fds to another process.
-// Blocking waits (accept, recv) run on a short-lived thread of their own and poll with a timeout,
-// so they neither block the event loop nor starve the libuv threadpool, and stop at env teardown.
+// Every socket is non-blocking and every call on it says MSG_DONTWAIT (received sockets may be
+// blocking in another process): a wait is a poll, never a read that blocks, so two waits on one
+// socket cannot leave one stuck in recvmsg/accept4 where close() cannot reach it. Waits (accept,
+// recv, a send larger than the socket buffer) run on a short-lived thread of their own, at most
+// kMaxSocketThreads per env, and poll with a timeout, so they neither block the event loop nor
+// starve the libuv threadpool, and stop when their socket is closed or the env is torn down.
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -18,10 +23,15 @@
 namespace kvmsev {
 
 static constexpr size_t kMaxFds = 253;  // SCM_MAX_FD
+// Socket waits in flight per env: each is a thread; past this, a new one is refused (a server keeps
+// one recv per connection and one accept, so this caps its connections too).
+static constexpr size_t kMaxSocketThreads = 128;
 
 // Socket threads are joined at env teardown (they poll `closing` every 100 ms), so none outlives the
 // env or the addon (a worker's exit unloads it). Finished ones are reaped as new ones start.
-static void TrackThread(AddonData* data, std::shared_ptr<std::atomic<bool>> done, std::thread t) {
+// Throws (a JS error) if the env has kMaxSocketThreads waits already or the system has no thread.
+template <typename F>
+static void StartTracked(Napi::Env env, AddonData* data, F&& body) {
   std::lock_guard<std::mutex> g(data->threadsMu);
   for (auto it = data->threads.begin(); it != data->threads.end();) {
     if (it->done->load()) {
@@ -31,7 +41,24 @@ static void TrackThread(AddonData* data, std::shared_ptr<std::atomic<bool>> done
       ++it;
     }
   }
+  if (data->threads.size() >= kMaxSocketThreads)
+    throw CodedError(
+        env, "ERR_KVM_SEV_TOO_MANY_WAITS",
+        "kvm-sev: " + std::to_string(kMaxSocketThreads) +
+            " socket waits (accept, recv, send) are pending in this thread already; settle or cancel some first");
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread t = StartThread(env, [body = std::forward<F>(body), done]() mutable {
+    body();
+    done->store(true);
+  });
   data->threads.push_back({std::move(t), std::move(done)});
+}
+
+// A socket of another process may be blocking: accept4 has no per-call flag, so the listener is made
+// non-blocking (recv and send use MSG_DONTWAIT).
+static void MakeNonBlocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 static sockaddr_un Address(Napi::Env env, const Napi::Value& v) {
@@ -52,7 +79,8 @@ static std::shared_ptr<OwnedFd> SocketFd(int fd, const std::string& path) {
 static Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw ErrnoError(env, errno, "socketpair");
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+    throw ErrnoError(env, errno, "socketpair");
   Napi::Array a = Napi::Array::New(env, 2);
   a.Set(0u, NewFdHandle(env, SocketFd(sv[0], "socketpair")));
   a.Set(1u, NewFdHandle(env, SocketFd(sv[1], "socketpair")));
@@ -62,7 +90,7 @@ static Napi::Value SocketPair(const Napi::CallbackInfo& info) {
 static Napi::Value Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   sockaddr_un a = Address(env, info[0]);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) throw ErrnoError(env, errno, "socket");
   if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || listen(fd, 8) < 0) {
     int e = errno;
@@ -72,15 +100,25 @@ static Napi::Value Listen(const Napi::CallbackInfo& info) {
   return NewFdHandle(env, SocketFd(fd, a.sun_path));
 }
 
+// unixConnect(path): never waits on the JS thread. A Unix stream connect either completes at once or
+// finds the listener's queue full: a blocking connect would then sleep until the listener accepts
+// (forever, if it never does); this one answers EAGAIN at once, as Node's net.connect does.
 static Napi::Value Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   sockaddr_un a = Address(env, info[0]);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) throw ErrnoError(env, errno, "socket");
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+  int r;
+  do r = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
     int e = errno;
     close(fd);
-    throw ErrnoError(env, e, "connect", nullptr, a.sun_path);
+    Napi::Error err = ErrnoError(env, e, "connect", nullptr, a.sun_path);
+    if (e == EAGAIN)
+      err.Set("hint", Napi::String::New(
+                          env, "the listener's queue of connections is full (it is not accepting): try again later"));
+    throw err;
   }
   return NewFdHandle(env, SocketFd(fd, a.sun_path));
 }
@@ -105,6 +143,7 @@ static int PollUntil(const AddonData* data, const OwnedFd& sock, short events, S
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno;
     if (n == 0) continue;
+    if (data->closing || sock.released) return ECANCELED;  // closed while it waited: take nothing
     int r = step();
     if (r == kPollAgain || r == EINTR || r == EAGAIN) continue;
     return r;
@@ -183,55 +222,105 @@ static Napi::Value SendFds(const Napi::CallbackInfo& info) {
   }
   SendTsfn tsfn = SendTsfn::New(env, "kvm-sev:send", 0, 1, ctx, [](Napi::Env, void*, SendCtx* c) { delete c; });
   AddonData* adata = GetData(env);
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  TrackThread(adata, done, std::thread([sock, keep, bytes = std::move(bytes), tsfn, adata, done]() mutable {
-                auto* r = new SendResult();
-                std::vector<int> fds;
-                for (auto& k : keep) fds.push_back(k->fd);
-                r->err = PollUntil(adata, *sock, POLLOUT, [&]() -> int {
-                  ssize_t k = SendSome(sock->fd, bytes.data(), bytes.size(), r->sent, fds, MSG_NOSIGNAL | MSG_DONTWAIT);
-                  if (k < 0) return errno;
-                  r->sent += static_cast<size_t>(k);
-                  return r->sent < bytes.size() ? kPollAgain : 0;
-                });
-                // napi_closing: the env is going away and the function must not be released any more.
-                if (tsfn.BlockingCall(r) != napi_ok)
-                  delete r;
-                else
-                  tsfn.Release();
-                done->store(true);
-              }));
+  try {
+    StartTracked(env, adata, [sock, keep, bytes = std::move(bytes), tsfn, adata]() mutable {
+      auto* r = new SendResult();
+      std::vector<int> fds;
+      for (auto& k : keep) fds.push_back(k->fd);
+      r->err = PollUntil(adata, *sock, POLLOUT, [&]() -> int {
+        ssize_t k = SendSome(sock->fd, bytes.data(), bytes.size(), r->sent, fds, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k < 0) return errno;
+        r->sent += static_cast<size_t>(k);
+        return r->sent < bytes.size() ? kPollAgain : 0;
+      });
+      // The fds go before the promise settles: whoever awaits it may close a VM and unmap its memory.
+      keep.clear();
+      sock.reset();
+      // napi_closing: the env is going away and the function must not be released any more.
+      if (tsfn.BlockingCall(r) != napi_ok)
+        delete r;
+      else
+        tsfn.Release();
+    });
+  } catch (const Napi::Error& e) {
+    // No thread: the promise is rejected here (the function's finalizer deletes ctx).
+    ctx->deferred.Reject(e.Value());
+    tsfn.Release();
+  }
   return promise;
 }
 
+// What a wait got. Received fds are owned from the moment they arrive (classified, and VM and vCPU
+// fds joined to the state of their open file): whatever path drops the result (a rejected promise,
+// an env torn down before it could be settled) closes them.
 struct RecvResult {
   int err = 0;
-  int acceptedFd = -1;
+  std::shared_ptr<OwnedFd> accepted;
   std::vector<uint8_t> data;
-  std::vector<int> fds;
+  std::vector<std::shared_ptr<OwnedFd>> fds;
 };
 
+static std::shared_ptr<OwnedFd> OwnReceived(int fd) {
+  std::string path;
+  FdKind k = ClassifyFd(fd, &path);
+  auto ofd = std::make_shared<OwnedFd>(fd, k, true, path);
+  AdoptFile(ofd);
+  return ofd;
+}
+
+// One recvmsg (MSG_DONTWAIT) of at most maxBytes and exactly maxFds fds: more fds than asked for
+// (the control buffer is rounded up to 8 bytes, so it has room for one more at odd counts) or a
+// truncated control message closes them all and answers EMSGSIZE. Returns 0 or an errno.
+static int RecvOnce(int fd, size_t maxBytes, size_t maxFds, RecvResult* r) {
+  r->data.resize(maxBytes);
+  iovec iov{r->data.data(), maxBytes};
+  std::vector<char> ctl(maxFds ? CMSG_SPACE(sizeof(int) * maxFds) : 0);
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = maxFds ? ctl.data() : nullptr;
+  msg.msg_controllen = ctl.size();
+  ssize_t got = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  if (got < 0) return errno;
+  r->data.resize(static_cast<size_t>(got));
+  std::vector<int> raw;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < n; i++) {
+      int x;
+      memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof x);
+      raw.push_back(x);
+    }
+  }
+  if ((msg.msg_flags & MSG_CTRUNC) || raw.size() > maxFds) {  // more fds than asked for: say so
+    for (int x : raw) close(x);
+    return EMSGSIZE;
+  }
+  for (int x : raw) r->fds.push_back(OwnReceived(x));
+  return 0;
+}
+
+static Napi::Object ReceivedObject(Napi::Env env, RecvResult* r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("data", Napi::Buffer<uint8_t>::Copy(env, r->data.data(), r->data.size()));
+  Napi::Array fa = Napi::Array::New(env, r->fds.size());
+  for (size_t i = 0; i < r->fds.size(); i++) fa.Set(static_cast<uint32_t>(i), NewFdHandle(env, r->fds[i]));
+  o.Set("fds", fa);
+  return o;
+}
+
 static void Settle(Napi::Env env, Napi::Promise::Deferred* d, RecvResult* r, bool accept) {
+  if (!r->err && GetData(env)->closing) r->err = ECANCELED;  // the env is going: nobody to hand fds to
   if (r->err) {
     d->Reject(ErrnoError(env, r->err, accept ? "accept" : "recvmsg").Value());
     return;
   }
   if (accept) {
-    d->Resolve(NewFdHandle(env, SocketFd(r->acceptedFd, "accepted")));
+    d->Resolve(NewFdHandle(env, r->accepted));
     return;
   }
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("data", Napi::Buffer<uint8_t>::Copy(env, r->data.data(), r->data.size()));
-  Napi::Array fa = Napi::Array::New(env, r->fds.size());
-  for (size_t i = 0; i < r->fds.size(); i++) {
-    std::string path;
-    FdKind k = ClassifyFd(r->fds[i], &path);
-    auto ofd = std::make_shared<OwnedFd>(r->fds[i], k, true, path);
-    if (k == FdKind::Vm) ofd->vm = std::make_shared<VmState>();
-    fa.Set(static_cast<uint32_t>(i), NewFdHandle(env, ofd));
-  }
-  o.Set("fds", fa);
-  d->Resolve(o);
+  d->Resolve(ReceivedObject(env, r));
 }
 
 struct WaitCtx {
@@ -241,13 +330,8 @@ struct WaitCtx {
 };
 
 static void WaitCallJs(Napi::Env env, Napi::Function, WaitCtx* ctx, RecvResult* r) {
-  if (env != nullptr)
-    Settle(env, &ctx->deferred, r, ctx->accept);
-  else {
-    if (r->acceptedFd >= 0) close(r->acceptedFd);
-    for (int fd : r->fds) close(fd);
-  }
-  delete r;
+  std::unique_ptr<RecvResult> own(r);  // its fds close unless a handle took them
+  if (env != nullptr) Settle(env, &ctx->deferred, r, ctx->accept);
 }
 using WaitTsfn = Napi::TypedThreadSafeFunction<WaitCtx, RecvResult, WaitCallJs>;
 
@@ -271,55 +355,33 @@ static Napi::Value StartWait(const Napi::CallbackInfo& info, bool accept) {
     delete ctx;
     return promise;
   }
+  if (accept) MakeNonBlocking(sock->fd);
   WaitTsfn tsfn = WaitTsfn::New(env, accept ? "kvm-sev:accept" : "kvm-sev:recv", 0, 1, ctx,
                                 [](Napi::Env, void*, WaitCtx* c) { delete c; });
   AddonData* data = ctx->data;
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  TrackThread(data, done, std::thread([sock, maxBytes, maxFds, accept, tsfn, data, done]() mutable {
-                auto* r = new RecvResult();
-                r->err = PollUntil(data, *sock, POLLIN, [&]() -> int {
-                  if (accept) {
-                    int fd = accept4(sock->fd, nullptr, nullptr, SOCK_CLOEXEC);
-                    if (fd < 0) return errno;
-                    r->acceptedFd = fd;
-                    return 0;
-                  }
-                  r->data.resize(maxBytes);
-                  iovec iov{r->data.data(), maxBytes};
-                  std::vector<char> ctl(CMSG_SPACE(sizeof(int) * (maxFds ? maxFds : 1)));
-                  msghdr msg{};
-                  msg.msg_iov = &iov;
-                  msg.msg_iovlen = 1;
-                  msg.msg_control = ctl.data();
-                  msg.msg_controllen = ctl.size();
-                  ssize_t got = recvmsg(sock->fd, &msg, MSG_CMSG_CLOEXEC);
-                  if (got < 0) return errno;
-                  r->data.resize(static_cast<size_t>(got));
-                  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-                    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-                    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                    for (size_t i = 0; i < n; i++) {
-                      int fd;
-                      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                      r->fds.push_back(fd);
-                    }
-                  }
-                  if (msg.msg_flags & MSG_CTRUNC) {  // fds beyond maxFds were dropped by the kernel: say so
-                    for (int fd : r->fds) close(fd);
-                    r->fds.clear();
-                    return EMSGSIZE;
-                  }
-                  return 0;
-                });
-                napi_status st = tsfn.BlockingCall(r);
-                if (st != napi_ok) {
-                  if (r->acceptedFd >= 0) close(r->acceptedFd);
-                  for (int fd : r->fds) close(fd);
-                  delete r;
-                }
-                if (st == napi_ok) tsfn.Release();
-                done->store(true);
-              }));
+  try {
+    StartTracked(env, data, [sock, maxBytes, maxFds, accept, tsfn, data]() mutable {
+      auto* r = new RecvResult();
+      r->err = PollUntil(data, *sock, POLLIN, [&]() -> int {
+        if (accept) {
+          int fd = accept4(sock->fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+          if (fd < 0) return errno == ECONNABORTED ? kPollAgain : errno;
+          r->accepted = SocketFd(fd, "accepted");
+          return 0;
+        }
+        return RecvOnce(sock->fd, maxBytes, maxFds, r);
+      });
+      sock.reset();  // before the promise settles (see SendFds)
+      // Not delivered (the env is going away): the result's fds close with it.
+      if (tsfn.BlockingCall(r) != napi_ok)
+        delete r;
+      else
+        tsfn.Release();
+    });
+  } catch (const Napi::Error& e) {
+    ctx->deferred.Reject(e.Value());
+    tsfn.Release();
+  }
   return promise;
 }
 
@@ -350,12 +412,66 @@ static Napi::Value SendFdsSync(const Napi::CallbackInfo& info) {
   if (!GetBytes(info[1], &bytes, &size) || size == 0)
     throw ArgRangeError(env, "The \"data\" argument must not be empty (fds travel with data)");
   while (sent < size) {
-    ssize_t k = SendSome(sock->fd, bytes, size, sent, fds, MSG_NOSIGNAL);
+    ssize_t k = SendSome(sock->fd, bytes, size, sent, fds, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && errno == EAGAIN) {  // the socket buffer is full: wait for room (this call blocks by design)
+      pollfd p{sock->fd, POLLOUT, 0};
+      if (poll(&p, 1, -1) < 0 && errno != EINTR) throw ErrnoError(env, errno, "poll");
+      continue;
+    }
     if (k < 0) throw ErrnoError(env, errno, "sendmsg");
     sent += static_cast<size_t>(k);
   }
   return Napi::Number::New(env, static_cast<double>(sent));
+}
+
+// recvSync(socket, maxBytes, maxFds = 0, timeoutMs = -1) → { data, fds }: one recvFds on the calling
+// thread, which waits up to timeoutMs (ETIMEDOUT) for data. For the same synchronous request/reply
+// protocols as sendFdsSync; an empty `data` is the peer's end of stream.
+static Napi::Value RecvSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto sock = SocketArg(info[0]);
+  size_t maxBytes = static_cast<size_t>(ArgSize(info[1], "maxBytes"));
+  size_t maxFds = info[2].IsUndefined() ? 0 : static_cast<size_t>(ArgSize(info[2], "maxFds"));
+  int64_t timeout = info[3].IsUndefined() ? -1 : static_cast<int64_t>(ArgSize(info[3], "timeoutMs"));
+  if (maxBytes == 0 || maxBytes > (1u << 26))
+    throw ArgRangeError(env, "The value of \"maxBytes\" is out of range (1..64 MiB)");
+  if (maxFds > kMaxFds) throw ArgRangeError(env, "The value of \"maxFds\" is out of range (0..253)");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout < 0 ? 0 : timeout);
+  RecvResult r;
+  for (;;) {
+    int left = -1;
+    if (timeout >= 0) {
+      auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      if (ms < 0) ms = 0;
+      left = static_cast<int>(std::min<int64_t>(ms, INT32_MAX));
+    }
+    pollfd p{sock->fd, POLLIN, 0};
+    int n = poll(&p, 1, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ErrnoError(env, errno, "poll");
+    if (n == 0) throw ErrnoError(env, ETIMEDOUT, "recvmsg");
+    int e = RecvOnce(sock->fd, maxBytes, maxFds, &r);
+    if (e == EAGAIN || e == EINTR) continue;
+    if (e) throw ErrnoError(env, e, "recvmsg");
+    return ReceivedObject(env, &r);
+  }
+}
+
+// peerCredentials(socket) → { pid, uid, gid }: who is at the other end of a connected Unix socket
+// (SO_PEERCRED: the credentials the peer had when it connected or listened).
+static Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto sock = SocketArg(info[0]);
+  ucred c{};
+  socklen_t len = sizeof c;
+  if (getsockopt(sock->fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) throw ErrnoError(env, errno, "getsockopt");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, c.pid));
+  o.Set("uid", Napi::Number::New(env, c.uid));
+  o.Set("gid", Napi::Number::New(env, c.gid));
+  return o;
 }
 
 // sameFile(a, b) → boolean: whether two fds of this process refer to the same open file
@@ -379,6 +495,8 @@ void InitUnixSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("recvFds", Napi::Function::New(env, RecvFds, "recvFds"));
   exports.Set("sendFdsSync", Napi::Function::New(env, SendFdsSync, "sendFdsSync"));
   exports.Set("sameFile", Napi::Function::New(env, SameFile, "sameFile"));
+  exports.Set("recvSync", Napi::Function::New(env, RecvSync, "recvSync"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
 }
 
 }  // namespace kvmsev

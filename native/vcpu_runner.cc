@@ -2,6 +2,8 @@
 // which KVM_RUN would block for as long as the guest runs) and settles a Promise through a
 // thread-safe function; runSync() issues it on the calling thread (a worker that owns the vCPU).
 // The kvm_run page is shared with JS as an external ArrayBuffer, detached on close().
+// Runs and other ioctls on the vCPU are ordered through its VcpuState (common.h), which every
+// handle to the vCPU's file shares: an ioctl is never issued into a running vCPU.
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,20 +24,8 @@ namespace kvmsev {
 
 const napi_type_tag kRunnerTag = {0x6b766d7365765275ULL, 0x6e6e657200000003ULL};
 
-// The kick signal only interrupts KVM_RUN (no SA_RESTART); its handler does nothing.
-static int KickSignal() { return SIGRTMIN + 6; }
-static void InstallKickHandler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction sa {};
-    sa.sa_handler = [](int) {};
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
-    sigaction(KickSignal(), &sa, nullptr);
-  });
-}
-
-// Shared by the JS object, its thread and queued completions, so none outlives what it uses.
+// Shared by the JS object, its thread, queued completions and the run area's ArrayBuffer (its
+// backing store and the object each hold it), so none outlives what it uses.
 struct RunState {
   std::shared_ptr<OwnedFd> fd;
   struct kvm_run* run = nullptr;
@@ -50,8 +40,13 @@ struct RunState {
   std::atomic<int> phase{kIdle};
   int resR = 0, resErr = 0;
   std::atomic<bool> inKvmRun{false};
-  pthread_t tid{};
-  std::atomic<bool> hasThread{false};
+  std::atomic<bool> retired{false};
+  VcpuState& vcpu() { return *fd->vcpu; }
+  // close(): the kvm_run page goes (until it does, the vCPU file and so the VM stay alive in the
+  // kernel), but the range stays reserved while a view of it may be reachable.
+  void Retire() {
+    if (run && !retired.exchange(true)) CoverWithInertMemory(run, runSize);
+  }
   ~RunState() {
     if (run) munmap(run, runSize);
   }
@@ -65,6 +60,20 @@ struct RunResult {
 class VcpuRunner;
 static void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, RunResult* res);
 using RunTsfn = Napi::TypedThreadSafeFunction<VcpuRunner, RunResult, CallJs>;
+
+// The size of the kvm_run area: the kernel's answer (seen by an earlier ioctl, or asked again), or
+// the errno of asking. Mapping more than KVM provides would SIGBUS on touch.
+static int VcpuMmapSize(Napi::Env env) {
+  int known = KnownVcpuMmapSize();
+  if (known > 0) return known;
+  int kvm = ::open("/dev/kvm", O_RDONLY | O_CLOEXEC);
+  if (kvm < 0) throw ErrnoError(env, errno, "open", "KVM_GET_VCPU_MMAP_SIZE", "/dev/kvm");
+  int real = ::ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+  int err = errno;
+  ::close(kvm);
+  if (real <= 0) throw ErrnoError(env, real < 0 ? err : EINVAL, "ioctl", "KVM_GET_VCPU_MMAP_SIZE", "/dev/kvm");
+  return real;
+}
 
 class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
  public:
@@ -82,22 +91,32 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     Napi::Env env = info.Env();
     info.This().As<Napi::Object>().TypeTag(&kRunnerTag);
     auto fd = UnwrapFd(info[0], "vcpu");
-    if (fd->kind != FdKind::Vcpu) throw ArgValueError(env, "The \"vcpu\" argument must be a vCPU fd");
+    if (fd->kind != FdKind::Vcpu || !fd->vcpu) throw ArgValueError(env, "The \"vcpu\" argument must be a vCPU fd");
+    if (fd->orphan)
+      throw CodedError(env, "ERR_KVM_SEV_ORPHAN_FD",
+                       "this vCPU fd is of this process's own VM, but came back after every handle to it was closed: "
+                       "its memory may be gone, so it does not run");
     uint64_t size = ArgSize(info[1], "mmapSize");
-    // Mapping more than KVM provides would SIGBUS on touch: ask KVM for the real size.
-    int kvm = ::open("/dev/kvm", O_RDONLY | O_CLOEXEC);
-    int real = kvm >= 0 ? ::ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0) : -1;
-    if (kvm >= 0) ::close(kvm);
-    if (size < sizeof(struct kvm_run) || (real > 0 && size > static_cast<uint64_t>(real)) || size > (1u << 24))
+    int real = VcpuMmapSize(env);
+    if (size < sizeof(struct kvm_run) || size > static_cast<uint64_t>(real))
       throw ArgRangeError(env, "The value of \"mmapSize\" is out of range: at most KVM_GET_VCPU_MMAP_SIZE (" +
                                    std::to_string(real) + ")");
-    if (fd->hasRunner.exchange(true))
-      throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY",
-                       "this vCPU already has a runner (close it first): two could not both run it");
+    VcpuState& vs = *fd->vcpu;
+    {
+      std::lock_guard<std::mutex> g(vs.mu);
+      if (vs.hasRunner)
+        throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY",
+                         "this vCPU already has a runner (close it first): two could not both run it");
+      vs.hasRunner = true;
+      vs.runnerFd = fd.get();
+    }
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd->fd, 0);
     if (p == MAP_FAILED) {
-      fd->hasRunner = false;
-      throw ErrnoError(env, errno, "mmap");
+      int err = errno;
+      std::lock_guard<std::mutex> g(vs.mu);
+      vs.hasRunner = false;
+      vs.runnerFd = nullptr;
+      throw ErrnoError(env, err, "mmap");
     }
     st_ = std::make_shared<RunState>();
     st_->fd = fd;
@@ -106,6 +125,11 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     auto* keep = new std::shared_ptr<RunState>(st_);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
         env, p, size, [](Napi::Env, void*, std::shared_ptr<RunState>* k) { delete k; }, keep);
+    auto* keepObj = new std::shared_ptr<RunState>(st_);
+    if (napi_add_finalizer(
+            env, ab, keepObj, [](napi_env, void* k, void*) { delete static_cast<std::shared_ptr<RunState>*>(k); },
+            nullptr, nullptr) != napi_ok)
+      delete keepObj;
     ab_ = Napi::Persistent(ab);
     data_ = GetData(env);
     data_->runners.insert(this);
@@ -137,8 +161,12 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       tsfnStarted_ = false;
     }
     if (st_->fd) {
-      st_->fd->running = false;
-      st_->fd->hasRunner = false;
+      VcpuState& vs = st_->vcpu();
+      std::lock_guard<std::mutex> g(vs.mu);
+      // A run that was asked for but never entered (the thread stopped first) is over too.
+      if (!vs.inKvmRun) vs.running = false;
+      vs.hasRunner = false;
+      vs.runnerFd = nullptr;
     }
     st_->fd.reset();
     st_.reset();
@@ -146,31 +174,39 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
 
  private:
   void CheckOpen(Napi::Env env) {
-    if (!st_ || !st_->fd) throw ErrnoError(env, EBADF, "ioctl", "KVM_RUN");
+    if (!st_ || !st_->fd || st_->fd->released) throw ErrnoError(env, EBADF, "ioctl", "KVM_RUN");
+  }
+
+  // Starts a run of this vCPU, whichever handle: refused while another is in progress.
+  void BeginRun(Napi::Env env) {
+    VcpuState& vs = st_->vcpu();
+    std::lock_guard<std::mutex> g(vs.mu);
+    if (vs.running) throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", "the vCPU is already running");
+    vs.running = true;
   }
 
   void KickNow() {
     // immediate_exit covers a kick that lands just before the thread enters KVM_RUN.
     st_->run->immediate_exit = 1;
-    if (st_->hasThread) pthread_kill(st_->tid, KickSignal());
+    if (st_->fd) st_->vcpu().Kick();
   }
 
   Napi::Value RunSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
     if (busy_) throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", "the vCPU is already running (run() in flight)");
-    st_->fd->running = true;
+    BeginRun(env);
+    VcpuState& vs = st_->vcpu();
+    vs.EnterRun(&st_->run->immediate_exit);
     int r = ::ioctl(st_->fd->fd, KVM_RUN, 0);
     int err = errno;
-    st_->fd->running = false;
+    vs.LeaveRun();
     st_->run->immediate_exit = 0;
     if (r < 0 && err != EINTR) throw ErrnoError(env, err, "ioctl", "KVM_RUN");
     return Napi::Number::New(env, r < 0 ? -err : r);
   }
 
   static void ThreadMain(std::shared_ptr<RunState> st, RunTsfn tsfn) {
-    st->tid = pthread_self();
-    st->hasThread = true;
     for (;;) {
       // A VMM usually asks for the next run within microseconds of an exit: spin briefly before
       // sleeping, because waking a sleeping thread costs an IPI (dear under nested virtualization).
@@ -185,10 +221,12 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
         st->want = false;
         st->inKvmRun = true;
       }
-      int r = ::ioctl(st->fd->fd, KVM_RUN, 0);
-      int err = r < 0 ? errno : 0;
+      VcpuState& vs = st->vcpu();
+      vs.EnterRun(&st->run->immediate_exit);
+      int r = st->stop ? -1 : ::ioctl(st->fd->fd, KVM_RUN, 0);
+      int err = st->stop ? EINTR : (r < 0 ? errno : 0);
+      vs.LeaveRun();
       st->run->immediate_exit = 0;
-      st->fd->running = false;
       st->inKvmRun = false;
       st->resR = r;
       st->resErr = err;
@@ -197,7 +235,6 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       auto* res = new RunResult{r, err};
       if (tsfn.NonBlockingCall(res) != napi_ok) delete res;
     }
-    st->hasThread = false;
   }
 
   Napi::Value Run(const Napi::CallbackInfo& info) {
@@ -206,18 +243,23 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     try {
       CheckOpen(env);
       if (busy_) throw CodedError(env, "ERR_KVM_SEV_VCPU_BUSY", "the vCPU is already running (run() in flight)");
+      if (!tsfnStarted_) {
+        tsfn_ = RunTsfn::New(env, "kvm-sev:vcpu", 0, 1, this);
+        tsfn_.Unref(env);
+        try {
+          thread_ = StartThread(env, [st = st_, tsfn = tsfn_] { ThreadMain(st, tsfn); });
+        } catch (...) {
+          tsfn_.Release();
+          throw;
+        }
+        tsfnStarted_ = true;
+      }
+      BeginRun(env);
     } catch (const Napi::Error& e) {
       deferred.Reject(e.Value());
       return deferred.Promise();
     }
-    if (!tsfnStarted_) {
-      tsfn_ = RunTsfn::New(env, "kvm-sev:vcpu", 0, 1, this);
-      tsfn_.Unref(env);
-      tsfnStarted_ = true;
-      thread_ = std::thread(ThreadMain, st_, tsfn_);
-    }
     busy_ = true;
-    st_->fd->running = true;
     st_->phase = RunState::kInline;
     {
       std::lock_guard<std::mutex> g(st_->mu);
@@ -261,8 +303,8 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     st_ ? st_->phase = RunState::kIdle : 0;
     if (tsfnStarted_) tsfn_.Unref(env);
     std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
+    if (!d) return;  // close() settled it already
     Unref();
-    if (!d) return;
     if (res->r < 0 && res->err != EINTR)
       d->Reject(ErrnoError(env, res->err, "ioctl", "KVM_RUN").Value());
     else
@@ -270,7 +312,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
   }
 
   Napi::Value Kick(const Napi::CallbackInfo& info) {
-    if (st_ && st_->run) KickNow();
+    if (st_ && st_->run && st_->fd) KickNow();
     return info.Env().Undefined();
   }
 
@@ -282,13 +324,18 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     }
     std::shared_ptr<RunState> st = st_;
     Shutdown();
-    // The page is detached and the thread joined: unmap now. Until kvm_run is unmapped the vCPU
-    // file (and so the whole VM) stays alive in the kernel, and tearing down guest memory under a
-    // live VM is slow.
-    if (st && st->run) {
-      munmap(st->run, st->runSize);
-      st->run = nullptr;
+    // A run() whose thread stopped before it entered (or reported) KVM_RUN: settled here, as a kick
+    // would have ended it, so no promise is left pending forever.
+    if (pending_) {
+      std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
+      busy_ = false;
+      Unref();
+      d->Resolve(Napi::Number::New(env, -EINTR));
     }
+    // The page is detached and the thread joined: the kvm_run mapping goes now (until it does the
+    // vCPU file, and so the whole VM, stays alive in the kernel, and tearing down guest memory under
+    // a live VM is slow). Its range stays reserved until no view of it can be reached.
+    if (st) st->Retire();
     return env.Undefined();
   }
 

@@ -195,41 +195,47 @@ export function boundarySuite(target: BackendTarget): void {
     close();
   });
 
-  hwTest(target.req, `${target.name}: a mapping in a live memory slot cannot be unmapped; its ArrayBuffer detaches on unmap`, (t) => {
-    const { b, vm, close } = setup(t, target);
-    const m = b.mmapAnonymous(0x10000);
-    t.teardown(() => {
-      close(); // the VM first: a mapping in a live memory slot refuses unmap()
+  hwTest(
+    target.req,
+    `${target.name}: a mapping in a live memory slot cannot be unmapped; after unmap its views show no guest memory`,
+    (t) => {
+      const { b, vm, close } = setup(t, target);
+      const m = b.mmapAnonymous(0x10000);
+      t.teardown(() => {
+        close(); // the VM first: a mapping in a live memory slot refuses unmap()
+        m.unmap();
+      });
+      const view = new Uint8Array(m.buffer);
+      view[5] = 42;
+      b.ioctl(
+        vm,
+        ioc.KVM_SET_USER_MEMORY_REGION,
+        structs.kvm_userspace_memory_region.arg({
+          slot: 3,
+          memory_size: 0x10000n,
+          userspace_addr: { kind: 'mapping', mapping: m, offset: 0, length: 0x10000 },
+        }),
+      );
+      t.is(m.bindings, 1);
+      code(t, () => m.unmap(), 'EBUSY');
+      t.is(view[5], 42, 'still mapped');
+      // Deleting the slot releases it.
+      b.ioctl(
+        vm,
+        ioc.KVM_SET_USER_MEMORY_REGION,
+        structs.kvm_userspace_memory_region.arg({ slot: 3, memory_size: 0n, userspace_addr: null }),
+      );
+      t.is(m.bindings, 0);
       m.unmap();
-    });
-    const view = new Uint8Array(m.buffer);
-    view[5] = 42;
-    b.ioctl(
-      vm,
-      ioc.KVM_SET_USER_MEMORY_REGION,
-      structs.kvm_userspace_memory_region.arg({
-        slot: 3,
-        memory_size: 0x10000n,
-        userspace_addr: { kind: 'mapping', mapping: m, offset: 0, length: 0x10000 },
-      }),
-    );
-    t.is(m.bindings, 1);
-    code(t, () => m.unmap(), 'EBUSY');
-    t.is(view[5], 42, 'still mapped');
-    // Deleting the slot releases it.
-    b.ioctl(
-      vm,
-      ioc.KVM_SET_USER_MEMORY_REGION,
-      structs.kvm_userspace_memory_region.arg({ slot: 3, memory_size: 0n, userspace_addr: null }),
-    );
-    t.is(m.bindings, 0);
-    m.unmap();
-    m.unmap();
-    t.true(m.closed);
-    t.is(view.byteLength, 0, 'views of a detached buffer are empty');
-    t.is(m.buffer.byteLength, 0);
-    close();
-  });
+      m.unmap();
+      t.true(m.closed);
+      // The mock detaches its views; the native shim leaves them attached over zero pages, because
+      // native code (zlib, crypto) may still hold their address (issue 10, case 2).
+      t.true(view.byteLength === 0 || view.every((x) => x === 0), 'views are empty or read zeros');
+      t.is(m.buffer.byteLength, 0);
+      close();
+    },
+  );
 
   hwTest(target.req, `${target.name}: async ioctls copy back like sync ones and reject with the same Node-shaped errors`, async (t) => {
     const { b, kvm, vm, vcpu, close } = setup(t, target);

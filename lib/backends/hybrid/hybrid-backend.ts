@@ -79,7 +79,7 @@ export interface HybridOptions extends Omit<MockHostOptions, 'memory' | 'firmwar
    * memory of SEV VMs must then be memfd-backed (the daemon maps the memfds).
    */
   shared?: boolean;
-  /** The shared service's socket (implies `shared`); default `${tmpdir}/kvm-sev-mock-<uid>-<kernel>-<processor>.sock`. */
+  /** The shared service's socket (implies `shared`); default `defaultSevSocket()` (remote-sev.ts): in a folder only this user can reach. */
   sevService?: { socket?: string; spawn?: boolean };
   /**
    * EMULATED hypercalls, for hosts whose KVM never returns a guest's VMMCALL to user space (kvm_pvm):
@@ -215,6 +215,12 @@ export class HybridBackend implements Backend {
   private readonly adopted = new WeakMap<BackendFd, RemoteSevVm>();
   /** The EMULATED hypercall doorbell, if enabled ({@link HybridOptions.emulateHypercalls}). */
   readonly hypercallDoorbell: HypercallDoorbell | undefined;
+  /**
+   * A VM or vCPU fd that JS dropped without close() is released when it is collected: the native fd
+   * closes, the VM leaves `vms`, and its SEV state goes (in shared mode: the service's fds for it).
+   * The held value names only what to release, never the fd object the user held.
+   */
+  private readonly dropped = new FinalizationRegistry<() => void>((release) => release());
 
   constructor(options: HybridOptions = {}) {
     const { native, shared, sevService, emulateHypercalls, ...mockOptions } = options;
@@ -446,13 +452,27 @@ export class HybridBackend implements Backend {
       }
       const nfd = this.native.ioctlFd(inner, request, realType);
       const vm = new HybridVm(this, nfd, type);
-      vm.sev = this.sevService ? this.sevService.attach(type, nfd, vm) : this.mock.sev.attach(vm);
+      try {
+        vm.sev = this.sevService ? this.sevService.attach(type, nfd, vm) : this.mock.sev.attach(vm);
+      } catch (e) {
+        nfd.close();
+        throw e;
+      }
       this.vms.add(vm);
       this.vmOf.set(nfd, vm);
-      return new HybridFd(nfd, () => {
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
         this.vms.delete(vm);
         vm.unref();
+      };
+      const fd = new HybridFd(nfd, release);
+      this.dropped.register(fd, () => {
+        nfd.close();
+        release();
       });
+      return fd;
     }
     if (request === ioc.KVM_CREATE_VCPU) {
       const vm = this.vmOf.get(inner);
@@ -464,7 +484,18 @@ export class HybridBackend implements Backend {
       if (vm.sev instanceof RemoteSevVm) vm.sev.service.addVcpu(vm.sev);
       vm.refs++;
       this.vcpuOf.set(nfd, v);
-      return new HybridFd(nfd, () => vm.unref());
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        vm.unref();
+      };
+      const fd = new HybridFd(nfd, release);
+      this.dropped.register(fd, () => {
+        nfd.close();
+        release();
+      });
+      return fd;
     }
     return this.native.ioctlFd(inner, request, arg);
   }

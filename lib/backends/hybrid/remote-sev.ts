@@ -9,7 +9,7 @@
  * and no VM is left.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readSync, writeSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,10 +20,62 @@ import { encodeArg, errorFromWire, fromWire, toWire, writeBack, type WireError }
 import { ERRNO } from '../../uapi/errno.js';
 import type { IoctlArg, MappingHandle } from '../../uapi/ioctl-arg.js';
 import { type MockSevVm, type SevSnapshot, type VcpuRegisterState } from '../mock/seam.js';
+import { MAX_FRAME } from './daemon/wire.js';
 
-/** Where the shared service listens by default: one daemon per user, kernel profile and processor. */
+const uid = (): number => process.getuid?.() ?? 0;
+
+function untrusted(why: string): KvmSevError {
+  return new KvmSevError(
+    'ERR_KVM_SEV_UNTRUSTED_SERVICE',
+    `${why}: the shared mock SEV service receives VM fds and guest memory, so only a service of this user (uid ${uid()}) is used. ` +
+      'Remove what is there, or give a socket path in a folder only you can write to (sevService.socket).',
+  );
+}
+
+/**
+ * A folder only this user can reach: a directory (not a link), owned by this user, with no access
+ * for group and others. Created (0700) if missing; anything else there is refused.
+ */
+export function privateDir(dir: string): string {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || st.uid !== uid() || (st.mode & 0o077) !== 0)
+    throw untrusted(`${dir} is not a private folder of this user (a directory of uid ${uid()}, mode 0700)`);
+  return dir;
+}
+
+/**
+ * Where the shared service listens by default: one daemon per user, kernel profile and processor,
+ * in a folder only this user can reach (`$XDG_RUNTIME_DIR/kvm-sev`, else `${tmpdir}/kvm-sev-<uid>`,
+ * created 0700), so nobody else can listen there first.
+ */
 export function defaultSevSocket(kernel: string, processor: string): string {
-  return join(tmpdir(), `kvm-sev-mock-${process.getuid?.() ?? 0}-${kernel}-${processor}.sock`);
+  const xdg = process.env['XDG_RUNTIME_DIR'];
+  let base = join(tmpdir(), `kvm-sev-${uid()}`);
+  if (xdg) {
+    try {
+      base = privateDir(join(privateDir(xdg), 'kvm-sev'));
+    } catch {
+      /* not a usable runtime folder: the one in tmpdir */
+    }
+  }
+  return join(privateDir(base), `mock-${kernel}-${processor}.sock`);
+}
+
+/** The socket file is this user's (or absent: undefined). Someone else's is refused before connecting. */
+function checkSocketOwner(path: string): boolean {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return false;
+  }
+  if (!st.isSocket() || st.uid !== uid()) throw untrusted(`${path} is ${st.isSocket() ? `a socket of uid ${st.uid}` : 'not a socket'}`);
+  return true;
 }
 
 /** What the client needs of a hybrid VM's vCPUs. */
@@ -199,8 +251,23 @@ export class RemoteSev {
     let last: unknown;
     for (;;) {
       try {
-        return this.native.unixConnect(this.path);
+        checkSocketOwner(this.path);
+        const s = this.native.unixConnect(this.path);
+        // Who listens is checked again on the connection itself (the path may have changed hands).
+        let peer: number;
+        try {
+          peer = this.native.addon.peerCredentials(s).uid;
+        } catch (e) {
+          s.close();
+          throw e;
+        }
+        if (peer !== uid()) {
+          s.close();
+          throw untrusted(`the process listening on ${this.path} runs as uid ${peer}`);
+        }
+        return s;
       } catch (e) {
+        if ((e as { code?: string }).code === 'ERR_KVM_SEV_UNTRUSTED_SERVICE') throw e;
         last = e;
       }
       if (o.spawn === false)
@@ -229,23 +296,29 @@ export class RemoteSev {
     const frame = Buffer.alloc(4 + json.length);
     frame.writeUInt32LE(json.length, 0);
     json.copy(frame, 4);
-    if (fds.length > 0) this.native.addon.sendFdsSync(this.sock, frame, fds);
-    else for (let at = 0; at < frame.length;) at += writeSync(this.sock.fd, frame, at);
+    this.native.addon.sendFdsSync(this.sock, frame, fds);
     const head = this.readExactly(4);
     const reply = fromWire(JSON.parse(this.readExactly(head.readUInt32LE(0)).toString('utf8'))) as Record<string, unknown>;
     if (reply['ok'] !== true) throw errorFromWire(reply['error'] as WireError);
     return reply;
   }
 
+  // The socket is non-blocking (as every kvm-sev socket): the shim's recvSync waits for data. The
+  // service sends no fds, and a frame may not exceed what it sends (MAX_FRAME).
   private readExactly(n: number): Buffer {
+    if (n > MAX_FRAME) {
+      this.close();
+      throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `the mock SEV service sent a frame of ${n} bytes (at most ${MAX_FRAME})`);
+    }
     const b = Buffer.alloc(n);
     for (let at = 0; at < n;) {
-      const k = readSync(this.sock.fd, b, at, n - at, null);
-      if (k === 0) {
+      const { data } = this.native.addon.recvSync(this.sock, n - at, 0);
+      if (data.length === 0) {
         this.isClosed = true;
         throw new KvmSevError('ERR_KVM_SEV_NO_SERVICE', 'the mock SEV service went away');
       }
-      at += k;
+      b.set(data, at);
+      at += data.length;
     }
     return b;
   }

@@ -43,6 +43,13 @@ export interface NativeLayoutInfo {
   pointers: NativePointerInfo[];
 }
 
+/** A capability KVM_ENABLE_CAP may enable through the shim, and the fd kind that takes it ('vm' or 'vcpu'). */
+export interface NativeEnableCapInfo {
+  cap: number;
+  name: string;
+  fds: string;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   /** The native fd class (instances come from open/ioctlFd/memfdCreate/sockets). */
@@ -53,7 +60,10 @@ export interface NativeAddon {
   ioctlAsync(fd: number, request: number, arg?: IoctlArg): Promise<number>;
   ioctlFd(fd: number, request: number, arg?: IoctlArg): BackendFd;
   mmapAnonymous(size: number | bigint): GuestMapping;
-  memfdCreate(name: string, size: number | bigint): BackendFd;
+  /** A memfd, sealed with `seals` (default F_SEAL_SHRINK: whoever maps it can trust its size). */
+  memfdCreate(name: string, size: number | bigint, seals?: number): BackendFd;
+  /** The F_SEAL_* bits of a memfd (F_GET_SEALS). */
+  memfdSeals(fd: BackendFd): number;
   mmapShared(fd: BackendFd, size: number | bigint, offset?: number | bigint): GuestMapping;
   VcpuRunner: new (vcpu: BackendFd, mmapSize: number) => VcpuRunHandle;
   socketPair(): [BackendFd, BackendFd];
@@ -64,6 +74,13 @@ export interface NativeAddon {
   recvFds(socket: BackendFd, maxBytes: number, maxFds?: number): Promise<ReceivedFds>;
   /** sendFds on the calling thread (blocks until all of `data` is sent): for synchronous request/reply. */
   sendFdsSync(socket: BackendFd, data: Uint8Array, fds: readonly BackendFd[]): number;
+  /**
+   * One recvmsg on the calling thread, waiting up to `timeoutMs` (default: no limit; ETIMEDOUT) for
+   * data: for synchronous request/reply. At most `maxFds` fds (default 0; more is EMSGSIZE).
+   */
+  recvSync(socket: BackendFd, maxBytes: number, maxFds?: number, timeoutMs?: number): ReceivedFds;
+  /** Who is at the other end of a connected Unix socket (SO_PEERCRED). */
+  peerCredentials(socket: BackendFd): { pid: number; uid: number; gid: number };
   /** Whether two fds of this process refer to the same open file (kcmp(2) KCMP_FILE). */
   sameFile(a: BackendFd, b: BackendFd): boolean;
   setErrorFactory(f: (errno: number, syscall: string, request?: string, path?: string) => Error): void;
@@ -76,7 +93,7 @@ export interface NativeAddon {
   sevCommandIds(vmFd: number): [send: number, receive: number];
   /** For ids 0..255, the struct the shim lays out behind `kvm_sev_cmd.data` under that table (null: none). */
   describeSevCommands(send: number, receive: number): (string | null)[];
-  describe(): { requests: NativeRequestInfo[]; layouts: NativeLayoutInfo[] };
+  describe(): { requests: NativeRequestInfo[]; layouts: NativeLayoutInfo[]; enableCaps: NativeEnableCapInfo[] };
   liveHandleCount(): number;
   eventfd(initval: number, semaphore: boolean): BackendFd;
   /** The eventfd entry points take the fd number, like ioctl. */

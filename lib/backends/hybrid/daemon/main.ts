@@ -29,7 +29,9 @@ function start(): MockSevServer | undefined {
       try {
         new NativeBackend().unixConnect(socket!).close();
         return undefined; // a live daemon serves it
-      } catch {
+      } catch (c) {
+        // Only a refused connection means nobody listens; EAGAIN is a live daemon that is busy.
+        if ((c as { code?: string }).code !== 'ECONNREFUSED') return undefined;
         try {
           unlinkSync(socket!); // stale: its daemon died
         } catch {

@@ -21,6 +21,16 @@
  * Messages (JSON, framing.ts; requests carry `op`, answers `ok`): hello, attach(+VM fd), slot(+memfd
  * the first time), vcpu, ioctl, cap (move/copy, +source fd if not attached here), adopt(+VM fd),
  * release, sevOpen, sevIoctl, sevClose, status.
+ *
+ * It trusts no client (each is another process of the same user, possibly a broken or hostile one):
+ * - only its own user may connect (SO_PEERCRED), and at most `maxClients` at once;
+ * - a frame is at most MAX_FRAME bytes (refused from its header, before it is buffered), copied once;
+ * - a memfd is mapped only if it is sealed against shrinking (F_SEAL_SHRINK): a client that shrank
+ *   a mapped file would kill the daemon with SIGBUS on the next access, and every client's SEV
+ *   state with it;
+ * - fds a request does not use are closed at once, and a client holds at most MAX_CLIENT_MEMFDS
+ *   memfds and MAX_CLIENT_VMS VMs here, so one client cannot fill the daemon's fd table;
+ * - a client sees only the VMs it holds (`status`: their SEV state, ASIDs and LOCAL_SEND tokens).
  */
 import { fstatSync, unlinkSync } from 'node:fs';
 import type { BackendFd, GuestMapping } from '../../../backend/contract.js';
@@ -30,13 +40,28 @@ import { MessageReader, sendMessage } from '../../../backend/framing.js';
 import { ERRNO } from '../../../uapi/errno.js';
 import { PlaintextMemory } from '../common/plaintext-memory.js';
 import { RealVmPort, type RealMemslot } from '../common/real-vm-port.js';
-import { decodeArg, encodeBack, errorToWire, fromWire, toWire, type WireArg } from './wire.js';
-import { MockHost, ExternalVcpuPort, type VcpuRegisterState, type KernelProfile, type ProcessorName } from '../../mock/seam.js';
+import { decodeArg, encodeBack, errorToWire, fromWire, MAX_FRAME, toWire, type WireArg } from './wire.js';
+import {
+  MockHost,
+  ExternalVcpuPort,
+  type SevSnapshot,
+  type VcpuRegisterState,
+  type KernelProfile,
+  type ProcessorName,
+} from '../../mock/seam.js';
 
 interface SharedMemfd {
   fd: BackendFd;
   mapping: GuestMapping;
 }
+
+/** F_SEAL_SHRINK (include/uapi/linux/fcntl.h). */
+const F_SEAL_SHRINK = 0x0002;
+/** What one client may hold here (each costs the daemon an fd and, for memfds, a mapping). */
+export const MAX_CLIENT_MEMFDS = 64;
+export const MAX_CLIENT_VMS = 64;
+/** fds a client may send ahead of the frame that uses them. */
+const MAX_PENDING_FDS = 64;
 
 class DaemonVcpu extends ExternalVcpuPort {
   constructor(
@@ -58,6 +83,8 @@ class DaemonVm extends RealVmPort<DaemonVcpu, RealMemslot & { readonly mem: Shar
   mirrorHolds = 0;
   regs: VcpuRegisterState[] | undefined;
   destroyed = false;
+  /** The SEV layer's id of this VM (what its snapshot lists). */
+  sevId = -1;
   constructor(
     readonly server: MockSevServer,
     readonly id: number,
@@ -83,6 +110,8 @@ class DaemonVm extends RealVmPort<DaemonVcpu, RealMemslot & { readonly mem: Shar
 class Conn {
   readonly memfds = new Map<number, SharedMemfd>();
   readonly sevFds = new Map<number, BackendFd>();
+  /** fds of the request being served that the daemon keeps (the rest are closed after it). */
+  readonly kept = new Set<BackendFd>();
   pid = 0;
   constructor(
     readonly id: number,
@@ -98,6 +127,8 @@ export interface MockSevServerOptions {
   exitWhenIdle?: boolean;
   /** Without any client for this long after start, close (default 10 s). */
   idleStartMs?: number;
+  /** Clients served at once; a further connection is closed at once (default 32). */
+  maxClients?: number;
   onClose?: () => void;
 }
 
@@ -132,6 +163,17 @@ export class MockSevServer {
         if (this.closed) return;
         continue;
       }
+      // Only this user's processes, and not too many of them.
+      let peer: { uid: number } | undefined;
+      try {
+        peer = this.native.addon.peerCredentials(s);
+      } catch {
+        peer = undefined;
+      }
+      if (!peer || peer.uid !== (process.getuid?.() ?? 0) || this.conns.size >= (this.options.maxClients ?? 32)) {
+        s.close();
+        continue;
+      }
       this.everConnected = true;
       const c = new Conn(this.nextId++, s);
       this.conns.add(c);
@@ -140,7 +182,7 @@ export class MockSevServer {
   }
 
   private async serve(c: Conn): Promise<void> {
-    const reader = new MessageReader(this.native, c.socket);
+    const reader = new MessageReader(this.native, c.socket, { maxFrame: MAX_FRAME, maxFds: MAX_PENDING_FDS });
     for (;;) {
       let msg;
       try {
@@ -153,6 +195,10 @@ export class MockSevServer {
         reply = { ok: true, ...(await this.handle(c, fromWire(msg.body) as Record<string, unknown>, msg.fds)) };
       } catch (e) {
         reply = { ok: false, error: errorToWire(e) };
+      } finally {
+        // What the request did not keep is closed now, whatever it was and however it ended.
+        for (const f of msg.fds) if (!c.kept.has(f)) f.close();
+        c.kept.clear();
       }
       try {
         await sendMessage(this.native, c.socket, toWire(reply) as Record<string, unknown>);
@@ -160,6 +206,7 @@ export class MockSevServer {
         break;
       }
     }
+    reader.close();
     this.disconnect(c);
   }
 
@@ -222,6 +269,13 @@ export class MockSevServer {
       return m;
     }
     if (!fd || fd.kind !== 'memfd') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `memfd ${key} was never sent`);
+    if (c.memfds.size >= MAX_CLIENT_MEMFDS)
+      throw new KvmSevError('ERR_KVM_SEV_TOO_MANY_FDS', `a client may share at most ${MAX_CLIENT_MEMFDS} memfds with the mock SEV service`);
+    if ((this.native.addon.memfdSeals(fd) & F_SEAL_SHRINK) === 0)
+      throw new KvmSevError(
+        'ERR_KVM_SEV_UNSEALED_MEMFD',
+        'the mock SEV service maps only memfds sealed against shrinking (F_SEAL_SHRINK, as memfdCreate() makes them): a shrunk file would fault the service',
+      );
     for (const x of this.memfds) {
       if (this.native.addon.sameFile(x.fd, fd)) {
         m = x;
@@ -230,9 +284,11 @@ export class MockSevServer {
       }
     }
     if (!m) {
+      // Sealed: the file cannot shrink below this size while it is mapped.
       const size = fstatSync(fd.fd).size;
       m = { fd, mapping: this.native.mmapShared(fd, size, 0) };
       this.memfds.add(m);
+      c.kept.add(fd);
     }
     c.memfds.set(key, m);
     return m;
@@ -241,7 +297,9 @@ export class MockSevServer {
   /** Memfds a request names for the first time ride with it (keys in `memKeys`, in fd order). */
   private newMemfds(c: Conn, m: Record<string, unknown>, fds: BackendFd[]): void {
     const keys = (m['memKeys'] as number[] | undefined) ?? [];
-    fds.forEach((f, i) => (keys[i] === undefined ? f.close() : this.memfd(c, keys[i], f)));
+    fds.forEach((f, i) => {
+      if (typeof keys[i] === 'number') this.memfd(c, keys[i], f);
+    });
   }
 
   private hold(vm: DaemonVm, c: Conn): void {
@@ -256,9 +314,14 @@ export class MockSevServer {
       case 'attach': {
         const [fd] = fds;
         if (!fd || fd.kind !== 'vm') throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'attach needs the VM fd');
+        if ([...this.vms.values()].filter((v) => v.holders.has(c)).length >= MAX_CLIENT_VMS)
+          throw new KvmSevError('ERR_KVM_SEV_TOO_MANY_FDS', `a client may hold at most ${MAX_CLIENT_VMS} VMs at the mock SEV service`);
         const vmType = Number(m['vmType']);
         const vm = new DaemonVm(this, this.nextId++, vmType, fd);
+        const known = new Set(this.host.sev.snapshot().vms.map((v) => v.id));
         vm.sev = this.host.sev.attach(vm);
+        vm.sevId = this.host.sev.snapshot().vms.find((v) => !known.has(v.id))?.id ?? -1;
+        c.kept.add(fd);
         this.vms.set(vm.id, vm);
         this.hold(vm, c);
         return { vm: vm.id };
@@ -301,7 +364,6 @@ export class MockSevServer {
         let src: DaemonVm | undefined;
         if (m['src'] !== undefined && m['src'] !== null) src = this.vmOf(c, m['src']);
         else if (fds[0]) src = this.findVm(fds[0]);
-        for (const f of fds) f.close();
         if (m['cap'] === 'move') vm.sev.moveEncContextFrom(src ? src.sev : null);
         else vm.sev.copyEncContextFrom(src ? src.sev : null);
         return { ...this.vmState(vm), ...(src ? { src: this.vmState(src) } : {}) };
@@ -310,7 +372,6 @@ export class MockSevServer {
         const [fd] = fds;
         if (!fd) throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', 'adopt needs a VM fd');
         const vm = this.findVm(fd);
-        fd.close();
         if (!vm) return { vm: null };
         this.hold(vm, c);
         return { vm: vm.id, vmType: vm.vmType };
@@ -347,16 +408,36 @@ export class MockSevServer {
         return {};
       }
       case 'status':
-        return {
-          pid: process.pid,
-          clients: this.conns.size,
-          vms: [...this.vms.values()].map((v) => ({ id: v.id, holders: v.holdCount, dead: v.dead })),
-          memfds: this.memfds.size,
-          snapshot: this.host.sev.snapshot(),
-        };
+        return this.statusFor(c);
       default:
         throw new KvmSevError('ERR_KVM_SEV_PROTOCOL', `unknown request ${String(m['op'])}`);
     }
+  }
+
+  /**
+   * What one client may see: the VMs it holds, their SEV state (a LOCAL_SEND token included: it
+   * made it), and the ASIDs they use. Another client's VMs, and their tokens, are not its business.
+   */
+  private statusFor(c: Conn): Record<string, unknown> {
+    const mine = [...this.vms.values()].filter((v) => v.holders.has(c));
+    const ids = new Set(mine.map((v) => v.sevId));
+    const all = this.host.sev.snapshot();
+    const vms = all.vms.filter((v) => ids.has(v.id));
+    const asids = new Set(vms.map((v) => v.asid));
+    const snapshot: SevSnapshot = {
+      ...all,
+      vms,
+      asidsHeld: all.asidsHeld.filter((a) => asids.has(a)),
+      asidsReclaimable: all.asidsReclaimable.filter((a) => asids.has(a)),
+      tokens: vms.filter((v) => v.token !== 0n).length,
+    };
+    return {
+      pid: process.pid,
+      clients: this.conns.size,
+      vms: mine.map((v) => ({ id: v.id, holders: v.holdCount, dead: v.dead })),
+      memfds: c.memfds.size,
+      snapshot,
+    };
   }
 
   private vmState(vm: DaemonVm): Record<string, unknown> {

@@ -20,6 +20,13 @@ import {
   type PointerTarget,
 } from '../../../uapi/ioctl-arg.js';
 
+/**
+ * The largest frame either side accepts (16 MiB of JSON). Guest memory travels by memfd, never in a
+ * frame: what does travel inline is structs and JS buffers (certificates, a DBG_* buffer, a page of
+ * SEND/RECEIVE_UPDATE_DATA), base64-encoded.
+ */
+export const MAX_FRAME = 16 << 20;
+
 /** JSON with bigint ({$b}), bytes ({$u}) and Map ({$m}). */
 export function toWire(v: unknown): unknown {
   if (typeof v === 'bigint') return { $b: v.toString(16) };
