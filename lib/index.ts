@@ -60,6 +60,7 @@ export {
   type EncContextMethod,
 } from './migration/handoff.js';
 export { pickEncContextMethod, sevHandoff, transferEncContext, type MethodChoice } from './migration/enc-context.js';
+export * from './migration/live/index.js';
 export { openHost, type OpenHostOptions, type OpenedHost } from './app/open-host.js';
 export {
   Asm,

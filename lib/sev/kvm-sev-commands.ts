@@ -172,6 +172,8 @@ export class SevGuestCommands {
   readonly localMigration: LocalMigrationIds | undefined;
   /** The KVM_SEV command ids these calls use: upstream, or with the opted-in local-migration ids. */
   readonly commands: SevCommandTable;
+  /** SEND_UPDATE_DATA's header length, once asked (per SEND_START). */
+  private sendHeaderLength: number | undefined;
 
   /**
    * @param vm the VM the commands go to.
@@ -548,6 +550,7 @@ export class SevGuestCommands {
       amd_certs_uaddr: amdCerts,
       session_uaddr: session,
     });
+    this.sendHeaderLength = undefined;
     await this.issue(KVM_SEV.SEND_START, data, { requiredLength: len! });
     const out = kvm_sev_send_start.decode(data.bytes);
     const n = out.session_len;
@@ -557,8 +560,14 @@ export class SevGuestCommands {
   /** KVM_SEV_SEND_UPDATE_DATA: length query for the header, then one packet of at most one page. */
   async sendUpdateData(range: MappingRange): Promise<{ header: Uint8Array; trans: Uint8Array }> {
     checkPageRange('range', range);
-    const q = kvm_sev_send_update_data.arg({});
-    const [hdrLen] = await this.query(KVM_SEV.SEND_UPDATE_DATA, q, () => [kvm_sev_send_update_data.decode(q.bytes).hdr_len]);
+    // The header length is asked once per outgoing context, as QEMU does: each query is a PSP command,
+    // and on a PSP that moves a few hundred pages a second a query per page would halve the rate.
+    let hdrLen = this.sendHeaderLength;
+    if (hdrLen === undefined) {
+      const q = kvm_sev_send_update_data.arg({});
+      [hdrLen] = await this.query(KVM_SEV.SEND_UPDATE_DATA, q, () => [kvm_sev_send_update_data.decode(q.bytes).hdr_len]);
+      this.sendHeaderLength = hdrLen;
+    }
     const header = new Uint8Array(hdrLen!);
     const trans = new Uint8Array(range.length);
     await this.issue(KVM_SEV.SEND_UPDATE_DATA, kvm_sev_send_update_data.arg({ hdr_uaddr: header, guest_uaddr: range, trans_uaddr: trans }));
