@@ -220,7 +220,6 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
 
     // 2. Handshake.
     st.phase = 'handshake';
-    progress();
     const socket: Duplex = await connectTo(options.to, options.tls, answerTimeout);
     channel = new RecordChannel(socket);
     const layout = guest.memory.map(({ slot, memory }) => ({ slot, gpa: memory.guestPhysAddr.toString(16), size: memory.size }));
@@ -233,6 +232,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
       memory: layout,
       vcpus: guest.vcpus.map((v) => v.id),
     });
+    progress();
     const plat = await channel.expect(RECORD.PLATFORM, answerTimeout);
     const rtt = performance.now() - pingAt;
     const target = decodePlatform(plat);
@@ -421,7 +421,8 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     await new Promise<void>((res) => socket.end(res));
     return r;
   } catch (e) {
-    const reason = e instanceof GiveUp || e instanceof KvmSevError ? e.message : `${(e as Error).message ?? String(e)}`;
+    const peer = channel?.peerAbort();
+    const reason = peer !== undefined ? `the target gave up: ${peer}` : (e as Error).message;
     unsubscribe?.();
     if (started) {
       try {

@@ -240,6 +240,12 @@ export class RecordChannel {
     return this.queue.shift();
   }
 
+  /** The reason of an ABORT the peer sent and nobody has read yet (it explains a closed connection). */
+  peerAbort(): string | undefined {
+    const r = this.queue.find((q) => q.type === RECORD.ABORT);
+    return r ? reasonOf(parseJson(r.payload)) : undefined;
+  }
+
   get failed(): Error | undefined {
     return this.ended;
   }

@@ -5,7 +5,7 @@
  * markers on stderr; the last stdout line is the JSON the test checks.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { Kvm, SevPlatform } from '../../../lib/index.js';
 import { HybridBackend } from '../../../lib/backends/hybrid/index.js';
 import { mockAmdRoots } from '../../../lib/backends/mock/index.js';
@@ -50,7 +50,21 @@ function pageHashes(mem: GuestMemory): string[] {
     );
   return out;
 }
-const fdCount = () => readdirSync('/proc/self/fd').length;
+/** This process's fds, by what they are (a socket, anon_inode:kvm-vm, /dev/sev…). */
+const fdTable = (): Map<string, string> => {
+  const m = new Map<string, string>();
+  for (const f of readdirSync('/proc/self/fd')) {
+    try {
+      m.set(f, readlinkSync(`/proc/self/fd/${f}`));
+    } catch {
+      /* the directory's own fd, closed by now */
+    }
+  }
+  return m;
+};
+/** fds opened since `before`, but /dev/null (node opens it lazily for its own use). */
+const newFds = (before: Map<string, string>): string[] =>
+  [...fdTable()].filter(([f, l]) => before.get(f) !== l && l !== '/dev/null').map(([, l]) => l);
 const runsOf = (it: Iterable<{ gpa: bigint; pages: number; state: string }>) =>
   [...it].map((r) => `${r.gpa.toString(16)}+${r.pages}:${r.state}`);
 
@@ -60,7 +74,7 @@ using platform = SevPlatform.open(backend);
 const roots = mockAmdRoots();
 
 if (role === 'target') {
-  const fds0 = fdCount();
+  const fds0 = fdTable();
   const guests0 = (await platform.platformStatus()).guestCount;
   const amdCerts = amdCertsBytes(cfg.badChain ? { ask: roots[0]!.ask, ark: roots[0]!.ark } : roots[1]!);
   let out: Record<string, unknown>;
@@ -90,7 +104,9 @@ if (role === 'target') {
   } catch (e) {
     out = { ok: false, error: (e as Error).message, code: (e as { code?: string }).code };
   }
-  out['leaks'] = { fds: fdCount() - fds0, guests: (await platform.platformStatus()).guestCount - guests0 };
+  await new Promise((r) => setTimeout(r, 100)); // a destroyed socket's fd closes on a later tick
+  out['newFds'] = newFds(fds0);
+  out['leaks'] = { fds: (out['newFds'] as string[]).length, guests: (await platform.platformStatus()).guestCount - guests0 };
   process.stdout.write(`\n${JSON.stringify(out)}\n`);
   process.exit(0);
 } else {
