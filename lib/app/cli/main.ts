@@ -11,6 +11,7 @@ import { trace, TRACE_HELP } from './trace.js';
 import { hello, HELLO_HELP } from './hello.js';
 import { measure, MEASURE_HELP } from './measure.js';
 import { secret, SECRET_HELP } from './secret.js';
+import { migrate, MIGRATE_HELP, receive, RECEIVE_HELP } from './migrate.js';
 import { EXIT, UsageError } from './output.js';
 
 const USAGE = `Usage: kvm-sev <command> [options]   (kvm-sev <command> --help for each)
@@ -24,6 +25,8 @@ Commands:
   secret                build a LAUNCH_SECRET packet for a measured guest
   trace                 decode a recorded ioctl trace of the mock backend
   hello                 boot a real-mode guest on /dev/kvm and print its serial output
+  migrate               move a running SEV guest to another host (live migration), with a progress bar
+  receive               receive a guest from \`kvm-sev migrate\` and run it on
 
 Options: --help, --version
 Exit status: 0 success, 1 a failed check or step, 2 a usage error; 141 (as for SIGPIPE) when the reader
@@ -49,6 +52,8 @@ const COMMANDS: Record<string, Command> = {
   hello: { run: hello, help: HELLO_HELP },
   measure: { run: measure, help: MEASURE_HELP },
   secret: { run: secret, help: SECRET_HELP },
+  migrate: { run: migrate, help: MIGRATE_HELP },
+  receive: { run: receive, help: RECEIVE_HELP },
   certs: {
     help: CERTS_HELP,
     run: (argv) => {
