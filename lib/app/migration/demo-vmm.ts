@@ -48,6 +48,8 @@ export interface LaunchDemoOptions extends DemoVmmOptions {
   policy?: number;
   /** The guest writes MSR_KVM_MIGRATION_CONTROL = 1 (default true). */
   announceReady?: boolean;
+  /** The pages the guest dirties in turn (default DEMO_LAYOUT.dirty; below 1 MiB, clear of the other ranges). */
+  dirty?: { start: number; end: number };
   /** Called with the guest's memory before LAUNCH_UPDATE_DATA encrypts it (tests plant patterns). */
   plant?: (mem: GuestMemory) => void;
 }
@@ -150,8 +152,8 @@ export class DemoVmm {
         mem,
         vcpu,
         migrationGuestProgram({
-          dirtyStart: L.dirty.start,
-          dirtyEnd: L.dirty.end,
+          dirtyStart: (o.dirty ?? L.dirty).start,
+          dirtyEnd: (o.dirty ?? L.dirty).end,
           shared: L.shared,
           flip: L.flip,
           doorbell: o.doorbell ?? false,

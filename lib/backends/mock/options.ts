@@ -98,7 +98,17 @@ export function resolveOptions(options: MockHostOptions): ResolvedOptions {
   }
   if (f.pspTimeoutAfter !== undefined) faults.pspTimeoutAfter = posInt('options.faults.pspTimeoutAfter', f.pspTimeoutAfter, 0);
   const t = obj<ThrottleOptions>('options.throttle', o.throttle);
-  const throttle = t ? { bytesPerSecond: posInt('options.throttle.bytesPerSecond', t.bytesPerSecond, 1) } : undefined;
+  let throttle: ThrottleOptions | undefined;
+  if (t) {
+    if (t.bytesPerSecond === undefined && t.commandsPerSecond === undefined)
+      throw invalidArgValue('options.throttle', t, 'must give bytesPerSecond, commandsPerSecond or both');
+    throttle = {
+      ...(t.bytesPerSecond !== undefined ? { bytesPerSecond: posInt('options.throttle.bytesPerSecond', t.bytesPerSecond, 1) } : {}),
+      ...(t.commandsPerSecond !== undefined
+        ? { commandsPerSecond: posInt('options.throttle.commandsPerSecond', t.commandsPerSecond, 1) }
+        : {}),
+    };
+  }
   const trace = o.trace ?? false;
   if (typeof trace !== 'boolean' && typeof trace !== 'function') throw invalidArgType('options.trace', 'boolean or function', trace);
   const totalRam = o.totalRam ?? 256n << 30n;
