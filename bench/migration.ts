@@ -71,7 +71,7 @@ for (const mib of SIZES)
           sharedPages: Number(s['sharedPages']),
           pspRate: Number(s['pspRate']),
           throttle: Number(s['throttle']),
-          ...(s['reason'] ? { reason: String(s['reason']) } : {}),
+          ...(typeof s['reason'] === 'string' ? { reason: s['reason'] } : {}),
         });
         process.stderr.write(`${mib} MiB, PSP ${psp || 'unthrottled'}, dirty ${dirty}/s, run ${i + 1}: ${JSON.stringify(runs.at(-1))}\n`);
       }
