@@ -141,8 +141,13 @@ class GiveUp extends Error {}
 
 const DEFAULT_DOWNTIME_MS = 300;
 const DEFAULT_TIME_LIMIT_MS = 600_000;
-/** Fixed part of the stop: vCPU state, STATE/END, the target's restore and RECEIVE_FINISH, the ACK. */
-const STOP_OVERHEAD_MS = 10;
+/** Fixed part of the stop: vCPU state (every MSR), STATE/END, the target's restore and RECEIVE_FINISH, the ACK. */
+const STOP_OVERHEAD_MS = 40;
+/**
+ * The pre-copy rates are measured while the guest and the target compete for the same CPUs and PSP;
+ * the estimate keeps this margin so that the stop fits the limit it was chosen for.
+ */
+const ESTIMATE_MARGIN = 1.25;
 
 /** Moves a running SEV guest to another host; see the module comment. Never throws for a refusal or failure: the result says who owns the guest. */
 export async function migrate(guest: LiveGuest, options: MigrateOptions): Promise<MigrationResult> {
@@ -328,7 +333,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
         if (s === 'private' || s === 'converting') priv++;
       }
       const pr = pspRate() || 1;
-      return (priv / pr) * 1000 + ((pages.length - priv) / sharedRate()) * 1000 + STOP_OVERHEAD_MS + 2 * rtt;
+      return ESTIMATE_MARGIN * ((priv / pr) * 1000 + ((pages.length - priv) / sharedRate()) * 1000) + STOP_OVERHEAD_MS + 2 * rtt;
     };
 
     // Round 0: every page.
