@@ -290,6 +290,7 @@ export class MockHost implements Backend {
     if (entry) this.traceIn(entry, p);
     this.current = entry;
     this.driver.costMs = 0;
+    const issuedAt = performance.now();
     let result: number | KernelFile = 0;
     let errno = 0;
     try {
@@ -300,13 +301,14 @@ export class MockHost implements Backend {
     } finally {
       this.current = undefined;
     }
-    // One PSP timeline: a throttled command starts when the previous one is done.
+    // One PSP timeline: a throttled command starts when it was issued or when the previous one is
+    // done, and the time this model itself spent on it counts as part of its PSP time.
     let delayMs = 0;
     if (this.driver.costMs > 0) {
       const now = performance.now();
-      const start = Math.max(now, this.pspBusyUntil);
+      const start = Math.max(issuedAt, this.pspBusyUntil);
       this.pspBusyUntil = start + this.driver.costMs;
-      delayMs = this.pspBusyUntil - now;
+      delayMs = Math.max(0, this.pspBusyUntil - now);
     }
     if (entry) {
       this.traceOut(entry, p, errno, typeof result === 'number' ? result : 0);
