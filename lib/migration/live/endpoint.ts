@@ -66,7 +66,7 @@ export function acceptOne(
   const own = !('server' in from);
   const server = 'server' in from ? from.server : tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
   const connection = new Promise<Duplex>((resolve, reject) => {
-    const ev = tlsOptions ? 'secureConnection' : 'connection';
+    const ev = server instanceof tls.Server ? 'secureConnection' : 'connection';
     server.once(ev, (s: net.Socket) => {
       s.setNoDelay(true);
       if (own) server.close();
