@@ -116,7 +116,10 @@ export interface MigrateOptions {
 }
 
 export interface MigrationResult {
-  /** Who owns the guest now. 'source': it runs here (again); `reason` says why. */
+  /**
+   * Who owns the guest now. 'source': it runs here (again); `reason` says why. 'target': the guest is
+   * SENT here (the firmware will not run it again); the VMM stops its vCPU loop and closes the VM.
+   */
   owner: 'source' | 'target';
   reason?: string;
   /** The phase it ended in (for a failure: where). */
