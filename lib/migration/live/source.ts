@@ -43,7 +43,6 @@ import {
   PAGE_SIZE,
   RECORD,
   RecordChannel,
-  parseJson,
   reasonOf,
   STREAM_MAGIC,
   STREAM_VERSION,
@@ -276,8 +275,8 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     const pspRate = () => (pspCalls > 0 ? (pspCalls / pspMs) * 1000 : 0);
     const sharedRate = () => (sharedCalls > 0 ? (sharedCalls / Math.max(sharedMs, 0.001)) * 1000 : Infinity);
     const checkTime = () => {
-      const peer = ch.poll();
-      if (peer?.type === RECORD.ABORT) throw new GiveUp(`the target gave up: ${reasonOf(parseJson(peer.payload))}`);
+      const peer = ch.peerAbort();
+      if (peer !== undefined) throw new GiveUp(`the target gave up: ${peer}`);
       if (ch.failed) throw ch.failed;
       if (st.phase === 'pre-copy' && performance.now() - t0 > timeLimit) {
         throw new GiveUp(
@@ -329,18 +328,20 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
       for (const gpa of changed) set.add(gpa);
       return [...set].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     };
+    let pipeRate = Infinity; // private pages per second end to end: our PSP, the socket, the target's PSP
     const estimate = (pages: readonly bigint[]) => {
       let priv = 0;
       for (const g of pages) {
         const s = guest.pageStates.pageState(g);
         if (s === 'private' || s === 'converting') priv++;
       }
-      const pr = pspRate() || 1;
+      const pr = Math.min(pspRate(), pipeRate) || 1;
       return ESTIMATE_MARGIN * ((priv / pr) * 1000 + ((pages.length - priv) / sharedRate()) * 1000) + STOP_OVERHEAD_MS + 2 * rtt;
     };
 
     // Round 0: every page.
     let roundStart = performance.now();
+    let roundPrivate0 = 0;
     const all: bigint[] = [];
     for (const { memory } of guest.memory) for (let o = 0; o < memory.size; o += PAGE_SIZE) all.push(memory.guestPhysAddr + BigInt(o));
     await sendPages(all);
@@ -349,12 +350,19 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     const converge = options.autoConverge !== false && guest.throttle !== undefined;
     let dirty: bigint[];
     for (;;) {
+      // Flow control: the round counts as done when the target has every page of it in place, so a
+      // backlog in the socket or at the target's PSP is paid here, not during the stop.
+      await ch.sendJson(RECORD.ROUND, { round: st.round, privatePages: st.privatePages, sharedPages: st.sharedPages });
+      for (;;) {
+        const done = await ch.expectJson(RECORD.ROUND_DONE, Math.max(answerTimeout, timeLimit));
+        if (done['round'] === st.round) break;
+      }
       const roundMs = performance.now() - roundStart;
+      if (st.privatePages > roundPrivate0) pipeRate = ((st.privatePages - roundPrivate0) / roundMs) * 1000;
       dirty = collectDirty();
       st.dirtyPages = dirty.length;
       st.dirtyRate = roundMs > 0 ? (dirty.length / roundMs) * 1000 : 0;
       st.estimatedDowntimeMs = estimate(dirty);
-      await ch.sendJson(RECORD.ROUND, { round: st.round, dirty: dirty.length, privatePages: st.privatePages, sharedPages: st.sharedPages });
       progress();
       if (st.estimatedDowntimeMs <= downtimeLimit) break;
       checkTime();
@@ -371,6 +379,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
       }
       st.round++;
       roundStart = performance.now();
+      roundPrivate0 = st.privatePages;
       await sendPages(dirty);
       sentLastRound = dirty.length;
     }

@@ -34,6 +34,8 @@ export const RECORD = Object.freeze({
   SHARED_PAGE: 0x11,
   /** source → target, JSON: end of a pre-copy round. */
   ROUND: 0x20,
+  /** target → source, JSON: every page of that round is in place (flow control: what the stop will cost). */
+  ROUND_DONE: 0x21,
   /** source → target, JSON: vCPUs, devices, page states, migration-control MSR, clock. */
   STATE: 0x30,
   /** source → target, JSON: the totals the target checks. */

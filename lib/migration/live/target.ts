@@ -186,6 +186,7 @@ export async function receive(o: ReceiveOptions): Promise<ReceivedGuest> {
         if ((++st.sharedPages & 1023) === 0) progress(channel);
       } else if (r.type === RECORD.ROUND) {
         st.round = Number(parseJson(r.payload)['round']);
+        await channel.sendJson(RECORD.ROUND_DONE, { round: st.round });
         progress(channel);
       } else if (r.type === RECORD.STATE) {
         state = parseJson(r.payload);
