@@ -173,6 +173,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
   let channel: RecordChannel | undefined;
   let started = false; // SEND_START done and not finished: a failure must SEND_CANCEL
   let anySent = false;
+  let finished = false; // SEND_FINISH done: the guest must never run here again, whatever happens next
   let paused = false;
   let loggingOn = false;
   let stoppedAt = 0;
@@ -182,7 +183,11 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
   const progress = () => {
     st.elapsedMs = performance.now() - t0;
     st.bytesSent = channel?.bytesOut ?? 0;
-    options.onProgress?.({ ...st });
+    try {
+      options.onProgress?.({ ...st });
+    } catch {
+      /* a failing progress listener does not fail the migration */
+    }
   };
   const result = (owner: 'source' | 'target', reason?: string): MigrationResult => ({
     owner,
@@ -422,6 +427,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     progress();
     await guest.sev.sendFinish();
     started = false; // no SEND_CANCEL any more: the guest is SENT
+    finished = true;
     try {
       await ch.send(RECORD.COMMIT, new Uint8Array(0));
     } catch (e) {
@@ -456,7 +462,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
         /* the VM is gone */
       }
     }
-    if (paused || st.phase === 'stop-and-copy') guest.resume();
+    if (!finished && (paused || st.phase === 'stop-and-copy')) guest.resume();
     if (channel && !channel.failed) {
       try {
         await channel.sendJson(RECORD.ABORT, { reason });
@@ -465,7 +471,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
       }
     }
     channel?.close();
-    return result('source', reason);
+    return result(finished ? 'target' : 'source', reason);
   }
 }
 
