@@ -469,6 +469,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
       } catch {
         /* gone */
       }
+      await channel.closeGracefully();
     }
     channel?.close();
     return result(finished ? 'target' : 'source', reason);

@@ -296,6 +296,20 @@ export class RecordChannel {
   close(): void {
     this.socket.destroy();
   }
+
+  /**
+   * Half-closes and reads on (discarding) until the peer closes too or `ms` pass: a socket closed
+   * with unread bytes in it sends a reset, which can overtake the last record (an ABORT's reason).
+   */
+  async closeGracefully(ms = 1000): Promise<void> {
+    if (this.socket.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.socket.once('close', () => (clearTimeout(t), resolve()));
+      this.socket.end();
+    });
+    this.socket.destroy();
+  }
 }
 
 export function parseJson(p: Uint8Array): Record<string, unknown> {

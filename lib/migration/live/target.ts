@@ -261,8 +261,8 @@ export async function receive(o: ReceiveOptions): Promise<ReceivedGuest> {
         /* gone */
       }
     }
-    channel.close();
-    closeAll();
+    closeAll(); // the half-built guest goes first: nothing of it waits for the peer
+    await channel.closeGracefully();
     throw e;
   }
 }
