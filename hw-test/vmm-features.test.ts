@@ -25,9 +25,22 @@ import {
   picIrqProgram,
   pitTicksProgram,
   popcntProgram,
+  sevTermProgram,
+  tripleFaultProgram,
   x2apicIrqProgram,
 } from '../lib/app/guest/vmm-programs.js';
-import { KVM_CAP, KVM_HC_MAP_GPA_RANGE, KVM_INTERNAL_ERROR, KVM_MEM, MSR_KVM_MIGRATION_CONTROL } from '../lib/uapi/constants.js';
+import { SevLaunch } from '../lib/sev/launch.js';
+import { SevPlatform } from '../lib/sev/platform.js';
+import {
+  KVM_CAP,
+  KVM_HC_MAP_GPA_RANGE,
+  KVM_INTERNAL_ERROR,
+  KVM_MEM,
+  KVM_SYSTEM_EVENT,
+  KVM_X86_SEV_ES_VM,
+  MSR_KVM_MIGRATION_CONTROL,
+  SEV_POLICY,
+} from '../lib/uapi/constants.js';
 import {
   KVM_DEV_TYPE,
   KVM_DEV_VFIO,
@@ -38,7 +51,7 @@ import {
   KVM_MSR_FILTER_DEFAULT_ALLOW,
 } from '../lib/uapi/vmm-constants.js';
 import { dirtyPages } from '../lib/uapi/vmm-structs.js';
-import { hwTest, kvmDevice, type Requirement } from '../test/helpers/hw.js';
+import { hwTest, kvmDevice, sevDevice, type Requirement } from '../test/helpers/hw.js';
 
 const kvm = kvmDevice();
 
@@ -132,6 +145,27 @@ async function hypercallRequirement(): Promise<Requirement> {
 const hypercall = await hypercallRequirement();
 const guestMemfd = capRequirement('GUEST_MEMFD', 'no guest_memfd (KVM_CREATE_GUEST_MEMFD, KVM_SET_MEMORY_ATTRIBUTES need it)');
 const tscScaling = capRequirement('TSC_CONTROL', 'no TSC scaling, so a vCPU cannot run at another TSC frequency');
+const tripleFaultEvent = capRequirement('X86_TRIPLE_FAULT_EVENT', 'KVM_SET_VCPU_EVENTS cannot make a triple fault pending');
+
+/** An SEV-ES guest needs KVM_X86_SEV_ES_VM from this KVM and the PSP behind /dev/sev. */
+function sevEsRequirement(): Requirement {
+  if (!kvm.ok) return kvm;
+  const k = Kvm.open({ backend: new NativeBackend() });
+  try {
+    const types = k.supportedVmTypes();
+    if (!types.includes(KVM_X86_SEV_ES_VM))
+      return {
+        ok: false,
+        reason:
+          `this host's KVM creates no SEV-ES VM (KVM_CAP_VM_TYPES lists ${JSON.stringify(types)}, not KVM_X86_SEV_ES_VM = 3): ` +
+          "KVM_EXIT_SYSTEM_EVENT's SEV_TERM comes only from an SEV-ES guest's VMGEXIT; test/backends/mock/kernel/vmm-exits.test.ts checks the mock's",
+      };
+  } finally {
+    k.close();
+  }
+  return sevDevice();
+}
+const sevEs = sevEsRequirement();
 
 hwTest(
   kvm,
@@ -497,6 +531,71 @@ hwTest(kvm, 'KVM_CREATE_DEVICE: the VFIO device where the host has it, with its 
   t.true(dev.hasAttr(KVM_DEV_VFIO.GROUP, KVM_DEV_VFIO.GROUP_ADD));
   t.false(dev.hasAttr(0x7777, 0));
 });
+
+hwTest(
+  kvm,
+  'a guest that triple-faults (a far jump past its GDT with an empty IDT) exits with KVM_EXIT_SHUTDOWN, again on every run',
+  async (t) => {
+    const { vcpu } = boot(t, tripleFaultProgram());
+    t.true(isPort(await runFor(vcpu), VMM_PORT.READY), 'the guest reached protected mode');
+    t.deepEqual(await runFor(vcpu), { reason: 'shutdown' });
+    const s = vcpu.getSregs();
+    t.is(s.cr0 & 1n, 1n, 'CR0.PE');
+    t.is(s.idt.limit, 0);
+    // Nothing answers a shutdown: until the VMM resets the vCPU, the guest faults the same way again.
+    t.deepEqual(await runFor(vcpu), { reason: 'shutdown' });
+  },
+);
+
+hwTest(
+  tripleFaultEvent,
+  'KVM_CAP_X86_TRIPLE_FAULT_EVENT: a triple fault made pending with KVM_SET_VCPU_EVENTS is the next exit',
+  async (t) => {
+    const { vm, vcpu } = boot(t, picIrqProgram(5));
+    const e = t.throws(() => vcpu.setVcpuEvents({ flags: 0x20, triple_fault: { pending: 1 } }));
+    t.is((e as { code?: string }).code, 'EINVAL', 'KVM_VCPUEVENT_VALID_TRIPLE_FAULT needs the capability');
+    vm.enableCap(KVM_CAP.X86_TRIPLE_FAULT_EVENT, [1n]);
+    t.is(vcpu.getVcpuEvents().flags & 0x20, 0x20, 'KVM_VCPUEVENT_VALID_TRIPLE_FAULT');
+    vcpu.setVcpuEvents({ triple_fault: { pending: 1 } });
+    t.is(vcpu.getVcpuEvents().triple_fault.pending, 1);
+    t.deepEqual(await runFor(vcpu), { reason: 'shutdown' });
+    t.is(vcpu.getRegs().rip, 0x1000n, 'before the first instruction');
+    t.is(vcpu.getVcpuEvents().triple_fault.pending, 0, 'consumed by the exit');
+    vcpu.setVcpuEvents({ triple_fault: { pending: 1 } });
+    vcpu.setVcpuEvents({ triple_fault: { pending: 0 } });
+    const first = await runFor(vcpu);
+    t.is(first.reason, 'io', 'cleared: the guest runs (its first OUT, to the PIC no irqchip models here)');
+  },
+);
+
+hwTest(
+  sevEs,
+  "an SEV-ES guest's GHCB MSR termination request exits with KVM_EXIT_SYSTEM_EVENT (SEV_TERM, reason set and code)",
+  async (t) => {
+    const backend = new NativeBackend();
+    const k = Kvm.open({ backend });
+    t.teardown(() => k.close());
+    const platform = SevPlatform.open(backend);
+    t.teardown(() => platform.close());
+    const vm = k.createVm(KVM_X86_SEV_ES_VM);
+    t.teardown(() => vm.close());
+    const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+    const guest = await SevLaunch.init(vm, { platform, es: true });
+    const vcpu = vm.createVcpu(0);
+    loadProgram(mem, vcpu, sevTermProgram(1, 3));
+    const launching = await guest.launchStart({ policy: SEV_POLICY.ES });
+    await launching.launchUpdateData(mem);
+    await launching.launchUpdateVmsa();
+    const running = await (await launching.launchMeasure()).launchFinish();
+    t.teardown(() => running.close());
+    const exit = await runFor(vcpu);
+    t.is(exit.reason, 'system_event');
+    if (exit.reason !== 'system_event') return;
+    t.is(exit.type, KVM_SYSTEM_EVENT.SEV_TERM);
+    t.is(exit.data[0]! & 0xfffn, 0x100n, 'data[0] is the GHCB MSR with GHCB_MSR_TERM_REQ');
+    t.deepEqual(exit.sevTerm, { reasonSet: 1, reasonCode: 3 });
+  },
+);
 
 test('the hypercall probe ran and said why where it is pending', (t) => {
   t.true(hypercall.ok || hypercall.reason.length > 0);

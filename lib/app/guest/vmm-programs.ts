@@ -5,7 +5,9 @@
  * {@link VMM_PORT}: `DONE` when finished, `TICK` with the interrupt count in AL, `READY` once its
  * interrupt controller is set up. Data lives at {@link VMM_DATA}.
  */
+import { Asm, mem, ref, span } from './asm.js';
 import { Asm16 } from './asm16.js';
+import { outOfRange } from '../../uapi/errors.js';
 import type { GuestProgram } from './programs.js';
 
 /** The ports the guests report on. */
@@ -180,5 +182,68 @@ export function popcntProgram(origin = 0x1000): GuestProgram {
     .popcntAx()
     .movToAx(VMM_DATA + 0x10);
   out(a, VMM_PORT.DONE).hlt();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * A triple fault: from real mode the guest loads an empty IDT (limit 0) and a GDT, enters 32-bit
+ * protected mode, reports READY, then far-jumps to selector 0x78, past its GDT's limit. The #GP
+ * that raises cannot be delivered (no IDT), nor can the #DF that follows: the CPU shuts down and
+ * KVM_RUN returns KVM_EXIT_SHUTDOWN. (It stays in real mode no longer than it must: KVM's emulation
+ * of real-mode interrupts, arch/x86/kvm/emulate.c: __emulate_int_real(), does not check the IDT
+ * limit, so an empty real-mode IDT alone does not triple-fault where real mode is emulated.)
+ */
+export function tripleFaultProgram(origin = 0x1000): GuestProgram {
+  const a = new Asm({ bits: 16, origin });
+  a.cli()
+    .lidt(mem('idtr'))
+    .lgdt(mem('gdtr'))
+    .mov('eax', 'cr0')
+    .or('eax', 1)
+    .mov('cr0', 'eax')
+    .jmpFar(0x08, 'pm32')
+    .code(32)
+    .label('pm32')
+    .mov('eax', 0x10)
+    .mov('ds', 'eax')
+    .mov('ss', 'eax')
+    .mov('dx', VMM_PORT.READY)
+    .out('dx', 'al')
+    .jmpFar(0x78, 0)
+    .hlt()
+    .align(8)
+    .label('gdt')
+    .dq(0, 0x00cf9b000000ffffn, 0x00cf93000000ffffn) // null, flat 32-bit code, flat data
+    .label('gdt_end')
+    .label('gdtr')
+    .dw(span('gdt', 'gdt_end', -1))
+    .dd(ref('gdt'))
+    .label('idtr')
+    .dw(0)
+    .dd(0);
+  return { origin, code: a.assemble() };
+}
+
+/** MSR_AMD64_SEV_ES_GHCB: the GHCB MSR of an SEV-ES guest. */
+export const MSR_AMD64_SEV_ES_GHCB = 0xc0010130;
+
+/**
+ * An SEV-ES guest's termination request through the GHCB MSR protocol (the GHCB specification's
+ * GHCB_MSR_TERM_REQ, 0x100, with `reasonSet` in bits 15:12 and `reasonCode` in bits 23:16): WRMSR to
+ * {@link MSR_AMD64_SEV_ES_GHCB}, then VMGEXIT (REP VMMCALL). KVM answers with KVM_EXIT_SYSTEM_EVENT,
+ * type KVM_SYSTEM_EVENT_SEV_TERM (arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol()), as
+ * KVM's selftest sev_smoke_test does from its guest_sev_es_code(). The guest halts if it comes back.
+ */
+export function sevTermProgram(reasonSet = 0, reasonCode = 0, origin = 0x1000): GuestProgram {
+  if (!Number.isInteger(reasonSet) || reasonSet < 0 || reasonSet > 0xf) throw outOfRange('reasonSet', '>= 0 && <= 15', reasonSet);
+  if (!Number.isInteger(reasonCode) || reasonCode < 0 || reasonCode > 0xff) throw outOfRange('reasonCode', '>= 0 && <= 255', reasonCode);
+  const a = new Asm16(origin);
+  a.movImm32('cx', MSR_AMD64_SEV_ES_GHCB)
+    .movImm32('ax', 0x100 | (reasonSet << 12) | (reasonCode << 16))
+    .movImm32('dx', 0)
+    .wrmsr()
+    .db(0xf3) // REP: VMGEXIT is F3 0F 01 D9
+    .vmmcall()
+    .hlt();
   return { origin, code: a.assemble() };
 }

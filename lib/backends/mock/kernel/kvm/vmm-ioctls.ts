@@ -336,6 +336,10 @@ export function vmmEnableCap(vm: MockVm, c: ReturnType<typeof kvm_enable_cap.dec
       if (arg0 & ~EXIT_HYPERCALL_VALID) fail(E.EINVAL);
       vm.hypercallExitMask = arg0;
       return 0;
+    case KVM_CAP.X86_TRIPLE_FAULT_EVENT:
+      if (legacy) return undefined;
+      vm.tripleFaultEvent = arg0 !== 0n; // kvm->arch.triple_fault_event = cap->args[0]
+      return 0;
     default:
       return undefined;
   }
