@@ -12,6 +12,7 @@ import type { VcpuExit } from '../lib/kvm/exits.js';
 import { NativeBackend } from '../lib/backends/native/native-backend.js';
 import { HybridBackend } from '../lib/backends/hybrid/hybrid-backend.js';
 import { loadProgram } from '../lib/app/guest/setup.js';
+import { SerialPort, kvmIrqLine } from '../lib/app/guest/serial.js';
 import type { GuestProgram } from '../lib/app/guest/programs.js';
 import {
   HYPERCALL_DOORBELL_PORT,
@@ -20,11 +21,13 @@ import {
   dirtyPagesProgram,
   doorbellProgram,
   hypercallProgram,
+  levelIrqProgram,
   mmioReadProgram,
   msrProgram,
   picIrqProgram,
   pitTicksProgram,
   popcntProgram,
+  serialIrqProgram,
   sevTermProgram,
   tripleFaultProgram,
   x2apicIrqProgram,
@@ -241,6 +244,98 @@ hwTest(kvm, 'an irqfd write injects its GSI without an ioctl; after deassign the
   t.is(none.reason, 'intr', 'no interrupt after deassign (the kick ended the run)');
   t.is(ev.read(), 1n, 'the write stayed in the eventfd');
 });
+
+hwTest(
+  kvm,
+  "irqfd with a resamplefd: a level-triggered guest's EOI lowers the line and signals the VMM, which raises it again only while its device has work",
+  async (t) => {
+    const { vm, mem, vcpu } = boot(t, levelIrqProgram(5), { irqchip: 'kernel' });
+    using irq = vm.eventfd();
+    using resample = vm.eventfd();
+    t.true(isPort(await runFor(vcpu), VMM_PORT.READY));
+    const pic = vm.getIrqchip(KVM_IRQCHIP.PIC_MASTER);
+    if (pic.chip_id !== 2) t.is(pic.pic.elcr & 0x20, 0x20, 'the guest made IRQ 5 level-triggered');
+    vm.irqfd(irq, 5, { resample });
+    // The device: three units of work, each acknowledged by the guest's read of its status register.
+    const work = [0xa1, 0xa2, 0xa3];
+    let resamples = 0;
+    let reasserts = 0;
+    // The VMM's resample loop, on the event loop (no thread): the EOI lowered the line; raise it again while work is left.
+    const vmmLoop = (async () => {
+      for (;;) {
+        await resample.wait();
+        resamples++;
+        if (work.length > 0) {
+          reasserts++;
+          irq.signal();
+        }
+      }
+    })().catch((e: unknown) => e); // ends when the resamplefd closes (its wait is aborted)
+    irq.signal(); // the device raises its line
+    for (let i = 0; i < 3; i++) {
+      const exit = await runFor(vcpu);
+      t.true(exit.reason === 'io' && exit.port === VMM_PORT.ACK && exit.direction === 'in', `interrupt ${i + 1}: exit ${exit.reason}`);
+      if (exit.reason === 'io') exit.data[0] = work.shift()!;
+    }
+    // After the third EOI the line stays low: the guest idles in HLT until the kick.
+    t.is((await runFor(vcpu, 300)).reason, 'intr', 'no interrupt the VMM did not mean');
+    t.is(resamples, 3, 'one resample per EOI');
+    t.is(reasserts, 2);
+    t.is(new DataView(mem.read(BigInt(VMM_DATA), 2).buffer).getUint16(0, true), 3, 'the guest counted three interrupts');
+    t.deepEqual([...mem.read(BigInt(VMM_DATA + 0x100), 4)], [0xa1, 0xa2, 0xa3, 0], 'and read each unit of work once');
+    const after = vm.getIrqchip(KVM_IRQCHIP.PIC_MASTER);
+    if (after.chip_id !== 2) t.is(after.pic.irr & 0x20, 0, 'the line is low');
+    resample.close();
+    t.truthy(await vmmLoop);
+  },
+);
+
+hwTest(
+  kvm,
+  "the 16550A's IRQ 4 through KVM_IRQ_LINE: an interrupt-driven guest driver receives bytes and echoes them, one interrupt each",
+  async (t) => {
+    const { vm, mem, vcpu } = boot(t, serialIrqProgram(), { irqchip: 'kernel' });
+    const line = kvmIrqLine(vm, 4);
+    let rises = 0;
+    const com1 = new SerialPort({
+      irq: (level) => {
+        if (level) rises++;
+        line(level);
+      },
+    });
+    /** Runs the guest, serving its COM1 accesses, until it reports on a VMM port. */
+    const runUntilReport = async (ms = 5000) => {
+      for (;;) {
+        const exit = await runFor(vcpu, ms);
+        if (!com1.handle(exit)) return exit;
+      }
+    };
+    t.true(isPort(await runUntilReport(), VMM_PORT.READY));
+    t.false(com1.irqLevel, 'nothing pending yet: IRQ 4 low');
+    const words = () => {
+      const dv = new DataView(mem.read(BigInt(VMM_DATA), 6).buffer);
+      return { interrupts: dv.getUint16(0, true), received: dv.getUint16(2, true), sent: dv.getUint16(4, true) };
+    };
+    let expected = 0;
+    for (const input of ['hi', 'kvm']) {
+      t.is(com1.receive(input), input.length);
+      t.true(com1.irqLevel, 'received data raised IRQ 4');
+      const done = await runUntilReport();
+      t.true(isPort(done, VMM_PORT.DONE), `exit ${done.reason}`);
+      // One interrupt for the received bytes, one per echoed byte, one that finds nothing left to send.
+      expected += input.length + 2;
+      t.is(tickCount(done), expected, 'the interrupt count the guest reported');
+      t.is(rises, expected, 'each interrupt was one rise of the line');
+      t.false(com1.irqLevel);
+    }
+    t.is(com1.output, 'hikvm');
+    t.like(words(), { interrupts: expected, received: 5, sent: 5 });
+    t.deepEqual([...mem.read(BigInt(VMM_DATA + 0x100), 5)], [...Buffer.from('hikvm')]);
+    // The guest returns from its last handler and idles: no interrupt comes without data.
+    t.is((await runUntilReport(300)).reason, 'intr');
+    t.is(words().interrupts, expected);
+  },
+);
 
 hwTest(kvm, 'a split irqchip: KVM_SIGNAL_MSI and an MSI route behind an irqfd reach the x2APIC guest', async (t) => {
   const { k, vm, vcpu } = boot(t, undefined, { irqchip: 'split' });

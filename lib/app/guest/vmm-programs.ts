@@ -8,10 +8,10 @@
 import { Asm, mem, ref, span } from './asm.js';
 import { Asm16 } from './asm16.js';
 import { outOfRange } from '../../uapi/errors.js';
-import type { GuestProgram } from './programs.js';
+import { COM1, type GuestProgram } from './programs.js';
 
-/** The ports the guests report on. */
-export const VMM_PORT = Object.freeze({ DONE: 0x500, TICK: 0x501, READY: 0x502 } as const);
+/** The ports the guests report on; ACK is the status register of {@link levelIrqProgram}'s device. */
+export const VMM_PORT = Object.freeze({ DONE: 0x500, TICK: 0x501, READY: 0x502, ACK: 0x503 } as const);
 /** Where the guests keep their data: the interrupt count (word) at +0, results from +0x10, a table at +0x100. */
 export const VMM_DATA = 0x7000;
 const COUNT = VMM_DATA;
@@ -78,6 +78,32 @@ export function picIrqProgram(irq: number, origin = 0x1000): GuestProgram {
   a.label('handler').incWordAt(COUNT).movAxFrom(COUNT);
   out(a, VMM_PORT.TICK);
   a.movImm8('al', 0x20).outImmAl(0x20).iret();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * A driver for a device with a level-triggered interrupt on PIC line `irq` (3–7, vector 0x20 + irq;
+ * ELCR, ports 0x4d0/0x4d1, makes the line level-triggered): reports READY, then for each interrupt
+ * reads the device's status register (IN from {@link VMM_PORT}.ACK: the read acknowledges one unit
+ * of the device's work, and the VMM answers with its id), appends that byte to a table at
+ * VMM_DATA+0x100, counts it at VMM_DATA, and sends the PIC its EOI. With an irqfd in resample mode
+ * the EOI is what lowers the line and signals the resamplefd (virt/kvm/eventfd.c: irqfd_resampler_ack()).
+ */
+export function levelIrqProgram(irq: number, origin = 0x1000): GuestProgram {
+  if (!Number.isInteger(irq) || irq < 3 || irq > 7) throw outOfRange('irq', '>= 3 && <= 7', irq); // ELCR: IRQ 0-2 are edge only
+  const a = new Asm16(origin);
+  setVector(a, 0x20 + irq, 'handler');
+  a.movWordImm(COUNT, 0);
+  initPic(a, irq);
+  out(a.movImm8('al', 1 << irq), 0x4d0);
+  a.sti();
+  out(a, VMM_PORT.READY);
+  a.label('idle').hlt().jmp('idle');
+  a.label('handler').pushAx();
+  a.movImm16('dx', VMM_PORT.ACK).inAlDx();
+  a.mov('bx', mem(COUNT)).mov(mem({ base: 'bx', disp: VMM_DATA + 0x100 }), 'al');
+  a.incWordAt(COUNT);
+  a.movImm8('al', 0x20).outImmAl(0x20).popAx().iret();
   return { origin, code: a.assemble() };
 }
 
@@ -245,5 +271,60 @@ export function sevTermProgram(reasonSet = 0, reasonCode = 0, origin = 0x1000): 
     .db(0xf3) // REP: VMGEXIT is F3 0F 01 D9
     .vmmcall()
     .hlt();
+  return { origin, code: a.assemble() };
+}
+
+/**
+ * An interrupt-driven 16550A driver on COM1 (IRQ 4, vector 0x24), one interrupt source per
+ * interrupt: it sets 8N1, FIFOs, MCR.OUT2 (which lets the UART's interrupt out) and IER.RDI, reports
+ * READY, then idles. Each IRQ 4 reads IIR: on received data it reads RBR while LSR.DR is set
+ * (appending to a buffer at VMM_DATA+0x100) and enables IER.THRI to echo the bytes back; on THRI
+ * it writes the next byte not yet echoed to THR, or, with none left, turns THRI off again (as
+ * Linux's serial8250_stop_tx()) and reports DONE with the interrupt count (a word at VMM_DATA; the
+ * bytes received and echoed are words at VMM_DATA+2 and +4). Every handler ends with the PIC's EOI.
+ */
+export function serialIrqProgram(origin = 0x1000): GuestProgram {
+  const INTERRUPTS = VMM_DATA;
+  const RECEIVED = VMM_DATA + 2;
+  const SENT = VMM_DATA + 4;
+  const BUF = VMM_DATA + 0x100;
+  const a = new Asm16(origin);
+  setVector(a, 0x24, 'handler');
+  for (const at of [INTERRUPTS, RECEIVED, SENT]) a.movWordImm(at, 0);
+  initPic(a, 4);
+  out(a.movImm8('al', 0x03), COM1 + 3); // LCR: 8N1
+  out(a.movImm8('al', 0x07), COM1 + 2); // FCR: FIFOs on, both cleared, receive trigger 1 byte
+  out(a.movImm8('al', 0x0b), COM1 + 4); // MCR: DTR, RTS, OUT2
+  out(a.movImm8('al', 0x01), COM1 + 1); // IER: RDI
+  a.sti();
+  out(a, VMM_PORT.READY);
+  a.label('idle').hlt().jmp('idle');
+
+  a.label('handler').incWordAt(INTERRUPTS);
+  a.movImm16('dx', COM1 + 2).inAlDx(); // IIR
+  a.test('al', 1).jnz('eoi'); // nothing pending
+  a.and('al', 0x0e).cmp('al', 0x02).je('thri');
+  // Received data (or its timeout): drain the FIFO, then echo it.
+  a.label('rx')
+    .movImm16('dx', COM1 + 5)
+    .inAlDx()
+    .test('al', 1)
+    .jz('rxDone');
+  a.movImm16('dx', COM1).inAlDx();
+  a.mov('bx', mem(RECEIVED))
+    .mov(mem({ base: 'bx', disp: BUF }), 'al')
+    .incWordAt(RECEIVED)
+    .jmp('rx');
+  a.label('rxDone');
+  out(a.movImm8('al', 0x03), COM1 + 1).jmp('eoi'); // IER: RDI | THRI
+  // THR empty: the next byte, or stop transmitting.
+  a.label('thri').mov('bx', mem(SENT)).cmp('bx', mem(RECEIVED)).jae('stop');
+  a.mov('al', mem({ base: 'bx', disp: BUF }));
+  out(a, COM1).incWordAt(SENT).jmp('eoi');
+  a.label('stop');
+  out(a.movImm8('al', 0x01), COM1 + 1); // IER: RDI
+  a.movAxFrom(INTERRUPTS);
+  out(a, VMM_PORT.DONE);
+  a.label('eoi').movImm8('al', 0x20).outImmAl(0x20).iret();
   return { origin, code: a.assemble() };
 }
