@@ -10,8 +10,11 @@
  *   KVM_MSR_EXIT_REASON_FILTER when that reason is enabled, else #GP; an unknown one exits with
  *   KVM_MSR_EXIT_REASON_UNKNOWN when enabled, else #GP. The reply's `error` injects #GP;
  *   RDMSR's `data` goes to EDX:EAX (complete_fast_rdmsr()).
- * - OUT (kernel_pio(), ioeventfd_write()): a matching ioeventfd is signalled without an exit;
- *   otherwise KVM_EXIT_IO with the data at the PIO page (offset 4096).
+ * - OUT (kernel_pio(), ioeventfd_write()): the in-kernel PIC takes its ports (0x20/0x21, 0xa0/0xa1,
+ *   ELCR 0x4d0/0x4d1; an EOI runs the GSI's ack notifiers, see irqchip.ts), a matching ioeventfd is
+ *   signalled, both without an exit; otherwise KVM_EXIT_IO with the data at the PIO page (offset 4096).
+ * - taking an interrupt (with IF set, kvm_cpu_get_interrupt() → kvm_pic_read_irq()): the PIC's IRR
+ *   bit moves to ISR (KVM_GET_IRQCHIP shows it; the vCPU's irq_injections stat counts it).
  * - a store to guest memory (mark_page_dirty_in_slot()): dirty-logged slots record the page;
  *   a read-only slot or no slot gives KVM_EXIT_MMIO (or signals a matching MMIO ioeventfd).
  * - a triple fault (an exception while a #DF is being delivered: kvm_multiple_exception() makes
@@ -30,6 +33,7 @@ import { KVM_EXIT, KVM_SYSTEM_EVENT } from '../../../../uapi/constants.js';
 import { kvm_regs, kvm_vcpu_events } from '../../../../uapi/kvm-structs.js';
 import type { UserMemory } from '../common/user-memory.js';
 import type { MockVcpu } from './vcpu.js';
+import { ackGsi } from './vmm-ioctls.js';
 import type { MockVm } from './vm.js';
 
 export type GuestOp =
@@ -38,6 +42,7 @@ export type GuestOp =
   | { op: 'wrmsr'; index: number; value: bigint }
   | { op: 'out'; port: number; size: 1 | 2 | 4; value: number }
   | { op: 'store'; gpa: bigint; bytes: Uint8Array }
+  | { op: 'interrupt' }
   | { op: 'triple_fault' }
   /** VMGEXIT with the GHCB MSR (MSR_AMD64_SEV_ES_GHCB) holding an MSR-protocol request (bits 11:0 non-zero). */
   | { op: 'vmgexit'; ghcbMsr: bigint };
@@ -50,6 +55,8 @@ const MSR_EXIT_UNKNOWN = 2;
 /** arch/x86/include/asm/sev-common.h: GHCB_MSR_INFO_MASK, GHCB_MSR_TERM_REQ. */
 const GHCB_MSR_INFO_MASK = 0xfffn;
 const GHCB_MSR_TERM_REQ = 0x100n;
+/** The in-kernel PIC's ports (kvm_pic_init(): master, slave, ELCR). */
+const PIC_PORTS = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1];
 
 /** What the next KVM_RUN must complete before it goes on. */
 export type Pending = 'hypercall' | 'rdmsr' | 'wrmsr' | undefined;
@@ -151,6 +158,11 @@ export function step(vm: MockVm, v: MockVcpu, mem: UserMemory, run: DataView, pa
       return false;
     }
     case 'out': {
+      if (vm.chip && !vm.chip.split && PIC_PORTS.includes(o.port)) {
+        // picdev_write(): only byte writes reach the PIC; others are dropped (no exit either way).
+        if (o.size === 1) vm.chip.picWrite(o.port, o.value & 0xff, (gsi) => ackGsi(vm, gsi));
+        return false;
+      }
       const io = vm.ioeventfds.find(
         (x) =>
           x.pio &&
@@ -194,6 +206,13 @@ export function step(vm: MockVm, v: MockVcpu, mem: UserMemory, run: DataView, pa
       run.setUint8(52, 1);
       v.counters.mmio_exits++;
       return true;
+    }
+    case 'interrupt': {
+      if (!vm.chip || vm.chip.split) throw guestOpError('no in-kernel PIC presents interrupts (KVM_CREATE_IRQCHIP)');
+      if (vm.chip.picReadIrq((gsi) => ackGsi(vm, gsi)) < 0)
+        throw guestOpError('the PIC presents no interrupt: a halted guest would keep waiting');
+      v.counters.irq_injections++;
+      return false;
     }
     case 'triple_fault':
       v.tripleFault = true; // kvm_make_request(KVM_REQ_TRIPLE_FAULT)
