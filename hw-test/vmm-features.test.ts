@@ -170,6 +170,38 @@ function sevEsRequirement(): Requirement {
 }
 const sevEs = sevEsRequirement();
 
+/**
+ * Whether a real-mode guest's interrupt past its IDT limit triple-faults here: a bounded probe (1 s).
+ * Where KVM emulates real mode, its __emulate_int_real() does not check the limit, and the guest
+ * runs on from the vector it read (kvm_pvm here emulates every instruction of such a guest).
+ */
+async function realModeTripleFaultRequirement(): Promise<Requirement> {
+  if (!kvm.ok) return kvm;
+  const k = Kvm.open({ backend: new NativeBackend() });
+  try {
+    const vm = k.createVm();
+    try {
+      const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+      const vcpu = vm.createVcpu(0);
+      loadProgram(mem, vcpu, tripleFaultProgram({ realMode: true }));
+      const exit = await runFor(vcpu, 1000);
+      if (exit.reason === 'shutdown') return { ok: true, reason: '' };
+      return {
+        ok: false,
+        reason:
+          `a real-mode INT3 past an empty IDT gave no KVM_EXIT_SHUTDOWN within 1 s here (exit: ${exit.reason}, the guest at ` +
+          `${vcpu.getRegs().rip.toString(16)}h): KVM emulates this host's real mode, and its __emulate_int_real() does not check ` +
+          'the IDT limit; the protected-mode triple fault test covers KVM_EXIT_SHUTDOWN',
+      };
+    } finally {
+      vm.close();
+    }
+  } finally {
+    k.close();
+  }
+}
+const realModeTripleFault = await realModeTripleFaultRequirement();
+
 hwTest(
   kvm,
   "the in-kernel PIT's interrupts reach the guest's handler through the in-kernel PIC; GET_PIT2/GET_IRQCHIP show what it programmed",
@@ -642,6 +674,12 @@ hwTest(
   },
 );
 
+hwTest(realModeTripleFault, 'a real-mode guest whose INT3 lies past an empty IDT triple-faults: KVM_EXIT_SHUTDOWN', async (t) => {
+  const { vcpu } = boot(t, tripleFaultProgram({ realMode: true }));
+  t.deepEqual(await runFor(vcpu), { reason: 'shutdown' });
+  t.is(vcpu.getSregs().cr0 & 1n, 0n, 'still in real mode');
+});
+
 hwTest(
   tripleFaultEvent,
   'KVM_CAP_X86_TRIPLE_FAULT_EVENT: a triple fault made pending with KVM_SET_VCPU_EVENTS is the next exit',
@@ -694,6 +732,10 @@ hwTest(
 
 test('the hypercall probe ran and said why where it is pending', (t) => {
   t.true(hypercall.ok || hypercall.reason.length > 0);
+});
+
+test('the real-mode triple fault probe ran and said why where it is pending', (t) => {
+  t.true(realModeTripleFault.ok || realModeTripleFault.reason.length > 0);
 });
 
 hwTest(

@@ -212,18 +212,21 @@ export function popcntProgram(origin = 0x1000): GuestProgram {
 }
 
 /**
- * A triple fault: from real mode the guest loads an empty IDT (limit 0) and a GDT, enters 32-bit
- * protected mode, reports READY, then far-jumps to selector 0x78, past its GDT's limit. The #GP
- * that raises cannot be delivered (no IDT), nor can the #DF that follows: the CPU shuts down and
- * KVM_RUN returns KVM_EXIT_SHUTDOWN. (It stays in real mode no longer than it must: KVM's emulation
- * of real-mode interrupts, arch/x86/kvm/emulate.c: __emulate_int_real(), does not check the IDT
- * limit, so an empty real-mode IDT alone does not triple-fault where real mode is emulated.)
+ * A triple fault. In protected mode (the default): from real mode the guest loads an empty IDT
+ * (limit 0) and a GDT, enters 32-bit protected mode, reports READY, then far-jumps to selector 0x78,
+ * past its GDT's limit; the #GP that raises cannot be delivered (no IDT), nor can the #DF that
+ * follows: the CPU shuts down and KVM_RUN returns KVM_EXIT_SHUTDOWN. In real mode (`realMode`): the
+ * guest loads the same empty IDT and executes INT3, whose vector lies past the limit, as does that of
+ * the #GP it raises, and of the #DF. A CPU that runs real mode itself shuts down; KVM's emulation of
+ * real-mode interrupts (arch/x86/kvm/emulate.c: __emulate_int_real(), "TODO: Add limit checks")
+ * reads the vector from the interrupt table whatever the limit, so where KVM emulates real mode the
+ * guest goes on at whatever the table holds.
  */
-export function tripleFaultProgram(origin = 0x1000): GuestProgram {
+export function tripleFaultProgram(options: { realMode?: boolean } = {}, origin = 0x1000): GuestProgram {
   const a = new Asm({ bits: 16, origin });
-  a.cli()
-    .lidt(mem('idtr'))
-    .lgdt(mem('gdtr'))
+  a.cli().lidt(mem('idtr'));
+  if (options.realMode) a.int3().hlt();
+  a.lgdt(mem('gdtr'))
     .mov('eax', 'cr0')
     .or('eax', 1)
     .mov('cr0', 'eax')
