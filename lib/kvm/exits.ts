@@ -53,8 +53,13 @@ export type VcpuExit =
       /** KVM_SYSTEM_EVENT_* (kvm_run.system_event.type) and its name ('SEV_TERM', 'SHUTDOWN', …; undefined if unknown). */
       type: number;
       typeName: keyof typeof KVM_SYSTEM_EVENT | undefined;
-      /** The first `ndata` entries of kvm_run.system_event.data (KVM_CAP_SYSTEM_EVENT_DATA; data[0] is the old `flags`). */
+      /** The first `ndata` entries of kvm_run.system_event.data (KVM_CAP_SYSTEM_EVENT_DATA). */
       data: bigint[];
+      /**
+       * kvm_run.system_event.flags, the u64 that data[0] shares: what kernels before
+       * KVM_CAP_SYSTEM_EVENT_DATA (5.18) wrote, with ndata left 0.
+       */
+      flags: bigint;
       /**
        * SEV_TERM from the GHCB MSR protocol (data[0] is the GHCB MSR holding GHCB_MSR_TERM_REQ,
        * arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol()): the guest's reason set
@@ -130,7 +135,13 @@ export function decodeExit(run: DataView, page: Uint8Array): VcpuExit {
       const data: bigint[] = [];
       for (let i = 0; i < n; i++) data.push(run.getBigUint64(40 + 8 * i, true));
       const type = run.getUint32(32, true);
-      const exit: Extract<VcpuExit, { reason: 'system_event' }> = { reason: 'system_event', type, typeName: systemEventName(type), data };
+      const exit: Extract<VcpuExit, { reason: 'system_event' }> = {
+        reason: 'system_event',
+        type,
+        typeName: systemEventName(type),
+        data,
+        flags: run.getBigUint64(40, true),
+      };
       const msr = data[0];
       if (type === KVM_SYSTEM_EVENT.SEV_TERM && msr !== undefined && (msr & 0xfffn) === GHCB_MSR_TERM_REQ)
         exit.sevTerm = { reasonSet: Number((msr >> 12n) & 0xfn), reasonCode: Number((msr >> 16n) & 0xffn) };

@@ -107,6 +107,7 @@ test("an SEV-ES guest's GHCB MSR termination request exits with KVM_EXIT_SYSTEM_
     type: KVM_SYSTEM_EVENT.SEV_TERM,
     typeName: 'SEV_TERM',
     data: [term],
+    flags: term,
     sevTerm: { reasonSet: 1, reasonCode: 3 },
   });
 });
