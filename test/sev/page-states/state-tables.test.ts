@@ -8,7 +8,14 @@ import test from 'ava';
 import { PAGE_OPS, PAGE_STATES, PAGE_STATE_TABLE, type PageOp } from '../../../lib/sev/page-states/page-state-table.js';
 import { PageStateTracker } from '../../../lib/sev/page-states/page-state-tracker.js';
 import type { PageState } from '../../../lib/sev/page-states/page-state-view.js';
-import { VM_EVENTS, VM_STATES, VM_STATE_TABLE, vmTransition, type VmEvent, type VmState } from '../../../lib/sev/page-states/vm-state-table.js';
+import {
+  VM_EVENTS,
+  VM_STATES,
+  VM_STATE_TABLE,
+  vmTransition,
+  type VmEvent,
+  type VmState,
+} from '../../../lib/sev/page-states/vm-state-table.js';
 
 // ---- the GFN table, as the seed prints it ----
 type PowerGfn = 'Secure' | 'Shared' | 'Normal';
@@ -19,15 +26,38 @@ const POWER_GFN: Record<PowerGfn, Record<PowerGfnOp, PowerGfn>> = {
   Normal: { Share: 'Shared', Unshare: 'Secure', 'abort/terminate': 'Normal', H_SVM_INIT_DONE: 'Secure' },
 };
 const GFN_STATE: Record<PowerGfn, PageState> = { Secure: 'private', Shared: 'shared', Normal: 'normal' };
-const GFN_OP: Record<PowerGfnOp, PageOp> = { Share: 'share', Unshare: 'unshare', 'abort/terminate': 'terminate', H_SVM_INIT_DONE: 'init-done' };
+const GFN_OP: Record<PowerGfnOp, PageOp> = {
+  Share: 'share',
+  Unshare: 'unshare',
+  'abort/terminate': 'terminate',
+  H_SVM_INIT_DONE: 'init-done',
+};
 
 // ---- the VM table ----
 type PowerVm = 'Normal' | 'Secure' | 'Transient';
 type PowerVmOp = 'start VM' | 'H_SVM_INIT_START' | 'H_SVM_INIT_DONE' | 'H_SVM_INIT_ABORT' | 'UV_SVM_TERMINATE';
 const POWER_VM: Record<PowerVm, Record<PowerVmOp, PowerVm | 'Error' | 'N/A'>> = {
-  Normal: { 'start VM': 'Normal', H_SVM_INIT_START: 'Transient', H_SVM_INIT_DONE: 'Error', H_SVM_INIT_ABORT: 'Error', UV_SVM_TERMINATE: 'Normal' },
-  Secure: { 'start VM': 'Error', H_SVM_INIT_START: 'Error', H_SVM_INIT_DONE: 'Error', H_SVM_INIT_ABORT: 'Error', UV_SVM_TERMINATE: 'Normal' },
-  Transient: { 'start VM': 'N/A', H_SVM_INIT_START: 'Error', H_SVM_INIT_DONE: 'Secure', H_SVM_INIT_ABORT: 'Normal', UV_SVM_TERMINATE: 'Normal' },
+  Normal: {
+    'start VM': 'Normal',
+    H_SVM_INIT_START: 'Transient',
+    H_SVM_INIT_DONE: 'Error',
+    H_SVM_INIT_ABORT: 'Error',
+    UV_SVM_TERMINATE: 'Normal',
+  },
+  Secure: {
+    'start VM': 'Error',
+    H_SVM_INIT_START: 'Error',
+    H_SVM_INIT_DONE: 'Error',
+    H_SVM_INIT_ABORT: 'Error',
+    UV_SVM_TERMINATE: 'Normal',
+  },
+  Transient: {
+    'start VM': 'N/A',
+    H_SVM_INIT_START: 'Error',
+    H_SVM_INIT_DONE: 'Secure',
+    H_SVM_INIT_ABORT: 'Normal',
+    UV_SVM_TERMINATE: 'Normal',
+  },
 };
 /** Each POWER state's SEV counterparts (Transient: a launch or a receive in progress). */
 const VM_STATE_OF: Record<PowerVm, VmState[]> = { Normal: ['normal'], Secure: ['running'], Transient: ['launching', 'receiving'] };
@@ -84,7 +114,7 @@ for (const [row, cells] of Object.entries(POWER_VM) as [PowerVm, Record<PowerVmO
         });
       }
 
-test("every cell of the SEV VM table is a transition or an error naming the state and the event; the tracker throws that error and stays put", (t) => {
+test('every cell of the SEV VM table is a transition or an error naming the state and the event; the tracker throws that error and stays put', (t) => {
   let transitions = 0;
   for (const state of VM_STATES)
     for (const event of VM_EVENTS) {

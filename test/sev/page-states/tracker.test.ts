@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { MockHost } from '../../../lib/backends/mock/mock-host.js';
 import { Kvm } from '../../../lib/kvm/kvm.js';
 import { PageStateExits, withPageStateCpuid } from '../../../lib/sev/page-states/page-state-exits.js';
-import { PageStateTracker } from '../../../lib/sev/page-states/page-state-tracker.js';
+import { PageStateTracker, type PageStateSnapshot } from '../../../lib/sev/page-states/page-state-tracker.js';
 import type { PageStateChange } from '../../../lib/sev/page-states/page-state-view.js';
 import { decodeMapGpaRangeAttrs } from '../../../lib/sev/page-states/map-gpa-range.js';
 import { MSR_KVM_MIGRATION_CONTROL } from '../../../lib/uapi/constants.js';
@@ -76,7 +76,10 @@ test('a hypercall the VMM answered leaves its pages converting until the guest i
   const { host, vcpu, tracker, exits } = mockVm(t);
   const changes: PageStateChange[] = [];
   tracker.onChange((c) => changes.push(c));
-  host.queueGuestOps(vcpu.fd, [{ op: 'vmmcall', nr: 12n, args: [0xa000n, 2n, 0n] }, { op: 'out', port: 0x500, size: 1, value: 0 }]);
+  host.queueGuestOps(vcpu.fd, [
+    { op: 'vmmcall', nr: 12n, args: [0xa000n, 2n, 0n] },
+    { op: 'out', port: 0x500, size: 1, value: 0 },
+  ]);
   const exit = await vcpu.run();
   t.true(exits.handle(vcpu, exit));
   t.is(tracker.pageState(0xa000n), 'converting');
@@ -155,7 +158,13 @@ test('hypercalls are refused (-KVM_ENOSYS) while no SEV guest runs: before LAUNC
 });
 
 test('a snapshot is JSON and restores the same pages, VM state, readiness, generations and pending conversions', (t) => {
-  const tr = new PageStateTracker({ ram: [{ gpa: 0n, size: 0x10000 }, { gpa: 0x100000n, size: 0x2000 }], explicitGenerationIds: true });
+  const tr = new PageStateTracker({
+    ram: [
+      { gpa: 0n, size: 0x10000 },
+      { gpa: 0x100000n, size: 0x2000 },
+    ],
+    explicitGenerationIds: true,
+  });
   tr.vmEvent('LAUNCH_START');
   tr.launchUpdate(0x1000n, 0x1000);
   tr.vmEvent('LAUNCH_FINISH');
@@ -166,7 +175,8 @@ test('a snapshot is JSON and restores the same pages, VM state, readiness, gener
   tr.settle(0);
   tr.mapGpaRange(1, 0x100000n, 1n, false, 7); // pending
   const json = JSON.stringify(tr.snapshot());
-  const back = PageStateTracker.fromSnapshot(JSON.parse(json));
+  const parse = () => JSON.parse(json) as PageStateSnapshot;
+  const back = PageStateTracker.fromSnapshot(parse());
   t.deepEqual([...back.runs()], [...tr.runs()]);
   t.deepEqual(back.snapshot(), tr.snapshot());
   t.is(back.vmState, 'running');
@@ -175,26 +185,31 @@ test('a snapshot is JSON and restores the same pages, VM state, readiness, gener
   back.settle(1);
   t.is(back.pageState(0x100000n), 'shared', 'the pending conversion settles after the restore');
   // A restore into an existing tracker reports every run as a 'restore' change.
-  const other = new PageStateTracker({ ram: [{ gpa: 0n, size: 0x10000 }, { gpa: 0x100000n, size: 0x2000 }] });
+  const other = new PageStateTracker({
+    ram: [
+      { gpa: 0n, size: 0x10000 },
+      { gpa: 0x100000n, size: 0x2000 },
+    ],
+  });
   const seen: PageStateChange[] = [];
   other.onChange((c) => seen.push(c));
-  other.restore(JSON.parse(json));
+  other.restore(parse());
   t.deepEqual(
     seen.map((c) => [c.cause, c.to]),
     [...tr.runs()].map((r) => ['restore', r.state]),
   );
   // Bad snapshots are typed errors.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const bad = (f: (s: any) => void) => {
-    const s = JSON.parse(json);
+  const bad = (f: (s: { version: number; runs: { state: string }[] }) => void) => {
+    const s = parse();
+    f(s as unknown as { version: number; runs: { state: string }[] });
     f(s);
     return t.throws(() => PageStateTracker.fromSnapshot(s));
   };
   t.is((bad((s) => (s.version = 9)) as { code?: string }).code, 'ERR_KVM_SEV_PAGE_STATES');
-  t.regex(bad((s) => s.runs.pop())!.message, /do not cover all of guest RAM/);
-  t.regex(bad((s) => (s.runs[0].state = 'secret'))!.message, /unknown page state/);
+  t.regex(bad((s) => void s.runs.pop())!.message, /do not cover all of guest RAM/);
+  t.regex(bad((s) => (s.runs[0]!.state = 'secret'))!.message, /unknown page state/);
   const small = new PageStateTracker({ ram: [{ gpa: 0n, size: 0x1000 }] });
-  t.regex(t.throws(() => small.restore(JSON.parse(json)))!.message, /is not this guest's/);
+  t.regex(t.throws(() => small.restore(parse()))!.message, /is not this guest's/);
 });
 
 test("attrs: bits 3:0 a page-size hint (4K, 2M, 1G), bit 4 encrypted; with boot IDs, bits 31:16 are the guest's boot", (t) => {
@@ -218,7 +233,7 @@ test('CPUID: leaf 0x40000001 EAX gets KVM_FEATURE_HC_MAP_GPA_RANGE (16) and KVM_
   t.is(again.find((e) => e.function === 0x40000001)!.eax, 0x30001, 'the other feature bits stay');
 });
 
-test('the page-state guest on the mock: a real SEV launch (mock firmware), its steps as the model\'s instructions, the tracker follows', async (t) => {
+test("the page-state guest on the mock: a real SEV launch (mock firmware), its steps as the model's instructions, the tracker follows", async (t) => {
   const g = await PageStateGuest.create({
     backend: new MockHost(),
     vcpus: [
