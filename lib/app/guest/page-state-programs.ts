@@ -40,7 +40,9 @@ export type PageStateRecordEntry = PageStateStep & { result: number };
 /** The interpreter (small enough for one page). */
 export function pageStateGuest(l: PageStateGuestLayout): GuestProgram {
   const a = new Asm16(l.origin);
-  a.mov('si', l.table).mov('di', l.record);
+  a.mov('si', l.table)
+    .mov('edi', l.record)
+    .mov(dword(l.record - 4), 'edi');
   a.label('next').mov('eax', mem({ base: 'si' }));
   for (const [name, op] of Object.entries(OPS)) a.cmp('eax', op).je(name, 'near');
   a.jmp('done', 'near');
@@ -63,12 +65,12 @@ export function pageStateGuest(l: PageStateGuestLayout): GuestProgram {
   a.label('cpuid').mov('eax', 0x40000001).cpuid();
   a.label('store').mov(dword({ base: 'di', disp: 16 }), 'eax');
   for (const off of [0, 4, 8, 12]) a.mov('eax', mem({ base: 'si', disp: off })).mov(mem({ base: 'di', disp: off }), 'eax');
-  a.add('si', 16).add('di', 32).jmp('next', 'near');
-  a.label('done')
+  // The record's end after every step, so a VMM can read it at each sync point.
+  a.add('si', 16)
+    .add('di', 32)
     .mov(dword(l.record - 4), 'edi')
-    .mov('dx', VMM_PORT.DONE)
-    .out('dx', 'al')
-    .hlt();
+    .jmp('next', 'near');
+  a.label('done').mov('dx', VMM_PORT.DONE).out('dx', 'al').hlt();
   return { origin: l.origin, code: a.assemble() };
 }
 
