@@ -159,8 +159,7 @@ function main(): void {
     'doorbell + tracker / JS port-I/O exit': med['JS: doorbell hypercall + tracker, runSync()']! / pioJs,
   };
   console.log('');
-  for (const [k, v] of Object.entries(derived))
-    console.log(`${k.padEnd(90)} ${k.includes('ratio') || k.includes('/') ? `${v.toFixed(2)}x` : fmt(v)}`);
+  for (const [k, v] of Object.entries(derived)) console.log(`${k.padEnd(90)} ${k.startsWith('a ') ? fmt(v) : `${v.toFixed(2)}x`}`);
   if (sink < 0 || changes < 0) console.log(sink, changes);
   writeFileSync(
     join(outDir, 'page-states.json'),
