@@ -26,6 +26,11 @@ export interface Piece {
   readonly to: PageState;
 }
 
+/** Every segment has the same shape (all six fields), which keeps V8 on its fast path. */
+function seg(s: Segment, start: bigint, end: bigint): Segment {
+  return { start, end, state: s.state, generation: s.generation, to: s.to, vcpu: s.vcpu };
+}
+
 const same = (a: Segment, b: Segment) =>
   a.end === b.start && a.state === b.state && a.generation === b.generation && a.to === b.to && a.vcpu === b.vcpu;
 
@@ -45,7 +50,7 @@ export class PageRunMap {
       else merged.push({ ...r });
     }
     this.ram = merged;
-    this.segs = merged.map((r) => ({ start: r.start, end: r.end, state, generation }));
+    this.segs = merged.map((r) => ({ start: r.start, end: r.end, state, generation, to: undefined, vcpu: undefined }));
   }
 
   /** Whether frames [start, end) are all guest RAM. */
@@ -84,7 +89,7 @@ export class PageRunMap {
       if (cur === r.end) cur = this.ram[++ri]?.start;
     }
     if (ri !== this.ram.length) throw new RangeError('page runs do not cover all of guest RAM');
-    this.segs = this.merge(sorted);
+    this.segs = this.merge(sorted.map((s) => seg(s, s.start, s.end)));
   }
 
   /**
@@ -92,33 +97,53 @@ export class PageRunMap {
    * the pieces whose state changed.
    */
   update(start: bigint, end: bigint, update: (s: Segment) => Segment | undefined): Piece[] {
+    // Only the runs that overlap [start, end), and one neighbour each side to merge with, are rebuilt.
+    const first = this.indexAfter(start);
+    let last = first;
+    while (last < this.segs.length && this.segs[last]!.start < end) last++;
+    if (first === last) return [];
+    const from = first > 0 ? first - 1 : first;
+    const to = last < this.segs.length ? last + 1 : last;
     const out: Segment[] = [];
     const pieces: Piece[] = [];
-    for (const s of this.segs) {
-      if (s.end <= start || s.start >= end) {
+    for (let i = from; i < to; i++) {
+      const s = this.segs[i]!;
+      if (i < first || i >= last) {
         out.push(s);
         continue;
       }
       const a = s.start < start ? start : s.start;
       const b = s.end > end ? end : s.end;
-      if (s.start < a) out.push({ ...s, end: a });
-      const mid = { ...s, start: a, end: b };
+      if (s.start < a) out.push(seg(s, s.start, a));
+      const mid = seg(s, a, b);
       const next = update(mid);
       if (next) {
-        out.push({ ...next, start: a, end: b });
+        out.push(seg(next, a, b));
         if (next.state !== s.state) pieces.push({ start: a, end: b, from: s.state, to: next.state });
       } else out.push(mid);
-      if (b < s.end) out.push({ ...s, start: b });
+      if (b < s.end) out.push(seg(s, b, s.end));
     }
-    this.segs = this.merge(out);
+    this.segs.splice(from, to - from, ...this.merge(out));
     return pieces;
+  }
+
+  /** The index of the first run that ends after frame `gfn`. */
+  private indexAfter(gfn: bigint): number {
+    let lo = 0;
+    let hi = this.segs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.segs[mid]!.end <= gfn) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   private merge(segs: Segment[]): Segment[] {
     const out: Segment[] = [];
     for (const s of segs) {
       const last = out[out.length - 1];
-      if (last && same(last, s)) out[out.length - 1] = { ...last, end: s.end };
+      if (last && same(last, s)) out[out.length - 1] = seg(last, last.start, s.end);
       else out.push(s);
     }
     return out;
