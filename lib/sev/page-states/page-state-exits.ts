@@ -7,10 +7,27 @@
  * them), and a run loop that serves those exits and completes each hypercall before the vCPU runs on.
  *
  * ```ts
+ * import { Kvm, PageStateExits, PageStateTracker } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ *
+ * const host = new MockHost(); // or openHost(): the same calls on the real KVM
+ * using kvm = Kvm.open({ backend: host });
+ * using vm = kvm.createVm();
+ * vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+ * const vcpu = vm.createVcpu(0);
  * const pages = new PageStateTracker({ ram: vm.memory.map((m) => ({ gpa: m.guestPhysAddr, size: m.size })) });
+ * pages.vmEvent('LAUNCH_START'); // as the launch goes (SevLaunch's steps); LAUNCH_FINISH makes the RAM private
+ * pages.vmEvent('LAUNCH_FINISH');
  * const exits = PageStateExits.attach(vm, pages);
  * exits.advertise(vcpu, kvm.supportedCpuid());
+ * // The mock runs no guest code: these stand in for the guest's WRMSR, VMMCALL and OUT.
+ * host.queueGuestOps(vcpu.fd, [
+ *   { op: 'wrmsr', index: 0x4b564d08, value: 1n },
+ *   { op: 'vmmcall', nr: 12n, args: [0x8000n, 2n, 0n] },
+ *   { op: 'out', port: 0x500, size: 1, value: 0 },
+ * ]);
  * const exit = await exits.run(vcpu); // the first exit that is not a page-state request
+ * console.log(exit.reason, pages.pageState(0x8000n), pages.migrationReady); // io shared true
  * ```
  */
 import type { Vcpu } from '../../kvm/vcpu.js';
