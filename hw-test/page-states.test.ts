@@ -3,7 +3,7 @@
  * MSR_KVM_MIGRATION_CONTROL through the real MSR filter exit, KVM_HC_MAP_GPA_RANGE through the hybrid's
  * EMULATED doorbell (this host's KVM never returns a VMMCALL from KVM_RUN: the real hypercall test is
  * pending with that reason), and the tracker checked against the guest's own record of what it asked
- * and what it got back. Seed 004's kexec race with two real vCPUs. The handoff of a guest stopped in
+ * and what it got back. The kexec race of the v12 SEV live-migration patches with two real vCPUs. The handoff of a guest stopped in
  * the middle of a hypercall exit.
  */
 import type { ExecutionContext } from 'ava';
@@ -159,7 +159,7 @@ hwTest(vmmcall, 'native /dev/kvm: real VMMCALLs of KVM_HC_MAP_GPA_RANGE drive th
 
 hwTest(
   kvm,
-  "hybrid, two real vCPUs: seed 004's kexec race — without generations the late share corrupts the new boot; with them it is ignored",
+  'hybrid, two real vCPUs: the kexec race of the v12 SEV live-migration patches — without generations the late share corrupts the new boot; with them it is ignored',
   async (t) => {
     const race = kexecRace();
     const results: number[][] = [];

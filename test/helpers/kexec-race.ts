@@ -1,5 +1,5 @@
 /**
- * Seed 004's race as guest steps (Steve Rutherford, "Re: [PATCH v12 13/13] x86/kvm: Add kexec support
+ * The kexec race of the v12 SEV live-migration patches as guest steps (Steve Rutherford, "Re: [PATCH v12 13/13] x86/kvm: Add kexec support
  * for SEV Live Migration", LKML April 2021): the old boot shares pages; on its way down vCPU 0 clears
  * MSR_KVM_MIGRATION_CONTROL and resets the shared list by marking all RAM encrypted; vCPU 1, whose
  * reboot is still pending, finishes a device request and shares a page after that reset; the new boot

@@ -19,7 +19,8 @@ page states the way Linux does: KVM_HC_MAP_GPA_RANGE hypercalls and MSR_KVM_MIGR
 the VMM's page map at each point where the guest pauses, and at its end.
 ${BACKEND_HELP}
   --scenario       boot (default): a boot, some device pages shared, a kexec, the next boot;
-                   kexec-race: seed 004's race, two vCPUs, a late request from the old boot
+                   kexec-race: the kexec race of the v12 SEV live-migration patches: two vCPUs,
+                   a late request from the old boot lands after the reset
   --no-generations track without boot generations (shows what the race does to such a tracker)
   --json           a machine-readable report
 

@@ -35,7 +35,7 @@ export class BootGenerations {
   private currentId: number | undefined;
   private readonly oldIds = new Set<number>();
 
-  /** `enabled` false: every request counts as the current boot's (the behaviour seed 004 warns about). */
+  /** `enabled` false: every request counts as the current boot's (the behaviour the kexec race breaks). */
   constructor(readonly enabled: boolean) {}
 
   /** A vCPU the VMM runs; it starts in the current boot. */

@@ -23,7 +23,7 @@ export interface PageStateTrackerOptions {
   ram: readonly { gpa: bigint; size: number | bigint }[];
   /**
    * Boot generations (default true): requests from a boot the guest already left are ignored.
-   * false reproduces the tracker seed 004 warns about (for tests and comparison).
+   * false reproduces the tracker the kexec race breaks (for tests and comparison).
    */
   generations?: boolean;
   /** Honour boot IDs in KVM_HC_MAP_GPA_RANGE attrs bits 31:16 (kvm-sev's opt-in extension; default false). */
@@ -300,11 +300,15 @@ export class PageStateTracker implements PageStateView {
   }
 
   /**
-   * Replaces this tracker's pages, VM state and generations with a snapshot's (same RAM layout) and
-   * reports every run as a 'restore' change.
+   * Replaces this tracker's pages, migration-control value and generations with a snapshot's (same RAM
+   * layout) and reports every run as a 'restore' change. The VM state comes from the snapshot too,
+   * unless `keepVmState` (a migration's destination, which stays 'receiving' until RECEIVE_FINISH
+   * while the source's snapshot says 'sending').
    */
-  restore(snap: PageStateSnapshot): void {
+  restore(snap: PageStateSnapshot, o: { keepVmState?: boolean } = {}): void {
+    const vm = this.vm;
     this.load(checkSnapshot(snap), true);
+    if (o.keepVmState) this.vm = vm;
   }
 
   private load(s: PageStateSnapshot, notify: boolean): void {

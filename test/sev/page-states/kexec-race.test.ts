@@ -1,8 +1,9 @@
 /**
- * Seed 004's kexec race, reproduced with the page-state guest on the mock's KVM model (the hardware
- * version is in hw-test/page-states.test.ts): without boot generations the late request from the old
- * boot leaves a page shared that the new boot never shared; with them it is ignored, with the reason
- * logged.
+ * The kexec race of the v12 SEV live-migration patches (Steve Rutherford, "Re: [PATCH v12 13/13]
+ * x86/kvm: Add kexec support for SEV Live Migration", LKML April 2021), reproduced with the page-state
+ * guest on the mock's KVM model (the hardware version is in hw-test/page-states.test.ts): without boot
+ * generations the late request from the old boot leaves a page shared that the new boot never shared;
+ * with them it is ignored, with the reason logged.
  */
 import test from 'ava';
 import { MockHost } from '../../../lib/backends/mock/mock-host.js';

@@ -17,7 +17,7 @@ import {
   type VmState,
 } from '../../../lib/sev/page-states/vm-state-table.js';
 
-// ---- the GFN table, as the seed prints it ----
+// ---- the GFN table, as the patch's comment prints it ----
 type PowerGfn = 'Secure' | 'Shared' | 'Normal';
 type PowerGfnOp = 'Share' | 'Unshare' | 'abort/terminate' | 'H_SVM_INIT_DONE';
 const POWER_GFN: Record<PowerGfn, Record<PowerGfnOp, PowerGfn>> = {

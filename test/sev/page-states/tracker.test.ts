@@ -198,6 +198,21 @@ test('a snapshot is JSON and restores the same pages, VM state, readiness, gener
     seen.map((c) => [c.cause, c.to]),
     [...tr.runs()].map((r) => ['restore', r.state]),
   );
+  // A migration's destination keeps its own VM state: it is receiving, the source was sending.
+  const dest = new PageStateTracker({
+    ram: [
+      { gpa: 0n, size: 0x10000 },
+      { gpa: 0x100000n, size: 0x2000 },
+    ],
+  });
+  dest.vmEvent('RECEIVE_START');
+  dest.restore(parse(), { keepVmState: true });
+  t.is(dest.vmState, 'receiving');
+  t.true(dest.migrationReady, 'the MSR value travels with the pages');
+  t.is(dest.pageState(0x4000n), 'shared');
+  dest.vmEvent('RECEIVE_FINISH');
+  t.is(dest.vmState, 'running');
+  t.is(dest.pageState(0x4000n), 'shared', 'RECEIVE_FINISH keeps the shared pages');
   // Bad snapshots are typed errors.
   const bad = (f: (s: { version: number; runs: { state: string }[] }) => void) => {
     const s = parse();
