@@ -8,12 +8,15 @@
  *   writes 0 on every CPU on its way down, the next boot writes KVM_MIGRATION_READY again). The
  *   generation advances when the guest clears the MSR after having set it; each vCPU is in the
  *   generation of its own last MSR write, so a request from a vCPU that has not yet cleared the MSR
- *   (its reboot still pending) is from the old boot. The next boot's READY puts every vCPU in it.
+ *   (its reboot still pending) is `late`: it comes from the old boot. It is ignored only for the pages
+ *   a newer generation has already declared (the reset): a guest that clears the MSR without going
+ *   down (CPU offline, suspend: kvm_guest_cpu_offline() runs there too) keeps its other vCPUs' requests.
+ *   The next boot's READY puts every vCPU in it.
  * - a per-boot generation ID passed with each request: an OPT-IN extension of KVM_HC_MAP_GPA_RANGE
  *   defined by kvm-sev (never merged upstream; off by default): attrs bits 31:16 carry the boot's ID
  *   (1..65535, 0 = none). An ID seen before the current one is stale; a new ID starts a new boot.
  *   It also catches a single vCPU racing with itself, which per-vCPU generations cannot.
- * A request from an old generation is ignored with a logged reason.
+ * What is ignored is logged with the reason.
  */
 
 export interface BootGenerationsState {
@@ -24,7 +27,11 @@ export interface BootGenerationsState {
   oldIds: number[];
 }
 
-export type Attribution = { generation: number; stale?: undefined } | { generation: number; stale: string };
+/**
+ * `stale`: from a boot that is over (its boot ID is an old one): ignore it. `late`: from a vCPU that
+ * has not left the previous generation: ignore it where a newer generation has declared the pages.
+ */
+export type Attribution = { generation: number; stale?: string; late?: string };
 
 export class BootGenerations {
   /** The current boot. */
@@ -82,7 +89,7 @@ export class BootGenerations {
     if (g < this.generation)
       return {
         generation: g,
-        stale: `vCPU ${vcpu} has not cleared MSR_KVM_MIGRATION_CONTROL since generation ${g} ended: a late request from the previous boot (now ${this.generation})`,
+        late: `vCPU ${vcpu} has not cleared MSR_KVM_MIGRATION_CONTROL since generation ${g} ended: a late request from the previous boot (now ${this.generation})`,
       };
     return { generation: this.generation };
   }

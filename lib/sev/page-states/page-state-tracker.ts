@@ -220,9 +220,15 @@ export class PageStateTracker implements PageStateView {
       return { ret: 0n, reason: who.stale };
     }
     const to = encrypted ? 'private' : 'shared';
+    let late = false;
+    if (who.late !== undefined) {
+      // Pages a newer generation declared (the new boot's reset) are the new boot's: leave them.
+      late = this.map.segments().some((s) => s.end > start && s.start < end && s.generation > who.generation);
+      if (late) log('stale', `ignored where a newer generation declared the pages: ${who.late}`, who.generation);
+    }
     this.pending.set(vcpu, { start, end, to, generation: who.generation });
-    this.apply(start, end, 'convert', 'hypercall', { to, vcpu, generation: who.generation });
-    return { ret: 0n };
+    this.apply(start, end, 'convert', 'hypercall', { to, vcpu, generation: who.generation, ...(late ? { upTo: who.generation } : {}) });
+    return { ret: 0n, ...(late ? { reason: who.late } : {}) };
   }
 
   /** A request the hypercall handler rejected before it reached the pages (logged). */
@@ -364,11 +370,12 @@ export class PageStateTracker implements PageStateView {
     end: bigint,
     op: PageOp,
     cause: PageStateChange['cause'],
-    o: { to?: 'private' | 'shared'; vcpu?: number; generation?: number; onlyVcpu?: number } = {},
+    o: { to?: 'private' | 'shared'; vcpu?: number; generation?: number; onlyVcpu?: number; upTo?: number } = {},
   ): void {
     const generation = o.generation ?? this.generation;
     const pieces: Piece[] = this.map.update(start, end, (s) => {
       if (o.onlyVcpu !== undefined && !(s.state === 'converting' && s.vcpu === o.onlyVcpu)) return undefined;
+      if (o.upTo !== undefined && s.generation > o.upTo) return undefined;
       const state = PAGE_STATE_TABLE[s.state][op];
       if (state === 'converting') {
         if (op === 'convert') return { start: s.start, end: s.end, state, generation, to: o.to!, vcpu: o.vcpu! };

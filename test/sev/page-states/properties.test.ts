@@ -50,7 +50,9 @@ interface ModelOptions {
 class Model {
   pages: (PageState | undefined)[] = Array.from({ length: 40 }, (_, p) => (inRam(p) ? 'private' : undefined));
   owner: (number | undefined)[] = Array.from({ length: 40 }, () => undefined);
-  pending = new Map<number, { from: number; to: number; state: PageState }>();
+  /** The generation of the request that last changed each page (launch: 1). */
+  pageGen: number[] = Array.from({ length: 40 }, () => 1);
+  pending = new Map<number, { from: number; to: number; state: PageState; gen: number }>();
   ready = false;
   gen = 1;
   vgen = Array.from({ length: VCPUS }, () => 1);
@@ -66,6 +68,7 @@ class Model {
       if (this.pages[i] === 'converting' && this.owner[i] === v) {
         this.pages[i] = p.state;
         this.owner[i] = undefined;
+        this.pageGen[i] = p.gen;
       }
   }
   advance() {
@@ -84,6 +87,9 @@ class Model {
     this.settle(v);
     if (!(id === 0 || this.o.ids)) return -22n;
     for (let i = page; i < page + n; i++) if (!inRam(i) || (i >= 16 && page < 16)) return -22n;
+    let gen = this.gen;
+    /** A late request (from a vCPU still in an older generation) leaves the pages newer ones declared. */
+    let upTo = Infinity;
     if (this.o.generations) {
       if (id !== 0) {
         if (this.old.has(id)) return 0n;
@@ -92,12 +98,18 @@ class Model {
           this.cur = id;
           this.vgen[v] = this.gen;
         }
-      } else if (this.vgen[v]! < this.gen) return 0n;
+        gen = this.gen;
+      } else if (this.vgen[v]! < this.gen) {
+        gen = this.vgen[v]!;
+        upTo = gen;
+      }
     }
-    this.pending.set(v, { from: page, to: page + n, state: enc ? 'private' : 'shared' });
+    this.pending.set(v, { from: page, to: page + n, state: enc ? 'private' : 'shared', gen });
     for (let i = page; i < page + n; i++) {
+      if (this.pageGen[i]! > upTo) continue;
       this.pages[i] = 'converting';
       this.owner[i] = v;
+      this.pageGen[i] = gen;
     }
     return 0n;
   }

@@ -286,3 +286,32 @@ test("the page-state guest on the mock: a real SEV launch (mock firmware), its s
     ],
   );
 });
+
+test('a vCPU going offline clears the MSR without a reboot: the other vCPUs still run that boot, and their requests count', (t) => {
+  const tr = new PageStateTracker({ ram: [{ gpa: 0n, size: 0x10000 }] });
+  tr.vmEvent('LAUNCH_START');
+  tr.vmEvent('LAUNCH_FINISH');
+  for (const v of [0, 1, 2]) tr.addVcpu(v);
+  tr.writeMigrationControl(0, 1n);
+  tr.writeMigrationControl(2, 0n); // kvm_guest_cpu_offline() on CPU 2 only
+  t.false(tr.migrationReady, 'migration is blocked, as the kernel intends');
+  t.is(tr.generation, 2);
+  t.is(tr.mapGpaRange(0, 0x8000n, 2n, false).ret, 0n);
+  tr.settle(0);
+  t.is(tr.mapGpaRange(1, 0xa000n, 1n, false).ret, 0n);
+  tr.settle(1);
+  t.deepEqual(runs(tr), [
+    [0, 8, 'private'],
+    [8, 3, 'shared'],
+    [11, 5, 'private'],
+  ]);
+  t.is(tr.log.filter((e) => e.kind === 'stale').length, 0);
+  // A real kexec later: the reset by vCPU 0 is the new boot's; vCPU 1's late share of a reset page is ignored.
+  tr.writeMigrationControl(0, 0n);
+  tr.mapGpaRange(0, 0n, 16n, true);
+  tr.settle(0);
+  tr.mapGpaRange(1, 0xb000n, 1n, false);
+  tr.settle(1);
+  t.is(tr.pageState(0xb000n), 'private');
+  t.is(tr.log.filter((e) => e.kind === 'stale').length, 1);
+});
