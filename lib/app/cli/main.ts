@@ -9,6 +9,7 @@ import { doctor, DOCTOR_HELP } from './doctor.js';
 import { status, STATUS_HELP } from './status.js';
 import { trace, TRACE_HELP } from './trace.js';
 import { hello, HELLO_HELP } from './hello.js';
+import { pageMap, PAGE_MAP_HELP } from './page-map.js';
 import { measure, MEASURE_HELP } from './measure.js';
 import { secret, SECRET_HELP } from './secret.js';
 import { EXIT, UsageError } from './output.js';
@@ -24,6 +25,7 @@ Commands:
   secret                build a LAUNCH_SECRET packet for a measured guest
   trace                 decode a recorded ioctl trace of the mock backend
   hello                 boot a real-mode guest on /dev/kvm and print its serial output
+  page-map              run a guest that reports its page states and show the VMM's page map
 
 Options: --help, --version
 Exit status: 0 success, 1 a failed check or step, 2 a usage error; 141 (as for SIGPIPE) when the reader
@@ -47,6 +49,7 @@ const COMMANDS: Record<string, Command> = {
   status: { run: status, help: STATUS_HELP },
   trace: { run: trace, help: TRACE_HELP },
   hello: { run: hello, help: HELLO_HELP },
+  'page-map': { run: pageMap, help: PAGE_MAP_HELP },
   measure: { run: measure, help: MEASURE_HELP },
   secret: { run: secret, help: SECRET_HELP },
   certs: {
