@@ -12,6 +12,7 @@ import type { VcpuExit } from '../lib/kvm/exits.js';
 import { NativeBackend } from '../lib/backends/native/native-backend.js';
 import { HybridBackend } from '../lib/backends/hybrid/hybrid-backend.js';
 import { loadProgram } from '../lib/app/guest/setup.js';
+import { SerialPort, kvmIrqLine } from '../lib/app/guest/serial.js';
 import type { GuestProgram } from '../lib/app/guest/programs.js';
 import {
   HYPERCALL_DOORBELL_PORT,
@@ -20,14 +21,29 @@ import {
   dirtyPagesProgram,
   doorbellProgram,
   hypercallProgram,
+  levelIrqProgram,
   mmioReadProgram,
   msrProgram,
   picIrqProgram,
   pitTicksProgram,
   popcntProgram,
+  serialIrqProgram,
+  sevTermProgram,
+  tripleFaultProgram,
   x2apicIrqProgram,
 } from '../lib/app/guest/vmm-programs.js';
-import { KVM_CAP, KVM_HC_MAP_GPA_RANGE, KVM_INTERNAL_ERROR, KVM_MEM, MSR_KVM_MIGRATION_CONTROL } from '../lib/uapi/constants.js';
+import { SevLaunch } from '../lib/sev/launch.js';
+import { SevPlatform } from '../lib/sev/platform.js';
+import {
+  KVM_CAP,
+  KVM_HC_MAP_GPA_RANGE,
+  KVM_INTERNAL_ERROR,
+  KVM_MEM,
+  KVM_SYSTEM_EVENT,
+  KVM_X86_SEV_ES_VM,
+  MSR_KVM_MIGRATION_CONTROL,
+  SEV_POLICY,
+} from '../lib/uapi/constants.js';
 import {
   KVM_DEV_TYPE,
   KVM_DEV_VFIO,
@@ -38,7 +54,7 @@ import {
   KVM_MSR_FILTER_DEFAULT_ALLOW,
 } from '../lib/uapi/vmm-constants.js';
 import { dirtyPages } from '../lib/uapi/vmm-structs.js';
-import { hwTest, kvmDevice, type Requirement } from '../test/helpers/hw.js';
+import { hwTest, kvmDevice, sevDevice, type Requirement } from '../test/helpers/hw.js';
 
 const kvm = kvmDevice();
 
@@ -132,6 +148,59 @@ async function hypercallRequirement(): Promise<Requirement> {
 const hypercall = await hypercallRequirement();
 const guestMemfd = capRequirement('GUEST_MEMFD', 'no guest_memfd (KVM_CREATE_GUEST_MEMFD, KVM_SET_MEMORY_ATTRIBUTES need it)');
 const tscScaling = capRequirement('TSC_CONTROL', 'no TSC scaling, so a vCPU cannot run at another TSC frequency');
+const tripleFaultEvent = capRequirement('X86_TRIPLE_FAULT_EVENT', 'KVM_SET_VCPU_EVENTS cannot make a triple fault pending');
+
+/** An SEV-ES guest needs KVM_X86_SEV_ES_VM from this KVM and the PSP behind /dev/sev. */
+function sevEsRequirement(): Requirement {
+  if (!kvm.ok) return kvm;
+  const k = Kvm.open({ backend: new NativeBackend() });
+  try {
+    const types = k.supportedVmTypes();
+    if (!types.includes(KVM_X86_SEV_ES_VM))
+      return {
+        ok: false,
+        reason:
+          `this host's KVM creates no SEV-ES VM (KVM_CAP_VM_TYPES lists ${JSON.stringify(types)}, not KVM_X86_SEV_ES_VM = 3): ` +
+          "KVM_EXIT_SYSTEM_EVENT's SEV_TERM comes only from an SEV-ES guest's VMGEXIT; test/backends/mock/kernel/vmm-exits.test.ts checks the mock's",
+      };
+  } finally {
+    k.close();
+  }
+  return sevDevice();
+}
+const sevEs = sevEsRequirement();
+
+/**
+ * Whether a real-mode guest's interrupt past its IDT limit triple-faults here: a bounded probe (1 s).
+ * Where KVM emulates real mode, its __emulate_int_real() does not check the limit, and the guest
+ * runs on from the vector it read (kvm_pvm here emulates every instruction of such a guest).
+ */
+async function realModeTripleFaultRequirement(): Promise<Requirement> {
+  if (!kvm.ok) return kvm;
+  const k = Kvm.open({ backend: new NativeBackend() });
+  try {
+    const vm = k.createVm();
+    try {
+      const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+      const vcpu = vm.createVcpu(0);
+      loadProgram(mem, vcpu, tripleFaultProgram({ realMode: true }));
+      const exit = await runFor(vcpu, 1000);
+      if (exit.reason === 'shutdown') return { ok: true, reason: '' };
+      return {
+        ok: false,
+        reason:
+          `a real-mode INT3 past an empty IDT gave no KVM_EXIT_SHUTDOWN within 1 s here (exit: ${exit.reason}, the guest at ` +
+          `${vcpu.getRegs().rip.toString(16)}h): KVM emulates this host's real mode, and its __emulate_int_real() does not check ` +
+          'the IDT limit; the protected-mode triple fault test covers KVM_EXIT_SHUTDOWN',
+      };
+    } finally {
+      vm.close();
+    }
+  } finally {
+    k.close();
+  }
+}
+const realModeTripleFault = await realModeTripleFaultRequirement();
 
 hwTest(
   kvm,
@@ -207,6 +276,98 @@ hwTest(kvm, 'an irqfd write injects its GSI without an ioctl; after deassign the
   t.is(none.reason, 'intr', 'no interrupt after deassign (the kick ended the run)');
   t.is(ev.read(), 1n, 'the write stayed in the eventfd');
 });
+
+hwTest(
+  kvm,
+  "irqfd with a resamplefd: a level-triggered guest's EOI lowers the line and signals the VMM, which raises it again only while its device has work",
+  async (t) => {
+    const { vm, mem, vcpu } = boot(t, levelIrqProgram(5), { irqchip: 'kernel' });
+    using irq = vm.eventfd();
+    using resample = vm.eventfd();
+    t.true(isPort(await runFor(vcpu), VMM_PORT.READY));
+    const pic = vm.getIrqchip(KVM_IRQCHIP.PIC_MASTER);
+    if (pic.chip_id !== 2) t.is(pic.pic.elcr & 0x20, 0x20, 'the guest made IRQ 5 level-triggered');
+    vm.irqfd(irq, 5, { resample });
+    // The device: three units of work, each acknowledged by the guest's read of its status register.
+    const work = [0xa1, 0xa2, 0xa3];
+    let resamples = 0;
+    let reasserts = 0;
+    // The VMM's resample loop, on the event loop (no thread): the EOI lowered the line; raise it again while work is left.
+    const vmmLoop = (async () => {
+      for (;;) {
+        await resample.wait();
+        resamples++;
+        if (work.length > 0) {
+          reasserts++;
+          irq.signal();
+        }
+      }
+    })().catch((e: unknown) => e); // ends when the resamplefd closes (its wait is aborted)
+    irq.signal(); // the device raises its line
+    for (let i = 0; i < 3; i++) {
+      const exit = await runFor(vcpu);
+      t.true(exit.reason === 'io' && exit.port === VMM_PORT.ACK && exit.direction === 'in', `interrupt ${i + 1}: exit ${exit.reason}`);
+      if (exit.reason === 'io') exit.data[0] = work.shift()!;
+    }
+    // After the third EOI the line stays low: the guest idles in HLT until the kick.
+    t.is((await runFor(vcpu, 300)).reason, 'intr', 'no interrupt the VMM did not mean');
+    t.is(resamples, 3, 'one resample per EOI');
+    t.is(reasserts, 2);
+    t.is(new DataView(mem.read(BigInt(VMM_DATA), 2).buffer).getUint16(0, true), 3, 'the guest counted three interrupts');
+    t.deepEqual([...mem.read(BigInt(VMM_DATA + 0x100), 4)], [0xa1, 0xa2, 0xa3, 0], 'and read each unit of work once');
+    const after = vm.getIrqchip(KVM_IRQCHIP.PIC_MASTER);
+    if (after.chip_id !== 2) t.is(after.pic.irr & 0x20, 0, 'the line is low');
+    resample.close();
+    t.truthy(await vmmLoop);
+  },
+);
+
+hwTest(
+  kvm,
+  "the 16550A's IRQ 4 through KVM_IRQ_LINE: an interrupt-driven guest driver receives bytes and echoes them, one interrupt each",
+  async (t) => {
+    const { vm, mem, vcpu } = boot(t, serialIrqProgram(), { irqchip: 'kernel' });
+    const line = kvmIrqLine(vm, 4);
+    let rises = 0;
+    const com1 = new SerialPort({
+      irq: (level) => {
+        if (level) rises++;
+        line(level);
+      },
+    });
+    /** Runs the guest, serving its COM1 accesses, until it reports on a VMM port. */
+    const runUntilReport = async (ms = 5000) => {
+      for (;;) {
+        const exit = await runFor(vcpu, ms);
+        if (!com1.handle(exit)) return exit;
+      }
+    };
+    t.true(isPort(await runUntilReport(), VMM_PORT.READY));
+    t.false(com1.irqLevel, 'nothing pending yet: IRQ 4 low');
+    const words = () => {
+      const dv = new DataView(mem.read(BigInt(VMM_DATA), 6).buffer);
+      return { interrupts: dv.getUint16(0, true), received: dv.getUint16(2, true), sent: dv.getUint16(4, true) };
+    };
+    let expected = 0;
+    for (const input of ['hi', 'kvm']) {
+      t.is(com1.receive(input), input.length);
+      t.true(com1.irqLevel, 'received data raised IRQ 4');
+      const done = await runUntilReport();
+      t.true(isPort(done, VMM_PORT.DONE), `exit ${done.reason}`);
+      // One interrupt for the received bytes, one per echoed byte, one that finds nothing left to send.
+      expected += input.length + 2;
+      t.is(tickCount(done), expected, 'the interrupt count the guest reported');
+      t.is(rises, expected, 'each interrupt was one rise of the line');
+      t.false(com1.irqLevel);
+    }
+    t.is(com1.output, 'hikvm');
+    t.like(words(), { interrupts: expected, received: 5, sent: 5 });
+    t.deepEqual([...mem.read(BigInt(VMM_DATA + 0x100), 5)], [...Buffer.from('hikvm')]);
+    // The guest returns from its last handler and idles: no interrupt comes without data.
+    t.is((await runUntilReport(300)).reason, 'intr');
+    t.is(words().interrupts, expected);
+  },
+);
 
 hwTest(kvm, 'a split irqchip: KVM_SIGNAL_MSI and an MSI route behind an irqfd reach the x2APIC guest', async (t) => {
   const { k, vm, vcpu } = boot(t, undefined, { irqchip: 'split' });
@@ -498,8 +659,83 @@ hwTest(kvm, 'KVM_CREATE_DEVICE: the VFIO device where the host has it, with its 
   t.false(dev.hasAttr(0x7777, 0));
 });
 
+hwTest(
+  kvm,
+  'a guest that triple-faults (a far jump past its GDT with an empty IDT) exits with KVM_EXIT_SHUTDOWN, again on every run',
+  async (t) => {
+    const { vcpu } = boot(t, tripleFaultProgram());
+    t.true(isPort(await runFor(vcpu), VMM_PORT.READY), 'the guest reached protected mode');
+    t.deepEqual(await runFor(vcpu), { reason: 'shutdown' });
+    const s = vcpu.getSregs();
+    t.is(s.cr0 & 1n, 1n, 'CR0.PE');
+    t.is(s.idt.limit, 0);
+    // Nothing answers a shutdown: until the VMM resets the vCPU, the guest faults the same way again.
+    t.deepEqual(await runFor(vcpu), { reason: 'shutdown' });
+  },
+);
+
+hwTest(realModeTripleFault, 'a real-mode guest whose INT3 lies past an empty IDT triple-faults: KVM_EXIT_SHUTDOWN', async (t) => {
+  const { vcpu } = boot(t, tripleFaultProgram({ realMode: true }));
+  t.deepEqual(await runFor(vcpu), { reason: 'shutdown' });
+  t.is(vcpu.getSregs().cr0 & 1n, 0n, 'still in real mode');
+});
+
+hwTest(
+  tripleFaultEvent,
+  'KVM_CAP_X86_TRIPLE_FAULT_EVENT: a triple fault made pending with KVM_SET_VCPU_EVENTS is the next exit',
+  async (t) => {
+    const { vm, vcpu } = boot(t, picIrqProgram(5));
+    const e = t.throws(() => vcpu.setVcpuEvents({ flags: 0x20, triple_fault: { pending: 1 } }));
+    t.is((e as { code?: string }).code, 'EINVAL', 'KVM_VCPUEVENT_VALID_TRIPLE_FAULT needs the capability');
+    vm.enableCap(KVM_CAP.X86_TRIPLE_FAULT_EVENT, [1n]);
+    t.is(vcpu.getVcpuEvents().flags & 0x20, 0x20, 'KVM_VCPUEVENT_VALID_TRIPLE_FAULT');
+    vcpu.setVcpuEvents({ triple_fault: { pending: 1 } });
+    t.is(vcpu.getVcpuEvents().triple_fault.pending, 1);
+    t.deepEqual(await runFor(vcpu), { reason: 'shutdown' });
+    t.is(vcpu.getRegs().rip, 0x1000n, 'before the first instruction');
+    t.is(vcpu.getVcpuEvents().triple_fault.pending, 0, 'consumed by the exit');
+    vcpu.setVcpuEvents({ triple_fault: { pending: 1 } });
+    vcpu.setVcpuEvents({ triple_fault: { pending: 0 } });
+    const first = await runFor(vcpu);
+    t.is(first.reason, 'io', 'cleared: the guest runs (its first OUT, to the PIC no irqchip models here)');
+  },
+);
+
+hwTest(
+  sevEs,
+  "an SEV-ES guest's GHCB MSR termination request exits with KVM_EXIT_SYSTEM_EVENT (SEV_TERM, reason set and code)",
+  async (t) => {
+    const backend = new NativeBackend();
+    const k = Kvm.open({ backend });
+    t.teardown(() => k.close());
+    const platform = SevPlatform.open(backend);
+    t.teardown(() => platform.close());
+    const vm = k.createVm(KVM_X86_SEV_ES_VM);
+    t.teardown(() => vm.close());
+    const mem = vm.addMemory({ guestPhysAddr: 0n, size: 0x10000 });
+    const guest = await SevLaunch.init(vm, { platform, es: true });
+    const vcpu = vm.createVcpu(0);
+    loadProgram(mem, vcpu, sevTermProgram(1, 3));
+    const launching = await guest.launchStart({ policy: SEV_POLICY.ES });
+    await launching.launchUpdateData(mem);
+    await launching.launchUpdateVmsa();
+    const running = await (await launching.launchMeasure()).launchFinish();
+    t.teardown(() => running.close());
+    const exit = await runFor(vcpu);
+    t.is(exit.reason, 'system_event');
+    if (exit.reason !== 'system_event') return;
+    t.is(exit.type, KVM_SYSTEM_EVENT.SEV_TERM);
+    t.is(exit.data[0]! & 0xfffn, 0x100n, 'data[0] is the GHCB MSR with GHCB_MSR_TERM_REQ');
+    t.deepEqual(exit.sevTerm, { reasonSet: 1, reasonCode: 3 });
+  },
+);
+
 test('the hypercall probe ran and said why where it is pending', (t) => {
   t.true(hypercall.ok || hypercall.reason.length > 0);
+});
+
+test('the real-mode triple fault probe ran and said why where it is pending', (t) => {
+  t.true(realModeTripleFault.ok || realModeTripleFault.reason.length > 0);
 });
 
 hwTest(

@@ -91,7 +91,7 @@ export {
   COM1,
   type GuestProgram,
 } from './app/guest/programs.js';
-export { SerialPort, type SerialPortOptions, type SerialState } from './app/guest/serial.js';
+export { SerialPort, kvmIrqLine, type SerialPortOptions, type SerialState } from './app/guest/serial.js';
 export {
   setupRealMode,
   loadProgram,

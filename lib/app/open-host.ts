@@ -15,6 +15,8 @@ export interface OpenHostOptions {
   backend?: BackendName;
   /** Options of the mock (and of the hybrid's mocked SEV): kernel and processor profiles, memlock, faults, trace. */
   mock?: MockHostOptions;
+  /** The hybrid's own options (e.g. its EMULATED hypercall doorbell, for hosts whose KVM swallows VMMCALL). */
+  hybrid?: { emulateHypercalls?: { port: number } };
 }
 
 export interface OpenedHost {
@@ -93,7 +95,8 @@ export async function openHost(options: OpenHostOptions = {}): Promise<OpenedHos
     throw invalidArgValue('options.backend', want, "must be 'native', 'hybrid' or 'mock'");
   }
   const mock = async (): Promise<Backend> => new (await import('../backends/mock/mock-host.js')).MockHost(options.mock);
-  const hybrid = async (): Promise<Backend> => new (await import('../backends/hybrid/hybrid-backend.js')).HybridBackend(options.mock);
+  const hybrid = async (): Promise<Backend> =>
+    new (await import('../backends/hybrid/hybrid-backend.js')).HybridBackend({ ...options.mock, ...options.hybrid });
   if (want === 'mock') return { name: 'mock', backend: await mock(), reason: 'asked for the mock' };
   const p = probeNative();
   if (want === 'native') {

@@ -7,8 +7,10 @@
  * - hypercall: `reply(ret)` writes kvm_run.hypercall.ret, which KVM puts in RAX (complete_hypercall_exit);
  * - RDMSR/WRMSR: `reply({ data })` (RDMSR: EDX:EAX), or `reply({ error: true })` to inject #GP;
  * - IOAPIC EOI (split irqchip): the VMM's IOAPIC clears remote IRR of the pins with `vector`.
+ * Exits with nothing to answer: SHUTDOWN (a triple fault; the vCPU cannot go on until the VMM resets
+ * its state), SYSTEM_EVENT (e.g. an SEV-ES guest's termination request, `sevTerm`).
  */
-import { KVM_EXIT, KVM_EXIT_IO_OUT, exitReasonName } from '../uapi/constants.js';
+import { KVM_EXIT, KVM_EXIT_IO_OUT, KVM_SYSTEM_EVENT, exitReasonName, systemEventName } from '../uapi/constants.js';
 
 const {
   IO: KVM_EXIT_IO,
@@ -25,6 +27,8 @@ const {
   X86_WRMSR: KVM_EXIT_X86_WRMSR,
   IOAPIC_EOI: KVM_EXIT_IOAPIC_EOI,
 } = KVM_EXIT;
+/** arch/x86/include/asm/sev-common.h: the GHCB MSR protocol's termination request. */
+const GHCB_MSR_TERM_REQ = 0x100n;
 
 export type VcpuExit =
   | { reason: 'io'; direction: 'in' | 'out'; size: number; port: number; count: number; data: Uint8Array }
@@ -44,7 +48,26 @@ export type VcpuExit =
       reply(r: { data?: bigint; error?: boolean }): void;
     }
   | { reason: 'ioapic_eoi'; vector: number }
-  | { reason: 'system_event'; type: number; data: bigint[] }
+  | {
+      reason: 'system_event';
+      /** KVM_SYSTEM_EVENT_* (kvm_run.system_event.type) and its name ('SEV_TERM', 'SHUTDOWN', …; undefined if unknown). */
+      type: number;
+      typeName: keyof typeof KVM_SYSTEM_EVENT | undefined;
+      /** The first `ndata` entries of kvm_run.system_event.data (KVM_CAP_SYSTEM_EVENT_DATA). */
+      data: bigint[];
+      /**
+       * kvm_run.system_event.flags, the u64 that data[0] shares: what kernels before
+       * KVM_CAP_SYSTEM_EVENT_DATA (5.18) wrote, with ndata left 0.
+       */
+      flags: bigint;
+      /**
+       * SEV_TERM from the GHCB MSR protocol (data[0] is the GHCB MSR holding GHCB_MSR_TERM_REQ,
+       * arch/x86/kvm/svm/sev.c: sev_handle_vmgexit_msr_protocol()): the guest's reason set
+       * (GHCBData[15:12]; 0 is the GHCB specification's general set) and reason code (GHCBData[23:16]).
+       * Undefined for other events, and for a termination asked through a GHCB page (data[0] is its address).
+       */
+      sevTerm?: { reasonSet: number; reasonCode: number };
+    }
   | { reason: 'fail_entry'; hardwareEntryFailureReason: bigint; cpu: number }
   | { reason: 'internal_error'; suberror: number; data: bigint[] }
   | { reason: 'other'; exitReason: number; name: string };
@@ -111,7 +134,18 @@ export function decodeExit(run: DataView, page: Uint8Array): VcpuExit {
       const n = Math.min(run.getUint32(36, true), 16);
       const data: bigint[] = [];
       for (let i = 0; i < n; i++) data.push(run.getBigUint64(40 + 8 * i, true));
-      return { reason: 'system_event', type: run.getUint32(32, true), data };
+      const type = run.getUint32(32, true);
+      const exit: Extract<VcpuExit, { reason: 'system_event' }> = {
+        reason: 'system_event',
+        type,
+        typeName: systemEventName(type),
+        data,
+        flags: run.getBigUint64(40, true),
+      };
+      const msr = data[0];
+      if (type === KVM_SYSTEM_EVENT.SEV_TERM && msr !== undefined && (msr & 0xfffn) === GHCB_MSR_TERM_REQ)
+        exit.sevTerm = { reasonSet: Number((msr >> 12n) & 0xfn), reasonCode: Number((msr >> 16n) & 0xffn) };
+      return exit;
     }
     case KVM_EXIT_FAIL_ENTRY:
       return { reason: 'fail_entry', hardwareEntryFailureReason: run.getBigUint64(32, true), cpu: run.getUint32(40, true) };

@@ -29,6 +29,7 @@ import { decodeVcpuState, encodeVcpuState, restoreVcpuState, saveVcpuState } fro
 import type { Vcpu } from '../kvm/vcpu.js';
 import type { Vm } from '../kvm/vm.js';
 import { MessageReader, sendMessage } from '../backend/framing.js';
+import { PageStateTracker, type PageStateSnapshot } from '../sev/page-states/page-state-tracker.js';
 
 export const HANDOFF_VERSION = 1;
 
@@ -65,6 +66,11 @@ export interface HandOffOptions {
    * must already be stopped.
    */
   pause?: () => void | Promise<void>;
+  /**
+   * The guest's page states (lib/sev/page-states). Each vCPU's pending exit is completed first (a
+   * hypercall the VMM answered settles its pages), then the table travels with the vCPU state.
+   */
+  pageStates?: PageStateTracker;
 }
 
 export interface HandOffResult {
@@ -104,7 +110,14 @@ export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
   }
   // The pause starts here.
   await o.pause?.();
-  for (const v of o.vcpus) v.completePendingIo();
+  // KVM_RUN completes a pending exit (I/O, MMIO, MSR, hypercall) before state is saved: a vCPU saved
+  // in the middle of KVM_EXIT_HYPERCALL would re-execute the hypercall once restored
+  // (Documentation/virt/kvm/api.rst, KVM_EXIT_HYPERCALL).
+  for (const v of o.vcpus) {
+    v.completePendingIo();
+    o.pageStates?.settle(v.id);
+  }
+  const pageStates = o.pageStates?.snapshot();
   const vcpus = o.vcpus.map((v) => encodeVcpuState(saveVcpuState(v)));
   const sev = o.sev ? await o.sev.send() : undefined;
   try {
@@ -115,6 +128,7 @@ export async function handOff(o: HandOffOptions): Promise<HandOffResult> {
         kind: 'handoff',
         vcpus,
         devices: o.devices ?? {},
+        ...(pageStates ? { pageStates } : {}),
         ...(sev ? { sev: { method: sev.method, ...(sev.token !== undefined ? { token: sev.token.toString(16) } : {}) } } : {}),
       },
       [o.vm.fd],
@@ -149,6 +163,8 @@ export interface TakenOver {
   devices: Record<string, unknown>;
   owner: 'target';
   encContext?: EncContextMethod;
+  /** The guest's page states, if the old VMM tracked them. */
+  pageStates?: PageStateTracker;
 }
 
 /** New VMM: receives the guest, rebuilds the VM over the same memory, and acknowledges. */
@@ -194,6 +210,7 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
       return v;
     });
     const devices = (b['devices'] as Record<string, unknown>) ?? {};
+    const pageStates = b['pageStates'] ? PageStateTracker.fromSnapshot(b['pageStates'] as PageStateSnapshot) : undefined;
     await o.beforeReady?.(devices);
     await sendMessage(backend, o.socket, { kind: 'ready', ok: true });
     stage = 'commit';
@@ -204,7 +221,15 @@ export async function takeOver(o: TakeOverOptions): Promise<TakenOver> {
     if (sevInfo)
       await o.sev!.receive(vm, oldVmFd, { method: sevInfo.method, ...(sevInfo.token ? { token: BigInt(`0x${sevInfo.token}`) } : {}) });
     oldVmFd.close(); // the old VM dies now (the old VMM closed its fds at commit)
-    return { vm, vcpus, memory, devices, owner: 'target', ...(sevInfo ? { encContext: sevInfo.method } : {}) };
+    return {
+      vm,
+      vcpus,
+      memory,
+      devices,
+      owner: 'target',
+      ...(pageStates ? { pageStates } : {}),
+      ...(sevInfo ? { encContext: sevInfo.method } : {}),
+    };
   } catch (e) {
     if (stage !== 'commit') {
       try {

@@ -39,3 +39,24 @@ export {
   type KvmFlavour,
   type HostCpu,
 } from './capabilities.js';
+export type { PageState, PageStateRun, PageStateChange, PageStateView } from './page-states/page-state-view.js';
+export {
+  PageStateTracker,
+  PAGE_STATE_SNAPSHOT_VERSION,
+  type PageStateTrackerOptions,
+  type PageStateLogEntry,
+  type PageStateSnapshot,
+} from './page-states/page-state-tracker.js';
+export { PageStateExits, withPageStateCpuid } from './page-states/page-state-exits.js';
+export { handleMapGpaRange, decodeMapGpaRangeAttrs, type MapGpaRangeAttrs } from './page-states/map-gpa-range.js';
+export { handleMigrationControlMsr } from './page-states/migration-control-msr.js';
+export {
+  VM_STATE_TABLE,
+  VM_STATES,
+  VM_EVENTS,
+  vmTransition,
+  type VmState,
+  type VmEvent,
+  type VmCell,
+} from './page-states/vm-state-table.js';
+export { PAGE_STATE_TABLE, PAGE_OPS, PAGE_STATES, type PageOp } from './page-states/page-state-table.js';

@@ -6,7 +6,7 @@ import test from 'ava';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import { MockHost } from '../../lib/backends/mock/index.js';
 import { decodeExit } from '../../lib/kvm/exits.js';
-import { KVM_EXIT } from '../../lib/uapi/constants.js';
+import { KVM_EXIT, KVM_SYSTEM_EVENT } from '../../lib/uapi/constants.js';
 
 test('setCpuid2 takes `ecx | (1 << 31)` (a negative int32) as the u32 it means', (t) => {
   const kvm = Kvm.open({ backend: new MockHost() });
@@ -44,4 +44,26 @@ test('decodeExit: MSR exits reply into kvm_run.msr, hypercalls into hypercall.re
   run.setUint32(8, KVM_EXIT.IOAPIC_EOI, true);
   run.setUint8(32, 0x31);
   t.deepEqual(decodeExit(run, page), { reason: 'ioapic_eoi', vector: 0x31 });
+});
+
+test('decodeExit: SYSTEM_EVENT with its type name, the ndata entries, the old flags; SEV_TERM from the GHCB MSR protocol with its reason', (t) => {
+  const page = new Uint8Array(4096);
+  const run = new DataView(page.buffer);
+  run.setUint32(8, KVM_EXIT.SYSTEM_EVENT, true);
+  // A kernel before KVM_CAP_SYSTEM_EVENT_DATA: type and flags, ndata 0.
+  run.setUint32(32, KVM_SYSTEM_EVENT.RESET, true);
+  run.setBigUint64(40, 5n, true);
+  t.deepEqual(decodeExit(run, page), { reason: 'system_event', type: 2, typeName: 'RESET', data: [], flags: 5n });
+  // arch/x86/kvm/svm/sev.c: GHCB_MSR_TERM_REQ with reason set 0xf and code 0xab; data[0] is the GHCB MSR.
+  const msr = 0x100n | (0xfn << 12n) | (0xabn << 16n);
+  run.setUint32(32, KVM_SYSTEM_EVENT.SEV_TERM, true);
+  run.setUint32(36, 1, true);
+  run.setBigUint64(40, msr, true);
+  t.like(decodeExit(run, page), { typeName: 'SEV_TERM', data: [msr], sevTerm: { reasonSet: 0xf, reasonCode: 0xab } });
+  // Through a GHCB page (SVM_VMGEXIT_TERM_REQUEST), data[0] is the page's address: the reason is in the page.
+  run.setBigUint64(40, 0x5000n, true);
+  const page2 = decodeExit(run, page);
+  t.true(page2.reason === 'system_event' && page2.sevTerm === undefined);
+  run.setUint32(32, 99, true);
+  t.like(decodeExit(run, page), { type: 99, typeName: undefined });
 });

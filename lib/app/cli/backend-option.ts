@@ -8,7 +8,7 @@ export const BACKEND_HELP = `  --backend native|hybrid|mock   default: native wh
 
 export function hostFrom(
   values: { backend?: string | undefined; processor?: string | undefined },
-  extra: { trace?: boolean } = {},
+  extra: { trace?: boolean; hybrid?: { emulateHypercalls?: { port: number } } } = {},
 ): Promise<OpenedHost> {
   const b = values.backend;
   if (b !== undefined && b !== 'native' && b !== 'hybrid' && b !== 'mock')
@@ -19,5 +19,6 @@ export function hostFrom(
   return openHost({
     ...(b ? { backend: b } : {}),
     mock: { ...(p ? { processor: p as 'milan' } : {}), ...(extra.trace ? { trace: true } : {}) },
+    ...(extra.hybrid ? { hybrid: extra.hybrid } : {}),
   });
 }

@@ -9,6 +9,7 @@ import { doctor, DOCTOR_HELP } from './doctor.js';
 import { status, STATUS_HELP } from './status.js';
 import { trace, TRACE_HELP } from './trace.js';
 import { hello, HELLO_HELP } from './hello.js';
+import { pageMap, PAGE_MAP_HELP } from './page-map.js';
 import { measure, MEASURE_HELP } from './measure.js';
 import { secret, SECRET_HELP } from './secret.js';
 import { migrate, MIGRATE_HELP, receive, RECEIVE_HELP } from './migrate.js';
@@ -27,6 +28,7 @@ Commands:
   hello                 boot a real-mode guest on /dev/kvm and print its serial output
   migrate               move a running SEV guest to another host (live migration), with a progress bar
   receive               receive a guest from \`kvm-sev migrate\` and run it on
+  page-map              run a guest that reports its page states and show the VMM's page map
 
 Options: --help, --version
 Exit status: 0 success, 1 a failed check or step, 2 a usage error; 141 (as for SIGPIPE) when the reader
@@ -50,6 +52,7 @@ const COMMANDS: Record<string, Command> = {
   status: { run: status, help: STATUS_HELP },
   trace: { run: trace, help: TRACE_HELP },
   hello: { run: hello, help: HELLO_HELP },
+  'page-map': { run: pageMap, help: PAGE_MAP_HELP },
   measure: { run: measure, help: MEASURE_HELP },
   secret: { run: secret, help: SECRET_HELP },
   migrate: { run: migrate, help: MIGRATE_HELP },

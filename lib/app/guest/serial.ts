@@ -27,9 +27,36 @@
  * ```
  */
 import type { VcpuExit } from '../../kvm/exits.js';
+import type { Vm } from '../../kvm/vm.js';
 import { invalidArgValue, outOfRange } from '../../uapi/errors.js';
 import { COM1 } from './programs.js';
 import { FCR, FIFO_SIZE, IER, IIR, LCR, LSR, MCR, MSR, RX_TRIGGER, UART } from './serial-registers.js';
+
+/**
+ * A {@link SerialPortOptions.irq} callback that drives line `irq` of the VM's in-kernel irqchip
+ * (KVM_CREATE_IRQCHIP) with KVM_IRQ_LINE: high while the UART has an enabled interrupt pending and
+ * MCR.OUT2 is set, low otherwise. On the PIC's default edge-triggered lines each rise is one
+ * interrupt; a guest that EOIs while its UART still wants service gets it again at the next rise.
+ *
+ * ```ts
+ * import { Kvm, SerialPort, kvmIrqLine } from 'kvm-sev';
+ * import { MockHost } from 'kvm-sev/mock';
+ *
+ * using kvm = Kvm.open({ backend: new MockHost() });
+ * using vm = kvm.createVm();
+ * vm.createIrqchip();
+ * const com1 = new SerialPort({ irq: kvmIrqLine(vm, 4) });
+ * com1.write(4, 0x08); // MCR.OUT2 and IER.RDI: what a guest's driver writes (here as if by port I/O exits)
+ * com1.write(1, 0x01);
+ * com1.receive('x'); // a byte arrives: IRQ 4 rises
+ * const pic = vm.getIrqchip(0);
+ * console.log(com1.irqLevel, pic.chip_id === 0 && pic.pic.irr === 0x10); // true true
+ * ```
+ */
+export function kvmIrqLine(vm: Pick<Vm, 'irqLine'>, irq: number): (level: boolean) => void {
+  if (!Number.isInteger(irq) || irq < 0) throw outOfRange('irq', '>= 0', irq);
+  return (level) => vm.irqLine(irq, level ? 1 : 0);
+}
 
 export interface SerialPortOptions {
   /** The first of the eight I/O ports (default 0x3f8, COM1). */

@@ -419,7 +419,8 @@ export class MockHost implements Backend {
 
   /**
    * Test seam: the next instructions the guest of `vcpu` executes, as effects KVM handles (VMMCALL,
-   * RDMSR/WRMSR, OUT, stores; see kernel/kvm/guest-ops.ts). KVM_RUN then exits where the kernel
+   * RDMSR/WRMSR, OUT, stores, taking the PIC's interrupt, a triple fault, an SEV-ES guest's VMGEXIT;
+   * see kernel/kvm/guest-ops.ts). KVM_RUN then exits where the kernel
    * would, and completes each exit from the VMM's reply, so the code above a backend runs as on a
    * CPU. The pure mock still runs no guest code: with the queue empty, KVM_RUN fails as before.
    */

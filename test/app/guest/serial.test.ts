@@ -5,7 +5,10 @@
  * exits (test/app/guest/linux-8250.ts), with what Linux concludes; then each register on its own.
  */
 import test from 'ava';
-import { SerialPort } from '../../../lib/app/guest/serial.js';
+import { SerialPort, kvmIrqLine } from '../../../lib/app/guest/serial.js';
+import { Kvm } from '../../../lib/kvm/kvm.js';
+import { MockHost } from '../../../lib/backends/mock/index.js';
+import { KVM_IRQCHIP } from '../../../lib/uapi/vmm-constants.js';
 import { FCR, IER, IIR, LCR, LSR, MCR, MSR, UART } from '../../../lib/app/guest/serial-registers.js';
 import type { VcpuExit } from '../../../lib/kvm/exits.js';
 import { Linux8250, Port, autoconfig, scratchTest } from './linux-8250.js';
@@ -328,4 +331,36 @@ test('bad input: offsets, values, modem bits, the base port', (t) => {
   t.throws(() => s.setModemInputs(MSR.DCTS), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => s.receive([0x100]), { code: 'ERR_OUT_OF_RANGE' });
   t.throws(() => new SerialPort(0x10000), { code: 'ERR_OUT_OF_RANGE' });
+});
+
+test('kvmIrqLine(): the UART drives KVM_IRQ_LINE on its line; a level-triggered PIC line follows it both ways (mock kernel)', (t) => {
+  const kvm = Kvm.open({ backend: new MockHost() });
+  t.teardown(() => kvm.close());
+  const vm = kvm.createVm();
+  t.teardown(() => vm.close());
+  vm.createIrqchip();
+  const m = vm.getIrqchip(KVM_IRQCHIP.PIC_MASTER);
+  if (m.chip_id !== 2) vm.setIrqchip({ chip_id: 0, pic: { ...m.pic, elcr: 0x10 } }); // IRQ 4 level-triggered
+  const irr = () => {
+    const p = vm.getIrqchip(KVM_IRQCHIP.PIC_MASTER);
+    return p.chip_id === 2 ? -1 : p.pic.irr & 0x10;
+  };
+  const serial = new SerialPort({ irq: kvmIrqLine(vm, 4) });
+  serial.write(UART.FCR, FCR.ENABLE_FIFO);
+  serial.write(UART.MCR, MCR.OUT2);
+  serial.write(UART.IER, IER.RDI);
+  t.is(irr(), 0);
+  t.is(serial.receive('ab'), 2);
+  t.is(irr(), 0x10, 'received data: the line is up');
+  serial.read(UART.RX);
+  t.is(irr(), 0x10, 'one byte still waits');
+  serial.read(UART.RX);
+  t.is(irr(), 0, 'the FIFO is empty: the line is down');
+  t.throws(() => kvmIrqLine(vm, -1), { code: 'ERR_OUT_OF_RANGE' });
+  // Without an in-kernel irqchip the kernel refuses the line (ENXIO), and the UART's write says so.
+  const plain = kvm.createVm();
+  t.teardown(() => plain.close());
+  const orphan = new SerialPort({ irq: kvmIrqLine(plain, 4) });
+  orphan.write(UART.MCR, MCR.OUT2);
+  t.throws(() => orphan.write(UART.IER, IER.THRI), { code: 'ENXIO' });
 });

@@ -25,7 +25,17 @@ function child(body: string, flags: string[] = []): Record<string, number> {
     const out = {};
     ${body}
     process.stdout.write(JSON.stringify(out));`;
-  const stdout = execFileSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+  // Under AddressSanitizer (.ci/run preloads it) freed memory sits in ASan's quarantine (256 MiB by
+  // default) and counts as RSS: these children measure growth, so they keep no quarantine.
+  const asan = /libasan/.test(process.env['LD_PRELOAD'] ?? '');
+  const env = asan
+    ? { ...process.env, ASAN_OPTIONS: `${process.env['ASAN_OPTIONS'] ?? ''}:quarantine_size_mb=0:thread_local_quarantine_size_kb=0` }
+    : process.env;
+  const stdout = execFileSync(process.execPath, [...flags, '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env,
+  });
   return JSON.parse(stdout) as Record<string, number>;
 }
 

@@ -62,14 +62,18 @@ export class HypercallDoorbell {
       const cur = regs();
       this.native.ioctl(vcpu, ioc.KVM_SET_REGS, kvm_regs.arg({ ...cur, rax: BigInt.asUintN(64, rax) }));
     };
-    const before = () => {
-      if (!saved) return;
+    // Completes a pending hypercall; true if it did. The completing KVM_RUN runs no guest code, so when
+    // the caller itself asked for immediate_exit (e.g. completePendingIo() before a save) it is that run.
+    const before = (): boolean => {
+      if (!saved) return false;
       const ret = view().getBigUint64(88, true); // kvm_run.hypercall.ret, the VMM's answer
       page().set(saved.subarray(OFF_EXIT_REASON, OFF_EXIT_REASON + 4), OFF_EXIT_REASON);
       page().set(saved.subarray(OFF_UNION, HYPERCALL_END), OFF_UNION);
       saved = undefined;
       completeWithRax(ret);
+      return true;
     };
+    const immediateExit = () => view().getUint8(1) !== 0;
     const after = (res: number): Outcome => {
       if (res !== 0) return 'exit';
       const dv = view();
@@ -107,6 +111,7 @@ export class HypercallDoorbell {
         return r.closed;
       },
       run: async () => {
+        if (immediateExit() && before()) return -4;
         before();
         for (;;) {
           const res = await r.run();
@@ -114,6 +119,7 @@ export class HypercallDoorbell {
         }
       },
       runSync: () => {
+        if (immediateExit() && before()) return -4;
         before();
         for (;;) {
           const res = r.runSync();

@@ -513,10 +513,10 @@ export class MockKernel {
         v.lapic = this.bytes(a.addr, kvm_lapic_state.size);
         return 0;
       case 'KVM_GET_VCPU_EVENTS':
-        this.write(a.addr, v.getEvents());
+        this.write(a.addr, v.getEvents(vm.tripleFaultEvent));
         return 0;
       case 'KVM_SET_VCPU_EVENTS':
-        v.setEvents(this.bytes(a.addr, kvm_vcpu_events.size));
+        v.setEvents(this.bytes(a.addr, kvm_vcpu_events.size), vm.tripleFaultEvent);
         return 0;
       case 'KVM_GET_MP_STATE':
         this.write(a.addr, kvm_mp_state.encode({ mp_state: v.mpState }));

@@ -11,7 +11,7 @@ import type { MockFd } from '../kernel/common/files.js';
 import type { MockVcpu } from '../kernel/kvm/vcpu.js';
 import type { MockVm } from '../kernel/kvm/vm.js';
 import type { UserMemory } from '../kernel/common/user-memory.js';
-import { completePending, step } from '../kernel/kvm/guest-ops.js';
+import { checkRequests, completePending, step } from '../kernel/kvm/guest-ops.js';
 
 export class MockRunner implements VcpuRunHandle {
   readonly runArea: ArrayBuffer;
@@ -52,6 +52,10 @@ export class MockRunner implements VcpuRunHandle {
     }
     completePending(this.vcpu, run);
     const page = new Uint8Array(this.runArea);
+    if (checkRequests(this.vcpu, run)) {
+      this.vcpu.counters.exits++;
+      return 0;
+    }
     for (let o = this.vcpu.guestOps.shift(); o; o = this.vcpu.guestOps.shift()) {
       if (step(this.vm, this.vcpu, this.mem, run, page, o)) {
         this.vcpu.counters.exits++;

@@ -10,16 +10,30 @@
  *   KVM_MSR_EXIT_REASON_FILTER when that reason is enabled, else #GP; an unknown one exits with
  *   KVM_MSR_EXIT_REASON_UNKNOWN when enabled, else #GP. The reply's `error` injects #GP;
  *   RDMSR's `data` goes to EDX:EAX (complete_fast_rdmsr()).
- * - OUT (kernel_pio(), ioeventfd_write()): a matching ioeventfd is signalled without an exit;
- *   otherwise KVM_EXIT_IO with the data at the PIO page (offset 4096).
+ * - OUT (kernel_pio(), ioeventfd_write()): the in-kernel PIC takes its ports (0x20/0x21, 0xa0/0xa1,
+ *   ELCR 0x4d0/0x4d1; an EOI runs the GSI's ack notifiers, see irqchip.ts), a matching ioeventfd is
+ *   signalled, both without an exit; otherwise KVM_EXIT_IO with the data at the PIO page (offset 4096).
+ * - taking an interrupt (with IF set, kvm_cpu_get_interrupt() → kvm_pic_read_irq()): the PIC's IRR
+ *   bit moves to ISR (KVM_GET_IRQCHIP shows it; the vCPU's irq_injections stat counts it).
  * - a store to guest memory (mark_page_dirty_in_slot()): dirty-logged slots record the page;
  *   a read-only slot or no slot gives KVM_EXIT_MMIO (or signals a matching MMIO ioeventfd).
+ * - a triple fault (an exception while a #DF is being delivered: kvm_multiple_exception() makes
+ *   KVM_REQ_TRIPLE_FAULT): vcpu_enter_guest() turns the request into KVM_EXIT_SHUTDOWN, as it does for
+ *   one a VMM set with KVM_SET_VCPU_EVENTS (KVM_CAP_X86_TRIPLE_FAULT_EVENT). The registers stay as
+ *   they were (SVM's hardware SHUTDOWN intercept, shutdown_interception(), would also INIT a non-ES
+ *   vCPU; the mock models the request path of arch/x86/kvm/x86.c).
+ * - VMGEXIT of an SEV-ES guest with the GHCB MSR protocol (arch/x86/kvm/svm/sev.c:
+ *   sev_handle_vmgexit_msr_protocol()): GHCB_MSR_TERM_REQ exits with KVM_EXIT_SYSTEM_EVENT,
+ *   type KVM_SYSTEM_EVENT_SEV_TERM, ndata 1, data[0] = the GHCB MSR (reason set in bits 15:12,
+ *   reason code in bits 23:16); a request KVM does not know keeps the MSR as it is and resumes the guest.
  * When the queue is empty the next KVM_RUN needs a CPU: the runner says so (ERR_KVM_SEV_MOCK_NO_EXECUTION).
  */
-import { KVM_EXIT } from '../../../../uapi/constants.js';
+import { KvmSevError } from '../../../../backend/errors.js';
+import { KVM_EXIT, KVM_SYSTEM_EVENT } from '../../../../uapi/constants.js';
 import { kvm_regs, kvm_vcpu_events } from '../../../../uapi/kvm-structs.js';
 import type { UserMemory } from '../common/user-memory.js';
 import type { MockVcpu } from './vcpu.js';
+import { ackGsi } from './vmm-ioctls.js';
 import type { MockVm } from './vm.js';
 
 export type GuestOp =
@@ -27,13 +41,22 @@ export type GuestOp =
   | { op: 'rdmsr'; index: number }
   | { op: 'wrmsr'; index: number; value: bigint }
   | { op: 'out'; port: number; size: 1 | 2 | 4; value: number }
-  | { op: 'store'; gpa: bigint; bytes: Uint8Array };
+  | { op: 'store'; gpa: bigint; bytes: Uint8Array }
+  | { op: 'interrupt' }
+  | { op: 'triple_fault' }
+  /** VMGEXIT with the GHCB MSR (MSR_AMD64_SEV_ES_GHCB) holding an MSR-protocol request (bits 11:0 non-zero). */
+  | { op: 'vmgexit'; ghcbMsr: bigint };
 
 const KVM_ENOSYS = 1000n;
 const KVM_EINVAL = 22n;
 const PIO_DATA_OFFSET = 4096; // KVM_PIO_PAGE_OFFSET * PAGE_SIZE
 const MSR_EXIT_FILTER = 4;
 const MSR_EXIT_UNKNOWN = 2;
+/** arch/x86/include/asm/sev-common.h: GHCB_MSR_INFO_MASK, GHCB_MSR_TERM_REQ. */
+const GHCB_MSR_INFO_MASK = 0xfffn;
+const GHCB_MSR_TERM_REQ = 0x100n;
+/** The in-kernel PIC's ports (kvm_pic_init(): master, slave, ELCR). */
+const PIC_PORTS = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1];
 
 /** What the next KVM_RUN must complete before it goes on. */
 export type Pending = 'hypercall' | 'rdmsr' | 'wrmsr' | undefined;
@@ -135,6 +158,11 @@ export function step(vm: MockVm, v: MockVcpu, mem: UserMemory, run: DataView, pa
       return false;
     }
     case 'out': {
+      if (vm.chip && !vm.chip.split && PIC_PORTS.includes(o.port)) {
+        // picdev_write(): only byte writes reach the PIC; others are dropped (no exit either way).
+        if (o.size === 1) vm.chip.picWrite(o.port, o.value & 0xff, (gsi) => ackGsi(vm, gsi));
+        return false;
+      }
       const io = vm.ioeventfds.find(
         (x) =>
           x.pio &&
@@ -179,5 +207,44 @@ export function step(vm: MockVm, v: MockVcpu, mem: UserMemory, run: DataView, pa
       v.counters.mmio_exits++;
       return true;
     }
+    case 'interrupt': {
+      if (!vm.chip || vm.chip.split) throw guestOpError('no in-kernel PIC presents interrupts (KVM_CREATE_IRQCHIP)');
+      if (vm.chip.picReadIrq((gsi) => ackGsi(vm, gsi)) < 0)
+        throw guestOpError('the PIC presents no interrupt: a halted guest would keep waiting');
+      v.counters.irq_injections++;
+      return false;
+    }
+    case 'triple_fault':
+      v.tripleFault = true; // kvm_make_request(KVM_REQ_TRIPLE_FAULT)
+      return checkRequests(v, run);
+    case 'vmgexit':
+      return vmgexit(vm, v, run, o.ghcbMsr);
   }
+}
+
+/** vcpu_enter_guest()'s request check: KVM_REQ_TRIPLE_FAULT → KVM_EXIT_SHUTDOWN (mmio_needed cleared); true if it exits. */
+export function checkRequests(v: MockVcpu, run: DataView): boolean {
+  if (!v.tripleFault) return false;
+  v.tripleFault = false;
+  run.setUint32(8, KVM_EXIT.SHUTDOWN, true);
+  return true;
+}
+
+/** sev_handle_vmgexit() for the MSR protocol (the full GHCB page protocol is not modelled). */
+function vmgexit(vm: MockVm, v: MockVcpu, run: DataView, ghcbMsr: bigint): boolean {
+  // VMGEXIT is REP VMMCALL: only an SEV-ES guest's exits as SVM_EXIT_VMGEXIT.
+  if (!vm.sev.info.esActive) throw guestOpError('VMGEXIT exits to KVM as SVM_EXIT_VMGEXIT only in an SEV-ES guest');
+  if (!(ghcbMsr & GHCB_MSR_INFO_MASK))
+    throw guestOpError('the mock models the GHCB MSR protocol only (a request in bits 11:0), not a GHCB page');
+  v.ghcbMsr = BigInt.asUintN(64, ghcbMsr);
+  if ((ghcbMsr & GHCB_MSR_INFO_MASK) !== GHCB_MSR_TERM_REQ) return false; // "Error, keep GHCB MSR value as-is"
+  run.setUint32(8, KVM_EXIT.SYSTEM_EVENT, true);
+  run.setUint32(32, KVM_SYSTEM_EVENT.SEV_TERM, true);
+  run.setUint32(36, 1, true); // ndata
+  run.setBigUint64(40, v.ghcbMsr, true); // data[0] = control->ghcb_gpa
+  return true;
+}
+
+function guestOpError(message: string): KvmSevError {
+  return new KvmSevError('ERR_KVM_SEV_MOCK_GUEST_OP', `mock guest op: ${message}`);
 }

@@ -80,6 +80,8 @@ const ONE = [
   'X86_MSR_FILTER',
   'ENFORCE_PV_FEATURE_CPUID',
   'SET_GUEST_DEBUG2',
+  'SYSTEM_EVENT_DATA',
+  'X86_TRIPLE_FAULT_EVENT',
 ] as const;
 /** Caps that arrived after the 2021 kernel (5.13). */
 const AFTER_2021: readonly number[] = [
@@ -97,6 +99,8 @@ const AFTER_2021: readonly number[] = [
   KVM_CAP.VM_TYPES,
   KVM_CAP.PRE_FAULT_MEMORY,
   KVM_CAP.MEMORY_FAULT_INFO,
+  KVM_CAP.SYSTEM_EVENT_DATA,
+  KVM_CAP.X86_TRIPLE_FAULT_EVENT,
 ];
 
 /** KVM_CHECK_EXTENSION. */

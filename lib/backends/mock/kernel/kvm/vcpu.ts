@@ -16,6 +16,8 @@ import type { GuestOp, Pending } from './guest-ops.js';
 export const DR6_RESET = 0xffff0ff0n;
 export const DR7_RESET = 0x400n;
 const EVENTS_VALID = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20;
+/** KVM_VCPUEVENT_VALID_TRIPLE_FAULT */
+const VALID_TRIPLE_FAULT = 0x20;
 const GUESTDBG_VALID = Object.values(KVM_GUESTDBG).reduce((a, b) => a | b, 0);
 
 function seg(selector: number, base: bigint, limit: number, type: number, s: number, present = 1) {
@@ -76,6 +78,10 @@ export class MockVcpu {
   /** Instructions a test says the guest executes next (guest-ops.ts), and what the last exit left to complete. */
   readonly guestOps: GuestOp[] = [];
   pendingExit: Pending;
+  /** KVM_REQ_TRIPLE_FAULT: the next KVM_RUN exits with KVM_EXIT_SHUTDOWN. */
+  tripleFault = false;
+  /** The GHCB MSR of an SEV-ES guest (vmcb control->ghcb_gpa) as its last VMGEXIT left it. */
+  ghcbMsr = 0n;
   /** KVM_INTERRUPT with a split irqchip: the vector waiting for the interrupt window (-1: none). */
   pendingExternalVector = -1;
   /** KVM_VCPU_TSC_OFFSET (vCPU device attribute). */
@@ -215,15 +221,25 @@ export class MockVcpu {
     dv.setUint32(reg, dv.getUint32(reg, true) | (1 << (vector & 31)), true);
   }
 
-  getEvents(): Uint8Array {
+  /**
+   * KVM_GET_VCPU_EVENTS; with KVM_CAP_X86_TRIPLE_FAULT_EVENT enabled (`tripleFaultEvent`) it reports
+   * KVM_REQ_TRIPLE_FAULT in triple_fault.pending (kvm_vcpu_ioctl_x86_get_vcpu_events()).
+   */
+  getEvents(tripleFaultEvent = false): Uint8Array {
     const e = kvm_vcpu_events.decode(this.events);
-    return kvm_vcpu_events.encode({ ...e, sipi_vector: 0, flags: 0x1 | 0x4 | 0x8 });
+    const flags = 0x1 | 0x4 | 0x8 | (tripleFaultEvent ? VALID_TRIPLE_FAULT : 0);
+    return kvm_vcpu_events.encode({ ...e, sipi_vector: 0, flags, triple_fault: { pending: tripleFaultEvent && this.tripleFault ? 1 : 0 } });
   }
 
-  setEvents(b: Uint8Array): void {
+  /** KVM_SET_VCPU_EVENTS: KVM_VCPUEVENT_VALID_TRIPLE_FAULT needs the capability, and sets or clears the request. */
+  setEvents(b: Uint8Array, tripleFaultEvent = false): void {
     const e = kvm_vcpu_events.decode(b);
     if (e.flags & ~EVENTS_VALID) fail(E.EINVAL);
-    this.events = b.slice(0, kvm_vcpu_events.size);
+    if (e.flags & VALID_TRIPLE_FAULT) {
+      if (!tripleFaultEvent) fail(E.EINVAL, 'KVM_CAP_X86_TRIPLE_FAULT_EVENT is not enabled');
+      this.tripleFault = e.triple_fault.pending !== 0;
+    }
+    this.events = kvm_vcpu_events.encode({ ...e, triple_fault: { pending: 0 } });
   }
 
   setMpState(v: number): void {

@@ -78,6 +78,8 @@ export class MockVm implements SevVmPort {
   userSpaceMsr = 0;
   msrFilter: { defaultDeny: boolean; ranges: { flags: number; base: number; nmsrs: number; bitmap: Uint8Array }[] } | undefined;
   hypercallExitMask = 0n;
+  /** KVM_CAP_X86_TRIPLE_FAULT_EVENT (kvm->arch.triple_fault_event): vCPU events carry triple_fault. */
+  tripleFaultEvent = false;
   /** kvmclock: the offset so that KVM_GET_CLOCK = mock clock + offset (kvm->arch.kvmclock_offset). */
   kvmclockOffset = 0n;
   defaultTscKhz = 0;

@@ -114,6 +114,18 @@ export function deliverMsi(vm: MockVm, addressLo: number, _addressHi: number, da
   return n;
 }
 
+/**
+ * kvm_notify_acked_gsi(): the guest EOI'd an interrupt of `gsi`; its ack notifiers run. An irqfd
+ * resampler (virt/kvm/eventfd.c: irqfd_resampler_ack()) lowers the line it holds up, then signals
+ * the resamplefd of every irqfd on it, so the VMM raises the line again if its device still wants service.
+ */
+export function ackGsi(vm: MockVm, gsi: number): void {
+  const fds = [...vm.irqfds.values()].filter((x) => x.gsi === gsi && x.resample);
+  if (fds.length === 0) return;
+  vm.chip!.setIrq(gsi, 0, (lo, hi, d) => deliverMsi(vm, lo, hi, d));
+  for (const x of fds) x.resample!.write(1n);
+}
+
 function irqfdInject(vm: MockVm, gsi: number, resample: boolean): void {
   const msi = (lo: number, hi: number, d: number) => deliverMsi(vm, lo, hi, d);
   vm.chip!.setIrq(gsi, 1, msi);
@@ -185,9 +197,13 @@ export function vmmVmIoctl(ctx: IoctlContext, vm: MockVm, name: string, a: Ioctl
       const ev = eventfdOf(ctx, f.fd);
       if (f.flags & 1) {
         // kvm_irqfd_deassign(): 0 whether or not it was assigned.
-        if (vm.irqfds.get(ev)?.gsi === f.gsi) {
+        const x = vm.irqfds.get(ev);
+        if (x?.gsi === f.gsi) {
           vm.irqfds.delete(ev);
           ev.onSignal = undefined;
+          // irqfd_resampler_shutdown(): the last irqfd of a resampler lowers its line.
+          if (x.resample && ![...vm.irqfds.values()].some((y) => y.gsi === f.gsi && y.resample))
+            vm.chip?.setIrq(f.gsi, 0, (lo, hi, d) => deliverMsi(vm, lo, hi, d));
         }
         return 0;
       }
@@ -335,6 +351,10 @@ export function vmmEnableCap(vm: MockVm, c: ReturnType<typeof kvm_enable_cap.dec
       if (legacy) return undefined;
       if (arg0 & ~EXIT_HYPERCALL_VALID) fail(E.EINVAL);
       vm.hypercallExitMask = arg0;
+      return 0;
+    case KVM_CAP.X86_TRIPLE_FAULT_EVENT:
+      if (legacy) return undefined;
+      vm.tripleFaultEvent = arg0 !== 0n; // kvm->arch.triple_fault_event = cap->args[0]
       return 0;
     default:
       return undefined;
