@@ -71,6 +71,12 @@ export interface LiveGuest {
   throttle?(fraction: number): void;
   /** The VMM's device state at the stop (JSON-serializable). */
   devices?(): Record<string, unknown>;
+  /**
+   * Completes every vCPU's pending exit once they are stopped, settling the pages of an answered
+   * KVM_HC_MAP_GPA_RANGE (the tracker's `PageStateExits.completePending(vcpus)`). Default: each vCPU's
+   * `completePendingIo()`.
+   */
+  completePending?(): void;
 }
 
 export type MigrationPhase = 'checks' | 'handshake' | 'pre-copy' | 'stop-and-copy' | 'commit' | 'done';
@@ -395,7 +401,8 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     stoppedAt = performance.now();
     await guest.pause();
     paused = true;
-    for (const v of guest.vcpus) v.completePendingIo();
+    if (guest.completePending) guest.completePending();
+    else for (const v of guest.vcpus) v.completePendingIo();
     st.round++;
     // What the last round's collection found (the log is cleared by reading it) plus what came since.
     dirty = [...new Set([...dirty, ...collectDirty()])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
