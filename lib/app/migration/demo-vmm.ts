@@ -1,7 +1,7 @@
 /**
  * A small VMM for the live-migration demo, the CLI's `migrate`/`receive` and the tests: it launches
  * the migration guest (lib/app/guest/migration-programs.ts) as an SEV guest, runs it on a
- * {@link VcpuLoop}, serves its hypercall and MSR exits into a page-state table, records every step the
+ * {@link VcpuLoop}, serves its hypercall and MSR exits into the page-state tracker, records every step the
  * guest reports, and hands {@link migrate} the {@link LiveGuest} it needs; on the target it takes a
  * received guest and runs it on.
  */
@@ -19,7 +19,10 @@ import { KVM_X86_SEV_VM } from '../../uapi/constants.js';
 import { KVM_MSR_EXIT_REASON, KVM_MSR_FILTER, KVM_MSR_FILTER_DEFAULT_ALLOW } from '../../uapi/vmm-constants.js';
 import { KVM_HC_MAP_GPA_RANGE, MIGRATION_GUEST, MSR_KVM_MIGRATION_CONTROL, migrationGuestProgram } from '../guest/migration-programs.js';
 import { loadProgram } from '../guest/setup.js';
-import { DemoPageStates } from './demo-page-states.js';
+import { PageStateTracker, type PageStateSnapshot } from '../../sev/page-states/page-state-tracker.js';
+import { handleMapGpaRange } from '../../sev/page-states/map-gpa-range.js';
+import { handleMigrationControlMsr } from '../../sev/page-states/migration-control-msr.js';
+import { KvmSevError } from '../../backend/errors.js';
 
 /** The demo guest's layout (all below 1 MiB: the guest runs in real mode). */
 export const DEMO_LAYOUT = Object.freeze({
@@ -78,11 +81,14 @@ export class DemoVmm {
     readonly memory: GuestMemory,
     readonly sev: SevGuestCommands,
     readonly platform: SevPlatform,
-    readonly pageStates: DemoPageStates,
+    readonly pageStates: PageStateTracker,
     o: DemoVmmOptions,
   ) {
     this.interval = o.stepsPerSecond ? 1000 / o.stepsPerSecond : 0;
+    pageStates.addVcpu(vcpu.id);
     this.loop = new VcpuLoop([vcpu], async (_v, exit) => {
+      // The KVM_RUN that returned this exit re-entered the guest with the last hypercall's answer.
+      pageStates.settle(vcpu.id);
       if (exit.reason === 'io' && exit.port === MIGRATION_GUEST.PORT && exit.direction === 'out') {
         this.steps.push(Buffer.from(exit.data).readUInt32LE(0));
         if (this.interval > 0) {
@@ -92,7 +98,7 @@ export class DemoVmm {
         }
         return true;
       }
-      if (pageStates.handleExit(exit)) return true;
+      if (handleMapGpaRange(pageStates, vcpu.id, exit) || handleMigrationControlMsr(pageStates, vcpu.id, exit)) return true;
       this.failure = `the guest stopped: ${exit.reason}${exit.reason === 'io' ? ` port 0x${exit.port.toString(16)}` : ''}`;
       return false;
     });
@@ -118,6 +124,12 @@ export class DemoVmm {
       sev: this.sev,
       platform: this.platform,
       pageStates: this.pageStates,
+      pageStateSnapshot: () => this.pageStates.snapshot(),
+      onSevEvent: (e) => this.pageStates.vmEvent(e, { ignoreMigrationControl: true }),
+      completePending: () => {
+        this.vcpu.completePendingIo();
+        this.pageStates.settle(this.vcpu.id);
+      },
       pause: () => this.loop.pause(),
       resume: () => this.loop.resume(),
       throttle: (f) => this.loop.throttle(f),
@@ -161,9 +173,12 @@ export class DemoVmm {
         }),
       );
       o.plant?.(mem);
+      const states = new PageStateTracker({ ram: [{ gpa: 0n, size }] });
+      states.vmEvent('LAUNCH_START');
       await launching.launchUpdateData(mem);
+      states.launchUpdate(0n, size);
       await (await launching.launchMeasure()).launchFinish();
-      const states = new DemoPageStates(0n, size / 4096, 'private');
+      states.vmEvent('LAUNCH_FINISH');
       return new DemoVmm(vm, vcpu, mem, new SevGuestCommands(vm, o.platform), o.platform, states, o);
     } catch (e) {
       vm.close();
@@ -171,13 +186,21 @@ export class DemoVmm {
     }
   }
 
-  /** Runs a received guest on (the target's half). */
+  /**
+   * Runs a received guest on (the target's half): its tracker goes on from the source's snapshot, as
+   * a destination does (RECEIVE_START, the snapshot with this VM's state kept, RECEIVE_FINISH).
+   */
   static adopt(r: ReceivedGuest, platform: SevPlatform, o: DemoVmmOptions = {}): DemoVmm {
     const m = r.memory[0]!;
-    const states = new DemoPageStates(m.memory.guestPhysAddr, m.memory.size / 4096, 'private');
-    states.install(r.pageStates);
-    states.migrationReady = (r.migrationControl & 1) !== 0;
-    states.generation = r.generation;
+    if (r.pageStateSnapshot === null)
+      throw new KvmSevError(
+        'ERR_KVM_SEV_PAGE_STATES',
+        'the source sent no page-state snapshot: this VMM continues only guests whose source kept a PageStateTracker',
+      );
+    const states = new PageStateTracker({ ram: [{ gpa: m.memory.guestPhysAddr, size: m.memory.size }] });
+    states.vmEvent('RECEIVE_START');
+    states.restore(r.pageStateSnapshot as PageStateSnapshot, { keepVmState: true });
+    states.vmEvent('RECEIVE_FINISH');
     return new DemoVmm(r.vm, r.vcpus[0]!, m.memory, r.sev, platform, states, o);
   }
 }

@@ -77,6 +77,14 @@ export interface LiveGuest {
    * `completePendingIo()`.
    */
   completePending?(): void;
+  /**
+   * The tracker's whole state at the stop (`PageStateTracker.snapshot()`: boot generations, per-vCPU
+   * state, the log's options), carried in the STATE record beside the runs so that the target's
+   * tracker goes on exactly where this one stopped.
+   */
+  pageStateSnapshot?(): unknown;
+  /** Told after each SEND_* command succeeds, so the VMM's VM state machine follows (`tracker.vmEvent`). */
+  onSevEvent?(event: 'SEND_START' | 'SEND_FINISH' | 'SEND_CANCEL'): void;
 }
 
 export type MigrationPhase = 'checks' | 'handshake' | 'pre-copy' | 'stop-and-copy' | 'commit' | 'done';
@@ -262,6 +270,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     });
     const sent = await guest.sev.sendStart({ pdhCert: target.pdh, platCerts: target.platCerts, amdCerts: target.amdCerts });
     started = true;
+    guest.onSevEvent?.('SEND_START');
     anySent = true;
     await channel.sendJson(RECORD.START, {
       policy: sent.policy,
@@ -422,6 +431,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
       pageStates: runs,
       migrationControl: guest.pageStates.migrationReady ? 1 : 0,
       generation: guest.pageStates.generation,
+      pageStateSnapshot: guest.pageStateSnapshot?.() ?? null,
       clock: clock ?? null,
     });
     await ch.sendJson(RECORD.END, { privatePages: st.privatePages, sharedPages: st.sharedPages, rounds: st.round });
@@ -434,6 +444,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     progress();
     await guest.sev.sendFinish();
     started = false; // no SEND_CANCEL any more: the guest is SENT
+    guest.onSevEvent?.('SEND_FINISH');
     finished = true;
     try {
       await ch.send(RECORD.COMMIT, new Uint8Array(0));
@@ -458,6 +469,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
       try {
         await guest.sev.sendCancel();
         cancelled = true;
+        guest.onSevEvent?.('SEND_CANCEL');
       } catch {
         /* the firmware refused (not SUPDATE): the guest status says what it is */
       }

@@ -82,6 +82,8 @@ export interface ReceivedGuest {
   /** MSR_KVM_MIGRATION_CONTROL as the guest left it. */
   migrationControl: number;
   generation: number;
+  /** The source tracker's snapshot (`PageStateTracker.snapshot()`), if its VMM sent one; else null. */
+  pageStateSnapshot: unknown;
   policy: number;
   rounds: number;
   privatePages: number;
@@ -235,6 +237,7 @@ export async function receive(o: ReceiveOptions): Promise<ReceivedGuest> {
       pageStates,
       migrationControl: Number(state['migrationControl'] ?? 0),
       generation: Number(state['generation'] ?? 0),
+      pageStateSnapshot: state['pageStateSnapshot'] ?? null,
       policy,
       rounds: st.round,
       privatePages: st.privatePages,

@@ -90,6 +90,8 @@ if (role === 'target') {
     });
     const hashes = pageHashes(got.memory[0]!.memory);
     const vmm = DemoVmm.adopt(got, platform, { stepsPerSecond: cfg.stepsPerSecond ?? 0 });
+    // The tracker as adopted (synchronously: the guest has not run here yet).
+    const tracker = { runs: runsOf(vmm.pageStates.runs()), vmState: vmm.pageStates.vmState, generation: vmm.pageStates.generation };
     await vmm.waitSteps(cfg.stepsAfter ?? 50);
     out = {
       ok: true,
@@ -97,6 +99,7 @@ if (role === 'target') {
       hashes,
       pageStates: runsOf(got.pageStates),
       migrationControl: got.migrationControl,
+      tracker,
       devices: got.devices,
       status: (await got.sev.guestStatus()).stateName,
     };
@@ -142,6 +145,7 @@ if (role === 'target') {
     out['lastStep'] = vmm.steps.at(-1);
     out['hashes'] = pageHashes(vmm.memory);
     out['pageStates'] = runsOf(vmm.pageStates.runs());
+    out['tracker'] = { vmState: vmm.pageStates.vmState, generation: vmm.pageStates.generation };
     out['status'] = (await vmm.sev.guestStatus()).stateName;
     await vmm.loop.stop();
   } else {

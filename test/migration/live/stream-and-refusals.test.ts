@@ -6,7 +6,7 @@
 import test from 'ava';
 import * as net from 'node:net';
 import { MockHost } from '../../../lib/backends/mock/mock-host.js';
-import { DemoPageStates } from '../../../lib/app/migration/demo-page-states.js';
+import { PageStateTracker } from '../../../lib/sev/page-states/page-state-tracker.js';
 import { Kvm } from '../../../lib/kvm/kvm.js';
 import { migrate, type LiveGuest } from '../../../lib/migration/live/source.js';
 import {
@@ -83,11 +83,15 @@ async function mockGuest(t: import('ava').ExecutionContext, es: boolean, policy:
   const vcpu = vm.createVcpu(0);
   t.teardown(() => vcpu.close());
   const launching = await initialized.launchStart({ policy });
+  const pageStates = new PageStateTracker({ ram: [{ gpa: 0n, size: 0x10000 }] });
+  pageStates.vmEvent('LAUNCH_START');
   await launching.launchUpdateData(memory);
+  pageStates.launchUpdate(0n, 0x10000);
   if (es) await (launching as unknown as { launchUpdateVmsa(): Promise<unknown> }).launchUpdateVmsa();
   await (await launching.launchMeasure()).launchFinish();
-  const pageStates = new DemoPageStates(0n, 16);
-  pageStates.migrationReady = ready;
+  pageStates.vmEvent('LAUNCH_FINISH');
+  pageStates.addVcpu(0);
+  if (ready) pageStates.writeMigrationControl(0, 1n);
   return {
     vm,
     vcpus: [vcpu],

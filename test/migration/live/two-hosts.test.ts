@@ -22,6 +22,7 @@ hw('a running SEV guest moves to another host mid-run and counts on, its memory 
     lastStep: number;
     hashes: string[];
     pageStates: string[];
+    tracker: { vmState: string; generation: number };
     status: string;
   };
   const to = d.json as {
@@ -30,6 +31,7 @@ hw('a running SEV guest moves to another host mid-run and counts on, its memory 
     hashes: string[];
     pageStates: string[];
     migrationControl: number;
+    tracker: { runs: string[]; vmState: string; generation: number };
     status: string;
     leaks: { fds: number; guests: number };
   };
@@ -53,6 +55,12 @@ hw('a running SEV guest moves to another host mid-run and counts on, its memory 
     'the guest made pages shared',
   );
   t.is(to.migrationControl, 1);
+  // The target's tracker goes on where the source's stopped: same pages and boot generation; the VM
+  // states follow SEND_FINISH (never runs again) and RECEIVE_FINISH.
+  t.deepEqual(to.tracker.runs, so.pageStates);
+  t.is(to.tracker.generation, so.tracker.generation);
+  t.is(to.tracker.vmState, 'running');
+  t.is(so.tracker.vmState, 'sent');
   // Every page once, at least: 256 pages of 1 MiB.
   t.true(so.result.privatePages + so.result.sharedPages >= 256);
   t.true(so.result.sharedPages >= 4);
