@@ -20,6 +20,8 @@ interface Config {
   stepsPerSecond: number;
   downtimeLimitMs: number;
   timeLimitMs: number;
+  /** MiB the guest makes shared at start, from 1 MiB up (0: the demo's 4 pages). */
+  sharedMiB?: number;
 }
 
 const [role, portArg, cfgArg] = process.argv.slice(2);
@@ -54,6 +56,7 @@ if (role === 'target') {
     doorbell: true,
     stepsPerSecond: cfg.stepsPerSecond,
     dirty: { start: 0x80000, end: 0xf0000 },
+    ...(cfg.sharedMiB ? { shared: { gpa: 0x100000, pages: (cfg.sharedMiB << 20) / 4096 } } : {}),
   });
   await vmm.waitSteps(50);
   const r = await migrate(vmm.liveGuest(), {

@@ -51,6 +51,8 @@ export interface LaunchDemoOptions extends DemoVmmOptions {
   policy?: number;
   /** The guest writes MSR_KVM_MIGRATION_CONTROL = 1 (default true). */
   announceReady?: boolean;
+  /** The range the guest makes shared at start (default DEMO_LAYOUT.shared; 32-bit addresses). */
+  shared?: { gpa: number; pages: number };
   /** The pages the guest dirties in turn (default DEMO_LAYOUT.dirty; below 1 MiB, clear of the other ranges). */
   dirty?: { start: number; end: number };
   /** Called with the guest's memory before LAUNCH_UPDATE_DATA encrypts it (tests plant patterns). */
@@ -166,7 +168,7 @@ export class DemoVmm {
         migrationGuestProgram({
           dirtyStart: (o.dirty ?? L.dirty).start,
           dirtyEnd: (o.dirty ?? L.dirty).end,
-          shared: L.shared,
+          shared: o.shared ?? L.shared,
           flip: L.flip,
           doorbell: o.doorbell ?? false,
           announceReady: o.announceReady ?? true,

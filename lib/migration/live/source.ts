@@ -149,6 +149,11 @@ export interface MigrationResult {
   sharedPages: number;
   bytesSent: number;
   pspRate: number;
+  /**
+   * Shared pages per second through the stream: pages over the time spent writing them, which waits
+   * whenever the socket is full, so it is the rate the connection and the target take them at.
+   */
+  sharedRate: number;
   throttle: number;
 }
 
@@ -179,6 +184,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     dirtyPages: 0,
     dirtyRate: 0,
     pspRate: 0,
+    sharedRate: 0,
     estimatedDowntimeMs: 0,
     throttle: 0,
     bytesSent: 0,
@@ -216,6 +222,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
     sharedPages: st.sharedPages,
     bytesSent: channel?.bytesOut ?? 0,
     pspRate: st.pspRate,
+    sharedRate: st.sharedRate,
     throttle: st.throttle,
   });
 
@@ -322,17 +329,21 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
           const p = await guest.sev.sendUpdateData(mem.range(gpa, PAGE_SIZE));
           pspMs += performance.now() - a;
           pspCalls++;
-          await ch.send(RECORD.PRIVATE_PAGE, privatePagePayload(gpa, p.header, p.trans));
+          await ch.sendQueued(RECORD.PRIVATE_PAGE, privatePagePayload(gpa, p.header, p.trans));
           st.privatePages++;
         } else {
           const a = performance.now();
-          await ch.send(RECORD.SHARED_PAGE, sharedPagePayload(gpa, mem.view(gpa, PAGE_SIZE)));
+          await ch.sendQueued(RECORD.SHARED_PAGE, sharedPagePayload(gpa, mem.view(gpa, PAGE_SIZE)));
           sharedMs += performance.now() - a;
           sharedCalls++;
           st.sharedPages++;
         }
       }
+      const a = performance.now();
+      await ch.flush();
+      sharedMs += performance.now() - a;
       st.pspRate = pspRate();
+      if (sharedCalls > 0) st.sharedRate = sharedRate();
     };
     /** Dirty log first, then the pages whose state changed: in address order, each once. */
     const collectDirty = (): bigint[] => {
