@@ -39,16 +39,7 @@ import type { SevPlatform } from '../../sev/platform.js';
 import { KVM_MEM, KVM_X86_SEV_ES_VM, SEV_POLICY } from '../../uapi/constants.js';
 import type { AmdCertificate } from '../../crypto/amd-cert.js';
 import { connectTo, type ConnectTo } from './endpoint.js';
-import {
-  PAGE_SIZE,
-  RECORD,
-  RecordChannel,
-  reasonOf,
-  STREAM_MAGIC,
-  STREAM_VERSION,
-  privatePagePayload,
-  sharedPagePayload,
-} from './stream.js';
+import { PAGE_SIZE, RECORD, RecordChannel, reasonOf, STREAM_MAGIC, STREAM_VERSION, privatePagePayload } from './stream.js';
 import { checkPolicyAllowsSending, checkTarget, refused } from './target-check.js';
 
 /** A running SEV guest as its VMM holds it. */
@@ -333,7 +324,7 @@ export async function migrate(guest: LiveGuest, options: MigrateOptions): Promis
           st.privatePages++;
         } else {
           const a = performance.now();
-          await ch.sendQueued(RECORD.SHARED_PAGE, sharedPagePayload(gpa, mem.view(gpa, PAGE_SIZE)));
+          await ch.sendQueuedSharedPage(gpa, mem.view(gpa, PAGE_SIZE));
           sharedMs += performance.now() - a;
           sharedCalls++;
           st.sharedPages++;

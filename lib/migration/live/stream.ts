@@ -76,14 +76,29 @@ export interface StreamRecord {
 /** Encodes one record (head, payload, CRC). */
 export function encodeRecord(type: number, payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(HEAD + payload.length + 4);
-  out.writeUInt8(type, 0);
-  out.writeUInt8(0, 1);
-  out.writeUInt16BE(0, 2);
-  out.writeUInt32BE(payload.length, 4);
-  out.set(payload, HEAD);
-  const crc = crc32(out.subarray(HEAD, HEAD + crcSpan(type, payload.length)), crc32(out.subarray(0, HEAD)));
-  out.writeUInt32BE(crc, HEAD + payload.length);
+  encodeRecordInto(out, 0, type, payload.length, (b, o) => b.set(payload, o));
   return out;
+}
+
+/**
+ * Writes one record at `at` in `out` (which must hold HEAD + length + 4 bytes there): the head, the
+ * payload (`fill` writes its `length` bytes into `out` at the offset it is given), the CRC. Returns its size.
+ */
+export function encodeRecordInto(
+  out: Buffer,
+  at: number,
+  type: number,
+  length: number,
+  fill: (out: Buffer, offset: number) => void,
+): number {
+  out[at] = type;
+  out[at + 1] = 0;
+  out.writeUInt16BE(0, at + 2);
+  out.writeUInt32BE(length, at + 4);
+  fill(out, at + HEAD);
+  const crc = crc32(out.subarray(at + HEAD, at + HEAD + crcSpan(type, length)), crc32(out.subarray(at, at + HEAD)));
+  out.writeUInt32BE(crc, at + HEAD + length);
+  return HEAD + length + 4;
 }
 
 export function jsonRecord(type: number, body: unknown): Buffer {
@@ -186,8 +201,8 @@ export class RecordChannel {
   private waiting: { resolve: (r: StreamRecord) => void; reject: (e: Error) => void } | undefined;
   private ended: Error | undefined;
   private readonly queue: StreamRecord[] = [];
-  private batch: Buffer[] = [];
-  private batchBytes = 0;
+  private batch = Buffer.allocUnsafe(BATCH_BYTES);
+  private used = 0;
   /** Bytes written and read, for progress and bandwidth. */
   bytesOut = 0;
   bytesIn = 0;
@@ -276,19 +291,38 @@ export class RecordChannel {
    * 12 µs here). Any other send, and {@link flush}, write what is queued first, so order is kept.
    */
   async sendQueued(type: number, payload: Uint8Array): Promise<void> {
-    const b = encodeRecord(type, payload);
-    this.batch.push(b);
-    this.batchBytes += b.length;
-    if (this.batchBytes >= BATCH_BYTES) await this.flush();
+    await this.queueRecord(type, payload.length, (b, o) => b.set(payload, o));
+  }
+
+  /** A SHARED_PAGE record, queued: the page goes from guest memory into the batch in one copy. */
+  async sendQueuedSharedPage(gpa: bigint, page: Uint8Array): Promise<void> {
+    await this.queueRecord(RECORD.SHARED_PAGE, 8 + page.length, (b, o) => {
+      b.writeBigUInt64BE(gpa, o);
+      b.set(page, o + 8);
+    });
+  }
+
+  private async queueRecord(type: number, length: number, fill: (out: Buffer, offset: number) => void): Promise<void> {
+    const n = HEAD + length + 4;
+    if (this.used + n > this.batch.length) await this.flush();
+    if (n > this.batch.length) {
+      const out = Buffer.allocUnsafe(n);
+      encodeRecordInto(out, 0, type, length, fill);
+      await this.write(out);
+      return;
+    }
+    this.used += encodeRecordInto(this.batch, this.used, type, length, fill);
+    if (this.used >= BATCH_BYTES) await this.flush();
   }
 
   /** Writes the queued records. */
   async flush(): Promise<void> {
-    if (this.batch.length === 0) return;
-    const b = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, this.batchBytes);
-    this.batch = [];
-    this.batchBytes = 0;
-    await this.write(b);
+    if (this.used === 0) return;
+    // The socket keeps the buffer until it is written: the next records go into a new one.
+    const out = this.batch.subarray(0, this.used);
+    this.batch = Buffer.allocUnsafe(BATCH_BYTES);
+    this.used = 0;
+    await this.write(out);
   }
 
   private async write(b: Buffer): Promise<void> {

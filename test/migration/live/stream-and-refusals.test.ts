@@ -9,8 +9,11 @@ import { MockHost } from '../../../lib/backends/mock/mock-host.js';
 import { PageStateTracker } from '../../../lib/sev/page-states/page-state-tracker.js';
 import { Kvm } from '../../../lib/kvm/kvm.js';
 import { migrate, type LiveGuest } from '../../../lib/migration/live/source.js';
+import { Duplex } from 'node:stream';
 import {
+  BATCH_BYTES,
   RECORD,
+  RecordChannel,
   RecordParser,
   decodePrivatePage,
   encodeRecord,
@@ -22,6 +25,38 @@ import { SevGuestCommands } from '../../../lib/sev/kvm-sev-commands.js';
 import { SevLaunch } from '../../../lib/sev/launch.js';
 import { SevPlatform } from '../../../lib/sev/platform.js';
 import { KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, SEV_POLICY } from '../../../lib/uapi/constants.js';
+
+test('queued records are byte for byte the records send() writes, in order, in few writes', async (t) => {
+  const writes: Buffer[] = [];
+  const sink = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, cb) {
+      writes.push(Buffer.from(chunk));
+      cb();
+    },
+  });
+  const ch = new RecordChannel(sink);
+  t.teardown(() => sink.destroy());
+  const page = (i: number) => new Uint8Array(4096).fill(i);
+  const want: Buffer[] = [];
+  // Enough pages for several batches, a private page between them, then a JSON record (which flushes).
+  for (let i = 0; i < 150; i++) {
+    if (i === 70) {
+      const big = new Uint8Array(BATCH_BYTES + 10).fill(9); // larger than a batch: written alone, in order
+      await ch.sendQueued(RECORD.SHARED_PAGE, big);
+      want.push(encodeRecord(RECORD.SHARED_PAGE, big));
+    }
+    await ch.sendQueuedSharedPage(BigInt(i) << 12n, page(i));
+    want.push(encodeRecord(RECORD.SHARED_PAGE, sharedPagePayload(BigInt(i) << 12n, page(i))));
+  }
+  const priv = privatePagePayload(0x6000n, new Uint8Array(52).fill(1), page(2));
+  await ch.sendQueued(RECORD.PRIVATE_PAGE, priv);
+  want.push(encodeRecord(RECORD.PRIVATE_PAGE, priv));
+  await ch.sendJson(RECORD.END, { n: 1 });
+  want.push(jsonRecord(RECORD.END, { n: 1 }));
+  t.true(Buffer.concat(writes).equals(Buffer.concat(want)));
+  t.true(writes.length < 10, `${writes.length} writes for ${want.length} records`);
+});
 
 test('records round-trip through the parser in any split; a changed byte fails the CRC', (t) => {
   const recs = [
