@@ -190,6 +190,9 @@ export class RecordParser {
 
 /** Bytes of queued records written in one call ({@link RecordChannel.sendQueued}). */
 export const BATCH_BYTES = 256 * 1024;
+/** Records received and not taken at which a channel stops reading, and at which it reads again. */
+const QUEUE_HIGH = 512;
+const QUEUE_LOW = 128;
 
 /**
  * Records in and out of one duplex stream. `next()` resolves to the next record, rejects when the
@@ -200,7 +203,12 @@ export class RecordChannel {
   private readonly parser = new RecordParser();
   private waiting: { resolve: (r: StreamRecord) => void; reject: (e: Error) => void } | undefined;
   private ended: Error | undefined;
-  private readonly queue: StreamRecord[] = [];
+  // Records received and not yet taken: queue[head…]. Reading stops (socket.pause()) while
+  // QUEUE_HIGH wait, and goes on once QUEUE_LOW do: a target slower than its source would otherwise
+  // hold the whole guest in memory, and Array.shift() over such a backlog cost more than the pages.
+  private queue: (StreamRecord | undefined)[] = [];
+  private head = 0;
+  private paused = false;
   private batch = Buffer.allocUnsafe(BATCH_BYTES);
   private used = 0;
   /** Bytes written and read, for progress and bandwidth. */
@@ -230,7 +238,31 @@ export class RecordChannel {
     if (w) {
       this.waiting = undefined;
       w.resolve(r);
-    } else this.queue.push(r);
+    } else {
+      this.queue.push(r);
+      if (!this.paused && this.queue.length - this.head >= QUEUE_HIGH) {
+        this.paused = true;
+        this.socket.pause();
+      }
+    }
+  }
+
+  private takeQueued(): StreamRecord | undefined {
+    if (this.head === this.queue.length) return undefined;
+    const r = this.queue[this.head];
+    this.queue[this.head++] = undefined;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    if (this.paused && this.queue.length - this.head <= QUEUE_LOW) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    return r;
   }
 
   private fail(e: Error): void {
@@ -243,7 +275,7 @@ export class RecordChannel {
 
   /** The next record (records that arrived before the failure are still handed out first). */
   next(timeoutMs?: number): Promise<StreamRecord> {
-    const q = this.queue.shift();
+    const q = this.takeQueued();
     if (q) return Promise.resolve(q);
     if (this.ended) return Promise.reject(this.ended);
     return new Promise<StreamRecord>((resolve, reject) => {
@@ -262,12 +294,12 @@ export class RecordChannel {
 
   /** A record already received, without waiting (an ABORT the peer sent while we were sending). */
   poll(): StreamRecord | undefined {
-    return this.queue.shift();
+    return this.takeQueued();
   }
 
   /** The reason of an ABORT the peer sent and nobody has read yet (it explains a closed connection). */
   peerAbort(): string | undefined {
-    const r = this.queue.find((q) => q.type === RECORD.ABORT);
+    const r = this.queue.find((q, i) => i >= this.head && q?.type === RECORD.ABORT);
     return r ? reasonOf(parseJson(r.payload)) : undefined;
   }
 
