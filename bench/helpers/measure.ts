@@ -137,11 +137,13 @@ export function summarize(row: Row): RowSummary {
 }
 
 /** The one table a bench script prints (also as Markdown for the README). */
-export function printTable(title: string, rows: readonly Row[], rounds: number): RowSummary[] {
+export function printTable(title: string, rows: readonly Row[], rounds: number, base = 'C', subject = 'kvm-sev'): RowSummary[] {
   const sums = rows.map(summarize);
   const r2 = (x: number) => x.toFixed(2);
-  console.log(`\n${title}: ${rounds} rounds, C and kvm-sev interleaved round by round; node ${process.version}\n`);
-  console.log('| benchmark | C wall | kvm-sev wall | wall ratio (p10–p90) | C CPU | kvm-sev CPU | CPU ratio (p10–p90) | target |');
+  console.log(`\n${title}: ${rounds} rounds, ${base} and ${subject} interleaved round by round; node ${process.version}\n`);
+  console.log(
+    `| benchmark | ${base} wall | ${subject} wall | wall ratio (p10–p90) | ${base} CPU | ${subject} CPU | CPU ratio (p10–p90) | target |`,
+  );
   console.log('|---|---|---|---|---|---|---|---|');
   rows.forEach((row, i) => {
     const s = sums[i]!;
