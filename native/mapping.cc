@@ -20,7 +20,6 @@ namespace kvmsev {
 
 const napi_type_tag kMappingTag = {0x6b766d7365764d61ULL, 0x7070696e67000002ULL};
 
-
 bool CoverWithInertMemory(void* addr, size_t size) {
   void* p = mmap(addr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   return p != MAP_FAILED;
@@ -57,7 +56,6 @@ void VmState::Unbind(uint32_t slot) {
 VmState::~VmState() {
   for (auto& kv : slots) kv.second->bindings--;
 }
-
 
 // V8 counts an ArrayBuffer's bytes as external memory the heap answers for, unless its backing store
 // has the empty deleter (src/objects/backing-store.h: PerIsolateAccountingLength()); from 64 MiB over

@@ -84,6 +84,8 @@ export interface NativeAddon {
   peerCredentials(socket: BackendFd): { pid: number; uid: number; gid: number };
   /** Whether two fds of this process refer to the same open file (kcmp(2) KCMP_FILE). */
   sameFile(a: BackendFd, b: BackendFd): boolean;
+  /** fd number, request, integer argument (NaN: a struct, in args), result: four entries per ioctl (native/ioctl.cc). */
+  ioctlBatch(nums: Float64Array, args?: unknown[]): void;
   setErrorFactory(f: (errno: number, syscall: string, request?: string, path?: string) => Error): void;
   /** worker_threads.markAsUntransferable: applied to every guest-memory view (native/mapping.cc). */
   setMarkUntransferable(mark: (o: object) => void): void;
