@@ -67,6 +67,7 @@ export function batchSuite(target: BackendTarget): void {
     t.is(regs().rip, 0x3100n);
     // Failed in the kernel: a vCPU ioctl on the VM fd's kind is refused; a closed fd answers EBADF.
     const other = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 1);
+    t.teardown(() => other.close());
     other.close();
     e = failure(t, () => b.ioctlBatch([set(0x4000n), { fd: other, request: ioc.KVM_GET_REGS, arg: kvm_regs.arg({}) }, set(0x5000n)]));
     t.is(e.code, 'EBADF');
