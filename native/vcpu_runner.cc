@@ -389,7 +389,12 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     st.inlineActive.store(false);
     bool asked = st.run->immediate_exit;  // a kick through the vCPU's handle: the caller asked
     st.run->immediate_exit = 0;
-    if (r < 0 && err == EINTR && !asked && st.watchKicked.exchange(false)) return false;
+    // Interrupted, and not by a kick through the vCPU's handle: the watch's kick (or a signal it sent
+    // for an earlier run, or any other signal): the guest was not asked to stop, so it runs on.
+    if (r < 0 && err == EINTR && !asked) {
+      st.watchKicked = false;
+      return false;
+    }
     *res = RunResult{r, r < 0 ? err : 0};
     return true;
   }
