@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -95,6 +96,12 @@ Napi::ArrayBuffer NewUnaccountedBuffer(Napi::Env env, void* start, size_t length
   return out;
 }
 
+// What a view object holds: the range, and what it told V8 it costs.
+struct ViewHold {
+  std::shared_ptr<MapState> st;
+  int64_t cost;
+};
+
 class Mapping : public Napi::ObjectWrap<Mapping> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -147,17 +154,30 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
                           "use several views");
     uint8_t* start = static_cast<uint8_t*>(st_->addr) + offset;
     Napi::ArrayBuffer ab = NewUnaccountedBuffer(env, start, static_cast<size_t>(length));
-    if (ab.IsEmpty()) {
+    bool counted = ab.IsEmpty();
+    if (counted) {
       // N-API's way: the backing store holds the range too (it may outlive the object: postMessage).
       auto* keep = new std::shared_ptr<MapState>(st_);
       ab = Napi::ArrayBuffer::New(
           env, start, static_cast<size_t>(length), [](Napi::Env, void*, std::shared_ptr<MapState>* k) { delete k; },
           keep);
     }
-    auto* keepObj = new std::shared_ptr<MapState>(st_);
+    // An uncounted view still tells V8 of a little (at most 1 MiB a view): what a view keeps alive
+    // besides the range (its mapping's and VM's native state), so dropped ones are collected at a
+    // steady pace rather than only when the JS heap fills.
+    auto* keepObj = new ViewHold{st_, counted ? 0 : static_cast<int64_t>(std::min<uint64_t>(length, kViewCost))};
+    int64_t unused = 0;
+    if (keepObj->cost) napi_adjust_external_memory(env, keepObj->cost, &unused);
     if (napi_add_finalizer(
-            env, ab, keepObj, [](napi_env, void* k, void*) { delete static_cast<std::shared_ptr<MapState>*>(k); },
+            env, ab, keepObj,
+            [](napi_env e, void* k, void*) {
+              auto* h = static_cast<ViewHold*>(k);
+              int64_t u = 0;
+              if (h->cost) napi_adjust_external_memory(e, -h->cost, &u);
+              delete h;
+            },
             nullptr, nullptr) != napi_ok) {
+      if (keepObj->cost) napi_adjust_external_memory(env, -keepObj->cost, &unused);
       delete keepObj;
       throw Napi::Error::New(env, "napi_add_finalizer failed");
     }
@@ -218,6 +238,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   }
 
   static constexpr uint64_t kMaxView = 1ull << 32;
+  static constexpr uint64_t kViewCost = 1ull << 20;
   std::shared_ptr<MapState> st_;
   Napi::Reference<Napi::ArrayBuffer> whole_;  // `buffer`, made on first use
   AddonData* data_ = nullptr;
