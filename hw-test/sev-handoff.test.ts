@@ -125,7 +125,7 @@ for (const [kernel, method] of [
     await b.waitFor('TARGET-LISTENING');
     const a = start(t, 'source', sock, 100, env);
     const [ra, rb] = await Promise.all([a.done, b.done]);
-    t.is(rb.signal, 'SIGKILL');
+    t.is(rb.signal, 'SIGKILL', rb.stderr.slice(-3000));
     t.is(ra.code, 0, ra.stderr);
     t.is(ra.json!.owner, 'source');
     const s = ra.json!.seen;
@@ -145,7 +145,7 @@ for (const [kernel, method] of [
     await b.waitFor('TARGET-LISTENING');
     const a = start(t, 'source', sock, 100, env);
     const [ra, rb] = await Promise.all([a.done, b.done]);
-    t.is(rb.signal, 'SIGKILL');
+    t.is(rb.signal, 'SIGKILL', rb.stderr.slice(-3000));
     t.is(ra.json!.owner, 'target', 'A had let go');
     t.is(ra.json!.encContext, method);
     const st = await settled(observer);
