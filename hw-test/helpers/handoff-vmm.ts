@@ -4,7 +4,6 @@
  *   node handoff-vmm.js target <socket> <exitsAfterTakeover>    takes the guest over and runs it on
  * Each prints one JSON line: the counter values it saw and what the handoff said.
  */
-import { writeSync } from 'node:fs';
 import { NativeBackend } from '../../lib/backends/native/native-backend.js';
 import { counterProgram } from '../../lib/app/guest/programs.js';
 import { SerialPort } from '../../lib/app/guest/serial.js';
@@ -12,10 +11,6 @@ import { loadProgram } from '../../lib/app/guest/setup.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import type { Vcpu } from '../../lib/kvm/vcpu.js';
 import { handOff, takeOver } from '../../lib/migration/handoff.js';
-
-// The result line, written before process.exit(): console.log to a pipe is asynchronous, and a long
-// `seen` (a fast run() records many exits while the new VMM prepares) would be cut off at exit.
-const out = (o: Record<string, unknown>) => writeSync(1, JSON.stringify(o) + '\n');
 
 const PORT = 0x500;
 const [role, path, nStr] = process.argv.slice(2);
@@ -62,7 +57,9 @@ if (role === 'source') {
     },
   });
   if (r.owner === 'source') await counts(vcpu, n, seen); // still ours: resume
-  out({ role, seen, owner: r.owner, reason: r.reason ?? null, handoffMs: Number(process.hrtime.bigint() - t0) / 1e6 });
+  console.log(
+    JSON.stringify({ role, seen, owner: r.owner, reason: r.reason ?? null, handoffMs: Number(process.hrtime.bigint() - t0) / 1e6 }),
+  );
 } else {
   const listener = backend.unixListen(path!);
   console.error('TARGET-LISTENING');
@@ -76,7 +73,7 @@ if (role === 'source') {
   });
   if (process.env['HANDOFF_DIE'] === 'after-takeover') process.kill(process.pid, 'SIGKILL');
   await counts(g.vcpus[0]!, n, seen);
-  out({ role, seen, owner: g.owner, devices: g.devices });
+  console.log(JSON.stringify({ role, seen, owner: g.owner, devices: g.devices }));
   g.vm.close();
   listener.close();
 }
