@@ -155,128 +155,136 @@ const cmdsFor = (o: ModelOptions) =>
   fc.array(cmd, { maxLength: 60 }).map((cs) => (o.ids ? cs : cs.map((c) => ('id' in c ? { ...c, id: 0 } : c))));
 
 test('the tracker agrees with the model page by page, and its runs are maximal, ordered and tile RAM', (t) => {
-  fc.assert(
-    fc.property(
-      options.chain((o) => fc.tuple(fc.constant(o), cmdsFor(o))),
-      ([o, cmds]) => {
-        const tr = running(o);
-        const m = new Model(o);
-        drive(tr, m, cmds);
-        for (let p = 0; p < 40; p++) {
-          const gpa = BigInt(p) << 12n;
-          if (!inRam(p)) {
-            if (!throwsRange(() => tr.pageState(gpa))) return false;
-          } else if (tr.pageState(gpa) !== m.pages[p]) return false;
-        }
-        if (tr.migrationReady !== m.ready || tr.generation !== m.gen) return false;
-        const rs = [...tr.runs()];
-        let covered = 0;
-        for (const [i, r] of rs.entries()) {
-          const first = Number(r.gpa >> 12n);
-          for (let p = first; p < first + r.pages; p++) if (m.pages[p] !== r.state) return false;
-          covered += r.pages;
-          const prev = rs[i - 1];
-          if (prev) {
-            const prevEnd = Number(prev.gpa >> 12n) + prev.pages;
-            if (prevEnd > first) return false;
-            if (prevEnd === first && prev.state === r.state) return false; // not maximal
+  // fc.assert throws with the shrunk counterexample when a property fails.
+  t.notThrows(() =>
+    fc.assert(
+      fc.property(
+        options.chain((o) => fc.tuple(fc.constant(o), cmdsFor(o))),
+        ([o, cmds]) => {
+          const tr = running(o);
+          const m = new Model(o);
+          drive(tr, m, cmds);
+          for (let p = 0; p < 40; p++) {
+            const gpa = BigInt(p) << 12n;
+            if (!inRam(p)) {
+              if (!throwsRange(() => tr.pageState(gpa))) return false;
+            } else if (tr.pageState(gpa) !== m.pages[p]) return false;
           }
-        }
-        return covered === 24;
-      },
+          if (tr.migrationReady !== m.ready || tr.generation !== m.gen) return false;
+          const rs = [...tr.runs()];
+          let covered = 0;
+          for (const [i, r] of rs.entries()) {
+            const first = Number(r.gpa >> 12n);
+            for (let p = first; p < first + r.pages; p++) if (m.pages[p] !== r.state) return false;
+            covered += r.pages;
+            const prev = rs[i - 1];
+            if (prev) {
+              const prevEnd = Number(prev.gpa >> 12n) + prev.pages;
+              if (prevEnd > first) return false;
+              if (prevEnd === first && prev.state === r.state) return false; // not maximal
+            }
+          }
+          return covered === 24;
+        },
+      ),
+      { numRuns: 400 },
     ),
-    { numRuns: 400 },
   );
-  t.pass();
 });
 
 test('the change events alone rebuild the final page map from the launched one (what a migration follows)', (t) => {
-  fc.assert(
-    fc.property(
-      options.chain((o) => fc.tuple(fc.constant(o), cmdsFor(o))),
-      ([o, cmds]) => {
-        const tr = running(o);
-        const rebuilt = new Map<number, PageState>();
-        for (const r of tr.runs()) for (let p = 0; p < r.pages; p++) rebuilt.set(Number(r.gpa >> 12n) + p, r.state);
-        tr.onChange((c) => {
-          for (let p = 0; p < c.pages; p++) rebuilt.set(Number(c.gpa >> 12n) + p, c.to);
-        });
-        drive(tr, new Model(o), cmds);
-        for (const r of tr.runs()) for (let p = 0; p < r.pages; p++) if (rebuilt.get(Number(r.gpa >> 12n) + p) !== r.state) return false;
-        return true;
-      },
+  // fc.assert throws with the shrunk counterexample when a property fails.
+  t.notThrows(() =>
+    fc.assert(
+      fc.property(
+        options.chain((o) => fc.tuple(fc.constant(o), cmdsFor(o))),
+        ([o, cmds]) => {
+          const tr = running(o);
+          const rebuilt = new Map<number, PageState>();
+          for (const r of tr.runs()) for (let p = 0; p < r.pages; p++) rebuilt.set(Number(r.gpa >> 12n) + p, r.state);
+          tr.onChange((c) => {
+            for (let p = 0; p < c.pages; p++) rebuilt.set(Number(c.gpa >> 12n) + p, c.to);
+          });
+          drive(tr, new Model(o), cmds);
+          for (const r of tr.runs()) for (let p = 0; p < r.pages; p++) if (rebuilt.get(Number(r.gpa >> 12n) + p) !== r.state) return false;
+          return true;
+        },
+      ),
+      { numRuns: 300 },
     ),
-    { numRuns: 300 },
   );
-  t.pass();
 });
 
 test('a snapshot taken anywhere restores a tracker that then behaves exactly like the original', (t) => {
-  fc.assert(
-    fc.property(
-      options.chain((o) => fc.tuple(fc.constant(o), cmdsFor(o), cmdsFor(o))),
-      ([o, before, after]) => {
-        const a = running(o);
-        drive(a, new Model(o), before);
-        const b = PageStateTracker.fromSnapshot(JSON.parse(JSON.stringify(a.snapshot())) as PageStateSnapshot);
-        const m1 = new Model(o);
-        const m2 = new Model(o);
-        drive(a, m1, after);
-        drive(b, m2, after);
-        return JSON.stringify(a.snapshot()) === JSON.stringify(b.snapshot());
-      },
+  // fc.assert throws with the shrunk counterexample when a property fails.
+  t.notThrows(() =>
+    fc.assert(
+      fc.property(
+        options.chain((o) => fc.tuple(fc.constant(o), cmdsFor(o), cmdsFor(o))),
+        ([o, before, after]) => {
+          const a = running(o);
+          drive(a, new Model(o), before);
+          const b = PageStateTracker.fromSnapshot(JSON.parse(JSON.stringify(a.snapshot())) as PageStateSnapshot);
+          const m1 = new Model(o);
+          const m2 = new Model(o);
+          drive(a, m1, after);
+          drive(b, m2, after);
+          return JSON.stringify(a.snapshot()) === JSON.stringify(b.snapshot());
+        },
+      ),
+      { numRuns: 200 },
     ),
-    { numRuns: 200 },
   );
-  t.pass();
 });
 
 test('kexec race, randomised: whatever the old boot shared and whenever its late requests land after the reset, the new boot ends with exactly its own shares', (t) => {
-  fc.assert(
-    fc.property(
-      fc.array(fc.nat(15), { maxLength: 6 }),
-      fc.array(fc.nat(15), { maxLength: 6 }),
-      fc.array(fc.nat(15), { minLength: 1, maxLength: 4 }),
-      fc.nat(6),
-      (oldShared, newShared, late, lateAt) => {
-        const run = (generations: boolean) => {
-          const tr = running({ generations, ids: false });
-          tr.writeMigrationControl(0, 1n);
-          for (const p of oldShared) {
-            tr.mapGpaRange(0, BigInt(p) << 12n, 1n, false);
-            tr.settle(0);
-          }
-          tr.writeMigrationControl(0, 0n);
-          tr.mapGpaRange(0, 0n, 16n, true);
-          tr.settle(0);
-          const lateReqs = () => {
-            for (const p of late) {
-              tr.mapGpaRange(1, BigInt(p) << 12n, 1n, false);
-              tr.settle(1);
+  // fc.assert throws with the shrunk counterexample when a property fails.
+  t.notThrows(() =>
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat(15), { maxLength: 6 }),
+        fc.array(fc.nat(15), { maxLength: 6 }),
+        fc.array(fc.nat(15), { minLength: 1, maxLength: 4 }),
+        fc.nat(6),
+        (oldShared, newShared, late, lateAt) => {
+          const run = (generations: boolean) => {
+            const tr = running({ generations, ids: false });
+            tr.writeMigrationControl(0, 1n);
+            for (const p of oldShared) {
+              tr.mapGpaRange(0, BigInt(p) << 12n, 1n, false);
+              tr.settle(0);
             }
-          };
-          newShared.forEach((p, i) => {
-            if (i === lateAt) lateReqs();
-            tr.mapGpaRange(0, BigInt(p) << 12n, 1n, false);
+            tr.writeMigrationControl(0, 0n);
+            tr.mapGpaRange(0, 0n, 16n, true);
             tr.settle(0);
-          });
-          if (lateAt >= newShared.length) lateReqs();
-          tr.writeMigrationControl(1, 0n);
-          tr.writeMigrationControl(0, 1n);
-          const shared = new Set<number>();
-          for (let p = 0; p < 16; p++) if (tr.pageState(BigInt(p) << 12n) === 'shared') shared.add(p);
-          return shared;
-        };
-        const want = new Set(newShared);
-        const on = run(true);
-        const off = run(false);
-        const wrongWithout = late.some((p) => !want.has(p));
-        return eq(on, want) && eq(off, new Set([...newShared, ...late])) && (wrongWithout ? !eq(off, want) : true);
-      },
+            const lateReqs = () => {
+              for (const p of late) {
+                tr.mapGpaRange(1, BigInt(p) << 12n, 1n, false);
+                tr.settle(1);
+              }
+            };
+            newShared.forEach((p, i) => {
+              if (i === lateAt) lateReqs();
+              tr.mapGpaRange(0, BigInt(p) << 12n, 1n, false);
+              tr.settle(0);
+            });
+            if (lateAt >= newShared.length) lateReqs();
+            tr.writeMigrationControl(1, 0n);
+            tr.writeMigrationControl(0, 1n);
+            const shared = new Set<number>();
+            for (let p = 0; p < 16; p++) if (tr.pageState(BigInt(p) << 12n) === 'shared') shared.add(p);
+            return shared;
+          };
+          const want = new Set(newShared);
+          const on = run(true);
+          const off = run(false);
+          const wrongWithout = late.some((p) => !want.has(p));
+          return eq(on, want) && eq(off, new Set([...newShared, ...late])) && (wrongWithout ? !eq(off, want) : true);
+        },
+      ),
+      { numRuns: 300 },
     ),
-    { numRuns: 300 },
   );
-  t.pass();
 });
 
 const eq = (a: Set<number>, b: Set<number>) => a.size === b.size && [...a].every((x) => b.has(x));
