@@ -18,6 +18,7 @@ import type { Backend, BackendFd } from '../backend/contract.js';
 import { KvmSevError } from '../backend/errors.js';
 import { KVM_STATS_TYPE_MASK } from '../uapi/vmm-constants.js';
 import { kvm_stats_desc, kvm_stats_header } from '../uapi/vmm-structs.js';
+import * as ioc from '../uapi/ioctls.js';
 
 export interface KvmStatDesc {
   readonly name: string;
@@ -39,6 +40,20 @@ export class KvmStats implements Disposable {
   readonly descriptors: readonly KvmStatDesc[];
   private readonly dataOffset: number;
   private readonly dataSize: number;
+
+  /**
+   * @internal KVM_GET_STATS_FD on a VM or vCPU fd, read as stats; the new fd is closed if its header
+   * does not decode. Use {@link Vm.statsFd} or {@link Vcpu.statsFd}.
+   */
+  static open(backend: Backend, owner: BackendFd): KvmStats {
+    const fd = backend.ioctlFd(owner, ioc.KVM_GET_STATS_FD);
+    try {
+      return new KvmStats(backend, fd);
+    } catch (e) {
+      fd.close();
+      throw e;
+    }
+  }
 
   /** @internal use {@link Vm.statsFd} or {@link Vcpu.statsFd}. */
   constructor(backend: Backend, fd: BackendFd) {

@@ -271,13 +271,7 @@ export class Vcpu implements Disposable, AsyncDisposable {
   }
   /** See KVM_GET_STATS_FD on the vCPU: `using s = vcpu.statsFd(); s.read().get('exits')`. */
   statsFd(): KvmStats {
-    const fd = this.backend.ioctlFd(this.fd, ioc.KVM_GET_STATS_FD);
-    try {
-      return new KvmStats(this.backend, fd);
-    } catch (e) {
-      fd.close();
-      throw e;
-    }
+    return KvmStats.open(this.backend, this.fd);
   }
 
   private ensureRunner(): VcpuRunHandle {

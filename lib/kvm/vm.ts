@@ -464,13 +464,7 @@ export class Vm implements Disposable, AsyncDisposable {
   }
   /** See KVM_GET_STATS_FD: `using s = vm.statsFd(); s.read().get('remote_tlb_flush')`. */
   statsFd(): KvmStats {
-    const fd = this.backend.ioctlFd(this.fd, ioc.KVM_GET_STATS_FD);
-    try {
-      return new KvmStats(this.backend, fd);
-    } catch (e) {
-      fd.close();
-      throw e;
-    }
+    return KvmStats.open(this.backend, this.fd);
   }
 
   /**
