@@ -100,20 +100,7 @@ export function setupProtectedMode(vcpu: Vcpu, options: ProtectedModeOptions): M
     layout.pageTables = pd.root;
     layout.end = pd.root + BigInt(pd.bytes.length);
   }
-  const s = vcpu.getSregs();
-  const data = FLAT_SEGMENTS.data;
-  vcpu.setSregs({
-    ...s,
-    cs: FLAT_SEGMENTS.code32,
-    ds: data,
-    es: data,
-    fs: data,
-    gs: data,
-    ss: data,
-    tr: tssSegment(layout.tss),
-    ldt: NO_LDT,
-    gdt: { base: layout.gdt, limit: layout.gdtLimit },
-    idt: { base: layout.idt, limit: layout.idtLimit },
+  setFlatSregs(vcpu, FLAT_SEGMENTS.code32, layout, {
     cr0: CR0.PE | CR0.MP | CR0.ET | CR0.NE | (options.paging ? CR0.WP | CR0.PG : 0n),
     cr2: 0n,
     cr3,
@@ -141,11 +128,28 @@ export function setupLongMode(vcpu: Vcpu, options: LongModeOptions): ModeLayout 
   layout.pageTables = pt.root;
   layout.end = pt.root + BigInt(pt.bytes.length);
   if (vcpu.cpuid === undefined) vcpu.setCpuid2(vcpu.vm.kvm.supportedCpuid());
-  const s = vcpu.getSregs();
+  setFlatSregs(vcpu, FLAT_SEGMENTS.code64, layout, {
+    cr0: CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.PG,
+    cr2: 0n,
+    cr3: pt.root,
+    cr4: CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT,
+    efer: EFER.LME | EFER.LMA,
+  });
+  setEntry(vcpu, options);
+  return layout;
+}
+
+/** The vCPU's segments flat over `code` and the data selector, TR/GDT/IDT from `layout`, and `control` (CR0, CR2, CR3, CR4, EFER). */
+function setFlatSregs(
+  vcpu: Vcpu,
+  code: (typeof FLAT_SEGMENTS)['code32'],
+  layout: ModeLayout,
+  control: { cr0: bigint; cr2: bigint; cr3: bigint; cr4: bigint; efer: bigint },
+): void {
   const data = FLAT_SEGMENTS.data;
   vcpu.setSregs({
-    ...s,
-    cs: FLAT_SEGMENTS.code64,
+    ...vcpu.getSregs(),
+    cs: code,
     ds: data,
     es: data,
     fs: data,
@@ -155,14 +159,8 @@ export function setupLongMode(vcpu: Vcpu, options: LongModeOptions): ModeLayout 
     ldt: NO_LDT,
     gdt: { base: layout.gdt, limit: layout.gdtLimit },
     idt: { base: layout.idt, limit: layout.idtLimit },
-    cr0: CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.PG,
-    cr2: 0n,
-    cr3: pt.root,
-    cr4: CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT,
-    efer: EFER.LME | EFER.LMA,
+    ...control,
   });
-  setEntry(vcpu, options);
-  return layout;
 }
 
 function addr(name: string, v: number | bigint): bigint {
