@@ -37,6 +37,8 @@ import type { SevGuestCommands } from '../../sev/kvm-sev-commands.js';
 import type { PageStateChange, PageStateView } from '../../sev/page-states/page-state-view.js';
 import type { SevPlatform } from '../../sev/platform.js';
 import { KVM_MEM, KVM_X86_SEV_ES_VM, SEV_POLICY } from '../../uapi/constants.js';
+import { checkInt, checkObject } from '../../uapi/args.js';
+import { invalidArgType } from '../../uapi/errors.js';
 import type { AmdCertificate } from '../../crypto/amd-cert.js';
 import { connectTo, type ConnectTo } from './endpoint.js';
 import { PAGE_SIZE, RECORD, RecordChannel, reasonOf, STREAM_MAGIC, STREAM_VERSION, privatePagePayload } from './stream.js';
@@ -163,10 +165,20 @@ const ESTIMATE_MARGIN = 1.25;
 
 /** Moves a running SEV guest to another host; see the module comment. Never throws for a refusal or failure: the result says who owns the guest. */
 export async function migrate(guest: LiveGuest, options: MigrateOptions): Promise<MigrationResult> {
+  // Bad arguments are the caller's mistake, not a refusal: typed errors, before anything happens.
+  const g = checkObject('guest', guest as unknown);
+  checkObject('options', options);
+  checkObject('options.to', options.to);
+  if (!Array.isArray(g['vcpus'])) throw invalidArgType('guest.vcpus', 'an array of Vcpu', g['vcpus']);
+  if (!Array.isArray(g['memory'])) throw invalidArgType('guest.memory', 'an array of { slot, memory }', g['memory']);
+  for (const f of ['pause', 'resume']) if (typeof g[f] !== 'function') throw invalidArgType(`guest.${f}`, 'a function', g[f]);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function')
+    throw invalidArgType('options.onProgress', 'a function', options.onProgress);
+  const MAX_MS = 2 ** 31 - 1; // setTimeout's limit
   const t0 = performance.now();
-  const downtimeLimit = options.downtimeLimitMs ?? DEFAULT_DOWNTIME_MS;
-  const timeLimit = options.timeLimitMs ?? DEFAULT_TIME_LIMIT_MS;
-  const answerTimeout = options.answerTimeoutMs ?? 30_000;
+  const downtimeLimit = checkInt('options.downtimeLimitMs', options.downtimeLimitMs ?? DEFAULT_DOWNTIME_MS, 1, MAX_MS);
+  const timeLimit = checkInt('options.timeLimitMs', options.timeLimitMs ?? DEFAULT_TIME_LIMIT_MS, 1, MAX_MS);
+  const answerTimeout = checkInt('options.answerTimeoutMs', options.answerTimeoutMs ?? 30_000, 1, MAX_MS);
   const st = {
     phase: 'checks' as MigrationPhase,
     round: 0,

@@ -174,3 +174,25 @@ for (const [title, es, policy, ready, reason] of [
     t.is((await guest.sev.guestStatus()).stateName, 'RUNNING');
   });
 }
+
+test('bad arguments to migrate() are typed errors before anything happens; the guest stays RUNNING', async (t) => {
+  const guest = await mockGuest(t, false, 0, true);
+  const target = await listener(t);
+  const to = { port: target.port };
+  const bad: [unknown, unknown, string][] = [
+    [null, { to }, 'ERR_INVALID_ARG_TYPE'],
+    [guest, undefined, 'ERR_INVALID_ARG_TYPE'],
+    [guest, {}, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...guest, vcpus: 'x' }, { to }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...guest, pause: 1 }, { to }, 'ERR_INVALID_ARG_TYPE'],
+    [guest, { to, downtimeLimitMs: '300' }, 'ERR_INVALID_ARG_TYPE'],
+    [guest, { to, downtimeLimitMs: 0 }, 'ERR_OUT_OF_RANGE'],
+    [guest, { to, timeLimitMs: 1.5 }, 'ERR_OUT_OF_RANGE'],
+    [guest, { to, answerTimeoutMs: 2 ** 31 }, 'ERR_OUT_OF_RANGE'],
+    [guest, { to, onProgress: 'yes' }, 'ERR_INVALID_ARG_TYPE'],
+  ];
+  for (const [g, o, code] of bad)
+    await t.throwsAsync(migrate(g as LiveGuest, o as Parameters<typeof migrate>[1]), { code }, JSON.stringify(o ?? null));
+  t.false(target.connected());
+  t.is((await guest.sev.guestStatus()).stateName, 'RUNNING');
+});
