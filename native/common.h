@@ -147,7 +147,8 @@ struct AddonData {
   Napi::FunctionReference fdHandleCtor;
   Napi::FunctionReference mappingCtor;
   Napi::FunctionReference runnerCtor;
-  Napi::FunctionReference errorFactory;  // set by TS: (errno, syscall, request, path) => Error
+  Napi::FunctionReference errorFactory;        // set by TS: (errno, syscall, request, path) => Error
+  Napi::FunctionReference markUntransferable;  // set by TS: worker_threads.markAsUntransferable
   std::set<FdHandle*> fds;
   std::unordered_map<int, std::shared_ptr<OwnedFd>> live;  // open fds by number (ioctl fast path)
   std::set<Mapping*> maps;

@@ -76,11 +76,8 @@ void CheckEnableCap(Napi::Env env, const Prepared& p) {
 std::atomic<int> gVcpuMmapSize{0};
 
 // Validates everything before the kernel sees anything.
-Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
-  Napi::Env env = info.Env();
-  Prepared p;
-  p.fd = LookupFd(env, info[0]);
-  uint32_t request = ArgU32(info[1], "request");
+// The checks on the fd and the request (no JS values read).
+void PrepareHead(Napi::Env env, Prepared& p, uint32_t request, bool wantFd) {
   p.def = FindRequest(request);
   if (!p.def)
     throw CodedError(env, "ERR_KVM_SEV_UNKNOWN_IOCTL",
@@ -109,8 +106,34 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
     throw CodedError(env, "ERR_KVM_SEV_RETURNS_FD", std::string(d.name) + " returns a new fd: use ioctlFd()");
   if (!d.returnsFd && wantFd)
     throw CodedError(env, "ERR_KVM_SEV_RETURNS_FD", std::string(d.name) + " does not return an fd: use ioctl()");
+}
 
-  Napi::Value arg = info[2];
+// A plain number as the argument (what most ioctls in a burst take): false if the request takes a
+// struct, for the general path to refuse (or pass, for KVM_CREATE_DEVICE) with its own error.
+bool PrepareNumberArg(Napi::Env env, Prepared& p, double v) {
+  const RequestDef& d = *p.def;
+  if (d.request == static_cast<uint32_t>(KVM_CREATE_DEVICE)) return false;
+  switch (d.arg) {
+    case ArgKind::None:
+      if (v != 0) throw ArgTypeError(env, std::string(d.name) + " takes no argument");
+      return true;
+    case ArgKind::Int:
+      if (!(v >= 0 && v <= 9007199254740991.0) || v != static_cast<double>(static_cast<uint64_t>(v)))
+        throw ArgRangeError(env, "The value of \"arg\" is out of range. It must be a safe integer >= 0");
+      p.intArg = static_cast<unsigned long>(v);
+      return true;
+    default:
+      return d.nullArg && v == 0;  // NULL: the "is SEV enabled?" probe
+  }
+}
+
+Prepared Prepare(Napi::Env env, const Napi::Value& fdArg, const Napi::Value& requestArg, const Napi::Value& arg,
+                 bool wantFd) {
+  Prepared p;
+  p.fd = LookupFd(env, fdArg);
+  uint32_t request = ArgU32(requestArg, "request");
+  PrepareHead(env, p, request, wantFd);
+  const RequestDef& d = *p.def;
   switch (d.arg) {
     case ArgKind::None:
       if (!arg.IsUndefined() && !(arg.IsNumber() && arg.As<Napi::Number>().DoubleValue() == 0))
@@ -142,6 +165,10 @@ Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
       throw CodedError(env, "ERR_KVM_SEV_RETURNS_FD", "KVM_CREATE_DEVICE returns a new fd: use ioctlFd()");
   }
   return p;
+}
+
+Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
+  return Prepare(info.Env(), info[0], info[1], info[2], wantFd);
 }
 
 void HoldNamedFds(Napi::Env env, Prepared& p) {
@@ -293,6 +320,62 @@ static Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
   }
   RegisterFile(nfd.get());
   return NewFdHandle(env, nfd);
+}
+
+// ioctlBatch(nums, args): many ioctls in one crossing, for the work that comes in bursts (restoring a
+// vCPU's state, memory slots). `nums` is a Float64Array of four entries per ioctl: the fd number, the
+// request, the integer argument (NaN: the argument is args[i], a struct), and a slot the result is
+// written to; read and written in place, so an ioctl with a number costs no JS property access.
+// Each is checked and issued like ioctl(), in order; the first that is refused or fails stops the
+// batch, and its error says which (`index`; the ones before it took effect).
+static Napi::Value IoctlBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw ArgTypeError(env, "The \"nums\" argument must be a Float64Array");
+  Napi::Float64Array nums = info[0].As<Napi::Float64Array>();
+  size_t len = nums.ElementLength();
+  if (len % 4 != 0) throw ArgValueError(env, "The \"nums\" argument must hold four entries per ioctl");
+  Napi::Value args = info[1];
+  bool haveArgs = args.IsArray();
+  AddonData* data = GetData(env);
+  double* n = nums.Data();
+  for (size_t i = 0; i < len; i += 4) {
+    uint32_t index = static_cast<uint32_t>(i / 4);
+    try {
+      // Numbers all through (the fd, the request, an integer argument): checked here without a
+      // JS value; anything else through the general path, with its errors.
+      Prepared p;
+      double fdNum = n[i], req = n[i + 1], num = n[i + 2];
+      bool fast = false;
+      if (num == num && req >= 0 && req <= 4294967295.0 && req == static_cast<double>(static_cast<uint32_t>(req)) &&
+          fdNum >= 0 && fdNum <= INT32_MAX && fdNum == static_cast<double>(static_cast<int>(fdNum))) {
+        auto it = data->live.find(static_cast<int>(fdNum));
+        if (it == data->live.end()) throw ErrnoError(env, EBADF, "ioctl");
+        p.fd = it->second;
+        PrepareHead(env, p, static_cast<uint32_t>(req), false);
+        fast = PrepareNumberArg(env, p, num);
+      }
+      if (!fast) {
+        Napi::Value arg = num == num ? Napi::Number::New(env, num)
+                          : haveArgs ? args.As<Napi::Array>().Get(index)
+                                     : env.Undefined();
+        p = Prepare(env, Napi::Number::New(env, fdNum), Napi::Number::New(env, req), arg, false);
+      }
+      bool busy;
+      int r = IssueIoctl(p, &busy);
+      int err = errno;
+      if (busy) throw BusyError(env, p);
+      if (p.marshal) p.marshal->CopyBack();
+      if (r < 0) throw ErrnoError(env, err, "ioctl", p.def->name);
+      AfterSuccess(p);
+      n = nums.Data();  // a getter JS ran while the argument was read cannot move a typed array's memory, but re-read
+      n[i + 3] = r;
+    } catch (Napi::Error& e) {
+      e.Set("index", Napi::Number::New(env, index));
+      throw;
+    }
+  }
+  return env.Undefined();
 }
 
 // Async: on the libuv threadpool, for quick-but-not-instant calls (SEV firmware commands). Never
@@ -471,6 +554,7 @@ static Napi::Value DescribeSevCommands(const Napi::CallbackInfo& info) {
 void InitIoctl(Napi::Env env, Napi::Object exports) {
   exports.Set("ioctl", Napi::Function::New(env, IoctlSync, "ioctl"));
   exports.Set("ioctlFd", Napi::Function::New(env, IoctlFd, "ioctlFd"));
+  exports.Set("ioctlBatch", Napi::Function::New(env, IoctlBatch, "ioctlBatch"));
   exports.Set("ioctlAsync", Napi::Function::New(env, IoctlAsync, "ioctlAsync"));
   exports.Set("describe", Napi::Function::New(env, Describe, "describe"));
   exports.Set("setSevCommandIds", Napi::Function::New(env, SetSevIds, "setSevCommandIds"));

@@ -2,14 +2,18 @@
 // unmap() retires the range (its views read zeros from then on, and it is unmapped when the last
 // holder goes, see MapState), and refuses while a VM memory slot or an in-flight call still uses it.
 #define _GNU_SOURCE 1
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
+
+#include <v8.h>
 
 #include "common.h"
 
@@ -54,6 +58,50 @@ VmState::~VmState() {
   for (auto& kv : slots) kv.second->bindings--;
 }
 
+// V8 counts an ArrayBuffer's bytes as external memory the heap answers for, unless its backing store
+// has the empty deleter (src/objects/backing-store.h: PerIsolateAccountingLength()); from 64 MiB over
+// the count at its last full GC it collects ("external memory pressure"), so a VM's view of its
+// memory would cost several full GCs per VM, though no GC ever frees the mapping (unmap() or the VM
+// does, and MAP_NORESERVE pages cost nothing until touched). napi_create_external_arraybuffer gives
+// no choice, so the view is made through V8 with the empty deleter: the view object alone holds the
+// range then (its finalizer, in MakeView), and it must not travel: it is marked untransferable as
+// N-API marks its own (worker_threads.markAsUntransferable, set by the TypeScript loader), so
+// postMessage() copies it. Without that hook (the loader leaves it out where
+// ArrayBuffer.prototype.transfer() could move the memory to an object nothing watches) the view is
+// made the N-API way: counted, and its backing store holds the range too.
+//
+// The backing store's shared_ptr is made here, so its control block's code is this library's: V8
+// releases it when the isolate goes, after Node dlclose()d the addon of a worker. So the library
+// stays loaded once such a view exists (RTLD_NODELETE); where that fails, the N-API way again.
+static bool PinLibrary() {
+  static const bool pinned = [] {
+    Dl_info info{};
+    if (!dladdr(reinterpret_cast<void*>(&PinLibrary), &info) || !info.dli_fname) return false;
+    return dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) != nullptr;
+  }();
+  return pinned;
+}
+
+Napi::ArrayBuffer NewUnaccountedBuffer(Napi::Env env, void* start, size_t length) {
+  AddonData* data = GetData(env);
+  if (data->markUntransferable.IsEmpty() || !PinLibrary()) return Napi::ArrayBuffer();
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> bs =
+      v8::ArrayBuffer::NewBackingStore(start, length, v8::BackingStore::EmptyDeleter, nullptr);
+  v8::Local<v8::ArrayBuffer> ab = v8::ArrayBuffer::New(isolate, std::move(bs));
+  // A napi_value is a pointer to the V8 handle's slot (src/js_native_api_v8.h, JsValueFromV8LocalValue);
+  // the handle lives in the scope N-API opened for this call.
+  Napi::ArrayBuffer out(env, reinterpret_cast<napi_value>(*ab));
+  data->markUntransferable.Call({out});
+  return out;
+}
+
+// What a view object holds: the range, and what it told V8 it costs.
+struct ViewHold {
+  std::shared_ptr<MapState> st;
+  int64_t cost;
+};
+
 class Mapping : public Napi::ObjectWrap<Mapping> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -93,8 +141,8 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   }
 
   // An external ArrayBuffer over [offset, offset+length). Node 20 cannot hold one larger than 4 GiB,
-  // so bigger guests are seen through several views. Each view holds the mapping (see MapState): the
-  // range stays reserved while JS or native code can reach it.
+  // so bigger guests are seen through several views. Each view object holds the mapping (see
+  // MapState): the range stays reserved while JS or native code that keeps the object can reach it.
   Napi::Value MakeView(Napi::Env env, uint64_t offset, uint64_t length) {
     if (st_->unmapped) throw ErrnoError(env, EFAULT, "mmap", nullptr, "the mapping was unmapped");
     if (offset > st_->size || length > st_->size - offset)
@@ -104,17 +152,32 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
       throw ArgRangeError(env,
                           "The value of \"length\" is out of range. It must be <= 4 GiB (Node 20's ArrayBuffer limit); "
                           "use several views");
-    // Two references keep the range: the backing store's (it may outlive the object: transfer(),
-    // postMessage) and the object's (native code that keeps the object while it uses the address,
-    // as zlib and crypto do, may outlive the backing store, which detach() frees).
-    auto* keep = new std::shared_ptr<MapState>(st_);
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-        env, static_cast<uint8_t*>(st_->addr) + offset, static_cast<size_t>(length),
-        [](Napi::Env, void*, std::shared_ptr<MapState>* k) { delete k; }, keep);
-    auto* keepObj = new std::shared_ptr<MapState>(st_);
+    uint8_t* start = static_cast<uint8_t*>(st_->addr) + offset;
+    Napi::ArrayBuffer ab = NewUnaccountedBuffer(env, start, static_cast<size_t>(length));
+    bool counted = ab.IsEmpty();
+    if (counted) {
+      // N-API's way: the backing store holds the range too (it may outlive the object: postMessage).
+      auto* keep = new std::shared_ptr<MapState>(st_);
+      ab = Napi::ArrayBuffer::New(
+          env, start, static_cast<size_t>(length), [](Napi::Env, void*, std::shared_ptr<MapState>* k) { delete k; },
+          keep);
+    }
+    // An uncounted view still tells V8 of a little (at most 1 MiB a view): what a view keeps alive
+    // besides the range (its mapping's and VM's native state), so dropped ones are collected at a
+    // steady pace rather than only when the JS heap fills.
+    auto* keepObj = new ViewHold{st_, counted ? 0 : static_cast<int64_t>(std::min<uint64_t>(length, kViewCost))};
+    int64_t unused = 0;
+    if (keepObj->cost) napi_adjust_external_memory(env, keepObj->cost, &unused);
     if (napi_add_finalizer(
-            env, ab, keepObj, [](napi_env, void* k, void*) { delete static_cast<std::shared_ptr<MapState>*>(k); },
+            env, ab, keepObj,
+            [](napi_env e, void* k, void*) {
+              auto* h = static_cast<ViewHold*>(k);
+              int64_t u = 0;
+              if (h->cost) napi_adjust_external_memory(e, -h->cost, &u);
+              delete h;
+            },
             nullptr, nullptr) != napi_ok) {
+      if (keepObj->cost) napi_adjust_external_memory(env, -keepObj->cost, &unused);
       delete keepObj;
       throw Napi::Error::New(env, "napi_add_finalizer failed");
     }
@@ -175,6 +238,7 @@ class Mapping : public Napi::ObjectWrap<Mapping> {
   }
 
   static constexpr uint64_t kMaxView = 1ull << 32;
+  static constexpr uint64_t kViewCost = 1ull << 20;
   std::shared_ptr<MapState> st_;
   Napi::Reference<Napi::ArrayBuffer> whole_;  // `buffer`, made on first use
   AddonData* data_ = nullptr;
@@ -266,7 +330,16 @@ void UnmapAll(AddonData* data) {
   data->maps.clear();
 }
 
+// setMarkUntransferable(fn): worker_threads.markAsUntransferable, for guest-memory views (see
+// NewUnaccountedBuffer).
+static Napi::Value SetMarkUntransferable(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) throw ArgTypeError(info.Env(), "The \"mark\" argument must be a function");
+  GetData(info.Env())->markUntransferable = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
 void InitMapping(Napi::Env env, Napi::Object exports, AddonData* data) {
+  exports.Set("setMarkUntransferable", Napi::Function::New(env, SetMarkUntransferable, "setMarkUntransferable"));
   Napi::Function ctor = Mapping::Define(env);
   data->mappingCtor = Napi::Persistent(ctor);
   exports.Set("Mapping", ctor);

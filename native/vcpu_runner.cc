@@ -1,6 +1,15 @@
-// KVM_RUN for one vCPU. run() issues it on a thread of the vCPU's own (never the libuv threadpool,
-// which KVM_RUN would block for as long as the guest runs) and settles a Promise through a
-// thread-safe function; runSync() issues it on the calling thread (a worker that owns the vCPU).
+// KVM_RUN for one vCPU. runSync() issues it on the calling thread (a worker that owns the vCPU).
+// run() settles a Promise, and issues KVM_RUN in one of two ways, chosen run by run:
+//  - inline, on the JS thread, like runSync(), while the guest's runs are short and this is the only
+//    vCPU the event loop drives: no other thread is woken and no core spins, so an exit costs what
+//    it costs in C. The vCPU's own thread watches (a timed wait, no spinning): a run still in the
+//    kernel after a tick or two is kicked out (a signal, as QEMU kicks a vCPU) and continued on
+//    that thread, so the event loop is never held for long.
+//  - on the vCPU's own thread (never the libuv threadpool, which KVM_RUN would block for as long as
+//    the guest runs), completed through a thread-safe function: for guests that run long, and when
+//    the event loop drives several vCPUs, which then run in parallel. Between runs that thread
+//    waits for the next one briefly only where recent exits say it comes soon, yielding the core
+//    to anything runnable, then sleeps.
 // The kvm_run page is shared with JS as an external ArrayBuffer, detached on close().
 // Runs and other ioctls on the vCPU are ordered through its VcpuState (common.h), which every
 // handle to the vCPU's file shares: an ioctl is never issued into a running vCPU.
@@ -10,9 +19,11 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 #include <string>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <mutex>
@@ -34,13 +45,16 @@ struct RunState {
   std::condition_variable cv;
   std::atomic<bool> want{false}, stop{false};
   std::atomic<bool> sleeping{false};
-  // Who completes a run() (see Run): the JS thread if the exit comes within its short wait,
-  // else the vCPU thread through the thread-safe function.
-  enum Phase : int { kIdle = 0, kInline = 1, kAsync = 2, kDone = 3 };
-  std::atomic<int> phase{kIdle};
-  int resR = 0, resErr = 0;
   std::atomic<bool> inKvmRun{false};
   std::atomic<bool> retired{false};
+  // Inline runs (on the JS thread `jsThread`) and their watch by the vCPU thread.
+  pthread_t jsThread{};
+  std::atomic<uint64_t> inlineSeq{0};      // bumped by every inline run
+  std::atomic<bool> inlineActive{false};   // the JS thread is in (or entering) an inline KVM_RUN
+  std::atomic<bool> watcherParked{false};  // the vCPU thread sleeps untimed (no inline run lately)
+  std::atomic<bool> watchKicked{false};    // the watch kicked an inline run (it continues async)
+  // Async runs: the gap from an exit to the next run() (EWMA, ns), which sizes the wait between.
+  std::atomic<int64_t> gapNs{1'000'000};
   VcpuState& vcpu() { return *fd->vcpu; }
   // close(): the kvm_run page goes (until it does, the vCPU file and so the VM stay alive in the
   // kernel), but the range stays reserved while a view of it may be reachable.
@@ -206,20 +220,76 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     return Napi::Number::New(env, r < 0 ? -err : r);
   }
 
+  static int64_t NowNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // The watch over inline runs: an inline run seen in the kernel at two ticks in a row (at least one
+  // tick long) is kicked out to continue here. The kick is the vCPU's kick signal without
+  // immediate_exit (that one means "the caller asked"), sent under the VcpuState lock only while
+  // that same run is in KVM_RUN on the JS thread, so it never lands in other code's system calls.
+  static void WatchInline(RunState* st, uint64_t seq) {
+    VcpuState& vs = st->vcpu();
+    std::lock_guard<std::mutex> g(vs.mu);
+    if (!vs.inKvmRun || !pthread_equal(vs.runThread, st->jsThread) || !st->inlineActive.load() ||
+        st->inlineSeq.load() != seq)
+      return;
+    st->watchKicked = true;
+    pthread_kill(st->jsThread, KickSignal());
+  }
+
   static void ThreadMain(std::shared_ptr<RunState> st, RunTsfn tsfn) {
+    uint64_t watched = 0, lastSeq = 0;
+    int idleTicks = 0;
+    int64_t exitAt = 0;
     for (;;) {
-      // A VMM usually asks for the next run within microseconds of an exit: spin briefly before
-      // sleeping, because waking a sleeping thread costs an IPI (dear under nested virtualization).
-      for (int spin = 0; spin < 20000 && !st->want.load(std::memory_order_acquire) && !st->stop; spin++)
-        __builtin_ia32_pause();
+      // After an async exit: wait for the next run() briefly only if the last gaps were short (the
+      // JS thread handles the exit and asks again), yielding the core to whatever else is runnable.
+      if (exitAt) {
+        int64_t gap = st->gapNs.load(std::memory_order_relaxed);
+        if (gap < kSpinGapNs) {
+          int64_t until = exitAt + 2 * gap;
+          while (!st->want.load(std::memory_order_acquire) && !st->stop && NowNs() < until) sched_yield();
+        }
+      }
       {
         std::unique_lock<std::mutex> lk(st->mu);
-        st->sleeping = true;
-        st->cv.wait(lk, [&] { return st->want.load() || st->stop.load(); });
-        st->sleeping = false;
+        for (;;) {
+          if (st->stop || st->want) break;
+          uint64_t seq = st->inlineSeq.load();
+          bool active = st->inlineActive.load();
+          if (active || idleTicks < kIdleTicks) {
+            // Watching: inline runs happen. Untimed sleep once none has for kIdleTicks ticks.
+            st->cv.wait_for(lk, std::chrono::microseconds(kWatchTickUs));
+            if (st->stop || st->want) break;
+            uint64_t now = st->inlineSeq.load();
+            if (st->inlineActive.load() && now == watched) {
+              lk.unlock();
+              WatchInline(st.get(), now);
+              lk.lock();
+            }
+            watched = now;
+            idleTicks = (now == lastSeq && !st->inlineActive.load()) ? idleTicks + 1 : 0;
+            lastSeq = now;
+            (void)seq;
+          } else {
+            st->watcherParked = true;
+            st->sleeping = true;
+            st->cv.wait(lk, [&] { return st->want.load() || st->stop.load() || st->inlineActive.load(); });
+            st->sleeping = false;
+            st->watcherParked = false;
+            idleTicks = 0;
+            watched = lastSeq = st->inlineSeq.load();
+          }
+        }
         if (st->stop) break;
         st->want = false;
         st->inKvmRun = true;
+      }
+      if (exitAt) {
+        int64_t gap = NowNs() - exitAt, old = st->gapNs.load(std::memory_order_relaxed);
+        st->gapNs.store(old + (gap - old) / 4, std::memory_order_relaxed);
       }
       VcpuState& vs = st->vcpu();
       vs.EnterRun(&st->run->immediate_exit);
@@ -228,13 +298,18 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       vs.LeaveRun();
       st->run->immediate_exit = 0;
       st->inKvmRun = false;
-      st->resR = r;
-      st->resErr = err;
-      int expected = RunState::kInline;
-      if (st->phase.compare_exchange_strong(expected, RunState::kDone)) continue;  // JS takes it
+      exitAt = NowNs();
       auto* res = new RunResult{r, err};
       if (tsfn.NonBlockingCall(res) != napi_ok) delete res;
     }
+  }
+
+  // How many runners of this environment were asked to run lately, besides this one: the event
+  // loop drives several vCPUs, which must then run in parallel (async), not one after the other.
+  bool OthersActive(int64_t now) {
+    for (VcpuRunner* r : data_->runners)
+      if (r != this && (r->busy_ || now - r->lastRunCall_ < kActiveNs)) return true;
+    return false;
   }
 
   Napi::Value Run(const Napi::CallbackInfo& info) {
@@ -246,6 +321,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       if (!tsfnStarted_) {
         tsfn_ = RunTsfn::New(env, "kvm-sev:vcpu", 0, 1, this);
         tsfn_.Unref(env);
+        st_->jsThread = pthread_self();
         try {
           thread_ = StartThread(env, [st = st_, tsfn = tsfn_] { ThreadMain(st, tsfn); });
         } catch (...) {
@@ -259,48 +335,89 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       deferred.Reject(e.Value());
       return deferred.Promise();
     }
+    int64_t now = NowNs();
+    lastRunCall_ = now;
+    if (asyncRuns_ == 0 && !OthersActive(now)) {
+      RunResult res{0, 0};
+      if (RunInline(&res)) {
+        kickStreak_ = 0;
+        Settle(env, deferred, res);
+        return deferred.Promise();
+      }
+      // Kicked by the watch: the guest runs on. A guest that keeps running long has its next runs go
+      // straight to the vCPU thread, twice as many after each kick in a row (a single kick may only
+      // mean this thread was preempted on a loaded machine).
+      asyncRuns_ = (1 << std::min(kickStreak_, kMaxKickStreak)) - 1;
+      kickStreak_++;
+      try {
+        BeginRun(env);
+      } catch (const Napi::Error&) {
+        // Another handle's run got in between: this one ended as a kick would have ended it.
+        deferred.Resolve(Napi::Number::New(env, -EINTR));
+        return deferred.Promise();
+      }
+    } else if (asyncRuns_ > 0) {
+      asyncRuns_--;
+    }
     busy_ = true;
-    st_->phase = RunState::kInline;
+    tsfn_.Ref(env);  // keep the loop alive while the guest runs
+    Ref();           // and this object, even if JS drops it
+    pending_ = std::make_unique<Napi::Promise::Deferred>(deferred);
     {
       std::lock_guard<std::mutex> g(st_->mu);
       st_->want = true;
     }
-    if (st_->sleeping) st_->cv.notify_one();  // a spinning thread sees `want` without a wake-up
-
-    // Most exits (port I/O, MMIO) come back within microseconds. Wait that long on this thread
-    // and settle the Promise here, saving two thread wake-ups; a guest that runs longer is
-    // completed asynchronously by the vCPU thread, and the event loop runs meanwhile.
-    auto t0 = std::chrono::steady_clock::now();
-    unsigned n = 0;
-    while (st_->phase.load(std::memory_order_acquire) == RunState::kInline) {
-      __builtin_ia32_pause();
-      if ((++n & 63) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kInlineWaitUs)) {
-        int expected = RunState::kInline;
-        if (st_->phase.compare_exchange_strong(expected, RunState::kAsync)) {
-          tsfn_.Ref(env);  // keep the loop alive while the guest runs
-          Ref();           // and this object, even if JS drops it
-          pending_ = std::make_unique<Napi::Promise::Deferred>(deferred);
-          return deferred.Promise();
-        }
-        break;  // it finished just now
-      }
-    }
-    st_->phase = RunState::kIdle;
-    busy_ = false;
-    RunResult res{st_->resR, st_->resErr};
-    if (res.r < 0 && res.err != EINTR)
-      deferred.Reject(ErrnoError(env, res.err, "ioctl", "KVM_RUN").Value());
-    else
-      deferred.Resolve(Napi::Number::New(env, res.r < 0 ? -res.err : res.r));
+    if (st_->sleeping) st_->cv.notify_one();  // a waiting thread sees `want` without a wake-up
     return deferred.Promise();
   }
 
-  static constexpr int kInlineWaitUs = 50;
+  // KVM_RUN on this (the JS) thread, under the watch of the vCPU thread. False if the watch kicked
+  // it out (the guest still runs: it is continued async); true with the result otherwise.
+  bool RunInline(RunResult* res) {
+    RunState& st = *st_;
+    VcpuState& vs = st.vcpu();
+    st.inlineSeq.fetch_add(1);
+    st.inlineActive.store(true);
+    if (st.watcherParked.load()) {
+      std::lock_guard<std::mutex> g(st.mu);
+      st.cv.notify_one();
+    }
+    vs.EnterRun(&st.run->immediate_exit);
+    int r = ::ioctl(st.fd->fd, KVM_RUN, 0);
+    int err = errno;
+    vs.LeaveRun();
+    st.inlineActive.store(false);
+    bool asked = st.run->immediate_exit;  // a kick through the vCPU's handle: the caller asked
+    st.run->immediate_exit = 0;
+    // Interrupted, and not by a kick through the vCPU's handle: the watch's kick (or a signal it sent
+    // for an earlier run, or any other signal): the guest was not asked to stop, so it runs on.
+    if (r < 0 && err == EINTR && !asked) {
+      st.watchKicked = false;
+      return false;
+    }
+    *res = RunResult{r, r < 0 ? err : 0};
+    return true;
+  }
+
+  void Settle(Napi::Env env, Napi::Promise::Deferred& d, const RunResult& res) {
+    if (res.r < 0 && res.err != EINTR)
+      d.Reject(ErrnoError(env, res.err, "ioctl", "KVM_RUN").Value());
+    else
+      d.Resolve(Napi::Number::New(env, res.r < 0 ? -res.err : res.r));
+  }
+
+  // The watch's tick; at most 2^6 - 1 runs after kicked ones go straight to the vCPU thread; how recent a
+  // run() of another runner must be to count as "several vCPUs"; the largest gap between an exit
+  // and the next run() that the vCPU thread waits out awake (beyond it, it sleeps at once).
+  static constexpr int kWatchTickUs = 200;
+  static constexpr int kIdleTicks = 50;
+  static constexpr int kMaxKickStreak = 6;
+  static constexpr int64_t kActiveNs = 2'000'000;
+  static constexpr int64_t kSpinGapNs = 20'000;
 
   friend void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, RunResult* res);
   void Complete(Napi::Env env, RunResult* res) {
     busy_ = false;
-    st_ ? st_->phase = RunState::kIdle : 0;
     if (tsfnStarted_) tsfn_.Unref(env);
     std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
     if (!d) return;  // close() settled it already
@@ -358,6 +475,9 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
   RunTsfn tsfn_;
   bool tsfnStarted_ = false;
   bool busy_ = false;
+  int64_t lastRunCall_ = 0;  // steady_clock ns of the last run()
+  int asyncRuns_ = 0;        // runs left to go straight to the vCPU thread (after a kicked one)
+  int kickStreak_ = 0;       // inline runs kicked in a row
   std::unique_ptr<Napi::Promise::Deferred> pending_;
   AddonData* data_ = nullptr;
 

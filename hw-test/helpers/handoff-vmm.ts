@@ -4,6 +4,7 @@
  *   node handoff-vmm.js target <socket> <exitsAfterTakeover>    takes the guest over and runs it on
  * Each prints one JSON line: the counter values it saw and what the handoff said.
  */
+import { writeSync } from 'node:fs';
 import { NativeBackend } from '../../lib/backends/native/native-backend.js';
 import { counterProgram } from '../../lib/app/guest/programs.js';
 import { SerialPort } from '../../lib/app/guest/serial.js';
@@ -11,6 +12,10 @@ import { loadProgram } from '../../lib/app/guest/setup.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import type { Vcpu } from '../../lib/kvm/vcpu.js';
 import { handOff, takeOver } from '../../lib/migration/handoff.js';
+
+// The result line, written before process.exit(): console.log to a pipe is asynchronous, and a long
+// `seen` (a fast run() records many exits while the new VMM prepares) would be cut off at exit.
+const out = (o: Record<string, unknown>) => writeSync(1, JSON.stringify(o) + '\n');
 
 const PORT = 0x500;
 const [role, path, nStr] = process.argv.slice(2);
@@ -57,9 +62,7 @@ if (role === 'source') {
     },
   });
   if (r.owner === 'source') await counts(vcpu, n, seen); // still ours: resume
-  console.log(
-    JSON.stringify({ role, seen, owner: r.owner, reason: r.reason ?? null, handoffMs: Number(process.hrtime.bigint() - t0) / 1e6 }),
-  );
+  out({ role, seen, owner: r.owner, reason: r.reason ?? null, handoffMs: Number(process.hrtime.bigint() - t0) / 1e6 });
 } else {
   const listener = backend.unixListen(path!);
   console.error('TARGET-LISTENING');
@@ -73,7 +76,7 @@ if (role === 'source') {
   });
   if (process.env['HANDOFF_DIE'] === 'after-takeover') process.kill(process.pid, 'SIGKILL');
   await counts(g.vcpus[0]!, n, seen);
-  console.log(JSON.stringify({ role, seen, owner: g.owner, devices: g.devices }));
+  out({ role, seen, owner: g.owner, devices: g.devices });
   g.vm.close();
   listener.close();
 }

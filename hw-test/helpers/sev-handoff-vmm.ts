@@ -6,6 +6,7 @@
  * Each prints one JSON line. $HANDOFF_DIE kills the process (SIGKILL) at a named point; `after-send`
  * prints the token (TOKEN=<hex>) on stderr first.
  */
+import { writeSync } from 'node:fs';
 import { HybridBackend } from '../../lib/backends/hybrid/hybrid-backend.js';
 import { counterProgram } from '../../lib/app/guest/programs.js';
 import { loadProgram } from '../../lib/app/guest/setup.js';
@@ -18,6 +19,10 @@ import { SevGuestCommands } from '../../lib/sev/kvm-sev-commands.js';
 import { SevLaunch } from '../../lib/sev/launch.js';
 import { SevPlatform } from '../../lib/sev/platform.js';
 import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_VM } from '../../lib/uapi/constants.js';
+
+// The result line, written before process.exit(): console.log to a pipe is asynchronous, and a long
+// `seen` (a fast run() records many exits while the new VMM prepares) would be cut off at exit.
+const out = (o: Record<string, unknown>) => writeSync(1, JSON.stringify(o) + '\n');
 
 const PORT = 0x500;
 const [role, path, nStr] = process.argv.slice(2);
@@ -79,7 +84,7 @@ if (role === 'source') {
     },
   });
   if (r.owner === 'source') await counts(vcpu, n, seen); // still ours: resume
-  console.log(JSON.stringify({ role, seen, owner: r.owner, reason: r.reason ?? null, encContext: r.encContext ?? null, method }));
+  out({ role, seen, owner: r.owner, reason: r.reason ?? null, encContext: r.encContext ?? null, method });
   platform.close();
 } else {
   const listener = backend.unixListen(path!);
@@ -95,7 +100,7 @@ if (role === 'source') {
   });
   if (die === 'after-takeover') process.kill(process.pid, 'SIGKILL');
   await counts(g.vcpus[0]!, n, seen);
-  console.log(JSON.stringify({ role, seen, owner: g.owner, encContext: g.encContext ?? null, method }));
+  out({ role, seen, owner: g.owner, encContext: g.encContext ?? null, method });
   g.vm.close();
   listener.close();
 }

@@ -37,6 +37,13 @@ import type { SevCommandTable } from '../uapi/sev-command-table.js';
 import type { SystemView } from './system-view.js';
 
 export type BackendName = 'native' | 'mock' | 'hybrid';
+
+/** One ioctl of {@link Backend.ioctlBatch}. */
+export interface IoctlCall {
+  fd: BackendFd;
+  request: number;
+  arg?: IoctlArg;
+}
 export type DevicePath = '/dev/kvm' | '/dev/sev';
 /**
  * 'eventfd' ({@link Backend.eventfd}), 'device' (KVM_CREATE_DEVICE), 'stats' (KVM_GET_STATS_FD),
@@ -102,6 +109,14 @@ export interface Backend {
   ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number>;
   /** An ioctl that returns a new fd (KVM_CREATE_VM, KVM_CREATE_VCPU). */
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd;
+  /**
+   * Many synchronous ioctls in one call (on the native backend, one crossing into native code), for
+   * the work that comes in bursts: restoring a vCPU's state, memory slots. Each is checked and issued
+   * as `ioctl()` would, in order, with the same write-back; the first that is refused or fails stops
+   * the batch and throws its error, with `index` set to its position in `calls` (the ones before it
+   * took effect). Returns the kernel's results. Never an ioctl that returns an fd, nor KVM_RUN.
+   */
+  ioctlBatch(calls: readonly IoctlCall[]): number[];
 
   /**
    * The KVM_SEV command-id table by which this backend lays out `kvm_sev_cmd.data` of VM fd `vm`'s

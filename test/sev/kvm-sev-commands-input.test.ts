@@ -98,6 +98,7 @@ function fakeBackend(t: ExecutionContext): Fake {
     },
     ioctl: (_fd, request, arg) => ioctl('ioctl', request, arg),
     ioctlAsync: async (_fd, request, arg) => ioctl('ioctlAsync', request, arg),
+    ioctlBatch: (batch) => batch.map((c) => ioctl('ioctl', c.request, c.arg)),
     ioctlFd(_fd, request, arg) {
       if (!armed && request === ioc.KVM_CREATE_VM) return fakeFd('vm', nextFd++);
       return refuse('ioctlFd', request, arg);

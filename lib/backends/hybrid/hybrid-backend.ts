@@ -16,7 +16,17 @@
  *   guest's own first touch (an NPT fault in the kernel) is not seen.
  * - A dead VM (the source of a MOVE) answers EIO to every ioctl, as the kernel's does.
  */
-import type { Backend, BackendFd, DevicePath, FdKind, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
+import type {
+  Backend,
+  BackendFd,
+  DevicePath,
+  FdKind,
+  GuestMapping,
+  IoctlCall,
+  ReceivedFds,
+  VcpuRunHandle,
+} from '../../backend/contract.js';
+import { ioctlEach } from '../../backend/ioctl-batch.js';
 import { errnoError, KvmSevError } from '../../backend/errors.js';
 import { NativeBackend } from '../native/native-backend.js';
 import { PlaintextMemory } from './common/plaintext-memory.js';
@@ -437,6 +447,9 @@ export class HybridBackend implements Backend {
     this.mock.checkSevCommandTable(table);
   }
 
+  ioctlBatch(calls: readonly IoctlCall[]): number[] {
+    return ioctlEach(this, calls);
+  }
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     const inner = this.unwrap(fd);
     if (inner.closed) throw errnoError(EBADF, 'ioctl', ioc.ioctlByRequest(request)?.name);

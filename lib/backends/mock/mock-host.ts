@@ -8,7 +8,8 @@
  * and shape (KvmError: code, negative errno, syscall 'ioctl', request name). The hybrid backend uses
  * the SEV half through {@link MockHost.sev} (see index.ts).
  */
-import type { Backend, BackendFd, DevicePath, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
+import type { Backend, BackendFd, DevicePath, GuestMapping, IoctlCall, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
+import { ioctlEach } from '../../backend/ioctl-batch.js';
 import { KvmSevError, errnoError } from '../../backend/errors.js';
 import type { AnyStructCodec } from '../../uapi/codec.js';
 import { PAGE_SIZE, sevPlatformCommandName } from '../../uapi/constants.js';
@@ -210,6 +211,9 @@ export class MockHost implements Backend {
     return call.runAsync();
   }
 
+  ioctlBatch(calls: readonly IoctlCall[]): number[] {
+    return ioctlEach(this, calls);
+  }
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     const call = this.prepare(fd, request, arg, true, false);
     const out = call.runSync();

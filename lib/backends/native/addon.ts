@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { markAsUntransferable } from 'node:worker_threads';
 import type { IoctlArg } from '../../uapi/ioctl-arg.js';
 import type { BackendFd, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
 import { errnoError, KvmSevError } from '../../backend/errors.js';
@@ -83,7 +84,11 @@ export interface NativeAddon {
   peerCredentials(socket: BackendFd): { pid: number; uid: number; gid: number };
   /** Whether two fds of this process refer to the same open file (kcmp(2) KCMP_FILE). */
   sameFile(a: BackendFd, b: BackendFd): boolean;
+  /** fd number, request, integer argument (NaN: a struct, in args), result: four entries per ioctl (native/ioctl.cc). */
+  ioctlBatch(nums: Float64Array, args?: unknown[]): void;
   setErrorFactory(f: (errno: number, syscall: string, request?: string, path?: string) => Error): void;
+  /** worker_threads.markAsUntransferable: applied to every guest-memory view (native/mapping.cc). */
+  setMarkUntransferable(mark: (o: object) => void): void;
   /**
    * The KVM_SEV command-id table of one VM fd (by number): LOCAL_SEND/LOCAL_RECEIVE at these ids,
    * 0, 0 for upstream only. Kept in that fd's VM state; EBADF if closed, ERR_INVALID_ARG_VALUE if not a VM.
@@ -190,6 +195,11 @@ export function loadAddon(): NativeAddon {
   try {
     const a = require(where.file) as NativeAddon;
     a.setErrorFactory((errno, syscall, request, path) => errnoError(errno, syscall, request, path));
+    // Guest-memory views are not V8's memory to count (native/mapping.cc): made so, the view object
+    // alone holds the range, so they must not travel (postMessage copies them). Where
+    // ArrayBuffer.prototype.transfer() exists (Node 22+, or 20 with --harmony-rab-gsab-transfer), a
+    // view's memory could move to an object nothing watches: there views stay N-API's (counted).
+    if (typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer !== 'function') a.setMarkUntransferable(markAsUntransferable);
     cached = a;
     cachedFile = where.file;
     return a;

@@ -3,7 +3,8 @@
  * call into the addon (no wrapper objects on hot paths); the addon validates its arguments.
  */
 import type { IoctlArg } from '../../uapi/ioctl-arg.js';
-import type { Backend, BackendFd, DevicePath, GuestMapping, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
+import type { Backend, BackendFd, DevicePath, GuestMapping, IoctlCall, ReceivedFds, VcpuRunHandle } from '../../backend/contract.js';
+import { atIndex, checkCalls } from '../../backend/ioctl-batch.js';
 import { invalidArgType } from '../../uapi/errors.js';
 import { SevCommandTable } from '../../uapi/sev-command-table.js';
 import { loadAddon, type NativeAddon } from './addon.js';
@@ -35,6 +36,45 @@ export class NativeBackend implements Backend {
   ioctlAsync(fd: BackendFd, request: number, arg?: IoctlArg): Promise<number> {
     if (!(fd instanceof this.FdHandle)) return Promise.reject(invalidArgType('fd', 'an instance of FdHandle', fd));
     return this.addon.ioctlAsync(fd.fd, request, arg);
+  }
+  private batchNums: Float64Array | undefined;
+  ioctlBatch(calls: readonly IoctlCall[]): number[] {
+    const checked = checkCalls(calls);
+    // fd number, request, integer argument (NaN: a struct, in args), result: native/ioctl.cc. The
+    // array is kept between batches (allocating one per batch costs more than the crossing saves),
+    // unless a batch runs inside another (a struct argument's getter may start one).
+    const want = checked.length * 4;
+    let nums = this.batchNums;
+    this.batchNums = undefined;
+    if (!nums || nums.length < want) nums = new Float64Array(Math.max(want, 64));
+    let args: unknown[] | undefined;
+    let last: BackendFd | undefined;
+    let lastNum = -1;
+    for (let i = 0; i < checked.length; i++) {
+      const c = checked[i]!;
+      if (c.fd !== last) {
+        // The fd number is a native getter: asked once per fd of the batch (nothing closes one meanwhile).
+        if (!(c.fd instanceof this.FdHandle)) throw atIndex(invalidArgType(`calls[${i}].fd`, 'an instance of FdHandle', c.fd), i);
+        last = c.fd;
+        lastNum = c.fd.fd;
+      }
+      nums[4 * i] = lastNum;
+      nums[4 * i + 1] = typeof c.request === 'number' ? c.request : NaN;
+      if (typeof c.arg === 'number') nums[4 * i + 2] = c.arg;
+      else if (c.arg === undefined) nums[4 * i + 2] = 0;
+      else {
+        nums[4 * i + 2] = NaN;
+        (args ??= [])[i] = c.arg;
+      }
+    }
+    try {
+      this.addon.ioctlBatch(want === nums.length ? nums : nums.subarray(0, want), args);
+      const out = new Array<number>(checked.length);
+      for (let i = 0; i < checked.length; i++) out[i] = nums[4 * i + 3]!;
+      return out;
+    } finally {
+      this.batchNums = nums;
+    }
   }
   ioctlFd(fd: BackendFd, request: number, arg?: IoctlArg): BackendFd {
     if (!(fd instanceof this.FdHandle)) throw invalidArgType('fd', 'an instance of FdHandle', fd);
