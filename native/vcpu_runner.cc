@@ -4,7 +4,9 @@
 //    vCPU the event loop drives: no other thread is woken and no core spins, so an exit costs what
 //    it costs in C. The vCPU's own thread watches (a timed wait, no spinning): a run still in the
 //    kernel after a tick or two is kicked out (a signal, as QEMU kicks a vCPU) and continued on
-//    that thread, so the event loop is never held for long.
+//    that thread, so the event loop is never held for long. Inline runs settle at once, so a loop of
+//    `await run()` is a chain of microtasks: after 1 ms of it one run goes through the vCPU thread,
+//    so timers and I/O get their turn (without that budget such a loop starved the event loop).
 //  - on the vCPU's own thread (never the libuv threadpool, which KVM_RUN would block for as long as
 //    the guest runs), completed through a thread-safe function: for guests that run long, and when
 //    the event loop drives several vCPUs, which then run in parallel. Between runs that thread
@@ -337,7 +339,12 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     }
     int64_t now = NowNs();
     lastRunCall_ = now;
-    if (asyncRuns_ == 0 && !OthersActive(now)) {
+    // Inline runs settle at once, so a loop of `await run()` is a chain of microtasks that never lets
+    // the event loop turn (timers, sockets, other callbacks would wait forever). A chain may run
+    // inline for kInlineBudgetNs; then one run goes through the vCPU thread, whose completion arrives
+    // as an event-loop callback after everything else that is ready, and the budget starts again.
+    if (inlineSince_ == 0) inlineSince_ = now;
+    if (asyncRuns_ == 0 && now - inlineSince_ < kInlineBudgetNs && !OthersActive(now)) {
       RunResult res{0, 0};
       if (RunInline(&res)) {
         kickStreak_ = 0;
@@ -414,10 +421,12 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
   static constexpr int kMaxKickStreak = 6;
   static constexpr int64_t kActiveNs = 2'000'000;
   static constexpr int64_t kSpinGapNs = 20'000;
+  static constexpr int64_t kInlineBudgetNs = 1'000'000;
 
   friend void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, RunResult* res);
   void Complete(Napi::Env env, RunResult* res) {
     busy_ = false;
+    inlineSince_ = 0;  // this callback came through the event loop: a new inline budget
     if (tsfnStarted_) tsfn_.Unref(env);
     std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
     if (!d) return;  // close() settled it already
@@ -478,6 +487,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
   int64_t lastRunCall_ = 0;  // steady_clock ns of the last run()
   int asyncRuns_ = 0;        // runs left to go straight to the vCPU thread (after a kicked one)
   int kickStreak_ = 0;       // inline runs kicked in a row
+  int64_t inlineSince_ = 0;  // the first inline run since the event loop last turned (0: none)
   std::unique_ptr<Napi::Promise::Deferred> pending_;
   AddonData* data_ = nullptr;
 

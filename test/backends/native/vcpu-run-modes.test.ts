@@ -67,3 +67,28 @@ hwTest(req, 'run() of a guest that never exits leaves the event loop free; kick(
   t.is(r.out?.['kicked'], 'intr');
   t.is(r.out?.['after'], true);
 });
+
+hwTest(req, 'a loop of `await run()` over short exits still lets timers, I/O and immediates run (the hang the sev-handoff test caught)', (t) => {
+  // Inline runs settle at once, so such a loop is one long chain of microtasks; without a budget
+  // the flag below was never set (the loop ran for as long as it was allowed to).
+  const r = runChild(`${SETUP}
+    const { vm, vcpu } = counter();
+    let stop = false, exits = 0, immediates = 0, reads = 0;
+    setTimeout(() => { stop = true; }, 50);
+    const tick = () => { immediates++; if (!stop) setImmediate(tick); };
+    setImmediate(tick);
+    const fs = await import('node:fs');
+    const readLoop = async () => { while (!stop) { await fs.promises.readFile('/proc/self/stat'); reads++; } };
+    const reading = readLoop();
+    const t0 = Date.now();
+    let last = 0;
+    while (!stop && Date.now() - t0 < 5000) { last = count(await vcpu.run()); exits++; }
+    await reading;
+    out.stoppedByTimer = stop && Date.now() - t0 < 5000;
+    out.inOrder = last === exits;
+    out.othersRan = immediates > 5 && reads > 2;
+    vm.close();
+    kvm.close();`);
+  t.is(r.status, 0, describeChild(r));
+  t.deepEqual(r.out, { stoppedByTimer: true, inOrder: true, othersRan: true });
+});
