@@ -153,6 +153,7 @@ struct AddonData {
   std::unordered_map<int, std::shared_ptr<OwnedFd>> live;  // open fds by number (ioctl fast path)
   std::set<Mapping*> maps;
   std::set<VcpuRunner*> runners;
+  VcpuRunner* inlineRunner = nullptr;  // the one runner whose run()s may go inline (vcpu_runner.cc)
   std::atomic<bool> closing{false};
   // Socket wait threads, joined at teardown (unix_socket.cc).
   struct Tracked {

@@ -1,15 +1,17 @@
 // KVM_RUN for one vCPU. runSync() issues it on the calling thread (a worker that owns the vCPU).
 // run() settles a Promise, and issues KVM_RUN in one of two ways, chosen run by run:
-//  - inline, on the JS thread, like runSync(), while the guest's runs are short and this is the only
-//    vCPU the event loop drives: no other thread is woken and no core spins, so an exit costs what
-//    it costs in C. The vCPU's own thread watches (a timed wait, no spinning): a run still in the
-//    kernel after a tick or two is kicked out (a signal, as QEMU kicks a vCPU) and continued on
-//    that thread, so the event loop is never held for long. Inline runs settle at once, so a loop of
-//    `await run()` is a chain of microtasks: after 1 ms of it one run goes through the vCPU thread,
-//    so timers and I/O get their turn (without that budget such a loop starved the event loop).
+//  - inline, on the JS thread, like runSync(), while the guest's runs are short and this vCPU is the
+//    one of its event loop that runs inline (the first to ask, until it stops asking for 2 ms): no
+//    other thread is woken and no core spins, so an exit costs what it costs in C. The vCPU's own thread watches (a
+//    timed wait, no spinning): a run still in the kernel after a tick or two is kicked out (a signal, as QEMU kicks a
+//    vCPU) and continued on that thread, so the event loop is never held for long. Inline runs settle at once, so a
+//    loop of `await run()` is a chain of microtasks: after 1 ms of it one run goes through the vCPU thread, so timers
+//    and I/O get their turn (without that budget such a loop starved the event loop).
 //  - on the vCPU's own thread (never the libuv threadpool, which KVM_RUN would block for as long as
-//    the guest runs), completed through a thread-safe function: for guests that run long, and when
-//    the event loop drives several vCPUs, which then run in parallel. Between runs that thread
+//    the guest runs), completed through a thread-safe function: for guests that run long, and for
+//    the other vCPUs the event loop drives, which run in parallel with the inline one. Their results
+//    are also taken by its run()s (before and after its KVM_RUN), so a chain of inline runs does not
+//    hold them until the event loop turns. Between runs that thread
 //    waits for the next one briefly only where recent exits say it comes soon, yielding the core
 //    to anything runnable, then sleeps.
 // The kvm_run page is shared with JS as an external ArrayBuffer, detached on close().
@@ -39,6 +41,11 @@ const napi_type_tag kRunnerTag = {0x6b766d7365765275ULL, 0x6e6e657200000003ULL};
 
 // Shared by the JS object, its thread, queued completions and the run area's ArrayBuffer (its
 // backing store and the object each hold it), so none outlives what it uses.
+struct RunResult {
+  int r;
+  int err;
+};
+
 struct RunState {
   std::shared_ptr<OwnedFd> fd;
   struct kvm_run* run = nullptr;
@@ -57,6 +64,11 @@ struct RunState {
   std::atomic<bool> watchKicked{false};    // the watch kicked an inline run (it continues async)
   // Async runs: the gap from an exit to the next run() (EWMA, ns), which sizes the wait between.
   std::atomic<int64_t> gapNs{1'000'000};
+  std::atomic<int64_t> wantAt{0};  // when run() last asked this thread for a run (steady_clock ns)
+  // The result of the async run in flight, once it returned: taken by the first of the thread-safe
+  // call and a run() of another vCPU of this event loop (a chain of inline runs sees it that way).
+  RunResult result{0, 0};
+  std::atomic<bool> resultReady{false};
   VcpuState& vcpu() { return *fd->vcpu; }
   // close(): the kvm_run page goes (until it does, the vCPU file and so the VM stay alive in the
   // kernel), but the range stays reserved while a view of it may be reachable.
@@ -68,14 +80,9 @@ struct RunState {
   }
 };
 
-struct RunResult {
-  int r;
-  int err;
-};
-
 class VcpuRunner;
-static void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, RunResult* res);
-using RunTsfn = Napi::TypedThreadSafeFunction<VcpuRunner, RunResult, CallJs>;
+static void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, void*);
+using RunTsfn = Napi::TypedThreadSafeFunction<VcpuRunner, void, CallJs>;
 
 // The size of the kvm_run area: the kernel's answer (seen by an earlier ioctl, or asked again), or
 // the errno of asking. Mapping more than KVM provides would SIGBUS on touch.
@@ -154,7 +161,10 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
 
   ~VcpuRunner() override {
     Shutdown();
-    if (data_ && !data_->closing) data_->runners.erase(this);
+    if (data_ && !data_->closing) {
+      data_->runners.erase(this);
+      if (data_->inlineRunner == this) data_->inlineRunner = nullptr;
+    }
   }
 
   // Stops the thread (kicking the guest out of KVM_RUN) and drops the fd. Idempotent.
@@ -173,7 +183,9 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       thread_.join();
     }
     if (tsfnStarted_) {
-      tsfn_.Release();
+      // Abort, not release: a call still queued must not reach this object once it may be gone (a
+      // result can be delivered by another runner's run() before its call arrives).
+      tsfn_.Abort();
       tsfnStarted_ = false;
     }
     if (st_->fd) {
@@ -262,8 +274,11 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
           uint64_t seq = st->inlineSeq.load();
           bool active = st->inlineActive.load();
           if (active || idleTicks < kIdleTicks) {
-            // Watching: inline runs happen. Untimed sleep once none has for kIdleTicks ticks.
+            // Watching: inline runs happen. Untimed sleep once none has for kIdleTicks ticks. Asleep
+            // either way: run() wakes it at once (not at the next tick) when it asks for a run here.
+            st->sleeping = true;
             st->cv.wait_for(lk, std::chrono::microseconds(kWatchTickUs));
+            st->sleeping = false;
             if (st->stop || st->want) break;
             uint64_t now = st->inlineSeq.load();
             if (st->inlineActive.load() && now == watched) {
@@ -290,7 +305,10 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
         st->inKvmRun = true;
       }
       if (exitAt) {
-        int64_t gap = NowNs() - exitAt, old = st->gapNs.load(std::memory_order_relaxed);
+        // From the exit to run() asking again (not to this thread seeing it: a slow wake-up must not
+        // make the next wait a sleep, which would wake up slowly again).
+        int64_t gap = std::max<int64_t>(0, st->wantAt.load(std::memory_order_relaxed) - exitAt);
+        int64_t old = st->gapNs.load(std::memory_order_relaxed);
         st->gapNs.store(old + (gap - old) / 4, std::memory_order_relaxed);
       }
       VcpuState& vs = st->vcpu();
@@ -301,17 +319,17 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       st->run->immediate_exit = 0;
       st->inKvmRun = false;
       exitAt = NowNs();
-      auto* res = new RunResult{r, err};
-      if (tsfn.NonBlockingCall(res) != napi_ok) delete res;
+      st->result = RunResult{r, err};
+      st->resultReady.store(true, std::memory_order_release);
+      tsfn.NonBlockingCall();
     }
   }
 
-  // How many runners of this environment were asked to run lately, besides this one: the event
-  // loop drives several vCPUs, which must then run in parallel (async), not one after the other.
-  bool OthersActive(int64_t now) {
+  // Settles the other runners' async runs that have returned: a chain of inline runs on this thread
+  // would otherwise hold their results until the event loop turns (up to the inline budget).
+  void DeliverOthers(Napi::Env env) {
     for (VcpuRunner* r : data_->runners)
-      if (r != this && (r->busy_ || now - r->lastRunCall_ < kActiveNs)) return true;
-    return false;
+      if (r != this && r->busy_) r->Deliver(env);
   }
 
   Napi::Value Run(const Napi::CallbackInfo& info) {
@@ -339,15 +357,23 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     }
     int64_t now = NowNs();
     lastRunCall_ = now;
+    DeliverOthers(env);
     // Inline runs settle at once, so a loop of `await run()` is a chain of microtasks that never lets
     // the event loop turn (timers, sockets, other callbacks would wait forever). A chain may run
     // inline for kInlineBudgetNs; then one run goes through the vCPU thread, whose completion arrives
     // as an event-loop callback after everything else that is ready, and the budget starts again.
     if (inlineSince_ == 0) inlineSince_ = now;
-    if (asyncRuns_ == 0 && now - inlineSince_ < kInlineBudgetNs && !OthersActive(now)) {
+    // With several vCPUs on this event loop, one of them runs inline and the others on their own
+    // threads, in parallel with it; their results are delivered at its next run().
+    VcpuRunner* owner = data_->inlineRunner;
+    if (owner && owner != this && (!owner->st_ || now - owner->lastRunCall_ >= kActiveNs)) owner = nullptr;
+    bool mayInline = owner == this || (owner == nullptr && !OthersBusy());
+    if (asyncRuns_ == 0 && now - inlineSince_ < kInlineBudgetNs && mayInline) {
+      data_->inlineRunner = this;
       RunResult res{0, 0};
       if (RunInline(&res)) {
         kickStreak_ = 0;
+        DeliverOthers(env);  // those that returned while this one ran: their next runs go first
         Settle(env, deferred, res);
         return deferred.Promise();
       }
@@ -372,6 +398,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     pending_ = std::make_unique<Napi::Promise::Deferred>(deferred);
     {
       std::lock_guard<std::mutex> g(st_->mu);
+      st_->wantAt.store(now, std::memory_order_relaxed);
       st_->want = true;
     }
     if (st_->sleeping) st_->cv.notify_one();  // a waiting thread sees `want` without a wake-up
@@ -423,18 +450,28 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
   static constexpr int64_t kSpinGapNs = 20'000;
   static constexpr int64_t kInlineBudgetNs = 1'000'000;
 
-  friend void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, RunResult* res);
-  void Complete(Napi::Env env, RunResult* res) {
+  bool OthersBusy() {
+    for (VcpuRunner* r : data_->runners)
+      if (r != this && r->busy_) return true;
+    return false;
+  }
+
+  friend void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, void*);
+  // The thread-safe call: the event loop turned (a new inline budget), and the result, unless a
+  // run() of another vCPU took it first.
+  void OnLoopCallback(Napi::Env env) {
+    inlineSince_ = 0;
+    Deliver(env);
+  }
+  void Deliver(Napi::Env env) {
+    if (!busy_ || !st_ || !st_->resultReady.exchange(false, std::memory_order_acquire)) return;
+    RunResult res = st_->result;
     busy_ = false;
-    inlineSince_ = 0;  // this callback came through the event loop: a new inline budget
     if (tsfnStarted_) tsfn_.Unref(env);
     std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
     if (!d) return;  // close() settled it already
     Unref();
-    if (res->r < 0 && res->err != EINTR)
-      d->Reject(ErrnoError(env, res->err, "ioctl", "KVM_RUN").Value());
-    else
-      d->Resolve(Napi::Number::New(env, res->r < 0 ? -res->err : res->r));
+    Settle(env, *d, res);
   }
 
   Napi::Value Kick(const Napi::CallbackInfo& info) {
@@ -450,13 +487,16 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     }
     std::shared_ptr<RunState> st = st_;
     Shutdown();
-    // A run() whose thread stopped before it entered (or reported) KVM_RUN: settled here, as a kick
-    // would have ended it, so no promise is left pending forever.
+    if (data_ && data_->inlineRunner == this) data_->inlineRunner = nullptr;
+    // A run() in flight is settled here (its queued call was dropped): with its result if KVM_RUN
+    // returned, else as a kick would have ended it, so no promise is left pending forever.
     if (pending_) {
       std::unique_ptr<Napi::Promise::Deferred> d = std::move(pending_);
       busy_ = false;
       Unref();
-      d->Resolve(Napi::Number::New(env, -EINTR));
+      RunResult res{-1, EINTR};
+      if (st && st->resultReady.exchange(false, std::memory_order_acquire)) res = st->result;
+      Settle(env, *d, res);
     }
     // The page is detached and the thread joined: the kvm_run mapping goes now (until it does the
     // vCPU file, and so the whole VM, stays alive in the kernel, and tearing down guest memory under
@@ -495,10 +535,10 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
   void TeardownFromCleanup() { Shutdown(); }
 };
 
-// Runs on the JS thread. `self` is alive: run() holds a strong reference until this completes.
-static void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, RunResult* res) {
-  if (env != nullptr && self) self->Complete(env, res);
-  delete res;
+// Runs on the JS thread. `self` is alive: the thread-safe function is released (by close() or
+// teardown, on this thread) before the runner goes.
+static void CallJs(Napi::Env env, Napi::Function, VcpuRunner* self, void*) {
+  if (env != nullptr && self) self->OnLoopCallback(env);
 }
 
 void StopAllRunners(AddonData* data) {

@@ -481,9 +481,10 @@ hwTest(req, 'fuzz: workers running the addon and terminated at seeded random mom
   const r = runChild(
     `const { Worker } = await import('node:worker_threads');
      const fs = await import('node:fs');
-     const kvmFds = () => fs.readdirSync('/proc/self/fd').filter((f) => {
-       try { const l = fs.readlinkSync('/proc/self/fd/' + f); return ['/dev/kvm', 'anon_inode:kvm', '/memfd:'].some((p) => l.startsWith(p)); } catch { return false; }
-     }).length;
+     const kvmFdNames = () => fs.readdirSync('/proc/self/fd').flatMap((f) => {
+       try { const l = fs.readlinkSync('/proc/self/fd/' + f); return ['/dev/kvm', 'anon_inode:kvm', '/memfd:'].some((p) => l.startsWith(p)) ? [l] : []; } catch { return []; }
+     });
+     const kvmFds = () => kvmFdNames().length;
      let seed = ${SEED};
      const rnd = (n) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
      const fds0 = kvmFds();
@@ -514,9 +515,10 @@ hwTest(req, 'fuzz: workers running the addon and terminated at seeded random mom
      }
      // A terminated worker's env closes what it held as it goes: wait (bounded) for the count to settle.
      for (let i = 0; i < 40 && kvmFds() > fds0; i++) await new Promise((res) => setTimeout(res, 50));
-     out.leaked = kvmFds() - fds0;`,
+     out.leaked = kvmFds() - fds0;
+     if (out.leaked) console.error('kvm fds left: ' + kvmFdNames().join(', '));`,
     { timeoutMs: 120_000 },
   );
   t.is(r.status, 0, describeChild(r));
-  t.deepEqual(r.out, { leaked: 0 });
+  t.deepEqual(r.out, { leaked: 0 }, describeChild(r));
 });
