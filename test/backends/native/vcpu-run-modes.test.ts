@@ -68,10 +68,13 @@ hwTest(req, 'run() of a guest that never exits leaves the event loop free; kick(
   t.is(r.out?.['after'], true);
 });
 
-hwTest(req, 'a loop of `await run()` over short exits still lets timers, I/O and immediates run (the hang the sev-handoff test caught)', (t) => {
-  // Inline runs settle at once, so such a loop is one long chain of microtasks; without a budget
-  // the flag below was never set (the loop ran for as long as it was allowed to).
-  const r = runChild(`${SETUP}
+hwTest(
+  req,
+  'a loop of `await run()` over short exits still lets timers, I/O and immediates run (the hang the sev-handoff test caught)',
+  (t) => {
+    // Inline runs settle at once, so such a loop is one long chain of microtasks; without a budget
+    // the flag below was never set (the loop ran for as long as it was allowed to).
+    const r = runChild(`${SETUP}
     const { vm, vcpu } = counter();
     let stop = false, exits = 0, immediates = 0, reads = 0;
     setTimeout(() => { stop = true; }, 50);
@@ -89,6 +92,7 @@ hwTest(req, 'a loop of `await run()` over short exits still lets timers, I/O and
     out.othersRan = immediates > 5 && reads > 2;
     vm.close();
     kvm.close();`);
-  t.is(r.status, 0, describeChild(r));
-  t.deepEqual(r.out, { stoppedByTimer: true, inOrder: true, othersRan: true });
-});
+    t.is(r.status, 0, describeChild(r));
+    t.deepEqual(r.out, { stoppedByTimer: true, inOrder: true, othersRan: true });
+  },
+);
