@@ -339,13 +339,27 @@ static Napi::Value IoctlBatch(const Napi::CallbackInfo& info) {
   bool haveArgs = args.IsArray();
   AddonData* data = GetData(env);
   double* n = nums.Data();
+  // The fd and request of the last ioctl that took the numbers-only path, already looked up and
+  // checked: a burst often repeats them, and nothing can close the fd or change what the checks
+  // saw while no JS runs (the general path runs JS, so it forgets them).
+  Prepared fastP;
+  double fastFd = -1, fastReq = -1;
   for (size_t i = 0; i < len; i += 4) {
     uint32_t index = static_cast<uint32_t>(i / 4);
     try {
       // Numbers all through (the fd, the request, an integer argument): checked here without a
       // JS value; anything else through the general path, with its errors.
-      Prepared p;
       double fdNum = n[i], req = n[i + 1], num = n[i + 2];
+      if (num == num && fdNum == fastFd && req == fastReq && PrepareNumberArg(env, fastP, num)) {
+        bool busy;
+        int r = IssueIoctl(fastP, &busy);
+        int err = errno;
+        if (busy) throw BusyError(env, fastP);
+        if (r < 0) throw ErrnoError(env, err, "ioctl", fastP.def->name);
+        n[i + 3] = r;  // AfterSuccess has nothing to do for a number argument
+        continue;
+      }
+      Prepared p;
       bool fast = false;
       if (num == num && req >= 0 && req <= 4294967295.0 && req == static_cast<double>(static_cast<uint32_t>(req)) &&
           fdNum >= 0 && fdNum <= INT32_MAX && fdNum == static_cast<double>(static_cast<int>(fdNum))) {
@@ -354,8 +368,15 @@ static Napi::Value IoctlBatch(const Napi::CallbackInfo& info) {
         p.fd = it->second;
         PrepareHead(env, p, static_cast<uint32_t>(req), false);
         fast = PrepareNumberArg(env, p, num);
+        if (fast) {
+          fastP.fd = p.fd;
+          fastP.def = p.def;
+          fastFd = fdNum;
+          fastReq = req;
+        }
       }
       if (!fast) {
+        fastFd = fastReq = -1;
         Napi::Value arg = num == num ? Napi::Number::New(env, num)
                           : haveArgs ? args.As<Napi::Array>().Get(index)
                                      : env.Undefined();

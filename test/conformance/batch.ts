@@ -76,6 +76,18 @@ export function batchSuite(target: BackendTarget): void {
     t.is(b.ioctl(kvm, ioc.KVM_CHECK_EXTENSION, KVM_CAP.USER_MEMORY) > 0, true);
   });
 
+  hwTest(target.req, `${target.name}: a burst of one request on one fd: each call with its own argument and checks`, (t) => {
+    const { b, kvm } = setup(t, target);
+    const caps = [KVM_CAP.USER_MEMORY, KVM_CAP.NR_VCPUS, KVM_CAP.MAX_VCPUS, 0xfffff, KVM_CAP.NR_VCPUS];
+    const single = caps.map((c) => b.ioctl(kvm, ioc.KVM_CHECK_EXTENSION, c));
+    t.deepEqual(b.ioctlBatch(caps.map((c) => ({ fd: kvm, request: ioc.KVM_CHECK_EXTENSION, arg: c }))), single);
+    const e = failure(t, () =>
+      b.ioctlBatch([...caps.slice(0, 2), -1, 3].map((c) => ({ fd: kvm, request: ioc.KVM_CHECK_EXTENSION, arg: c }))),
+    );
+    t.is(e.code, 'ERR_OUT_OF_RANGE');
+    t.is(e.index, 2);
+  });
+
   hwTest(target.req, `${target.name}: ioctlBatch refuses what is not a list of calls with typed errors`, (t) => {
     const { b, kvm } = setup(t, target);
     t.is(failure(t, () => b.ioctlBatch('calls' as never)).code, 'ERR_INVALID_ARG_TYPE');
