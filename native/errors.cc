@@ -55,10 +55,13 @@ Napi::Error ArgRangeError(Napi::Env env, const std::string& msg) {
   return e;
 }
 
+// Numbers are read with one N-API call (which also says whether it is a number): these run on every
+// ioctl, where each call into N-API is a measurable part of the cost.
 uint32_t ArgU32(const Napi::Value& v, const char* name) {
   Napi::Env env = v.Env();
-  if (!v.IsNumber()) throw ArgTypeError(env, std::string("The \"") + name + "\" argument must be of type number");
-  double d = v.As<Napi::Number>().DoubleValue();
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok)
+    throw ArgTypeError(env, std::string("The \"") + name + "\" argument must be of type number");
   if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint64_t>(d)))
     throw ArgRangeError(env, std::string("The value of \"") + name +
                                  "\" is out of range. It must be an integer >= 0 and <= 4294967295");
@@ -67,15 +70,16 @@ uint32_t ArgU32(const Napi::Value& v, const char* name) {
 
 uint64_t ArgSize(const Napi::Value& v, const char* name) {
   Napi::Env env = v.Env();
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) throw ArgRangeError(env, std::string("The value of \"") + name + "\" is out of range of u64");
-    return x;
-  }
-  if (!v.IsNumber())
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) {
+    if (v.IsBigInt()) {
+      bool lossless = false;
+      uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) throw ArgRangeError(env, std::string("The value of \"") + name + "\" is out of range of u64");
+      return x;
+    }
     throw ArgTypeError(env, std::string("The \"") + name + "\" argument must be of type number or bigint");
-  double d = v.As<Napi::Number>().DoubleValue();
+  }
   if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<uint64_t>(d)))
     throw ArgRangeError(env,
                         std::string("The value of \"") + name + "\" is out of range. It must be a safe integer >= 0");

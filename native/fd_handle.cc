@@ -203,8 +203,9 @@ void CloseAllFds(AddonData* data) {
 }
 
 std::shared_ptr<OwnedFd> LookupFd(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsNumber()) throw ArgTypeError(env, "The \"fd\" argument must be the number of an open kvm-sev FdHandle");
-  int fd = v.As<Napi::Number>().Int32Value();
+  int32_t fd;  // one N-API call, which also says whether it is a number (this runs on every ioctl)
+  if (napi_get_value_int32(env, v, &fd) != napi_ok)
+    throw ArgTypeError(env, "The \"fd\" argument must be the number of an open kvm-sev FdHandle");
   AddonData* data = GetData(env);
   auto it = data->live.find(fd);
   if (it == data->live.end()) throw ErrnoError(env, EBADF, "ioctl");
