@@ -24,6 +24,7 @@ export { Kvm, type KvmOpenOptions } from './kvm/kvm.js';
 export {
   Vm,
   type AddMemoryOptions,
+  type AddRamOptions,
   type MemoryRegionOptions,
   type MemoryRegion2Options,
   type IoeventfdOptions,
@@ -45,6 +46,16 @@ export {
   type KvmDebugregs,
 } from './kvm/vcpu.js';
 export { GuestMemory, type Address } from './kvm/guest-memory.js';
+export {
+  ramLayout,
+  ramEnd,
+  MMIO_HOLE_START,
+  MMIO_HOLE_END,
+  IOAPIC_BASE,
+  LAPIC_BASE,
+  type RamRange,
+  type RamLayoutOptions,
+} from './kvm/ram-layout.js';
 export type { VcpuExit } from './kvm/exits.js';
 export { saveVcpuState, restoreVcpuState, encodeVcpuState, decodeVcpuState, type VcpuState } from './kvm/vcpu-state.js';
 export * from './sev/index.js';

@@ -2,15 +2,17 @@
  * The two VMMs of the handoff benchmark, as child processes.
  *   source <sock> <bytes> <mode>   mode 'fd': handOff (memfds over SCM_RIGHTS); 'copy': stream the memory
  *   target <sock> <bytes> <mode>
- * The guest (64-bit, see toucherProgram) counts on a port in a loop; told so through its mailbox, it
- * writes to every 4 KiB page of its memory and reports on another port. Its memory is a memfd of
- * <bytes>, filled by the host. The source prints the CLOCK_MONOTONIC time (ns) of the guest's last
+ * The guest (64-bit, lib/app/guest/page-toucher.ts) counts on a port in a loop; told so through its
+ * mailbox, it writes to every 4 KiB page of its memory and reports on another port. Its memory is
+ * <bytes> of RAM laid out as a PC does (vm.addRam: up to 3 GiB from 0, the rest from 4 GiB, clear of
+ * the local APIC's page at 0xfee00000, which KVM treats as MMIO), memfd-backed, filled by the host. The source prints the CLOCK_MONOTONIC time (ns) of the guest's last
  * exit and how long one touch pass takes warm (before the handoff); the target the time of the first
  * exit and of the end of the first touch pass after it (full speed: every page mapped again).
  */
 import { NativeBackend } from '../../lib/backends/native/native-backend.js';
-import { Asm, byte, dword, mem as at } from '../../lib/app/guest/asm.js';
+import { PAGE_TOUCHER, pageToucherProgram } from '../../lib/app/guest/page-toucher.js';
 import { setupLongMode } from '../../lib/app/guest/setup.js';
+import { ramEnd } from '../../lib/kvm/ram-layout.js';
 import { Kvm } from '../../lib/kvm/kvm.js';
 import type { GuestMemory } from '../../lib/kvm/guest-memory.js';
 import type { Vcpu } from '../../lib/kvm/vcpu.js';
@@ -20,61 +22,17 @@ import { MessageReader, sendMessage } from '../../lib/backend/framing.js';
 
 const [role, path, bytesStr, mode] = process.argv.slice(2);
 const size = Number(bytesStr);
-const PORT = 0x500;
-const DONE = 0x501;
-const COUNTER = 0x2000;
-const MAILBOX = 0x2008;
+const { PORT, DONE, MAILBOX } = PAGE_TOUCHER;
 const backend = new NativeBackend();
 const kvm = Kvm.open({ backend });
 const now = () => process.hrtime.bigint();
-
-/**
- * ```
- * again:  inc dword [COUNTER]
- *         mov eax, [COUNTER]
- *         mov dx, PORT
- *         out dx, eax              ; the exit the handoff pauses between
- *         cmp dword [MAILBOX], 0
- *         je again
- *         mov dword [MAILBOX], 0
- *         xor ebx, ebx
- *         mov rcx, size / 4096
- * touch:  or byte [rbx], 0         ; a write that keeps the byte (page tables live in this memory too)
- *         add rbx, 4096
- *         loop touch
- *         mov dx, DONE
- *         out dx, eax
- *         jmp again
- * ```
- */
-function toucherProgram(bytes: number): Uint8Array {
-  return new Asm({ bits: 64, origin: 0x1000 })
-    .label('again')
-    .inc(dword(COUNTER))
-    .mov('eax', dword(COUNTER))
-    .mov('dx', PORT)
-    .out('dx', 'eax')
-    .cmp(dword(MAILBOX), 0)
-    .je('again')
-    .mov(dword(MAILBOX), 0)
-    .xor('ebx', 'ebx')
-    .mov('rcx', bytes / 4096)
-    .label('touch')
-    .or(byte(at('rbx')), 0)
-    .add('rbx', 4096)
-    .loop('touch')
-    .mov('dx', DONE)
-    .out('dx', 'eax')
-    .jmp('again')
-    .assemble();
-}
 
 async function exitOnce(vcpu: Vcpu, port = PORT): Promise<void> {
   const e = await vcpu.run();
   if (e.reason !== 'io' || e.port !== port) throw new Error(`unexpected exit ${e.reason} ${e.reason === 'io' ? e.port : ''}`);
 }
 
-/** One touch pass: the guest writes every page; resolves at its DONE exit. */
+/** One touch pass: the guest writes every page; resolves at its DONE exit. `mem`: the RAM at 0 (the mailbox's). */
 async function touchAll(mem: GuestMemory, vcpu: Vcpu): Promise<void> {
   mem.writeU32(BigInt(MAILBOX), 1);
   for (;;) {
@@ -88,11 +46,13 @@ const CHUNK = 1 << 26; // 64 MiB per socket message in the copy path
 
 if (role === 'source') {
   const vm = kvm.createVm();
-  const mem = vm.addMemory({ guestPhysAddr: 0n, size, memfd: 'bench-guest' });
-  for (let off = 0; off < size; off += 1 << 30) mem.fill(BigInt(off), Math.min(1 << 30, size - off), 0); // host-touched
+  const ram = vm.addRam({ size, memfd: 'bench-guest' });
+  const mem = ram[0]!;
+  for (const m of ram)
+    for (let off = 0; off < m.size; off += 1 << 30) m.fill(m.guestPhysAddr + BigInt(off), Math.min(1 << 30, m.size - off), 0); // host-touched
   const vcpu = vm.createVcpu(0);
-  mem.write(0x1000n, toucherProgram(size));
-  setupLongMode(vcpu, { entry: 0x1000, identityMapGiB: Math.ceil(size / 2 ** 30) });
+  mem.write(BigInt(PAGE_TOUCHER.ORIGIN), pageToucherProgram({ ranges: ram }));
+  setupLongMode(vcpu, { entry: PAGE_TOUCHER.ORIGIN, identityMapGiB: Math.ceil(Number(ramEnd(ram)) / 2 ** 30) });
   for (let i = 0; i < 100; i++) await exitOnce(vcpu);
   await touchAll(mem, vcpu); // the first pass maps every page here
   const w0 = now();
@@ -112,7 +72,7 @@ if (role === 'source') {
     const r = await handOff({
       vm,
       vcpus: [vcpu],
-      memory: [mem],
+      memory: ram,
       socket,
       pause: async () => {
         stop = true;
@@ -126,7 +86,9 @@ if (role === 'source') {
     last = now();
     vcpu.completePendingIo();
     await sendMessage(backend, socket, { state: encodeVcpuState(saveVcpuState(vcpu)), size });
-    for (let off = 0; off < size; off += CHUNK) await backend.sendFds(socket, mem.read(BigInt(off), Math.min(CHUNK, size - off)), []);
+    for (const m of ram)
+      for (let off = 0; off < m.size; off += CHUNK)
+        await backend.sendFds(socket, m.read(m.guestPhysAddr + BigInt(off), Math.min(CHUNK, m.size - off)), []);
     await new MessageReader(backend, socket).next(); // the target's "got it"
     vm.close();
   }
@@ -147,19 +109,26 @@ if (role === 'source') {
     const reader = new MessageReader(backend, socket);
     const head = await reader.next();
     vm = kvm.createVm();
-    mem = vm.addMemory({ guestPhysAddr: 0n, size });
-    // Receive the memory straight into guest memory, chunk by chunk.
-    let got = 0;
-    const rest = Buffer.concat((reader as unknown as { chunks: Buffer[] }).chunks); // bytes that came with the header
-    if (rest.length) {
-      mem.write(0n, rest);
-      got = rest.length;
-    }
-    while (got < size) {
-      const r = await backend.recvFds(socket, Math.min(1 << 20, size - got), 0);
+    const ram = vm.addRam({ size });
+    mem = ram[0]!;
+    // Receive the memory straight into guest memory, chunk by chunk, the pieces in order.
+    let piece = 0;
+    let off = 0;
+    const put = (data: Uint8Array) => {
+      for (let at = 0; at < data.length;) {
+        const m = ram[piece]!;
+        const n = Math.min(data.length - at, m.size - off);
+        m.write(m.guestPhysAddr + BigInt(off), data.subarray(at, at + n));
+        at += n;
+        off += n;
+        if (off === m.size) [piece, off] = [piece + 1, 0];
+      }
+    };
+    put(Buffer.concat((reader as unknown as { chunks: Buffer[] }).chunks)); // bytes that came with the header
+    while (piece < ram.length) {
+      const r = await backend.recvFds(socket, Math.min(1 << 20, ram[piece]!.size - off), 0);
       if (r.data.length === 0) throw new Error('source closed early');
-      mem.write(BigInt(got), r.data);
-      got += r.data.length;
+      put(r.data);
     }
     vcpu = vm.createVcpu(0);
     restoreVcpuState(vcpu, decodeVcpuState(head.body['state']));

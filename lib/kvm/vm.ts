@@ -43,6 +43,7 @@ import { EventFd } from './eventfd.js';
 import { KvmDevice, getDeviceAttr, hasDeviceAttr, setDeviceAttr } from './device.js';
 import { KvmStats } from './stats.js';
 import { GuestMemory, toBigAddr, type Address } from './guest-memory.js';
+import { ramLayout, type RamLayoutOptions } from './ram-layout.js';
 import type { Kvm } from './kvm.js';
 import { Vcpu } from './vcpu.js';
 
@@ -63,6 +64,13 @@ export interface AddMemoryOptions {
   memfd?: boolean | string;
   slot?: number;
   flags?: number;
+}
+
+export interface AddRamOptions extends RamLayoutOptions {
+  /** Bytes of RAM, a non-zero multiple of 4096. */
+  size: number;
+  /** Back each piece by a memfd (see {@link AddMemoryOptions.memfd}). */
+  memfd?: boolean | string;
 }
 
 export type KvmPitState2 = ValueOf<typeof kvm_pit_state2>;
@@ -186,6 +194,31 @@ export class Vm implements Disposable, AsyncDisposable {
     }
     this.owned.push(mem);
     return mem;
+  }
+
+  /**
+   * Adds `size` bytes of RAM laid out as a PC does ({@link ramLayout}): from 0 up to the hole below
+   * 4 GiB, the rest from 4 GiB, one memory slot each; returns the pieces in address order.
+   * `vm.addRam({ size: 4 * 2 ** 30, memfd: true })` → RAM at [0, 3 GiB) and [4 GiB, 5 GiB).
+   */
+  addRam(opts: AddRamOptions): GuestMemory[] {
+    if (typeof opts !== 'object' || opts === null) throw invalidArgType('opts', 'object', opts);
+    const ranges = ramLayout(opts.size, opts.holeStart === undefined ? {} : { holeStart: opts.holeStart });
+    const added: GuestMemory[] = [];
+    try {
+      for (const r of ranges) added.push(this.addMemory({ ...r, ...(opts.memfd === undefined ? {} : { memfd: opts.memfd }) }));
+    } catch (e) {
+      for (const m of added) this.removeMemory(m);
+      throw e;
+    }
+    return added;
+  }
+
+  /** Unplugs memory added here (its slot deleted) and unmaps it. */
+  private removeMemory(mem: GuestMemory): void {
+    for (const [slot, m] of this.slots) if (m === mem) this.setUserMemoryRegion({ slot, guestPhysAddr: mem.guestPhysAddr, memory: null });
+    this.owned.splice(this.owned.indexOf(mem), 1);
+    mem.close();
   }
 
   /** KVM_CREATE_VCPU; ids count up from 0 by default. */
