@@ -15,7 +15,7 @@
  * VEK read each other's memory. Unlike the real XEX mode it is malleable and two writes to the same
  * address under one key share a keystream: it is a functional model, not a security one.
  */
-import { createCipheriv } from 'node:crypto';
+import { createCipheriv, type Cipher } from 'node:crypto';
 import { invalidArgType, invalidArgValue } from '../../../uapi/errors.js';
 
 const SKIP = Buffer.alloc(16);
@@ -60,4 +60,104 @@ export function memoryCipherInto(key: Uint8Array, paddr: bigint, data: Uint8Arra
     const end = Math.min(at + CHUNK, data.length);
     out.set(c.update(data.subarray(at, end)), at);
   }
+}
+
+/**
+ * Ranges up to this long share batched ECB passes in {@link memoryCipherRangesInPlace}; a longer one is
+ * one CTR stream of its own (its keystream is contiguous, so CTR already runs at the cipher's speed).
+ */
+const SMALL_RANGE = 64 << 10;
+/** Counter blocks of one batch, reused: bytes 0..7 of every block stay zero (a counter is below 2^61). */
+let counterScratch: Uint32Array | undefined;
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** A 32-bit word as its big-endian bytes in a Uint32Array slot. */
+const be32 = LITTLE_ENDIAN
+  ? (x: number): number => (x >>> 24) | ((x >>> 8) & 0xff00) | ((x & 0xff00) << 8) | (x << 24)
+  : (x: number): number => x;
+
+/** Writes the `n` counter blocks from `ctr` at word `at` of `w` (only the low 8 bytes of each block). */
+function writeCounters(w: Uint32Array, at: number, ctr: bigint, n: number): void {
+  let lo = Number(ctr & 0xffff_ffffn);
+  let hi = Number(ctr >> 32n);
+  while (n > 0) {
+    // Within a run of 256 counters only the last byte changes.
+    const low8 = lo & 0xff;
+    const run = Math.min(n, 256 - low8);
+    const h = be32(hi);
+    const l = be32(lo - low8);
+    for (let j = 0; j < run; j++, at += 4) {
+      w[at + 2] = h;
+      w[at + 3] = LITTLE_ENDIAN ? l | ((low8 + j) << 24) : l | (low8 + j);
+    }
+    n -= run;
+    lo += run;
+    if (lo >= 2 ** 32) {
+      lo -= 2 ** 32;
+      hi++;
+    }
+  }
+}
+
+/** data ^= ks[at, at + data.length) (8 bytes at a time where both are 8-aligned). */
+function xorInto(data: Uint8Array, ks: Uint8Array, at: number): void {
+  const n = data.length;
+  if (((data.byteOffset | (ks.byteOffset + at) | n) & 7) === 0) {
+    const d = new BigInt64Array(data.buffer, data.byteOffset, n >> 3);
+    const k = new BigInt64Array(ks.buffer, ks.byteOffset + at, n >> 3);
+    for (let i = 0; i < d.length; i++) d[i] = d[i]! ^ k[i]!;
+    return;
+  }
+  for (let i = 0; i < n; i++) data[i] = data[i]! ^ ks[at + i]!;
+}
+
+/**
+ * {@link memoryCipherInto} in place over many ranges under one key: the same bytes as one call per
+ * range. A call per small range (the 4 KiB frames of a launch) would key a CTR context and allocate
+ * its output for every page; here the counter blocks of up to {@link CHUNK} bytes of small ranges go
+ * through one AES-128-ECB pass (the CTR keystream, computed explicitly), XORed into the ranges.
+ */
+export function memoryCipherRangesInPlace(
+  key: Uint8Array,
+  ranges: readonly { readonly paddr: bigint; readonly bytes: Uint8Array }[],
+): void {
+  if (!(key instanceof Uint8Array) || key.length !== 16) throw invalidArgValue('key', key, 'must be a 16-byte AES-128 key');
+  if (!Array.isArray(ranges)) throw invalidArgType('ranges', 'an Array of PhysRanges', ranges);
+  let ecb: Cipher | undefined;
+  const w = (counterScratch ??= new Uint32Array(CHUNK / 4));
+  // Pieces waiting for the batch's keystream; buffer-adjacent ranges are merged into one piece.
+  const pieces: Uint8Array[] = [];
+  let fill = 0;
+  const flush = (): void => {
+    if (fill === 0) return;
+    ecb ??= createCipheriv('aes-128-ecb', key, null).setAutoPadding(false);
+    const ks = ecb.update(new Uint8Array(w.buffer, 0, fill));
+    let at = 0;
+    for (const p of pieces) {
+      xorInto(p, ks, at);
+      at += p.length;
+    }
+    pieces.length = 0;
+    fill = 0;
+  };
+  for (const r of ranges as readonly ({ paddr?: unknown; bytes?: unknown } | null)[]) {
+    const paddr = r?.paddr;
+    const data = r?.bytes;
+    if (typeof paddr !== 'bigint' || paddr < 0n || paddr >= 1n << 64n)
+      throw invalidArgValue('ranges[].paddr', paddr, 'must be a 64-bit physical address');
+    if (!(data instanceof Uint8Array)) throw invalidArgType('ranges[].bytes', 'an instance of Uint8Array', data);
+    const len = data.length;
+    if (len === 0) continue;
+    if (len > SMALL_RANGE || (paddr & 15n) !== 0n || len % 16 !== 0) {
+      memoryCipherInto(key, paddr, data, data);
+      continue;
+    }
+    if (fill + len > CHUNK) flush();
+    writeCounters(w, fill >> 2, paddr >> 4n, len >> 4);
+    const last = pieces[pieces.length - 1];
+    if (last && last.buffer === data.buffer && last.byteOffset + last.length === data.byteOffset) {
+      pieces[pieces.length - 1] = new Uint8Array(data.buffer, last.byteOffset, last.length + len);
+    } else pieces.push(data);
+    fill += len;
+  }
+  flush();
 }
