@@ -15,8 +15,14 @@
 import type { MemoryController, PhysRange } from './api.js';
 import type { GuestContext } from './guest-context.js';
 
-/** Queued bytes that make the queue flush (a few MiB: the pages are hashed and encrypted while cached). */
-const QUEUE_BYTES = 2 << 20;
+/** Queued bytes that make the queue flush: small enough that the pages are hashed and encrypted while in cache. */
+const QUEUE_BYTES = 256 << 10;
+
+interface Span {
+  readonly buffer: ArrayBufferLike;
+  start: number;
+  end: number;
+}
 
 export class LaunchUpdateQueue {
   readonly #memory: MemoryController;
@@ -24,7 +30,9 @@ export class LaunchUpdateQueue {
   #ranges: PhysRange[] = [];
   #bytes = 0;
   /** The byte span each backing buffer has in the queue (to refuse a range sharing a byte). */
-  #spans = new Map<ArrayBufferLike, { start: number; end: number }>();
+  #spans = new Map<ArrayBufferLike, Span>();
+  /** The span of the last range's buffer. */
+  #last: Span | null = null;
 
   constructor(memory: MemoryController) {
     this.#memory = memory;
@@ -35,18 +43,27 @@ export class LaunchUpdateQueue {
     const b = range.bytes;
     const start = b.byteOffset;
     const end = start + b.length;
-    let span = this.#spans.get(b.buffer);
-    if (guest !== this.#guest || this.#bytes >= QUEUE_BYTES || (span && start < span.end && end > span.start)) {
-      this.flush();
-      span = undefined;
+    const last = this.#last;
+    // The kernel's loop walks up through one buffer: a range at or past the last one's end is the common case.
+    if (guest === this.#guest && this.#bytes < QUEUE_BYTES && last && last.buffer === b.buffer && start >= last.end) last.end = end;
+    else {
+      let span = this.#spans.get(b.buffer);
+      if (guest !== this.#guest || this.#bytes >= QUEUE_BYTES || (span && start < span.end && end > span.start)) {
+        this.flush();
+        span = undefined;
+      }
+      this.#guest = guest;
+      if (span) {
+        span.start = Math.min(span.start, start);
+        span.end = Math.max(span.end, end);
+      } else {
+        span = { buffer: b.buffer, start, end };
+        this.#spans.set(b.buffer, span);
+      }
+      this.#last = span;
     }
-    this.#guest = guest;
     this.#ranges.push(range);
     this.#bytes += b.length;
-    if (span) {
-      span.start = Math.min(span.start, start);
-      span.end = Math.max(span.end, end);
-    } else this.#spans.set(b.buffer, { start, end });
   }
 
   /** Does the queued work: GCTX.LD over the plaintext in command order, then the encryption. */
@@ -58,16 +75,22 @@ export class LaunchUpdateQueue {
     this.#ranges = [];
     this.#bytes = 0;
     this.#spans.clear();
-    let run: Uint8Array | undefined;
+    this.#last = null;
+    // Buffer-adjacent ranges (consecutive pages of a mapping) are hashed in one update.
+    let buf: ArrayBufferLike = ranges[0]!.bytes.buffer;
+    let start = ranges[0]!.bytes.byteOffset;
+    let end = start;
     for (const { bytes } of ranges) {
-      if (run && run.buffer === bytes.buffer && run.byteOffset + run.length === bytes.byteOffset) {
-        run = new Uint8Array(run.buffer, run.byteOffset, run.length + bytes.length);
+      if (bytes.buffer === buf && bytes.byteOffset === end) {
+        end += bytes.length;
         continue;
       }
-      if (run) g.digest!.update(run);
-      run = bytes;
+      g.digest!.update(new Uint8Array(buf, start, end - start));
+      buf = bytes.buffer;
+      start = bytes.byteOffset;
+      end = start + bytes.length;
     }
-    g.digest!.update(run!);
+    g.digest!.update(new Uint8Array(buf, start, end - start));
     const m = this.#memory;
     if (m.writePrivateMany) m.writePrivateMany(ranges, g.vek);
     else for (const r of ranges) m.writePrivate(r, g.vek, r.bytes);
