@@ -23,8 +23,7 @@ export class CiphertextMemory implements MemoryController {
   /** {@link writePrivate} of each range's own bytes, in place: small ranges (4 KiB frames) share cipher passes. */
   writePrivateMany(ranges: readonly PhysRange[], vek: Uint8Array): void {
     if (!Array.isArray(ranges)) throw invalidArgType('ranges', 'an Array of PhysRanges', ranges);
-    for (let i = 0; i < ranges.length; i++) checkPhysRange(`ranges[${i}]`, ranges[i]);
-    memoryCipherRangesInPlace(vek, ranges);
+    memoryCipherRangesInPlace(vek, ranges); // checks each range as it goes
   }
 
   /** What a guest holding `vek` reads: the stored bytes decrypted at their address. */

@@ -128,16 +128,19 @@ function xorInto(buffer: ArrayBufferLike, start: number, n: number, ks: Uint8Arr
   for (let i = 0; i < n; i++) d[i] = d[i]! ^ ks[at + i]!;
 }
 
+/** A range of {@link memoryCipherRangesInPlace}: bytes as they sit at physical address `paddr`. */
+export interface CipherRange {
+  readonly paddr: bigint;
+  readonly bytes: Uint8Array;
+}
+
 /**
  * {@link memoryCipherInto} in place over many ranges under one key: the same bytes as one call per
  * range. A call per small range (the 4 KiB frames of a launch) would key a CTR context and allocate
  * its output for every page; here the counter blocks of small ranges go through AES-128-ECB passes of
  * up to {@link ECB_PASS} bytes (the CTR keystream, computed explicitly), XORed into the ranges in place.
  */
-export function memoryCipherRangesInPlace(
-  key: Uint8Array,
-  ranges: readonly { readonly paddr: bigint; readonly bytes: Uint8Array }[],
-): void {
+export function memoryCipherRangesInPlace(key: Uint8Array, ranges: readonly CipherRange[]): void {
   if (!(key instanceof Uint8Array) || key.length !== 16) throw invalidArgValue('key', key, 'must be a 16-byte AES-128 key');
   if (!Array.isArray(ranges)) throw invalidArgType('ranges', 'an Array of PhysRanges', ranges);
   const w = counterScratch;
@@ -157,12 +160,16 @@ export function memoryCipherRangesInPlace(
     bufs.length = starts.length = ends.length = 0;
     fill = 0;
   };
-  for (const r of ranges as readonly ({ paddr?: unknown; bytes?: unknown } | null)[]) {
+  // All checked before any is touched: a bad range leaves memory as it was.
+  for (const [i, r] of (ranges as readonly ({ paddr?: unknown; bytes?: unknown } | null)[]).entries()) {
     const paddr = r?.paddr;
-    const data = r?.bytes;
     if (typeof paddr !== 'bigint' || paddr < 0n || paddr >= U64_END)
-      throw invalidArgValue('ranges[].paddr', paddr, 'must be a 64-bit physical address');
-    if (!(data instanceof Uint8Array)) throw invalidArgType('ranges[].bytes', 'an instance of Uint8Array', data);
+      throw invalidArgValue(`ranges[${i}].paddr`, paddr, 'must be a 64-bit physical address');
+    if (!(r?.bytes instanceof Uint8Array)) throw invalidArgType(`ranges[${i}].bytes`, 'an instance of Uint8Array', r?.bytes);
+  }
+  for (const r of ranges as readonly CipherRange[]) {
+    const paddr: bigint = r.paddr;
+    const data: Uint8Array = r.bytes;
     const len = data.length;
     if (len === 0) continue;
     // paddr = hi36 * 2^36 + low36; its counter (paddr >> 4) = hi36 * 2^32 + low36 / 16.
