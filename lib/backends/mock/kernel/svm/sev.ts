@@ -377,7 +377,7 @@ export class MockSevKernel implements SevCmdHelpers {
     const sm = this.cfg.memory;
     const pin = sm.pin(vm, p.uaddr, BigInt(p.len));
     const issue = (): void => {
-      for (const range of sm.physRanges(vm.port.memslots(), pin.segments, p.uaddr, p.len)) {
+      for (const range of sm.eachPhysRange(vm.port.memslots(), pin.segments, p.uaddr, p.len)) {
         this.fwVm(vm, cmd, 'LAUNCH_UPDATE_DATA', (fw) => fw.launchUpdateData(vm.info.handle, range), range.bytes.byteLength);
       }
     };
