@@ -26,6 +26,11 @@ export interface PhysRange {
 export interface MemoryController {
   /** Store `plaintext` as private memory of `vek` at `range` (same length). */
   writePrivate(range: PhysRange, vek: Uint8Array, plaintext: Uint8Array): void;
+  /**
+   * `writePrivate(r, vek, r.bytes)` for every range, in place (the same bytes as one call each).
+   * Optional: without it the firmware makes the calls one by one.
+   */
+  writePrivateMany?(ranges: readonly PhysRange[], vek: Uint8Array): void;
   /** What a guest holding `vek` reads at `range` (plaintext). */
   readPrivate(range: PhysRange, vek: Uint8Array): Uint8Array;
   /** True if the pure mock stores ciphertext (false: the hybrid keeps plaintext for the real CPU). */
@@ -138,6 +143,13 @@ export interface SevFirmware {
     dhCert: Uint8Array | null;
     session: Uint8Array | null;
   }): FwResult & { handle: number };
+  /**
+   * Runs `commands`, a loop of the kernel that issues several firmware commands (sev_launch_update_data()'s
+   * command per contiguous run), and returns what it returns. The firmware may complete the memory side
+   * of LAUNCH_UPDATE_DATA commands issued inside in bulk; all of it is done when `batch` returns or
+   * throws, and before any other command runs. Optional: a kernel without it issues the loop directly.
+   */
+  batch?<T>(commands: () => T): T;
   /** LAUNCH_UPDATE_DATA (0x31): measures and encrypts `range` in place. */
   launchUpdateData(handle: number, range: PhysRange): FwResult;
   /** LAUNCH_UPDATE_VMSA (0x32): one 4096-byte VMSA page. */

@@ -3,9 +3,9 @@
  * hardware (docs/sev-reference.md §8), so the host (and any test) reading `range.bytes` sees only
  * ciphertext. The cipher is {@link memoryCipher} (address-tweaked, per VEK).
  */
-import { invalidArgValue } from '../../../uapi/errors.js';
+import { invalidArgType, invalidArgValue } from '../../../uapi/errors.js';
 import type { MemoryController, PhysRange } from './api.js';
-import { memoryCipher, memoryCipherInto } from './memory-cipher.js';
+import { memoryCipher, memoryCipherInto, memoryCipherRangesInPlace } from './memory-cipher.js';
 import { checkPhysRange } from './phys-range.js';
 
 export class CiphertextMemory implements MemoryController {
@@ -18,6 +18,12 @@ export class CiphertextMemory implements MemoryController {
       throw invalidArgValue('plaintext', plaintext?.length, `must be a Uint8Array as long as the range (${r.bytes.length} bytes)`);
     }
     memoryCipherInto(vek, r.paddr, plaintext, r.bytes); // in place, chunk by chunk: no copy of the range
+  }
+
+  /** {@link writePrivate} of each range's own bytes, in place: small ranges (4 KiB frames) share cipher passes. */
+  writePrivateMany(ranges: readonly PhysRange[], vek: Uint8Array): void {
+    if (!Array.isArray(ranges)) throw invalidArgType('ranges', 'an Array of PhysRanges', ranges);
+    memoryCipherRangesInPlace(vek, ranges); // checks each range as it goes
   }
 
   /** What a guest holding `vek` reads: the stored bytes decrypted at their address. */

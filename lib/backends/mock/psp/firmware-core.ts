@@ -11,6 +11,7 @@ import { SEV_RET } from '../../../uapi/sev-status.js';
 import type { FwResult, MemoryController, ProcessorProfile } from './api.js';
 import { AsidTable } from './asid-table.js';
 import type { GuestContext } from './guest-context.js';
+import type { LaunchUpdateQueue } from './launch-batch.js';
 import { GuestTable } from './guest-context.js';
 import type { PlatformIdentity, RandomSource } from './platform-keys.js';
 
@@ -38,6 +39,8 @@ export class FirmwareCore {
   readonly asids: AsidTable;
   /** Every core's WBINVD_DONE flag (only consulted with options.enforceWbinvd). */
   wbinvdDone = true;
+  /** LAUNCH_UPDATE_DATA work queued during a batch (launch-batch.ts), or null: done at once. */
+  launchQueue: LaunchUpdateQueue | null = null;
 
   constructor(init: {
     profile: ProcessorProfile;

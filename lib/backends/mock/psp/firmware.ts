@@ -24,6 +24,7 @@ import type { MockAmdRoot } from './mock-amd-root.js';
 import { debugCrypt } from './debug-commands.js';
 import { FirmwareCore } from './firmware-core.js';
 import { activate, deactivate, decommission, guestStatus } from './guest-management-commands.js';
+import { LaunchUpdateQueue } from './launch-batch.js';
 import { attestation, launchFinish, launchMeasure, launchSecret, launchUpdate, startGuest } from './launch-commands.js';
 import { receiveFinish, receiveStart, receiveUpdate, sendEnd, sendStart, sendUpdate } from './migration-commands.js';
 import type { SendStartOut, SendUpdateOut } from './migration-commands.js';
@@ -65,7 +66,13 @@ function bytes(value: unknown, name: string): Uint8Array {
 export class MockFirmware implements SevFirmware {
   readonly profile: ProcessorProfile;
   readonly memory: MemoryController;
-  readonly #core: FirmwareCore;
+  readonly #state: FirmwareCore;
+
+  /** The core, with queued LAUNCH_UPDATE_DATA work done first: every command but that one goes through here. */
+  get #core(): FirmwareCore {
+    this.#state.launchQueue?.flush();
+    return this.#state;
+  }
 
   /** Like the constructor, but a missing root is generated without blocking the event loop. */
   static async create(opts: MockFirmwareOptions): Promise<MockFirmware> {
@@ -93,7 +100,7 @@ export class MockFirmware implements SevFirmware {
     const root = opts.root ?? mockAmdRoot(rootBitsFor(profile));
     const chipKey = opts.chipKey === undefined ? Buffer.from(random(32)) : bytes(opts.chipKey, 'options.chipKey');
     const identity = new PlatformIdentity({ root, chipKey, apiMajor: profile.apiMajor, apiMinor: profile.apiMinor, random });
-    this.#core = new FirmwareCore({
+    this.#state = new FirmwareCore({
       profile,
       memory,
       identity,
@@ -197,8 +204,22 @@ export class MockFirmware implements SevFirmware {
       state: GSTATE.LUPDATE,
     });
   }
+  /** Queues the memory work of the LAUNCH_UPDATE_DATA commands `commands` issues (launch-batch.ts). */
+  batch<T>(commands: () => T): T {
+    if (typeof commands !== 'function') throw invalidArgType('commands', 'function', commands);
+    const s = this.#state;
+    if (s.launchQueue) return commands(); // nested: the outer batch flushes
+    const queue = new LaunchUpdateQueue(s.memory);
+    s.launchQueue = queue;
+    try {
+      return commands();
+    } finally {
+      s.launchQueue = null;
+      queue.flush();
+    }
+  }
   launchUpdateData(handle: number, range: PhysRange): FwResult {
-    return launchUpdate(this.#core, u32(handle, 'handle'), range, false);
+    return launchUpdate(this.#state, u32(handle, 'handle'), range, false);
   }
   launchUpdateVmsa(handle: number, range: PhysRange): FwResult {
     return launchUpdate(this.#core, u32(handle, 'handle'), range, true);

@@ -98,7 +98,8 @@ export function startGuest(fw: FirmwareCore, a: StartArgs): FwResult & { handle:
  * AMD-ASPFW does]; WORKING; handle; LUPDATE; VMSA on a non-ES guest ⇒ UNSUPPORTED; not activated
  * ⇒ INACTIVE; address not 16-aligned ⇒ INVALID_ADDRESS; length 0 or not a 16 multiple ⇒
  * INVALID_LEN. Then the plaintext extends GCTX.LD and is encrypted in place (one hash pass, one
- * cipher pass; the VMSA page is measured unmodified — the mock does no SEV-ES VMSA fix-ups).
+ * cipher pass; the VMSA page is measured unmodified — the mock does no SEV-ES VMSA fix-ups); inside a
+ * batch, LAUNCH_UPDATE_DATA queues that work (launch-batch.ts).
  */
 export function launchUpdate(fw: FirmwareCore, handle: number, rangeIn: PhysRange, vmsa: boolean): FwResult {
   const range = checkPhysRange('range', rangeIn);
@@ -112,6 +113,10 @@ export function launchUpdate(fw: FirmwareCore, handle: number, rangeIn: PhysRang
   if (g.activation === 'none') return fail(SEV_RET.INACTIVE);
   if (!isAligned16(range)) return fail(SEV_RET.INVALID_ADDRESS);
   if (len === 0 || len % 16 !== 0) return fail(SEV_RET.INVALID_LEN);
+  if (!vmsa && fw.launchQueue) {
+    fw.launchQueue.add(g, range);
+    return OK;
+  }
   g.digest!.update(range.bytes);
   fw.memory.writePrivate(range, g.vek, range.bytes);
   return OK;

@@ -1,5 +1,5 @@
 /** Argument checks and slicing for {@link PhysRange}s (api.ts). */
-import { checkBytes, checkObject, checkU64 } from '../../../uapi/args.js';
+import { checkObject, checkU64 } from '../../../uapi/args.js';
 import { invalidArgType } from '../../../uapi/errors.js';
 import type { PhysRange } from './api.js';
 
@@ -9,7 +9,8 @@ export function checkPhysRange(name: string, range: unknown): PhysRange {
   // A bigint only: the firmware's addresses are u64, and a number would lose bits above 2^53.
   if (typeof r.paddr !== 'bigint') throw invalidArgType(`${name}.paddr`, 'bigint', r.paddr);
   checkU64(`${name}.paddr`, r.paddr);
-  checkBytes(`${name}.bytes`, r.bytes);
+  // (checkBytes would also make a Buffer view of it: this runs for every page of a launch)
+  if (!(r.bytes instanceof Uint8Array)) throw invalidArgType(`${name}.bytes`, 'an instance of Buffer or Uint8Array', r.bytes);
   return range as PhysRange;
 }
 

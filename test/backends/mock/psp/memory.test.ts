@@ -4,12 +4,14 @@
  * touch private memory (LAUNCH_UPDATE_DATA, DBG_DECRYPT / DBG_ENCRYPT; docs/sev-reference.md §4.2, §8).
  */
 import test from 'ava';
-import { createCipheriv, randomBytes } from 'node:crypto';
-import { CiphertextMemory, memoryCipher, memoryCounterBlock } from '../../../../lib/backends/mock/psp/index.js';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { CiphertextMemory, memoryCipher, memoryCipherInto, memoryCounterBlock } from '../../../../lib/backends/mock/psp/index.js';
+import { memoryCipherRangesInPlace } from '../../../../lib/backends/mock/psp/memory-cipher.js';
 import { PlaintextMemory } from '../../../../lib/backends/hybrid/common/plaintext-memory.js';
 import type { MemoryController } from '../../../../lib/backends/mock/psp/index.js';
 import { SEV_POLICY } from '../../../../lib/uapi/constants.js';
 import { SEV_RET, expectStatus, launch, range, ready, scriptedRandom } from './fixtures.js';
+import type { MockFirmware, PhysRange } from '../../../../lib/backends/mock/psp/index.js';
 
 const K1 = Buffer.alloc(16, 0x11);
 const K2 = Buffer.alloc(16, 0x22);
@@ -51,6 +53,106 @@ test('memory cipher: same plaintext at different addresses differs; moved cipher
   t.notDeepEqual(memoryCipher(K1, 0x10010n, a.subarray(0, 4080)), page.subarray(0, 4080), 'moved by one block');
   t.notDeepEqual(memoryCipher(K2, 0x10000n, a), page, 'another key');
   t.deepEqual(memoryCipher(K1, 0x10000n, a), page);
+});
+
+test('memory cipher over many ranges: the same bytes as one memoryCipherInto per range (frames, counter carries, odd addresses, long ranges)', (t) => {
+  const buf = randomBytes(3 << 20);
+  const ranges: { paddr: bigint; off: number; len: number }[] = [];
+  let off = 8;
+  const add = (paddr: bigint, len: number, gap = 0): void => {
+    ranges.push({ paddr, off, len });
+    off += len + gap;
+  };
+  // Scattered 4 KiB frames, adjacent in the buffer (merged into one piece) and not.
+  for (let p = 0; p < 300; p++) add((5n << 40n) + (BigInt((p * 0x0b5ad4e5) & 0xfffffff) << 12n), 4096, p % 7 === 0 ? 16 : 0);
+  add((1n << 36n) - 0x400n, 4096); // the counter's low 32 bits wrap inside the range
+  add(0x1234_5678n * 16n + 0x80n, 4080); // starts mid-run of 256 counters
+  add(0xffff_ffff_ffff_e000n, 4096); // the top of the address space
+  add(0x7000n + 3n, 100); // not 16-aligned: a CTR stream of its own
+  add(0x9000n, 20); // not a 16 multiple
+  add(0x40_0000n, (64 << 10) + 16); // long: one CTR stream
+  add(0x50_0000n, 4096, 3); // next range's data is not 8-aligned in the buffer
+  add(0x60_0000n, 4096);
+  t.true(off <= buf.length);
+  const a = Buffer.from(buf);
+  const b = Buffer.from(buf);
+  for (const r of ranges) memoryCipherInto(K1, r.paddr, a.subarray(r.off, r.off + r.len), a.subarray(r.off, r.off + r.len));
+  memoryCipherRangesInPlace(
+    K1,
+    ranges.map((r) => ({ paddr: r.paddr, bytes: b.subarray(r.off, r.off + r.len) })),
+  );
+  t.true(a.equals(b));
+  t.false(a.equals(buf), 'encrypted');
+  t.throws(() => memoryCipherRangesInPlace(K1, [{ paddr: 1n << 64n, bytes: new Uint8Array(16) }]), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => memoryCipherRangesInPlace(K1, [{ paddr: 0n, bytes: 'x' as unknown as Uint8Array }]), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+/** A firmware whose random answers depend only on the call order (two of them make the same VEK and MNONCE). */
+function replayable(): MockFirmware {
+  let n = 0;
+  const random = (len: number): Uint8Array => {
+    const out = Buffer.alloc(len);
+    for (let at = 0; at < len; at += 32) createHash('sha256').update(`random ${n} ${at}`).digest().copy(out, at);
+    n++;
+    return out;
+  };
+  return ready({ random, chipKey: Buffer.alloc(32, 7) });
+}
+
+test('batch: LAUNCH_UPDATE_DATA commands inside it leave the same bytes and the same measurement as one by one; every command answers as it is issued', (t) => {
+  const image = randomBytes(64 << 10);
+  // 4 KiB frames at scattered addresses, in buffer order; one range twice (it flushes the queue).
+  const frames = (m: Buffer): PhysRange[] => {
+    const out: PhysRange[] = [];
+    for (let p = 0; p < 16; p++)
+      out.push(range(0x3_0000_0000n + BigInt(((p * 0x9e37) & 0xffff) << 12), m.subarray(p * 4096, (p + 1) * 4096)));
+    out.splice(5, 0, out[3]!);
+    return out;
+  };
+  const results: { bytes: Buffer; measure: Uint8Array | undefined; statuses: number[] }[] = [];
+  for (const batched of [false, true]) {
+    const fw = replayable();
+    const g = launch(fw, 0, { session: false, asid: 300 });
+    const m = Buffer.from(image);
+    const statuses: number[] = [];
+    const issue = (): void => {
+      for (const r of frames(m)) statuses.push(fw.launchUpdateData(g.handle, r).status);
+      statuses.push(fw.launchUpdateData(g.handle, range(0x8n, m.subarray(0, 16))).status); // INVALID_ADDRESS, nothing queued
+      statuses.push(fw.launchUpdateData(0x3ff, range(0x0n, m.subarray(0, 16))).status); // INVALID_GUEST
+    };
+    if (batched) t.is(fw.batch(issue), undefined);
+    else issue();
+    results.push({ bytes: m, measure: fw.launchMeasure(g.handle, 48).data, statuses });
+  }
+  const [one, bulk] = results;
+  t.deepEqual(bulk!.statuses, one!.statuses);
+  t.deepEqual(one!.statuses.slice(-2), [SEV_RET.INVALID_ADDRESS, SEV_RET.INVALID_GUEST]);
+  t.true(bulk!.bytes.equals(one!.bytes), 'the same ciphertext');
+  t.false(one!.bytes.equals(image));
+  t.deepEqual(bulk!.measure, one!.measure, 'the same launch digest');
+});
+
+test('batch: another command inside it sees the queued LAUNCH_UPDATE_DATA work done; a throw still completes it', (t) => {
+  const fw = replayable();
+  const g = launch(fw, 0, { session: false, asid: 301 });
+  const m = randomBytes(8192);
+  const plain = Buffer.from(m);
+  const out = range(0x9_0000n, new Uint8Array(4096));
+  fw.batch(() => {
+    t.is(fw.launchUpdateData(g.handle, range(0x1000n, m.subarray(0, 4096))).status, 0);
+    t.is(fw.dbgDecrypt(g.handle, range(0x1000n, m.subarray(0, 4096)), out).status, 0);
+  });
+  t.deepEqual(Buffer.from(out.bytes), plain.subarray(0, 4096), 'DBG_DECRYPT read the encrypted page');
+  t.throws(
+    () =>
+      fw.batch(() => {
+        t.is(fw.launchUpdateData(g.handle, range(0x2000n, m.subarray(4096))).status, 0);
+        throw new Error('the kernel loop failed');
+      }),
+    { message: 'the kernel loop failed' },
+  );
+  t.false(m.subarray(4096).equals(plain.subarray(4096)), 'the page of the command that completed is encrypted');
+  t.throws(() => fw.batch(42 as unknown as () => void), { code: 'ERR_INVALID_ARG_TYPE' });
 });
 
 test('CiphertextMemory: stores ciphertext (in place when the plaintext is the range), reads plaintext', (t) => {

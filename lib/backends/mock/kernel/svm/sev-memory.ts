@@ -138,8 +138,15 @@ export class SevMemory {
    * slot (split at slot boundaries): the mock cannot see the real frames.
    */
   physRanges(slots: Iterable<SevMemslot>, segments: readonly Segment[], from?: bigint, length?: number): PhysRange[] {
+    return [...this.eachPhysRange(slots, segments, from, length)];
+  }
+
+  /**
+   * {@link physRanges} one at a time, as the kernel's loops compute them (get_num_contig_pages() per
+   * iteration): a launch's 4 KiB ranges then die young instead of a list of all of them surviving the GC.
+   */
+  *eachPhysRange(slots: Iterable<SevMemslot>, segments: readonly Segment[], from?: bigint, length?: number): Generator<PhysRange> {
     const list = [...slots];
-    const out: PhysRange[] = [];
     const start = from ?? segments[0]?.addr ?? 0n;
     const end = length === undefined ? undefined : start + BigInt(length);
     for (const s of segments) {
@@ -147,7 +154,7 @@ export class SevMemory {
       const segEnd = s.addr + BigInt(s.length);
       const stop = end !== undefined && end < segEnd ? end : segEnd;
       if (s.region.framed) {
-        framedRuns(s, a, stop, out);
+        yield* framedRuns(s, a, stop);
         continue;
       }
       while (a < stop) {
@@ -163,36 +170,32 @@ export class SevMemory {
           for (const m of list) if (m.uaddr > a && m.uaddr < b) b = m.uaddr;
           paddr = s.region.phys(s.offset + Number(a - s.addr));
         }
-        out.push({ paddr, bytes: s.region.bytes(s.offset + Number(a - s.addr), Number(b - a)) });
+        yield { paddr, bytes: s.region.bytes(s.offset + Number(a - s.addr), Number(b - a)) };
         a = b;
       }
     }
-    return out;
   }
 }
 
 /** [a, stop) of a framed segment as physically contiguous runs (page by page, merged where frames are adjacent). */
-function framedRuns(s: Segment, a: bigint, stop: bigint, out: PhysRange[]): void {
-  let runOff = -1;
+function* framedRuns(s: Segment, a: bigint, stop: bigint): Generator<PhysRange> {
+  // Offsets in the region as numbers: the only bigint per page is its physical address.
+  let off = s.offset + Number(a - s.addr);
+  const end = s.offset + Number(stop - s.addr);
+  let runOff = off;
   let runLen = 0;
   let runPaddr = 0n;
-  const flush = (): void => {
-    if (runLen > 0) out.push({ paddr: runPaddr, bytes: s.region.bytes(runOff, runLen) });
-    runLen = 0;
-  };
-  while (a < stop) {
-    const next = (a | 0xfffn) + 1n;
-    const b = next < stop ? next : stop;
-    const off = s.offset + Number(a - s.addr);
+  while (off < end) {
+    const next = Math.min((Math.floor(off / 4096) + 1) * 4096, end);
     const paddr = s.region.phys(off);
-    if (runLen > 0 && runPaddr + BigInt(runLen) === paddr && runOff + runLen === off) runLen += Number(b - a);
+    if (runLen > 0 && runPaddr + BigInt(runLen) === paddr) runLen += next - off;
     else {
-      flush();
+      if (runLen > 0) yield { paddr: runPaddr, bytes: s.region.bytes(runOff, runLen) };
       runOff = off;
-      runLen = Number(b - a);
+      runLen = next - off;
       runPaddr = paddr;
     }
-    a = b;
+    off = next;
   }
-  flush();
+  if (runLen > 0) yield { paddr: runPaddr, bytes: s.region.bytes(runOff, runLen) };
 }

@@ -376,10 +376,16 @@ export class MockSevKernel implements SevCmdHelpers {
     const p = this.read(kvm_sev_launch_update_data, cmd.data);
     const sm = this.cfg.memory;
     const pin = sm.pin(vm, p.uaddr, BigInt(p.len));
-    try {
-      for (const range of sm.physRanges(vm.port.memslots(), pin.segments, p.uaddr, p.len)) {
+    const issue = (): void => {
+      for (const range of sm.eachPhysRange(vm.port.memslots(), pin.segments, p.uaddr, p.len)) {
         this.fwVm(vm, cmd, 'LAUNCH_UPDATE_DATA', (fw) => fw.launchUpdateData(vm.info.handle, range), range.bytes.byteLength);
       }
+    };
+    try {
+      // A command per contiguous run, as the kernel's loop; the firmware may do their memory work in bulk.
+      const fw = this.cfg.driver.firmware;
+      if (fw.batch) fw.batch(issue);
+      else issue();
     } finally {
       sm.unpin(vm, pin);
     }
