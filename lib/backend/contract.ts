@@ -84,6 +84,12 @@ export interface VcpuRunHandle {
   readonly closed: boolean;
   /** KVM_RUN on the vCPU's own thread: resolves 0, or -4 (-EINTR) when kicked or signalled. */
   run(): Promise<number>;
+  /**
+   * run(), except that a run which completed at once answers its result (a number) rather than a
+   * settled Promise. Optional: the native backend has it, where the Promise is most of what an inline
+   * run costs in user space; {@link Vcpu.run} uses it when present.
+   */
+  runOrPromise?(): number | Promise<number>;
   /** KVM_RUN on the calling thread (for a worker thread that owns the vCPU). */
   runSync(): number;
   kick(): void;

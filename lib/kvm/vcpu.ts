@@ -290,7 +290,9 @@ export class Vcpu implements Disposable, AsyncDisposable {
 
   /** KVM_RUN on the vCPU's own native thread; the event loop keeps running meanwhile. */
   async run(): Promise<VcpuExit> {
-    const r = await this.ensureRunner().run();
+    const runner = this.ensureRunner();
+    const now = runner.runOrPromise ? runner.runOrPromise() : runner.run();
+    const r = typeof now === 'number' ? now : await now;
     return r < 0 ? { reason: 'intr' } : decodeExit(this.runView!, this.runPage!);
   }
 
