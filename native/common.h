@@ -43,6 +43,10 @@ struct MapState {
   std::atomic<int> bindings{0};  // memory slots of live VMs that point here
   std::atomic<int> inflight{0};  // async calls using it right now
   std::atomic<bool> unmapped{false};
+  // What the live views of the range told V8 they cost (mapping.cc: MakeView), given back at once
+  // when the range is retired (then they hold only inert pages), not when each view is collected.
+  std::atomic<int64_t> viewCost{0};
+  std::atomic<bool> costReleased{false};
   ~MapState();
   void Retire();  // JS is done with it: inert memory over the range (idempotent)
 };
@@ -149,6 +153,9 @@ struct AddonData {
   Napi::FunctionReference runnerCtor;
   Napi::FunctionReference errorFactory;        // set by TS: (errno, syscall, request, path) => Error
   Napi::FunctionReference markUntransferable;  // set by TS: worker_threads.markAsUntransferable
+  // The property names the struct marshaller reads on every call (marshal.cc: MarshalKeys), made
+  // once: a name given as a C string is looked up in V8's string table on each read.
+  struct MarshalKeys* marshalKeys = nullptr;
   std::set<FdHandle*> fds;
   std::unordered_map<int, std::shared_ptr<OwnedFd>> live;  // open fds by number (ioctl fast path)
   std::set<Mapping*> maps;

@@ -128,7 +128,7 @@ bool PrepareNumberArg(Napi::Env env, Prepared& p, double v) {
 }
 
 Prepared Prepare(Napi::Env env, const Napi::Value& fdArg, const Napi::Value& requestArg, const Napi::Value& arg,
-                 bool wantFd) {
+                 bool wantFd, bool sync) {
   Prepared p;
   p.fd = LookupFd(env, fdArg);
   uint32_t request = ArgU32(requestArg, "request");
@@ -148,7 +148,7 @@ Prepared Prepare(Napi::Env env, const Napi::Value& fdArg, const Napi::Value& req
       if (d.nullArg &&
           (arg.IsUndefined() || arg.IsNull() || (arg.IsNumber() && arg.As<Napi::Number>().DoubleValue() == 0)))
         break;  // NULL: the "is SEV enabled?" probe
-      p.marshal = std::make_unique<Marshal>(env, SevIdsOf(p));
+      p.marshal = std::make_unique<Marshal>(env, SevIdsOf(p), sync);
       p.marshal->SetVm(p.fd->vm);
       p.marshal->BuildRoot(arg, d.layout, d.var, d.name);
       if (request == static_cast<uint32_t>(KVM_ENABLE_CAP)) CheckEnableCap(env, p);
@@ -167,8 +167,8 @@ Prepared Prepare(Napi::Env env, const Napi::Value& fdArg, const Napi::Value& req
   return p;
 }
 
-Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd) {
-  return Prepare(info.Env(), info[0], info[1], info[2], wantFd);
+Prepared Prepare(const Napi::CallbackInfo& info, bool wantFd, bool sync) {
+  return Prepare(info.Env(), info[0], info[1], info[2], wantFd, sync);
 }
 
 void HoldNamedFds(Napi::Env env, Prepared& p) {
@@ -277,7 +277,7 @@ int KnownVcpuMmapSize() { return gVcpuMmapSize.load(); }
 
 static Napi::Value IoctlSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Prepared p = Prepare(info, false);
+  Prepared p = Prepare(info, false, true);
   bool busy;
   int r = IssueIoctl(p, &busy);
   int err = errno;
@@ -290,7 +290,7 @@ static Napi::Value IoctlSync(const Napi::CallbackInfo& info) {
 
 static Napi::Value IoctlFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Prepared p = Prepare(info, true);
+  Prepared p = Prepare(info, true, true);
   bool busy;
   int r = IssueIoctl(p, &busy);
   if (busy) throw BusyError(env, p);
@@ -380,7 +380,7 @@ static Napi::Value IoctlBatch(const Napi::CallbackInfo& info) {
         Napi::Value arg = num == num ? Napi::Number::New(env, num)
                           : haveArgs ? args.As<Napi::Array>().Get(index)
                                      : env.Undefined();
-        p = Prepare(env, Napi::Number::New(env, fdNum), Napi::Number::New(env, req), arg, false);
+        p = Prepare(env, Napi::Number::New(env, fdNum), Napi::Number::New(env, req), arg, false, true);
       }
       bool busy;
       int r = IssueIoctl(p, &busy);
@@ -439,7 +439,7 @@ static Napi::Value IoctlAsync(const Napi::CallbackInfo& info) {
   Napi::Promise::Deferred early = Napi::Promise::Deferred::New(env);
   Prepared p;
   try {
-    p = Prepare(info, false);
+    p = Prepare(info, false, false);
   } catch (const Napi::Error& e) {
     early.Reject(e.Value());  // a Promise API rejects rather than throws
     return early.Promise();

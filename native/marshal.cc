@@ -3,6 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include <v8.h>
+
 namespace kvmsev {
 
 bool GetBytes(const Napi::Value& v, uint8_t** data, size_t* len) {
@@ -27,6 +29,42 @@ bool GetBytes(const Napi::Value& v, uint8_t** data, size_t* len) {
     return true;
   }
   return false;
+}
+
+// `v` is the string `want` (short ASCII tags: 'struct', 'mapping'), compared without a heap copy.
+static bool IsTag(const Napi::Value& v, const char* want) {
+  if (!v.IsString()) return false;
+  char buf[16];
+  size_t n = 0;
+  if (napi_get_value_string_utf8(v.Env(), v, buf, sizeof buf, &n) != napi_ok) return false;
+  return n == strlen(want) && memcmp(buf, want, n) == 0;
+}
+
+// Held through V8: Node 20's napi_create_reference takes no strings. Leaked with the AddonData.
+struct MarshalKeys {
+  v8::Global<v8::String> kind, bytes, fixups;
+};
+
+enum class KeyId { Kind, Bytes, Fixups };
+
+// A napi_value is a pointer to the V8 handle's slot (src/js_native_api_v8.h, JsValueFromV8LocalValue);
+// the handle lives in the scope N-API opened for this call.
+static Napi::Value Key(Napi::Env env, KeyId id) {
+  AddonData* data = GetData(env);
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (!data->marshalKeys) {
+    auto* k = new MarshalKeys();
+    auto make = [&](const char* n) { return v8::String::NewFromUtf8(isolate, n, v8::NewStringType::kInternalized); };
+    k->kind.Reset(isolate, make("kind").ToLocalChecked());
+    k->bytes.Reset(isolate, make("bytes").ToLocalChecked());
+    k->fixups.Reset(isolate, make("fixups").ToLocalChecked());
+    data->marshalKeys = k;
+  }
+  MarshalKeys* k = data->marshalKeys;
+  v8::Local<v8::String> l = v8::Local<v8::String>::New(isolate, id == KeyId::Kind    ? k->kind
+                                                                : id == KeyId::Bytes ? k->bytes
+                                                                                     : k->fixups);
+  return Napi::Value(env, reinterpret_cast<napi_value>(*l));
 }
 
 static uint64_t ReadLen(const std::vector<uint8_t>& b, uint32_t off, uint8_t size) {
@@ -55,10 +93,10 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
   if (!arg.IsObject())
     throw ArgTypeError(env, w + ": the argument must be an IoctlStruct ({kind:'struct', bytes, fixups})");
   Napi::Object o = arg.As<Napi::Object>();
-  Napi::Value kind = o.Get("kind");
-  if (!kind.IsString() || kind.As<Napi::String>().Utf8Value() != "struct")
+  Napi::Value kind = o.Get(Key(env, KeyId::Kind));
+  if (!IsTag(kind, "struct"))
     throw ArgTypeError(env, w + ": the argument must be an IoctlStruct ({kind:'struct', bytes, fixups})");
-  Napi::Value bytes = o.Get("bytes");
+  Napi::Value bytes = o.Get(Key(env, KeyId::Bytes));
   if (!bytes.IsTypedArray() || bytes.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
     throw ArgTypeError(env, w + ": \"bytes\" must be a Uint8Array");
   uint8_t* src;
@@ -84,7 +122,7 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
   L->layout = layout;
   L->jsLen = need;
   L->native.assign(src, src + need);
-  L->jsBytes = Napi::Persistent(bytes);
+  Hold(L->jsBytes, bytes);
 
   // Every pointer field starts NULL in JS; a raw value there is refused.
   for (const PtrField& pf : layout->ptrs) {
@@ -95,7 +133,7 @@ Marshal::Level* Marshal::BuildLevel(const Napi::Value& arg, const Layout* layout
                                    " must be 0 in bytes; pass the memory it points at as a fix-up");
   }
 
-  Napi::Value fixups = o.Get("fixups");
+  Napi::Value fixups = o.Get(Key(env, KeyId::Fixups));
   std::vector<bool> seen(layout->ptrs.size(), false);
   if (fixups.IsUndefined() || fixups.IsNull()) {
     CheckRetained(L, seen, w);
@@ -184,7 +222,7 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
   if (target.IsObject() && !target.IsTypedArray() && !target.IsArrayBuffer() && !target.IsDataView()) {
     Napi::Object t = target.As<Napi::Object>();
     Napi::Value kind = t.Get("kind");
-    if (!kind.IsString() || kind.As<Napi::String>().Utf8Value() != "mapping")
+    if (!IsTag(kind, "mapping"))
       throw ArgTypeError(env, field + ": the target must be a Buffer, an ArrayBuffer or a guest-memory range");
     std::shared_ptr<MapState> m = UnwrapMapping(t.Get("mapping"), "target.mapping");
     uint64_t off = ArgSize(t.Get("offset"), "target.offset");
@@ -227,7 +265,7 @@ uint64_t Marshal::ResolveTarget(const Napi::Value& target, const PtrField& pf, L
     throw ArgRangeError(env, field + ": the buffer must hold " + std::to_string(pf.fixedLen) + " bytes");
   if (len == 0) throw ArgRangeError(env, field + ": the buffer is empty or detached; pass null for a NULL pointer");
   auto b = std::make_unique<Bounce>();
-  b->js = Napi::Persistent(target);
+  Hold(b->js, target);
   b->data.assign(data, data + len);
   uint64_t addr = reinterpret_cast<uint64_t>(b->data.data());
   bounces_.push_back(std::move(b));
@@ -244,7 +282,7 @@ uint64_t Marshal::ResolveOpaque(const Napi::Value& target, const PtrField& pf, L
   if (target.IsObject() && !target.IsTypedArray() && !target.IsArrayBuffer() && !target.IsDataView()) {
     Napi::Object t = target.As<Napi::Object>();
     Napi::Value kind = t.Get("kind");
-    if (kind.IsString() && kind.As<Napi::String>().Utf8Value() == "struct") {
+    if (IsTag(kind, "struct")) {
       Napi::Value bytes = t.Get("bytes");
       if (!bytes.IsTypedArray() || bytes.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
         throw ArgTypeError(env, std::string(what) + ": \"bytes\" must be a Uint8Array");
@@ -272,7 +310,8 @@ void Marshal::CopyBack() {
     size_t len = L->jsLen;
     uint8_t* dst;
     size_t l;
-    if (L->jsBytes.IsEmpty() || !GetBytes(L->jsBytes.Value(), &dst, &l) || l < len) continue;  // detached meanwhile
+    Napi::Value js = L->jsBytes.Get();
+    if (js.IsEmpty() || !GetBytes(js, &dst, &l) || l < len) continue;  // detached meanwhile
     // Copy everything but the pointer fields, which stay 0 in JS.
     size_t pos = 0;
     for (const PtrField& pf : L->layout->ptrs) {
@@ -284,7 +323,7 @@ void Marshal::CopyBack() {
   for (auto& b : bounces_) {
     uint8_t* d;
     size_t l;
-    if (!GetBytes(b->js.Value(), &d, &l) || l != b->data.size()) continue;
+    if (!GetBytes(b->js.Get(), &d, &l) || l != b->data.size()) continue;
     memcpy(d, b->data.data(), l);
   }
 }

@@ -17,7 +17,11 @@ class Marshal {
   // event loop during an async call) and detach or collect them before the kernel is done; guest
   // memory is used in place, pinned so that unmap() fails until the call ends.
   // `sevIds`: the command-id table of the VM the call goes to (selects kvm_sev_cmd.data's struct).
-  explicit Marshal(Napi::Env env, SevCommandIds sevIds = {}) : env_(env), sevIds_(sevIds) {}
+  // `sync`: the call ends before JS code regains control of the stack (ioctl(), ioctlFd(),
+  // ioctlBatch()), so the JS buffers stay reachable from the call's own handle scope and need no
+  // persistent reference (a global handle made and destroyed per buffer per call).
+  explicit Marshal(Napi::Env env, SevCommandIds sevIds = {}, bool sync = false)
+      : env_(env), sevIds_(sevIds), sync_(sync) {}
   ~Marshal();
 
   // Builds the root struct. `var` (variable-length structs) sizes it from its count field.
@@ -35,13 +39,25 @@ class Marshal {
   std::shared_ptr<MapState> RootMappingAt(uint32_t offset) const;
 
  private:
+  // A JS value held across the call: a handle of the call's scope (sync) or a persistent reference.
+  struct Held {
+    Napi::Value local;
+    Napi::Reference<Napi::Value> ref;
+    Napi::Value Get() const { return ref.IsEmpty() ? local : ref.Value(); }
+  };
+  void Hold(Held& h, const Napi::Value& v) {
+    if (sync_)
+      h.local = v;
+    else
+      h.ref = Napi::Persistent(v);
+  }
   struct Bounce {
-    Napi::Reference<Napi::Value> js;  // the Buffer/ArrayBuffer to copy back into
+    Held js;  // the Buffer/ArrayBuffer to copy back into
     std::vector<uint8_t> data;
   };
   struct Level {
     const Layout* layout;
-    Napi::Reference<Napi::Value> jsBytes;  // Uint8Array of the struct
+    Held jsBytes;  // Uint8Array of the struct
     size_t jsLen = 0;
     std::vector<uint8_t> native;
     std::vector<std::pair<uint32_t, std::shared_ptr<MapState>>> mappings;  // offset -> mapping
@@ -58,6 +74,7 @@ class Marshal {
 
   Napi::Env env_;
   SevCommandIds sevIds_;
+  bool sync_;
   Level* root_ = nullptr;
   std::vector<std::unique_ptr<Level>> levels_;
   std::vector<std::unique_ptr<Bounce>> bounces_;

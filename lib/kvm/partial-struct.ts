@@ -5,37 +5,62 @@
  * a value that names every field is written as is, with no read.
  */
 
-/** The shape of a struct: its decoding of zero bytes (every field, nested structs and arrays included). */
-const shapes = new WeakMap<object, unknown>();
+/**
+ * The shape of a struct, from its decoding of zero bytes (every field, nested structs and arrays
+ * included), as a plan the completeness check walks with plain loops: a record's keys and an
+ * array's length are read once per codec, not per call (Object.keys and every() over a kvm_sregs
+ * cost more than its encoding).
+ */
+type Plan =
+  | null
+  | { readonly keys: readonly string[]; readonly items: readonly Plan[] }
+  | { readonly length: number; readonly items: readonly Plan[] };
+
+const plans = new WeakMap<object, Plan>();
 
 interface Decodes {
   readonly size: number;
   decode(b: Uint8Array): unknown;
 }
 
-function shapeOf(codec: Decodes): unknown {
-  let s = shapes.get(codec);
-  if (s === undefined) {
-    s = codec.decode(new Uint8Array(codec.size));
-    shapes.set(codec, s);
-  }
-  return s;
-}
-
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
 }
 
-function complete(shape: unknown, v: unknown): boolean {
+function planOf(shape: unknown): Plan {
+  if (Array.isArray(shape)) return { length: shape.length, items: shape.map(planOf) };
+  if (isRecord(shape)) {
+    const keys = Object.keys(shape);
+    return { keys, items: keys.map((k) => planOf(shape[k])) };
+  }
+  return null; // a number, bigint or byte string: any value counts
+}
+
+function codecPlan(codec: Decodes): Plan {
+  let p = plans.get(codec);
+  if (p === undefined) {
+    p = planOf(codec.decode(new Uint8Array(codec.size)));
+    plans.set(codec, p);
+  }
+  return p;
+}
+
+function complete(plan: Plan, v: unknown): boolean {
   if (v === undefined) return false;
-  if (Array.isArray(shape)) return Array.isArray(v) && v.length >= shape.length && shape.every((s, i) => complete(s, v[i]));
-  if (isRecord(shape)) return isRecord(v) && Object.keys(shape).every((k) => complete(shape[k], v[k]));
+  if (plan === null) return true;
+  if ('length' in plan) {
+    if (!Array.isArray(v) || v.length < plan.length) return false;
+    for (let i = 0; i < plan.length; i++) if (!complete(plan.items[i]!, v[i])) return false;
+    return true;
+  }
+  if (!isRecord(v)) return false;
+  for (let i = 0; i < plan.keys.length; i++) if (!complete(plan.items[i]!, v[plan.keys[i]!])) return false;
   return true;
 }
 
 /** True if `value` names every field of the codec's struct (so writing it loses nothing). */
 export function namesEveryField(codec: Decodes, value: unknown): boolean {
-  return complete(shapeOf(codec), value);
+  return complete(codecPlan(codec), value);
 }
 
 /**

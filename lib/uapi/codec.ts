@@ -818,8 +818,13 @@ export function defineStruct<const Fs extends readonly FieldSpec[]>(
     }
   }
 
+  // Every decoded value starts as a copy of this (all fields, in order): the copy has its final
+  // shape at once, where adding the fields one by one walked a chain of map transitions per value.
+  const template: Record<string, unknown> = {};
+  for (const s of valueSlots) template[s.name] = undefined;
+
   function readAt(dv: DataView, u8a: Uint8Array, at: number): unknown {
-    const out: Record<string, unknown> = {};
+    const out: Record<string, unknown> = { ...template };
     for (let i = 0; i < valueSlots.length; i++) {
       const s = valueSlots[i]!;
       out[s.name] = s.type.read(dv, u8a, at + s.offset);
