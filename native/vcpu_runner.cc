@@ -145,17 +145,35 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     st_->fd = fd;
     st_->run = static_cast<struct kvm_run*>(p);
     st_->runSize = size;
+    // Anything below can throw (a worker being terminated makes N-API calls fail): undo what was
+    // done, or the run area's reference to this state (and so the vCPU's fd) would never be dropped.
     auto* keep = new std::shared_ptr<RunState>(st_);
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-        env, p, size, [](Napi::Env, void*, std::shared_ptr<RunState>* k) { delete k; }, keep);
-    auto* keepObj = new std::shared_ptr<RunState>(st_);
-    if (napi_add_finalizer(
-            env, ab, keepObj, [](napi_env, void* k, void*) { delete static_cast<std::shared_ptr<RunState>*>(k); },
-            nullptr, nullptr) != napi_ok)
-      delete keepObj;
-    ab_ = Napi::Persistent(ab);
-    data_ = GetData(env);
-    data_->runners.insert(this);
+    try {
+      Napi::ArrayBuffer ab;
+      try {
+        ab = Napi::ArrayBuffer::New(
+            env, p, size, [](Napi::Env, void*, std::shared_ptr<RunState>* k) { delete k; }, keep);
+      } catch (...) {
+        delete keep;  // not handed over
+        throw;
+      }
+      auto* keepObj = new std::shared_ptr<RunState>(st_);
+      if (napi_add_finalizer(
+              env, ab, keepObj, [](napi_env, void* k, void*) { delete static_cast<std::shared_ptr<RunState>*>(k); },
+              nullptr, nullptr) != napi_ok)
+        delete keepObj;
+      ab_ = Napi::Persistent(ab);
+      data_ = GetData(env);
+      data_->runners.insert(this);
+    } catch (...) {
+      // The ArrayBuffer (if made) still holds the state: its fd goes now, the mapping with the state.
+      st_->fd.reset();
+      st_.reset();
+      std::lock_guard<std::mutex> g(vs.mu);
+      vs.hasRunner = false;
+      vs.runnerFd = nullptr;
+      throw;
+    }
     InstallKickHandler();
   }
 
