@@ -59,8 +59,9 @@ function wholeArea(name: string, v: unknown, size: number): void {
 
 /**
  * A vCPU fd: one method per vCPU ioctl, and `run()`. Setters change what they name and keep the
- * rest (`setRegs({ rip })` moves RIP only). `run()` issues KVM_RUN on the vCPU's own thread, so the
- * event loop runs on while the guest does; `runSync()` blocks the calling thread instead.
+ * rest (`setRegs({ rip })` moves RIP only). `run()` issues KVM_RUN without holding the event loop: short
+ * runs inline (watched, and moved to the vCPU's own thread if they last), long ones on that thread;
+ * `runSync()` blocks the calling thread instead.
  *
  * ```ts
  * import { Asm16, Kvm, NativeBackend } from 'kvm-sev';
@@ -288,7 +289,11 @@ export class Vcpu implements Disposable, AsyncDisposable {
     return this.ensureRunner().runArea;
   }
 
-  /** KVM_RUN on the vCPU's own native thread; the event loop keeps running meanwhile. */
+  /**
+   * KVM_RUN without holding the event loop (native backend: inline on this thread while the guest's
+   * runs are short, on the vCPU's own thread once one lasts; after 1 ms of inline runs one goes through
+   * that thread so timers and I/O get their turn).
+   */
   async run(): Promise<VcpuExit> {
     const runner = this.ensureRunner();
     const now = runner.runOrPromise ? runner.runOrPromise() : runner.run();
