@@ -7,5 +7,5 @@ const vcpu = vm.createVcpu(0);
 loadProgram(mem, vcpu, helloProgram('hi from the guest\n')); // 16-bit real-mode code, see lib/app/guest/
 const serial = new SerialPort(); // a 16550A UART at 0x3f8 (COM1)
 let exit: VcpuExit;
-while (serial.handle((exit = await vcpu.run()))); // KVM_RUN on the vCPU's own thread
+while (serial.handle((exit = await vcpu.run()))); // KVM_RUN; the event loop keeps turning
 console.log(JSON.stringify(serial.output), exit.reason, vcpu.getRegs().rax); // "hi from the guest\n" hlt 24589n
