@@ -61,7 +61,6 @@ struct RunState {
   std::atomic<uint64_t> inlineSeq{0};      // bumped by every inline run
   std::atomic<bool> inlineActive{false};   // the JS thread is in (or entering) an inline KVM_RUN
   std::atomic<bool> watcherParked{false};  // the vCPU thread sleeps untimed (no inline run lately)
-  std::atomic<bool> watchKicked{false};    // the watch kicked an inline run (it continues async)
   // Async runs: the gap from an exit to the next run() (EWMA, ns), which sizes the wait between.
   std::atomic<int64_t> gapNs{1'000'000};
   std::atomic<int64_t> wantAt{0};  // when run() last asked this thread for a run (steady_clock ns)
@@ -141,14 +140,20 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       vs.runnerFd = nullptr;
       throw ErrnoError(env, err, "mmap");
     }
-    st_ = std::make_shared<RunState>();
-    st_->fd = fd;
-    st_->run = static_cast<struct kvm_run*>(p);
-    st_->runSize = size;
-    // Anything below can throw (a worker being terminated makes N-API calls fail): undo what was
-    // done, or the run area's reference to this state (and so the vCPU's fd) would never be dropped.
-    auto* keep = new std::shared_ptr<RunState>(st_);
+    // Anything below can throw (a worker being terminated makes N-API calls fail; allocation): undo
+    // what was done, or the run area's reference to this state (and so the vCPU's fd) would never be
+    // dropped, and the vCPU could never have a runner again.
     try {
+      try {
+        st_ = std::make_shared<RunState>();
+      } catch (...) {
+        munmap(p, size);
+        throw;
+      }
+      st_->fd = fd;
+      st_->run = static_cast<struct kvm_run*>(p);
+      st_->runSize = size;
+      auto* keep = new std::shared_ptr<RunState>(st_);
       Napi::ArrayBuffer ab;
       try {
         ab = Napi::ArrayBuffer::New(
@@ -167,7 +172,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
       data_->runners.insert(this);
     } catch (...) {
       // The ArrayBuffer (if made) still holds the state: its fd goes now, the mapping with the state.
-      st_->fd.reset();
+      if (st_) st_->fd.reset();
       st_.reset();
       std::lock_guard<std::mutex> g(vs.mu);
       vs.hasRunner = false;
@@ -231,6 +236,13 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     vs.running = true;
   }
 
+  // A run begun (BeginRun) but never issued, because something threw before KVM_RUN.
+  void EndRunUnissued() {
+    VcpuState& vs = st_->vcpu();
+    std::lock_guard<std::mutex> g(vs.mu);
+    vs.running = false;
+  }
+
   void KickNow() {
     // immediate_exit covers a kick that lands just before the thread enters KVM_RUN.
     st_->run->immediate_exit = 1;
@@ -267,7 +279,6 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     if (!vs.inKvmRun || !pthread_equal(vs.runThread, st->jsThread) || !st->inlineActive.load() ||
         st->inlineSeq.load() != seq)
       return;
-    st->watchKicked = true;
     pthread_kill(st->jsThread, KickSignal());
   }
 
@@ -289,7 +300,6 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
         std::unique_lock<std::mutex> lk(st->mu);
         for (;;) {
           if (st->stop || st->want) break;
-          uint64_t seq = st->inlineSeq.load();
           bool active = st->inlineActive.load();
           if (active || idleTicks < kIdleTicks) {
             // Watching: inline runs happen. Untimed sleep once none has for kIdleTicks ticks. Asleep
@@ -307,7 +317,6 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
             watched = now;
             idleTicks = (now == lastSeq && !st->inlineActive.load()) ? idleTicks + 1 : 0;
             lastSeq = now;
-            (void)seq;
           } else {
             st->watcherParked = true;
             st->sleeping = true;
@@ -384,7 +393,7 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     }
     int64_t now = NowNs();
     lastRunCall_ = now;
-    int delivered = DeliverOthers(env);
+    int delivered = 0;
     // Inline runs settle at once, so a loop of `await run()` is a chain of microtasks that never lets
     // the event loop turn (timers, sockets, other callbacks would wait forever). A chain may run
     // inline for kInlineBudgetNs; then one run goes through the vCPU thread, whose completion arrives
@@ -397,6 +406,14 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     bool mayInline = owner == this || (owner == nullptr && !OthersBusy());
     if (asyncRuns_ == 0 && now - inlineSince_ < kInlineBudgetNs && mayInline) {
       data_->inlineRunner = this;
+      // Others' results are taken only here, by a run under the inline budget: async runs taking each
+      // other's results could chain microtasks forever and starve the event loop just the same.
+      try {
+        delivered = DeliverOthers(env);
+      } catch (...) {
+        EndRunUnissued();
+        throw;
+      }
       RunResult res{0, 0};
       if (RunInline(&res)) {
         kickStreak_ = 0;
@@ -427,18 +444,25 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     } else if (asyncRuns_ > 0) {
       asyncRuns_--;
     }
-    auto deferred = Napi::Promise::Deferred::New(env);
+    std::unique_ptr<Napi::Promise::Deferred> d;
+    try {
+      d = std::make_unique<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
+    } catch (...) {
+      EndRunUnissued();
+      throw;
+    }
+    Napi::Promise promise = d->Promise();
     busy_ = true;
     tsfn_.Ref(env);  // keep the loop alive while the guest runs
     Ref();           // and this object, even if JS drops it
-    pending_ = std::make_unique<Napi::Promise::Deferred>(deferred);
+    pending_ = std::move(d);
     {
       std::lock_guard<std::mutex> g(st_->mu);
-      st_->wantAt.store(now, std::memory_order_relaxed);
+      st_->wantAt.store(NowNs(), std::memory_order_relaxed);
       st_->want = true;
     }
     if (st_->sleeping) st_->cv.notify_one();  // a waiting thread sees `want` without a wake-up
-    return deferred.Promise();
+    return promise;
   }
 
   // KVM_RUN on this (the JS) thread, under the watch of the vCPU thread. False if the watch kicked
@@ -462,7 +486,6 @@ class VcpuRunner : public Napi::ObjectWrap<VcpuRunner> {
     // Interrupted, and not by a kick through the vCPU's handle: the watch's kick (or a signal it sent
     // for an earlier run, or any other signal): the guest was not asked to stop, so it runs on.
     if (r < 0 && err == EINTR && !asked) {
-      st.watchKicked = false;
       return false;
     }
     *res = RunResult{r, r < 0 ? err : 0};

@@ -94,3 +94,29 @@ hwTest(
     t.deepEqual(r.out, { othersRan: true, inOrder: true });
   },
 );
+
+hwTest(req, 'two vCPUs looping on `await run()` from one event loop still let timers, immediates and I/O callbacks run', (t) => {
+  // One runs inline, the other on its thread; results of the other are taken only by budgeted inline
+  // runs, so the two loops cannot pass results to each other in an endless chain of microtasks.
+  const r = runChild(`${SETUP}
+    const gs = [counter(), counter()];
+    const fs = await import('node:fs');
+    let timer = false, immediates = 0, reads = 0;
+    setTimeout(() => { timer = true; }, 1);
+    const tick = () => { immediates++; if (immediates < 20) setImmediate(tick); };
+    setImmediate(tick);
+    const reading = (async () => { while (reads < 5) { await fs.promises.readFile('/proc/self/stat'); reads++; } })();
+    const done = () => timer && immediates >= 20 && reads >= 5;
+    const loops = gs.map(async ({ vcpu }) => {
+      let exits = 0, last = 0;
+      while (!done() && exits < 150_000) { last = count(await vcpu.run()); exits++; }
+      return last === exits;
+    });
+    out.inOrder = await Promise.all(loops);
+    out.othersRan = done();
+    await reading;
+    for (const g of gs) g.vm.close();
+    kvm.close();`);
+  t.is(r.status, 0, describeChild(r));
+  t.deepEqual(r.out, { inOrder: [true, true], othersRan: true });
+});
