@@ -25,6 +25,8 @@ import { SevGuestCommands } from '../../sev/kvm-sev-commands.js';
 import type { PageState, PageStateRun } from '../../sev/page-states/page-state-view.js';
 import type { SevPlatform } from '../../sev/platform.js';
 import { KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, SEV_POLICY } from '../../uapi/constants.js';
+import { checkInt, checkObject } from '../../uapi/args.js';
+import { invalidArgType } from '../../uapi/errors.js';
 import { acceptOne, type ListenOn } from './endpoint.js';
 import { encodePlatform } from './source.js';
 import {
@@ -96,7 +98,19 @@ const STATES: ReadonlySet<string> = new Set<PageState>(['normal', 'private', 'sh
 
 /** Receives one guest; resolves once the source committed (the guest is this host's, stopped, ready to run). */
 export async function receive(o: ReceiveOptions): Promise<ReceivedGuest> {
-  const timeout = o.recordTimeoutMs ?? 30_000;
+  // Bad arguments are the caller's mistake: typed errors before anything listens.
+  const opts = checkObject('options', o as unknown);
+  checkObject('options.from', opts['from']);
+  const need = (name: string, method: string) => {
+    const v = checkObject(`options.${name}`, opts[name]);
+    if (typeof v[method] !== 'function') throw invalidArgType(`options.${name}`, `a ${name === 'kvm' ? 'Kvm' : 'SevPlatform'}`, v);
+  };
+  need('kvm', 'createVm');
+  need('platform', 'pdhCertExport');
+  for (const f of ['onListening', 'onProgress', 'setup', 'beforeAck'])
+    if (opts[f] !== undefined && typeof opts[f] !== 'function') throw invalidArgType(`options.${f}`, 'a function', opts[f]);
+  if (o.amdCerts !== undefined && !(o.amdCerts instanceof Uint8Array)) throw invalidArgType('options.amdCerts', 'a Uint8Array', o.amdCerts);
+  const timeout = checkInt('options.recordTimeoutMs', o.recordTimeoutMs ?? 30_000, 1, 2 ** 31 - 1);
   const st: ReceiveProgress = { phase: 'listening', round: 0, privatePages: 0, sharedPages: 0, bytesReceived: 0 };
   const progress = (ch?: RecordChannel) => {
     st.bytesReceived = ch?.bytesIn ?? 0;

@@ -9,6 +9,7 @@ import { MockHost } from '../../../lib/backends/mock/mock-host.js';
 import { PageStateTracker } from '../../../lib/sev/page-states/page-state-tracker.js';
 import { Kvm } from '../../../lib/kvm/kvm.js';
 import { migrate, type LiveGuest } from '../../../lib/migration/live/source.js';
+import { receive, type ReceiveOptions } from '../../../lib/migration/live/target.js';
 import { Duplex } from 'node:stream';
 import {
   BATCH_BYTES,
@@ -195,4 +196,29 @@ test('bad arguments to migrate() are typed errors before anything happens; the g
     await t.throwsAsync(migrate(g as LiveGuest, o as Parameters<typeof migrate>[1]), { code }, JSON.stringify(o ?? null));
   t.false(target.connected());
   t.is((await guest.sev.guestStatus()).stateName, 'RUNNING');
+});
+
+test('bad arguments to receive() are typed errors before anything listens', async (t) => {
+  const host = new MockHost();
+  const kvm = Kvm.open({ backend: host });
+  const platform = SevPlatform.open(host);
+  t.teardown(() => {
+    platform.close();
+    kvm.close();
+  });
+  let listened = 0;
+  const ok = { from: { port: 0, host: '127.0.0.1' }, kvm, platform, onListening: () => listened++ };
+  const bad: [unknown, string][] = [
+    [null, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, from: undefined }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, kvm: {} }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, platform: undefined }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, onProgress: 'yes' }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, setup: 1 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, amdCerts: [1, 2] }, 'ERR_INVALID_ARG_TYPE'],
+    [{ ...ok, recordTimeoutMs: 0 }, 'ERR_OUT_OF_RANGE'],
+    [{ ...ok, recordTimeoutMs: '5' }, 'ERR_INVALID_ARG_TYPE'],
+  ];
+  for (const [o, code] of bad) await t.throwsAsync(receive(o as ReceiveOptions), { code }, String(Object.keys(o ?? {})));
+  t.is(listened, 0);
 });
