@@ -8,16 +8,12 @@ import * as ioc from '../../lib/uapi/ioctls.js';
 import { KVM_CAP } from '../../lib/uapi/constants.js';
 import { kvm_regs } from '../../lib/uapi/kvm-structs.js';
 import { hwTest } from '../helpers/hw.js';
+import { openVcpuFds } from '../helpers/vcpu-fds.js';
 import type { BackendTarget } from './boundary.js';
 
 function setup(t: ExecutionContext, target: BackendTarget) {
   const b = target.make();
-  const kvm = b.open('/dev/kvm');
-  t.teardown(() => kvm.close());
-  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  t.teardown(() => vm.close());
-  const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
-  t.teardown(() => vcpu.close());
+  const { kvm, vm, vcpu } = openVcpuFds(t, b);
   const regs = () => {
     const a = kvm_regs.arg({});
     b.ioctl(vcpu, ioc.KVM_GET_REGS, a);

@@ -10,6 +10,7 @@ import { ioctlStruct } from '../../lib/uapi/ioctl-arg.js';
 import { structs } from '../../lib/uapi/index.js';
 import { SevCommandTable } from '../../lib/uapi/sev-command-table.js';
 import { hwTest, type Requirement } from '../helpers/hw.js';
+import { openVcpuFds } from '../helpers/vcpu-fds.js';
 
 export interface BackendTarget {
   name: string;
@@ -20,14 +21,7 @@ export interface BackendTarget {
 /** A backend with /dev/kvm, a VM and a vCPU open; closed when the test ends, whatever happened. */
 function setup(t: ExecutionContext, target: BackendTarget) {
   const b = target.make();
-  const kvm = b.open('/dev/kvm');
-  t.teardown(() => kvm.close());
-  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  t.teardown(() => vm.close());
-  const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
-  t.teardown(() => vcpu.close());
-  const close = () => [vcpu, vm, kvm].forEach((f) => f.close());
-  return { b, kvm, vm, vcpu, close };
+  return { b, ...openVcpuFds(t, b) };
 }
 
 function code(t: ExecutionContext, f: () => unknown, c: string, name?: string): void {

@@ -9,18 +9,12 @@ import { KVM_SEV } from '../../../lib/uapi/constants.js';
 import { ioctlStruct, type IoctlStruct, type MappingRange } from '../../../lib/uapi/ioctl-arg.js';
 import * as ioc from '../../../lib/uapi/ioctls.js';
 import { kvm_sev_cmd, kvm_sev_launch_measure, kvm_sev_launch_start } from '../../../lib/uapi/sev-structs.js';
+import { openVcpuFds } from '../../helpers/vcpu-fds.js';
 
 /** A mock host with /dev/kvm, a VM and a vCPU open; closed at teardown. */
 function setup(t: ExecutionContext) {
   const b = new MockHost();
-  const kvm = b.open('/dev/kvm');
-  t.teardown(() => kvm.close());
-  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  t.teardown(() => vm.close());
-  const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
-  t.teardown(() => vcpu.close());
-  const close = () => [vcpu, vm, kvm].forEach((f) => f.close());
-  return { b, kvm, vm, vcpu, close };
+  return { b, ...openVcpuFds(t, b) };
 }
 
 function code(t: ExecutionContext, f: () => unknown, c: string, name?: string): void {

@@ -12,6 +12,7 @@ import { KVM_CAP } from '../../../lib/uapi/constants.js';
 import * as ioc from '../../../lib/uapi/ioctls.js';
 import { structs } from '../../../lib/uapi/index.js';
 import { hwTest, kvmDevice, nativeAddon } from '../../helpers/hw.js';
+import { openVcpuFds } from '../../helpers/vcpu-fds.js';
 
 function code(t: ExecutionContext, f: () => unknown, c: string): void {
   const e = t.throws(f) as (Error & { code?: string }) | undefined;
@@ -22,12 +23,7 @@ const cap = (n: number, arg0 = 0n) => structs.kvm_enable_cap.arg({ cap: n, flags
 
 hwTest(kvmDevice(), 'case 5: KVM_ENABLE_CAP passes only allowlisted capabilities, each on its own fd kind', (t) => {
   const b = new NativeBackend();
-  const kvm = b.open('/dev/kvm');
-  t.teardown(() => kvm.close());
-  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  t.teardown(() => vm.close());
-  const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
-  t.teardown(() => vcpu.close());
+  const { kvm, vm, vcpu } = openVcpuFds(t, b);
   // args[0] is a user address the kernel writes (on Intel): never issued.
   code(t, () => b.ioctl(vcpu, ioc.KVM_ENABLE_CAP, cap(KVM_CAP.HYPERV_ENLIGHTENED_VMCS, 0x1000n)), 'ERR_KVM_SEV_UNKNOWN_CAP');
   code(t, () => b.ioctl(vm, ioc.KVM_ENABLE_CAP, cap(KVM_CAP.SGX_ATTRIBUTE)), 'ERR_KVM_SEV_UNKNOWN_CAP');
@@ -46,12 +42,7 @@ hwTest(kvmDevice(), 'case 5: KVM_ENABLE_CAP passes only allowlisted capabilities
 
 hwTest(kvmDevice(), 'case 5: a request on an fd kind it does not belong to is refused before the kernel sees it', (t) => {
   const b = new NativeBackend();
-  const kvm = b.open('/dev/kvm');
-  t.teardown(() => kvm.close());
-  const vm = b.ioctlFd(kvm, ioc.KVM_CREATE_VM, 0);
-  t.teardown(() => vm.close());
-  const vcpu = b.ioctlFd(vm, ioc.KVM_CREATE_VCPU, 0);
-  t.teardown(() => vcpu.close());
+  const { kvm, vm, vcpu } = openVcpuFds(t, b);
   code(t, () => b.ioctl(vm, ioc.KVM_GET_REGS, structs.kvm_regs.arg({})), 'ERR_INVALID_ARG_VALUE');
   code(t, () => b.ioctl(kvm, ioc.KVM_SET_TSS_ADDR, 0xfffbd000), 'ERR_INVALID_ARG_VALUE');
   code(t, () => b.ioctl(vcpu, ioc.KVM_CHECK_EXTENSION, 1), 'ERR_INVALID_ARG_VALUE');
