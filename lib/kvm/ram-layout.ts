@@ -8,7 +8,8 @@
  * The hole starts at 3 GiB by default, as in cloud-hypervisor (arch/src/x86_64/layout.rs:
  * MEM_32BIT_RESERVED_START) and QEMU's i440fx PC for large guests (hw/i386/pc_piix.c: lowmem).
  */
-import { invalidArgValue, outOfRange } from '../uapi/errors.js';
+import { checkObject } from '../uapi/args.js';
+import { invalidArgType, invalidArgValue, outOfRange } from '../uapi/errors.js';
 
 /** The first byte of the hole below 4 GiB (3 GiB). */
 export const MMIO_HOLE_START = 0xc000_0000;
@@ -35,6 +36,10 @@ export interface RamLayoutOptions {
  * from 4 GiB: `ramLayout(4 * 2 ** 30)` → `[{ guestPhysAddr: 0n, size: 3 GiB }, { guestPhysAddr: 4 GiB, size: 1 GiB }]`.
  */
 export function ramLayout(size: number, options: RamLayoutOptions = {}): RamRange[] {
+  if (typeof size !== 'number') throw invalidArgType('size', 'number', size);
+  checkObject('options', options, true);
+  if (options.holeStart !== undefined && typeof options.holeStart !== 'number')
+    throw invalidArgType('options.holeStart', 'number', options.holeStart);
   if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0)
     throw invalidArgValue('size', size, 'is not a non-zero multiple of 4096');
   const holeStart = options.holeStart ?? MMIO_HOLE_START;

@@ -69,6 +69,9 @@ test('the hole may start lower; not above the IOAPIC', (t) => {
 test('bad sizes are typed errors', (t) => {
   for (const size of [0, -4096, 4097, 1.5, NaN, 2 ** 53 + 4096])
     t.throws(() => ramLayout(size), { code: 'ERR_INVALID_ARG_VALUE' }, String(size));
+  for (const size of ['4096', 4096n, undefined]) t.throws(() => ramLayout(size as never), { code: 'ERR_INVALID_ARG_TYPE' }, String(size));
+  t.throws(() => ramLayout(4096, null as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => ramLayout(4096, { holeStart: '0x1000' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
 
 test('vm.addRam() adds one slot per range; memoryAt() finds each, and nothing in the hole', (t) => {
